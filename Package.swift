@@ -1,0 +1,46 @@
+// swift-tools-version: 6.1
+// The gateway package: link layer, wire formats, the per-sandbox stack and the gatewayd/gatewayctl executables.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "gateway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "gatewayd", targets: ["gatewayd"]),
+        .executable(name: "gatewayctl", targets: ["gatewayctl"]),
+        .library(name: "Wire", targets: ["Wire"]),
+        .library(name: "Link", targets: ["Link"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // ioctls, struct ifreq and CPU sets that Swift cannot import directly.
+        .target(name: "CGatewayShims"),
+        // libnl-3 / libnl-route-3, found through pkg-config.
+        .systemLibrary(
+            name: "CNetlink",
+            pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
+        ),
+        .target(name: "Wire", swiftSettings: strict),
+        .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink"], swiftSettings: strict),
+        .executableTarget(
+            name: "gatewayd",
+            dependencies: ["Link", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "gatewayctl",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
+        .testTarget(name: "LinkTests", dependencies: ["Link", "Wire"], swiftSettings: strict),
+    ]
+)

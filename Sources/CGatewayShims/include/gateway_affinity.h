@@ -1,0 +1,12 @@
+/* CPU affinity and network-namespace switching for the calling thread, wrapped for Swift. */
+#ifndef GATEWAY_AFFINITY_H
+#define GATEWAY_AFFINITY_H
+
+/* Pins the calling thread to one CPU; 0 or -errno. */
+int gw_pin_current_thread(int cpu);
+/* The CPU the calling thread is pinned to when pinned to exactly one, else -1. */
+int gw_current_thread_single_cpu(void);
+/* setns(fd, CLONE_NEWNET) for the calling thread; 0 or -errno. */
+int gw_setns_net(int fd);
+
+#endif
