@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds, runs every unit and integration test (root
+# needed for the integration tests), then fuzzes the wire parsers for a fixed budget.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+Tools/install-deps.sh
+start=$(date +%s)
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "warning: not root: integration tests that need CAP_NET_ADMIN will fail" >&2
+fi
+
+swift build --build-tests
+# Swift Testing runs tests in parallel; the integration tests use unique names so they may.
+swift test --skip-build
+
+if [[ -x Tools/fuzz-wire.sh ]]; then
+    Tools/fuzz-wire.sh "${FUZZ_SECONDS:-60}"
+fi
+
+echo "test command wall time: $(( $(date +%s) - start )) s"
