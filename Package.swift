@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "gatewayctl", targets: ["gatewayctl"]),
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "Link", targets: ["Link"]),
+        .library(name: "NetStack", targets: ["NetStack"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,6 +31,8 @@ let package = Package(
         ),
         .target(name: "Wire", swiftSettings: strict),
         .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink"], swiftSettings: strict),
+        // One userspace TCP/IP stack per sandbox: pure logic, frames and time in, frames and events out.
+        .target(name: "NetStack", dependencies: ["Wire"], swiftSettings: strict),
         .executableTarget(
             name: "gatewayd",
             dependencies: ["Link", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -41,6 +44,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
+        .testTarget(name: "NetStackTests", dependencies: ["NetStack", "Wire"], swiftSettings: strict),
         .testTarget(name: "LinkTests", dependencies: ["Link", "Wire"], swiftSettings: strict),
     ]
 )

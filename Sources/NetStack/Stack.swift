@@ -1,0 +1,507 @@
+// One sandbox's userspace TCP/IP stack: Ethernet frames and time in; frames to the guest, TCP
+// connections and UDP datagrams for the layer above out. No I/O: the owner moves the bytes.
+import Wire
+
+/// What the layer above must act on, in the order it happened.
+public enum StackEvent {
+    /// The guest sent a SYN for a new flow: dial upstream, then `tcpAccept` or `tcpRefuse`.
+    case tcpConnectionRequest(TCPFlowID, FlowKey)
+    /// Something changed on a connection (readable, writable, peer closed, closed, established).
+    case tcp(TCPFlowID, TCPEvents)
+    /// A UDP datagram from the guest to anything but the gateway's own services.
+    case udp(FlowKey, [UInt8])
+    /// An ICMP echo request from the guest to an address other than the gateway's.
+    case echoRequest(source: IPAddress, destination: IPAddress, identifier: UInt16, sequence: UInt16, payload: [UInt8])
+}
+
+/// Counters for one stack; the gateway exports them per sandbox.
+public struct StackCounters: Sendable {
+    public var framesIn = 0
+    public var bytesIn = 0
+    public var framesOut = 0
+    public var bytesOut = 0
+    public var malformed = 0
+    public var notForUs = 0
+    public var badChecksum = 0
+    public var unsupported = 0
+    public var tcpResetsSent = 0
+    public var tcpRefusedOverLimit = 0
+    public var tcpConnectionsOpened = 0
+    public var outputDropped = 0
+    public var arpReplies = 0
+    public var echoReplies = 0
+}
+
+public final class Stack {
+    public let configuration: StackConfiguration
+    public internal(set) var counters = StackCounters()
+    /// Frames ready for the device.
+    public var output: FrameQueue
+    private var events: [StackEvent] = []
+
+    var connections: [TCPFlowID: TCPConnection] = [:]
+    var flowKeys: [TCPFlowID: FlowKey] = [:]
+    var flowsByKey: [FlowKey: TCPFlowID] = [:]
+    private var nextFlowID: UInt64 = 1
+    var ipIdentification: UInt16 = 0
+    private var timeWaitOrder: [TCPFlowID] = []
+    /// Per-stack secret for RFC 6528 initial sequence numbers.
+    private let isnSecret: UInt64
+
+    /// Link-layer addresses of the guest, learned from its frames (ARP, NDP, any IP source).
+    public internal(set) var neighbors = NeighborTable(capacity: 64)
+
+    /// Extra headroom in front of the Ethernet header.
+    var headroom: Int { configuration.vnetHeaderSize }
+
+    public init(configuration: StackConfiguration) {
+        self.configuration = configuration
+        output = FrameQueue(frameCapacity: configuration.vnetHeaderSize + 14 + 60 + 60 + 65_536)
+        var rng = SystemRandomNumberGenerator()
+        isnSecret = rng.next()
+    }
+
+    // MARK: - Input
+
+    /// Processes one frame from the device (virtio-net header first when configured).
+    public func receive(frame: UnsafeRawBufferPointer, now: UInt64) {
+        counters.framesIn += 1
+        counters.bytesIn += frame.count
+        var checksumTrusted = false
+        var l2 = frame
+        if configuration.vnetHeaderSize > 0 {
+            guard frame.count >= configuration.vnetHeaderSize,
+                let vnet = try? VirtioNetHeader.parse(frame, size: configuration.vnetHeaderSize)
+            else {
+                counters.malformed += 1
+                return
+            }
+            // NEEDS_CSUM: the guest's kernel left the checksum for "hardware", i.e. us; the bytes
+            // came straight from it, so there is nothing to verify. DATA_VALID says the same.
+            checksumTrusted = vnet.flags.contains(.needsChecksum) || vnet.flags.contains(.dataValid)
+            l2 = frame.slice(configuration.vnetHeaderSize, frame.count - configuration.vnetHeaderSize)
+        }
+        guard let eth = try? EthernetHeader.parse(l2) else {
+            counters.malformed += 1
+            return
+        }
+        let dst = eth.destination
+        guard dst == configuration.gatewayMAC || dst.isMulticast else {
+            counters.notForUs += 1
+            return
+        }
+        let payload = l2.slice(eth.headerLength, l2.count - eth.headerLength)
+        switch eth.etherType {
+        case EtherType.arp:
+            receiveARP(payload, from: eth.source, now: now)
+        case EtherType.ipv4:
+            receiveIPv4(payload, from: eth.source, checksumTrusted: checksumTrusted, now: now)
+        case EtherType.ipv6:
+            receiveIPv6(payload, from: eth.source, checksumTrusted: checksumTrusted, now: now)
+        default:
+            counters.unsupported += 1
+        }
+    }
+
+    private func receiveARP(_ bytes: UnsafeRawBufferPointer, from mac: MACAddress, now: UInt64) {
+        guard let arp = try? ARPPacket.parse(bytes) else {
+            counters.malformed += 1
+            return
+        }
+        if !arp.senderIP.isUnspecified && arp.senderMAC == mac {
+            neighbors.learn(.v4(arp.senderIP), mac: arp.senderMAC, now: now)
+        }
+        guard arp.operation == .request, arp.targetIP == configuration.gatewayIPv4, !arp.isAnnouncement else { return }
+        let reply = ARPPacket(operation: .reply, senderMAC: configuration.gatewayMAC, senderIP: configuration.gatewayIPv4,
+                              targetMAC: arp.senderMAC, targetIP: arp.senderIP)
+        guard let f = output.obtain() else { return noteOutputDrop() }
+        let b = f.storage
+        var at = writeVnetHeader(b, gso: nil)
+        let eth = EthernetHeader(destination: arp.senderMAC, source: configuration.gatewayMAC, etherType: EtherType.arp)
+        guard let n = try? eth.emit(into: b.slice(at, b.count - at)) else { return }
+        at += n
+        guard let m = try? reply.emit(into: b.slice(at, b.count - at)) else { return }
+        at += m
+        // Pad to the Ethernet minimum; some guests drop runts.
+        let minimum = headroom + 60
+        if at < minimum {
+            b.slice(at, minimum - at).initializeMemory(as: UInt8.self, repeating: 0)
+            at = minimum
+        }
+        finish(f, length: at)
+        counters.arpReplies += 1
+    }
+
+    private func receiveIPv4(_ bytes: UnsafeRawBufferPointer, from mac: MACAddress, checksumTrusted: Bool, now: UInt64) {
+        let ip: IPv4Header
+        do {
+            ip = try IPv4Header.parse(bytes)
+        } catch {
+            if error.code == .badChecksum { counters.badChecksum += 1 } else { counters.malformed += 1 }
+            return
+        }
+        if !ip.source.isUnspecified { neighbors.learn(.v4(ip.source), mac: mac, now: now) }
+        if ip.isFragment {
+            receiveIPv4Fragment(ip, bytes, mac: mac, now: now)
+            return
+        }
+        let l4 = bytes.slice(ip.headerLength, ip.payloadLength)
+        deliverIPv4(ip, l4: l4, checksumTrusted: checksumTrusted, now: now)
+    }
+
+    /// Fragments are counted and dropped until a reassembler sits here.
+    func receiveIPv4Fragment(_ ip: IPv4Header, _ bytes: UnsafeRawBufferPointer, mac: MACAddress, now: UInt64) {
+        counters.unsupported += 1
+    }
+
+    func deliverIPv4(_ ip: IPv4Header, l4: UnsafeRawBufferPointer, checksumTrusted: Bool, now: UInt64) {
+        switch ip.protocolNumber {
+        case IPProtocol.tcp:
+            guard checksumTrusted || TCPHeader.verifyChecksum(l4, source: ip.source, destination: ip.destination) else {
+                counters.badChecksum += 1
+                return
+            }
+            receiveTCP(l4, source: .v4(ip.source), destination: .v4(ip.destination), now: now)
+        case IPProtocol.udp:
+            guard let udp = try? UDPHeader.parse(l4) else {
+                counters.malformed += 1
+                return
+            }
+            guard checksumTrusted || UDPHeader.verifyChecksum(l4.slice(0, Int(udp.length)), source: ip.source, destination: ip.destination) else {
+                counters.badChecksum += 1
+                return
+            }
+            receiveUDP(udp, payload: l4.slice(UDPHeader.length, udp.payloadLength), source: .v4(ip.source), destination: .v4(ip.destination), now: now)
+        case IPProtocol.icmp:
+            receiveICMPv4(ip, l4, now: now)
+        default:
+            counters.unsupported += 1
+        }
+    }
+
+    private func receiveIPv6(_ bytes: UnsafeRawBufferPointer, from mac: MACAddress, checksumTrusted: Bool, now: UInt64) {
+        let ip: IPv6Header
+        do {
+            ip = try IPv6Header.parse(bytes)
+        } catch {
+            counters.malformed += 1
+            return
+        }
+        if !ip.source.isUnspecified && !ip.source.isMulticast { neighbors.learn(.v6(ip.source), mac: mac, now: now) }
+        if ip.isFragment {
+            counters.unsupported += 1
+            return
+        }
+        let l4 = bytes.slice(ip.upperOffset, ip.upperLength)
+        switch ip.upperProtocol {
+        case IPProtocol.tcp:
+            guard checksumTrusted || TCPHeader.verifyChecksum(l4, source: ip.source, destination: ip.destination) else {
+                counters.badChecksum += 1
+                return
+            }
+            receiveTCP(l4, source: .v6(ip.source), destination: .v6(ip.destination), now: now)
+        case IPProtocol.udp:
+            guard let udp = try? UDPHeader.parse(l4) else {
+                counters.malformed += 1
+                return
+            }
+            guard checksumTrusted || UDPHeader.verifyChecksum(l4.slice(0, Int(udp.length)), source: ip.source, destination: ip.destination) else {
+                counters.badChecksum += 1
+                return
+            }
+            receiveUDP(udp, payload: l4.slice(UDPHeader.length, udp.payloadLength), source: .v6(ip.source), destination: .v6(ip.destination), now: now)
+        case IPProtocol.icmpv6:
+            receiveICMPv6(ip, l4, mac: mac, now: now)
+        default:
+            counters.unsupported += 1
+        }
+    }
+
+    // MARK: - UDP
+
+    func receiveUDP(_ udp: UDPHeader, payload: UnsafeRawBufferPointer, source: IPAddress, destination: IPAddress, now: UInt64) {
+        if handleLocalUDP(udp, payload: payload, source: source, destination: destination, now: now) { return }
+        let key = FlowKey(guestAddress: source, guestPort: udp.sourcePort, remoteAddress: destination, remotePort: udp.destinationPort)
+        events.append(.udp(key, Array(payload)))
+    }
+
+    /// The gateway's own UDP services (DHCP); true when consumed.
+    func handleLocalUDP(_ udp: UDPHeader, payload: UnsafeRawBufferPointer, source: IPAddress, destination: IPAddress, now: UInt64) -> Bool {
+        false
+    }
+
+    /// Sends a datagram to the guest as if from `key.remoteAddress:remotePort`.
+    public func sendUDP(_ key: FlowKey, payload: UnsafeRawBufferPointer, now: UInt64) {
+        guard let dstMAC = neighbors.lookup(key.guestAddress) else {
+            counters.outputDropped += 1
+            return
+        }
+        let l4Length = UDPHeader.length + payload.count
+        emitIP(to: dstMAC, source: key.remoteAddress, destination: key.guestAddress, protocolNumber: IPProtocol.udp, l4Length: l4Length, gso: nil) { l4 in
+            _ = try? UDPHeader(sourcePort: key.remotePort, destinationPort: key.guestPort, payloadLength: payload.count).emit(into: l4)
+            if payload.count > 0 { l4.slice(UDPHeader.length, payload.count).copyMemory(from: payload) }
+            return 6
+        }
+    }
+
+    // MARK: - Events and timers
+
+    /// Hands every pending event to `body`, in order.
+    public func drainEvents(_ body: (StackEvent) -> Void) {
+        guard !events.isEmpty else { return }
+        let pending = events
+        events.removeAll(keepingCapacity: true)
+        for e in pending { body(e) }
+    }
+
+    public var hasEvents: Bool { !events.isEmpty }
+
+    /// The earliest time `poll` has timer work.
+    public var nextDeadline: UInt64? {
+        var best: UInt64?
+        for c in connections.values {
+            if let d = c.nextDeadline, best == nil || d < best! { best = d }
+        }
+        return best
+    }
+
+    /// Runs due timers.
+    public func poll(now: UInt64) {
+        for (id, c) in connections {
+            if let d = c.nextDeadline, d <= now {
+                c.poll(now: now, emit: segmentEmitter(id))
+                collect(id, c)
+            }
+        }
+    }
+
+    func noteOutputDrop() { counters.outputDropped += 1 }
+
+    func appendEvent(_ e: StackEvent) { events.append(e) }
+
+    // MARK: - TCP glue
+
+    private func receiveTCP(_ segment: UnsafeRawBufferPointer, source: IPAddress, destination: IPAddress, now: UInt64) {
+        let header: TCPHeader
+        do {
+            header = try TCPHeader.parse(segment)
+        } catch {
+            counters.malformed += 1
+            return
+        }
+        let payload = segment.slice(header.headerLength, segment.count - header.headerLength)
+        let seg = TCPSegmentIn(header: header, payload: payload)
+        let key = FlowKey(guestAddress: source, guestPort: header.sourcePort, remoteAddress: destination, remotePort: header.destinationPort)
+        if let id = flowsByKey[key], let conn = connections[id] {
+            if conn.state == .timeWait && header.flags.contains(.syn) && !header.flags.contains(.ack) {
+                // A new incarnation of the same 4-tuple (RFC 9293 §3.10.7.4 TIME-WAIT + SYN): start afresh.
+                remove(id)
+            } else {
+                conn.handle(seg, now: now, emit: segmentEmitter(id))
+                collect(id, conn)
+                return
+            }
+        }
+        if header.flags.contains(.rst) { return }
+        guard header.flags.contains(.syn), !header.flags.contains(.ack) else {
+            // No connection: RFC 9293 §3.10.7.1 reset generation.
+            sendReset(key: key, for: seg)
+            return
+        }
+        guard connections.count < configuration.maxTCPConnections else {
+            counters.tcpRefusedOverLimit += 1
+            sendReset(key: key, for: seg)
+            return
+        }
+        guard isUsableDestination(destination) else {
+            sendReset(key: key, for: seg)
+            return
+        }
+        let id = TCPFlowID(raw: nextFlowID)
+        nextFlowID += 1
+        var cfg = configuration.tcp
+        if case .v6 = source { cfg.localMSS = configuration.mtu - 60 }
+        let conn = TCPConnection(passiveSYN: seg, iss: initialSequenceNumber(key, now: now), configuration: cfg, now: now)
+        connections[id] = conn
+        flowKeys[id] = key
+        flowsByKey[key] = id
+        counters.tcpConnectionsOpened += 1
+        events.append(.tcpConnectionRequest(id, key))
+    }
+
+    /// Broadcast, multicast and unspecified destinations never get a connection.
+    private func isUsableDestination(_ a: IPAddress) -> Bool {
+        switch a {
+        case .v4(let v): !(v.isUnspecified || v.isBroadcast || v.isMulticast || v == configuration.broadcastIPv4)
+        case .v6(let v): !(v.isUnspecified || v.isMulticast)
+        }
+    }
+
+    private func sendReset(key: FlowKey, for seg: TCPSegmentIn) {
+        guard let mac = neighbors.lookup(key.guestAddress) else { return }
+        let out: TCPSegmentOut
+        if seg.flags.contains(.ack) {
+            out = TCPSegmentOut(seq: seg.ack.raw, ack: 0, flags: [.rst], window: 0, options: TCPOptions(), payloadOffset: 0, payloadLength: 0)
+        } else {
+            out = TCPSegmentOut(seq: 0, ack: (seg.seq + seg.length).raw, flags: [.rst, .ack], window: 0, options: TCPOptions(), payloadOffset: 0, payloadLength: 0)
+        }
+        counters.tcpResetsSent += 1
+        emitTCP(out, key: key, mac: mac, conn: nil)
+    }
+
+    /// RFC 6528: a 4 µs clock plus a keyed hash of the 4-tuple.
+    private func initialSequenceNumber(_ key: FlowKey, now: UInt64) -> UInt32 {
+        var h = Hasher()
+        h.combine(isnSecret)
+        h.combine(key)
+        return UInt32(truncatingIfNeeded: now / 4000) &+ UInt32(truncatingIfNeeded: h.finalize())
+    }
+
+    func segmentEmitter(_ id: TCPFlowID) -> (TCPSegmentOut) -> Void {
+        { [unowned self] out in
+            guard let key = self.flowKeys[id], let conn = self.connections[id] else { return }
+            guard let mac = self.neighbors.lookup(key.guestAddress) else {
+                self.counters.outputDropped += 1
+                return
+            }
+            if out.flags.contains(.rst) { self.counters.tcpResetsSent += 1 }
+            self.emitTCP(out, key: key, mac: mac, conn: conn)
+        }
+    }
+
+    private func emitTCP(_ out: TCPSegmentOut, key: FlowKey, mac: MACAddress, conn: TCPConnection?) {
+        var header = TCPHeader(sourcePort: key.remotePort, destinationPort: key.guestPort, sequenceNumber: out.seq,
+                               acknowledgmentNumber: out.ack, flags: out.flags, window: out.window, options: out.options)
+        header.checksum = 0
+        let headerLength = header.emittedLength
+        let l4Length = headerLength + out.payloadLength
+        let mss = configuration.mtu - (key.guestAddress.isV6 ? 60 : 40)
+        let gso: GSORequest? = out.payloadLength > mss ? GSORequest(isV6: key.guestAddress.isV6, segmentSize: mss, l4HeaderLength: headerLength) : nil
+        emitIP(to: mac, source: key.remoteAddress, destination: key.guestAddress, protocolNumber: IPProtocol.tcp, l4Length: l4Length, gso: gso) { l4 in
+            _ = try? header.emit(into: l4)
+            if out.payloadLength > 0, let conn {
+                _ = conn.sendBuffer.peek(into: l4.slice(headerLength, out.payloadLength), at: out.payloadOffset)
+            }
+            return 16
+        }
+    }
+
+    /// Takes a connection's events into the stack's queue and retires it once closed and drained.
+    func collect(_ id: TCPFlowID, _ conn: TCPConnection) {
+        let ev = conn.takeEvents()
+        if !ev.isEmpty { events.append(.tcp(id, ev)) }
+        if conn.state == .timeWait && !timeWaitOrder.contains(id) {
+            timeWaitOrder.append(id)
+            if timeWaitOrder.count > configuration.maxTimeWait {
+                let oldest = timeWaitOrder.removeFirst()
+                remove(oldest)
+            }
+        }
+        if conn.state == .closed && (conn.receiveBuffer.isEmpty || conn.closeReason != .normal) {
+            remove(id)
+        }
+    }
+
+    func remove(_ id: TCPFlowID) {
+        connections[id] = nil
+        if let key = flowKeys.removeValue(forKey: id) { flowsByKey[key] = nil }
+        if let i = timeWaitOrder.firstIndex(of: id) { timeWaitOrder.remove(at: i) }
+    }
+
+    // MARK: - TCP socket API for the layer above
+
+    public func tcpState(_ id: TCPFlowID) -> TCPState? { connections[id]?.state }
+    public func tcpKey(_ id: TCPFlowID) -> FlowKey? { flowKeys[id] }
+    public var tcpConnectionCount: Int { connections.count }
+
+    public func tcpAccept(_ id: TCPFlowID, now: UInt64) {
+        guard let c = connections[id] else { return }
+        c.accept(now: now, emit: segmentEmitter(id))
+        collect(id, c)
+    }
+
+    public func tcpRefuse(_ id: TCPFlowID, now: UInt64) {
+        guard let c = connections[id] else { return }
+        c.refuse(emit: segmentEmitter(id))
+        _ = c.takeEvents()
+        remove(id)
+    }
+
+    /// Queues bytes for the guest and sends what the windows allow; returns bytes taken.
+    public func tcpWrite(_ id: TCPFlowID, _ bytes: UnsafeRawBufferPointer, now: UInt64) -> Int {
+        guard let c = connections[id] else { return 0 }
+        let n = c.write(bytes)
+        if n > 0 {
+            c.poll(now: now, emit: segmentEmitter(id))
+            collect(id, c)
+        }
+        return n
+    }
+
+    public func tcpWritableBytes(_ id: TCPFlowID) -> Int { connections[id]?.writableBytes ?? 0 }
+
+    /// Reads the guest's bytes; 0 with `tcpIsReadClosed` true means end of stream.
+    public func tcpRead(_ id: TCPFlowID, into buffer: UnsafeMutableRawBufferPointer, now: UInt64) -> Int {
+        guard let c = connections[id] else { return 0 }
+        let n = c.read(into: buffer)
+        if n > 0 {
+            c.poll(now: now, emit: segmentEmitter(id))
+            collect(id, c)
+        }
+        return n
+    }
+
+    /// The guest's unread bytes, as up to two regions, for a zero-copy writev; then `tcpConsume`.
+    public func tcpReadableRegions(_ id: TCPFlowID) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)? {
+        connections[id]?.receiveBuffer.readableRegions()
+    }
+
+    public func tcpConsume(_ id: TCPFlowID, _ n: Int, now: UInt64) {
+        guard let c = connections[id], n > 0 else { return }
+        c.consume(n)
+        c.poll(now: now, emit: segmentEmitter(id))
+        collect(id, c)
+    }
+
+    public func tcpReadableBytes(_ id: TCPFlowID) -> Int { connections[id]?.receiveBuffer.count ?? 0 }
+
+    public func tcpIsReadClosed(_ id: TCPFlowID) -> Bool { connections[id]?.isReadClosed ?? true }
+
+    public func tcpShutdownWrite(_ id: TCPFlowID, now: UInt64) {
+        guard let c = connections[id] else { return }
+        c.shutdownWrite()
+        c.poll(now: now, emit: segmentEmitter(id))
+        collect(id, c)
+    }
+
+    public func tcpAbort(_ id: TCPFlowID, now: UInt64) {
+        guard let c = connections[id] else { return }
+        c.abort(emit: segmentEmitter(id))
+        _ = c.takeEvents()
+        remove(id)
+    }
+
+    /// Opens a connection into the guest (published ports). The guest must be known on the link.
+    public func tcpConnect(_ key: FlowKey, now: UInt64) -> TCPFlowID? {
+        guard flowsByKey[key] == nil, connections.count < configuration.maxTCPConnections else { return nil }
+        let id = TCPFlowID(raw: nextFlowID)
+        nextFlowID += 1
+        var cfg = configuration.tcp
+        if key.guestAddress.isV6 { cfg.localMSS = configuration.mtu - 60 }
+        let conn = TCPConnection(activeISS: initialSequenceNumber(key, now: now), configuration: cfg, now: now)
+        connections[id] = conn
+        flowKeys[id] = key
+        flowsByKey[key] = id
+        counters.tcpConnectionsOpened += 1
+        conn.poll(now: now, emit: segmentEmitter(id))
+        collect(id, conn)
+        return id
+    }
+}
+
+extension IPAddress {
+    var isV6: Bool {
+        if case .v6 = self { return true }
+        return false
+    }
+}
