@@ -1,0 +1,151 @@
+// The stack as a guest sees it: frames in, frames out — ARP, ping, TCP handshakes and data, hostile frames.
+import Testing
+import Wire
+@testable import NetStack
+
+@Suite struct StackTests {
+    let config = StackConfiguration()
+
+    @Test func answersARPForTheGateway() throws {
+        let s = Stack(configuration: config)
+        s.receive(Guest.arpRequest(for: config.gatewayIPv4))
+        let frames = try s.sentFrames()
+        #expect(frames.count == 1)
+        let f = try #require(frames.first)
+        #expect(f.eth.destination == Guest.mac)
+        #expect(f.eth.etherType == EtherType.arp)
+        let arp = try f.withL3 { try ARPPacket.parse($0) }
+        #expect(arp.operation == .reply)
+        #expect(arp.senderIP == config.gatewayIPv4)
+        #expect(arp.senderMAC == config.gatewayMAC)
+        #expect(arp.targetIP == Guest.ipv4)
+    }
+
+    @Test func ignoresARPForOtherAddresses() throws {
+        let s = Stack(configuration: config)
+        s.receive(Guest.arpRequest(for: IPv4Address(10, 0, 2, 99)))
+        #expect(try s.sentFrames().isEmpty)
+    }
+
+    @Test func answersPingToTheGateway() throws {
+        let s = Stack(configuration: config)
+        let payload: [UInt8] = Array("abcdefgh".utf8)
+        var icmp: [UInt8] = [8, 0, 0, 0, 0x12, 0x34, 0x00, 0x07] + payload
+        icmp[2] = 0
+        let frame = Guest.ipv4Frame(to: config.gatewayIPv4, protocolNumber: IPProtocol.icmp, l4: icmp, checksumAt: 2)
+        s.receive(frame)
+        let f = try #require(try s.sentFrames().first)
+        let ip = try #require(f.ipv4)
+        #expect(ip.source == config.gatewayIPv4 && ip.destination == Guest.ipv4)
+        try f.withL3 { l3 in
+            let l4 = l3.slice(20, l3.count - 20)
+            let m = try ICMPv4Message.parse(l4)
+            #expect(m.type == 0)
+            #expect(m.identifier == 0x1234 && m.sequence == 7)
+            #expect(Array(l4.slice(8, l4.count - 8)) == payload)
+        }
+    }
+
+    @Test func synRaisesConnectionRequestAndAcceptCompletesHandshake() throws {
+        var cfg = config
+        cfg.offloads = false
+        let s = Stack(configuration: cfg)
+        let dst = IPv4Address(127, 0, 0, 1)
+        var o = TCPOptions()
+        o.mss = 1460
+        s.receive(Guest.tcp(to: dst, dstPort: 8080, seq: 100, flags: [.syn], options: o))
+        #expect(try s.sentFrames().isEmpty, "no answer before the layer above decides")
+        let ev = s.events()
+        guard case .tcpConnectionRequest(let id, let key)? = ev.first else {
+            Issue.record("expected a connection request, got \(ev)")
+            return
+        }
+        #expect(key.remoteAddress == .v4(dst) && key.remotePort == 8080 && key.guestPort == 40000)
+        s.tcpAccept(id, now: 1_000_000_000)
+        let synAck = try #require(try s.sentFrames().first)
+        let (h, _, ok) = try synAck.tcp()
+        #expect(h.flags == [.syn, .ack])
+        #expect(h.acknowledgmentNumber == 101)
+        #expect(ok, "checksum verifies")
+        #expect(synAck.ipv4?.source == dst)
+
+        s.receive(Guest.tcp(to: dst, dstPort: 8080, seq: 101, ack: h.sequenceNumber &+ 1, flags: [.ack], payload: Array("hello".utf8)))
+        var got = [UInt8](repeating: 0, count: 100)
+        let n = got.withUnsafeMutableBytes { s.tcpRead(id, into: $0, now: 1_000_000_000) }
+        #expect(Array(got[..<n]) == Array("hello".utf8))
+
+        let reply = Array("world".utf8)
+        #expect(reply.withUnsafeBytes { s.tcpWrite(id, $0, now: 1_000_000_000) } == 5)
+        let data = try s.sentFrames().map { try $0.tcp() }.first { !$0.1.isEmpty }
+        #expect(data?.1 == reply)
+        #expect(data?.2 == true)
+    }
+
+    @Test func refusedFlowGetsRSTAtOnce() throws {
+        let s = Stack(configuration: config)
+        s.receive(Guest.tcp(to: IPv4Address(127, 0, 0, 1), dstPort: 9, seq: 5, flags: [.syn]))
+        guard case .tcpConnectionRequest(let id, _)? = s.events().first else { Issue.record("no request"); return }
+        s.tcpRefuse(id, now: 1)
+        let (h, _, ok) = try #require(try s.sentFrames().first).tcp()
+        #expect(h.flags.contains(.rst))
+        #expect(h.acknowledgmentNumber == 6)
+        #expect(ok)
+        #expect(s.tcpConnectionCount == 0)
+    }
+
+    @Test func segmentForUnknownFlowGetsRST() throws {
+        let s = Stack(configuration: config)
+        s.receive(Guest.arpRequest(for: config.gatewayIPv4))  // learn the guest
+        _ = try s.sentFrames()
+        s.receive(Guest.tcp(to: IPv4Address(127, 0, 0, 1), dstPort: 80, seq: 5, ack: 77, flags: [.ack], payload: [1, 2, 3]))
+        let (h, _, _) = try #require(try s.sentFrames().first).tcp()
+        #expect(h.flags == [.rst])
+        #expect(h.sequenceNumber == 77)
+    }
+
+    @Test func largeWritesGoOutAsGSOFramesWithPartialChecksums() throws {
+        let s = Stack(configuration: config)  // offloads on
+        let dst = IPv4Address(127, 0, 0, 1)
+        var o = TCPOptions()
+        o.mss = 1460
+        o.windowScale = 7
+        s.receive(Guest.tcp(to: dst, dstPort: 5201, seq: 100, flags: [.syn], options: o))
+        guard case .tcpConnectionRequest(let id, _)? = s.events().first else { Issue.record("no request"); return }
+        s.tcpAccept(id, now: 1)
+        let synAck = try s.sentFrames()[0].tcp().0
+        s.receive(Guest.tcp(to: dst, dstPort: 5201, seq: 101, ack: synAck.sequenceNumber &+ 1, flags: [.ack]))
+        let big = (0..<60000).map { UInt8(truncatingIfNeeded: $0) }
+        _ = big.withUnsafeBytes { s.tcpWrite(id, $0, now: 2) }
+        let frames = try s.sentFrames()
+        let data = try frames.map { ($0, try $0.tcp()) }.filter { !$0.1.1.isEmpty }
+        #expect(!data.isEmpty)
+        let (frame, seg) = try #require(data.first)
+        #expect(seg.1.count > 1460, "one segment above the MSS")
+        #expect(frame.vnet.gsoType == .tcpv4)
+        #expect(frame.vnet.gsoSize == 1460)
+        #expect(frame.vnet.flags.contains(.needsChecksum))
+        #expect(seg.2, "checksum completes correctly")
+        #expect(data.flatMap { $0.1.1 } == Array(big[..<data.flatMap { $0.1.1 }.count]))
+    }
+
+    @Test func hostileFramesAreCountedNotFatal() {
+        let s = Stack(configuration: config)
+        var rng = SystemRandomNumberGenerator()
+        let good = Guest.tcp(to: IPv4Address(127, 0, 0, 1), dstPort: 80, seq: 1, flags: [.syn])
+        // Every truncation, and random garbage.
+        for n in 0..<good.count { s.receive(Array(good[..<n])) }
+        for _ in 0..<2000 {
+            var f = good
+            for _ in 0..<4 { f[Int.random(in: 10..<f.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            s.receive(f)
+        }
+        #expect(s.counters.malformed + s.counters.badChecksum + s.counters.notForUs > 0)
+    }
+
+    @Test func framesForOtherMACsAreIgnored() throws {
+        let s = Stack(configuration: config)
+        s.receive(Guest.ipv4Frame(to: config.gatewayIPv4, protocolNumber: IPProtocol.icmp, l4: [8, 0, 0, 0, 0, 0, 0, 0], checksumAt: 2, ethDst: MACAddress(2, 0, 0, 0, 0, 9)))
+        #expect(try s.sentFrames().isEmpty)
+        #expect(s.counters.notForUs == 1)
+    }
+}
