@@ -33,6 +33,8 @@ let package = Package(
         .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink"], swiftSettings: strict),
         // One userspace TCP/IP stack per sandbox: pure logic, frames and time in, frames and events out.
         .target(name: "NetStack", dependencies: ["Wire"], swiftSettings: strict),
+        // Shards (pinned event loops), sandboxes, egress, published ports, policy.
+        .target(name: "Gateway", dependencies: ["NetStack", "Link", "Wire", "CGatewayShims"], swiftSettings: strict),
         .executableTarget(
             name: "gatewayd",
             dependencies: ["Link", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")],

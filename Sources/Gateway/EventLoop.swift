@@ -1,0 +1,259 @@
+// A shard's event loop: one thread, one epoll set, timers, and a task queue that other threads
+// submit into. Everything a shard owns is touched only on this thread, so the data path takes no lock.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import CGatewayShims
+
+/// Monotonic nanoseconds, the clock every stack and timer in a shard runs on.
+@inline(__always)
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+public final class EventLoop: @unchecked Sendable {
+    public typealias Handler = (_ events: UInt32) -> Void
+
+    public struct TimerID: Hashable, Sendable { let raw: UInt64 }
+
+    private let epfd: Int32
+    private let wakeFD: Int32
+    /// Handlers by token (epoll data); slots are reused.
+    private var handlers: [Handler?] = []
+    private var fdToken: [Int32: Int] = [:]
+    private var freeTokens: [Int] = []
+
+    private let pending = Mutex<[@Sendable () -> Void]>([])
+    private let stopping = Atomic<Bool>(false)
+
+    private var timerHeap: [(deadline: UInt64, id: UInt64)] = []
+    private var timerActions: [UInt64: () -> Void] = [:]
+    private var nextTimerID: UInt64 = 1
+
+    /// The CPU this loop's thread is pinned to, when pinned.
+    public let cpu: Int?
+    public let name: String
+    private let threadID = Atomic<UInt>(0)
+
+    public init(name: String, cpu: Int? = nil) throws(GatewayError) {
+        self.name = name
+        self.cpu = cpu
+        epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epfd >= 0 else { throw GatewayError(.system, "epoll_create1 for \(name): \(errnoText())") }
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard wakeFD >= 0 else {
+            close(epfd)
+            throw GatewayError(.system, "eventfd for \(name): \(errnoText())")
+        }
+        var ev = epoll_event()
+        ev.events = EPOLLIN.rawValue
+        ev.data.u64 = UInt64.max
+        epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, &ev)
+    }
+
+    deinit {
+        close(wakeFD)
+        close(epfd)
+    }
+
+    /// True on the loop's own thread.
+    public var inLoop: Bool { threadID.load(ordering: .relaxed) == UInt(pthread_self()) }
+
+    // MARK: - File descriptors (loop thread only)
+
+    public func register(fd: Int32, events: UInt32, handler: @escaping Handler) throws(GatewayError) {
+        let token = freeTokens.popLast() ?? { handlers.append(nil); return handlers.count - 1 }()
+        handlers[token] = handler
+        var ev = epoll_event()
+        ev.events = events
+        ev.data.u64 = UInt64(token)
+        guard epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 else {
+            handlers[token] = nil
+            freeTokens.append(token)
+            throw GatewayError(.system, "epoll add fd \(fd) on \(name): \(errnoText())")
+        }
+        fdToken[fd] = token
+    }
+
+    public func modify(fd: Int32, events: UInt32) {
+        guard let token = fdToken[fd] else { return }
+        var ev = epoll_event()
+        ev.events = events
+        ev.data.u64 = UInt64(token)
+        epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev)
+    }
+
+    public func unregister(fd: Int32) {
+        guard let token = fdToken.removeValue(forKey: fd) else { return }
+        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
+        handlers[token] = nil
+        freeTokens.append(token)
+    }
+
+    // MARK: - Timers (loop thread only)
+
+    @discardableResult
+    public func schedule(at deadline: UInt64, _ action: @escaping () -> Void) -> TimerID {
+        let id = nextTimerID
+        nextTimerID += 1
+        timerActions[id] = action
+        timerHeap.append((deadline, id))
+        siftUp(timerHeap.count - 1)
+        return TimerID(raw: id)
+    }
+
+    /// Cancelled timers stay in the heap and are skipped when they surface.
+    public func cancel(_ id: TimerID) { timerActions[id.raw] = nil }
+
+    private func siftUp(_ i: Int) {
+        var i = i
+        while i > 0 {
+            let p = (i - 1) / 2
+            if timerHeap[p].deadline <= timerHeap[i].deadline { break }
+            timerHeap.swapAt(p, i)
+            i = p
+        }
+    }
+
+    private func popTimer() -> (deadline: UInt64, id: UInt64) {
+        let top = timerHeap[0]
+        let last = timerHeap.removeLast()
+        if !timerHeap.isEmpty {
+            timerHeap[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < timerHeap.count && timerHeap[l].deadline < timerHeap[m].deadline { m = l }
+                if r < timerHeap.count && timerHeap[r].deadline < timerHeap[m].deadline { m = r }
+                if m == i { break }
+                timerHeap.swapAt(i, m)
+                i = m
+            }
+        }
+        return top
+    }
+
+    // MARK: - Cross-thread
+
+    /// Runs `task` on the loop thread soon; safe from any thread.
+    public func submit(_ task: @escaping @Sendable () -> Void) {
+        pending.withLock { $0.append(task) }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    /// Runs `body` on the loop and waits for its result (control plane only, never the data path).
+    public func submitAndWait<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        if inLoop { return try body() }
+        let box = Mutex<Result<T, any Error>?>(nil)
+        let done = Semaphore()
+        submit {
+            let r = Result { try body() }
+            box.withLock { $0 = r }
+            done.signal()
+        }
+        done.wait()
+        return try box.withLock { $0! }.get()
+    }
+
+    public func stop() {
+        stopping.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    // MARK: - Running
+
+    /// Runs until `stop`. Call on the thread that is to own the loop.
+    public func run() {
+        threadID.store(UInt(pthread_self()), ordering: .relaxed)
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        while !stopping.load(ordering: .acquiring) {
+            let timeout = millisecondsToNextTimer()
+            let n = events.withUnsafeMutableBufferPointer { epoll_wait(epfd, $0.baseAddress, Int32($0.count), timeout) }
+            if n < 0 && errno != EINTR { break }
+            if n > 0 {
+                for i in 0..<Int(n) {
+                    let token = events[i].data.u64
+                    if token == UInt64.max {
+                        var v: UInt64 = 0
+                        _ = read(wakeFD, &v, 8)
+                        continue
+                    }
+                    let t = Int(token)
+                    if t < handlers.count, let h = handlers[t] { h(events[i].events) }
+                }
+            }
+            runTasks()
+            runTimers()
+        }
+        runTasks()
+    }
+
+    private func runTasks() {
+        let tasks = pending.withLock { q -> [@Sendable () -> Void] in
+            let t = q
+            q.removeAll()
+            return t
+        }
+        for t in tasks { t() }
+    }
+
+    private func runTimers() {
+        let now = monotonicNanoseconds()
+        while let top = timerHeap.first, top.deadline <= now {
+            let t = popTimer()
+            if let action = timerActions.removeValue(forKey: t.id) { action() }
+        }
+    }
+
+    private func millisecondsToNextTimer() -> Int32 {
+        while let top = timerHeap.first, timerActions[top.id] == nil { _ = popTimer() }
+        guard let top = timerHeap.first else { return 1000 }
+        let now = monotonicNanoseconds()
+        if top.deadline <= now { return 0 }
+        return Int32(min((top.deadline - now + 999_999) / 1_000_000, 1000))
+    }
+
+    /// Starts a thread (pinned when `cpu` is set) that runs the loop.
+    public func startThread() {
+        let loop = self
+        let thread = Thread { loop.pinIfNeeded(); loop.run() }
+        thread.start()
+    }
+
+    private func pinIfNeeded() {
+        if let cpu { _ = pinCurrentThread(cpu) }
+    }
+}
+
+/// A counting semaphore for the control plane's waits.
+final class Semaphore: @unchecked Sendable {
+    private var sem = sem_t()
+    init() { sem_init(&sem, 0, 0) }
+    deinit { sem_destroy(&sem) }
+    func signal() { sem_post(&sem) }
+    func wait() { while sem_wait(&sem) != 0 && errno == EINTR {} }
+}
+
+/// A plain pthread running one closure.
+final class Thread: @unchecked Sendable {
+    private let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+    func start() {
+        var tid = pthread_t()
+        let unmanaged = Unmanaged.passRetained(self)
+        pthread_create(&tid, nil, { arg in
+            let t = Unmanaged<Thread>.fromOpaque(arg!).takeRetainedValue()
+            t.body()
+            return nil
+        }, unmanaged.toOpaque())
+        pthread_detach(tid)
+    }
+}
+
+func errnoText(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }

@@ -1,0 +1,100 @@
+// Drives one sandbox's Stack from its device fd on a shard's event loop: reads frames in
+// batches, hands events to the layer above, writes the stack's frames back, keeps its timer.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGatewayShims
+import NetStack
+
+public final class StackDriver {
+    public let loop: EventLoop
+    public let fd: Int32
+    public let stack: Stack
+    /// Called on the loop thread with each stack event.
+    public var onEvent: (StackEvent) -> Void = { _ in }
+
+    private var timer: EventLoop.TimerID?
+    private var timerDeadline: UInt64?
+    private let readBuffer: UnsafeMutableRawBufferPointer
+    /// Frames read per wake-up before yielding to other fds on the shard.
+    public var batchSize = 128
+
+    public private(set) var readCalls = 0
+    public private(set) var framesRead = 0
+    public private(set) var writeFailures = 0
+    private var running = false
+
+    public init(loop: EventLoop, fd: Int32, stack: Stack) {
+        self.loop = loop
+        self.fd = fd
+        self.stack = stack
+        readBuffer = .allocate(byteCount: stack.configuration.vnetHeaderSize + 65_550, alignment: 16)
+    }
+
+    deinit { readBuffer.deallocate() }
+
+    /// Registers the device with the loop; call on the loop thread.
+    public func start() throws(GatewayError) {
+        try loop.register(fd: fd, events: EPOLLIN.rawValue) { [unowned self] _ in self.readFrames() }
+        running = true
+        rescheduleTimer()
+    }
+
+    /// Unregisters; the caller closes the fd.
+    public func stop() {
+        guard running else { return }
+        running = false
+        loop.unregister(fd: fd)
+        if let timer { loop.cancel(timer) }
+        timer = nil
+    }
+
+    private func readFrames() {
+        var frames = 0
+        while frames < batchSize {
+            let n = read(fd, readBuffer.baseAddress, readBuffer.count)
+            readCalls += 1
+            if n <= 0 { break }
+            frames += 1
+            stack.receive(frame: UnsafeRawBufferPointer(rebasing: readBuffer[..<n]), now: monotonicNanoseconds())
+        }
+        framesRead += frames
+        afterWork()
+    }
+
+    /// Delivers pending events, writes pending frames and re-arms the timer. The layer above
+    /// calls this after it drove the stack (wrote to or read from a connection).
+    public func afterWork() {
+        var rounds = 0
+        // Events can cause more events (accept → established); bounded so a bug cannot spin.
+        while stack.hasEvents && rounds < 16 {
+            stack.drainEvents(onEvent)
+            rounds += 1
+        }
+        flushOutput()
+        rescheduleTimer()
+    }
+
+    private func flushOutput() {
+        stack.output.drain { frame in
+            let n = write(fd, frame.storage.baseAddress, frame.length)
+            if n != frame.length { writeFailures += 1 }
+        }
+    }
+
+    private func rescheduleTimer() {
+        guard running else { return }
+        let deadline = stack.nextDeadline
+        if deadline == timerDeadline { return }
+        if let timer { loop.cancel(timer) }
+        timer = nil
+        timerDeadline = deadline
+        guard let deadline else { return }
+        timer = loop.schedule(at: deadline) { [unowned self] in
+            self.timer = nil
+            self.timerDeadline = nil
+            self.stack.poll(now: monotonicNanoseconds())
+            self.afterWork()
+        }
+    }
+}
