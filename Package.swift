@@ -29,7 +29,7 @@ let package = Package(
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
         .target(name: "Wire", swiftSettings: strict),
-        .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink"], swiftSettings: strict),
+        .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink", "Wire"], swiftSettings: strict),
         .executableTarget(
             name: "gatewayd",
             dependencies: ["Link", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
