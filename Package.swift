@@ -30,7 +30,7 @@ let package = Package(
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
         .target(name: "Wire", swiftSettings: strict),
-        .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink"], swiftSettings: strict),
+        .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink", "Wire"], swiftSettings: strict),
         // One userspace TCP/IP stack per sandbox: pure logic, frames and time in, frames and events out.
         .target(name: "NetStack", dependencies: ["Wire"], swiftSettings: strict),
         // Shards (pinned event loops), sandboxes, egress, published ports, policy.

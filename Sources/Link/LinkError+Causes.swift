@@ -1,0 +1,44 @@
+// Builds LinkError from the two ways the kernel says no: an errno from a system call or ioctl,
+// and a libnl error number (which is libnl's own NLE_* code, not an errno).
+import CNetlink
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension LinkError {
+    /// An error from a failed system call or ioctl; `errno` is positive (the shims return -errno).
+    init(errno value: Int32, operation: String, subject: String) {
+        let code: Code =
+            switch value {
+            case ENODEV, ENXIO, EBADFD: .noSuchDevice
+            case ENAMETOOLONG: .nameTooLong
+            case EEXIST, EBUSY: .nameTaken
+            case EPERM, EACCES: .permissionDenied
+            case EINVAL: .invalidArgument
+            default: .system
+            }
+        self.init(code, operation: operation, subject: subject, reason: LinkError.text(errno: value))
+    }
+
+    /// An error from a libnl call; `netlink` is the negative (or positive) NLE_* value it returned.
+    /// `exists` is the code to use when the kernel said the object already exists: a taken name
+    /// for a device, but only a plain netlink refusal for a duplicate address or route.
+    init(netlink value: Int32, operation: String, subject: String, exists: Code = .nameTaken) {
+        let nle = value < 0 ? -value : value
+        let code: Code =
+            switch nle {
+            case NLE_NODEV, NLE_OBJ_NOTFOUND: .noSuchDevice
+            case NLE_EXIST: exists
+            case NLE_PERM, NLE_NOACCESS: .permissionDenied
+            case NLE_INVAL, NLE_RANGE: .invalidArgument
+            default: .netlink
+            }
+        self.init(code, operation: operation, subject: subject, reason: String(cString: nl_geterror(nle)))
+    }
+
+    static func text(errno value: Int32) -> String {
+        guard let s = strerror(value) else { return "error \(value)" }
+        return String(cString: s)
+    }
+}
