@@ -47,6 +47,8 @@ let package = Package(
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
         .testTarget(name: "NetStackTests", dependencies: ["NetStack", "Wire"], swiftSettings: strict),
-        .testTarget(name: "LinkTests", dependencies: ["Link", "Wire"], swiftSettings: strict),
+        // Helpers shared by the root integration tests (namespaces, devices, cleanup).
+        .target(name: "GatewayTestSupport", dependencies: ["Link", "Wire"], path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "LinkTests", dependencies: ["Link", "Wire", "GatewayTestSupport"], swiftSettings: strict),
     ]
 )

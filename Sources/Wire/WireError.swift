@@ -38,8 +38,9 @@ public struct WireError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(layer): \(code)" }
 
+    /// Layers compare by text: the same literal in two modules need not share an address.
     public static func == (a: WireError, b: WireError) -> Bool {
-        a.code == b.code && a.layer.utf8Start == b.layer.utf8Start
+        a.code == b.code && a.layer.description == b.layer.description
     }
     public func hash(into h: inout Hasher) { h.combine(code) }
 }

@@ -1,12 +1,13 @@
 // The VM attach mode: two TAPs joined by a bridge. A frame written into one TAP's fd comes out of
 // the other's, broadcast first and then unicast both ways once the bridge has learned the MACs.
+import GatewayTestSupport
 import Foundation
 import Testing
 import Wire
 
 @testable import Link
 
-@Suite(.enabled(if: Host.canCreateDevices, "needs root and /dev/net/tun"))
+@Suite(.enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
 struct BridgePairingTests {
     @Test func framesCrossTheBridgeBothWays() throws {
         let scratch = try Scratch()
@@ -51,7 +52,7 @@ struct BridgePairingTests {
         #expect(try a.receive(where: isOurs(2)) == broadcastB)
 
         // The forwarding database now has each MAC on its own port.
-        let fdb = try Host.run(["bridge", "fdb", "show", "br", bridge])
+        let fdb = try TestHost.run(["bridge", "fdb", "show", "br", bridge])
         #expect(fdb.contains("\(macA) dev \(nameA)"))
         #expect(fdb.contains("\(macB) dev \(nameB)"))
 

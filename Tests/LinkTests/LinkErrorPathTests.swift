@@ -1,12 +1,13 @@
 // The ways link operations fail: each throws a LinkError with the right code, naming the device
 // (or namespace) and the operation, and nothing crashes.
+import GatewayTestSupport
 import Foundation
 import Testing
 import Wire
 
 @testable import Link
 
-@Suite(.enabled(if: Host.canCreateDevices, "needs root and /dev/net/tun"))
+@Suite(.enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
 struct LinkErrorPathTests {
     /// Runs `body`, requires a LinkError, and returns it.
     func linkError(_ body: () throws -> Void) throws -> LinkError {

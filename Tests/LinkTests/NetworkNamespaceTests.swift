@@ -1,25 +1,26 @@
 // Named and unnamed namespaces: created as `ip netns` does, visible to it, opened by name or fd,
 // and entered only on a thread of their own.
+import GatewayTestSupport
 import Foundation
 import Testing
 
 @testable import Link
 
-@Suite(.enabled(if: Host.canCreateDevices, "needs root and /dev/net/tun"))
+@Suite(.enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
 struct NetworkNamespaceTests {
     @Test func namedNamespacesAreSharedWithIproute2() throws {
         let scratch = try Scratch()
         defer { scratch.cleanUp() }
         let ns = try scratch.namespace()
         let name = try #require(ns.name)
-        #expect(try Host.run(["ip", "netns", "list"]).contains(name))
+        #expect(try TestHost.run(["ip", "netns", "list"]).contains(name))
         // A bridge made through our socket shows in `ip -n`, and the other way round.
         let inside = try NetlinkSocket(in: ns)
         let ours = scratch.deviceName("b", "o")
         try inside.createBridge(named: ours)
-        #expect(try Host.run(["ip", "-n", name, "link", "show", ours]).contains(ours))
+        #expect(try TestHost.run(["ip", "-n", name, "link", "show", ours]).contains(ours))
         let theirs = scratch.deviceName("b", "i")
-        try Host.run(["ip", "-n", name, "link", "add", theirs, "type", "bridge"])
+        try TestHost.run(["ip", "-n", name, "link", "add", theirs, "type", "bridge"])
         #expect(try inside.link(named: theirs).kind == "bridge")
         // Opening by name twice gives the same namespace.
         #expect(try NetworkNamespace(named: name).isSame(as: ns))
@@ -40,7 +41,7 @@ struct NetworkNamespaceTests {
             #expect(error.code == .nameTaken)
         }
         try NetworkNamespace.delete(named: name)
-        #expect(!(try Host.run(["ip", "netns", "list"])).contains(name))
+        #expect(!(try TestHost.run(["ip", "netns", "list"])).contains(name))
         #expect(throws: LinkError.self) { _ = try NetworkNamespace(named: name) }
         // The open object still works: the namespace lives while someone holds it.
         #expect(try NetlinkSocket(in: ns).links().map(\.name) == ["lo"])

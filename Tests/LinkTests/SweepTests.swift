@@ -1,10 +1,11 @@
 // The sweep of a crashed run's leftovers: every device with the prefix goes, nothing else does.
+import GatewayTestSupport
 import Foundation
 import Testing
 
 @testable import Link
 
-@Suite(.enabled(if: Host.canCreateDevices, "needs root and /dev/net/tun"))
+@Suite(.enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
 struct SweepTests {
     @Test func sweepRemovesEveryPrefixedDeviceAndNothingElse() throws {
         let scratch = try Scratch()

@@ -1,12 +1,13 @@
 // A TAP moved into a fresh namespace and configured there: the kernel inside answers ARP and
 // ping written into the fd, and reports the offloads TUNSETOFFLOAD turned on.
+import GatewayTestSupport
 import Foundation
 import Testing
 import Wire
 
 @testable import Link
 
-@Suite(.enabled(if: Host.canCreateDevices, "needs root and /dev/net/tun"))
+@Suite(.enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
 struct TAPNamespaceTests {
     /// The namespace's kernel answers an ARP request and an ICMP echo request written into the
     /// TAP fd, with either virtio-net header layout.
@@ -89,7 +90,7 @@ struct TAPNamespaceTests {
         #expect(TestFrames.verifies(replyFrame[ip.payload]))
 
         // TUNSETOFFLOAD(CSUM | TSO4 | TSO6) shows as TSO on, seen from inside the namespace.
-        let features = try Host.run(["ip", "netns", "exec", try #require(ns.name), "ethtool", "-k", name])
+        let features = try TestHost.run(["ip", "netns", "exec", try #require(ns.name), "ethtool", "-k", name])
         #expect(features.contains("tcp-segmentation-offload: on"))
         #expect(features.contains("tx-checksumming: on"))
     }
@@ -118,7 +119,7 @@ struct TAPNamespaceTests {
         options.offloads = []
         let tap = try TAPDevice(name: name, options: options)
         try scratch.host.moveLink(named: name, to: ns)
-        let features = try Host.run(["ip", "netns", "exec", try #require(ns.name), "ethtool", "-k", name])
+        let features = try TestHost.run(["ip", "netns", "exec", try #require(ns.name), "ethtool", "-k", name])
         #expect(features.contains("tcp-segmentation-offload: off"))
         withExtendedLifetime(tap) {}
     }

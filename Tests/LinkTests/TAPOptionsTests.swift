@@ -1,11 +1,12 @@
 // TAP options a VM monitor depends on: persistence, owner and group, multiple queues, and
 // reattaching to a persistent TAP by name.
+import GatewayTestSupport
 import Foundation
 import Testing
 
 @testable import Link
 
-@Suite(.enabled(if: Host.canCreateDevices, "needs root and /dev/net/tun"))
+@Suite(.enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
 struct TAPOptionsTests {
     @Test func persistentTAPOutlivesItsFdAndCanBeReopened() throws {
         let scratch = try Scratch()
@@ -20,7 +21,7 @@ struct TAPOptionsTests {
             #expect(tap.options.persistent)
         }
         // The fd is closed; the device stays, owned by the VM monitor's user and group.
-        let details = try Host.run(["ip", "-d", "link", "show", name])
+        let details = try TestHost.run(["ip", "-d", "link", "show", name])
         #expect(details.contains("persist on"))
         #expect(details.contains("user 4321"))
         #expect(details.contains("group 8765"))
@@ -55,7 +56,7 @@ struct TAPOptionsTests {
         #expect(second.fileDescriptor != first.fileDescriptor)
         #expect(second.name == name)
         #expect(try second.currentVnetHeaderSize() == 10)
-        let details = try Host.run(["ip", "-d", "link", "show", name])
+        let details = try TestHost.run(["ip", "-d", "link", "show", name])
         #expect(details.contains("multi_queue"))
         // A single-queue open of a multi-queue device is refused as a taken name.
         #expect(throws: LinkError.self) { _ = try TAPDevice(name: name) }

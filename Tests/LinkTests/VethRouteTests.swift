@@ -1,12 +1,13 @@
 // A veth pair with one end born inside a namespace, configured there with addresses, a default
 // route per family and an on-link route, checked through lookups and through `ip -n NS route`.
+import GatewayTestSupport
 import Foundation
 import Testing
 import Wire
 
 @testable import Link
 
-@Suite(.enabled(if: Host.canCreateDevices, "needs root and /dev/net/tun"))
+@Suite(.enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
 struct VethRouteTests {
     @Test func vethIntoANamespaceWithAddressesAndRoutes() throws {
         let scratch = try Scratch()
@@ -78,11 +79,11 @@ struct VethRouteTests {
         #expect(!(try scratch.host.routes(family: .ipv4)).contains { $0.gateway == .v4(gateway4) })
 
         // iproute2 sees the same table.
-        let ip4 = try Host.run(["ip", "-n", nsName, "route", "show"])
+        let ip4 = try TestHost.run(["ip", "-n", nsName, "route", "show"])
         #expect(ip4.contains("default via \(gateway4) dev \(guestEnd)"))
         #expect(ip4.contains("\(onLink)/24 dev \(guestEnd)"))
         #expect(ip4.contains("scope link"))
-        let ip6 = try Host.run(["ip", "-n", nsName, "-6", "route", "show"])
+        let ip6 = try TestHost.run(["ip", "-n", nsName, "-6", "route", "show"])
         #expect(ip6.contains("default via \(gateway6) dev \(guestEnd)"))
 
         // The same route twice is refused, not duplicated.
