@@ -19,6 +19,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // ioctls, struct ifreq and CPU sets that Swift cannot import directly.
@@ -49,6 +50,11 @@ let package = Package(
         .testTarget(name: "NetStackTests", dependencies: ["NetStack", "Wire"], swiftSettings: strict),
         // Helpers shared by the root integration tests (namespaces, devices, cleanup).
         .target(name: "GatewayTestSupport", dependencies: ["Link", "Wire"], path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["Gateway", "NetStack", "Link", "Wire", "GatewayTestSupport", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "LinkTests", dependencies: ["Link", "Wire", "GatewayTestSupport"], swiftSettings: strict),
     ]
 )

@@ -2,7 +2,7 @@
 # Installs the Debian packages the build, the tests and the demo need; quiet when all are present.
 set -euo pipefail
 
-packages=(libnl-3-dev libnl-route-3-dev iproute2 iperf3 busybox-static curl ethtool netcat-openbsd
+packages=(libnl-3-dev libnl-route-3-dev iproute2 iperf3 busybox-static curl ethtool netcat-openbsd iputils-ping
           tcpdump python3 pkg-config)
 missing=()
 for p in "${packages[@]}"; do

@@ -6,7 +6,9 @@ import Glibc
 import CGatewayShims
 import NetStack
 
-public final class StackDriver {
+/// Confined to its loop's thread. It is marked Sendable only so the control plane can hand it to
+/// a task submitted onto that loop; nothing may touch it from anywhere else.
+public final class StackDriver: @unchecked Sendable {
     public let loop: EventLoop
     public let fd: Int32
     public let stack: Stack

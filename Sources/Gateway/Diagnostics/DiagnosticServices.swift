@@ -1,0 +1,174 @@
+// The classic diagnostic services, served by a sandbox's stack itself on the gateway address:
+// echo (RFC 862, port 7), discard (RFC 863, port 9) and a byte source (port 19, after chargen,
+// RFC 864, but sending a seeded stream of a chosen length). Tests and the benchmark measure the
+// stack alone with them, no host sockets involved.
+import NetStack
+
+public final class DiagnosticServices {
+    public static let echoPort: UInt16 = 7
+    public static let discardPort: UInt16 = 9
+    public static let sourcePort: UInt16 = 19
+
+    enum Role {
+        case echo
+        case discard
+        case source(remaining: Int, generator: ByteStream)
+    }
+
+    private let driver: StackDriver
+    private var roles: [TCPFlowID: Role] = [:]
+    private var chunk: UnsafeMutableRawBufferPointer
+
+    /// Bytes the byte source sends per connection.
+    public var sourceLength: Int
+    /// Seed of the byte source's stream; the same seed gives the same bytes.
+    public var sourceSeed: UInt64 = 1
+    /// Sees every byte the discard service takes, in order, per connection (for hashing).
+    public var onDiscard: (TCPFlowID, UnsafeRawBufferPointer) -> Void = { _, _ in }
+    /// Sees every byte the source sends, in order.
+    public var onSource: (TCPFlowID, UnsafeRawBufferPointer) -> Void = { _, _ in }
+    /// Called when a connection ends, with bytes received and sent.
+    public var onClose: (TCPFlowID, _ received: Int, _ sent: Int) -> Void = { _, _, _ in }
+    /// Connections to any other port, or whatever the services do not take.
+    public var fallback: (StackEvent) -> Void
+
+    private var received: [TCPFlowID: Int] = [:]
+    private var sent: [TCPFlowID: Int] = [:]
+
+    public init(driver: StackDriver, sourceLength: Int = 1 << 30) {
+        self.driver = driver
+        self.sourceLength = sourceLength
+        chunk = .allocate(byteCount: 256 << 10, alignment: 16)
+        fallback = { [unowned driver] event in
+            // Nothing listens: refuse new flows so the guest's connect fails at once.
+            if case .tcpConnectionRequest(let id, _) = event { driver.stack.tcpRefuse(id, now: monotonicNanoseconds()) }
+        }
+    }
+
+    deinit { chunk.deallocate() }
+
+    /// Install as the driver's event handler.
+    public func handle(_ event: StackEvent) {
+        let now = monotonicNanoseconds()
+        let stack = driver.stack
+        switch event {
+        case .tcpConnectionRequest(let id, let key):
+            switch key.remotePort {
+            case Self.echoPort: roles[id] = .echo
+            case Self.discardPort: roles[id] = .discard
+            case Self.sourcePort: roles[id] = .source(remaining: sourceLength, generator: ByteStream(seed: sourceSeed))
+            default:
+                fallback(event)
+                return
+            }
+            stack.tcpAccept(id, now: now)
+        case .tcp(let id, let ev):
+            guard roles[id] != nil else {
+                fallback(event)
+                return
+            }
+            if ev.contains(.closed) {
+                finish(id)
+                return
+            }
+            service(id, now: now)
+        default:
+            fallback(event)
+        }
+    }
+
+    private func service(_ id: TCPFlowID, now: UInt64) {
+        let stack = driver.stack
+        guard let role = roles[id] else { return }
+        switch role {
+        case .echo:
+            // Move only what the send side can take, so nothing is buffered twice.
+            while true {
+                let room = stack.tcpWritableBytes(id)
+                guard room > 0, let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 else { break }
+                var moved = 0
+                for r in [a, b] where r.count > 0 && moved < room {
+                    let part = UnsafeRawBufferPointer(rebasing: r[..<min(r.count, room - moved)])
+                    moved += stack.tcpWrite(id, part, now: now)
+                }
+                received[id, default: 0] += moved
+                sent[id, default: 0] += moved
+                stack.tcpConsume(id, moved, now: now)
+                if moved == 0 { break }
+            }
+            if stack.tcpIsReadClosed(id) && stack.tcpReadableBytes(id) == 0 { stack.tcpShutdownWrite(id, now: now) }
+        case .discard:
+            while let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 {
+                if a.count > 0 { onDiscard(id, a) }
+                if b.count > 0 { onDiscard(id, b) }
+                received[id, default: 0] += a.count + b.count
+                stack.tcpConsume(id, a.count + b.count, now: now)
+            }
+            if stack.tcpIsReadClosed(id) { stack.tcpShutdownWrite(id, now: now) }
+        case .source(var remaining, var generator):
+            // Drain anything the guest sends, then fill the send buffer.
+            if let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 { stack.tcpConsume(id, a.count + b.count, now: now) }
+            while remaining > 0 {
+                let room = min(stack.tcpWritableBytes(id), remaining, chunk.count)
+                if room == 0 { break }
+                let piece = UnsafeMutableRawBufferPointer(rebasing: chunk[..<room])
+                generator.fill(piece)
+                let n = stack.tcpWrite(id, UnsafeRawBufferPointer(piece), now: now)
+                onSource(id, UnsafeRawBufferPointer(rebasing: piece[..<n]))
+                remaining -= n
+                sent[id, default: 0] += n
+                if n < room { break }
+            }
+            roles[id] = .source(remaining: remaining, generator: generator)
+            if remaining == 0 { stack.tcpShutdownWrite(id, now: now) }
+        }
+    }
+
+    private func finish(_ id: TCPFlowID) {
+        roles[id] = nil
+        onClose(id, received.removeValue(forKey: id) ?? 0, sent.removeValue(forKey: id) ?? 0)
+    }
+}
+
+/// A seeded byte stream (xorshift64*), fast enough to feed multi-gigabit transfers.
+/// Chunk boundaries do not matter: the stream is the same however `fill` calls cut it.
+public struct ByteStream: Sendable {
+    private var state: UInt64
+    private var pending: UInt64 = 0
+    private var pendingBytes = 0
+
+    public init(seed: UInt64) { state = seed == 0 ? 0x9E37_79B9_7F4A_7C15 : seed }
+
+    @inline(__always)
+    private mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 0x2545_F491_4F6C_DD1D
+    }
+
+    public mutating func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        var i = 0
+        let n = buffer.count
+        while pendingBytes > 0 && i < n {
+            buffer[i] = UInt8(truncatingIfNeeded: pending)
+            pending >>= 8
+            pendingBytes -= 1
+            i += 1
+        }
+        while i + 8 <= n {
+            buffer.storeBytes(of: next().littleEndian, toByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        if i < n {
+            pending = next()
+            pendingBytes = 8
+            while i < n {
+                buffer[i] = UInt8(truncatingIfNeeded: pending)
+                pending >>= 8
+                pendingBytes -= 1
+                i += 1
+            }
+        }
+    }
+}
