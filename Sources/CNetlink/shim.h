@@ -12,4 +12,5 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/route.h>
 #include <netlink/route/nexthop.h>
+#include "kernel_failure.h"
 #endif

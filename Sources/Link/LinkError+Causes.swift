@@ -24,7 +24,12 @@ extension LinkError {
     /// An error from a libnl call; `netlink` is the negative (or positive) NLE_* value it returned.
     /// `exists` is the code to use when the kernel said the object already exists: a taken name
     /// for a device, but only a plain netlink refusal for a duplicate address or route.
-    init(netlink value: Int32, operation: String, subject: String, exists: Code = .nameTaken) {
+    /// `kernelErrno` and `kernelMessage` (the extended ack), when known, are added to the reason:
+    /// libnl's text alone can be as vague as "Unspecific failure".
+    init(
+        netlink value: Int32, operation: String, subject: String, exists: Code = .nameTaken,
+        kernelErrno: Int32 = 0, kernelMessage: String = ""
+    ) {
         let nle = value < 0 ? -value : value
         let code: Code =
             switch nle {
@@ -34,7 +39,15 @@ extension LinkError {
             case NLE_INVAL, NLE_RANGE: .invalidArgument
             default: .netlink
             }
-        self.init(code, operation: operation, subject: subject, reason: String(cString: nl_geterror(nle)))
+        var reason = String(cString: nl_geterror(nle))
+        var details: [String] = []
+        if kernelErrno != 0 {
+            let system = LinkError.text(errno: kernelErrno)
+            if system.lowercased() != reason.lowercased() { details.append(system) }
+        }
+        if !kernelMessage.isEmpty { details.append(kernelMessage) }
+        if !details.isEmpty { reason += " (kernel: " + details.joined(separator: ": ") + ")" }
+        self.init(code, operation: operation, subject: subject, reason: reason)
     }
 
     static func text(errno value: Int32) -> String {

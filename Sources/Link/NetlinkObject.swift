@@ -31,7 +31,9 @@ struct NetlinkObject: ~Copyable {
     }
 
     /// An `nl_addr` holding an IP address (network byte order) with a prefix length.
-    static func address(_ address: IPAddress, prefixLength: Int, operation: String, subject: String) throws(LinkError) -> NetlinkObject {
+    static func address(_ address: IPAddress, prefixLength: Int, operation: String, subject: String) throws(LinkError)
+        -> NetlinkObject
+    {
         let made: OpaquePointer?
         switch address {
         case .v4(let a):

@@ -36,7 +36,9 @@ extension NetlinkSocket {
         var out: [InterfaceAddress] = []
         var object = nl_cache_get_first(owned.pointer)
         while let current = object {
-            if rtnl_addr_get_ifindex(current) == link.index, let ip = NetlinkObject.ipAddress(rtnl_addr_get_local(current)) {
+            if rtnl_addr_get_ifindex(current) == link.index,
+                let ip = NetlinkObject.ipAddress(rtnl_addr_get_local(current))
+            {
                 out.append(
                     InterfaceAddress(
                         address: ip, prefixLength: Int(rtnl_addr_get_prefixlen(current)), linkIndex: link.index,
@@ -47,7 +49,9 @@ extension NetlinkSocket {
         return out
     }
 
-    static func checkPrefix(_ address: IPAddress, _ prefixLength: Int, operation: String, subject: String) throws(LinkError) {
+    static func checkPrefix(_ address: IPAddress, _ prefixLength: Int, operation: String, subject: String)
+        throws(LinkError)
+    {
         let limit = if case .v4 = address { 32 } else { 128 }
         guard (0...limit).contains(prefixLength) else {
             throw LinkError(

@@ -22,7 +22,9 @@ extension NetlinkSocket {
     /// Creates a veth pair `name` ↔ `peer`. With `peerNamespace`, the peer is born inside it (one
     /// message: no moment where it sits in this namespace).
     /// - Throws: `.nameTaken` when either name is taken (in its namespace).
-    public func createVethPair(named name: String, peer: String, peerNamespace: NetworkNamespace? = nil) throws(LinkError) {
+    public func createVethPair(named name: String, peer: String, peerNamespace: NetworkNamespace? = nil)
+        throws(LinkError)
+    {
         let operation = "create veth pair"
         let subject = "\(name) (peer \(peer))"
         try InterfaceName.validateOwned(name, operation: operation)
@@ -56,7 +58,9 @@ extension NetlinkSocket {
         let operation = "delete bridge"
         let info = try lookUp(named: name, operation: operation)
         guard info.kind == "bridge" else {
-            throw LinkError(.invalidArgument, operation: operation, subject: name, reason: "not a bridge (kind \(info.kind ?? "none"))")
+            throw LinkError(
+                .invalidArgument, operation: operation, subject: name,
+                reason: "not a bridge (kind \(info.kind ?? "none"))")
         }
         try deleteLink(index: info.index, operation: operation, subject: name)
     }
@@ -72,7 +76,11 @@ extension NetlinkSocket {
     /// Sets the device administratively up or down.
     public func setLink(named name: String, up: Bool) throws(LinkError) {
         try change(name, operation: up ? "set link up" : "set link down") { link in
-            if up { rtnl_link_set_flags(link, NetlinkSocket.iffUp) } else { rtnl_link_unset_flags(link, NetlinkSocket.iffUp) }
+            if up {
+                rtnl_link_set_flags(link, NetlinkSocket.iffUp)
+            } else {
+                rtnl_link_unset_flags(link, NetlinkSocket.iffUp)
+            }
         }
     }
 
@@ -90,7 +98,8 @@ extension NetlinkSocket {
     public func setMACAddress(of name: String, to mac: MACAddress) throws(LinkError) {
         let operation = "set MAC address"
         guard mac.isUnicast, mac != .zero else {
-            throw LinkError(.invalidArgument, operation: operation, subject: name, reason: "\(mac) is not a unicast address")
+            throw LinkError(
+                .invalidArgument, operation: operation, subject: name, reason: "\(mac) is not a unicast address")
         }
         let address = try NetlinkObject.address(mac, operation: operation, subject: name)
         // rtnl_link_set_addr takes its own reference; `address` puts ours.
@@ -147,11 +156,15 @@ extension NetlinkSocket {
     public func link(index: Int32) throws(LinkError) -> LinkInfo {
         let operation = "look up link"
         guard index > 0 else {
-            throw LinkError(.invalidArgument, operation: operation, subject: "index \(index)", reason: "interface indexes start at 1")
+            throw LinkError(
+                .invalidArgument, operation: operation, subject: "index \(index)",
+                reason: "interface indexes start at 1")
         }
         var result: OpaquePointer? = nil
         try check(rtnl_link_get_kernel(handle, index, nil, &result), operation, "index \(index)")
-        guard let result else { throw LinkError(.noSuchDevice, operation: operation, subject: "index \(index)", reason: "no such device") }
+        guard let result else {
+            throw LinkError(.noSuchDevice, operation: operation, subject: "index \(index)", reason: "no such device")
+        }
         let owned = NetlinkObject(result, release: { rtnl_link_put($0) })
         return LinkInfo(netlink: owned.pointer)
     }
@@ -180,7 +193,9 @@ extension NetlinkSocket {
         try InterfaceName.validate(name, operation: operation)
         var result: OpaquePointer? = nil
         try check(rtnl_link_get_kernel(handle, 0, name, &result), operation, name)
-        guard let result else { throw LinkError(.noSuchDevice, operation: operation, subject: name, reason: "no such device") }
+        guard let result else {
+            throw LinkError(.noSuchDevice, operation: operation, subject: name, reason: "no such device")
+        }
         return NetlinkObject(result, release: { rtnl_link_put($0) })
     }
 
@@ -206,7 +221,7 @@ extension NetlinkSocket {
             do {
                 try deleteLink(index: link.index, operation: operation, subject: link.name)
                 removed.append(link.name)
-            } catch where error.code == .noSuchDevice {
+            } catch  where error.code == .noSuchDevice {
                 removed.append(link.name)
             } catch {
                 if firstFailure == nil { firstFailure = error }

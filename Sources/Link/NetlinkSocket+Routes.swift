@@ -31,11 +31,15 @@ extension NetlinkSocket {
         if let gateway {
             let gatewayIsV4: Bool = if case .v4 = gateway { true } else { false }
             guard gatewayIsV4 == isV4 else {
-                throw LinkError(.invalidArgument, operation: operation, subject: name, reason: "the gateway's family differs from the destination's")
+                throw LinkError(
+                    .invalidArgument, operation: operation, subject: name,
+                    reason: "the gateway's family differs from the destination's")
             }
         }
         guard NetlinkSocket.hostBitsClear(destination, prefixLength) else {
-            throw LinkError(.invalidArgument, operation: operation, subject: name, reason: "the destination has bits set beyond /\(prefixLength)")
+            throw LinkError(
+                .invalidArgument, operation: operation, subject: name,
+                reason: "the destination has bits set beyond /\(prefixLength)")
         }
         let link = try lookUp(named: name, operation: operation)
 
@@ -51,7 +55,8 @@ extension NetlinkSocket {
         rtnl_route_set_scope(route.pointer, scope)
         if let metric { rtnl_route_set_priority(route.pointer, metric) }
         // set_dst and nh_set_gateway take references of their own; the locals put ours.
-        let dst = try NetlinkObject.address(destination, prefixLength: prefixLength, operation: operation, subject: name)
+        let dst = try NetlinkObject.address(
+            destination, prefixLength: prefixLength, operation: operation, subject: name)
         try check(rtnl_route_set_dst(route.pointer, dst.pointer), operation, name)
 
         let via = try gateway.map { (g) throws(LinkError) -> NetlinkObject in
@@ -69,13 +74,17 @@ extension NetlinkSocket {
     }
 
     /// Adds the default route (0.0.0.0/0 or ::/0, by the gateway's family) via `gateway` out of `name`.
-    public func addDefaultRoute(via gateway: IPAddress, device name: String, gatewayOnLink: Bool = false, metric: UInt32? = nil) throws(LinkError) {
+    public func addDefaultRoute(
+        via gateway: IPAddress, device name: String, gatewayOnLink: Bool = false, metric: UInt32? = nil
+    ) throws(LinkError) {
         let any: IPAddress = if case .v4 = gateway { .v4(.any) } else { .v6(.any) }
         try addRoute(to: any, prefixLength: 0, via: gateway, device: name, gatewayOnLink: gatewayOnLink, metric: metric)
     }
 
     /// Adds an on-link route: `destination/prefixLength` is reached directly on device `name`.
-    public func addOnLinkRoute(to destination: IPAddress, prefixLength: Int, device name: String, metric: UInt32? = nil) throws(LinkError) {
+    public func addOnLinkRoute(to destination: IPAddress, prefixLength: Int, device name: String, metric: UInt32? = nil)
+        throws(LinkError)
+    {
         try addRoute(to: destination, prefixLength: prefixLength, via: nil, device: name, metric: metric)
     }
 

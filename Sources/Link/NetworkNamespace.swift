@@ -74,7 +74,8 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
         if marker < 0 {
             let e = errno
             if e == EEXIST {
-                throw LinkError(.nameTaken, operation: operation, subject: name, reason: "a namespace of that name exists")
+                throw LinkError(
+                    .nameTaken, operation: operation, subject: name, reason: "a namespace of that name exists")
             }
             throw LinkError(errno: e, operation: operation, subject: name)
         }
@@ -116,7 +117,8 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
         if unlink(path) < 0 {
             let e = errno
             if e == ENOENT {
-                throw LinkError(.noSuchNamespace, operation: operation, subject: name, reason: "no namespace of that name")
+                throw LinkError(
+                    .noSuchNamespace, operation: operation, subject: name, reason: "no namespace of that name")
             }
             throw LinkError(errno: e, operation: operation, subject: name)
         }
@@ -157,7 +159,8 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
         }
     }
 
-    private static func openNamespaceFile(_ path: String, operation: String, subject: String) throws(LinkError) -> Int32 {
+    private static func openNamespaceFile(_ path: String, operation: String, subject: String) throws(LinkError) -> Int32
+    {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             let e = errno
@@ -179,8 +182,10 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
     private static func checkIsNamespace(_ fd: Int32, operation: String, subject: String) throws(LinkError) {
         switch gw_netns_check_fd(fd) {
         case 0: return
-        case 1: throw LinkError(.noSuchNamespace, operation: operation, subject: subject, reason: "not a namespace file")
-        case 2: throw LinkError(.invalidArgument, operation: operation, subject: subject, reason: "not a network namespace")
+        case 1:
+            throw LinkError(.noSuchNamespace, operation: operation, subject: subject, reason: "not a namespace file")
+        case 2:
+            throw LinkError(.invalidArgument, operation: operation, subject: subject, reason: "not a network namespace")
         case let rc: throw LinkError(errno: -rc, operation: operation, subject: subject)
         }
     }

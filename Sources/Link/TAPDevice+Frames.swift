@@ -76,7 +76,8 @@ extension TAPDevice {
         lengths: UnsafeMutableBufferPointer<Int>
     ) throws(LinkError) -> Int {
         guard slotSize > 0 else {
-            throw LinkError(.invalidArgument, operation: "read frames", subject: name, reason: "slot size must be positive")
+            throw LinkError(
+                .invalidArgument, operation: "read frames", subject: name, reason: "slot size must be positive")
         }
         let limit = min(arena.count / slotSize, lengths.count)
         var count = 0
@@ -105,7 +106,8 @@ extension TAPDevice {
             let n = poll(&entry, 1, timeoutMilliseconds)
             if n > 0 {
                 if entry.revents & Int16(POLLIN) != 0 { return true }
-                throw LinkError(.noSuchDevice, operation: "wait for frames", subject: name, reason: "the TAP fd reports an error")
+                throw LinkError(
+                    .noSuchDevice, operation: "wait for frames", subject: name, reason: "the TAP fd reports an error")
             }
             if n == 0 { return false }
             if errno == EINTR { continue }

@@ -95,7 +95,8 @@ public final class TAPDevice: Sendable {
     public func openQueue() throws(LinkError) -> TAPDevice {
         let operation = "open TAP queue"
         guard options.multiQueue else {
-            throw LinkError(.invalidArgument, operation: operation, subject: name, reason: "the device is not multi-queue")
+            throw LinkError(
+                .invalidArgument, operation: operation, subject: name, reason: "the device is not multi-queue")
         }
         let attach = { [name, options] () throws(LinkError) -> Int32 in
             try TAPDevice.attach(name: name, options: options, operation: operation)
@@ -141,7 +142,9 @@ public final class TAPDevice: Sendable {
 
     /// Attach, then configure in the order that never leaves a half-made device behind: the
     /// device persists only once everything else has succeeded.
-    private static func openConfigured(name: String, options: Options, operation: String) throws(LinkError) -> (Int32, Int32) {
+    private static func openConfigured(name: String, options: Options, operation: String) throws(LinkError) -> (
+        Int32, Int32
+    ) {
         let fd = try attach(name: name, options: options, operation: operation)
         func fail(_ rc: Int32, _ what: String) -> LinkError {
             close(fd)

@@ -104,6 +104,9 @@ struct LinkErrorPathTests {
         e = try linkError { try host.moveLink(named: bridge, to: ns) }
         #expect(e.code == .invalidArgument)
         #expect(e.subject == bridge)
+        // libnl alone would say only "Invalid input data or parameter"; the kernel's errno and
+        // extended ack say which.
+        #expect(e.reason.contains("kernel: Invalid argument"))
     }
 
     @Test func missingNamespacesAreReported() throws {

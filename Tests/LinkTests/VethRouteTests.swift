@@ -90,8 +90,14 @@ struct VethRouteTests {
         #expect(throws: LinkError.self) { try inside.addDefaultRoute(via: .v4(gateway4), device: guestEnd) }
         // A gateway outside every connected subnet is unreachable unless declared on-link.
         let far = IPv4Address(10, 195, x, 1)
-        #expect(throws: LinkError.self) {
+        do {
             try inside.addRoute(to: .v4(IPv4Address(10, 194, x, 0)), prefixLength: 24, via: .v4(far), device: guestEnd)
+            Issue.record("an unreachable gateway was accepted")
+        } catch {
+            #expect(error.subject == guestEnd)
+            #expect(error.operation == "add route 10.194.\(x).0/24 via \(far)")
+            // libnl's own text is "Unspecific failure"; the kernel's errno says what went wrong.
+            #expect(error.reason.contains("Network is unreachable"))
         }
         try inside.addRoute(to: .v4(IPv4Address(10, 194, x, 0)), prefixLength: 24, via: .v4(far), device: guestEnd, gatewayOnLink: true)
         #expect(try inside.routes(family: .ipv4).contains { $0.gateway == .v4(far) })
