@@ -11,6 +11,15 @@ if [[ $(id -u) -ne 0 ]]; then
     echo "warning: not root: integration tests that need CAP_NET_ADMIN will fail" >&2
 fi
 
+# Removes namespaces and devices a crashed test run may have left (tests clean up after
+# themselves, but a process killed mid-test cannot).
+sweep() {
+    ip netns list 2>/dev/null | awk '/^gwtest-/ {print $1}' | xargs -r -n1 ip netns delete 2>/dev/null || true
+    ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^gw[a-z][a-z0-9]{5}-/ {split($2, n, "@"); print n[1]}' \
+        | xargs -r -n1 ip link delete 2>/dev/null || true
+}
+trap sweep EXIT
+
 swift build --build-tests
 # Swift Testing runs tests in parallel; the integration tests use unique names so they may.
 swift test --skip-build
