@@ -402,3 +402,48 @@ import Wire
         #expect(h.readAll().isEmpty)
     }
 }
+
+@Suite struct TCPSACKRecoveryTests {
+    @Test func scoreboardMergesAndFindsHoles() {
+        var sb = SACKScoreboard()
+        let una = SequenceNumber(1000)
+        let max = SequenceNumber(9000)
+        #expect(sb.add(start: SequenceNumber(3000), end: SequenceNumber(4000), una: una, max: max) == 1000)
+        #expect(sb.add(start: SequenceNumber(6000), end: SequenceNumber(7000), una: una, max: max) == 1000)
+        #expect(sb.add(start: SequenceNumber(3500), end: SequenceNumber(6500), una: una, max: max) == 2000)
+        #expect(sb.ranges.count == 1)
+        #expect(sb.nextHole(from: una)?.start == una && sb.nextHole(from: una)?.end == SequenceNumber(3000))
+        #expect(sb.nextHole(from: SequenceNumber(3000)) == nil, "nothing is missing above the highest SACKed byte")
+        // Blocks outside (una, max] are clipped or ignored.
+        #expect(sb.add(start: SequenceNumber(100), end: SequenceNumber(500), una: una, max: max) == 0)
+        sb.advance(to: SequenceNumber(5000))
+        #expect(sb.sackedBytes == 2000)
+    }
+
+    @Test func recoveryResendsOnlyTheHoles() throws {
+        var cfg = TCPConfiguration()
+        cfg.maxSegmentPayload = 1000
+        cfg.localMSS = 1000
+        var o = TCPOptions()
+        o.mss = 1000
+        o.sackPermitted = true
+        let h = TCPHarness(configuration: cfg, synOptions: o)
+        h.establish()
+        h.write(bytes(8000))
+        #expect(h.poll().count == 8)
+        let una = TCPHarness.ourISN + 1
+        // Segments 2 and 3 lost; the guest holds 4..8.
+        var sack = TCPOptions()
+        _ = sack.sackBlocks.append(SACKBlock(start: una + 3000, end: una + 8000))
+        let out = h.guest(ack: una + 1000, options: sack)
+        let resent = out.filter { !$0.payload.isEmpty }
+        #expect(resent.first?.seq == una + 1000)
+        #expect(resent.allSatisfy { $0.seq < una + 3000 }, "SACKed data is not resent")
+        // The hole's first part arrives: the rest of the hole follows, still nothing SACKed.
+        let more = h.guest(ack: una + 2000, options: sack).filter { !$0.payload.isEmpty }
+        #expect(more.first?.seq == una + 2000)
+        #expect(more.allSatisfy { $0.seq < una + 3000 })
+        h.guest(ack: una + 8000)
+        #expect(h.conn.sendBuffer.isEmpty)
+    }
+}

@@ -101,6 +101,12 @@ public final class TCPConnection {
     private var dupAcks = 0
     private var recover: SequenceNumber
     private var inFastRecovery = false
+    private var scoreboard = SACKScoreboard()
+    /// Next sequence number loss recovery considers for a hole retransmission.
+    private var holeCursor = SequenceNumber(0)
+    /// Bytes of holes recovery may resend now: packet conservation, refilled by what each ACK
+    /// reports delivered (RFC 6675's pipe, kept as a running budget).
+    private var recoveryBudget = 0
 
     // Timers, as absolute UInt64 nanoseconds; nil when off.
     private var retransmitAt: UInt64?
@@ -433,7 +439,14 @@ public final class TCPConnection {
             }
         }
 
+        var newlySacked = 0
+        if sackOn && !seg.options.sackBlocks.isEmpty {
+            for b in seg.options.sackBlocks {
+                newlySacked += scoreboard.add(start: SequenceNumber(b.start), end: SequenceNumber(b.end), una: max(ack, sndUna), max: sndMax)
+            }
+        }
         if ack > sndUna {
+            scoreboard.advance(to: ack)
             var acked = ack - sndUna
             // The SYN's sequence number carries no data.
             if sndUna == iss { acked -= 1 }
@@ -456,6 +469,7 @@ public final class TCPConnection {
             }
 
             congestionOnNewACK(ack: ack, acked: dataAcked)
+            if inFastRecovery { recoveryBudget += dataAcked + newlySacked }
 
             retransmitAt = sndUna == sndMax ? nil : now + rto
             if finAcked {
@@ -473,7 +487,13 @@ public final class TCPConnection {
                 enterFastRecovery()
             } else if inFastRecovery {
                 cwnd += peerMSS
+                recoveryBudget += newlySacked
             }
+        }
+        // SACK-based loss detection (RFC 6675 §5 IsLost): more than three segments' worth
+        // delivered above a hole at SND.UNA means the hole is lost, dupACK count or not.
+        if sackOn && !inFastRecovery && sndUna >= recover && scoreboard.sackedBytes > 3 * peerMSS {
+            enterFastRecovery()
         }
     }
 
@@ -593,6 +613,19 @@ public final class TCPConnection {
     private func output(now: UInt64, emit: (TCPSegmentOut) -> Void) {
         guard state.isSynchronized, state != .synReceived || sndNxt != iss else { return }
         var sentSomething = false
+        if inFastRecovery && sackOn && !scoreboard.isEmpty {
+            retransmitHeadNow = false
+            if holeCursor < sndUna { holeCursor = sndUna }
+            while recoveryBudget > 0, let hole = scoreboard.nextHole(from: holeCursor) {
+                let length = min(hole.end - hole.start, recoveryBudget, configuration.maxSegmentPayload, sendBuffer.count - (hole.start - sndUna))
+                if length <= 0 { break }
+                emitSegment(seq: hole.start, flags: [.ack], payloadOffset: hole.start - sndUna, length: length, now: now, emit: emit)
+                sentSomething = true
+                retransmittedSegments += 1
+                holeCursor = hole.start + length
+                recoveryBudget -= length
+            }
+        }
         if retransmitHeadNow {
             retransmitHeadNow = false
             let length = min(sndNxt - sndUna, sendBuffer.count, peerMSS)
@@ -604,6 +637,8 @@ public final class TCPConnection {
         }
         if state != .synReceived && state != .timeWait {
             while true {
+                // After a timeout rewound SND.NXT, skip what the guest already holds.
+                if sndNxt < sndMax, let end = scoreboard.covering(sndNxt) { sndNxt = end }
                 let inFlightData = sndNxt - sndUna
                 let unsent = sendBuffer.count - inFlightData
                 let windowLimit = min(sndWnd, cwnd)
@@ -777,6 +812,8 @@ public final class TCPConnection {
         cwnd = ssthresh + 3 * peerMSS
         retransmitHeadNow = true
         retransmittedSegments += 1
+        holeCursor = sndUna
+        recoveryBudget = max(peerMSS, min(configuration.maxSegmentPayload, scoreboard.sackedBytes))
     }
 
     /// Fast retransmit: the next output resends one segment at SND.UNA before anything new.
