@@ -140,6 +140,10 @@ public struct DNSResponseBuilder {
         buffer.setBE16(UInt16(end - start), rdlength)
         count = end
         header.answerCount += 1
+        // A target written as nothing but a pointer: owners that follow point where it points.
+        if end - start == 2 {
+            return DNSNameReference(offset: Int(UnsafeRawBufferPointer(buffer).be16(start) & 0x3FFF))
+        }
         return DNSNameReference(offset: start)
     }
 
