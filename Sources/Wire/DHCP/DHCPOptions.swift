@@ -5,8 +5,10 @@
 /// The options of a parsed DHCP message. Borrows the message: valid while its buffer is.
 ///
 /// Areas are read in the order RFC 2131 §4.1 gives: the options field, then 'file', then
-/// 'sname'. In each, pad (0) is skipped and end (255) stops the area; an area that runs out
-/// without an end option is accepted, as clients in the field do that. Options this type reads
+/// 'sname'. In each, pad (0) is skipped and end (255) stops the area. The options field must
+/// hold an end option (RFC 2131 §4.1: "the last option must always be the 'end' option"):
+/// without one the message was cut short and parsing throws `.truncated`; in 'file' and
+/// 'sname', fixed-size fields that cannot be cut short, a missing end is accepted. Options this type reads
 /// with a fixed size (RFC 2132's lengths) are checked for it when parsed, so the typed
 /// accessors cannot fail: they return nil only when the option is absent (or, for the message
 /// type, holds a value this enum does not know).
@@ -22,7 +24,8 @@ public struct DHCPOptions: Sequence, Equatable {
 
     static var emptyArea: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
 
-    /// Options in `field` alone (no overload areas), checked as `DHCPMessage.parse` would.
+    /// Options in `field` alone (no overload areas), checked as `DHCPMessage.parse` would: it
+    /// must end with the end option.
     public init(field: UnsafeRawBufferPointer) throws(WireError) {
         try self.init(field: field, file: DHCPOptions.emptyArea, sname: DHCPOptions.emptyArea)
     }
@@ -31,17 +34,25 @@ public struct DHCPOptions: Sequence, Equatable {
     /// An option whose length runs past its area, or a known option with the wrong length,
     /// throws `.badOption`.
     init(field: UnsafeRawBufferPointer, file: UnsafeRawBufferPointer, sname: UnsafeRawBufferPointer) throws(WireError) {
-        let overload = try DHCPOptions.check(field)
+        let overload = try DHCPOptions.check(field, requireEnd: true)
         self.field = field
         self.overload = overload
         fileArea = overload & 1 != 0 ? file : DHCPOptions.emptyArea
         snameArea = overload & 2 != 0 ? sname : DHCPOptions.emptyArea
-        if overload & 1 != 0 { _ = try DHCPOptions.check(fileArea) }
-        if overload & 2 != 0 { _ = try DHCPOptions.check(snameArea) }
+        if overload & 1 != 0 { _ = try DHCPOptions.check(fileArea, requireEnd: false) }
+        if overload & 2 != 0 { _ = try DHCPOptions.check(snameArea, requireEnd: false) }
+    }
+
+    /// An empty view, for messages being built whose options are written separately.
+    init() {
+        field = DHCPOptions.emptyArea
+        fileArea = DHCPOptions.emptyArea
+        snameArea = DHCPOptions.emptyArea
+        overload = 0
     }
 
     /// Checks one area; returns the overload value found in it (0 if none).
-    private static func check(_ area: UnsafeRawBufferPointer) throws(WireError) -> UInt8 {
+    private static func check(_ area: UnsafeRawBufferPointer, requireEnd: Bool) throws(WireError) -> UInt8 {
         var overload: UInt8 = 0
         var i = 0
         while i < area.count {
@@ -50,7 +61,7 @@ public struct DHCPOptions: Sequence, Equatable {
                 i += 1
                 continue
             }
-            if code == DHCPOptionCode.end.rawValue { break }
+            if code == DHCPOptionCode.end.rawValue { return overload }
             guard i + 2 <= area.count else { throw WireError(.badOption, "dhcp") }
             let length = Int(area.u8(i + 1))
             guard i + 2 + length <= area.count, lengthIsValid(code: code, length: length) else {
@@ -62,6 +73,7 @@ public struct DHCPOptions: Sequence, Equatable {
             }
             i += 2 + length
         }
+        guard !requireEnd else { throw WireError(.truncated, "dhcp") }
         return overload
     }
 

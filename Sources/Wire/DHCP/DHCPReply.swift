@@ -106,7 +106,7 @@ public struct DHCPReply {
         guard limit >= DHCPMessage.headerLength else { throw WireError(.noSpace, "dhcp") }
         let fixed = DHCPMessage(
             op: .reply, htype: htype, hlen: hlen, xid: xid, flags: flags, ciaddr: ciaddr, yiaddr: yiaddr, siaddr: siaddr,
-            giaddr: giaddr, chaddrField: chaddrField, options: try DHCPOptions(field: UnsafeRawBufferPointer(start: nil, count: 0))
+            giaddr: giaddr, chaddrField: chaddrField, options: DHCPOptions()
         )
         fixed.writeFixedFields(into: buffer)
         var w = DHCPOptionWriter(buffer: buffer, at: DHCPMessage.headerLength, limit: limit)

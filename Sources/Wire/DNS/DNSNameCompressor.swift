@@ -46,31 +46,42 @@ struct DNSNameCompressor {
     }
 
     /// Writes `text` at `position`, ending in a pointer to the longest suffix already written,
-    /// and records its new labels. Writes no further than `limit`. Returns the offset past it.
+    /// and records its new labels. Writes nothing at or past `limit` and nothing past the
+    /// returned offset (the name is first encoded on the stack).
     mutating func write(_ text: String, at position: Int, in buffer: UnsafeMutableRawBufferPointer, limit: Int) throws(WireError) -> Int {
-        let bounded = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(limit, buffer.count)])
-        let end = try DNSName.encode(text, into: bounded, at: position)
-        let view = UnsafeRawBufferPointer(bounded)
-        var labelStart = position
-        while labelStart < end, view.u8(labelStart) != 0 {
-            if let target = match(suffixAt: labelStart, in: view) {
-                bounded.setBE16(0xC000 | UInt16(target), labelStart)
-                register(nameAt: position, in: view)
-                return labelStart + 2
+        let bound = min(limit, buffer.count)
+        guard position >= 0 && position <= bound else { throw WireError(.noSpace, "dns") }
+        return try withUnsafeTemporaryAllocation(byteCount: DNSName.maxWireLength + 1, alignment: 1) { (scratch) throws(WireError) -> Int in
+            let length = try DNSName.encode(text, into: scratch, at: 0)
+            let wire = UnsafeRawBufferPointer(rebasing: scratch[0..<length])
+            let written = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<bound])
+            // The longest suffix found wins: try from the first label on.
+            var keep = length
+            var target: Int?
+            var labelStart = 0
+            while wire[labelStart] != 0 {
+                if let t = match(suffix: wire, at: labelStart, in: written) {
+                    keep = labelStart
+                    target = t
+                    break
+                }
+                labelStart += 1 + Int(wire[labelStart])
             }
-            labelStart += 1 + Int(view.u8(labelStart))
+            let total = keep + (target == nil ? 0 : 2)
+            guard position + total <= bound else { throw WireError(.noSpace, "dns") }
+            for i in 0..<keep { buffer.setU8(wire[i], position + i) }
+            if let target { buffer.setBE16(0xC000 | UInt16(target), position + keep) }
+            register(nameAt: position, in: UnsafeRawBufferPointer(buffer))
+            return position + total
         }
-        register(nameAt: position, in: view)
-        return end
     }
 
-    /// The recorded offset whose name equals the uncompressed suffix at `start`.
-    private func match(suffixAt start: Int, in buffer: UnsafeRawBufferPointer) -> Int? {
-        guard let suffix = try? DNSName.parse(buffer, at: start).name else { return nil }
+    /// The recorded offset whose name equals the suffix of `wire` that starts at `start`.
+    private func match(suffix wire: UnsafeRawBufferPointer, at start: Int, in buffer: UnsafeRawBufferPointer) -> Int? {
+        guard let suffix = try? DNSName.parse(wire, at: start).name else { return nil }
         for i in 0..<count {
-            let candidate = offset(i)
-            guard candidate < start, let name = try? DNSName.parse(buffer, at: candidate).name else { continue }
-            if name == suffix { return candidate }
+            guard let name = try? DNSName.parse(buffer, at: offset(i)).name else { continue }
+            if name == suffix { return offset(i) }
         }
         return nil
     }
