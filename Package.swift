@@ -40,6 +40,8 @@ let package = Package(
             dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        // libFuzzer entry over every Wire parser; Tools/fuzz-wire.sh builds and runs it.
+        .executableTarget(name: "WireFuzz", dependencies: ["Wire"], swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
         .testTarget(name: "LinkTests", dependencies: ["Link", "Wire"], swiftSettings: strict),
     ]
