@@ -61,8 +61,9 @@ public struct DNSResourceRecord: Hashable, CustomStringConvertible {
         return (record, rdataOffset + rdlength)
     }
 
-    /// Writes the record with every name uncompressed (so it stands alone); returns the bytes
-    /// written.
+    /// Writes the record with its owner name, and the name in CNAME and PTR data, uncompressed;
+    /// returns the bytes written. Other RDATA is copied as it is: names inside NS, MX, SOA or
+    /// SRV data keep any pointers, which only mean something in the original message.
     public func emit(into buffer: UnsafeMutableRawBufferPointer) throws(WireError) -> Int {
         let n = try name.copyWire(into: buffer)
         guard buffer.count >= n + 10 else { throw WireError(.noSpace, "dns") }
