@@ -46,6 +46,12 @@ let package = Package(
             dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        // libFuzzer entry over every Wire parser; Tools/fuzz-wire.sh builds and runs it.
+        .executableTarget(name: "WireFuzz", dependencies: ["Wire"], swiftSettings: strict),
+        // Counts heap allocations for WireBench by defining malloc & co. in that executable.
+        .target(name: "CMallocCounter"),
+        // ns/frame and allocations per parse for the Wire formats; Tools/wire-bench.sh runs it.
+        .executableTarget(name: "WireBench", dependencies: ["Wire", "CMallocCounter"], swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
         .testTarget(name: "NetStackTests", dependencies: ["NetStack", "Wire"], swiftSettings: strict),
         // Helpers shared by the root integration tests (namespaces, devices, cleanup).

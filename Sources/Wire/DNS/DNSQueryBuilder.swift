@@ -1,0 +1,33 @@
+// Writing a DNS query (RFC 1035 §4.1), optionally with an EDNS OPT record (RFC 6891 §6.1.2):
+// for tests and for the forwarder's own upstream queries.
+
+/// Writes standard queries into a caller's buffer; allocates nothing.
+public enum DNSQueryBuilder {
+    /// Writes a one-question query for `name` and returns its length. With `ednsPayloadSize`
+    /// an OPT record advertises that UDP payload size.
+    public static func emit(
+        id: UInt16, name: String, type: DNSRecordType, qclass: DNSClass = .internet,
+        recursionDesired: Bool = true, ednsPayloadSize: UInt16? = nil, dnssecOK: Bool = false,
+        into buffer: UnsafeMutableRawBufferPointer
+    ) throws(WireError) -> Int {
+        let header = DNSHeader(
+            id: id, recursionDesired: recursionDesired, questionCount: 1, additionalCount: ednsPayloadSize == nil ? 0 : 1
+        )
+        var pos = try header.emit(into: buffer)
+        pos = try DNSName.encode(name, into: buffer, at: pos)
+        guard pos + 4 <= buffer.count else { throw WireError(.noSpace, "dns") }
+        buffer.setBE16(type.rawValue, pos)
+        buffer.setBE16(qclass.rawValue, pos + 2)
+        pos += 4
+        if let size = ednsPayloadSize {
+            guard pos + DNSResponseBuilder.optLength <= buffer.count else { throw WireError(.noSpace, "dns") }
+            buffer.setU8(0, pos)
+            buffer.setBE16(DNSRecordType.opt.rawValue, pos + 1)
+            buffer.setBE16(size, pos + 3)
+            buffer.setBE32(dnssecOK ? 0x8000 : 0, pos + 5)
+            buffer.setBE16(0, pos + 9)
+            pos += DNSResponseBuilder.optLength
+        }
+        return pos
+    }
+}
