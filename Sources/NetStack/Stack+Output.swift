@@ -90,4 +90,24 @@ extension Stack {
         _ = ipStart
         finish(f, length: at + l4Length)
     }
+
+    /// An IPv4 packet whose L4 bytes (checksum included) `fill` writes, returning their length;
+    /// for replies whose size is known only once written (DHCP). No offload.
+    func emitIPRaw(to mac: MACAddress, source: IPv4Address, destination: IPv4Address, protocolNumber: UInt8, maxL4Length: Int,
+                   fill: (UnsafeMutableRawBufferPointer) -> Int) {
+        guard let f = output.obtain() else { return noteOutputDrop() }
+        let b = f.storage
+        var at = writeVnetHeader(b, gso: nil)
+        at += (try? EthernetHeader(destination: mac, source: configuration.gatewayMAC, etherType: EtherType.ipv4).emit(into: b.slice(at, 14))) ?? 14
+        let ipAt = at
+        at += 20
+        guard at + maxL4Length <= b.count else { return noteOutputDrop() }
+        let n = fill(b.slice(at, maxL4Length))
+        guard n > 0 else { return }
+        ipIdentification &+= 1
+        let ip = IPv4Header(source: source, destination: destination, protocolNumber: protocolNumber, payloadLength: n,
+                            identification: ipIdentification, dontFragment: false)
+        _ = try? ip.emit(into: b.slice(ipAt, 20))
+        finish(f, length: at + n)
+    }
 }

@@ -50,6 +50,8 @@ public final class Stack {
 
     /// Link-layer addresses of the guest, learned from its frames (ARP, NDP, any IP source).
     public internal(set) var neighbors = NeighborTable(capacity: 64)
+    /// The sandbox's DHCPv4 server.
+    public internal(set) var dhcp: DHCPServer
 
     /// Extra headroom in front of the Ethernet header.
     var headroom: Int { configuration.vnetHeaderSize }
@@ -57,6 +59,7 @@ public final class Stack {
     public init(configuration: StackConfiguration) {
         self.configuration = configuration
         output = FrameQueue(frameCapacity: configuration.vnetHeaderSize + 14 + 60 + 60 + 65_536)
+        dhcp = DHCPServer(configuration: configuration)
         var rng = SystemRandomNumberGenerator()
         isnSecret = rng.next()
     }
@@ -227,7 +230,27 @@ public final class Stack {
 
     /// The gateway's own UDP services (DHCP); true when consumed.
     func handleLocalUDP(_ udp: UDPHeader, payload: UnsafeRawBufferPointer, source: IPAddress, destination: IPAddress, now: UInt64) -> Bool {
-        false
+        guard udp.destinationPort == 67, case .v4(let dst) = destination else { return false }
+        guard dst == configuration.gatewayIPv4 || dst.isBroadcast || dst == configuration.broadcastIPv4 else { return false }
+        guard let message = try? DHCPMessage.parse(payload) else {
+            counters.malformed += 1
+            return true
+        }
+        if let answer = dhcp.handle(message, now: now) {
+            sendDHCP(answer)
+        }
+        return true
+    }
+
+    private func sendDHCP(_ a: DHCPServer.Answer) {
+        let params = dhcp.parameters
+        let maxLength = DHCPMessage.defaultMaximumLength + 1024
+        emitIPRaw(to: a.destinationMAC, source: configuration.gatewayIPv4, destination: a.destinationIP, protocolNumber: IPProtocol.udp, maxL4Length: UDPHeader.length + maxLength) { l4 in
+            guard let n = try? a.reply.emit(into: l4.slice(UDPHeader.length, l4.count - UDPHeader.length), parameters: params) else { return 0 }
+            _ = try? UDPHeader(sourcePort: 67, destinationPort: 68, payloadLength: n).emit(into: l4)
+            UDPHeader.fillChecksum(l4.slice(0, UDPHeader.length + n), source: configuration.gatewayIPv4, destination: a.destinationIP)
+            return UDPHeader.length + n
+        }
     }
 
     /// Sends a datagram to the guest as if from `key.remoteAddress:remotePort`.

@@ -100,3 +100,55 @@ func waitFor(seconds: Double = 30, _ condition: () -> Bool) throws {
 }
 
 struct TimedOut: Error {}
+
+@Suite(.serialized, .enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
+struct StackGuestAddressingTests {
+    /// busybox udhcpc in the guest gets its address, router, DNS and MTU from the stack's DHCP server.
+    @Test func udhcpcGetsLeaseFromTheStack() throws {
+        let fx = try GuestFixture(mtu: 1400, staticAddress: false)
+        defer { fx.tearDown() }
+        let script = "/tmp/gw-udhcpc-\(fx.scratch.tag).sh"
+        let lease = "/tmp/gw-udhcpc-\(fx.scratch.tag).env"
+        try """
+        #!/bin/sh
+        # Records what udhcpc was given and applies the address, as a distribution's script would.
+        [ "$1" = bound ] || exit 0
+        echo "ip=$ip subnet=$subnet router=$router dns=$dns mtu=$mtu lease=$lease" > \(lease)
+        ip addr add "$ip/$mask" dev "$interface"
+        ip route add default via "$router" dev "$interface"
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        defer {
+            try? FileManager.default.removeItem(atPath: script)
+            try? FileManager.default.removeItem(atPath: lease)
+        }
+        chmod(script, 0o755)
+        try fx.guest("busybox udhcpc -i \(fx.tapName) -n -q -f -t 5 -T 1 -s \(script) -O mtu", timeout: 30)
+        let got = try String(contentsOfFile: lease, encoding: .utf8)
+        #expect(got.contains("ip=10.0.2.15 "))
+        #expect(got.contains("subnet=255.255.255.0"))
+        #expect(got.contains("router=10.0.2.2"))
+        #expect(got.contains("dns=10.0.2.2"))
+        #expect(got.contains("mtu=1400"))
+        // The address works: the gateway answers a ping from it.
+        #expect(try fx.guest("ping -c 1 -W 2 10.0.2.2").contains("1 received"))
+    }
+
+    /// SLAAC from the stack's router advertisement, then ping6 to the gateway's address.
+    @Test func slaacAndPing6() throws {
+        let fx = try GuestFixture()
+        defer { fx.tearDown() }
+        try fx.guest("sysctl -qw net.ipv6.conf.\(fx.tapName).accept_ra=2; ip link set \(fx.tapName) down; ip link set \(fx.tapName) up")
+        // The kernel solicits a router when the link comes up; wait for the SLAAC address.
+        var addr = ""
+        for _ in 0..<50 {
+            addr = try fx.guest("ip -6 -o addr show dev \(fx.tapName) scope global")
+            if addr.contains("fd00::2:") { break }
+            usleep(100_000)
+        }
+        #expect(addr.contains("fd00::2:"), "no SLAAC address: \(addr)")
+        let out = try fx.guest("ping -6 -c 2 -i 0.2 -W 2 fd00:0:0:2::2")
+        #expect(out.contains("2 received"))
+        let route = try fx.guest("ip -6 route show default")
+        #expect(route.contains("via fe80::"))
+    }
+}
