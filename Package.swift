@@ -47,7 +47,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // libFuzzer entry over every Wire parser; Tools/fuzz-wire.sh builds and runs it.
-        .executableTarget(name: "WireFuzz", dependencies: ["Wire"], swiftSettings: strict),
+        .executableTarget(name: "WireFuzz", dependencies: ["Wire", "NetStack"], swiftSettings: strict),
         // Counts heap allocations for WireBench by defining malloc & co. in that executable.
         .target(name: "CMallocCounter"),
         // ns/frame and allocations per parse for the Wire formats; Tools/wire-bench.sh runs it.

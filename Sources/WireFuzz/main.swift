@@ -31,7 +31,15 @@ let fuzzTargets: [FuzzTarget] = [
     FuzzTarget(name: "dns-name", run: FuzzCases.dnsName),  // 6
     FuzzTarget(name: "dns-text", run: FuzzCases.dnsText),  // 7
     FuzzTarget(name: "dhcp-domain-search", run: FuzzCases.domainSearch),  // 8
-    // L2–L4 parsers (Ethernet, ARP, IPv4, IPv6, UDP, virtio-net, TCP, ICMP, NDP) go here.
+    FuzzTarget(name: "ethernet", run: FuzzCases.ethernet),  // 9
+    FuzzTarget(name: "arp", run: FuzzCases.arp),  // 10
+    FuzzTarget(name: "ipv4", run: FuzzCases.ipv4),  // 11
+    FuzzTarget(name: "ipv6", run: FuzzCases.ipv6),  // 12
+    FuzzTarget(name: "udp", run: FuzzCases.udp),  // 13
+    FuzzTarget(name: "virtio-net", run: FuzzCases.virtio),  // 14
+    FuzzTarget(name: "tcp", run: FuzzCases.tcp),  // 15
+    FuzzTarget(name: "icmp-ndp", run: FuzzCases.icmp),  // 16
+    FuzzTarget(name: "stack-frame", run: FuzzCases.stackFrame),  // 17
 ]
 
 /// Feeds one input to the parser its first byte selects.
