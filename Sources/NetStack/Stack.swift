@@ -28,6 +28,8 @@ public struct StackCounters: Sendable {
     public var tcpRefusedOverLimit = 0
     public var tcpConnectionsOpened = 0
     public var outputDropped = 0
+    /// Frames whose source MAC or IP is not the sandbox's (anti-spoofing).
+    public var spoofed = 0
     public var arpReplies = 0
     public var echoReplies = 0
 }
@@ -50,6 +52,12 @@ public final class Stack {
 
     /// Link-layer addresses of the guest, learned from its frames (ARP, NDP, any IP source).
     public internal(set) var neighbors = NeighborTable(capacity: 64)
+    /// Records the guest's link address ahead of its first frame (the gateway knows it from the
+    /// device), so connections into the guest need not wait for ARP.
+    public func learnNeighbor(_ ip: IPAddress, mac: MACAddress, now: UInt64) {
+        neighbors.learn(ip, mac: mac, now: now)
+    }
+
     /// The sandbox's DHCPv4 server.
     public internal(set) var dhcp: DHCPServer
 
@@ -88,6 +96,10 @@ public final class Stack {
             counters.malformed += 1
             return
         }
+        if let guest = configuration.guestMAC, eth.source != guest {
+            counters.spoofed += 1
+            return
+        }
         let dst = eth.destination
         guard dst == configuration.gatewayMAC || dst.isMulticast else {
             counters.notForUs += 1
@@ -111,7 +123,7 @@ public final class Stack {
             counters.malformed += 1
             return
         }
-        if !arp.senderIP.isUnspecified && arp.senderMAC == mac {
+        if !arp.senderIP.isUnspecified && arp.senderMAC == mac && (configuration.guestMAC == nil || configuration.isGuestSource(arp.senderIP)) {
             neighbors.learn(.v4(arp.senderIP), mac: arp.senderMAC, now: now)
         }
         guard arp.operation == .request, arp.targetIP == configuration.gatewayIPv4, !arp.isAnnouncement else { return }
@@ -141,6 +153,10 @@ public final class Stack {
             ip = try IPv4Header.parse(bytes)
         } catch {
             if error.code == .badChecksum { counters.badChecksum += 1 } else { counters.malformed += 1 }
+            return
+        }
+        if configuration.guestMAC != nil && !configuration.isGuestSource(ip.source) {
+            counters.spoofed += 1
             return
         }
         if !ip.source.isUnspecified { neighbors.learn(.v4(ip.source), mac: mac, now: now) }
@@ -188,6 +204,10 @@ public final class Stack {
             ip = try IPv6Header.parse(bytes)
         } catch {
             counters.malformed += 1
+            return
+        }
+        if configuration.guestMAC != nil && !configuration.isGuestSource(ip.source) {
+            counters.spoofed += 1
             return
         }
         if !ip.source.isUnspecified && !ip.source.isMulticast { neighbors.learn(.v6(ip.source), mac: mac, now: now) }
@@ -462,6 +482,20 @@ public final class Stack {
     }
 
     public func tcpWritableBytes(_ id: TCPFlowID) -> Int { connections[id]?.writableBytes ?? 0 }
+
+    /// Lets `fill` write straight into the connection's send buffer (a readv from a host socket,
+    /// no intermediate copy); `fill` gets the free space as up to two regions and returns how
+    /// many bytes it wrote. Sends what the windows allow. Returns the bytes taken.
+    public func tcpWriteInPlace(_ id: TCPFlowID, now: UInt64, _ fill: (UnsafeMutableRawBufferPointer, UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        guard let c = connections[id], c.writableBytes > 0 else { return 0 }
+        let (a, b) = c.sendBuffer.writableRegions()
+        let n = fill(a, b)
+        guard n > 0 else { return n }
+        c.sendBuffer.commit(min(n, a.count + b.count))
+        c.poll(now: now, emit: segmentEmitter(id))
+        collect(id, c)
+        return n
+    }
 
     /// Reads the guest's bytes; 0 with `tcpIsReadClosed` true means end of stream.
     public func tcpRead(_ id: TCPFlowID, into buffer: UnsafeMutableRawBufferPointer, now: UInt64) -> Int {

@@ -23,6 +23,9 @@ public struct StackConfiguration: Sendable {
     public var domainSearch: [String]
     public var leaseTime: Duration
     public var tcp: TCPConfiguration
+    /// When set, frames from any other source MAC are dropped (anti-spoofing), and IP sources
+    /// must lie in the sandbox's own subnet and prefix.
+    public var guestMAC: MACAddress?
     /// Connections beyond this get RST on SYN.
     public var maxTCPConnections: Int
     /// Connections in TIME-WAIT beyond this are dropped oldest first.
@@ -69,4 +72,15 @@ public struct StackConfiguration: Sendable {
     public var broadcastIPv4: IPv4Address { IPv4Address(raw: gatewayIPv4.raw | ~subnetMask.raw) }
 
     func isInSubnet(_ a: IPv4Address) -> Bool { a.raw & subnetMask.raw == gatewayIPv4.raw & subnetMask.raw }
+
+    /// Addresses the guest may send from: its subnet (not the gateway's or broadcast), and
+    /// 0.0.0.0 while it has none (DHCP).
+    func isGuestSource(_ a: IPv4Address) -> Bool {
+        a.isUnspecified || (isInSubnet(a) && a != gatewayIPv4 && a != broadcastIPv4)
+    }
+
+    /// IPv6 sources the guest may use: its /64, link-local, and :: for duplicate address detection.
+    func isGuestSource(_ a: IPv6Address) -> Bool {
+        a.isUnspecified || a.isLinkLocal || (a.high == ipv6Prefix.high && a != gatewayIPv6)
+    }
 }

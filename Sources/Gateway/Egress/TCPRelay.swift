@@ -1,0 +1,236 @@
+// One guest TCP flow carried over one host socket: non-blocking connect with a timeout, then
+// bytes both ways straight between the stack's rings and the socket (readv/writev, no copy in
+// between), half-close in each direction, and resets passed through.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGatewayShims
+import NetStack
+import Wire
+
+final class TCPRelay {
+    enum Phase {
+        case connecting
+        case relaying
+        case done
+    }
+
+    unowned let relay: EgressRelay
+    let id: TCPFlowID
+    let key: FlowKey
+    private var destination: IPAddress
+    private var triedFallback = false
+    private var fd: Int32 = -1
+    private var phase = Phase.connecting
+    private var connectTimer: EventLoop.TimerID?
+    private var interest: UInt32 = 0
+    /// The upstream sent EOF: FIN passed to the guest.
+    private var upstreamEOF = false
+    /// The guest sent FIN and all its bytes went upstream: shutdown(SHUT_WR) done.
+    private var upstreamWriteShut = false
+
+    private var stack: Stack { relay.stack }
+    private var loop: EventLoop { relay.loop }
+
+    init(relay: EgressRelay, id: TCPFlowID, key: FlowKey, destination: IPAddress) {
+        self.relay = relay
+        self.id = id
+        self.key = key
+        self.destination = destination
+    }
+
+    func start() {
+        let deadline = monotonicNanoseconds() + relay.limits.connectTimeout.nanosecondCount
+        connectTimer = loop.schedule(at: deadline) { [weak self] in
+            guard let self, self.phase == .connecting else { return }
+            self.connectTimer = nil
+            self.fail()
+        }
+        dial()
+    }
+
+    private func dial() {
+        let address = HostSocket.Address(destination, port: key.remotePort)
+        let s = HostSocket.make(family: address.family, type: Int32(SOCK_STREAM.rawValue))
+        guard s >= 0 else { return fail() }
+        fd = s
+        HostSocket.setNoDelay(fd)
+        let rc = HostSocket.connect(fd, to: address)
+        if rc != 0 && rc != EINPROGRESS { return connectError(rc) }
+        do {
+            try loop.register(fd: fd, events: EPOLLOUT.rawValue) { [unowned self] ev in self.socketEvent(ev) }
+            interest = EPOLLOUT.rawValue
+        } catch {
+            fail()
+        }
+    }
+
+    private func connectError(_ err: Int32) {
+        // The gateway address means "the host": when one loopback family refuses, try the other.
+        if err == ECONNREFUSED, !triedFallback, let other = relay.loopbackFallback(destination) {
+            triedFallback = true
+            closeSocket(reset: false)
+            destination = other
+            dial()
+            return
+        }
+        fail()
+    }
+
+    /// The upstream cannot be reached: the guest's SYN is answered with RST.
+    private func fail() {
+        if let t = connectTimer { loop.cancel(t) }
+        connectTimer = nil
+        closeSocket(reset: false)
+        phase = .done
+        stack.tcpRefuse(id, now: monotonicNanoseconds())
+        relay.tcpConnectFailed(id)
+        relay.driver.afterWork()
+    }
+
+    private func socketEvent(_ events: UInt32) {
+        // Handling may drop the relay's last reference (it leaves the relay's table).
+        withExtendedLifetime(self) { handleSocketEvent(events) }
+    }
+
+    private func handleSocketEvent(_ events: UInt32) {
+        switch phase {
+        case .connecting:
+            let err = HostSocket.pendingError(fd)
+            if err != 0 {
+                connectError(err)
+                return
+            }
+            if let t = connectTimer { loop.cancel(t) }
+            connectTimer = nil
+            phase = .relaying
+            relay.tcpDidConnect()
+            stack.tcpAccept(id, now: monotonicNanoseconds())
+            setInterest(EPOLLIN.rawValue)
+        case .relaying:
+            if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { pullFromHost() }
+            if phase == .relaying && events & EPOLLOUT.rawValue != 0 { pushToHost() }
+        case .done:
+            return
+        }
+        relay.driver.afterWork()
+    }
+
+    // MARK: - Stack side
+
+    func stackEvents(_ ev: TCPEvents) {
+        guard phase != .done else { return }
+        if ev.contains(.closed) {
+            finishFromStack()
+            return
+        }
+        guard phase == .relaying else { return }
+        if ev.contains(.readable) || ev.contains(.peerClosed) { pushToHost() }
+        if ev.contains(.writable) && !upstreamEOF && interest & EPOLLIN.rawValue == 0 { pullFromHost() }
+    }
+
+    /// Guest bytes → host socket.
+    private func pushToHost() {
+        let now = monotonicNanoseconds()
+        while let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 {
+            let n = HostSocket.write(fd, a, b)
+            if n == -Int(EAGAIN) {
+                setInterest(interest | EPOLLOUT.rawValue)
+                return
+            }
+            if n < 0 {
+                resetBoth()
+                return
+            }
+            relay.countToHost(n)
+            stack.tcpConsume(id, n, now: now)
+        }
+        setInterest(interest & ~EPOLLOUT.rawValue)
+        if stack.tcpIsReadClosed(id) && !upstreamWriteShut {
+            upstreamWriteShut = true
+            shutdown(fd, Int32(SHUT_WR))
+        }
+    }
+
+    /// Host socket → the guest, straight into the connection's send buffer.
+    private func pullFromHost() {
+        let now = monotonicNanoseconds()
+        while !upstreamEOF {
+            var result = 0
+            let taken = stack.tcpWriteInPlace(id, now: now) { a, b in
+                result = HostSocket.read(fd, a, b)
+                return max(result, 0)
+            }
+            if taken == 0 && result == 0 && stack.tcpWritableBytes(id) == 0 {
+                // The guest's window is full: stop reading until it drains (backpressure).
+                setInterest(interest & ~EPOLLIN.rawValue)
+                return
+            }
+            if result > 0 {
+                relay.countFromHost(result)
+                continue
+            }
+            if result == -Int(EAGAIN) {
+                setInterest(interest | EPOLLIN.rawValue)
+                return
+            }
+            if result == 0 {
+                upstreamEOF = true
+                setInterest(interest & ~EPOLLIN.rawValue)
+                stack.tcpShutdownWrite(id, now: now)
+                return
+            }
+            resetBoth()
+            return
+        }
+    }
+
+    private func setInterest(_ events: UInt32) {
+        guard events != interest, fd >= 0 else { return }
+        interest = events
+        loop.modify(fd: fd, events: events)
+    }
+
+    // MARK: - Endings
+
+    /// The stack's connection ended (FIN handshake done, guest RST, retransmissions ran out).
+    private func finishFromStack() {
+        let wasConnected = phase == .relaying
+        phase = .done
+        closeSocket(reset: !(upstreamEOF && upstreamWriteShut))
+        relay.tcpFinished(id, wasConnected: wasConnected)
+    }
+
+    /// Upstream reset or a socket error: reset the guest and the upstream.
+    private func resetBoth() {
+        phase = .done
+        stack.tcpAbort(id, now: monotonicNanoseconds())
+        closeSocket(reset: true)
+        relay.tcpFinished(id, wasConnected: true)
+    }
+
+    /// Detach: both sides reset, no callbacks into the relay's table.
+    func abortBoth() {
+        if let t = connectTimer { loop.cancel(t) }
+        connectTimer = nil
+        if phase != .done { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+        phase = .done
+        closeSocket(reset: true)
+    }
+
+    private func closeSocket(reset: Bool) {
+        guard fd >= 0 else { return }
+        loop.unregister(fd: fd)
+        if reset { HostSocket.closeWithReset(fd) } else { close(fd) }
+        fd = -1
+        interest = 0
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, for the loop's UInt64 clock.
+    var nanosecondCount: UInt64 {
+        let (s, a) = components
+        return UInt64(max(0, s)) * 1_000_000_000 + UInt64(max(0, a / 1_000_000_000))
+    }
+}

@@ -1,0 +1,83 @@
+// One guest UDP flow (guest endpoint → destination) over a connected host socket: datagrams out,
+// replies back to the guest as if from the address it sent to; ends after an idle timeout.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGatewayShims
+import NetStack
+import Wire
+
+final class UDPSession {
+    unowned let relay: EgressRelay
+    let key: FlowKey
+    private var fd: Int32
+    private var lastActivity: UInt64
+    private var timer: EventLoop.TimerID?
+    private let buffer: UnsafeMutableRawBufferPointer
+
+    init?(relay: EgressRelay, key: FlowKey, destination: IPAddress) {
+        self.relay = relay
+        self.key = key
+        let address = HostSocket.Address(destination, port: key.remotePort)
+        fd = HostSocket.make(family: address.family, type: Int32(SOCK_DGRAM.rawValue))
+        guard fd >= 0 else { return nil }
+        lastActivity = monotonicNanoseconds()
+        buffer = .allocate(byteCount: 65_536, alignment: 16)
+        guard HostSocket.connect(fd, to: address) == 0 else {
+            Glibc.close(fd)
+            buffer.deallocate()
+            return nil
+        }
+        do {
+            try relay.loop.register(fd: fd, events: EPOLLIN.rawValue) { [unowned self] _ in self.receive() }
+        } catch {
+            Glibc.close(fd)
+            buffer.deallocate()
+            return nil
+        }
+        armTimer()
+    }
+
+    deinit { buffer.deallocate() }
+
+    func send(_ payload: [UInt8]) {
+        lastActivity = monotonicNanoseconds()
+        let n = payload.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if n >= 0 { relay.udpSent() }
+    }
+
+    private func receive() {
+        let now = monotonicNanoseconds()
+        // A burst of replies per wake-up, each one datagram.
+        for _ in 0..<64 {
+            let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if n < 0 { break }
+            lastActivity = now
+            relay.udpReceived()
+            relay.stack.sendUDP(key, payload: UnsafeRawBufferPointer(rebasing: buffer[..<n]), now: now)
+        }
+        relay.driver.afterWork()
+    }
+
+    private func armTimer() {
+        let idle = relay.limits.udpIdleTimeout.nanosecondCount
+        timer = relay.loop.schedule(at: lastActivity + idle) { [weak self] in
+            guard let self else { return }
+            if monotonicNanoseconds() >= self.lastActivity + idle {
+                self.close()
+                self.relay.udpExpired(self.key)
+            } else {
+                self.armTimer()
+            }
+        }
+    }
+
+    func close() {
+        if let timer { relay.loop.cancel(timer) }
+        timer = nil
+        guard fd >= 0 else { return }
+        relay.loop.unregister(fd: fd)
+        Glibc.close(fd)
+        fd = -1
+    }
+}

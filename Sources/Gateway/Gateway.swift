@@ -1,0 +1,219 @@
+// The gateway: shards (pinned event loops) and the sandboxes placed on them. This is the
+// in-process API the control plane drives: attach, detach, list, stats. Only attach/detach
+// touch shared state, under one lock; the data path never does.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Link
+import NetStack
+import Synchronization
+import Wire
+
+public struct GatewayConfiguration: Sendable {
+    /// Shard count; default one per CPU.
+    public var shards: Int
+    /// Pin shard i to CPU i (mod CPU count).
+    public var pinShards = true
+    public var addresses = AddressPlan()
+    public var defaultPolicy = "host-only"
+    public var limits = EgressLimits()
+
+    public init(shards: Int? = nil) {
+        self.shards = max(1, shards ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+}
+
+public final class Gateway: @unchecked Sendable {
+    public let configuration: GatewayConfiguration
+    let shards: [EventLoop]
+
+    private struct Record {
+        var info: SandboxInfo
+        var shard: Int
+        var index: Int
+        /// Confined to `shards[shard]`; touched only in tasks submitted there.
+        var sandbox: UncheckedSendable<Sandbox>?
+    }
+
+    private struct State {
+        var records: [String: Record] = [:]
+        var usedIndexes: Set<Int> = []
+        var shardLoad: [Int]
+    }
+
+    private let state: Mutex<State>
+
+    public init(configuration: GatewayConfiguration = GatewayConfiguration()) throws(GatewayError) {
+        self.configuration = configuration
+        let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        var loops: [EventLoop] = []
+        for i in 0..<configuration.shards {
+            let loop = try EventLoop(name: "shard-\(i)", cpu: configuration.pinShards ? i % cpus : nil)
+            loop.startThread()
+            loops.append(loop)
+        }
+        shards = loops
+        state = Mutex(State(shardLoad: Array(repeating: 0, count: loops.count)))
+    }
+
+    /// Attaches a sandbox: creates its TAP in the namespace, configures it there (unless DHCP),
+    /// and starts its stack on the least-loaded shard.
+    public func attach(_ spec: SandboxSpec) throws(GatewayError) -> SandboxInfo {
+        try SandboxSpec.validate(id: spec.id)
+        guard (576...65_520).contains(spec.mtu) else {
+            throw GatewayError(.invalidArgument, "MTU \(spec.mtu) for sandbox '\(spec.id)' is out of range (576-65520)")
+        }
+        let policy = try EgressPolicy(profile: spec.policy)
+        // Reserve the ID, an address block and a shard before touching the system.
+        let (index, shard) = try state.withLock { s throws(GatewayError) -> (Int, Int) in
+            guard s.records[spec.id] == nil else {
+                throw GatewayError(.sandboxExists, "sandbox '\(spec.id)' is already attached: detach it first or pick another ID")
+            }
+            guard let index = (0..<configuration.addresses.capacity).first(where: { !s.usedIndexes.contains($0) }) else {
+                throw GatewayError(.exhausted, "no free address block for sandbox '\(spec.id)': all \(configuration.addresses.capacity) are in use")
+            }
+            let shard = s.shardLoad.indices.min { s.shardLoad[$0] < s.shardLoad[$1] } ?? 0
+            s.usedIndexes.insert(index)
+            s.shardLoad[shard] += 1
+            s.records[spec.id] = Record(info: placeholderInfo(spec), shard: shard, index: index, sandbox: nil)
+            return (index, shard)
+        }
+        do {
+            let info = try build(spec, index: index, shard: shard, policy: policy)
+            return info
+        } catch {
+            state.withLock { s in
+                s.records[spec.id] = nil
+                s.usedIndexes.remove(index)
+                s.shardLoad[shard] -= 1
+            }
+            throw error
+        }
+    }
+
+    private func placeholderInfo(_ spec: SandboxSpec) -> SandboxInfo {
+        SandboxInfo(id: spec.id, mode: "netns", shard: -1, tap: "", namespace: nil, mac: "", gatewayMAC: "", guestIPv4: "",
+                    gatewayIPv4: "", prefixLength: 0, guestIPv6Prefix: "", gatewayIPv6: "", mtu: spec.mtu, policy: spec.policy)
+    }
+
+    private func build(_ spec: SandboxSpec, index: Int, shard: Int, policy: EgressPolicy) throws(GatewayError) -> SandboxInfo {
+        guard case .netns(let nsName) = spec.mode else {
+            throw GatewayError(.invalidArgument, "unsupported attach mode for sandbox '\(spec.id)'")
+        }
+        let a = configuration.addresses.assignment(index: index)
+        let namespace: NetworkNamespace
+        do {
+            namespace = try NetworkNamespace(named: nsName)
+        } catch {
+            throw GatewayError(.link, "namespace '\(nsName)' for sandbox '\(spec.id)' does not exist: create it first (ip netns add \(nsName))")
+        }
+        let tapName = InterfaceName.make(.gatewayTAP, id: String(index))
+        var options = TAPDevice.Options()
+        options.namespace = namespace
+        let tap: TAPDevice
+        let guestMAC: MACAddress
+        do {
+            tap = try TAPDevice(name: tapName, options: options)
+            let nl = try NetlinkSocket(in: namespace)
+            try nl.setMTU(of: tapName, to: spec.mtu)
+            if let mac = spec.guestMAC { try nl.setMACAddress(of: tapName, to: mac) }
+            try nl.setLink(named: "lo", up: true)
+            try nl.setLink(named: tapName, up: true)
+            if !spec.dhcp {
+                try nl.addAddress(.v4(a.guestIPv4), prefixLength: a.prefixLength, toLink: tapName)
+                try nl.addDefaultRoute(via: .v4(a.gatewayIPv4), device: tapName)
+            }
+            guard let mac = try nl.link(named: tapName).macAddress else {
+                throw LinkError(.system, operation: "read MAC", subject: tapName, reason: "device has no MAC address")
+            }
+            guestMAC = mac
+        } catch {
+            throw GatewayError(.link, "attach sandbox '\(spec.id)': \(error)")
+        }
+
+        var cfg = StackConfiguration(
+            gatewayMAC: a.gatewayMAC, gatewayIPv4: a.gatewayIPv4, prefixLength: a.prefixLength, guestIPv4: a.guestIPv4,
+            gatewayIPv6: a.gatewayIPv6, ipv6Prefix: a.ipv6Prefix, mtu: spec.mtu, vnetHeaderSize: tap.vnetHeaderSize,
+            offloads: !tap.options.offloads.isEmpty)
+        cfg.guestMAC = guestMAC
+        let stackConfiguration = cfg
+        let loop = shards[shard]
+        let limits = configuration.limits
+        let tapBox = UncheckedSendable(tap)
+        let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> UncheckedSendable<Sandbox> in
+            let stack = Stack(configuration: stackConfiguration)
+            // The guest is known from the start (its MAC is read from the device), so the stack
+            // can reach it before it has sent anything.
+            stack.learnNeighbor(.v4(a.guestIPv4), mac: guestMAC, now: monotonicNanoseconds())
+            let sandbox = Sandbox(id: spec.id, tap: tapBox.value, stack: stack, loop: loop, limits: limits)
+            sandbox.egress.policy = { key, proto in policy.verdict(for: key, protocolNumber: proto, configuration: stackConfiguration) }
+            try sandbox.start()
+            return UncheckedSendable(sandbox)
+        }
+        let info = SandboxInfo(
+            id: spec.id, mode: "netns", shard: shard, tap: tapName, namespace: nsName, mac: guestMAC.description,
+            gatewayMAC: a.gatewayMAC.description, guestIPv4: a.guestIPv4.description, gatewayIPv4: a.gatewayIPv4.description,
+            prefixLength: a.prefixLength, guestIPv6Prefix: "\(a.ipv6Prefix)/64", gatewayIPv6: a.gatewayIPv6.description,
+            mtu: spec.mtu, policy: spec.policy)
+        state.withLock { s in
+            s.records[spec.id]?.info = info
+            s.records[spec.id]?.sandbox = sandboxBox
+        }
+        return info
+    }
+
+    /// Detaches a sandbox: its flows are reset, its device removed, its addresses freed.
+    public func detach(_ id: String) throws(GatewayError) {
+        let record = try state.withLock { s throws(GatewayError) -> Record in
+            guard let r = s.records[id], r.sandbox != nil else {
+                throw GatewayError(.unknownSandbox, "no sandbox '\(id)' is attached (gatewayctl list shows those that are)")
+            }
+            s.records[id] = nil
+            return r
+        }
+        if let box = record.sandbox {
+            try? shards[record.shard].submitAndWaitTyped { () throws(GatewayError) in box.value.stop() }
+        }
+        state.withLock { s in
+            s.usedIndexes.remove(record.index)
+            s.shardLoad[record.shard] -= 1
+        }
+    }
+
+    public func list() -> [SandboxInfo] {
+        state.withLock { s in s.records.values.filter { $0.sandbox != nil }.map(\.info) }.sorted { $0.id < $1.id }
+    }
+
+    public func stats(_ id: String) throws(GatewayError) -> SandboxStats {
+        let record = state.withLock { $0.records[id] }
+        guard let record, let box = record.sandbox else {
+            throw GatewayError(.unknownSandbox, "no sandbox '\(id)' is attached (gatewayctl list shows those that are)")
+        }
+        return try shards[record.shard].submitAndWaitTyped { () throws(GatewayError) -> SandboxStats in box.value.stats() }
+    }
+
+    /// Detaches everything and stops the shards.
+    public func shutdown() {
+        for info in list() { try? detach(info.id) }
+        for loop in shards { loop.stop() }
+    }
+}
+
+/// Carries a loop-confined object through a Sendable closure to the loop that owns it.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+extension EventLoop {
+    /// `submitAndWait` for bodies that throw GatewayError.
+    func submitAndWaitTyped<T: Sendable>(_ body: @escaping @Sendable () throws(GatewayError) -> T) throws(GatewayError) -> T {
+        do {
+            return try submitAndWait { try body() }
+        } catch let e as GatewayError {
+            throw e
+        } catch {
+            throw GatewayError(.system, "\(error)")
+        }
+    }
+}

@@ -1,0 +1,46 @@
+// One attached sandbox as its shard sees it: the TAP it owns, the stack behind it, and the
+// egress relay carrying its flows. Confined to the shard's loop thread.
+import Link
+import NetStack
+import Wire
+
+final class Sandbox {
+    let id: String
+    let tap: TAPDevice
+    let driver: StackDriver
+    let egress: EgressRelay
+
+    init(id: String, tap: TAPDevice, stack: Stack, loop: EventLoop, limits: EgressLimits) {
+        self.id = id
+        self.tap = tap
+        driver = StackDriver(loop: loop, fd: tap.fileDescriptor, stack: stack)
+        egress = EgressRelay(driver: driver, limits: limits)
+        driver.onEvent = { [unowned self] event in self.egress.handle(event) }
+    }
+
+    func start() throws(GatewayError) { try driver.start() }
+
+    /// Ends every flow (guests and upstreams see resets) and stops reading the device. The
+    /// device itself goes when the TAP's last fd closes, with this object.
+    func stop() {
+        egress.closeAll()
+        driver.afterWork()
+        driver.stop()
+        driver.onEvent = { _ in }
+    }
+
+    func stats() -> SandboxStats {
+        let c = driver.stack.counters
+        let e = egress.counters
+        return SandboxStats(
+            id: id, framesIn: c.framesIn, framesOut: c.framesOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut,
+            tcpFlowsActive: driver.stack.tcpConnectionCount, tcpFlowsTotal: c.tcpConnectionsOpened,
+            udpSessions: egress.udpSessionCount, bytesToHost: e.bytesToHost, bytesFromHost: e.bytesFromHost,
+            drops: [
+                "malformed": c.malformed, "badChecksum": c.badChecksum, "notForUs": c.notForUs,
+                "unsupported": c.unsupported, "spoofed": c.spoofed, "outputDropped": c.outputDropped,
+                "tcpDenied": e.tcpDenied, "tcpConnectFailed": e.tcpConnectFailed, "udpDenied": e.udpDenied,
+                "udpSessionLimit": e.udpSessionLimitDrops, "deviceWriteFailed": driver.writeFailures,
+            ])
+    }
+}

@@ -1,0 +1,66 @@
+// What `attach` takes: the sandbox's ID, how it is attached, and its link and policy settings.
+import Wire
+
+public struct SandboxSpec: Sendable {
+    public enum Mode: Sendable, Equatable {
+        /// The TAP's netdev lives in the named network namespace (/run/netns/NAME).
+        case netns(String)
+    }
+
+    public var id: String
+    public var mode: Mode
+    /// Leave addressing to the guest's DHCP client (and SLAAC) instead of configuring it.
+    public var dhcp = false
+    public var mtu = 1500
+    /// Egress policy profile: host-only, public or open.
+    public var policy = "host-only"
+    /// The guest interface's MAC; nil keeps the kernel's random one.
+    public var guestMAC: MACAddress?
+
+    public init(id: String, mode: Mode) {
+        self.id = id
+        self.mode = mode
+    }
+
+    /// IDs appear in device names, paths and URLs: letters, digits, '-', '_' and '.', 1–64 long.
+    public static func validate(id: String) throws(GatewayError) {
+        guard !id.isEmpty, id.count <= 64,
+            id.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) })
+        else {
+            throw GatewayError(.invalidArgument, "sandbox ID '\(id)' is not valid: use 1-64 letters, digits, '-', '_' or '.'")
+        }
+    }
+}
+
+/// What the control plane shows about a sandbox.
+public struct SandboxInfo: Sendable, Codable, Hashable {
+    public var id: String
+    public var mode: String
+    public var shard: Int
+    public var tap: String
+    public var namespace: String?
+    public var mac: String
+    public var gatewayMAC: String
+    public var guestIPv4: String
+    public var gatewayIPv4: String
+    public var prefixLength: Int
+    public var guestIPv6Prefix: String
+    public var gatewayIPv6: String
+    public var mtu: Int
+    public var policy: String
+}
+
+/// Per-sandbox counters for `stats`.
+public struct SandboxStats: Sendable, Codable, Hashable {
+    public var id: String
+    public var framesIn: Int
+    public var framesOut: Int
+    public var bytesIn: Int
+    public var bytesOut: Int
+    public var tcpFlowsActive: Int
+    public var tcpFlowsTotal: Int
+    public var udpSessions: Int
+    public var bytesToHost: UInt64
+    public var bytesFromHost: UInt64
+    public var drops: [String: Int]
+}

@@ -1,0 +1,85 @@
+// A running Gateway with namespace sandboxes made by the test, and host-side servers the test
+// starts on loopback; all of it removed at the end, also when the test fails.
+import Foundation
+import Gateway
+import GatewayTestSupport
+import Link
+import Wire
+
+final class GatewayFixture: @unchecked Sendable {
+    let scratch: Scratch
+    let gateway: Gateway
+    private var processes: [Process] = []
+    private var tempDirs: [String] = []
+
+    init(shards: Int = 2) throws {
+        scratch = try Scratch()
+        var cfg = GatewayConfiguration(shards: shards)
+        // A pool of our own so parallel suites never share addresses.
+        let block = UInt8.random(in: 100...199)
+        cfg.addresses = AddressPlan(ipv4Pool: IPv4Address(10, block, 0, 0), ipv4PoolPrefix: 16, ipv4SandboxPrefix: 28,
+                                    ipv6Pool: IPv6Address(high: 0xFD47_5700_0000_0000 | UInt64(block) << 16, low: 0))
+        gateway = try Gateway(configuration: cfg)
+    }
+
+    /// A fresh namespace attached as a sandbox.
+    func attach(_ id: String? = nil, configure: (inout SandboxSpec) -> Void = { _ in }) throws -> (SandboxInfo, String) {
+        let ns = try scratch.namespace()
+        var spec = SandboxSpec(id: id ?? "sb-\(scratch.tag)-\(UInt16.random(in: 0...9999))", mode: .netns(ns.name!))
+        configure(&spec)
+        return (try gateway.attach(spec), ns.name!)
+    }
+
+    @discardableResult
+    func run(in ns: String, _ command: String, timeout: Int = 60) throws -> String {
+        try TestHost.run(["timeout", String(timeout), "ip", "netns", "exec", ns, "sh", "-c", command])
+    }
+
+    /// A free TCP port on the host's loopback.
+    static func freePort() -> UInt16 { UInt16.random(in: 20000...39999) }
+
+    /// Starts a background process; it is killed at teardown.
+    func background(_ arguments: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        processes.append(p)
+        return p
+    }
+
+    /// python's http.server on 127.0.0.1 serving a directory with `files`; returns the port.
+    func httpServer(files: [String: Data]) throws -> UInt16 {
+        let dir = NSTemporaryDirectory() + "gw-http-\(scratch.tag)-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        tempDirs.append(dir)
+        for (name, data) in files { try data.write(to: URL(fileURLWithPath: dir + "/" + name)) }
+        let port = Self.freePort()
+        _ = try background(["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir])
+        try waitForListener(port: port)
+        return port
+    }
+
+    /// Waits until something accepts TCP connections on 127.0.0.1:port.
+    func waitForListener(port: UInt16, seconds: Double = 10) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if (try? TestHost.run(["sh", "-c", "ss -ltnH 'sport = :\(port)' | grep -q LISTEN"])) != nil { return }
+            usleep(50_000)
+        }
+        throw TimedOut()
+    }
+
+    func tearDown() {
+        // SIGKILL: children may inherit a mask that blocks SIGTERM from the test runner.
+        for p in processes where p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        gateway.shutdown()
+        for d in tempDirs { try? FileManager.default.removeItem(atPath: d) }
+        scratch.cleanUp()
+    }
+}
