@@ -1,5 +1,6 @@
 // ARP over Ethernet: Linux's request padded to 60 bytes, the reply built from it, refusals.
 import Testing
+
 @testable import Wire
 
 @Suite struct ARPTests {
@@ -40,9 +41,11 @@ import Testing
     }
 
     @Test func probeAndAnnouncement() throws {
-        let probe = ARPPacket(operation: .request, senderMAC: F.guestMAC, senderIP: .any, targetMAC: .zero, targetIP: F.guest4)
+        let probe = ARPPacket(
+            operation: .request, senderMAC: F.guestMAC, senderIP: .any, targetMAC: .zero, targetIP: F.guest4)
         #expect(probe.isProbe && !probe.isAnnouncement)
-        let announce = ARPPacket(operation: .request, senderMAC: F.guestMAC, senderIP: F.guest4, targetMAC: .zero, targetIP: F.guest4)
+        let announce = ARPPacket(
+            operation: .request, senderMAC: F.guestMAC, senderIP: F.guest4, targetMAC: .zero, targetIP: F.guest4)
         #expect(announce.isAnnouncement && !announce.isProbe)
     }
 
@@ -54,15 +57,16 @@ import Testing
     }
 
     /// (offset into the ARP packet, replacement bytes): hardware type, protocol type, lengths, opcodes.
-    @Test(arguments: [
-        (0, [0x00, 0x06]),  // IEEE 802 hardware type
-        (2, [0x86, 0xDD]),  // IPv6 protocol type
-        (4, [0x08]),  // 8-byte hardware address
-        (5, [0x10]),  // 16-byte protocol address
-        (6, [0x00, 0x03]),  // RARP request
-        (6, [0x00, 0x08]),  // InARP request
-        (6, [0x00, 0x00]),
-    ] as [(Int, [UInt8])])
+    @Test(
+        arguments: [
+            (0, [0x00, 0x06]),  // IEEE 802 hardware type
+            (2, [0x86, 0xDD]),  // IPv6 protocol type
+            (4, [0x08]),  // 8-byte hardware address
+            (5, [0x10]),  // 16-byte protocol address
+            (6, [0x00, 0x03]),  // RARP request
+            (6, [0x00, 0x08]),  // InARP request
+            (6, [0x00, 0x00]),
+        ] as [(Int, [UInt8])])
     func refusesOtherKinds(_ offset: Int, _ patch: [UInt8]) {
         var packet = Array(F.arpRequest[14...])
         packet.replaceSubrange(offset..<(offset + patch.count), with: patch)

@@ -1,5 +1,6 @@
 // Ethernet II and 802.1Q headers: captured frames, a tagged frame, stacked tags, truncations, round trips.
 import Testing
+
 @testable import Wire
 
 @Suite struct EthernetTests {
@@ -48,7 +49,9 @@ import Testing
     @Test func lengthFieldPassesThrough() throws {
         // An 802.3 frame with an LLC header (an STP BPDU's framing): the type/length field is a
         // length, below 0x0600, for the caller to drop.
-        let frame: [UInt8] = [0x01, 0x80, 0xC2, 0x00, 0x00, 0x00, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x00, 0x26, 0x42, 0x42, 0x03]
+        let frame: [UInt8] = [
+            0x01, 0x80, 0xC2, 0x00, 0x00, 0x00, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x00, 0x26, 0x42, 0x42, 0x03,
+        ]
         let h = try F.withExactBuffer(frame) { try EthernetHeader.parse($0) }
         #expect(h.etherType == 0x0026)
         #expect(h.etherType < EtherType.minimumType)

@@ -1,15 +1,18 @@
 // IPv4 headers: a captured echo request, a header with a Router Alert option, three fragments,
 // bogus lengths, hostile options and round trips.
 import Testing
+
 @testable import Wire
 
 @Suite struct IPv4Tests {
     typealias F = L3Frames
 
-    static func parseFrame(_ bytes: UnsafeRawBufferPointer, verifyChecksum: Bool = true) throws(WireError) -> IPv4Header {
+    static func parseFrame(_ bytes: UnsafeRawBufferPointer, verifyChecksum: Bool = true) throws(WireError) -> IPv4Header
+    {
         let eth = try EthernetHeader.parse(bytes)
         guard eth.etherType == EtherType.ipv4 else { throw WireError(.unsupported, "test") }
-        return try IPv4Header.parse(UnsafeRawBufferPointer(rebasing: bytes[eth.headerLength...]), verifyChecksum: verifyChecksum)
+        return try IPv4Header.parse(
+            UnsafeRawBufferPointer(rebasing: bytes[eth.headerLength...]), verifyChecksum: verifyChecksum)
     }
 
     static func parse(_ header: [UInt8], verifyChecksum: Bool = true) -> Result<IPv4Header, WireError> {
@@ -84,7 +87,8 @@ import Testing
         var message = [UInt8](repeating: 0, count: 3008)
         for (frame, h) in zip(frames, headers) {
             let start = 14 + h.headerLength
-            message.replaceSubrange(h.fragmentOffset..<(h.fragmentOffset + h.payloadLength), with: frame[start..<(start + h.payloadLength)])
+            message.replaceSubrange(
+                h.fragmentOffset..<(h.fragmentOffset + h.payloadLength), with: frame[start..<(start + h.payloadLength)])
         }
         #expect(message == F.fragmentedEchoMessage)
         #expect(message.withUnsafeBytes { InternetChecksum.of($0) } == 0)
@@ -185,7 +189,9 @@ import Testing
         OptionCase(name: "bad after good", options: [0x94, 0x04, 0x00, 0x00, 0x07, 0xFF, 0x00, 0x00], expected: nil),
     ])
     func options(_ c: OptionCase) throws {
-        var packet: [UInt8] = [0x40 | UInt8(5 + c.options.count / 4), 0, 0, UInt8(20 + c.options.count), 0, 0, 0, 0, 64, 2, 0, 0]
+        var packet: [UInt8] = [
+            0x40 | UInt8(5 + c.options.count / 4), 0, 0, UInt8(20 + c.options.count), 0, 0, 0, 0, 64, 2, 0, 0,
+        ]
         packet += [10, 0, 2, 15, 224, 0, 0, 22] + c.options
         packet = Self.fixChecksum(packet)
         // parse leaves options alone: only lengths and the checksum are its business.
@@ -248,9 +254,11 @@ import Testing
         #expect(again == expected)
     }
 
-    @Test(arguments: [
-        (0, false, false, 0, 0), (0xFF, true, false, 65528, 7), (0x10, false, true, 8, 65515), (0xB8, true, true, 1480, 1),
-    ] as [(UInt8, Bool, Bool, Int, Int)])
+    @Test(
+        arguments: [
+            (0, false, false, 0, 0), (0xFF, true, false, 65528, 7), (0x10, false, true, 8, 65515),
+            (0xB8, true, true, 1480, 1),
+        ] as [(UInt8, Bool, Bool, Int, Int)])
     func roundTrip(_ tos: UInt8, _ df: Bool, _ mf: Bool, _ offset: Int, _ payload: Int) throws {
         var ip = IPv4Header(
             source: IPv4Address(raw: 0xFFFF_FFFF), destination: .any, protocolNumber: 0xFF, payloadLength: payload,
@@ -265,27 +273,35 @@ import Testing
     }
 
     @Test func emitRefusesWhatCannotBeEncoded() {
-        let base = IPv4Header(source: F.guest4, destination: F.peer4, protocolNumber: IPProtocol.tcp, payloadLength: 100)
+        let base = IPv4Header(
+            source: F.guest4, destination: F.peer4, protocolNumber: IPProtocol.tcp, payloadLength: 100)
         var odd = base
         odd.fragmentOffset = 12
-        #expect(F.thrownCode { () throws(WireError) in _ = try F.emitted { b throws(WireError) in try odd.emit(into: b) } } == .badLength)
+        #expect(
+            F.thrownCode { () throws(WireError) in _ = try F.emitted { b throws(WireError) in try odd.emit(into: b) } }
+                == .badLength)
         var far = base
         far.fragmentOffset = 65536
-        #expect(F.thrownCode { () throws(WireError) in _ = try F.emitted { b throws(WireError) in try far.emit(into: b) } } == .badLength)
+        #expect(
+            F.thrownCode { () throws(WireError) in _ = try F.emitted { b throws(WireError) in try far.emit(into: b) } }
+                == .badLength)
         var negative = base
         negative.totalLength = 10
         #expect(negative.payloadLength < 0)
-        #expect(F.thrownCode { () throws(WireError) in _ = try F.emitted { b throws(WireError) in try negative.emit(into: b) } } == .badLength)
+        #expect(
+            F.thrownCode { () throws(WireError) in
+                _ = try F.emitted { b throws(WireError) in try negative.emit(into: b) }
+            } == .badLength)
         let small = UnsafeMutableRawBufferPointer.allocate(byteCount: 19, alignment: 1)
         defer { small.deallocate() }
         #expect(F.thrownCode { () throws(WireError) in _ = try base.emit(into: small) } == .noSpace)
     }
 }
 
-private extension Result where Failure == WireError {
-    var code: WireError.Code? {
+extension Result where Failure == WireError {
+    fileprivate var code: WireError.Code? {
         if case .failure(let e) = self { return e.code }
         return nil
     }
-    var value: Success? { try? get() }
+    fileprivate var value: Success? { try? get() }
 }

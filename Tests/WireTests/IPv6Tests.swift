@@ -1,6 +1,7 @@
 // IPv6 headers: captured UDP and hop-by-hop + fragment packets, extension-header chains built
 // by hand, hostile chains (too long, past the end, misplaced), truncations and round trips.
 import Testing
+
 @testable import Wire
 
 @Suite struct IPv6Tests {
@@ -33,7 +34,10 @@ import Testing
 
     static func fragmentHeader(_ next: UInt8, offset: Int, more: Bool, id: UInt32 = 0xDEAD_BEEF) -> [UInt8] {
         let field = UInt16(offset) | (more ? 1 : 0)
-        return [next, 0, UInt8(field >> 8), UInt8(field & 0xFF), UInt8(id >> 24), UInt8((id >> 16) & 0xFF), UInt8((id >> 8) & 0xFF), UInt8(id & 0xFF)]
+        return [
+            next, 0, UInt8(field >> 8), UInt8(field & 0xFF), UInt8(id >> 24), UInt8((id >> 16) & 0xFF),
+            UInt8((id >> 8) & 0xFF), UInt8(id & 0xFF),
+        ]
     }
 
     static let udp: [UInt8] = [0x30, 0x39, 0x00, 0x35, 0x00, 0x0A, 0x00, 0x00, 0xAB, 0xCD]
@@ -77,7 +81,8 @@ import Testing
             let ip = try F.withExactBuffer(frame) { try Self.parseFrame($0) }
             let info = try #require(ip.fragment)
             let start = 14 + ip.upperOffset
-            datagram.replaceSubrange(info.offset..<(info.offset + ip.upperLength), with: frame[start..<(start + ip.upperLength)])
+            datagram.replaceSubrange(
+                info.offset..<(info.offset + ip.upperLength), with: frame[start..<(start + ip.upperLength)])
         }
         #expect(datagram == F.v6FragmentedDatagram)
         let udp = try F.withExactBuffer(datagram) { try UDPHeader.parse($0) }
@@ -166,11 +171,13 @@ import Testing
     static let bad: [BadCase] = [
         BadCase(
             name: "nine extension headers",
-            packet: packet(60, (0..<8).flatMap { _ in ext(60, units: 1) } + ext(17, units: 1) + udp), code: .unsupported),
+            packet: packet(60, (0..<8).flatMap { _ in ext(60, units: 1) } + ext(17, units: 1) + udp), code: .unsupported
+        ),
         BadCase(
             name: "two hundred destination options headers",
             packet: packet(60, (0..<200).flatMap { _ in ext(60, units: 1) }), code: .unsupported),
-        BadCase(name: "hop-by-hop longer than the payload", packet: packet(0, [17, 1, 1, 4, 0, 0, 0, 0]), code: .badLength),
+        BadCase(
+            name: "hop-by-hop longer than the payload", packet: packet(0, [17, 1, 1, 4, 0, 0, 0, 0]), code: .badLength),
         BadCase(name: "no room for the length octet", packet: packet(0, [17]), code: .badLength),
         BadCase(name: "empty payload announcing hop-by-hop", packet: packet(0, []), code: .badLength),
         BadCase(
@@ -180,18 +187,22 @@ import Testing
         BadCase(name: "fragment header cut short", packet: packet(44, [17, 0, 0, 0]), code: .badLength),
         BadCase(name: "AH past the end", packet: packet(51, [6, 4, 0, 0, 0, 0, 0, 0]), code: .badLength),
         BadCase(
-            name: "hop-by-hop not first", packet: packet(60, ext(0, units: 1) + ext(17, units: 1) + udp), code: .malformed),
+            name: "hop-by-hop not first", packet: packet(60, ext(0, units: 1) + ext(17, units: 1) + udp),
+            code: .malformed),
         BadCase(
             name: "hop-by-hop after a fragment header",
             packet: packet(44, fragmentHeader(0, offset: 0, more: true) + ext(17, units: 1) + udp), code: .malformed),
         BadCase(
             name: "two fragment headers",
-            packet: packet(44, fragmentHeader(44, offset: 0, more: true) + fragmentHeader(17, offset: 0, more: true) + udp),
+            packet: packet(
+                44, fragmentHeader(44, offset: 0, more: true) + fragmentHeader(17, offset: 0, more: true) + udp),
             code: .malformed),
         BadCase(name: "version 4", packet: [0x45] + packet(17, udp).dropFirst(), code: .unsupported),
         BadCase(name: "version 0", packet: [0x00] + packet(17, udp).dropFirst(), code: .unsupported),
         BadCase(name: "payload length past the buffer", packet: packet(17, udp, payloadLength: 11), code: .truncated),
-        BadCase(name: "jumbogram", packet: packet(0, [17, 0, 0xC2, 4, 0, 1, 0, 0] + udp, payloadLength: 0), code: .badLength),
+        BadCase(
+            name: "jumbogram", packet: packet(0, [17, 0, 0xC2, 4, 0, 1, 0, 0] + udp, payloadLength: 0), code: .badLength
+        ),
     ]
 
     @Test(arguments: bad)
@@ -213,7 +224,9 @@ import Testing
         #expect(try F.emitted { b throws(WireError) in try ip.emit(into: b) } == Array(F.udp6[14..<54]))
     }
 
-    @Test(arguments: [(0, 0, 0, 0), (0xFF, 0xF_FFFF, 255, 0xFFFF), (0xB8, 0x12345, 1, 1)] as [(UInt8, UInt32, UInt8, UInt16)])
+    @Test(
+        arguments: [(0, 0, 0, 0), (0xFF, 0xF_FFFF, 255, 0xFFFF), (0xB8, 0x12345, 1, 1)]
+            as [(UInt8, UInt32, UInt8, UInt16)])
     func roundTrip(_ trafficClass: UInt8, _ flowLabel: UInt32, _ hopLimit: UInt8, _ payloadLength: UInt16) throws {
         let ip = IPv6Header(
             source: IPv6Address(high: .max, low: .max), destination: .allNodes, nextHeader: IPProtocol.tcp,
@@ -226,7 +239,9 @@ import Testing
     @Test func emitRefuses() {
         var ip = IPv6Header(source: F.guest6, destination: F.peer6, nextHeader: IPProtocol.udp, payloadLength: 0)
         ip.flowLabel = 0x10_0000
-        #expect(F.thrownCode { () throws(WireError) in _ = try F.emitted { b throws(WireError) in try ip.emit(into: b) } } == .malformed)
+        #expect(
+            F.thrownCode { () throws(WireError) in _ = try F.emitted { b throws(WireError) in try ip.emit(into: b) } }
+                == .malformed)
         ip.flowLabel = 1
         let small = UnsafeMutableRawBufferPointer.allocate(byteCount: 39, alignment: 1)
         defer { small.deallocate() }
@@ -234,8 +249,8 @@ import Testing
     }
 }
 
-private extension Result where Failure == WireError {
-    var code: WireError.Code? {
+extension Result where Failure == WireError {
+    fileprivate var code: WireError.Code? {
         if case .failure(let e) = self { return e.code }
         return nil
     }

@@ -2,6 +2,7 @@
 // checksum offload off) and from a TAP opened with IFF_VNET_HDR, plus helpers shared by the
 // Ethernet, ARP, IPv4, IPv6, UDP and virtio-net tests.
 import Testing
+
 @testable import Wire
 
 enum L3Frames {
@@ -120,7 +121,9 @@ enum L3Frames {
 
     /// Runs `body` over a copy of `bytes` in an allocation of exactly that size, so that a read
     /// one byte past the end is a heap overflow the address sanitizer reports.
-    static func withExactBuffer<R>(_ bytes: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    static func withExactBuffer<R>(_ bytes: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws -> R)
+        rethrows -> R
+    {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
         defer { buffer.deallocate() }
         _ = buffer.initializeMemory(as: UInt8.self, from: bytes)
@@ -146,7 +149,9 @@ enum L3Frames {
             if n < essential {
                 #expect(result?.code == code, "prefix of \(n) bytes", sourceLocation: sourceLocation)
             } else {
-                #expect(result == nil, "prefix of \(n) bytes: \(String(describing: result))", sourceLocation: sourceLocation)
+                #expect(
+                    result == nil, "prefix of \(n) bytes: \(String(describing: result))", sourceLocation: sourceLocation
+                )
             }
         }
     }

@@ -1,6 +1,7 @@
 // UDP: captured datagrams over IPv4 and IPv6 with their checksums verified and recomputed,
 // a frame rebuilt byte for byte, bogus length fields and truncations.
 import Testing
+
 @testable import Wire
 
 @Suite struct UDPTests {
@@ -42,7 +43,9 @@ import Testing
         let d = Array(F.udp4[range])
         #expect(d.withUnsafeBytes { UDPHeader.verifyChecksum($0, source: F.guest4, destination: F.peer4) })
         // The same bytes to another address fail: the pseudo-header is covered.
-        #expect(!d.withUnsafeBytes { UDPHeader.verifyChecksum($0, source: F.guest4, destination: IPv4Address(10, 0, 2, 3)) })
+        #expect(
+            !d.withUnsafeBytes { UDPHeader.verifyChecksum($0, source: F.guest4, destination: IPv4Address(10, 0, 2, 3)) }
+        )
     }
 
     @Test func overIPv6() throws {
@@ -68,7 +71,8 @@ import Testing
                 bad[bit / 8] ^= 1 << (bit % 8)
                 // Flipping the length field makes it impossible for the buffer: also a failure.
                 let ok = bad.withUnsafeBytes {
-                    v6 ? UDPHeader.verifyChecksum($0, source: F.guest6, destination: F.peer6)
+                    v6
+                        ? UDPHeader.verifyChecksum($0, source: F.guest6, destination: F.peer6)
                         : UDPHeader.verifyChecksum($0, source: F.guest4, destination: F.peer4)
                 }
                 #expect(!ok, "bit \(bit) of the \(v6 ? "IPv6" : "IPv4") datagram")
@@ -105,7 +109,8 @@ import Testing
     func computedZeroIsSentAsAllOnes(_ v6: Bool) {
         var d: [UInt8] = [0x9C, 0x40, 0x00, 0x35, 0x00, 0x0C, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]
         // Choose the last payload word so that the whole sum folds to 0xFFFF.
-        var sum = v6
+        var sum =
+            v6
             ? InternetChecksum.pseudoHeader(source: F.guest6, destination: F.peer6, nextHeader: 17, length: d.count)
             : InternetChecksum.pseudoHeader(source: F.guest4, destination: F.peer4, protocol: 17, length: d.count)
         d.withUnsafeBytes { sum.add(bytes: $0) }
@@ -120,10 +125,21 @@ import Testing
             }
         }
         #expect(d[6] == 0xFF && d[7] == 0xFF)
-        #expect(d.withUnsafeBytes {
-            v6 ? UDPHeader.verifyChecksum($0, source: F.guest6, destination: F.peer6)
-                : UDPHeader.verifyChecksum($0, source: F.guest4, destination: F.peer4)
-        })
+        #expect(
+            d.withUnsafeBytes {
+                v6
+                    ? UDPHeader.verifyChecksum($0, source: F.guest6, destination: F.peer6)
+                    : UDPHeader.verifyChecksum($0, source: F.guest4, destination: F.peer4)
+            })
+        // A 0 in the field sums just as well here, but means "none": fine over IPv4, never over IPv6.
+        d[6] = 0
+        d[7] = 0
+        #expect(
+            d.withUnsafeBytes {
+                v6
+                    ? UDPHeader.verifyChecksum($0, source: F.guest6, destination: F.peer6)
+                    : UDPHeader.verifyChecksum($0, source: F.guest4, destination: F.peer4)
+            } == !v6)
     }
 
     /// The whole captured IPv4 frame, rebuilt from values: Ethernet, IPv4, UDP, payload, checksum.
@@ -190,7 +206,9 @@ import Testing
         }
     }
 
-    @Test(arguments: [(0, 0, 8, 0), (0xFFFF, 1, 0xFFFF, 0xFFFF), (53, 40000, 23, 0xB46F)] as [(UInt16, UInt16, UInt16, UInt16)])
+    @Test(
+        arguments: [(0, 0, 8, 0), (0xFFFF, 1, 0xFFFF, 0xFFFF), (53, 40000, 23, 0xB46F)]
+            as [(UInt16, UInt16, UInt16, UInt16)])
     func roundTrip(_ source: UInt16, _ destination: UInt16, _ length: UInt16, _ checksum: UInt16) throws {
         let udp = UDPHeader(sourcePort: source, destinationPort: destination, length: length, checksum: checksum)
         let bytes = try F.emitted { b throws(WireError) in try udp.emit(into: b) }

@@ -1,6 +1,7 @@
 // The virtio-net header: a TSO4 super-frame and a NEEDS_CSUM frame read from a TAP (IFF_VNET_HDR,
 // TUNSETOFFLOAD CSUM|TSO4|TSO6) checked against the frames they describe; both layouts; refusals.
 import Testing
+
 @testable import Wire
 
 @Suite struct VirtioNetHeaderTests {
@@ -92,7 +93,9 @@ import Testing
     @Test(arguments: [VirtioNetHeader.legacySize, VirtioNetHeader.v1Size])
     func plainFrame(_ size: Int) throws {
         let zero = VirtioNetHeader()
-        #expect(try F.emitted { b throws(WireError) in try zero.emit(into: b, size: size) } == [UInt8](repeating: 0, count: size))
+        #expect(
+            try F.emitted { b throws(WireError) in try zero.emit(into: b, size: size) }
+                == [UInt8](repeating: 0, count: size))
         #expect(try Self.parse([UInt8](repeating: 0, count: size), size: size).get() == zero)
     }
 
@@ -113,10 +116,12 @@ import Testing
     }
     typealias Flags = VirtioNetHeader.Flags
 
-    @Test(arguments: [
-        (0x00, VirtioNetHeader.GSOType.none, false), (0x01, .tcpv4, false), (0x03, .udp, false), (0x04, .tcpv6, false),
-        (0x05, .udpL4, false), (0x81, .tcpv4, true), (0x84, .tcpv6, true),
-    ] as [(UInt8, VirtioNetHeader.GSOType, Bool)])
+    @Test(
+        arguments: [
+            (0x00, VirtioNetHeader.GSOType.none, false), (0x01, .tcpv4, false), (0x03, .udp, false),
+            (0x04, .tcpv6, false),
+            (0x05, .udpL4, false), (0x81, .tcpv4, true), (0x84, .tcpv6, true),
+        ] as [(UInt8, VirtioNetHeader.GSOType, Bool)])
     func gsoTypes(_ raw: UInt8, _ type: VirtioNetHeader.GSOType, _ ecn: Bool) throws {
         var bytes = Self.tso4Header
         bytes[1] = raw
@@ -135,10 +140,12 @@ import Testing
 
     @Test(arguments: [0, 8, 11, 13, 20])
     func otherSizes(_ size: Int) {
-        #expect(F.code(of: [UInt8](repeating: 0, count: 24)) { try VirtioNetHeader.parse($0, size: size) } == .unsupported)
-        #expect(F.thrownCode { () throws(WireError) in
-            _ = try F.emitted { b throws(WireError) in try VirtioNetHeader().emit(into: b, size: size) }
-        } == .unsupported)
+        #expect(
+            F.code(of: [UInt8](repeating: 0, count: 24)) { try VirtioNetHeader.parse($0, size: size) } == .unsupported)
+        #expect(
+            F.thrownCode { () throws(WireError) in
+                _ = try F.emitted { b throws(WireError) in try VirtioNetHeader().emit(into: b, size: size) }
+            } == .unsupported)
     }
 
     @Test(arguments: [VirtioNetHeader.legacySize, VirtioNetHeader.v1Size])
@@ -148,7 +155,9 @@ import Testing
         }
         let small = UnsafeMutableRawBufferPointer.allocate(byteCount: size - 1, alignment: 1)
         defer { small.deallocate() }
-        #expect(F.thrownCode { () throws(WireError) in _ = try VirtioNetHeader().emit(into: small, size: size) } == .noSpace)
+        #expect(
+            F.thrownCode { () throws(WireError) in _ = try VirtioNetHeader().emit(into: small, size: size) } == .noSpace
+        )
     }
 
     @Test func validateAgainstFrame() throws {
