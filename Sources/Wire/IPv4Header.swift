@@ -125,9 +125,10 @@ public struct IPv4Header: Hashable, Sendable {
 
     /// Calls `body` with the kind and data (the bytes after the kind and length octets) of each
     /// option in the header at the start of `header`. No-operation options are skipped and
-    /// End of Option List stops the walk (RFC 791 §3.1). Throws `.truncated` or `.badLength` as
-    /// `parse` does for the header itself, and `.badOption` for an option whose length is
-    /// below 2 or runs past the header; options before the bad one have been reported by then.
+    /// End of Option List stops the walk (RFC 791 §3.1). Throws `.unsupported`, `.truncated` or
+    /// `.badLength` as `parse` does for the header itself (totalLength and the checksum are not
+    /// looked at), and `.badOption` for an option whose length is below 2 or runs past the
+    /// header; options before the bad one have been reported by then.
     public static func forEachOption(
         _ header: UnsafeRawBufferPointer, _ body: (UInt8, UnsafeRawBufferPointer) -> Void
     ) throws(WireError) {

@@ -68,9 +68,9 @@ public struct IPv6Header: Hashable, Sendable {
     /// Reads the fixed header and walks hop-by-hop, routing, destination options, fragment and
     /// authentication headers. Throws `.unsupported` for a version other than 6 or a chain longer
     /// than `maximumExtensionHeaders`; `.truncated` when the buffer is shorter than 40 +
-    /// payloadLength (jumbograms, RFC 2675, are not accepted); `.badLength` when an extension
-    /// header runs past the payload; `.malformed` for a hop-by-hop header anywhere but first
-    /// (RFC 8200 §4.1) or a second Fragment header.
+    /// payloadLength; `.badLength` when an extension header runs past the payload (so a
+    /// jumbogram, RFC 2675, with its zero payloadLength, is refused here); `.malformed` for a
+    /// hop-by-hop header anywhere but first (RFC 8200 §4.1) or a second Fragment header.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> IPv6Header {
         guard bytes.count >= length else { throw WireError(.truncated, "ipv6") }
         let word0 = bytes.be32(0)

@@ -37,7 +37,8 @@ public struct UDPHeader: Hashable, Sendable {
         guard bytes.count >= UDPHeader.length else { throw WireError(.truncated, "udp") }
         let length = bytes.be16(4)
         guard Int(length) >= UDPHeader.length, Int(length) <= bytes.count else { throw WireError(.badLength, "udp") }
-        return UDPHeader(sourcePort: bytes.be16(0), destinationPort: bytes.be16(2), length: length, checksum: bytes.be16(6))
+        return UDPHeader(
+            sourcePort: bytes.be16(0), destinationPort: bytes.be16(2), length: length, checksum: bytes.be16(6))
     }
 
     /// Writes the 8-byte header with `checksum` as it stands; `fillChecksum` computes it once the
@@ -107,7 +108,9 @@ public struct UDPHeader: Hashable, Sendable {
 
     private static func store(_ pseudoHeader: InternetChecksum, _ datagram: UnsafeMutableRawBufferPointer) {
         precondition(datagram.count >= UDPHeader.length, "UDP datagram shorter than its header")
-        assert(Int(UnsafeRawBufferPointer(datagram).be16(4)) == datagram.count, "UDP length field disagrees with the buffer")
+        assert(
+            Int(UnsafeRawBufferPointer(datagram).be16(4)) == datagram.count,
+            "UDP length field disagrees with the buffer")
         var sum = pseudoHeader
         datagram.setBE16(0, 6)
         sum.add(bytes: UnsafeRawBufferPointer(datagram))

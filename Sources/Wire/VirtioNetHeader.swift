@@ -34,7 +34,8 @@ public struct VirtioNetHeader: Hashable, Sendable {
     /// The segments need CWR set on the first (the guest's TCP used ECN).
     public var gsoECN: Bool
     /// hdr_len: the length of the headers (Ethernet to transport) to copy onto each segment.
-    /// Linux treats it as a hint and sends its linear head length, so it is not trusted.
+    /// Linux fills it from the length of its linear head (the headers exactly, in the TSO frames
+    /// seen from a TAP) and reads it only as a hint; treat it as one.
     public var headerLength: UInt16
     /// The payload size of each segment (the MSS for TCP).
     public var gsoSize: UInt16
