@@ -121,7 +121,13 @@ struct ReassemblyTable<Key: Hashable, First> {
                 return .dropped
             }
             d.data.reserveCapacity(target)
-            d.data.append(contentsOf: repeatElement(0, count: end - d.data.count))
+            // The allocator may round the capacity up: hold the bound against what was given.
+            while bufferedBytes + d.data.capacity > limit && !datagrams.isEmpty { evictOldest() }
+            guard bufferedBytes + d.data.capacity <= limit else {
+                counters.evicted += 1
+                return .dropped
+            }
+            d.data.append(contentsOf: zeroes[0..<(end - d.data.count)])
         }
         d.data.withUnsafeMutableBytes { $0.slice(offset, count).copyMemory(from: data) }
         d.pieces.insert(offset..<end, at: low)
@@ -177,3 +183,7 @@ struct ReassemblyTable<Key: Hashable, First> {
         counters.evicted += 1
     }
 }
+
+/// Filler for the gap below a fragment that arrives ahead of the ones before it; a datagram's
+/// data never exceeds 65535 bytes.
+private let zeroes = [UInt8](repeating: 0, count: 65536)

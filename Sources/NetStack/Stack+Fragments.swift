@@ -63,7 +63,7 @@ extension Stack {
         let perFragment = (configuration.mtu - (isV6 ? IPv6Header.length + 8 : IPv4Header.minimumLength)) & ~7
         // A datagram whose fragments could not all carry data, or whose reassembled length would
         // not fit the 16-bit length field, cannot be sent at all.
-        guard perFragment >= 8, datagram.count <= 65535 - (isV6 ? 8 : IPv4Header.minimumLength) else {
+        guard perFragment >= 8, datagram.count <= 65535 - (isV6 ? 0 : IPv4Header.minimumLength) else {
             return noteOutputDrop()
         }
         let identification: UInt32
