@@ -63,21 +63,21 @@ import Wire
     @Test func matchesTheReferenceSequence() {
         // The first outputs of the reference splitmix64.c from a zero state.
         var g = SplitMix64(seed: 0)
-        let got1 = g.next()
-        #expect(got1 == 0xE220_A839_7B1D_CDAF)
-        let got2 = g.next()
-        #expect(got2 == 0x6E78_9E6A_A1B9_65F4)
-        let got3 = g.next()
-        #expect(got3 == 0x06C4_5D18_8009_454F)
+        let first = g.next()
+        #expect(first == 0xE220_A839_7B1D_CDAF)
+        let second = g.next()
+        #expect(second == 0x6E78_9E6A_A1B9_65F4)
+        let third = g.next()
+        #expect(third == 0x06C4_5D18_8009_454F)
     }
 
     @Test func chanceHonoursTheExtremes() {
         var g = SplitMix64(seed: 5)
         for _ in 0..<10_000 {
-            let got4 = g.chance(0)
-            #expect(!got4)
-            let got5 = g.chance(1)
-            #expect(got5)
+            let never = g.chance(0)
+            #expect(!never)
+            let always = g.chance(1)
+            #expect(always)
         }
     }
 }

@@ -47,14 +47,14 @@ import Wire
     @Test func exactDuplicatesAreAccepted() throws {
         let (d, p) = Self.udpFragments()
         var r = IPv4Reassembler()
-        let got1 = try r.add(packet: p[1], now: Self.t0)
-        #expect(got1 == nil)
-        let got2 = try r.add(packet: p[1], now: Self.t0)
-        #expect(got2 == nil)
-        let got3 = try r.add(packet: p[0], now: Self.t0)
-        #expect(got3 == nil)
-        let got4 = try r.add(packet: p[0], now: Self.t0)
-        #expect(got4 == nil)
+        let middle = try r.add(packet: p[1], now: Self.t0)
+        #expect(middle == nil)
+        let middleAgain = try r.add(packet: p[1], now: Self.t0)
+        #expect(middleAgain == nil)
+        let head = try r.add(packet: p[0], now: Self.t0)
+        #expect(head == nil)
+        let headAgain = try r.add(packet: p[0], now: Self.t0)
+        #expect(headAgain == nil)
         let whole = try #require(try r.add(packet: p[2], now: Self.t0))
         #expect(whole.payload == d)
         #expect(r.counters.duplicates == 2)
@@ -68,12 +68,12 @@ import Wire
         evil[1500] ^= 0xFF
         let forged = Datagram.ipv4Fragments(evil, pieces: [Piece(offset: 1480, length: 1480, more: true)], to: Self.dst, protocolNumber: IPProtocol.udp)
         _ = try r.add(packet: p[1], now: Self.t0)
-        let got5 = try r.add(packet: forged[0], now: Self.t0)
-        #expect(got5 == nil)
+        let afterForgery = try r.add(packet: forged[0], now: Self.t0)
+        #expect(afterForgery == nil)
         #expect(r.counters.overlapping == 1)
         #expect(r.datagramsInProgress == 0, "the whole datagram is gone")
-        let got6 = try r.add(packet: p[2], now: Self.t0)
-        #expect(got6 == nil, "the rest cannot complete it")
+        let afterDrop = try r.add(packet: p[2], now: Self.t0)
+        #expect(afterDrop == nil, "the rest cannot complete it")
     }
 
     static let overlaps: [Piece] = [
@@ -93,8 +93,8 @@ import Wire
         _ = try r.add(packet: p[0], now: Self.t0)
         _ = try r.add(packet: p[1], now: Self.t0)
         let o = Datagram.ipv4Fragments(d, pieces: [overlap], to: Self.dst, protocolNumber: IPProtocol.udp)[0]
-        let got7 = try r.add(packet: o, now: Self.t0)
-        #expect(got7 == nil)
+        let afterOverlap = try r.add(packet: o, now: Self.t0)
+        #expect(afterOverlap == nil)
         #expect(r.counters.overlapping == 1)
         #expect(r.datagramsInProgress == 0 && r.bufferedBytes == 0)
     }
@@ -106,14 +106,14 @@ import Wire
         _ = try r.add(packet: p[1], now: Self.t0 + 1_000_000_000)
         #expect(r.bufferedBytes >= 2960)
         #expect(r.nextDeadline == Self.t0 + 30_000_000_000, "30 s from the first fragment")
-        let got8 = r.expire(now: Self.t0 + 29_999_999_999)
-        #expect(got8 == 0)
-        let got9 = r.expire(now: Self.t0 + 30_000_000_000)
-        #expect(got9 == 1)
+        let justBefore = r.expire(now: Self.t0 + 29_999_999_999)
+        #expect(justBefore == 0)
+        let atDeadline = r.expire(now: Self.t0 + 30_000_000_000)
+        #expect(atDeadline == 1)
         #expect(r.datagramsInProgress == 0 && r.bufferedBytes == 0 && r.nextDeadline == nil)
         #expect(r.counters.timedOut == 1)
-        let got10 = try r.add(packet: p[2], now: Self.t0 + 30_000_000_001)
-        #expect(got10 == nil, "a late last fragment starts afresh")
+        let lateLast = try r.add(packet: p[2], now: Self.t0 + 30_000_000_001)
+        #expect(lateLast == nil, "a late last fragment starts afresh")
     }
 
     @Test func lateFragmentAfterTheDeadlineDoesNotCompleteAStaleDatagram() throws {
@@ -122,8 +122,8 @@ import Wire
         _ = try r.add(packet: p[0], now: Self.t0)
         _ = try r.add(packet: p[1], now: Self.t0)
         // No expire call in between: the deadline still holds.
-        let got11 = try r.add(packet: p[2], now: Self.t0 + 31_000_000_000)
-        #expect(got11 == nil)
+        let afterDeadline = try r.add(packet: p[2], now: Self.t0 + 31_000_000_000)
+        #expect(afterDeadline == nil)
         #expect(r.counters.timedOut == 1)
     }
 
@@ -137,13 +137,13 @@ import Wire
             #expect(r.datagramsInProgress == min(id + 1, 64))
         }
         #expect(r.counters.evicted == 1)
-        let got12 = try r.add(packet: all[0][1], now: Self.t0 + 100)
-        #expect(got12 == nil)
-        let got13 = try r.add(packet: all[0][2], now: Self.t0 + 100)
-        #expect(got13 == nil, "datagram 0 was evicted")
+        let evictedMiddle = try r.add(packet: all[0][1], now: Self.t0 + 100)
+        #expect(evictedMiddle == nil)
+        let evictedLast = try r.add(packet: all[0][2], now: Self.t0 + 100)
+        #expect(evictedLast == nil, "datagram 0 was evicted")
         _ = try r.add(packet: all[64][1], now: Self.t0 + 100)
-        let got14 = try r.add(packet: all[64][2], now: Self.t0 + 100)
-        #expect(got14 != nil, "the newest completes")
+        let newestLast = try r.add(packet: all[64][2], now: Self.t0 + 100)
+        #expect(newestLast != nil, "the newest completes")
     }
 
     @Test func memoryBoundHoldsAgainstManyPartialDatagrams() throws {
@@ -188,8 +188,8 @@ import Wire
         _ = try small.add(packet: p[0], now: Self.t0)
         _ = try small.add(packet: p[1], now: Self.t0)
         #expect(small.counters.tooLong == 0, "20 + 2960 fits in 3000")
-        let got15 = try small.add(packet: p[2], now: Self.t0)
-        #expect(got15 == nil)
+        let tooLongLast = try small.add(packet: p[2], now: Self.t0)
+        #expect(tooLongLast == nil)
         #expect(small.counters.tooLong == 1 && small.datagramsInProgress == 0, "20 + 4008 does not")
     }
 
@@ -218,8 +218,8 @@ import Wire
         var padded = d
         padded += [UInt8](repeating: 0, count: 16)
         let bad = Datagram.ipv4Fragments(padded, pieces: [piece], to: Self.dst, protocolNumber: IPProtocol.udp)[0]
-        let got16 = try r.add(packet: bad, now: Self.t0)
-        #expect(got16 == nil)
+        let afterBad = try r.add(packet: bad, now: Self.t0)
+        #expect(afterBad == nil)
         #expect(r.counters.tooSmall == 1)
         #expect(r.datagramsInProgress == 0)
     }
@@ -229,8 +229,8 @@ import Wire
         limits.minimumFragmentPayload = 8
         var r = IPv4Reassembler(limits: limits)
         let p = Datagram.ipv4Fragments(pattern(100), pieces: [Piece(offset: 0, length: 16, more: true)], to: Self.dst, protocolNumber: IPProtocol.tcp)
-        let got17 = try r.add(packet: p[0], now: Self.t0)
-        #expect(got17 == nil)
+        let tinyFirst = try r.add(packet: p[0], now: Self.t0)
+        #expect(tinyFirst == nil)
         #expect(r.counters.tooSmall == 1, "RFC 1858: the flags must be in the first fragment")
     }
 
@@ -242,16 +242,16 @@ import Wire
         var r = IPv4Reassembler()
         _ = try r.add(packet: p[2], now: Self.t0)  // ends at 4008
         let other = Datagram.ipv4Fragments(padded, pieces: [Piece(offset: 4008, length: 100, more: false)], to: Self.dst, protocolNumber: IPProtocol.udp)[0]
-        let got18 = try r.add(packet: other, now: Self.t0)
-        #expect(got18 == nil)
+        let secondLast = try r.add(packet: other, now: Self.t0)
+        #expect(secondLast == nil)
         #expect(r.counters.inconsistent == 1 && r.datagramsInProgress == 0)
 
         // Data beyond the end a last fragment set.
         var r2 = IPv4Reassembler()
         _ = try r2.add(packet: p[2], now: Self.t0)
         let beyond = Datagram.ipv4Fragments(padded, pieces: [Piece(offset: 4008, length: 1480, more: true)], to: Self.dst, protocolNumber: IPProtocol.udp)[0]
-        let got19 = try r2.add(packet: beyond, now: Self.t0)
-        #expect(got19 == nil)
+        let pastEnd = try r2.add(packet: beyond, now: Self.t0)
+        #expect(pastEnd == nil)
         #expect(r2.counters.inconsistent == 1)
 
         // A last fragment ending before data already held.
@@ -270,8 +270,8 @@ import Wire
         _ = try r.add(packet: icmp[1], now: Self.t0)
         _ = try r.add(packet: p[2], now: Self.t0)
         #expect(r.datagramsInProgress == 2)
-        let got20 = try r.add(packet: p[1], now: Self.t0)
-        #expect(got20?.payload == d)
+        let completed = try r.add(packet: p[1], now: Self.t0)
+        #expect(completed?.payload == d)
     }
 
     @Test func hostileFragmentStreamStaysWithinBounds() {
@@ -295,5 +295,55 @@ import Wire
             if g.below(100) == 0 { r.expire(now: now) }
         }
         #expect(r.counters.dropped > 0)
+    }
+
+    @Test func firstFragmentsOptionsStayInTheReassembledHeader() throws {
+        let (d, p) = Self.udpFragments()
+        // The first fragment again, with four no-operation options (RFC 791 §3.1: options other
+        // than a few are not copied into later fragments, so only the first carries them).
+        var withOptions = [UInt8](repeating: 0, count: 24 + 1480)
+        withOptions.withUnsafeMutableBytes { b in
+            p[0].withUnsafeBytes { b.slice(0, 20).copyMemory(from: $0.slice(0, 20)) }
+            b.setU8(0x46, 0)
+            b.setBE16(UInt16(24 + 1480), 2)
+            for i in 20..<24 { b.setU8(IPv4Header.Option.noOperation, i) }
+            b.setBE16(0, 10)
+            b.setBE16(InternetChecksum.of(UnsafeRawBufferPointer(b.slice(0, 24))), 10)
+            d.withUnsafeBytes { b.slice(24, 1480).copyMemory(from: $0.slice(0, 1480)) }
+        }
+        var r = IPv4Reassembler()
+        _ = try r.add(packet: p[2], now: Self.t0)
+        _ = try r.add(packet: withOptions, now: Self.t0)
+        let completed = try r.add(packet: p[1], now: Self.t0)
+        let w = try #require(completed)
+        #expect(w.header.headerLength == 24)
+        #expect(w.header.totalLength == UInt16(24 + d.count) && w.header.payloadLength == d.count)
+        #expect(w.payload == d)
+    }
+
+    @Test func everyTruncationOfEveryFragmentFrameIsCountedNotFatal() {
+        let (_, p) = Self.udpFragments()
+        let s = Stack(configuration: StackConfiguration())
+        var truncations = 0
+        for packet in p {
+            let frame = Datagram.frame(packet, etherType: EtherType.ipv4)
+            for n in 0..<frame.count {
+                s.receive(Array(frame[..<n]))
+                truncations += 1
+            }
+        }
+        #expect(s.counters.malformed == truncations)
+        #expect(s.ipv4Reassembler.datagramsInProgress == 0)
+        // Bogus total lengths: longer than the frame, or shorter than the header.
+        for bogus in [UInt16(0), 19, 1500, 65535] {
+            var f = Datagram.frame(p[0], etherType: EtherType.ipv4)
+            f.withUnsafeMutableBytes { b in
+                b.setBE16(bogus, 24 + 2)
+                b.setBE16(0, 24 + 10)
+                b.setBE16(InternetChecksum.of(UnsafeRawBufferPointer(b.slice(24, 20))), 24 + 10)
+            }
+            s.receive(f)
+        }
+        #expect(s.ipv4Reassembler.counters.fragments <= 1, "only the honest 1500 could have been taken")
     }
 }

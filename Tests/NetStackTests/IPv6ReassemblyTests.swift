@@ -69,14 +69,14 @@ import Wire
         _ = try r.add(packet: p[0], now: Self.t0)
         _ = try r.add(packet: p[0], now: Self.t0)
         _ = try r.add(packet: p[1], now: Self.t0)
-        let got1 = try r.add(packet: p[2], now: Self.t0)
-        #expect(got1?.payload == d)
+        let completed = try r.add(packet: p[2], now: Self.t0)
+        #expect(completed?.payload == d)
         #expect(r.counters.duplicates == 1)
 
         let overlap = Datagram.ipv6Fragments(d, pieces: [Piece(offset: 1440, length: 1448, more: true)], to: Self.dst, nextHeader: IPProtocol.udp)[0]
         _ = try r.add(packet: p[0], now: Self.t0)
-        let got2 = try r.add(packet: overlap, now: Self.t0)
-        #expect(got2 == nil)
+        let afterOverlap = try r.add(packet: overlap, now: Self.t0)
+        #expect(afterOverlap == nil)
         #expect(r.counters.overlapping == 1 && r.datagramsInProgress == 0)
     }
 
@@ -92,8 +92,8 @@ import Wire
         _ = try r.add(packet: c[2], now: Self.t0)
         #expect(r.datagramsInProgress == 3)
         _ = try r.add(packet: a[1], now: Self.t0)
-        let got3 = try r.add(packet: a[2], now: Self.t0)
-        #expect(got3?.payload == d)
+        let completedA = try r.add(packet: a[2], now: Self.t0)
+        #expect(completedA?.payload == d)
     }
 
     @Test func firstFragmentWithoutTheUpperHeaderIsDropped() throws {
@@ -105,8 +105,8 @@ import Wire
         let fragmentable = Self.destinationOptions(next: IPProtocol.tcp) + pattern(100)
         let p = Datagram.ipv6Fragments(fragmentable, pieces: [Piece(offset: 0, length: 16, more: true)], to: Self.dst,
                                        nextHeader: IPProtocol.destinationOptions)
-        let got4 = try r.add(packet: p[0], now: Self.t0)
-        #expect(got4 == nil)
+        let tinyFirst = try r.add(packet: p[0], now: Self.t0)
+        #expect(tinyFirst == nil)
         #expect(r.counters.tooSmall == 1)
     }
 
@@ -120,8 +120,8 @@ import Wire
         #expect(r.counters.tooLong == 0)
         let over = Datagram.ipv6Fragments(big, pieces: [Piece(offset: 65_520, length: 16, more: false)], to: Self.dst,
                                           nextHeader: IPProtocol.udp, before: Self.hopByHop(next: IPProtocol.fragment), firstNextHeader: IPProtocol.hopByHop)
-        let got5 = try r.add(packet: over[0], now: Self.t0)
-        #expect(got5 == nil)
+        let pastLimit = try r.add(packet: over[0], now: Self.t0)
+        #expect(pastLimit == nil)
         #expect(r.counters.tooLong == 1 && r.datagramsInProgress == 0)
     }
 
@@ -134,10 +134,10 @@ import Wire
         }
         #expect(r.datagramsInProgress == 64 && r.counters.evicted == 1)
         #expect(r.nextDeadline == Self.t0 + 1 + 30_000_000_000)
-        let got6 = r.expire(now: Self.t0 + 30_000_000_032)
-        #expect(got6 == 32)
-        let got7 = r.expire(now: Self.t0 + 40_000_000_000)
-        #expect(got7 == 32)
+        let firstHalf = r.expire(now: Self.t0 + 30_000_000_032)
+        #expect(firstHalf == 32)
+        let secondHalf = r.expire(now: Self.t0 + 40_000_000_000)
+        #expect(secondHalf == 32)
         #expect(r.datagramsInProgress == 0 && r.bufferedBytes == 0 && r.counters.timedOut == 64)
     }
 
@@ -145,8 +145,8 @@ import Wire
         let d = Self.udp(100)
         let p = Datagram.ipv6Fragments(d, pieces: [Piece(offset: 0, length: d.count, more: false)], to: Self.dst, nextHeader: IPProtocol.udp)
         var r = IPv6Reassembler()
-        let got8 = try r.add(packet: p[0], now: Self.t0)
-        #expect(got8 == nil)
+        let atomic = try r.add(packet: p[0], now: Self.t0)
+        #expect(atomic == nil)
         #expect(r.counters.malformed == 1, "atomic fragments are the caller's to pass through")
 
         let s = Stack(configuration: StackConfiguration())
