@@ -7,6 +7,15 @@ extension Stack {
 
     func receiveIPv6Fragment(_ ip: IPv6Header, _ bytes: UnsafeRawBufferPointer, mac: MACAddress, now: UInt64) {
         guard let whole = ipv6Reassembler.add(header: ip, packet: bytes, now: now) else { return }
+        // RFC 6980 §5: Neighbor Discovery never needs fragments, and fragments would let its
+        // messages slip past the checks on the first one; ignore them whole.
+        if whole.header.upperProtocol == IPProtocol.icmpv6 && whole.upperLength > 0 {
+            // Router Solicitation (133) up to Redirect (137).
+            if (ICMPv6Message.routerSolicitation...137).contains(whole.payload[whole.upperOffset]) {
+                counters.malformed += 1
+                return
+            }
+        }
         whole.payload.withUnsafeBytes { p in
             deliverIPv6(whole.header, l4: p.slice(whole.upperOffset, whole.upperLength), checksumTrusted: false, mac: mac, now: now)
         }

@@ -174,4 +174,29 @@ import Wire
         #expect(s.ipv6Reassembler.datagramsInProgress <= 64)
         #expect(s.ipv6Reassembler.bufferedBytes <= 1 << 20)
     }
+
+    @Test func neighborDiscoveryInFragmentsIsIgnored() throws {
+        // A router solicitation padded out to two fragments: RFC 6980 says to ignore it.
+        let c = StackConfiguration()
+        var rs = [UInt8](repeating: 0, count: 2000)
+        rs[0] = ICMPv6Message.routerSolicitation
+        // One option of an unknown type (ignored, RFC 4861 §4.6) filling the rest: 249 × 8 bytes.
+        rs[8] = 200
+        rs[9] = 249
+        rs.withUnsafeMutableBytes { b in
+            var sum = InternetChecksum.pseudoHeader(source: Guest.ipv6, destination: .allRouters, nextHeader: IPProtocol.icmpv6, length: 2000)
+            sum.add(bytes: UnsafeRawBufferPointer(b))
+            b.setBE16(sum.value, 2)
+        }
+        let s = Stack(configuration: c)
+        for p in Datagram.ipv6Fragments(rs, pieces: Piece.split(rs.count, size: 1448), to: .allRouters, nextHeader: IPProtocol.icmpv6) {
+            var f = Datagram.frame(p, etherType: EtherType.ipv6)
+            f[10 + 14 + 7] = 255  // hop limit, as NDP demands
+            f.withUnsafeMutableBytes { $0.setMAC(MACAddress(ipv6Multicast: .allRouters), 10) }
+            s.receive(f)
+        }
+        #expect(s.ipv6Reassembler.counters.completed == 1)
+        #expect(try s.sentFrames().isEmpty, "no router advertisement in answer")
+        #expect(s.counters.malformed == 1)
+    }
 }
