@@ -18,12 +18,15 @@ public final class FrameBuffer {
 
 /// Frames waiting to be written, and the free list they return to.
 public struct FrameQueue {
-    public private(set) var frames: [FrameBuffer] = []
+    /// Internal setter: the fault injector drops, holds back and reorders queued frames in place.
+    public internal(set) var frames: [FrameBuffer] = []
     private var pool: [FrameBuffer] = []
     let frameCapacity: Int
     /// Frames queued beyond this are dropped (the device cannot keep up; TCP will resend).
     let maxQueued: Int
     public private(set) var dropped = 0
+    /// How many frames at the head of `frames` the fault injector has already seen.
+    var faultsApplied = 0
 
     init(frameCapacity: Int, maxQueued: Int = 4096) {
         self.frameCapacity = frameCapacity
@@ -42,11 +45,15 @@ public struct FrameQueue {
 
     mutating func enqueue(_ f: FrameBuffer) { frames.append(f) }
 
+    /// Returns a frame taken from `frames` (or never enqueued) to the free list.
+    mutating func recycle(_ f: FrameBuffer) { pool.append(f) }
+
     /// Hands every queued frame to `body` in order and recycles them.
     public mutating func drain(_ body: (FrameBuffer) -> Void) {
         for f in frames { body(f) }
         pool.append(contentsOf: frames)
         frames.removeAll(keepingCapacity: true)
+        faultsApplied = 0
     }
 
     public var isEmpty: Bool { frames.isEmpty }

@@ -121,6 +121,16 @@ extension Stack {
     /// An IPv6 packet whose L4 bytes (checksum included) `fill` writes completely.
     func emitIPv6Raw(to mac: MACAddress, source: IPv6Address, destination: IPv6Address, hopLimit: UInt8, nextHeader: UInt8,
                      l4Length: Int, fill: (UnsafeMutableRawBufferPointer) -> Void) {
+        if IPv6Header.length + l4Length > configuration.mtu {
+            // An echo reply to a large request: build it whole, send it in fragments.
+            guard let scratch = output.obtain() else { return noteOutputDrop() }
+            defer { output.recycle(scratch) }
+            guard l4Length <= scratch.storage.count else { return noteOutputDrop() }
+            fill(scratch.storage.slice(0, l4Length))
+            emitFragments(to: mac, source: .v6(source), destination: .v6(destination), protocolNumber: nextHeader,
+                          hopLimit: hopLimit, datagram: UnsafeRawBufferPointer(scratch.storage.slice(0, l4Length)))
+            return
+        }
         guard let f = output.obtain() else { return noteOutputDrop() }
         let b = f.storage
         var at = writeVnetHeader(b, gso: nil)

@@ -30,6 +30,11 @@ extension Stack {
         to mac: MACAddress, source: IPAddress, destination: IPAddress, protocolNumber: UInt8, l4Length: Int,
         gso: GSORequest?, fill: (UnsafeMutableRawBufferPointer) -> Int
     ) {
+        // TCP sizes its segments to the MTU itself; anything else too big for the link is split.
+        if gso == nil && protocolNumber != IPProtocol.tcp && ipHeaderLength(destination) + l4Length > configuration.mtu {
+            return emitFragmented(to: mac, source: source, destination: destination, protocolNumber: protocolNumber,
+                                  l4Length: l4Length, fill: fill)
+        }
         guard let f = output.obtain() else { return noteOutputDrop() }
         let b = f.storage
         let vnetSize = configuration.vnetHeaderSize

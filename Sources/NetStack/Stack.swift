@@ -61,6 +61,15 @@ public final class Stack {
     /// The sandbox's DHCPv4 server.
     public internal(set) var dhcp: DHCPServer
 
+    /// The guest's fragments waiting for the rest of their datagram.
+    public internal(set) var ipv4Reassembler: IPv4Reassembler
+    public internal(set) var ipv6Reassembler: IPv6Reassembler
+    /// Identification of the last IPv6 packet the stack fragmented (RFC 8200 §4.5).
+    var ipv6FragmentIdentification: UInt32 = 0
+    /// Faults injected into frames both ways, for testing; nil (the default) costs one check per
+    /// frame. Set from `configuration.faults`, or replace it at any time.
+    public var faults: FaultInjector?
+
     /// Extra headroom in front of the Ethernet header.
     var headroom: Int { configuration.vnetHeaderSize }
 
@@ -70,12 +79,23 @@ public final class Stack {
         dhcp = DHCPServer(configuration: configuration)
         var rng = SystemRandomNumberGenerator()
         isnSecret = rng.next()
+        ipv4Reassembler = IPv4Reassembler(limits: configuration.reassembly)
+        ipv6Reassembler = IPv6Reassembler(limits: configuration.reassembly)
+        faults = configuration.faults.map { FaultInjector(configuration: $0, vnetHeaderSize: configuration.vnetHeaderSize) }
     }
 
     // MARK: - Input
 
     /// Processes one frame from the device (virtio-net header first when configured).
     public func receive(frame: UnsafeRawBufferPointer, now: UInt64) {
+        if let faults {
+            faults.process(input: frame, now: now) { receiveFrame($0, now: now) }
+            return
+        }
+        receiveFrame(frame, now: now)
+    }
+
+    func receiveFrame(_ frame: UnsafeRawBufferPointer, now: UInt64) {
         counters.framesIn += 1
         counters.bytesIn += frame.count
         var checksumTrusted = false
@@ -168,9 +188,10 @@ public final class Stack {
         deliverIPv4(ip, l4: l4, checksumTrusted: checksumTrusted, now: now)
     }
 
-    /// Fragments are counted and dropped until a reassembler sits here.
+    /// Fragments go to the reassembler; a whole datagram goes on as if it had come unfragmented.
     func receiveIPv4Fragment(_ ip: IPv4Header, _ bytes: UnsafeRawBufferPointer, mac: MACAddress, now: UInt64) {
-        counters.unsupported += 1
+        guard let whole = ipv4Reassembler.add(header: ip, fragment: bytes.slice(ip.headerLength, ip.payloadLength), now: now) else { return }
+        whole.payload.withUnsafeBytes { deliverIPv4(whole.header, l4: $0, checksumTrusted: false, now: now) }
     }
 
     func deliverIPv4(_ ip: IPv4Header, l4: UnsafeRawBufferPointer, checksumTrusted: Bool, now: UInt64) {
@@ -212,10 +233,14 @@ public final class Stack {
         }
         if !ip.source.isUnspecified && !ip.source.isMulticast { neighbors.learn(.v6(ip.source), mac: mac, now: now) }
         if ip.isFragment {
-            counters.unsupported += 1
+            receiveIPv6Fragment(ip, bytes, mac: mac, now: now)
             return
         }
-        let l4 = bytes.slice(ip.upperOffset, ip.upperLength)
+        deliverIPv6(ip, l4: bytes.slice(ip.upperOffset, ip.upperLength), checksumTrusted: checksumTrusted, mac: mac, now: now)
+    }
+
+    /// The upper layer of an unfragmented or reassembled IPv6 packet.
+    func deliverIPv6(_ ip: IPv6Header, l4: UnsafeRawBufferPointer, checksumTrusted: Bool, mac: MACAddress, now: UInt64) {
         switch ip.upperProtocol {
         case IPProtocol.tcp:
             guard checksumTrusted || TCPHeader.verifyChecksum(l4, source: ip.source, destination: ip.destination) else {
@@ -274,8 +299,11 @@ public final class Stack {
     }
 
     /// Sends a datagram to the guest as if from `key.remoteAddress:remotePort`.
+    /// Datagrams beyond the MTU go out as IP fragments; beyond what IP can carry, they are dropped.
     public func sendUDP(_ key: FlowKey, payload: UnsafeRawBufferPointer, now: UInt64) {
-        guard let dstMAC = neighbors.lookup(key.guestAddress) else {
+        guard let dstMAC = neighbors.lookup(key.guestAddress),
+            payload.count <= 65535 - UDPHeader.length - (key.guestAddress.isV6 ? 0 : IPv4Header.minimumLength)
+        else {
             counters.outputDropped += 1
             return
         }
@@ -305,6 +333,9 @@ public final class Stack {
         for c in connections.values {
             if let d = c.nextDeadline, best == nil || d < best! { best = d }
         }
+        if let d = ipv4Reassembler.nextDeadline, best == nil || d < best! { best = d }
+        if let d = ipv6Reassembler.nextDeadline, best == nil || d < best! { best = d }
+        if let d = faults?.nextDeadline, best == nil || d < best! { best = d }
         return best
     }
 
@@ -315,6 +346,12 @@ public final class Stack {
                 c.poll(now: now, emit: segmentEmitter(id))
                 collect(id, c)
             }
+        }
+        ipv4Reassembler.expire(now: now)
+        ipv6Reassembler.expire(now: now)
+        if let faults {
+            faults.releaseInput(now: now) { receiveFrame($0, now: now) }
+            faults.process(&output, now: now)
         }
     }
 

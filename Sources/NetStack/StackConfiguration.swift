@@ -30,6 +30,10 @@ public struct StackConfiguration: Sendable {
     public var maxTCPConnections: Int
     /// Connections in TIME-WAIT beyond this are dropped oldest first.
     public var maxTimeWait: Int
+    /// Bounds on the guest's fragments held for reassembly, per address family.
+    public var reassembly = ReassemblyLimits()
+    /// Faults to inject at the frame boundary (testing only); nil injects none.
+    public var faults: FaultConfiguration? = nil
 
     public init(
         gatewayMAC: MACAddress = MACAddress(0x02, 0x47, 0x57, 0x00, 0x00, 0x01),

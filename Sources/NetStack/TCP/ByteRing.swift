@@ -70,7 +70,8 @@ public final class ByteRing {
         precondition(n <= count)
         head = (head + n) % capacity
         count -= n
-        if count == 0 { head = 0 }
+        // The head stays where it is even when the ring empties: out-of-order bytes already
+        // written past the readable end are addressed from it.
     }
 
     /// Reads and consumes up to `into.count` bytes.
