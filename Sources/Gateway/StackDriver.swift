@@ -78,7 +78,7 @@ public final class StackDriver: @unchecked Sendable {
     }
 
     private func flushOutput() {
-        stack.output.drain { frame in
+        stack.drainOutput(now: monotonicNanoseconds()) { frame in
             let n = write(fd, frame.storage.baseAddress, frame.length)
             if n != frame.length { writeFailures += 1 }
         }

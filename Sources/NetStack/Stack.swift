@@ -455,7 +455,8 @@ public final class Stack {
         header.checksum = 0
         let headerLength = header.emittedLength
         let l4Length = headerLength + out.payloadLength
-        let mss = configuration.mtu - (key.guestAddress.isV6 ? 60 : 40)
+        // Each piece the device cuts carries the same header, options included.
+        let mss = configuration.mtu - (key.guestAddress.isV6 ? 40 : 20) - headerLength
         let gso: GSORequest? = out.payloadLength > mss ? GSORequest(isV6: key.guestAddress.isV6, segmentSize: mss, l4HeaderLength: headerLength) : nil
         emitIP(to: mac, source: key.remoteAddress, destination: key.guestAddress, protocolNumber: IPProtocol.tcp, l4Length: l4Length, gso: gso) { l4 in
             _ = try? header.emit(into: l4)

@@ -152,14 +152,14 @@ import Wire
         let data = bytes(20000)
         #expect(h.write(data) == 20000)
         let out = h.poll()
-        // Initial window: 10 segments.
+        // Initial window: 10 segments, each the MSS less the 12 bytes of timestamps (RFC 6691).
         #expect(out.count == 10)
-        #expect(out.allSatisfy { $0.payload.count == 1460 })
-        #expect(out.flatMap(\.payload) == Array(data[0..<14600]))
+        #expect(out.allSatisfy { $0.payload.count == 1448 })
+        #expect(out.flatMap(\.payload) == Array(data[0..<14480]))
         #expect(out.first?.seq == TCPHarness.ourISN + 1)
-        let more = h.guest(ack: TCPHarness.ourISN + 1 + 14600)
+        let more = h.guest(ack: TCPHarness.ourISN + 1 + 14480)
         #expect(h.events.contains(.writable))
-        #expect(more.flatMap(\.payload) == Array(data[14600...]))
+        #expect(more.flatMap(\.payload) == Array(data[14480...]))
         #expect(more.last?.flags.contains(.psh) == true)
     }
 
@@ -210,7 +210,9 @@ import Wire
         var cfg = TCPConfiguration()
         cfg.maxSegmentPayload = 1000
         cfg.localMSS = 1000
-        let h = TCPHarness(configuration: cfg)
+        var o = TCPOptions()
+        o.mss = 1000
+        let h = TCPHarness(configuration: cfg, synOptions: o)
         h.establish()
         h.write(bytes(3000))
         let first = h.poll()

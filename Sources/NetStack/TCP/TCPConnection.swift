@@ -651,10 +651,10 @@ public final class TCPConnection {
                     }
                     break
                 }
-                var length = max(0, min(unsent, usable, configuration.maxSegmentPayload))
+                var length = max(0, min(unsent, usable, segmentLimit))
                 // Sender SWS avoidance: hold back a runt while data is in flight and more is queued
                 // that the window, not the queue, limits.
-                if length > 0 && length < min(peerMSS, configuration.maxSegmentPayload) && length < unsent && inFlightData > 0 { break }
+                if length > 0 && length < min(segmentLimit, peerMSS) && length < unsent && inFlightData > 0 { break }
                 if length < 0 { length = 0 }
                 var flags: TCPFlags = [.ack]
                 let isLast = length == unsent
@@ -682,6 +682,13 @@ public final class TCPConnection {
         if !sentSomething && ackNow {
             emitSegment(seq: sndNxt, flags: [.ack], payloadOffset: 0, length: 0, now: now, emit: emit)
         }
+    }
+
+    /// Payload bytes per segment to the guest. Without GSO, a segment must fit the MSS less the
+    /// options every segment carries (RFC 6691); with GSO the device cuts larger ones.
+    private var segmentLimit: Int {
+        let perSegment = min(peerMSS, configuration.localMSS) - (timestampsOn ? 12 : 0)
+        return configuration.maxSegmentPayload > configuration.localMSS ? configuration.maxSegmentPayload : min(configuration.maxSegmentPayload, perSegment)
     }
 
     private func emitSegment(seq: SequenceNumber, flags: TCPFlags, payloadOffset: Int, length: Int, now: UInt64, emit: (TCPSegmentOut) -> Void) {
