@@ -53,10 +53,11 @@ extension PolicyRule: LosslessStringConvertible {
             }
             guard proto != .icmp else { throw fail(keywordToken, "icmp has no ports; drop \"ports\" or use tcp, udp or any") }
             let list = try take("port list (such as 80,443,8000-8100)", after: "ports")
-            ports = try PolicyRule.portList(list, fail: fail)
+            // Checked before the list itself, so "80, 443" is reported as the space it is.
             if next < tokens.count {
                 throw fail(tokens[next], "unexpected \"\(tokens[next])\" after the port list (write ports as one list: 80,443)")
             }
+            ports = try PolicyRule.portList(list, fail: fail)
         }
         self.init(action, direction, protocol: proto, destination: destination, ports: ports)
     }
