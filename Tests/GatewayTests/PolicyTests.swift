@@ -302,6 +302,11 @@ struct PolicyTextTests {
         #expect(p.description.hasSuffix("# default: deny"))
         #expect(try Policy(parsing: p.description, default: .deny) == p)
 
+        let crlf = try Policy(parsing: "allow egress tcp any\r\n\r\ndeny egress udp any\r\n", default: .deny)
+        #expect(crlf.rules.map(\.description) == ["allow egress tcp any", "deny egress udp any"])
+        let crlfError = #expect(throws: PolicyError.self) { try Policy(parsing: "allow egress tcp any\r\n\r\ndeny egress udp anywhere\r\n", default: .deny) }
+        #expect(crlfError?.line == 3 && crlfError?.token == "anywhere")
+
         let bad = ["allow egress tcp any", "", "# fine", "deny egress tcp 10.0.0.0/8 ports 22-"]
         let error = #expect(throws: PolicyError.self) { try Policy(parsing: bad, default: .deny) }
         #expect(error?.line == 4)

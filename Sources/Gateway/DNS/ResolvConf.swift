@@ -19,7 +19,7 @@ public enum ResolvConf {
     /// as the resolver library does.
     public static func nameServers(in text: String) -> [(IPAddress, UInt16)] {
         var servers: [(IPAddress, UInt16)] = []
-        for line in text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+        for line in text.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline) {
             let body = line.prefix { $0 != "#" && $0 != ";" }
             let fields = body.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard fields.count >= 2, fields[0] == "nameserver" else { continue }

@@ -28,9 +28,10 @@ public struct Policy: Hashable, Sendable, CustomStringConvertible {
         self.init(rules: rules, default: defaultAction)
     }
 
-    /// Reads rules from text with one rule per line.
+    /// Reads rules from text with one rule per line (LF or CRLF).
     public init(parsing text: String, default defaultAction: PolicyAction) throws(PolicyError) {
-        try self.init(parsing: text.split(separator: "\n", omittingEmptySubsequences: false), default: defaultAction)
+        // "\r\n" is one Character, so split on newlines as such rather than on "\n".
+        try self.init(parsing: text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline), default: defaultAction)
     }
 
     /// Decides a new flow. `destination` is what the guest dialled (egress) or the remote peer
