@@ -232,6 +232,28 @@ struct DNSForwarderTests {
         #expect(c.upstreamTimeouts == 1 && c.answered == 1 && c.servfail == 0)
     }
 
+    @Test func upstreamsOfBothFamilies() throws {
+        let dead = try FakeResolver(.silent, ipv6: true)
+        let live6 = try FakeResolver(.table(["six.test": [IPv4Address(192, 0, 2, 66)]]), ipv6: true)
+        let live4 = try FakeResolver(.table(["four.test": [IPv4Address(192, 0, 2, 44)]]))
+        defer { dead.stop(); live6.stop(); live4.stop() }
+        let h = try ForwarderHarness(DNSConfiguration(
+            upstreams: [dead.upstream, live6.upstream, live4.upstream], attemptTimeout: .milliseconds(200)
+        ))
+        defer { h.shutdown() }
+        let six = try Reply(#require(h.ask(makeQuery(id: 61, "six.test"))))
+        #expect(six.id == 61 && six.a == [IPv4Address(192, 0, 2, 66)])
+        // NXDOMAIN is an answer: no failover to the IPv4 upstream.
+        let four = try Reply(#require(h.ask(makeQuery(id: 62, "four.test"))))
+        #expect(four.code == .nameError && live4.queries.isEmpty)
+        #expect(dead.queries.count == 2 && live6.queries.count == 2)
+        #expect(h.counters.upstreamTimeouts == 2)
+
+        let v4first = try ForwarderHarness(DNSConfiguration(upstreams: [live4.upstream, live6.upstream]))
+        defer { v4first.shutdown() }
+        #expect(try Reply(#require(v4first.ask(makeQuery(id: 63, "four.test")))).a == [IPv4Address(192, 0, 2, 44)])
+    }
+
     @Test func allUpstreamsDeadIsSERVFAIL() throws {
         let first = try FakeResolver(.silent)
         let second = try FakeResolver(.silent)

@@ -30,15 +30,20 @@ final class FakeResolver: @unchecked Sendable {
     /// Every query received, as bytes.
     var queries: [[UInt8]] { log.withLock { $0 } }
 
-    init(_ behavior: Behavior) throws {
+    let address: IPAddress
+
+    /// - Parameter ipv6: listen on ::1 instead of 127.0.0.1.
+    init(_ behavior: Behavior, ipv6: Bool = false) throws {
         self.behavior = behavior
-        let fd = try FakeResolver.boundSocket()
+        address = ipv6 ? .v6(.loopback) : .v4(.loopback)
+        let fd = try FakeResolver.boundSocket(ipv6: ipv6)
         self.fd = fd
-        decoyFD = try FakeResolver.boundSocket()
-        var sa = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        decoyFD = try FakeResolver.boundSocket(ipv6: ipv6)
+        var sa = sockaddr_in6()
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
         _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        port = UInt16(bigEndian: sa.sin_port)
+        // sin_port and sin6_port sit at the same offset.
+        port = UInt16(bigEndian: sa.sin6_port)
         // Wake up now and then to notice `stop`.
         var tv = timeval(tv_sec: 0, tv_usec: 50_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -46,21 +51,31 @@ final class FakeResolver: @unchecked Sendable {
         Thread.detachNewThread { resolver.serve() }
     }
 
-    /// A UDP socket bound to 127.0.0.1 on an ephemeral port.
-    static func boundSocket() throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    /// A UDP socket bound to 127.0.0.1 (or ::1) on an ephemeral port.
+    static func boundSocket(ipv6: Bool) throws -> Int32 {
+        let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_addr.s_addr = IPv4Address.loopback.raw.bigEndian
-        let rc = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        let rc: Int32
+        if ipv6 {
+            var sa = sockaddr_in6()
+            sa.sin6_family = sa_family_t(AF_INET6)
+            sa.sin6_addr = in6addr_loopback
+            rc = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
+        } else {
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_addr.s_addr = IPv4Address.loopback.raw.bigEndian
+            rc = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
         }
         guard rc == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
         return fd
     }
 
-    var upstream: (IPAddress, UInt16) { (.v4(.loopback), port) }
+    var upstream: (IPAddress, UInt16) { (address, port) }
 
     func stop() {
         stopping.store(true, ordering: .releasing)
