@@ -83,7 +83,9 @@ func eventually(seconds: Double = 5, _ condition: () -> Bool) -> Bool {
 
 func makeQuery(id: UInt16, _ name: String, _ type: DNSRecordType = .a, edns: UInt16? = nil) -> [UInt8] {
     var buffer = [UInt8](repeating: 0, count: 512)
-    let n = buffer.withUnsafeMutableBytes { try! DNSQueryBuilder.emit(id: id, name: name, type: type, ednsPayloadSize: edns, into: $0) }
+    let n = buffer.withUnsafeMutableBytes {
+        try! DNSQueryBuilder.emit(id: id, name: name, type: type, ednsPayloadSize: edns, into: $0)
+    }
     return Array(buffer[..<n])
 }
 
@@ -217,7 +219,9 @@ struct DNSForwarderTests {
         let dead = try FakeResolver(.silent)
         let live = try FakeResolver(.table(["example.test": [IPv4Address(192, 0, 2, 20)]]))
         defer { dead.stop(); live.stop() }
-        let h = try ForwarderHarness(DNSConfiguration(upstreams: [dead.upstream, live.upstream], attemptTimeout: .milliseconds(300)))
+        let h = try ForwarderHarness(
+            DNSConfiguration(upstreams: [dead.upstream, live.upstream], attemptTimeout: .milliseconds(300))
+        )
         defer { h.shutdown() }
 
         let start = Date()
@@ -258,7 +262,9 @@ struct DNSForwarderTests {
         let first = try FakeResolver(.silent)
         let second = try FakeResolver(.silent)
         defer { first.stop(); second.stop() }
-        let h = try ForwarderHarness(DNSConfiguration(upstreams: [first.upstream, second.upstream], attemptTimeout: .milliseconds(200)))
+        let h = try ForwarderHarness(
+            DNSConfiguration(upstreams: [first.upstream, second.upstream], attemptTimeout: .milliseconds(200))
+        )
         defer { h.shutdown() }
 
         let start = Date()

@@ -41,7 +41,9 @@ final class FakeResolver: @unchecked Sendable {
         decoyFD = try FakeResolver.boundSocket(ipv6: ipv6)
         var sa = sockaddr_in6()
         var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        _ = withUnsafeMutablePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
         // sin_port and sin6_port sit at the same offset.
         port = UInt16(bigEndian: sa.sin6_port)
         // Wake up now and then to notice `stop`.
@@ -92,7 +94,9 @@ final class FakeResolver: @unchecked Sendable {
             var peerLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let n = buffer.withUnsafeMutableBytes { b in
                 withUnsafeMutablePointer(to: &peer) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, b.baseAddress, b.count, 0, $0, &peerLength) }
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(fd, b.baseAddress, b.count, 0, $0, &peerLength)
+                    }
                 }
             }
             guard n > 0 else { continue }
@@ -101,7 +105,9 @@ final class FakeResolver: @unchecked Sendable {
             func send(_ bytes: ArraySlice<UInt8>, from socket: Int32) {
                 _ = bytes.withUnsafeBytes { b in
                     withUnsafePointer(to: &peer) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(socket, b.baseAddress, b.count, 0, $0, peerLength) }
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            sendto(socket, b.baseAddress, b.count, 0, $0, peerLength)
+                        }
                     }
                 }
             }

@@ -36,13 +36,15 @@ struct ResolvConfTests {
     }
 
     @Test func fromFiles() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resolvconf-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("resolvconf-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("resolv.conf")
         try Self.sample.write(to: file, atomically: true, encoding: .utf8)
         #expect(render(ResolvConf.nameServers(path: file.path)) == ["192.0.2.53 53", "2001:db8::53 53", "198.51.100.53 53"])
-        #expect(render(DNSConfiguration.system(resolvConf: file.path).upstreams) == ["192.0.2.53 53", "2001:db8::53 53", "198.51.100.53 53"])
+        let configuration = DNSConfiguration.system(resolvConf: file.path)
+        #expect(render(configuration.upstreams) == ["192.0.2.53 53", "2001:db8::53 53", "198.51.100.53 53"])
 
         // No file, or no nameserver in it: the local host, as the resolver library does.
         #expect(render(ResolvConf.nameServers(path: dir.appendingPathComponent("missing").path)) == ["127.0.0.1 53"])

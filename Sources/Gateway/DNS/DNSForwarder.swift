@@ -122,7 +122,9 @@ public final class DNSForwarder: @unchecked Sendable {
     /// bytes, at most once, and may be called before `handle` returns; it is never called for
     /// input that is dropped (too short for a DNS header, or a response) or once the query is
     /// forgotten (`forget(client:)`, `close()`).
-    public func handle(query bytes: UnsafeRawBufferPointer, context: DNSQueryContext, reply: @escaping ([UInt8]) -> Void) {
+    public func handle(
+        query bytes: UnsafeRawBufferPointer, context: DNSQueryContext, reply: @escaping ([UInt8]) -> Void
+    ) {
         counters.queries += 1
         guard !closed, let header = try? DNSHeader.parse(bytes), !header.isResponse else {
             counters.dropped += 1
@@ -237,7 +239,9 @@ public final class DNSForwarder: @unchecked Sendable {
 
     // MARK: - Forwarding
 
-    private func forward(_ query: DNSMessage, context: DNSQueryContext, limit: Int, _ reply: @escaping ([UInt8]) -> Void) {
+    private func forward(
+        _ query: DNSMessage, context: DNSQueryContext, limit: Int, _ reply: @escaping ([UInt8]) -> Void
+    ) {
         let guestQuery = Array(UnsafeRawBufferPointer(rebasing: query.bytes[..<query.endOffset]))
         var upstreamQuery = guestQuery
         var addedOPT = false

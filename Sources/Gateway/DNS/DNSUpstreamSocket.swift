@@ -41,7 +41,9 @@ final class DNSUpstreamSocket {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let n = withUnsafeMutablePointer(to: &storage) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, buffer.baseAddress, buffer.count, 0, $0, &length) }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                recvfrom(fd, buffer.baseAddress, buffer.count, 0, $0, &length)
+            }
         }
         guard n >= 0, let (address, port) = DNSUpstreamSocket.address(of: storage) else { return nil }
         return (n, address, port)
@@ -57,7 +59,9 @@ final class DNSUpstreamSocket {
             sa.sin_port = port.bigEndian
             sa.sin_addr.s_addr = a.raw.bigEndian
             return withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
         case .v6(let a):
             var sa = sockaddr_in6()
@@ -65,7 +69,9 @@ final class DNSUpstreamSocket {
             sa.sin6_port = port.bigEndian
             withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.setIPv6(a, 0) }
             return withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
             }
         }
     }

@@ -31,7 +31,8 @@ public struct Policy: Hashable, Sendable, CustomStringConvertible {
     /// Reads rules from text with one rule per line (LF or CRLF).
     public init(parsing text: String, default defaultAction: PolicyAction) throws(PolicyError) {
         // "\r\n" is one Character, so split on newlines as such rather than on "\n".
-        try self.init(parsing: text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline), default: defaultAction)
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+        try self.init(parsing: lines, default: defaultAction)
     }
 
     /// Decides a new flow. `destination` is what the guest dialled (egress) or the remote peer
@@ -44,9 +45,14 @@ public struct Policy: Hashable, Sendable, CustomStringConvertible {
         let unwrapped: IPAddress
         if case .v6(let a) = destination, let v4 = a.ipv4Mapped { unwrapped = .v4(v4) } else { unwrapped = destination }
         let groups = PolicyGroup.Membership(of: destination, isHostAlias: isHostAlias)
-        for i in rules.indices
-        where rules[i].matches(direction: direction, destination: unwrapped, groups: groups, protocol: flowProtocol, port: port) {
-            return PolicyDecision(action: rules[i].action, source: .rule(i))
+        for i in rules.indices {
+            let rule = rules[i]
+            let matched = rule.matches(
+                direction: direction, destination: unwrapped, groups: groups, protocol: flowProtocol, port: port
+            )
+            if matched {
+                return PolicyDecision(action: rule.action, source: .rule(i))
+            }
         }
         return PolicyDecision(action: defaultAction, source: .defaultAction)
     }

@@ -28,8 +28,9 @@ extension PolicyRule: LosslessStringConvertible {
             next += 1
             return tokens[next - 1]
         }
-        func keyword<T: RawRepresentable & CaseIterable>(_ token: Substring, as: T.Type, _ what: String) throws(PolicyError) -> T
-        where T.RawValue == String {
+        func keyword<T: RawRepresentable & CaseIterable>(
+            _ token: Substring, as: T.Type, _ what: String
+        ) throws(PolicyError) -> T where T.RawValue == String {
             if let value = T(rawValue: token.lowercased()) { return value }
             let valid = T.allCases.map(\.rawValue).joined(separator: ", ")
             throw fail(token, "unknown \(what) \"\(token)\" (expected one of: \(valid))")
@@ -41,7 +42,9 @@ extension PolicyRule: LosslessStringConvertible {
         let direction = try keyword(directionToken, as: PolicyDirection.self, "direction")
         let protocolToken = try take("protocol (tcp, udp, icmp or any)", after: String(directionToken))
         let proto = try keyword(protocolToken, as: PolicyProtocol.self, "protocol")
-        let destinationToken = try take("destination (any, an address or CIDR, or group:NAME)", after: String(protocolToken))
+        let destinationToken = try take(
+            "destination (any, an address or CIDR, or group:NAME)", after: String(protocolToken)
+        )
         let destination = try PolicyRule.destination(destinationToken, fail: fail)
 
         var ports: [ClosedRange<UInt16>]?
@@ -49,13 +52,20 @@ extension PolicyRule: LosslessStringConvertible {
             let keywordToken = tokens[next]
             next += 1
             guard keywordToken.lowercased() == "ports" else {
-                throw fail(keywordToken, "unexpected \"\(keywordToken)\" after the destination (expected \"ports\" or the end of the rule)")
+                throw fail(
+                    keywordToken,
+                    "unexpected \"\(keywordToken)\" after the destination (expected \"ports\" or the end of the rule)"
+                )
             }
-            guard proto != .icmp else { throw fail(keywordToken, "icmp has no ports; drop \"ports\" or use tcp, udp or any") }
+            guard proto != .icmp else {
+                throw fail(keywordToken, "icmp has no ports; drop \"ports\" or use tcp, udp or any")
+            }
             let list = try take("port list (such as 80,443,8000-8100)", after: "ports")
             // Checked before the list itself, so "80, 443" is reported as the space it is.
             if next < tokens.count {
-                throw fail(tokens[next], "unexpected \"\(tokens[next])\" after the port list (write ports as one list: 80,443)")
+                throw fail(
+                    tokens[next], "unexpected \"\(tokens[next])\" after the port list (write ports as one list: 80,443)"
+                )
             }
             ports = try PolicyRule.portList(list, fail: fail)
         }
@@ -114,7 +124,8 @@ extension PolicyRule: LosslessStringConvertible {
         _ token: Substring, fail: (Substring?, String) -> PolicyError
     ) throws(PolicyError) -> [ClosedRange<UInt16>] {
         func port(_ text: Substring) throws(PolicyError) -> UInt16 {
-            guard !text.isEmpty, text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }), let p = UInt16(text) else {
+            guard !text.isEmpty, text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  let p = UInt16(text) else {
                 throw fail(token, "bad port \"\(text)\" in \"\(token)\" (ports are 0 to 65535)")
             }
             return p

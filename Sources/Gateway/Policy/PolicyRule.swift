@@ -136,7 +136,8 @@ public struct PolicyRule: Hashable, Sendable, CustomStringConvertible {
             text += " ports "
             for (i, range) in ports.enumerated() {
                 if i > 0 { text += "," }
-                text += range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound)"
+                text += "\(range.lowerBound)"
+                if range.upperBound != range.lowerBound { text += "-\(range.upperBound)" }
             }
         }
         return text
