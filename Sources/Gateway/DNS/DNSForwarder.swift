@@ -1,0 +1,432 @@
+// A shard's DNS service for its sandboxes: answers the gateway's own names, refuses names the
+// sandbox's policy denies, and forwards the rest to the host's resolvers over UDP.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGatewayShims
+import Wire
+
+/// Answers guests' DNS queries; confined to one shard's event loop thread.
+///
+/// One forwarder serves a whole shard, not one sandbox: a shard may hold thousands of sandboxes,
+/// and one upstream socket per family per shard keeps that many file descriptors, epoll
+/// registrations and idle sockets out of the picture. Everything that differs per sandbox (its
+/// gateway addresses, DNS policy, reply size) comes with each query in a `DNSQueryContext`;
+/// the per-client cap keeps one busy sandbox from using up the shared table of outstanding
+/// queries.
+///
+/// Each upstream attempt carries a fresh random ID (RFC 5452 §9.2), mapped back to the guest's
+/// ID on the way back; an answer is taken only from the upstream it was sent to, with a matching
+/// ID and question. Marked Sendable only so the control plane can hand it to a task submitted
+/// onto its loop; nothing may touch it from another thread.
+public final class DNSForwarder: @unchecked Sendable {
+    /// What the forwarder has done since it started.
+    public struct Counters: Hashable, Sendable {
+        /// Queries handed to `handle`.
+        public var queries = 0
+        /// Queries for the local names, answered here.
+        public var localAnswers = 0
+        /// Queries answered NXDOMAIN by the sandbox's DNS policy.
+        public var denied = 0
+        /// Queries sent upstream (once each, however many upstreams were tried).
+        public var forwarded = 0
+        /// Upstream answers relayed to a guest.
+        public var answered = 0
+        /// Attempts that got no answer in time.
+        public var upstreamTimeouts = 0
+        /// SERVFAIL replies the forwarder made itself: every upstream failed, none is
+        /// configured, or the outstanding caps were reached.
+        public var servfail = 0
+        /// Of those, the ones refused because of the outstanding caps.
+        public var overCapacity = 0
+        /// Replies cut to the header and question with TC set, for the guest to retry over TCP.
+        public var truncated = 0
+        /// Malformed queries answered FORMERR.
+        public var formatErrors = 0
+        /// Queries answered NOTIMP (an opcode other than QUERY) or BADVERS (EDNS version > 0).
+        public var unsupported = 0
+        /// Input dropped without a reply: shorter than a header, or a response, not a query.
+        public var dropped = 0
+        /// Datagrams from upstream that matched no outstanding query (wrong ID, sender or
+        /// question, or unreadable), dropped.
+        public var unmatchedResponses = 0
+        /// Upstream sends that failed at once (the next upstream is tried).
+        public var sendFailures = 0
+    }
+
+    /// One guest query waiting for an upstream.
+    private final class Outstanding {
+        /// The guest's query as it arrived, for SERVFAIL and the question check.
+        let guestQuery: [UInt8]
+        /// What goes upstream: the query with our ID and an OPT record sized for the guest.
+        var upstreamQuery: [UInt8]
+        let guestID: UInt16
+        let limit: Int
+        let guestHasEDNS: Bool
+        /// We added the OPT record (the guest sent none but can take more than 512 bytes), so it
+        /// comes out of the answer again.
+        let addedOPT: Bool
+        let client: UInt64
+        let reply: ([UInt8]) -> Void
+        var upstream = 0
+        var id: UInt16 = 0
+        var timer: EventLoop.TimerID?
+
+        init(
+            guestQuery: [UInt8], upstreamQuery: [UInt8], guestID: UInt16, limit: Int, guestHasEDNS: Bool,
+            addedOPT: Bool, client: UInt64, reply: @escaping ([UInt8]) -> Void
+        ) {
+            self.guestQuery = guestQuery
+            self.upstreamQuery = upstreamQuery
+            self.guestID = guestID
+            self.limit = limit
+            self.guestHasEDNS = guestHasEDNS
+            self.addedOPT = addedOPT
+            self.client = client
+            self.reply = reply
+        }
+    }
+
+    public let loop: EventLoop
+    public let configuration: DNSConfiguration
+    public private(set) var counters = Counters()
+
+    private var outstanding: [UInt16: Outstanding] = [:]
+    private var perClient: [UInt64: Int] = [:]
+    private var sockets: [Int32: DNSUpstreamSocket] = [:]
+    private let timeout: UInt64
+    /// Replies are built here; upstream datagrams land in `receiveBuffer`.
+    private let scratch: UnsafeMutableRawBufferPointer
+    private let receiveBuffer: UnsafeMutableRawBufferPointer
+    /// Datagrams read per wake-up before other fds of the shard get a turn.
+    private let batchSize = 64
+    private var closed = false
+
+    public init(loop: EventLoop, configuration: DNSConfiguration) {
+        self.loop = loop
+        self.configuration = configuration
+        timeout = configuration.attemptTimeoutNanoseconds
+        scratch = .allocate(byteCount: 65536, alignment: 8)
+        receiveBuffer = .allocate(byteCount: 65536, alignment: 8)
+    }
+
+    deinit {
+        scratch.deallocate()
+        receiveBuffer.deallocate()
+    }
+
+    /// Queries waiting for an upstream.
+    public var outstandingCount: Int { outstanding.count }
+
+    /// Answers one query from a guest. `reply` is called on the loop thread with the reply's
+    /// bytes, at most once, and may be called before `handle` returns; it is never called for
+    /// input that is dropped (too short for a DNS header, or a response) or once the query is
+    /// forgotten (`forget(client:)`, `close()`).
+    public func handle(
+        query bytes: UnsafeRawBufferPointer, context: DNSQueryContext, reply: @escaping ([UInt8]) -> Void
+    ) {
+        counters.queries += 1
+        guard !closed, let header = try? DNSHeader.parse(bytes), !header.isResponse else {
+            counters.dropped += 1
+            return
+        }
+        guard let query = try? DNSMessage.parse(bytes) else {
+            // RFC 1035 §4.1.1: FORMERR; only the header can be trusted, so only it comes back.
+            counters.formatErrors += 1
+            let response = DNSHeader(
+                id: header.id, isResponse: true, opcode: header.opcode, recursionDesired: header.recursionDesired,
+                recursionAvailable: true, rcode: UInt8(truncatingIfNeeded: DNSResponseCode.formatError.rawValue)
+            )
+            let n = (try? response.emit(into: scratch)) ?? 0
+            reply(Array(UnsafeRawBufferPointer(rebasing: scratch[..<n])))
+            return
+        }
+        guard header.opcode == .query else {
+            counters.unsupported += 1
+            return replyError(.notImplemented, to: query, reply)
+        }
+        // RFC 9619: a QUERY carries exactly one question.
+        guard header.questionCount == 1, let question = query.question else {
+            counters.formatErrors += 1
+            return replyError(.formatError, to: query, reply)
+        }
+        if let edns = query.edns, edns.version != 0 {
+            // RFC 6891 §6.1.3: we speak version 0 only.
+            counters.unsupported += 1
+            return replyError(.badVersion, to: query, reply)
+        }
+        let limit = context.replyLimit(for: query)
+        if context.policy.denies(question.name) {
+            counters.denied += 1
+            return replyError(.nameError, to: query, reply, limit: limit)
+        }
+        if isLocalName(question.name) {
+            counters.localAnswers += 1
+            return answerLocally(query, question: question, context: context, limit: limit, reply)
+        }
+        forward(query, context: context, limit: limit, reply)
+    }
+
+    /// Drops every query of `client` (a sandbox going away) without replying.
+    public func forget(client: UInt64) {
+        for (id, entry) in outstanding where entry.client == client {
+            if let timer = entry.timer { loop.cancel(timer) }
+            outstanding[id] = nil
+        }
+        perClient[client] = nil
+    }
+
+    /// Unregisters and closes the upstream sockets and drops every outstanding query without
+    /// replying; later queries are dropped. Call on the loop thread before letting go of it.
+    public func close() {
+        closed = true
+        for entry in outstanding.values {
+            if let timer = entry.timer { loop.cancel(timer) }
+        }
+        outstanding.removeAll()
+        perClient.removeAll()
+        for socket in sockets.values { loop.unregister(fd: socket.fd) }
+        sockets.removeAll()
+    }
+
+    // MARK: - Local answers
+
+    private func isLocalName(_ name: DNSName) -> Bool {
+        for alias in configuration.localNames where name.matches(alias) { return true }
+        return false
+    }
+
+    /// A and AAAA from the sandbox's gateway addresses; any other type (or a family the sandbox
+    /// lacks) is NOERROR with no answers, since the name itself exists.
+    private func answerLocally(
+        _ query: DNSMessage, question: DNSQuestion, context: DNSQueryContext, limit: Int, _ reply: ([UInt8]) -> Void
+    ) {
+        guard var builder = try? DNSResponseBuilder(
+            respondingTo: query, into: scratch, authoritative: true,
+            advertisedPayloadSize: configuration.advertisedPayloadSize, limit: limit
+        ) else { return }
+        let ttl = configuration.localTTL
+        if question.qclass == .internet || question.qclass == .any {
+            let wantsA = question.type == .a || question.type == .any
+            let wantsAAAA = question.type == .aaaa || question.type == .any
+            if wantsA, let v4 = context.gatewayIPv4 { builder.appendA(v4, ttl: ttl) }
+            if wantsAAAA, let v6 = context.gatewayIPv6 { builder.appendAAAA(v6, ttl: ttl) }
+        }
+        if builder.isTruncated { counters.truncated += 1 }
+        let n = builder.finish()
+        reply(Array(UnsafeRawBufferPointer(rebasing: scratch[..<n])))
+    }
+
+    private func replyError(
+        _ code: DNSResponseCode, to query: DNSMessage, _ reply: ([UInt8]) -> Void, limit: Int? = nil
+    ) {
+        guard var builder = try? DNSResponseBuilder(
+            respondingTo: query, into: scratch, responseCode: code,
+            advertisedPayloadSize: configuration.advertisedPayloadSize, limit: limit
+        ) else { return }
+        let n = builder.finish()
+        reply(Array(UnsafeRawBufferPointer(rebasing: scratch[..<n])))
+    }
+
+    /// SERVFAIL for a query we hold a copy of.
+    private func replyServerFailure(_ entry: Outstanding) {
+        counters.servfail += 1
+        entry.guestQuery.withUnsafeBytes { bytes in
+            guard let query = try? DNSMessage.parse(bytes) else { return }
+            replyError(.serverFailure, to: query, entry.reply, limit: entry.limit)
+        }
+    }
+
+    // MARK: - Forwarding
+
+    private func forward(
+        _ query: DNSMessage, context: DNSQueryContext, limit: Int, _ reply: @escaping ([UInt8]) -> Void
+    ) {
+        let guestQuery = Array(UnsafeRawBufferPointer(rebasing: query.bytes[..<query.endOffset]))
+        var upstreamQuery = guestQuery
+        var addedOPT = false
+        // Ask upstream for what the guest can take, no more (the guest's UDP limit) and no less
+        // (a TCP guest that advertised 512 or nothing).
+        let wanted = UInt16(max(min(limit, Int(configuration.upstreamPayloadSize)), 512))
+        if let opt = DNSForwarder.optRecord(in: query) {
+            upstreamQuery[opt.classOffset] = UInt8(wanted >> 8)
+            upstreamQuery[opt.classOffset + 1] = UInt8(wanted & 0xFF)
+        } else if limit > 512 && query.header.additionalCount < UInt16.max {
+            // Root owner, TYPE OPT, CLASS = payload size, TTL 0, no RDATA (RFC 6891 §6.1.2).
+            upstreamQuery += [0, 0, 41, UInt8(wanted >> 8), UInt8(wanted & 0xFF), 0, 0, 0, 0, 0, 0]
+            let count = query.header.additionalCount + 1
+            upstreamQuery[10] = UInt8(count >> 8)
+            upstreamQuery[11] = UInt8(count & 0xFF)
+            addedOPT = true
+        }
+        let entry = Outstanding(
+            guestQuery: guestQuery, upstreamQuery: upstreamQuery, guestID: query.header.id, limit: limit,
+            guestHasEDNS: query.edns != nil, addedOPT: addedOPT, client: context.client, reply: reply
+        )
+        guard !configuration.upstreams.isEmpty else { return replyServerFailure(entry) }
+        guard outstanding.count < configuration.maxOutstanding,
+              perClient[context.client, default: 0] < configuration.maxOutstandingPerClient else {
+            counters.overCapacity += 1
+            return replyServerFailure(entry)
+        }
+        counters.forwarded += 1
+        perClient[context.client, default: 0] += 1
+        attempt(entry, from: 0)
+    }
+
+    /// Where the OPT record's CLASS (payload size) sits in `message`, when it has one.
+    private static func optRecord(in message: DNSMessage) -> (classOffset: Int, end: Int, start: Int)? {
+        guard message.edns != nil else { return nil }
+        var pos = message.additionalOffset
+        for _ in 0..<message.header.additionalCount {
+            guard let (record, end) = try? DNSResourceRecord.parse(message.bytes, at: pos) else { return nil }
+            if record.type == .opt { return (record.rdataOffset - 8, end, pos) }
+            pos = end
+        }
+        return nil
+    }
+
+    /// Sends `entry` to the first upstream from `index` on that takes it; SERVFAIL when none does.
+    private func attempt(_ entry: Outstanding, from index: Int) {
+        var i = index
+        while i < configuration.upstreams.count {
+            let (address, port) = configuration.upstreams[i]
+            i += 1
+            guard let socket = socket(for: address) else {
+                counters.sendFailures += 1
+                continue
+            }
+            let id = freshID()
+            entry.upstreamQuery[0] = UInt8(id >> 8)
+            entry.upstreamQuery[1] = UInt8(id & 0xFF)
+            let error = entry.upstreamQuery.withUnsafeBytes { socket.send($0, to: address, port: port) }
+            guard error == 0 else {
+                counters.sendFailures += 1
+                continue
+            }
+            entry.upstream = i - 1
+            entry.id = id
+            outstanding[id] = entry
+            entry.timer = loop.schedule(at: monotonicNanoseconds() + timeout) { [weak self] in
+                self?.attemptTimedOut(entry, id: id)
+            }
+            return
+        }
+        release(entry)
+        replyServerFailure(entry)
+    }
+
+    private func attemptTimedOut(_ entry: Outstanding, id: UInt16) {
+        guard outstanding[id] === entry else { return }
+        counters.upstreamTimeouts += 1
+        outstanding[id] = nil
+        entry.timer = nil
+        attempt(entry, from: entry.upstream + 1)
+    }
+
+    /// A random ID no outstanding attempt uses. The table is capped far below 65536 entries,
+    /// so this ends after a try or two.
+    private func freshID() -> UInt16 {
+        while true {
+            let id = UInt16.random(in: 0...UInt16.max)
+            if outstanding[id] == nil { return id }
+        }
+    }
+
+    /// Forgets the per-client count of an entry that is done.
+    private func release(_ entry: Outstanding) {
+        let left = perClient[entry.client, default: 1] - 1
+        perClient[entry.client] = left > 0 ? left : nil
+    }
+
+    /// The socket for `address`'s family, opened and registered on first use.
+    private func socket(for address: IPAddress) -> DNSUpstreamSocket? {
+        let family = DNSUpstreamSocket.family(of: address)
+        if let socket = sockets[family] { return socket }
+        guard let socket = try? DNSUpstreamSocket(family: family) else { return nil }
+        do {
+            try loop.register(fd: socket.fd, events: EPOLLIN.rawValue) { [weak self, weak socket] _ in
+                if let self, let socket { self.readResponses(socket) }
+            }
+        } catch {
+            return nil
+        }
+        sockets[family] = socket
+        return socket
+    }
+
+    // MARK: - Upstream answers
+
+    private func readResponses(_ socket: DNSUpstreamSocket) {
+        for _ in 0..<batchSize {
+            guard let (n, address, port) = socket.receive(into: receiveBuffer) else { return }
+            handleResponse(count: n, from: address, port: port)
+        }
+    }
+
+    private func handleResponse(count n: Int, from address: IPAddress, port: UInt16) {
+        let bytes = UnsafeRawBufferPointer(rebasing: receiveBuffer[..<n])
+        guard n >= DNSHeader.length, let entry = outstanding[bytes.be16(0)],
+              configuration.upstreams[entry.upstream].0 == address, configuration.upstreams[entry.upstream].1 == port,
+              let response = try? DNSMessage.parse(bytes), response.header.isResponse,
+              questionMatches(response, entry) else {
+            counters.unmatchedResponses += 1
+            return
+        }
+        if let timer = entry.timer { loop.cancel(timer) }
+        entry.timer = nil
+        outstanding[entry.id] = nil
+        let code = response.responseCode
+        // Another upstream may do better (what the resolver library does with these codes).
+        if (code == .serverFailure || code == .refused) && entry.upstream + 1 < configuration.upstreams.count {
+            return attempt(entry, from: entry.upstream + 1)
+        }
+        release(entry)
+        counters.answered += 1
+        deliver(response, entry)
+    }
+
+    /// The answer must be to the question we asked (RFC 5452 §9.1).
+    private func questionMatches(_ response: DNSMessage, _ entry: Outstanding) -> Bool {
+        guard response.header.questionCount == 1, let answered = response.question else { return false }
+        return entry.guestQuery.withUnsafeBytes { bytes in
+            guard let (asked, _) = try? DNSQuestion.parse(bytes, at: DNSHeader.length) else { return false }
+            return asked.name == answered.name && asked.type == answered.type && asked.qclass == answered.qclass
+        }
+    }
+
+    /// Relays an upstream answer under the guest's ID: without the OPT record we added, and cut
+    /// to header and question with TC when larger than the guest can take.
+    private func deliver(_ response: DNSMessage, _ entry: Outstanding) {
+        var length = response.endOffset
+        if entry.addedOPT, let opt = DNSForwarder.optRecord(in: response), opt.end == response.endOffset {
+            length = opt.start
+            let count = response.header.additionalCount - 1
+            receiveBuffer.setBE16(count, 10)
+            // Extended codes cannot be said without the OPT record (RFC 6891 §6.1.3).
+            if let edns = response.edns, edns.extendedRcode != 0 {
+                let flags = UnsafeRawBufferPointer(receiveBuffer).be16(2)
+                receiveBuffer.setBE16(flags & 0xFFF0 | UInt16(DNSResponseCode.serverFailure.rawValue), 2)
+            }
+        }
+        if length <= entry.limit {
+            receiveBuffer.setBE16(entry.guestID, 0)
+            entry.reply(Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[..<length])))
+            return
+        }
+        counters.truncated += 1
+        guard var n = try? DNSResponseBuilder.emitTruncated(response, into: scratch) else { return }
+        scratch.setBE16(entry.guestID, 0)
+        if entry.guestHasEDNS {
+            // The guest sent EDNS, so the reply carries our OPT record (RFC 6891 §7).
+            scratch.setU8(0, n)
+            scratch.setBE16(DNSRecordType.opt.rawValue, n + 1)
+            scratch.setBE16(configuration.advertisedPayloadSize, n + 3)
+            scratch.setBE32(UInt32(response.edns?.extendedRcode ?? 0) << 24, n + 5)
+            scratch.setBE16(0, n + 9)
+            n += 11
+            scratch.setBE16(1, 10)
+        }
+        entry.reply(Array(UnsafeRawBufferPointer(rebasing: scratch[..<n])))
+    }
+}

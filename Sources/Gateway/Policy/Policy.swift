@@ -1,0 +1,115 @@
+// A sandbox's traffic policy: ordered rules, first match wins, then a default; the named
+// profiles operators start from; and reading a policy from lines of rule text.
+import Wire
+
+/// Ordered rules and a default action. Evaluated once per new flow (not per packet), on the
+/// shard's thread; evaluation allocates nothing.
+public struct Policy: Hashable, Sendable, CustomStringConvertible {
+    public var rules: [PolicyRule]
+    public var defaultAction: PolicyAction
+
+    public init(rules: [PolicyRule] = [], default defaultAction: PolicyAction) {
+        self.rules = rules
+        self.defaultAction = defaultAction
+    }
+
+    /// Reads one rule per line (see `PolicyRule(parsing:)`); blank lines and `#` comments are
+    /// skipped. An error names the 1-based line and the offending token.
+    public init<Lines: Sequence>(parsing lines: Lines, default defaultAction: PolicyAction) throws(PolicyError)
+    where Lines.Element: StringProtocol {
+        var rules: [PolicyRule] = []
+        var number = 0
+        for line in lines {
+            number += 1
+            let body = line.prefix { $0 != "#" }
+            if body.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
+            rules.append(try PolicyRule(parsing: body, line: number))
+        }
+        self.init(rules: rules, default: defaultAction)
+    }
+
+    /// Reads rules from text with one rule per line (LF or CRLF).
+    public init(parsing text: String, default defaultAction: PolicyAction) throws(PolicyError) {
+        // "\r\n" is one Character, so split on newlines as such rather than on "\n".
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+        try self.init(parsing: lines, default: defaultAction)
+    }
+
+    /// Decides a new flow. `destination` is what the guest dialled (egress) or the remote peer
+    /// (ingress); `isHostAlias` says whether it is one of the sandbox's gateway addresses, which
+    /// stand for the host's loopback; `port` is the destination port (nil for ICMP).
+    public func evaluate(
+        direction: PolicyDirection, destination: IPAddress, isHostAlias: Bool, protocol flowProtocol: PolicyProtocol,
+        port: UInt16?
+    ) -> PolicyDecision {
+        let unwrapped: IPAddress
+        if case .v6(let a) = destination, let v4 = a.ipv4Mapped { unwrapped = .v4(v4) } else { unwrapped = destination }
+        let groups = PolicyGroup.Membership(of: destination, isHostAlias: isHostAlias)
+        for i in rules.indices {
+            let rule = rules[i]
+            let matched = rule.matches(
+                direction: direction, destination: unwrapped, groups: groups, protocol: flowProtocol, port: port
+            )
+            if matched {
+                return PolicyDecision(action: rule.action, source: .rule(i))
+            }
+        }
+        return PolicyDecision(action: defaultAction, source: .defaultAction)
+    }
+
+    /// The rules, one per line, then the default as a comment.
+    public var description: String {
+        var text = ""
+        for rule in rules { text += "\(rule)\n" }
+        text += "# default: \(defaultAction)"
+        return text
+    }
+
+    // MARK: - Profiles
+
+    /// The profiles `profile(named:)` knows, in order of openness.
+    public static let profileNames = ["host-only", "public", "open"]
+
+    /// A named starting point:
+    /// - `host-only`: the sandbox reaches the host (its gateway addresses) over TCP, UDP and
+    ///   ICMP, and nothing else.
+    /// - `public`: the host and the public internet; never private networks, link-local
+    ///   addresses, cloud metadata services, loopback or multicast. Reserved and documentation
+    ///   ranges fall to the default, deny.
+    /// - `open`: everything.
+    ///
+    /// Every profile allows ingress: a published port is already an operator's explicit choice,
+    /// and the profile is about what the sandbox may reach. Add `deny ingress …` rules in front
+    /// to narrow who may connect in.
+    public static func profile(named name: String) throws(PolicyError) -> Policy {
+        switch name.lowercased() {
+        case "host-only":
+            return Policy(rules: [
+                PolicyRule(.allow, .egress, protocol: .tcp, destination: .group(.hostAlias)),
+                PolicyRule(.allow, .egress, protocol: .udp, destination: .group(.hostAlias)),
+                PolicyRule(.allow, .egress, protocol: .icmp, destination: .group(.hostAlias)),
+                PolicyRule(.allow, .ingress),
+            ], default: .deny)
+        case "public":
+            // Metadata first: it is also link-local, and denials count against the rule that
+            // names it.
+            return Policy(rules: [
+                PolicyRule(.allow, .egress, destination: .group(.hostAlias)),
+                PolicyRule(.deny, .egress, destination: .group(.metadata)),
+                PolicyRule(.deny, .egress, destination: .group(.private)),
+                PolicyRule(.deny, .egress, destination: .group(.linkLocal)),
+                PolicyRule(.deny, .egress, destination: .group(.loopback)),
+                PolicyRule(.deny, .egress, destination: .group(.multicast)),
+                PolicyRule(.allow, .egress, destination: .group(.public)),
+                PolicyRule(.allow, .ingress),
+            ], default: .deny)
+        case "open":
+            return Policy(rules: [], default: .allow)
+        default:
+            throw PolicyError(
+                .unknownProfile, token: name,
+                "unknown policy profile \"\(name)\"; valid profiles: \(profileNames.joined(separator: ", "))"
+            )
+        }
+    }
+}

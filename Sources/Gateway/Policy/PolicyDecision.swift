@@ -1,0 +1,34 @@
+// The outcome of evaluating a flow against a policy: the action and what decided it, so that
+// denials can be logged and counted per rule.
+
+public struct PolicyDecision: Hashable, Sendable, CustomStringConvertible {
+    /// What decided: a rule (its 0-based index in `Policy.rules`) or the policy's default.
+    public enum Source: Hashable, Sendable {
+        case rule(Int)
+        case defaultAction
+    }
+
+    public let action: PolicyAction
+    public let source: Source
+
+    public init(action: PolicyAction, source: Source) {
+        self.action = action
+        self.source = source
+    }
+
+    public var isAllowed: Bool { action == .allow }
+
+    /// The 0-based index of the matching rule; nil when the default decided.
+    public var ruleIndex: Int? {
+        if case .rule(let i) = source { return i }
+        return nil
+    }
+
+    /// "deny by rule 3" (1-based, as an operator counts lines of rules) or "allow by default".
+    public var description: String {
+        switch source {
+        case .rule(let i): "\(action) by rule \(i + 1)"
+        case .defaultAction: "\(action) by default"
+        }
+    }
+}

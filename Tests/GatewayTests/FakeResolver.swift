@@ -1,0 +1,174 @@
+// A DNS resolver for tests: a thread with a UDP socket on 127.0.0.1 (ephemeral port) that
+// answers from a table, stays silent, answers huge, fails, or sends decoys before answering.
+import Foundation
+import Synchronization
+import Wire
+
+final class FakeResolver: @unchecked Sendable {
+    enum Behavior: Sendable {
+        /// A records by lower-cased name; other names NXDOMAIN.
+        case table([String: [IPv4Address]])
+        /// Reads queries and never answers.
+        case silent
+        /// `count` A records for any name, whatever the query's size limit.
+        case huge(count: Int)
+        /// Answers every query with this code and no records.
+        case fail(DNSResponseCode)
+        /// Like `table`, but first sends three decoys: a wrong ID, the right ID for another
+        /// question, and the right answer from another port.
+        case decoysThenTable([String: [IPv4Address]])
+    }
+
+    let behavior: Behavior
+    let port: UInt16
+    private let fd: Int32
+    private let decoyFD: Int32
+    private let stopping = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    private let log = Mutex<[[UInt8]]>([])
+
+    /// Every query received, as bytes.
+    var queries: [[UInt8]] { log.withLock { $0 } }
+
+    let address: IPAddress
+
+    /// - Parameter ipv6: listen on ::1 instead of 127.0.0.1.
+    init(_ behavior: Behavior, ipv6: Bool = false) throws {
+        self.behavior = behavior
+        address = ipv6 ? .v6(.loopback) : .v4(.loopback)
+        let fd = try FakeResolver.boundSocket(ipv6: ipv6)
+        self.fd = fd
+        decoyFD = try FakeResolver.boundSocket(ipv6: ipv6)
+        var sa = sockaddr_in6()
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        _ = withUnsafeMutablePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        // sin_port and sin6_port sit at the same offset.
+        port = UInt16(bigEndian: sa.sin6_port)
+        // Wake up now and then to notice `stop`.
+        var tv = timeval(tv_sec: 0, tv_usec: 50_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let resolver = self
+        Thread.detachNewThread { resolver.serve() }
+    }
+
+    /// A UDP socket bound to 127.0.0.1 (or ::1) on an ephemeral port.
+    static func boundSocket(ipv6: Bool) throws -> Int32 {
+        let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        let rc: Int32
+        if ipv6 {
+            var sa = sockaddr_in6()
+            sa.sin6_family = sa_family_t(AF_INET6)
+            sa.sin6_addr = in6addr_loopback
+            rc = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
+        } else {
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_addr.s_addr = IPv4Address.loopback.raw.bigEndian
+            rc = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+        guard rc == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
+        return fd
+    }
+
+    var upstream: (IPAddress, UInt16) { (address, port) }
+
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        finished.wait()
+        close(fd)
+        close(decoyFD)
+    }
+
+    private func serve() {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var out = [UInt8](repeating: 0, count: 65536)
+        while !stopping.load(ordering: .acquiring) {
+            var peer = sockaddr_storage()
+            var peerLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let n = buffer.withUnsafeMutableBytes { b in
+                withUnsafeMutablePointer(to: &peer) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(fd, b.baseAddress, b.count, 0, $0, &peerLength)
+                    }
+                }
+            }
+            guard n > 0 else { continue }
+            let query = Array(buffer[..<n])
+            log.withLock { $0.append(query) }
+            func send(_ bytes: ArraySlice<UInt8>, from socket: Int32) {
+                _ = bytes.withUnsafeBytes { b in
+                    withUnsafePointer(to: &peer) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            sendto(socket, b.baseAddress, b.count, 0, $0, peerLength)
+                        }
+                    }
+                }
+            }
+            switch behavior {
+            case .silent:
+                continue
+            case .decoysThenTable(let table):
+                let length = answer(query, table: table, into: &out)
+                guard length > 0 else { continue }
+                var wrongID = Array(out[..<length])
+                wrongID[0] ^= 0x5A
+                send(wrongID[...], from: fd)
+                var other = [UInt8](repeating: 0, count: 512)
+                let otherLength = FakeResolver.respond(to: query, renaming: "other.test", into: &other)
+                send(other[..<otherLength], from: fd)
+                send(out[..<length], from: decoyFD)
+                send(out[..<length], from: fd)
+            case .table(let table):
+                let length = answer(query, table: table, into: &out)
+                if length > 0 { send(out[..<length], from: fd) }
+            case .huge(let count):
+                let length = FakeResolver.build(query, into: &out) { builder in
+                    for i in 0..<count { builder.appendA(IPv4Address(198, 51, 100, UInt8(i & 0xFF)), ttl: 30) }
+                }
+                if length > 0 { send(out[..<length], from: fd) }
+            case .fail(let code):
+                let length = FakeResolver.build(query, code: code, into: &out) { _ in }
+                if length > 0 { send(out[..<length], from: fd) }
+            }
+        }
+        finished.signal()
+    }
+
+    private func answer(_ query: [UInt8], table: [String: [IPv4Address]], into out: inout [UInt8]) -> Int {
+        let name = query.withUnsafeBytes { (try? DNSMessage.parse($0))?.question?.name.text.lowercased() } ?? ""
+        guard let addresses = table[name] else { return FakeResolver.build(query, code: .nameError, into: &out) { _ in } }
+        return FakeResolver.build(query, into: &out) { builder in
+            for a in addresses { builder.appendA(a, ttl: 300) }
+        }
+    }
+
+    /// A response to `query` with whatever `fill` appends; limited only by the buffer.
+    static func build(
+        _ query: [UInt8], code: DNSResponseCode = .noError, into out: inout [UInt8], _ fill: (inout DNSResponseBuilder) -> Void
+    ) -> Int {
+        query.withUnsafeBytes { q in
+            out.withUnsafeMutableBytes { o in
+                guard let message = try? DNSMessage.parse(q),
+                      var builder = try? DNSResponseBuilder(respondingTo: message, into: o, responseCode: code, limit: 65535)
+                else { return 0 }
+                fill(&builder)
+                return builder.finish()
+            }
+        }
+    }
+
+    /// A NOERROR response with `query`'s ID for a different name.
+    static func respond(to query: [UInt8], renaming name: String, into out: inout [UInt8]) -> Int {
+        let id = query.withUnsafeBytes { $0.be16(0) }
+        var other = [UInt8](repeating: 0, count: 512)
+        let n = other.withUnsafeMutableBytes { (try? DNSQueryBuilder.emit(id: id, name: name, type: .a, into: $0)) ?? 0 }
+        return build(Array(other[..<n]), into: &out) { $0.appendA(IPv4Address(203, 0, 113, 99), ttl: 5) }
+    }
+}
