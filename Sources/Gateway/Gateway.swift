@@ -17,6 +17,10 @@ public struct GatewayConfiguration: Sendable {
     public var addresses = AddressPlan()
     public var defaultPolicy = "host-only"
     public var limits = EgressLimits()
+    /// Upstream resolvers and local names for the DNS every sandbox's queries go to.
+    public var dns = DNSConfiguration.system()
+    /// Names (and their subdomains) the gateway's DNS answers with NXDOMAIN.
+    public var deniedNames: [String] = []
 
     public init(shards: Int? = nil) {
         self.shards = max(1, shards ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -26,6 +30,9 @@ public struct GatewayConfiguration: Sendable {
 public final class Gateway: @unchecked Sendable {
     public let configuration: GatewayConfiguration
     let shards: [EventLoop]
+    /// One DNS forwarder per shard (one socket per family, shared by the shard's sandboxes).
+    private let forwarders: [UncheckedSendable<DNSForwarder>]
+    private let dnsPolicy: DNSPolicy
 
     private struct Record {
         var info: SandboxInfo
@@ -54,6 +61,13 @@ public final class Gateway: @unchecked Sendable {
         }
         shards = loops
         state = Mutex(State(shardLoad: Array(repeating: 0, count: loops.count)))
+        let dnsConfiguration = configuration.dns
+        var fwd: [UncheckedSendable<DNSForwarder>] = []
+        for loop in loops {
+            fwd.append(try loop.submitAndWaitTyped { UncheckedSendable(DNSForwarder(loop: loop, configuration: dnsConfiguration)) })
+        }
+        forwarders = fwd
+        dnsPolicy = try DNSPolicy(deniedSuffixes: configuration.deniedNames)
     }
 
     /// Attaches a sandbox: creates its TAP in the namespace, configures it there (unless DHCP),
@@ -63,7 +77,12 @@ public final class Gateway: @unchecked Sendable {
         guard (576...65_520).contains(spec.mtu) else {
             throw GatewayError(.invalidArgument, "MTU \(spec.mtu) for sandbox '\(spec.id)' is out of range (576-65520)")
         }
-        let policy = try EgressPolicy(profile: spec.policy)
+        let policy: Policy
+        do {
+            policy = try Policy.profile(named: spec.policy)
+        } catch {
+            throw GatewayError(.invalidArgument, "sandbox '\(spec.id)': \(error)")
+        }
         // Reserve the ID, an address block and a shard before touching the system.
         let (index, shard) = try state.withLock { s throws(GatewayError) -> (Int, Int) in
             guard s.records[spec.id] == nil else {
@@ -96,7 +115,7 @@ public final class Gateway: @unchecked Sendable {
                     gatewayIPv4: "", prefixLength: 0, guestIPv6Prefix: "", gatewayIPv6: "", mtu: spec.mtu, policy: spec.policy)
     }
 
-    private func build(_ spec: SandboxSpec, index: Int, shard: Int, policy: EgressPolicy) throws(GatewayError) -> SandboxInfo {
+    private func build(_ spec: SandboxSpec, index: Int, shard: Int, policy: Policy) throws(GatewayError) -> SandboxInfo {
         guard case .netns(let nsName) = spec.mode else {
             throw GatewayError(.invalidArgument, "unsupported attach mode for sandbox '\(spec.id)'")
         }
@@ -140,13 +159,26 @@ public final class Gateway: @unchecked Sendable {
         let loop = shards[shard]
         let limits = configuration.limits
         let tapBox = UncheckedSendable(tap)
+        let forwarder = forwarders[shard]
+        let dnsContext = DNSQueryContext(gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy, client: UInt64(index))
+        let tcpResolver = configuration.dns.upstreams.first
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> UncheckedSendable<Sandbox> in
             let stack = Stack(configuration: stackConfiguration)
             // The guest is known from the start (its MAC is read from the device), so the stack
             // can reach it before it has sent anything.
             stack.learnNeighbor(.v4(a.guestIPv4), mac: guestMAC, now: monotonicNanoseconds())
             let sandbox = Sandbox(id: spec.id, tap: tapBox.value, stack: stack, loop: loop, limits: limits)
-            sandbox.egress.policy = { key, proto in policy.verdict(for: key, protocolNumber: proto, configuration: stackConfiguration) }
+            sandbox.egress.policy = { key, proto in
+                let decision = policy.evaluate(
+                    direction: .egress, destination: key.remoteAddress,
+                    isHostAlias: stackConfiguration.isGatewayAddress(key.remoteAddress),
+                    protocol: PolicyProtocol(ipProtocol: proto) ?? .any, port: key.remotePort)
+                return decision.isAllowed ? .allow : .deny
+            }
+            sandbox.egress.dns = { _, query, reply in
+                query.withUnsafeBytes { forwarder.value.handle(query: $0, context: dnsContext, reply: reply) }
+            }
+            sandbox.egress.dnsOverTCP = tcpResolver
             try sandbox.start()
             return UncheckedSendable(sandbox)
         }
@@ -172,7 +204,12 @@ public final class Gateway: @unchecked Sendable {
             return r
         }
         if let box = record.sandbox {
-            try? shards[record.shard].submitAndWaitTyped { () throws(GatewayError) in box.value.stop() }
+            let forwarder = forwarders[record.shard]
+            let client = UInt64(record.index)
+            try? shards[record.shard].submitAndWaitTyped { () throws(GatewayError) in
+                box.value.stop()
+                forwarder.value.forget(client: client)
+            }
         }
         state.withLock { s in
             s.usedIndexes.remove(record.index)
@@ -195,7 +232,11 @@ public final class Gateway: @unchecked Sendable {
     /// Detaches everything and stops the shards.
     public func shutdown() {
         for info in list() { try? detach(info.id) }
-        for loop in shards { loop.stop() }
+        for (i, loop) in shards.enumerated() {
+            let f = forwarders[i]
+            try? loop.submitAndWaitTyped { () throws(GatewayError) in f.value.close() }
+            loop.stop()
+        }
     }
 }
 

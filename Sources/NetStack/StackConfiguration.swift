@@ -77,6 +77,14 @@ public struct StackConfiguration: Sendable {
 
     func isInSubnet(_ a: IPv4Address) -> Bool { a.raw & subnetMask.raw == gatewayIPv4.raw & subnetMask.raw }
 
+    /// True for the gateway's own addresses, which stand for the host.
+    public func isGatewayAddress(_ a: IPAddress) -> Bool {
+        switch a {
+        case .v4(let v): v == gatewayIPv4
+        case .v6(let v): v == gatewayIPv6 || v == gatewayLinkLocal
+        }
+    }
+
     /// Addresses the guest may send from: its subnet (not the gateway's or broadcast), and
     /// 0.0.0.0 while it has none (DHCP).
     func isGuestSource(_ a: IPv4Address) -> Bool {

@@ -64,7 +64,7 @@ struct GatewayEgressTests {
                 d, a = s.recvfrom(65535)
                 s.sendto(d.upper(), a)
             """])
-        usleep(300_000)
+        try fx.waitForListener(port: port, udp: true)
         let (info, ns) = try fx.attach()
         let out = try fx.run(in: ns, "printf 'ping over udp' | nc -u -w 2 \(info.gatewayIPv4) \(port)")
         #expect(out == "PING OVER UDP")
@@ -127,6 +127,38 @@ struct GatewayEgressTests {
         #expect(out.contains("does not exist"))
         #expect(throws: GatewayError.self) { try fx.gateway.detach(info.id) }
         #expect(fx.gateway.list().isEmpty)
+    }
+}
+
+@Suite(.serialized, .enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
+struct GatewayDNSTests {
+    /// The guest's resolver is the gateway: the host alias is answered locally, a denied name
+    /// gets NXDOMAIN, anything else is forwarded to the (test's own, loopback) upstream.
+    @Test func guestResolvesThroughTheGateway() throws {
+        let resolver = try FakeResolver(.table(["svc.example.test": [IPv4Address(192, 0, 2, 7)]]))
+        defer { resolver.stop() }
+        let fx = try GatewayFixture { cfg in
+            cfg.dns = DNSConfiguration(upstreams: [(resolver.address, resolver.port)], attemptTimeout: .milliseconds(500))
+            cfg.deniedNames = ["blocked.test"]
+        }
+        defer { fx.tearDown() }
+        let (info, ns) = try fx.attach()
+        // `ip netns exec` gives the namespace /etc/netns/NAME/resolv.conf as its /etc/resolv.conf.
+        let dir = "/etc/netns/\(ns)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "nameserver \(info.gatewayIPv4)\n".write(toFile: dir + "/resolv.conf", atomically: true, encoding: .utf8)
+
+        let alias = try fx.run(in: ns, "getent ahostsv4 host.gateway.internal | head -1")
+        #expect(alias.hasPrefix(info.gatewayIPv4 + " "))
+        let forwarded = try fx.run(in: ns, "getent ahostsv4 svc.example.test | head -1")
+        #expect(forwarded.hasPrefix("192.0.2.7 "))
+        let denied = try fx.run(in: ns, "getent ahostsv4 x.blocked.test; echo rc=$?")
+        #expect(denied.contains("rc=2"), "denied name must not resolve: \(denied)")
+        #expect(!resolver.queries.isEmpty)
+        // And the alias is usable: HTTP to the host by name.
+        let port = try fx.httpServer(files: ["n": Data("by name".utf8)])
+        #expect(try fx.run(in: ns, "curl -sS --max-time 5 http://host.gateway.internal:\(port)/n") == "by name")
     }
 }
 

@@ -12,13 +12,16 @@ final class GatewayFixture: @unchecked Sendable {
     private var processes: [Process] = []
     private var tempDirs: [String] = []
 
-    init(shards: Int = 2) throws {
+    init(shards: Int = 2, configure: (inout GatewayConfiguration) -> Void = { _ in }) throws {
         scratch = try Scratch()
         var cfg = GatewayConfiguration(shards: shards)
+        // Never a real resolver: tests that need DNS configure one of their own on loopback.
+        cfg.dns = DNSConfiguration(upstreams: [(.v4(.loopback), 9)], attemptTimeout: .milliseconds(300))
         // A pool of our own so parallel suites never share addresses.
         let block = UInt8.random(in: 100...199)
         cfg.addresses = AddressPlan(ipv4Pool: IPv4Address(10, block, 0, 0), ipv4PoolPrefix: 16, ipv4SandboxPrefix: 28,
                                     ipv6Pool: IPv6Address(high: 0xFD47_5700_0000_0000 | UInt64(block) << 16, low: 0))
+        configure(&cfg)
         gateway = try Gateway(configuration: cfg)
     }
 
@@ -62,11 +65,12 @@ final class GatewayFixture: @unchecked Sendable {
         return port
     }
 
-    /// Waits until something accepts TCP connections on 127.0.0.1:port.
-    func waitForListener(port: UInt16, seconds: Double = 10) throws {
+    /// Waits until something listens on the port (TCP), or has bound it (UDP).
+    func waitForListener(port: UInt16, udp: Bool = false, seconds: Double = 10) throws {
         let deadline = Date().addingTimeInterval(seconds)
+        let query = udp ? "ss -lunH 'sport = :\(port)' | grep -q ." : "ss -ltnH 'sport = :\(port)' | grep -q LISTEN"
         while Date() < deadline {
-            if (try? TestHost.run(["sh", "-c", "ss -ltnH 'sport = :\(port)' | grep -q LISTEN"])) != nil { return }
+            if (try? TestHost.run(["sh", "-c", query])) != nil { return }
             usleep(50_000)
         }
         throw TimedOut()

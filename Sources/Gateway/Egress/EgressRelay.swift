@@ -48,6 +48,9 @@ public final class EgressRelay {
     public var policy: (FlowKey, UInt8) -> EgressVerdict = { _, _ in .allow }
     /// Answers guest DNS over UDP (any destination, port 53); nil relays it like other UDP.
     public var dns: ((FlowKey, [UInt8], @escaping ([UInt8]) -> Void) -> Void)?
+    /// Where guest DNS over TCP (port 53, any destination) goes: the first upstream resolver.
+    /// Such flows bypass the egress policy, as DNS over UDP does.
+    public var dnsOverTCP: (IPAddress, UInt16)?
 
     private var tcp: [TCPFlowID: TCPRelay] = [:]
     private var udp: [FlowKey: UDPSession] = [:]
@@ -94,12 +97,18 @@ public final class EgressRelay {
 
     private func openTCP(_ id: TCPFlowID, _ key: FlowKey) {
         let now = monotonicNanoseconds()
+        if key.remotePort == 53, let (resolver, port) = dnsOverTCP, tcp.count < limits.maxTCPRelays {
+            let relay = TCPRelay(relay: self, id: id, key: key, destination: resolver, port: port)
+            tcp[id] = relay
+            relay.start()
+            return
+        }
         guard case .allow = policy(key, IPProtocol.tcp), tcp.count < limits.maxTCPRelays else {
             counters.tcpDenied += 1
             stack.tcpRefuse(id, now: now)
             return
         }
-        let relay = TCPRelay(relay: self, id: id, key: key, destination: hostDestination(key.remoteAddress))
+        let relay = TCPRelay(relay: self, id: id, key: key, destination: hostDestination(key.remoteAddress), port: key.remotePort)
         tcp[id] = relay
         relay.start()
     }

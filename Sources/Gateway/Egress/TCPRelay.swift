@@ -19,6 +19,7 @@ final class TCPRelay {
     let id: TCPFlowID
     let key: FlowKey
     private var destination: IPAddress
+    private let port: UInt16
     private var triedFallback = false
     private var fd: Int32 = -1
     private var phase = Phase.connecting
@@ -32,7 +33,8 @@ final class TCPRelay {
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
 
-    init(relay: EgressRelay, id: TCPFlowID, key: FlowKey, destination: IPAddress) {
+    init(relay: EgressRelay, id: TCPFlowID, key: FlowKey, destination: IPAddress, port: UInt16) {
+        self.port = port
         self.relay = relay
         self.id = id
         self.key = key
@@ -50,7 +52,7 @@ final class TCPRelay {
     }
 
     private func dial() {
-        let address = HostSocket.Address(destination, port: key.remotePort)
+        let address = HostSocket.Address(destination, port: port)
         let s = HostSocket.make(family: address.family, type: Int32(SOCK_STREAM.rawValue))
         guard s >= 0 else { return fail() }
         fd = s
