@@ -152,3 +152,36 @@ struct StackGuestAddressingTests {
         #expect(route.contains("via fe80::"))
     }
 }
+
+@Suite(.serialized, .enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
+struct StackGuestFaultTests {
+    /// 5% loss, 5% reordering and 1% duplication in both directions at the frame boundary: the
+    /// same bytes arrive both ways, and the transfers finish.
+    @Test func transfersSurviveABadLink() throws {
+        let size = Int(ProcessInfo.processInfo.environment["GW_FAULT_BYTES"] ?? "") ?? 64 << 20
+        let fx = try GuestFixture { cfg in
+            cfg.faults = try! FaultConfiguration(parsing: "loss=0.05,reorder=0.05,duplicate=0.01,seed=42")
+        }
+        defer { fx.tearDown() }
+        let (_, collected) = StackGuestTests.serve(fx, sourceLength: size)
+        let start = Date()
+        let guestHash = try fx.guest(
+            "head -c \(size) /dev/urandom > /dev/shm/gw-fault && sha256sum /dev/shm/gw-fault | cut -d' ' -f1 && nc -N -w 60 10.0.2.2 9 < /dev/shm/gw-fault; rm -f /dev/shm/gw-fault",
+            timeout: 600
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
+        try waitFor(seconds: 60) { fx.onLoop { collected.digests.count == 1 } }
+        let up = fx.onLoop { collected.digests.values.first ?? "" }
+        #expect(up == guestHash, "guest → stack bytes differ under faults")
+        let upSeconds = Date().timeIntervalSince(start)
+
+        let mid = Date()
+        let downHash = try fx.guest("nc -d -w 60 10.0.2.2 19 | sha256sum | cut -d' ' -f1", timeout: 600)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        try waitFor(seconds: 60) { fx.onLoop { collected.digests.count == 2 } }
+        let sent = fx.onLoop { collected.digests.values.filter { $0 != guestHash } }
+        #expect(sent.first == downHash, "stack → guest bytes differ under faults")
+        let downSeconds = Date().timeIntervalSince(mid)
+        let injected = fx.onLoop { (fx.driver.stack.faults?.inputCounters, fx.driver.stack.faults?.outputCounters) }
+        print("faulty link, \(size >> 20) MiB: up \(String(format: "%.1f", upSeconds)) s, down \(String(format: "%.1f", downSeconds)) s; injected in \(String(describing: injected.0)) out \(String(describing: injected.1))")
+    }
+}
