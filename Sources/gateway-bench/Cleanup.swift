@@ -18,6 +18,9 @@ final class Cleanup: Sendable {
     }
 
     private let owned = Mutex(Owned())
+    /// Set when a terminating signal arrived; the main thread then leaves the exit to the handler.
+    let interrupted = Atomic<Bool>(false)
+
     /// Kept alive for the life of the process; written once, from the main thread, before any other thread exists.
     private nonisolated(unsafe) var sources: [any DispatchSourceSignal] = []
 
@@ -29,6 +32,7 @@ final class Cleanup: Sendable {
             signal(s, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: s, queue: .global())
             source.setEventHandler { [self] in
+                interrupted.store(true, ordering: .relaxed)
                 FileDescriptorWriter.standardError("gateway-bench: signal \(s), removing what this run created\n")
                 removeAll()
                 exit(128 + s)

@@ -130,6 +130,9 @@ struct GatewayBench: ParsableCommand {
                 }
             }
         } catch {
+            // A signal ended the guest's tools: the handler is cleaning up and will exit; an
+            // error about the killed tool would only mislead.
+            while Cleanup.shared.interrupted.load(ordering: .relaxed) { pause() }
             Cleanup.shared.removeAll()
             throw error
         }
