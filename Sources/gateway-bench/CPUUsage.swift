@@ -37,3 +37,19 @@ struct CPUUsage: Sendable {
         CPUUsage(user: a.user - b.user, system: a.system - b.system, total: a.total - b.total)
     }
 }
+
+/// Seconds the calling thread spent runnable but waiting for a CPU (/proc/thread-self/schedstat,
+/// second field, ns). On a shared machine this is the share of a run lost to other work; zero
+/// when the kernel has no schedstats.
+func threadRunQueueWait() -> Double {
+    let fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return 0 }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 128)
+    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    guard n > 0 else { return 0 }
+    let fields = buffer[..<n].split(separator: UInt8(ascii: " "))
+    guard fields.count >= 2, let waited = UInt64(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
+    return Double(waited) / 1e9
+}
+

@@ -59,6 +59,12 @@ struct GatewayBench: ParsableCommand {
     @Option(help: "Guest-side receiver for gateway→guest.")
     var receiver: Receiver = .nc
 
+    @Option(help: "TCP send buffer of the stack's connections, in bytes (e.g. 4M); default: the stack's own.")
+    var sendBuffer: String?
+
+    @Option(help: "TCP receive buffer (the window offered to the guest), in bytes; default: the stack's own.")
+    var receiveBuffer: String?
+
     @Flag(inversion: .prefixedNo, help: "Also run the same guest commands over a kernel veth to a host socat (the tools' ceiling).")
     var vethCheck = true
 
@@ -73,7 +79,9 @@ struct GatewayBench: ParsableCommand {
 
     func validate() throws {
         guard mtus.allSatisfy({ (1280...65535).contains($0) }) else { throw ValidationError("--mtu must be within 1280…65535") }
-        if let bytes, Self.parseBytes(bytes) == nil { throw ValidationError("--bytes: a count like 4G, 512M or 1048576") }
+        for (name, value) in [("--bytes", bytes), ("--send-buffer", sendBuffer), ("--receive-buffer", receiveBuffer)] {
+            if let value, Self.parseBytes(value) == nil { throw ValidationError("\(name): a count like 4G, 512M or 1048576") }
+        }
         if let tag, tag.isEmpty || tag.count > 6 || !tag.allSatisfy({ $0.isLowercase || $0.isNumber }) {
             throw ValidationError("--tag: 1 to 6 characters of a-z and 0-9 (it goes into device names)")
         }
@@ -97,8 +105,14 @@ struct GatewayBench: ParsableCommand {
         var results: [Measurement] = []
         do {
             for (i, mtu) in mtus.enumerated() {
+                let send = sendBuffer.flatMap(Self.parseBytes)
+                let receive = receiveBuffer.flatMap(Self.parseBytes)
                 let guest = try StackGuest(
-                    namespaceName: "gwbench-\(tag)-stack\(i)", tapName: "gwt-\(tag)-\(i)", mtu: mtu, cpu: cpu)
+                    namespaceName: "gwbench-\(tag)-stack\(i)", tapName: "gwt-\(tag)-\(i)", mtu: mtu, cpu: cpu
+                ) { c in
+                    if let send { c.tcp.sendBufferSize = send }
+                    if let receive { c.tcp.receiveBufferSize = receive }
+                }
                 defer { guest.tearDown() }
                 for d in directions {
                     let port = d == .guestToGateway ? DiagnosticServices.discardPort : DiagnosticServices.sourcePort

@@ -11,6 +11,7 @@ enum Direction: String, Codable, Sendable, CaseIterable {
 /// The stack's own counters around a transfer, taken on the loop thread.
 struct StackSample: Sendable {
     var cpu: CPUUsage
+    var runQueueWait: Double
     var framesIn: Int
     var bytesIn: Int
     var framesOut: Int
@@ -27,6 +28,9 @@ struct StackCost: Codable, Sendable {
     var loopCPUSeconds: Double
     var loopUserSeconds: Double
     var loopSystemSeconds: Double
+    /// Seconds the loop thread was ready to run but another task had its CPU: other load on
+    /// the machine, which the throughput figure then understates.
+    var loopRunQueueWaitSeconds: Double
     /// Loop CPU seconds per 10^9 payload bytes.
     var cpuSecondsPerGB: Double
     /// The whole gateway-bench process (RUSAGE_SELF), loop thread included.
@@ -47,6 +51,7 @@ struct StackCost: Codable, Sendable {
         loopCPUSeconds = cpu.total
         loopUserSeconds = cpu.user
         loopSystemSeconds = cpu.system
+        loopRunQueueWaitSeconds = after.runQueueWait - before.runQueueWait
         cpuSecondsPerGB = payloadBytes > 0 ? cpu.total / (Double(payloadBytes) / 1e9) : 0
         processCPUSeconds = process.total
         framesIn = after.framesIn - before.framesIn

@@ -42,14 +42,16 @@ final class StackGuest: @unchecked Sendable {
     let log = FlowLog()
     private var services: DiagnosticServices?
 
-    init(namespaceName: String, tapName: String, mtu: Int, cpu: Int) throws {
+    init(namespaceName: String, tapName: String, mtu: Int, cpu: Int, tune: (inout StackConfiguration) -> Void = { _ in }) throws {
         self.namespaceName = namespaceName
         Cleanup.shared.adopt(namespace: namespaceName)
         namespace = try NetworkNamespace.create(named: namespaceName)
         var options = TAPDevice.Options()
         options.namespace = namespace
         tap = try TAPDevice(name: tapName, options: options)
-        configuration = StackConfiguration(mtu: mtu, vnetHeaderSize: tap.vnetHeaderSize)
+        var configuration = StackConfiguration(mtu: mtu, vnetHeaderSize: tap.vnetHeaderSize)
+        tune(&configuration)
+        self.configuration = configuration
         loop = try EventLoop(name: "bench-shard", cpu: cpu)
         driver = StackDriver(loop: loop, fd: tap.fileDescriptor, stack: Stack(configuration: configuration))
         loop.startThread()
@@ -88,7 +90,7 @@ final class StackGuest: @unchecked Sendable {
         return try loop.submitAndWait {
             let c = d.stack.counters
             return StackSample(
-                cpu: CPUUsage.thread(), framesIn: c.framesIn, bytesIn: c.bytesIn, framesOut: c.framesOut,
+                cpu: CPUUsage.thread(), runQueueWait: threadRunQueueWait(), framesIn: c.framesIn, bytesIn: c.bytesIn, framesOut: c.framesOut,
                 bytesOut: c.bytesOut, readCalls: d.readCalls, framesRead: d.framesRead,
                 writeFailures: d.writeFailures, outputDropped: d.stack.output.dropped)
         }
