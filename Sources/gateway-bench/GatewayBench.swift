@@ -82,6 +82,9 @@ struct GatewayBench: ParsableCommand {
         for (name, value) in [("--bytes", bytes), ("--send-buffer", sendBuffer), ("--receive-buffer", receiveBuffer)] {
             if let value, Self.parseBytes(value) == nil { throw ValidationError("\(name): a count like 4G, 512M or 1048576") }
         }
+        if sender == .nc, let n = bytes.flatMap(Self.parseBytes), n % (1 << 20) != 0 {
+            throw ValidationError("--sender nc sends with dd bs=1M: --bytes must be whole MiB")
+        }
         if let tag, tag.isEmpty || tag.count > 6 || !tag.allSatisfy({ $0.isLowercase || $0.isNumber }) {
             throw ValidationError("--tag: 1 to 6 characters of a-z and 0-9 (it goes into device names)")
         }
@@ -93,6 +96,7 @@ struct GatewayBench: ParsableCommand {
         let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
         guard cpu >= 0 && cpu < cores else { throw ValidationError("--cpu \(cpu): this machine has CPUs 0…\(cores - 1)") }
         let guestCPU = self.guestCPU ?? (cores > 1 ? (cpu == 0 ? 1 : 0) : 0)
+        try requireTools()
         Cleanup.shared.installSignalHandlers()
 
         let tag = self.tag ?? Self.randomTag()
@@ -156,6 +160,19 @@ struct GatewayBench: ParsableCommand {
             date: ISO8601DateFormatter().string(from: Date()), kernel: Self.kernelRelease(), cpus: cores,
             loopCPU: cpu, guestCPU: guestCPU, sender: sender.rawValue, receiver: receiver.rawValue, results: results)
         print(json ? report.json() : report.table())
+    }
+
+    /// Fails early, naming the Debian package, when a tool the chosen commands use is missing.
+    func requireTools() throws {
+        var tools: [(String, String)] = [("ip", "iproute2"), ("taskset", "util-linux")]
+        if sender == .socat || receiver == .socat || vethCheck { tools.append(("socat", "socat")) }
+        if sender == .nc || receiver == .nc { tools.append(("nc", "netcat-openbsd")) }
+        if sender == .nc { tools.append(("dd", "coreutils")) }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"
+        for (tool, package) in tools {
+            let found = path.split(separator: ":").contains { access("\($0)/\(tool)", X_OK) == 0 }
+            if !found { throw BenchError("\(tool) is not installed: apt-get install \(package)") }
+        }
     }
 
     /// The guest-side command for one transfer of `n` bytes to or from `address:port`.
