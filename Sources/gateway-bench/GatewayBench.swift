@@ -53,6 +53,9 @@ struct GatewayBench: ParsableCommand {
     @Option(help: "Target duration of each transfer when --bytes is not given.")
     var seconds: Double = 4
 
+    @Option(name: .customLong("repeat"), help: "Runs per transfer; the fastest is reported (other load on a shared machine only slows a run down).")
+    var repeats: Int = 1
+
     @Option(help: "Guest-side sender for guest→gateway.")
     var sender: Sender = .socat
 
@@ -78,6 +81,7 @@ struct GatewayBench: ParsableCommand {
     var json = false
 
     func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard mtus.allSatisfy({ (1280...65535).contains($0) }) else { throw ValidationError("--mtu must be within 1280…65535") }
         for (name, value) in [("--bytes", bytes), ("--send-buffer", sendBuffer), ("--receive-buffer", receiveBuffer)] {
             if let value, Self.parseBytes(value) == nil { throw ValidationError("\(name): a count like 4G, 512M or 1048576") }
@@ -124,9 +128,10 @@ struct GatewayBench: ParsableCommand {
                         try guest.transfer(d, bytes: probe, command: command(d, StackGuest.gatewayAddress, Int(port), probe),
                                            guestCPU: guestCPU, timeout: timeout)
                     }
-                    let m = try guest.transfer(d, bytes: n, command: command(d, StackGuest.gatewayAddress, Int(port), n),
-                                               guestCPU: guestCPU, timeout: timeout)
-                    progress(m)
+                    let m = try best {
+                        try guest.transfer(d, bytes: n, command: command(d, StackGuest.gatewayAddress, Int(port), n),
+                                           guestCPU: guestCPU, timeout: timeout)
+                    }
                     results.append(m)
                 }
             }
@@ -140,9 +145,10 @@ struct GatewayBench: ParsableCommand {
                             try veth.transfer(d, bytes: probe, command: command(d, VethGuest.hostAddress, VethGuest.port, probe),
                                               hostCPU: cpu, guestCPU: guestCPU, timeout: timeout)
                         }
-                        let m = try veth.transfer(d, bytes: n, command: command(d, VethGuest.hostAddress, VethGuest.port, n),
-                                                  hostCPU: cpu, guestCPU: guestCPU, timeout: timeout)
-                        progress(m)
+                        let m = try best {
+                            try veth.transfer(d, bytes: n, command: command(d, VethGuest.hostAddress, VethGuest.port, n),
+                                              hostCPU: cpu, guestCPU: guestCPU, timeout: timeout)
+                        }
                         results.append(m)
                     }
                 }
@@ -158,7 +164,7 @@ struct GatewayBench: ParsableCommand {
 
         let report = Report(
             date: ISO8601DateFormatter().string(from: Date()), kernel: Self.kernelRelease(), cpus: cores,
-            loopCPU: cpu, guestCPU: guestCPU, sender: sender.rawValue, receiver: receiver.rawValue, results: results)
+            loopCPU: cpu, guestCPU: guestCPU, repeats: repeats, sender: sender.rawValue, receiver: receiver.rawValue, results: results)
         print(json ? report.json() : report.table())
     }
 
@@ -198,6 +204,19 @@ struct GatewayBench: ParsableCommand {
         let wanted = Double(probeBytes) / m.seconds * seconds
         let mib = Int(wanted) >> 20
         return min(max(mib, 256), 64 << 10) << 20
+    }
+
+    /// Runs `transfer` `repeats` times and keeps the fastest run, with every run's rate noted.
+    func best(_ transfer: () throws -> Measurement) throws -> Measurement {
+        var runs: [Measurement] = []
+        for _ in 0..<repeats {
+            let m = try transfer()
+            progress(m)
+            runs.append(m)
+        }
+        var chosen = runs.max { $0.gbps < $1.gbps }!
+        chosen.runsGbps = runs.map(\.gbps)
+        return chosen
     }
 
     func progress(_ m: Measurement) {

@@ -31,6 +31,9 @@ struct StackCost: Codable, Sendable {
     /// Seconds the loop thread was ready to run but another task had its CPU: other load on
     /// the machine, which the throughput figure then understates.
     var loopRunQueueWaitSeconds: Double
+    /// Loop CPU ÷ wall time: well under 1 means the stack was waiting for the guest, not the
+    /// other way round.
+    var loopBusy: Double
     /// Loop CPU seconds per 10^9 payload bytes.
     var cpuSecondsPerGB: Double
     /// The whole gateway-bench process (RUSAGE_SELF), loop thread included.
@@ -46,8 +49,9 @@ struct StackCost: Codable, Sendable {
     var writeFailures: Int
     var outputDropped: Int
 
-    init(before: StackSample, after: StackSample, process: CPUUsage, payloadBytes: Int, vnetHeaderSize: Int) {
+    init(before: StackSample, after: StackSample, process: CPUUsage, payloadBytes: Int, seconds: Double, vnetHeaderSize: Int) {
         let cpu = after.cpu - before.cpu
+        loopBusy = seconds > 0 ? cpu.total / seconds : 0
         loopCPUSeconds = cpu.total
         loopUserSeconds = cpu.user
         loopSystemSeconds = cpu.system
@@ -82,4 +86,6 @@ struct Measurement: Codable, Sendable {
     /// The guest-side command, as run inside the namespace.
     var guestCommand: String
     var stack: StackCost?
+    /// With --repeat: the rate of every run, this one being the fastest.
+    var runsGbps: [Double]? = nil
 }

@@ -7,6 +7,7 @@ struct Report: Codable {
     var cpus: Int
     var loopCPU: Int
     var guestCPU: Int
+    var repeats: Int
     var sender: String
     var receiver: String
     var results: [Measurement]
@@ -19,12 +20,14 @@ struct Report: Codable {
 
     func table() -> String {
         var lines: [String] = []
-        lines.append("gateway-bench \(date), kernel \(kernel), \(cpus) CPUs; stack loop on CPU \(loopCPU), guest tools on CPU \(guestCPU)")
+        lines.append("gateway-bench \(date), kernel \(kernel), \(cpus) CPUs; stack loop on CPU \(loopCPU), guest tools on CPU \(guestCPU)"
+            + (repeats > 1 ? "; fastest of \(repeats) runs each" : ""))
         lines.append("stack = our stack alone (diagnostic services on 10.0.2.2: discard/byte source; no host sockets)")
         lines.append("veth-tools = the same guest commands over a kernel veth to a host socat (the guest tools' ceiling)")
-        lines.append("CPU s/GB = loop thread CPU per 10^9 bytes; waited s = loop thread runnable but kept off its CPU by other work")
+        lines.append("CPU s/GB = loop thread CPU per 10^9 bytes; busy = loop CPU ÷ wall time;")
+        lines.append("waited s = loop thread runnable but kept off its CPU by other work (a shared machine's noise)")
         lines.append("")
-        let header = ["path", "MTU", "direction", "GiB", "s", "Gbps", "CPU s/GB", "user/sys s", "waited s", "frames in", "B/frame in",
+        let header = ["path", "MTU", "direction", "GiB", "s", "Gbps", "CPU s/GB", "busy", "user/sys s", "waited s", "frames in", "B/frame in",
                       "frames/batch", "frames out", "B/frame out"]
         var rows = [header]
         for m in results {
@@ -32,6 +35,7 @@ struct Report: Codable {
                        String(format: "%.2f", m.seconds), String(format: "%.2f", m.gbps)]
             if let s = m.stack {
                 row += [String(format: "%.2f", s.cpuSecondsPerGB),
+                        String(format: "%.0f%%", s.loopBusy * 100),
                         String(format: "%.2f/%.2f", s.loopUserSeconds, s.loopSystemSeconds),
                         String(format: "%.2f", s.loopRunQueueWaitSeconds),
                         String(s.framesIn), String(format: "%.0f", s.bytesPerFrameIn),

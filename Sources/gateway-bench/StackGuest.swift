@@ -137,7 +137,7 @@ final class StackGuest: @unchecked Sendable {
             path: "stack", mtu: configuration.mtu, direction: direction, bytes: bytes, seconds: seconds,
             gbps: Double(bytes) * 8 / seconds / 1e9, guestCommand: command,
             stack: StackCost(before: before, after: after, process: process, payloadBytes: bytes,
-                             vnetHeaderSize: configuration.vnetHeaderSize))
+                             seconds: seconds, vnetHeaderSize: configuration.vnetHeaderSize))
     }
 
     func guestCommand(_ command: String, cpu: Int) -> [String] {
