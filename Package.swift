@@ -41,6 +41,12 @@ let package = Package(
             dependencies: ["Link", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        // The stack benchmark (Tools/bench-stack.sh): a kernel guest in a namespace against the stack alone.
+        .executableTarget(
+            name: "gateway-bench",
+            dependencies: ["Gateway", "NetStack", "Link", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "gatewayctl",
             dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
