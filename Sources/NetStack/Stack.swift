@@ -28,6 +28,11 @@ public struct StackCounters: Sendable {
     public var tcpRefusedOverLimit = 0
     public var tcpConnectionsOpened = 0
     public var outputDropped = 0
+    /// Loss recovery across closed connections: timeouts, fast recoveries, tail probes, resent segments.
+    public var tcpRetransmitTimeouts = 0
+    public var tcpFastRecoveries = 0
+    public var tcpTailProbes = 0
+    public var tcpRetransmittedSegments = 0
     /// Frames whose source MAC or IP is not the sandbox's (anti-spoofing).
     public var spoofed = 0
     public var arpReplies = 0
@@ -484,6 +489,12 @@ public final class Stack {
     }
 
     func remove(_ id: TCPFlowID) {
+        if let c = connections[id] {
+            counters.tcpRetransmitTimeouts += c.retransmitTimeouts
+            counters.tcpFastRecoveries += c.fastRecoveries
+            counters.tcpTailProbes += c.tailProbes
+            counters.tcpRetransmittedSegments += c.retransmittedSegments
+        }
         connections[id] = nil
         if let key = flowKeys.removeValue(forKey: id) { flowsByKey[key] = nil }
         if let i = timeWaitOrder.firstIndex(of: id) { timeWaitOrder.remove(at: i) }
@@ -492,6 +503,11 @@ public final class Stack {
     // MARK: - TCP socket API for the layer above
 
     public func tcpState(_ id: TCPFlowID) -> TCPState? { connections[id]?.state }
+
+    /// Each connection's key and internal state, one line each, for diagnosing a stuck flow.
+    public func tcpDebugDescriptions() -> [String] {
+        connections.map { id, c in "\(id) \(flowKeys[id].map { "\($0)" } ?? "?") \(c.debugState)" }
+    }
     public func tcpKey(_ id: TCPFlowID) -> FlowKey? { flowKeys[id] }
     public var tcpConnectionCount: Int { connections.count }
 

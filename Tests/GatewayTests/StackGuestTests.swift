@@ -158,7 +158,7 @@ struct StackGuestFaultTests {
     /// 5% loss, 5% reordering and 1% duplication in both directions at the frame boundary: the
     /// same bytes arrive both ways, and the transfers finish.
     @Test func transfersSurviveABadLink() throws {
-        let size = Int(ProcessInfo.processInfo.environment["GW_FAULT_BYTES"] ?? "") ?? 64 << 20
+        let size = Int(ProcessInfo.processInfo.environment["GW_FAULT_BYTES"] ?? "") ?? 1 << 30
         let fx = try GuestFixture { cfg in
             cfg.faults = try! FaultConfiguration(parsing: "loss=0.05,reorder=0.05,duplicate=0.01,seed=42")
         }
@@ -182,6 +182,8 @@ struct StackGuestFaultTests {
         #expect(sent.first == downHash, "stack → guest bytes differ under faults")
         let downSeconds = Date().timeIntervalSince(mid)
         let injected = fx.onLoop { (fx.driver.stack.faults?.inputCounters, fx.driver.stack.faults?.outputCounters) }
+        let c = fx.onLoop { fx.driver.stack.counters }
+        print("recovery: \(c.tcpRetransmitTimeouts) timeouts, \(c.tcpFastRecoveries) fast recoveries, \(c.tcpTailProbes) tail probes, \(c.tcpRetransmittedSegments) segments resent")
         print("faulty link, \(size >> 20) MiB: up \(String(format: "%.1f", upSeconds)) s, down \(String(format: "%.1f", downSeconds)) s; injected in \(String(describing: injected.0)) out \(String(describing: injected.1))")
     }
 }

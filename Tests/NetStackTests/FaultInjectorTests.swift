@@ -348,10 +348,13 @@ final class FaultyLink {
     var rejected = 0
     let configuration: TCPConfiguration
 
-    init(faults: FaultConfiguration) {
+    /// - Parameter gso: the sender puts up to 65,000 bytes in a segment, as the stack does on
+    ///   a TAP with offloads.
+    init(faults: FaultConfiguration, gso: Bool = false, bufferSize: Int = 64 * 1024) {
         var cfg = TCPConfiguration()
-        cfg.sendBufferSize = 64 * 1024
-        cfg.receiveBufferSize = 64 * 1024
+        cfg.sendBufferSize = bufferSize
+        cfg.receiveBufferSize = bufferSize
+        if gso { cfg.maxSegmentPayload = 65_000 }
         configuration = cfg
         client = TCPConnection(activeISS: 1_000_000, configuration: cfg, now: now)
         var back = faults

@@ -107,6 +107,13 @@ public final class TCPConnection {
     /// Bytes of holes recovery may resend now: packet conservation, refilled by what each ACK
     /// reports delivered (RFC 6675's pipe, kept as a running budget).
     private var recoveryBudget = 0
+    private var bytesAckedInAvoidance = 0
+    /// When the hole at SND.UNA was last resent in this recovery; a retransmission that is
+    /// itself lost shows as SACKs still arriving long after it (RFC 8985's idea, simplified).
+    private var headRetransmittedAt: UInt64 = 0
+    /// Tail loss probe (RFC 8985 §7): fires when outstanding data draws no ACK for ~2 RTT, and
+    /// resends the last segment so a lost tail is SACKed instead of waiting for the RTO.
+    private var probeAt: UInt64?
 
     // Timers, as absolute UInt64 nanoseconds; nil when off.
     private var retransmitAt: UInt64?
@@ -125,6 +132,16 @@ public final class TCPConnection {
     // Counters for the layer above's statistics.
     public private(set) var retransmittedSegments = 0
     public private(set) var droppedOutOfWindow = 0
+    public private(set) var retransmitTimeouts = 0
+    public private(set) var fastRecoveries = 0
+    public private(set) var tailProbes = 0
+
+    /// One line of internal state, for logs when a flow misbehaves.
+    public var debugState: String {
+        "state=\(state) una=\(sndUna.raw &- iss.raw) nxt=\(sndNxt.raw &- iss.raw) max=\(sndMax.raw &- iss.raw) buf=\(sendBuffer.count) "
+            + "wnd=\(sndWnd) cwnd=\(cwnd) ssthresh=\(ssthresh) recovery=\(inFastRecovery) sacked=\(scoreboard.sackedBytes) "
+            + "fin=\(finQueued)/\(finSent) rto=\(retransmitAt.map { String($0) } ?? "-") probe=\(probeAt.map { String($0) } ?? "-") persist=\(persistAt.map { String($0) } ?? "-")"
+    }
 
     /// A connection for a SYN from the guest; nothing is sent until `accept` or `refuse`.
     public init(passiveSYN syn: TCPSegmentIn, iss: UInt32, configuration: TCPConfiguration, now: UInt64) {
@@ -264,7 +281,16 @@ public final class TCPConnection {
 
     /// The earliest time `poll` has work to do, for the owner's timer.
     public var nextDeadline: UInt64? {
-        [retransmitAt, delayedAckAt, persistAt, timeWaitAt].compactMap { $0 }.min()
+        [retransmitAt, delayedAckAt, persistAt, timeWaitAt, probeAt].compactMap { $0 }.min()
+    }
+
+    private func armProbe(now: UInt64) {
+        guard sackOn, !inFastRecovery, sndMax > sndUna, srtt > 0 else {
+            probeAt = nil
+            return
+        }
+        let pto = max(2 * srtt, 10_000_000)
+        probeAt = retransmitAt.map { min($0, now + pto) } ?? now + pto
     }
 
     // MARK: - Segments from the guest
@@ -472,6 +498,7 @@ public final class TCPConnection {
             if inFastRecovery { recoveryBudget += dataAcked + newlySacked }
 
             retransmitAt = sndUna == sndMax ? nil : now + rto
+            armProbe(now: now)
             if finAcked {
                 switch state {
                 case .finWait1: state = .finWait2
@@ -490,9 +517,17 @@ public final class TCPConnection {
                 recoveryBudget += newlySacked
             }
         }
+        if inFastRecovery && newlySacked > 0 && holeCursor > sndUna && now - headRetransmittedAt > max(2 * srtt, 5_000_000) {
+            holeCursor = sndUna
+            recoveryBudget = max(recoveryBudget, peerMSS)
+        }
         // SACK-based loss detection (RFC 6675 §5 IsLost): more than three segments' worth
         // delivered above a hole at SND.UNA means the hole is lost, dupACK count or not.
-        if sackOn && !inFastRecovery && sndUna >= recover && scoreboard.sackedBytes > 3 * peerMSS {
+        // With little in flight there cannot be three segments above a hole: then a hole with
+        // everything after it SACKed is lost too (early retransmit, RFC 5827).
+        let flight = sndMax - sndUna
+        let threshold = min(3 * peerMSS, max(1, flight - min(flight, peerMSS)))
+        if sackOn && !inFastRecovery && sndUna >= recover && !scoreboard.isEmpty && scoreboard.sackedBytes >= threshold {
             enterFastRecovery()
         }
     }
@@ -547,7 +582,7 @@ public final class TCPConnection {
     /// `shutdownWrite`, and when `nextDeadline` passes.
     public func poll(now: UInt64, emit: (TCPSegmentOut) -> Void) {
         if let t = timeWaitAt, now >= t {
-            enterClosed(.normal, notify: true)
+            enterClosed(.normal, notify: false)
             return
         }
         if state == .closed { return }
@@ -558,6 +593,19 @@ public final class TCPConnection {
         if let t = retransmitAt, now >= t {
             onRetransmitTimeout(now: now, emit: emit)
             if state == .closed { return }
+        }
+        if let t = probeAt, now >= t {
+            probeAt = nil
+            if state.isSynchronized && state != .synReceived && !inFastRecovery && sndMax > sndUna {
+                // Resend the last segment's worth of data (or the FIN) to draw a SACK.
+                let dataInFlight = min(sndMax - sndUna, sendBuffer.count)
+                let length = min(dataInFlight, segmentLimit)
+                if length > 0 {
+                    emitSegment(seq: sndUna + (dataInFlight - length), flags: [.ack], payloadOffset: dataInFlight - length, length: length, now: now, emit: emit)
+                    retransmittedSegments += 1
+                    tailProbes += 1
+                }
+            }
         }
         if let t = persistAt, now >= t {
             // Zero-window probe: a segment one below SND.NXT draws an ACK with the window.
@@ -582,6 +630,7 @@ public final class TCPConnection {
             return
         }
         retransmittedSegments += 1
+        retransmitTimeouts += 1
         rto = min(rto * 2, configuration.maxRTO.nanoseconds)
         rttTiming = nil
         switch state {
@@ -620,6 +669,7 @@ public final class TCPConnection {
                 let length = min(hole.end - hole.start, recoveryBudget, configuration.maxSegmentPayload, sendBuffer.count - (hole.start - sndUna))
                 if length <= 0 { break }
                 emitSegment(seq: hole.start, flags: [.ack], payloadOffset: hole.start - sndUna, length: length, now: now, emit: emit)
+                if hole.start == sndUna { headRetransmittedAt = now }
                 sentSomething = true
                 retransmittedSegments += 1
                 holeCursor = hole.start + length
@@ -676,6 +726,7 @@ public final class TCPConnection {
                 }
                 if sndMax < sndNxt { sndMax = sndNxt }
                 if retransmitAt == nil { retransmitAt = now + rto }
+                if probeAt == nil { armProbe(now: now) }
                 if flags.contains(.fin) { break }
             }
         }
@@ -804,7 +855,13 @@ public final class TCPConnection {
         if cwnd < ssthresh {
             cwnd += min(acked, configuration.maxSegmentPayload)  // slow start (RFC 5681 eq. 2, ABC RFC 3465)
         } else {
-            cwnd += max(1, peerMSS * peerMSS / max(cwnd, 1))
+            // Congestion avoidance by bytes acknowledged (RFC 3465 §2.1): one ACK for a 64 KB GSO
+            // segment must count as much as the 45 ACKs its pieces would have drawn.
+            bytesAckedInAvoidance += acked
+            if bytesAckedInAvoidance >= cwnd {
+                bytesAckedInAvoidance -= cwnd
+                cwnd += peerMSS
+            }
         }
         // No point in a window the receiver could never use.
         cwnd = min(cwnd, max(maxSndWnd, 2 * configuration.maxSegmentPayload) * 2)
@@ -816,6 +873,7 @@ public final class TCPConnection {
         ssthresh = max(flight / 2, 2 * peerMSS)
         recover = sndMax
         inFastRecovery = true
+        fastRecoveries += 1
         cwnd = ssthresh + 3 * peerMSS
         retransmitHeadNow = true
         retransmittedSegments += 1
@@ -827,6 +885,12 @@ public final class TCPConnection {
     private var retransmitHeadNow = false
 
     private func enterTimeWait(now: UInt64) {
+        // For the layer above the connection is over now: both FINs are acknowledged. The
+        // stack keeps it only to answer a retransmitted FIN.
+        if state != .timeWait {
+            closeReason = .normal
+            events.insert(.closed)
+        }
         state = .timeWait
         retransmitAt = nil
         persistAt = nil
@@ -834,12 +898,13 @@ public final class TCPConnection {
     }
 
     private func enterClosed(_ reason: TCPCloseReason, notify: Bool) {
+        let alreadyReported = state == .timeWait
         state = .closed
         closeReason = reason
         retransmitAt = nil
         delayedAckAt = nil
         persistAt = nil
         timeWaitAt = nil
-        events.insert(.closed)
+        if !alreadyReported { events.insert(.closed) }
     }
 }
