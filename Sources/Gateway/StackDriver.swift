@@ -31,6 +31,9 @@ public final class StackDriver: @unchecked Sendable {
         self.fd = fd
         self.stack = stack
         readBuffer = .allocate(byteCount: stack.configuration.vnetHeaderSize + 65_550, alignment: 16)
+        // One ACK per read batch, sent after the layer above consumed (so it carries the
+        // reopened window) instead of one per 64 KB frame.
+        stack.deferTCPOutput = true
     }
 
     deinit { readBuffer.deallocate() }
@@ -70,6 +73,12 @@ public final class StackDriver: @unchecked Sendable {
         var rounds = 0
         // Events can cause more events (accept → established); bounded so a bug cannot spin.
         while stack.hasEvents && rounds < 16 {
+            stack.drainEvents(onEvent)
+            rounds += 1
+        }
+        // The batch's deferred ACKs go out now that the layer above has consumed what it could.
+        stack.flushDeferredTCP(now: monotonicNanoseconds())
+        while stack.hasEvents && rounds < 32 {
             stack.drainEvents(onEvent)
             rounds += 1
         }

@@ -11,6 +11,7 @@ extension Stack {
 
     /// `flushOutput`, then hands every queued frame to `body` and recycles it.
     public func drainOutput(now: UInt64, _ body: (FrameBuffer) -> Void) {
+        flushDeferredTCP(now: now)
         faults?.process(&output, now: now)
         output.drain(body)
     }

@@ -63,6 +63,23 @@ public final class Stack {
         neighbors.learn(ip, mac: mac, now: now)
     }
 
+    /// When set, segments from the guest are acknowledged once per batch (at `drainOutput`, or
+    /// `flushDeferredTCP`) rather than one ACK each; the owner must drain after every batch.
+    public var deferTCPOutput = false
+    private var deferredFlows: [TCPFlowID] = []
+
+    /// Sends the ACKs and data that deferred segments left pending.
+    public func flushDeferredTCP(now: UInt64) {
+        guard !deferredFlows.isEmpty else { return }
+        let ids = deferredFlows
+        deferredFlows.removeAll(keepingCapacity: true)
+        for id in ids {
+            guard let c = connections[id] else { continue }
+            c.flush(now: now, emit: segmentEmitter(id))
+            collect(id, c)
+        }
+    }
+
     /// The sandbox's DHCPv4 server.
     public internal(set) var dhcp: DHCPServer
 
@@ -382,7 +399,12 @@ public final class Stack {
                 // A new incarnation of the same 4-tuple (RFC 9293 §3.10.7.4 TIME-WAIT + SYN): start afresh.
                 remove(id)
             } else {
-                conn.handle(seg, now: now, emit: segmentEmitter(id))
+                if deferTCPOutput {
+                    conn.handle(seg, now: now, deferOutput: true, emit: segmentEmitter(id))
+                    if !deferredFlows.contains(id) { deferredFlows.append(id) }
+                } else {
+                    conn.handle(seg, now: now, emit: segmentEmitter(id))
+                }
                 collect(id, conn)
                 return
             }

@@ -12,7 +12,8 @@ public final class DiagnosticServices {
     enum Role {
         case echo
         case discard
-        case source(remaining: Int, generator: ByteStream)
+        /// `offset` is the position in the repeating source block.
+        case source(remaining: Int, offset: Int)
     }
 
     private let driver: StackDriver
@@ -45,7 +46,23 @@ public final class DiagnosticServices {
         }
     }
 
-    deinit { chunk.deallocate() }
+    deinit {
+        chunk.deallocate()
+        sourceBlockStorage?.deallocate()
+    }
+
+    private var sourceBlockStorage: UnsafeMutableRawBufferPointer?
+
+    /// The byte source sends this seeded 1 MiB block over and over: generating bytes per
+    /// transfer would cost more than the stack being measured.
+    private var sourceBlock: UnsafeMutableRawBufferPointer {
+        if let b = sourceBlockStorage { return b }
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        var stream = ByteStream(seed: sourceSeed)
+        stream.fill(b)
+        sourceBlockStorage = b
+        return b
+    }
 
     /// Install as the driver's event handler.
     public func handle(_ event: StackEvent) {
@@ -56,7 +73,7 @@ public final class DiagnosticServices {
             switch key.remotePort {
             case Self.echoPort: roles[id] = .echo
             case Self.discardPort: roles[id] = .discard
-            case Self.sourcePort: roles[id] = .source(remaining: sourceLength, generator: ByteStream(seed: sourceSeed))
+            case Self.sourcePort: roles[id] = .source(remaining: sourceLength, offset: 0)
             default:
                 fallback(event)
                 return
@@ -105,21 +122,22 @@ public final class DiagnosticServices {
                 stack.tcpConsume(id, a.count + b.count, now: now)
             }
             if stack.tcpIsReadClosed(id) { stack.tcpShutdownWrite(id, now: now) }
-        case .source(var remaining, var generator):
-            // Drain anything the guest sends, then fill the send buffer.
+        case .source(var remaining, var offset):
+            // Drain anything the guest sends, then fill the send buffer from the source block.
             if let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 { stack.tcpConsume(id, a.count + b.count, now: now) }
+            let block = sourceBlock
             while remaining > 0 {
-                let room = min(stack.tcpWritableBytes(id), remaining, chunk.count)
+                let room = min(stack.tcpWritableBytes(id), remaining, block.count - offset)
                 if room == 0 { break }
-                let piece = UnsafeMutableRawBufferPointer(rebasing: chunk[..<room])
-                generator.fill(piece)
-                let n = stack.tcpWrite(id, UnsafeRawBufferPointer(piece), now: now)
+                let piece = UnsafeRawBufferPointer(rebasing: block[offset..<(offset + room)])
+                let n = stack.tcpWrite(id, piece, now: now)
                 onSource(id, UnsafeRawBufferPointer(rebasing: piece[..<n]))
                 remaining -= n
                 sent[id, default: 0] += n
+                offset = (offset + n) % block.count
                 if n < room { break }
             }
-            roles[id] = .source(remaining: remaining, generator: generator)
+            roles[id] = .source(remaining: remaining, offset: offset)
             if remaining == 0 { stack.tcpShutdownWrite(id, now: now) }
         }
     }

@@ -295,7 +295,9 @@ public final class TCPConnection {
 
     // MARK: - Segments from the guest
 
-    public func handle(_ seg: TCPSegmentIn, now: UInt64, emit: (TCPSegmentOut) -> Void) {
+    /// - Parameter deferOutput: leave the ACK (and any data the ACK lets out) for a later
+    ///   `flush`, so a batch of segments draws one ACK instead of one each.
+    public func handle(_ seg: TCPSegmentIn, now: UInt64, deferOutput: Bool = false, emit: (TCPSegmentOut) -> Void) {
         switch state {
         case .closed:
             return
@@ -310,6 +312,11 @@ public final class TCPConnection {
         default:
             handleSynchronized(seg, now: now, emit: emit)
         }
+        if !deferOutput { output(now: now, emit: emit) }
+    }
+
+    /// Sends what `handle(deferOutput: true)` left: the ACK, a window update, new data.
+    public func flush(now: UInt64, emit: (TCPSegmentOut) -> Void) {
         output(now: now, emit: emit)
     }
 
