@@ -87,3 +87,21 @@ public struct PublishSpec: Codable, Sendable, Hashable, CustomStringConvertible 
         return text + "\(hostPort):\(guestPort)/\(`protocol`)"
     }
 }
+
+extension PublishSpec {
+    /// Parses the SPEC `unpublish` takes: the one given to publish, or HOST_PORT[/tcp|udp] alone
+    /// (the guest port does not identify a published port; the host port does).
+    public init(unpublishing text: String) throws(ControlError) {
+        let body = text.split(separator: "/", maxSplits: 1).first ?? ""
+        let hostPortOnly = !body.isEmpty && body.allSatisfy(\.isNumber)
+        if hostPortOnly {
+            let proto = text.dropFirst(body.count)
+            try self.init(parsing: "\(body):1\(proto)")
+        } else {
+            try self.init(parsing: text)
+        }
+        guard hostPort != 0 else {
+            throw ControlError(.badSpec, "bad port SPEC '\(text)': name the host port to unpublish, e.g. 8080/tcp")
+        }
+    }
+}

@@ -169,8 +169,11 @@ public final class ControlService: Sendable {
             throw ControlError(error)
         }
         requests.withLock { $0[request.id] = request }
+        // A restore gives the guest the MAC it had, so its SLAAC address and neighbours hold.
+        var saved = request
+        if saved.mac == nil { saved.mac = info.mac }
         do {
-            try store?.save(request)
+            try store?.save(saved)
         } catch {
             // The sandbox works; only a restart after a crash would not find it again.
             logger.warning("sandbox \(request.id): \(error.message)")
