@@ -298,7 +298,11 @@ private struct Parser {
             if word == "true" { return .boolean(true) }
             if word == "false" { return .boolean(false) }
             if let n = integer(word) { return .integer(n) }
-            if word.contains(".") || word.contains("e") || word == "inf" || word == "nan" || word.contains(":") {
+            if word.count > 1, word.first == "0", word.allSatisfy(\.isNumber) {
+                throw fail("'\(word)': integers have no leading zeros (write octal as 0o755 or as a string)")
+            }
+            let numeric = word.first.map { $0.isNumber || $0 == "+" || $0 == "-" } ?? false
+            if numeric || word == "inf" || word == "nan" {
                 throw fail("'\(word)' is not supported here: floats and dates are not used by this file; quote text")
             }
             throw fail("'\(word)' is not a value: quote strings (\"...\")")
@@ -338,6 +342,7 @@ private struct Parser {
             }
             items.append(try value(depth: depth))
             skipTrivia()
+            if peek == nil { throw fail("array not closed: expected ']'") }
             if peek == UInt8(ascii: ",") {
                 advance()
             } else if peek != UInt8(ascii: "]") {
