@@ -81,6 +81,10 @@ public final class GatewayDaemon: Sendable {
     /// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later, so
     /// that `waitForTerminationSignal` receives them. Call first thing in main.
     public static func blockTerminationSignals() {
+        // An ignored signal is discarded even while blocked, and a parent may have left these
+        // ignored: restore the default so that sigwait sees them.
+        signal(SIGTERM, SIG_DFL)
+        signal(SIGINT, SIG_DFL)
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
