@@ -5,7 +5,7 @@ import GatewayControl
 struct Publish: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Publish a host port into a sandbox.",
-        discussion: "SPEC: \(PublishSpec.syntax). A bare GUEST_PORT lets gatewayd pick the host port.")
+        discussion: "SPEC: \(PublishRequest.syntax). A bare GUEST_PORT lets gatewayd pick the host port.")
 
     @OptionGroup var options: ControlOptions
 
@@ -20,7 +20,7 @@ struct Publish: ParsableCommand {
 
     func run() throws {
         _ = try perform { () throws(ControlError) in try checkID(id) }
-        let parsed = try perform { () throws(ControlError) in try PublishSpec(parsing: spec) }
+        let parsed = try perform { () throws(ControlError) in try PublishRequest(parsing: spec) }
         let route = try perform { () throws(ControlError) in
             try options.client.call("POST", "/v1/sandboxes/\(id)/ports", body: parsed, as: RouteView.self)
         }
@@ -32,7 +32,7 @@ struct Publish: ParsableCommand {
 struct Unpublish: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Remove a published port.",
-        discussion: "SPEC names the port as publish did (\(PublishSpec.syntax)), or by HOST_PORT[/tcp|udp] alone.")
+        discussion: "SPEC names the port as publish did (\(PublishRequest.syntax)), or by HOST_PORT[/tcp|udp] alone.")
 
     @OptionGroup var options: ControlOptions
 
@@ -44,7 +44,7 @@ struct Unpublish: ParsableCommand {
 
     func run() throws {
         _ = try perform { () throws(ControlError) in try checkID(id) }
-        let parsed = try perform { () throws(ControlError) in try PublishSpec(unpublishing: spec) }
+        let parsed = try perform { () throws(ControlError) in try PublishRequest(unpublishing: spec) }
         var path = "/v1/sandboxes/\(id)/ports/\(parsed.protocol)/\(parsed.hostPort)"
         if let ip = parsed.hostIP { path += "?hostIP=\(ip)" }
         struct Unpublished: Decodable { var unpublished: Bool }

@@ -28,7 +28,7 @@ import Testing
         }
         // A JSON body travels too; the service answers that sandbox "x" does not exist.
         #expect {
-            _ = try client.call("POST", "/v1/sandboxes/x/ports", body: PublishSpec(hostPort: 1, guestPort: 2), as: RouteView.self)
+            _ = try client.call("POST", "/v1/sandboxes/x/ports", body: PublishRequest(hostPort: 1, guestPort: 2), as: RouteView.self)
         } throws: { error in
             (error as? ControlError)?.message == "no sandbox 'x' is attached (gatewayctl list shows those that are)"
         }

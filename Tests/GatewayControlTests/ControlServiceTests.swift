@@ -48,7 +48,7 @@ final class FakePublishing: PortPublishing, @unchecked Sendable {
     private var list: [RouteView] = []
     private let lock = NSLock()
 
-    func publish(sandbox: String, spec: PublishSpec) throws(ControlError) -> RouteView {
+    func publish(sandbox: String, spec: PublishRequest) throws(ControlError) -> RouteView {
         let route = RouteView(
             hostIP: spec.hostIP ?? "127.0.0.1", hostPort: spec.hostPort == 0 ? 30000 : spec.hostPort,
             protocol: spec.protocol, sandbox: sandbox, guestPort: spec.guestPort)
@@ -56,7 +56,7 @@ final class FakePublishing: PortPublishing, @unchecked Sendable {
         return route
     }
 
-    func unpublish(sandbox: String, spec: PublishSpec) throws(ControlError) {
+    func unpublish(sandbox: String, spec: PublishRequest) throws(ControlError) {
         let removed = lock.withLock { () -> Bool in
             let before = list.count
             list.removeAll { $0.sandbox == sandbox && $0.hostPort == spec.hostPort && $0.protocol == spec.protocol }
@@ -156,7 +156,7 @@ final class FakePublishing: PortPublishing, @unchecked Sendable {
         let (status, body) = f.call("GET", "/v1/routes")
         #expect(status == 200)
         #expect(try JSONDecoder().decode([RouteView].self, from: Data(body.utf8)).isEmpty)
-        _ = try fake.publish(sandbox: "x", spec: PublishSpec(hostPort: 8080, guestPort: 80))
+        _ = try fake.publish(sandbox: "x", spec: PublishRequest(hostPort: 8080, guestPort: 80))
         let (_, after) = f.call("GET", "/v1/routes")
         let routes = try JSONDecoder().decode([RouteView].self, from: Data(after.utf8))
         #expect(routes == [RouteView(hostIP: "127.0.0.1", hostPort: 8080, protocol: "tcp", sandbox: "x", guestPort: 80)])

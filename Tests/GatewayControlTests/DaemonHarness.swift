@@ -139,6 +139,25 @@ final class DaemonHarness: @unchecked Sendable {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count
     }
 
+    /// The descriptor count once it stops changing (or drops to `atMost`), within 5 s.
+    func settledFileCount(atMost target: Int? = nil) -> Int {
+        var last = openFileCount()
+        var stableSince = Date()
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            usleep(50_000)
+            let now = openFileCount()
+            if let target, now <= target { return now }
+            if now != last {
+                last = now
+                stableSince = Date()
+            } else if target == nil && Date().timeIntervalSince(stableSince) >= 0.3 {
+                return now
+            }
+        }
+        return last
+    }
+
     func tearDown() {
         stop(SIGKILL)
         scratch.cleanUp()

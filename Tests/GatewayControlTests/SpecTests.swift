@@ -6,23 +6,23 @@ import Testing
 import Wire
 
 @Suite struct SpecTests {
-    static let good: [(String, PublishSpec)] = [
-        ("8080:80", PublishSpec(hostIP: nil, hostPort: 8080, guestPort: 80, protocol: "tcp")),
-        ("8080:80/tcp", PublishSpec(hostIP: nil, hostPort: 8080, guestPort: 80, protocol: "tcp")),
-        ("5353:53/UDP", PublishSpec(hostIP: nil, hostPort: 5353, guestPort: 53, protocol: "udp")),
-        ("127.0.0.1:8080:80", PublishSpec(hostIP: "127.0.0.1", hostPort: 8080, guestPort: 80, protocol: "tcp")),
-        ("[::1]:8443:443/tcp", PublishSpec(hostIP: "::1", hostPort: 8443, guestPort: 443, protocol: "tcp")),
-        ("80", PublishSpec(hostIP: nil, hostPort: 0, guestPort: 80, protocol: "tcp")),
-        ("53/udp", PublishSpec(hostIP: nil, hostPort: 0, guestPort: 53, protocol: "udp")),
-        ("0:22", PublishSpec(hostIP: nil, hostPort: 0, guestPort: 22, protocol: "tcp")),
+    static let good: [(String, PublishRequest)] = [
+        ("8080:80", PublishRequest(hostIP: nil, hostPort: 8080, guestPort: 80, protocol: "tcp")),
+        ("8080:80/tcp", PublishRequest(hostIP: nil, hostPort: 8080, guestPort: 80, protocol: "tcp")),
+        ("5353:53/UDP", PublishRequest(hostIP: nil, hostPort: 5353, guestPort: 53, protocol: "udp")),
+        ("127.0.0.1:8080:80", PublishRequest(hostIP: "127.0.0.1", hostPort: 8080, guestPort: 80, protocol: "tcp")),
+        ("[::1]:8443:443/tcp", PublishRequest(hostIP: "::1", hostPort: 8443, guestPort: 443, protocol: "tcp")),
+        ("80", PublishRequest(hostIP: nil, hostPort: 0, guestPort: 80, protocol: "tcp")),
+        ("53/udp", PublishRequest(hostIP: nil, hostPort: 0, guestPort: 53, protocol: "udp")),
+        ("0:22", PublishRequest(hostIP: nil, hostPort: 0, guestPort: 22, protocol: "tcp")),
     ]
 
-    @Test(arguments: good) func parses(_ text: String, _ expected: PublishSpec) throws {
-        let spec = try PublishSpec(parsing: text)
+    @Test(arguments: good) func parses(_ text: String, _ expected: PublishRequest) throws {
+        let spec = try PublishRequest(parsing: text)
         #expect(spec == expected)
         try spec.validate()
         // The printed form reads back as the same spec.
-        #expect(try PublishSpec(parsing: spec.description) == spec)
+        #expect(try PublishRequest(parsing: spec.description) == spec)
     }
 
     static let bad: [(String, String)] = [
@@ -41,7 +41,7 @@ import Wire
 
     @Test(arguments: bad) func rejects(_ text: String, _ reason: String) {
         #expect {
-            _ = try PublishSpec(parsing: text)
+            _ = try PublishRequest(parsing: text)
         } throws: { error in
             guard let e = error as? ControlError else { return false }
             #expect(e.code == .badSpec)
@@ -53,19 +53,19 @@ import Wire
     }
 
     @Test func unpublishTakesHostPortAlone() throws {
-        #expect(try PublishSpec(unpublishing: "8080/udp").hostPort == 8080)
-        #expect(try PublishSpec(unpublishing: "8080/udp").protocol == "udp")
-        #expect(try PublishSpec(unpublishing: "8080").protocol == "tcp")
-        #expect(try PublishSpec(unpublishing: "127.0.0.1:8080:80").hostIP == "127.0.0.1")
-        #expect(throws: ControlError.self) { try PublishSpec(unpublishing: "0:80") }
-        #expect(throws: ControlError.self) { try PublishSpec(unpublishing: "x/tcp") }
+        #expect(try PublishRequest(unpublishing: "8080/udp").hostPort == 8080)
+        #expect(try PublishRequest(unpublishing: "8080/udp").protocol == "udp")
+        #expect(try PublishRequest(unpublishing: "8080").protocol == "tcp")
+        #expect(try PublishRequest(unpublishing: "127.0.0.1:8080:80").hostIP == "127.0.0.1")
+        #expect(throws: ControlError.self) { try PublishRequest(unpublishing: "0:80") }
+        #expect(throws: ControlError.self) { try PublishRequest(unpublishing: "x/tcp") }
     }
 
     @Test func jsonSpecIsValidatedToo() {
-        #expect(throws: ControlError.self) { try PublishSpec(hostPort: 80, guestPort: 80, protocol: "icmp").validate() }
-        #expect(throws: ControlError.self) { try PublishSpec(hostPort: -1, guestPort: 80).validate() }
-        #expect(throws: ControlError.self) { try PublishSpec(hostPort: 80, guestPort: 0).validate() }
-        #expect(throws: ControlError.self) { try PublishSpec(hostIP: "host", hostPort: 80, guestPort: 80).validate() }
+        #expect(throws: ControlError.self) { try PublishRequest(hostPort: 80, guestPort: 80, protocol: "icmp").validate() }
+        #expect(throws: ControlError.self) { try PublishRequest(hostPort: -1, guestPort: 80).validate() }
+        #expect(throws: ControlError.self) { try PublishRequest(hostPort: 80, guestPort: 0).validate() }
+        #expect(throws: ControlError.self) { try PublishRequest(hostIP: "host", hostPort: 80, guestPort: 80).validate() }
     }
 
     @Test func attachRequestBecomesSpec() throws {

@@ -4,9 +4,9 @@
 public protocol PortPublishing: Sendable {
     /// Publishes a host port into sandbox `sandbox`; returns the route as bound (with the host
     /// port chosen, when the spec asked for 0).
-    func publish(sandbox: String, spec: PublishSpec) throws(ControlError) -> RouteView
+    func publish(sandbox: String, spec: PublishRequest) throws(ControlError) -> RouteView
     /// Removes the published port that `spec` names (protocol, host port, and host IP if given).
-    func unpublish(sandbox: String, spec: PublishSpec) throws(ControlError)
+    func unpublish(sandbox: String, spec: PublishRequest) throws(ControlError)
     /// Every published port, ordered by host port.
     func routes() -> [RouteView]
 }

@@ -81,13 +81,13 @@ public final class ControlService: Sendable {
         case 4 where s[0] == "v1" && s[1] == "sandboxes" && s[3] == "ports":
             try allow("GET", "POST")
             if m == "GET" { return .json(try routes().filter { $0.sandbox == s[2] }) }
-            return .json(try publish(s[2], try decode(PublishSpec.self, r.body, what: "a port spec")), status: 201)
+            return .json(try publish(s[2], try decode(PublishRequest.self, r.body, what: "a port spec")), status: 201)
         case 6 where s[0] == "v1" && s[1] == "sandboxes" && s[3] == "ports":
             try allow("DELETE")
             guard let port = Int(s[5]) else {
                 throw ControlError(.badSpec, "host port '\(s[5])' is not a number: use /v1/sandboxes/ID/ports/tcp/8080")
             }
-            let spec = PublishSpec(hostIP: r.query["hostIP"], hostPort: port, guestPort: 1, protocol: s[4])
+            let spec = PublishRequest(hostIP: r.query["hostIP"], hostPort: port, guestPort: 1, protocol: s[4])
             try unpublish(s[2], spec)
             return .json(Unpublished(sandbox: s[2], hostPort: port, protocol: s[4], unpublished: true))
         case 4 where s[0] == "v1" && s[1] == "sandboxes" && s[3] == "capture":
@@ -245,7 +245,7 @@ public final class ControlService: Sendable {
         return publishing.routes()
     }
 
-    public func publish(_ id: String, _ spec: PublishSpec) throws(ControlError) -> RouteView {
+    public func publish(_ id: String, _ spec: PublishRequest) throws(ControlError) -> RouteView {
         try requireSandbox(id)
         try spec.validate()
         guard let publishing else { throw notWired("publishing a port") }
@@ -254,7 +254,7 @@ public final class ControlService: Sendable {
         return route
     }
 
-    public func unpublish(_ id: String, _ spec: PublishSpec) throws(ControlError) {
+    public func unpublish(_ id: String, _ spec: PublishRequest) throws(ControlError) {
         try requireSandbox(id)
         try spec.validate()
         guard let publishing else { throw notWired("unpublishing a port") }

@@ -2,7 +2,7 @@
 // 0 or a bare GUEST_PORT lets the daemon pick a host port), and as the API carries it in JSON.
 import Wire
 
-public struct PublishSpec: Codable, Sendable, Hashable, CustomStringConvertible {
+public struct PublishRequest: Codable, Sendable, Hashable, CustomStringConvertible {
     /// The host address to listen on; nil: the daemon's default (loopback).
     public var hostIP: String?
     /// 0: the daemon picks one from its published-port range.
@@ -88,7 +88,7 @@ public struct PublishSpec: Codable, Sendable, Hashable, CustomStringConvertible 
     }
 }
 
-extension PublishSpec {
+extension PublishRequest {
     /// Parses the SPEC `unpublish` takes: the one given to publish, or HOST_PORT[/tcp|udp] alone
     /// (the guest port does not identify a published port; the host port does).
     public init(unpublishing text: String) throws(ControlError) {
