@@ -1,14 +1,16 @@
-// capture: a sandbox's frames as pcap (tcpdump's format), written to a file or piped on.
-#if canImport(Glibc)
-import Glibc
-#endif
 import ArgumentParser
 import GatewayControl
+
+// capture: a sandbox's frames as pcap (tcpdump's format), written to a file or piped on.
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 struct Capture: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Capture a sandbox's frames (both directions) as pcap.",
-        discussion: "Runs until --count frames, --seconds, Ctrl-C, or the sandbox's detach. Read with `tcpdump -r FILE`.")
+        discussion:
+            "Runs until --count frames, --seconds, Ctrl-C, or the sandbox's detach. Read with `tcpdump -r FILE`.")
 
     @OptionGroup var options: ControlOptions
 
@@ -28,7 +30,8 @@ struct Capture: ParsableCommand {
         if let count, count <= 0 { throw ValidationError("--count must be a positive number of frames") }
         if let seconds, seconds <= 0 { throw ValidationError("--seconds must be positive") }
         if w == nil, isatty(STDOUT_FILENO) != 0 {
-            throw ValidationError("pcap is binary: pass -w FILE, or pipe it on (gatewayctl capture \(id) | tcpdump -r -)")
+            throw ValidationError(
+                "pcap is binary: pass -w FILE, or pipe it on (gatewayctl capture \(id) | tcpdump -r -)")
         }
     }
 

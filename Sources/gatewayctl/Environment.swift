@@ -1,6 +1,6 @@
 // Reading an environment variable without Foundation.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 enum Environment {

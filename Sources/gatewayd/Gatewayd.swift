@@ -1,11 +1,12 @@
-// gatewayd: the host process that gives many sandboxes their network, one TAP and stack each,
-// driven over its control socket (see docs/control-api.md).
-#if canImport(Glibc)
-import Glibc
-#endif
 import ArgumentParser
 import GatewayControl
 import Logging
+
+// gatewayd: the host process that gives many sandboxes their network, one TAP and stack each,
+// driven over its control socket (see docs/control-api.md).
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @main
 struct Gatewayd: ParsableCommand {
@@ -84,13 +85,16 @@ struct Gatewayd: ParsableCommand {
         if let control { c.controlPath = control }
         if let stateDir { c.stateDirectory = stateDir }
         if let shards {
-            guard (1...1024).contains(shards) else { throw flagError("--shards", "\(shards) is out of range: use 1-1024") }
+            guard (1...1024).contains(shards) else {
+                throw flagError("--shards", "\(shards) is out of range: use 1-1024")
+            }
             c.shards = shards
         }
         if let egressPolicy {
             let known = ["host-only", "public", "open"] + c.policies.keys.sorted()
             guard known.contains(egressPolicy) else {
-                throw flagError("--egress-policy", "unknown policy '\(egressPolicy)': use one of \(known.joined(separator: ", "))")
+                throw flagError(
+                    "--egress-policy", "unknown policy '\(egressPolicy)': use one of \(known.joined(separator: ", "))")
             }
             c.egressPolicy = egressPolicy
         }
@@ -102,7 +106,8 @@ struct Gatewayd: ParsableCommand {
         }
         if let logLevel {
             guard let l = Logger.Level(rawValue: logLevel) else {
-                throw flagError("--log-level", "'\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+                throw flagError(
+                    "--log-level", "'\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
             }
             c.logLevel = l
         }

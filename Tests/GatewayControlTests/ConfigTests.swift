@@ -103,16 +103,24 @@ import Wire
 
     static let mistakes: [Mistake] = [
         Mistake(text: "shards = 2\nshard = 3\n", line: 2, key: "shard", says: "did you mean 'shards'?"),
-        Mistake(text: "[addresses]\nipv4-pol = \"10.0.0.0/8\"\n", line: 2, key: "addresses.ipv4-pol", says: "did you mean 'ipv4-pool'?"),
+        Mistake(
+            text: "[addresses]\nipv4-pol = \"10.0.0.0/8\"\n", line: 2, key: "addresses.ipv4-pol",
+            says: "did you mean 'ipv4-pool'?"),
         Mistake(text: "\n\nshards = \"two\"\n", line: 3, key: "shards", says: "expected an integer, found a string"),
         Mistake(text: "shards = 0\n", line: 1, key: "shards", says: "0 is out of range: use 1-1024"),
-        Mistake(text: "[addresses]\nipv4-pool = \"10.88.1.0/16\"\n", line: 2, key: "addresses.ipv4-pool", says: "not an IPv4 network"),
-        Mistake(text: "[addresses]\nipv6-pool = \"fd00::/56\"\n", line: 2, key: "addresses.ipv6-pool", says: "not an IPv6 /48"),
+        Mistake(
+            text: "[addresses]\nipv4-pool = \"10.88.1.0/16\"\n", line: 2, key: "addresses.ipv4-pool",
+            says: "not an IPv4 network"),
+        Mistake(
+            text: "[addresses]\nipv6-pool = \"fd00::/56\"\n", line: 2, key: "addresses.ipv6-pool",
+            says: "not an IPv6 /48"),
         Mistake(
             text: "[addresses]\nipv4-pool = \"10.0.0.0/24\"\nipv4-sandbox-prefix = 20\n", line: 3,
             key: "addresses.ipv4-sandbox-prefix", says: "does not fit in a /24 pool"),
         Mistake(text: "[ports]\nrange = \"5000-4000\"\n", line: 2, key: "ports.range", says: "is not a port range"),
-        Mistake(text: "[dns]\nupstreams = [\"resolver.example\"]\n", line: 2, key: "dns.upstreams", says: "not a resolver address"),
+        Mistake(
+            text: "[dns]\nupstreams = [\"resolver.example\"]\n", line: 2, key: "dns.upstreams",
+            says: "not a resolver address"),
         Mistake(text: "[dns]\nupstreams = [53]\n", line: 2, key: "dns.upstreams", says: "found an integer in it"),
         Mistake(
             text: "[policies.x]\nrules = [\"allow egress tcp any ports 99999\"]\n", line: 2, key: "policies.x.rules",
@@ -138,7 +146,8 @@ import Wire
         Mistake(text: "a.b = 1\n", line: 1, key: nil, says: "dotted keys"),
         Mistake(text: "x = \"\\q\"\n", line: 1, key: nil, says: "unknown escape"),
         Mistake(text: "x = 007\n", line: 1, key: nil, says: "no leading zeros"),
-        Mistake(text: "x = " + String(repeating: "[", count: 40) + "\n", line: 1, key: nil, says: "nested more than 16"),
+        Mistake(
+            text: "x = " + String(repeating: "[", count: 40) + "\n", line: 1, key: nil, says: "nested more than 16"),
     ]
 
     @Test(arguments: mistakes) func mistakeNamesLineAndKey(_ m: Mistake) {
@@ -165,15 +174,16 @@ import Wire
     }
 
     @Test func tomlArraysOfTablesAndLiterals() throws {
-        let doc = try TOMLDocument(parsing: """
-            [[rule]]
-            name = 'C:\\path'
-            [[rule]]
-            name = "two"
-            n = -1_000
-            mask = 0o755
-            bits = 0b101
-            """)
+        let doc = try TOMLDocument(
+            parsing: """
+                [[rule]]
+                name = 'C:\\path'
+                [[rule]]
+                name = "two"
+                n = -1_000
+                mask = 0o755
+                bits = 0b101
+                """)
         guard case .tableArray(let rules)? = doc.root["rule"]?.value else {
             Issue.record("no array of tables")
             return

@@ -28,7 +28,8 @@ import Testing
         }
         // A JSON body travels too; the service answers that sandbox "x" does not exist.
         #expect {
-            _ = try client.call("POST", "/v1/sandboxes/x/ports", body: PublishRequest(hostPort: 1, guestPort: 2), as: RouteView.self)
+            _ = try client.call(
+                "POST", "/v1/sandboxes/x/ports", body: PublishRequest(hostPort: 1, guestPort: 2), as: RouteView.self)
         } throws: { error in
             (error as? ControlError)?.message == "no sandbox 'x' is attached (gatewayctl list shows those that are)"
         }
@@ -114,7 +115,9 @@ import Testing
         let port = try #require(server.metricsPort)
         let metrics = try TestHost.run(["curl", "-sS", "http://127.0.0.1:\(port)/metrics"])
         #expect(metrics.contains("# TYPE gatewayd_sandboxes gauge"))
-        let other = try TestHost.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/v1/sandboxes"])
+        let other = try TestHost.run([
+            "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/v1/sandboxes",
+        ])
         #expect(other == "404")
     }
 }

@@ -115,7 +115,8 @@ final class FakePublishing: PortPublishing, @unchecked Sendable {
         let (status, e) = try f.error("POST", "/v1/sandboxes", "{\"id\": \"a\", \"netns\": \"nowhere\"}")
         #expect(status == 404)
         #expect(e.code == .namespaceNotFound)
-        #expect(e.message.contains("network namespace 'nowhere' does not exist: create it first (ip netns add nowhere)"))
+        #expect(
+            e.message.contains("network namespace 'nowhere' does not exist: create it first (ip netns add nowhere)"))
         #expect(f.store.leftovers().isEmpty)
     }
 
@@ -145,7 +146,8 @@ final class FakePublishing: PortPublishing, @unchecked Sendable {
         let (s1, e1) = try f.error("GET", "/v1/routes")
         #expect(s1 == 501 && e1.code == .notImplemented && e1.message.contains("not wired"))
         // An unknown sandbox is still reported as such first.
-        let (s2, e2) = try f.error("POST", "/v1/sandboxes/ghost/ports", "{\"hostPort\": 1, \"guestPort\": 2, \"protocol\": \"tcp\"}")
+        let (s2, e2) = try f.error(
+            "POST", "/v1/sandboxes/ghost/ports", "{\"hostPort\": 1, \"guestPort\": 2, \"protocol\": \"tcp\"}")
         #expect(s2 == 404 && e2.code == .unknownSandbox)
     }
 
@@ -159,7 +161,8 @@ final class FakePublishing: PortPublishing, @unchecked Sendable {
         _ = try fake.publish(sandbox: "x", spec: PublishRequest(hostPort: 8080, guestPort: 80))
         let (_, after) = f.call("GET", "/v1/routes")
         let routes = try JSONDecoder().decode([RouteView].self, from: Data(after.utf8))
-        #expect(routes == [RouteView(hostIP: "127.0.0.1", hostPort: 8080, protocol: "tcp", sandbox: "x", guestPort: 80)])
+        #expect(
+            routes == [RouteView(hostIP: "127.0.0.1", hostPort: 8080, protocol: "tcp", sandbox: "x", guestPort: 80)])
         #expect(f.service.metrics().contains("gatewayd_published_ports 1\n"))
     }
 
@@ -189,7 +192,8 @@ final class FakePublishing: PortPublishing, @unchecked Sendable {
     @Test func stateFilesRoundTrip() throws {
         let f = try ServiceFixture()
         defer { f.close() }
-        let request = AttachRequest(id: "keep", netns: "ns", dhcp: true, mtu: 9000, policy: "open", mac: "02:00:00:00:00:09")
+        let request = AttachRequest(
+            id: "keep", netns: "ns", dhcp: true, mtu: 9000, policy: "open", mac: "02:00:00:00:00:09")
         try f.store.save(request)
         let attributes = try FileManager.default.attributesOfItem(atPath: f.store.sandboxDirectory)
         #expect((attributes[.posixPermissions] as? Int) == 0o700)

@@ -20,7 +20,9 @@ struct CommandResult {
 }
 
 /// Runs a program to completion with a time limit; never throws for a non-zero exit.
-func runProgram(_ path: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 60) throws
+func runProgram(
+    _ path: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 60
+) throws
     -> CommandResult
 {
     let p = Process()
@@ -65,13 +67,13 @@ final class DaemonHarness: @unchecked Sendable {
         // never touch each other's devices.
         let block = Int.random(in: 200...250)
         try """
-            shards = 2
-            pin-shards = false
-            sweep-prefixes = ["gwv-\(scratch.tag)"]
-            [addresses]
-            ipv4-pool = "10.\(block).0.0/16"
-            ipv6-pool = "fd47:57\(block % 100):\(block)::/48"
-            """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        shards = 2
+        pin-shards = false
+        sweep-prefixes = ["gwv-\(scratch.tag)"]
+        [addresses]
+        ipv4-pool = "10.\(block).0.0/16"
+        ipv6-pool = "fd47:57\(block % 100):\(block)::/48"
+        """.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
     /// Starts gatewayd and waits until its control socket answers.

@@ -77,7 +77,9 @@ struct EndToEndTests {
 
         let noNamespace = try h.ctl("attach", "other", "--netns", "gwtest-\(h.scratch.tag)-missing")
         #expect(noNamespace.status == 2)
-        #expect(noNamespace.stderr.contains("network namespace 'gwtest-\(h.scratch.tag)-missing' does not exist: create it first"))
+        #expect(
+            noNamespace.stderr.contains(
+                "network namespace 'gwtest-\(h.scratch.tag)-missing' does not exist: create it first"))
 
         let badSpec = try h.ctl("publish", id, "80:0/tcp")
         #expect(badSpec.status == 4)
@@ -92,8 +94,10 @@ struct EndToEndTests {
         let path = h.directory + "/nobody.sock"
         let down = try runProgram(BuiltProducts.gatewayctl, ["list", "--control", path])
         #expect(down.status == 69)
-        #expect(down.stderr.hasPrefix(
-            "gatewayctl: cannot reach gatewayd at \(path): is it running? start it with `gatewayd` or set --control"))
+        #expect(
+            down.stderr.hasPrefix(
+                "gatewayctl: cannot reach gatewayd at \(path): is it running? start it with `gatewayd` or set --control"
+            ))
         // The environment variable names the socket too.
         let viaEnvironment = try runProgram(
             BuiltProducts.gatewayctl, ["list"], environment: ["GATEWAYD_CONTROL": h.socketPath])
@@ -106,9 +110,12 @@ struct EndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try "shards = 2\n\n[limits]\ntcp-relay = 5\n".write(toFile: dir + "/g.toml", atomically: true, encoding: .utf8)
         let r = try runProgram(
-            BuiltProducts.gatewayd, ["--config", dir + "/g.toml", "--control", dir + "/c.sock", "--state-dir", dir + "/s"])
+            BuiltProducts.gatewayd,
+            ["--config", dir + "/g.toml", "--control", dir + "/c.sock", "--state-dir", dir + "/s"])
         #expect(r.status == 78)
-        #expect(r.stderr.hasPrefix("gatewayd: \(dir)/g.toml:4: key 'limits.tcp-relay': unknown key: did you mean 'tcp-relays'?"))
+        #expect(
+            r.stderr.hasPrefix(
+                "gatewayd: \(dir)/g.toml:4: key 'limits.tcp-relay': unknown key: did you mean 'tcp-relays'?"))
         #expect(!FileManager.default.fileExists(atPath: dir + "/c.sock"))
     }
 
@@ -184,7 +191,8 @@ struct EndToEndTests {
         try h.start()
         let ns = try h.scratch.namespace().name!
         let id = "cap-\(h.scratch.tag)"
-        let view = try JSONDecoder().decode(SandboxView.self, from: Data(try h.ctl("attach", id, "--netns", ns, "--json").stdout.utf8))
+        let view = try JSONDecoder().decode(
+            SandboxView.self, from: Data(try h.ctl("attach", id, "--netns", ns, "--json").stdout.utf8))
         let file = h.directory + "/capture.pcap"
         let capture = Process()
         capture.executableURL = URL(fileURLWithPath: BuiltProducts.gatewayctl)
@@ -203,7 +211,9 @@ struct EndToEndTests {
         if capture.isRunning { capture.terminate() }
         capture.waitUntilExit()
         #expect(capture.terminationStatus == 0)
-        #expect(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == "captured 6 frame(s) to \(file)\n")
+        #expect(
+            String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                == "captured 6 frame(s) to \(file)\n")
 
         let text = try TestHost.run(["tcpdump", "-nr", file])
         #expect(text.contains("\(view.guestIPv4) > \(view.gatewayIPv4): ICMP echo request"), "\(text)")
@@ -229,7 +239,8 @@ struct EndToEndTests {
         #expect(fdsBefore > 5, "no /proc/\(h.pid)/fd to count")
         let linksBefore = h.links(in: ns)
         for _ in 0..<100 {
-            let view = try client.call("POST", "/v1/sandboxes", body: AttachRequest(id: id, netns: ns), as: SandboxView.self)
+            let view = try client.call(
+                "POST", "/v1/sandboxes", body: AttachRequest(id: id, netns: ns), as: SandboxView.self)
             #expect(h.links(in: ns).contains(view.tap))
             _ = try client.call("DELETE", "/v1/sandboxes/\(id)", as: [String: AnyCodable].self)
         }

@@ -8,11 +8,14 @@ import Wire
 
 @Suite struct FormatTests {
     // SandboxInfo has no public memberwise initializer; it is Codable, as it arrives here.
-    static let info = try! JSONDecoder().decode(SandboxInfo.self, from: Data("""
-        {"id": "sb1", "mode": "netns", "shard": 1, "tap": "gwt-3", "namespace": "ns1", "mac": "52:54:00:12:34:56",
-         "gatewayMAC": "02:47:57:00:00:03", "guestIPv4": "10.88.0.50", "gatewayIPv4": "10.88.0.49", "prefixLength": 28,
-         "guestIPv6Prefix": "fd47:5700:0:3::/64", "gatewayIPv6": "fd47:5700:0:3::1", "mtu": 1500, "policy": "host-only"}
-        """.utf8))
+    static let info = try! JSONDecoder().decode(
+        SandboxInfo.self,
+        from: Data(
+            """
+            {"id": "sb1", "mode": "netns", "shard": 1, "tap": "gwt-3", "namespace": "ns1", "mac": "52:54:00:12:34:56",
+             "gatewayMAC": "02:47:57:00:00:03", "guestIPv4": "10.88.0.50", "gatewayIPv4": "10.88.0.49", "prefixLength": 28,
+             "guestIPv6Prefix": "fd47:5700:0:3::/64", "gatewayIPv6": "fd47:5700:0:3::1", "mtu": 1500, "policy": "host-only"}
+            """.utf8))
 
     func object(_ value: some Encodable) throws -> [String: Any] {
         let parsed = try JSONSerialization.jsonObject(with: Data(ControlResponse.json(value).bytes))
@@ -74,10 +77,11 @@ import Wire
     @Test func pcapFileHeaderIsTcpdumps() {
         let h = PcapWriter.fileHeader(snapLength: 65_535)
         // Little-endian host: magic d4 c3 b2 a1, version 2.4, snaplen, LINKTYPE_ETHERNET.
-        #expect(h == [
-            0xD4, 0xC3, 0xB2, 0xA1, 0x02, 0x00, 0x04, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
-            0xFF, 0xFF, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
-        ])
+        #expect(
+            h == [
+                0xD4, 0xC3, 0xB2, 0xA1, 0x02, 0x00, 0x04, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
+                0xFF, 0xFF, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+            ])
     }
 
     @Test func pcapRecordCarriesTimeAndLengths() {
@@ -101,14 +105,15 @@ import Wire
         p.sample("x_total", ["sandbox": "a\"b\\c\nd", "reason": "r"], 3)
         p.sample("x_total", 4)
         p.sample("x_total", ["k": "v"], UInt64.max)
-        #expect(p.text == """
-            # HELP x_total A help\\nline with \\\\.
-            # TYPE x_total counter
-            x_total{sandbox="a\\"b\\\\c\\nd",reason="r"} 3
-            x_total 4
-            x_total{k="v"} 18446744073709551615
+        #expect(
+            p.text == """
+                # HELP x_total A help\\nline with \\\\.
+                # TYPE x_total counter
+                x_total{sandbox="a\\"b\\\\c\\nd",reason="r"} 3
+                x_total 4
+                x_total{k="v"} 18446744073709551615
 
-            """)
+                """)
     }
 
     @Test func requestSplitsPathAndQuery() {

@@ -62,15 +62,21 @@ import Wire
     }
 
     @Test func jsonSpecIsValidatedToo() {
-        #expect(throws: ControlError.self) { try PublishRequest(hostPort: 80, guestPort: 80, protocol: "icmp").validate() }
+        #expect(throws: ControlError.self) {
+            try PublishRequest(hostPort: 80, guestPort: 80, protocol: "icmp").validate()
+        }
         #expect(throws: ControlError.self) { try PublishRequest(hostPort: -1, guestPort: 80).validate() }
         #expect(throws: ControlError.self) { try PublishRequest(hostPort: 80, guestPort: 0).validate() }
-        #expect(throws: ControlError.self) { try PublishRequest(hostIP: "host", hostPort: 80, guestPort: 80).validate() }
+        #expect(throws: ControlError.self) {
+            try PublishRequest(hostIP: "host", hostPort: 80, guestPort: 80).validate()
+        }
     }
 
     @Test func attachRequestBecomesSpec() throws {
-        let spec = try AttachRequest(id: "ci-1", netns: "ns1", dhcp: true, mtu: 9000, policy: "open", mac: "02:00:00:00:00:01")
-            .spec()
+        let spec = try AttachRequest(
+            id: "ci-1", netns: "ns1", dhcp: true, mtu: 9000, policy: "open", mac: "02:00:00:00:00:01"
+        )
+        .spec()
         #expect(spec.id == "ci-1")
         #expect(spec.mode == .netns("ns1"))
         #expect(spec.dhcp && spec.mtu == 9000 && spec.policy == "open")

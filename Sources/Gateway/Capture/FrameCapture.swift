@@ -1,9 +1,10 @@
+import Synchronization
+
 // A bounded ring of frames copied off one sandbox's link, with wall-clock timestamps. The shard
 // fills it as frames pass; the control plane drains it (into a pcap stream) from another thread.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import Synchronization
 
 public final class FrameCapture: Sendable {
     /// One captured frame: Ethernet onwards (the virtio-net header is not part of the frame).

@@ -13,7 +13,9 @@ public struct AttachRequest: Codable, Sendable, Hashable {
     /// The guest interface's MAC ("02:00:00:00:00:01"); nil keeps the kernel's random one.
     public var mac: String?
 
-    public init(id: String, netns: String, dhcp: Bool? = nil, mtu: Int? = nil, policy: String? = nil, mac: String? = nil) {
+    public init(
+        id: String, netns: String, dhcp: Bool? = nil, mtu: Int? = nil, policy: String? = nil, mac: String? = nil
+    ) {
         self.id = id
         self.netns = netns
         self.dhcp = dhcp
@@ -48,7 +50,8 @@ public struct AttachRequest: Codable, Sendable, Hashable {
         if let mac {
             guard let address = MACAddress(mac), address.raw & 0x0100_0000_0000 == 0, address.raw != 0 else {
                 throw ControlError(
-                    .invalidArgument, "MAC '\(mac)' is not a unicast MAC address: write six hex bytes, e.g. 02:00:00:00:00:01")
+                    .invalidArgument,
+                    "MAC '\(mac)' is not a unicast MAC address: write six hex bytes, e.g. 02:00:00:00:00:01")
             }
             spec.guestMAC = address
         }

@@ -71,7 +71,8 @@ public struct PublishRequest: Codable, Sendable, Hashable, CustomStringConvertib
             throw ControlError(.badSpec, "protocol '\(`protocol`)' is neither tcp nor udp")
         }
         guard (0...65_535).contains(hostPort) else {
-            throw ControlError(.badSpec, "host port \(hostPort) is out of range: use 1-65535, or 0 to let gatewayd pick")
+            throw ControlError(
+                .badSpec, "host port \(hostPort) is out of range: use 1-65535, or 0 to let gatewayd pick")
         }
         guard (1...65_535).contains(guestPort) else {
             throw ControlError(.badSpec, "guest port \(guestPort) is out of range: use 1-65535")

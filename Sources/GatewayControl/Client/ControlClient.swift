@@ -1,9 +1,10 @@
+import Foundation
+
 // A small blocking HTTP/1.1 client for the control socket, for gatewayctl and the tests: one
 // request per connection, JSON in and out, and a streamed body for packet capture.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import Foundation
 
 public struct ControlClient: Sendable {
     public let socketPath: String
@@ -127,7 +128,9 @@ public struct ControlClient: Sendable {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ControlError(.system, "socket(): \(String(cString: strerror(errno)))") }
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         if rc != 0 {
             let e = errno
@@ -151,7 +154,9 @@ public struct ControlClient: Sendable {
             let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw ControlError(.unreachable, "gatewayd at \(socketPath) closed the connection: \(String(cString: strerror(errno)))")
+                throw ControlError(
+                    .unreachable, "gatewayd at \(socketPath) closed the connection: \(String(cString: strerror(errno)))"
+                )
             }
             sent += n
         }
@@ -188,7 +193,8 @@ private struct ResponseReader {
             if errno == EAGAIN || errno == EWOULDBLOCK {
                 throw ControlError(.unreachable, "gatewayd at \(socketPath) did not answer in time")
             }
-            throw ControlError(.unreachable, "reading from gatewayd at \(socketPath): \(String(cString: strerror(errno)))")
+            throw ControlError(
+                .unreachable, "reading from gatewayd at \(socketPath): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -204,7 +210,9 @@ private struct ResponseReader {
                 if l.last == 0x0D { l.removeLast() }
                 return l
             }
-            guard buffer.count < 64 * 1024 else { throw ControlError(.badResponse, "gatewayd sent a header line over 64 KiB") }
+            guard buffer.count < 64 * 1024 else {
+                throw ControlError(.badResponse, "gatewayd sent a header line over 64 KiB")
+            }
             guard try fill() else { throw truncated() }
         }
     }
@@ -221,7 +229,8 @@ private struct ResponseReader {
             if l.isEmpty { break }
             let text = String(decoding: l, as: UTF8.self)
             guard let colon = text.firstIndex(of: ":") else { continue }
-            headers[text[..<colon].lowercased()] = text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[text[..<colon].lowercased()] = text[text.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces)
         }
         return (status, headers)
     }

@@ -28,7 +28,9 @@ public struct DaemonConfiguration: Sendable {
             let hostPart: Substring
             let portPart: Substring
             if text.hasPrefix("[") {
-                guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+                guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                    return nil
+                }
                 hostPart = text[text.index(after: text.startIndex)..<close]
                 portPart = text[text.index(close, offsetBy: 2)...]
                 guard IPv6Address(hostPart) != nil else { return nil }
@@ -106,7 +108,8 @@ public struct DaemonConfiguration: Sendable {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw ConfigError(file: path, line: nil, key: nil, "cannot read the config file: \(error.localizedDescription)")
+            throw ConfigError(
+                file: path, line: nil, key: nil, "cannot read the config file: \(error.localizedDescription)")
         }
         var c = DaemonConfiguration()
         try c.apply(toml: text, file: path)
@@ -131,15 +134,25 @@ public struct DaemonConfiguration: Sendable {
             case "pin-shards": pinShards = try r.bool(e, "pin-shards")
             case "egress-policy": egressPolicy = try r.string(e, "egress-policy")
             case "log-format":
-                logFormat = try r.choice(e, "log-format", LogFormat.allCases.map(\.rawValue)).flatMap { LogFormat(rawValue: $0) } ?? .human
+                logFormat =
+                    try r.choice(e, "log-format", LogFormat.allCases.map(\.rawValue)).flatMap {
+                        LogFormat(rawValue: $0)
+                    } ?? .human
             case "log-level":
-                logLevel = try r.choice(e, "log-level", Logger.Level.allCases.map(\.rawValue)).flatMap { Logger.Level(rawValue: $0) } ?? .info
+                logLevel =
+                    try r.choice(e, "log-level", Logger.Level.allCases.map(\.rawValue)).flatMap {
+                        Logger.Level(rawValue: $0)
+                    } ?? .info
             case "metrics-address": metricsAddress = try r.hostPort(e, "metrics-address")
             case "sweep-stale-devices": sweepStaleDevices = try r.bool(e, "sweep-stale-devices")
             case "sweep-prefixes":
                 let list = try r.strings(e, "sweep-prefixes")
                 if let bad = list.first(where: { !$0.hasPrefix(InterfaceName.projectPrefix) || $0.count < 3 }) {
-                    throw r.error(e, "sweep-prefixes", "'\(bad)' does not start with 'gw' and one more character: only the gateway's devices may be swept")
+                    throw r.error(
+                        e, "sweep-prefixes",
+                        "'\(bad)' does not start with 'gw' and one more character: "
+                            + "only the gateway's devices may be swept"
+                    )
                 }
                 sweepPrefixes = list
             case "addresses": try applyAddresses(r.table(e, "addresses"), r)
@@ -152,7 +165,8 @@ public struct DaemonConfiguration: Sendable {
                     e, e.key,
                     known: [
                         "control", "control-mode", "state-dir", "shards", "pin-shards", "egress-policy", "log-format",
-                        "log-level", "metrics-address", "sweep-stale-devices", "sweep-prefixes", "addresses", "ports", "limits", "dns",
+                        "log-level", "metrics-address", "sweep-stale-devices", "sweep-prefixes", "addresses", "ports",
+                        "limits", "dns",
                         "policies",
                     ])
             }
@@ -175,15 +189,19 @@ public struct DaemonConfiguration: Sendable {
             case "ipv4-pool":
                 let text = try r.string(e, key)
                 guard let p = Self.ipv4Prefix(text) else {
-                    throw r.error(e, key, "'\(text)' is not an IPv4 network: write it as ADDRESS/LENGTH, e.g. 10.88.0.0/16")
+                    throw r.error(
+                        e, key, "'\(text)' is not an IPv4 network: write it as ADDRESS/LENGTH, e.g. 10.88.0.0/16")
                 }
                 v4Prefix = p
             case "ipv4-sandbox-prefix": sandboxPrefix = try r.int(e, key, in: 8...30)
             case "ipv6-pool":
                 let text = try r.string(e, key)
                 let parts = text.split(separator: "/")
-                guard parts.count == 2, let a = IPv6Address(parts[0]), parts[1] == "48", a.low == 0, a.high & 0xFFFF == 0 else {
-                    throw r.error(e, key, "'\(text)' is not an IPv6 /48: each sandbox takes a /64 of it, e.g. fd47:5700::/48")
+                guard parts.count == 2, let a = IPv6Address(parts[0]), parts[1] == "48", a.low == 0,
+                    a.high & 0xFFFF == 0
+                else {
+                    throw r.error(
+                        e, key, "'\(text)' is not an IPv6 /48: each sandbox takes a /64 of it, e.g. fd47:5700::/48")
                 }
                 addresses.ipv6Pool = a
             default:
@@ -198,7 +216,9 @@ public struct DaemonConfiguration: Sendable {
             let e = t["ipv4-sandbox-prefix"] ?? t["ipv4-pool"]
             throw ConfigError(
                 file: r.file, line: e?.line, key: "addresses.ipv4-sandbox-prefix",
-                "/\(sandboxPrefix) per sandbox does not fit in a /\(addresses.ipv4PoolPrefix) pool: make it longer than the pool's")
+                "/\(sandboxPrefix) per sandbox does not fit in a /\(addresses.ipv4PoolPrefix) pool: "
+                    + "make it longer than the pool's"
+            )
         }
         addresses.ipv4SandboxPrefix = sandboxPrefix
     }
@@ -210,14 +230,18 @@ public struct DaemonConfiguration: Sendable {
             case "range":
                 let text = try r.string(e, key)
                 let parts = text.split(separator: "-")
-                guard parts.count == 2, let lo = Int(parts[0]), let hi = Int(parts[1]), 1 <= lo, lo <= hi, hi <= 65_535 else {
-                    throw r.error(e, key, "'\(text)' is not a port range: write FIRST-LAST within 1-65535, e.g. 30000-39999")
+                guard parts.count == 2, let lo = Int(parts[0]), let hi = Int(parts[1]), 1 <= lo, lo <= hi, hi <= 65_535
+                else {
+                    throw r.error(
+                        e, key, "'\(text)' is not a port range: write FIRST-LAST within 1-65535, e.g. 30000-39999")
                 }
                 publishedPortRange = lo...hi
             case "bind":
                 let text = try r.string(e, key)
                 guard IPAddress(text) != nil else {
-                    throw r.error(e, key, "'\(text)' is not an IP address: e.g. 127.0.0.1 (loopback) or 0.0.0.0 (every interface)")
+                    throw r.error(
+                        e, key, "'\(text)' is not an IP address: e.g. 127.0.0.1 (loopback) or 0.0.0.0 (every interface)"
+                    )
                 }
                 publishBindAddress = text
             case "max-inbound-connections": maxInboundConnections = try r.int(e, key, in: 1...1_000_000)
@@ -236,7 +260,8 @@ public struct DaemonConfiguration: Sendable {
             case "connect-timeout-ms": limits.connectTimeout = .milliseconds(try r.int(e, key, in: 1...600_000))
             case "udp-idle-timeout-s": limits.udpIdleTimeout = .seconds(try r.int(e, key, in: 1...86_400))
             default:
-                throw r.unknown(e, key, known: ["tcp-relays", "udp-sessions", "connect-timeout-ms", "udp-idle-timeout-s"])
+                throw r.unknown(
+                    e, key, known: ["tcp-relays", "udp-sessions", "connect-timeout-ms", "udp-idle-timeout-s"])
             }
         }
     }
@@ -253,7 +278,8 @@ public struct DaemonConfiguration: Sendable {
                     } else if let hp = HostPort(text), IPAddress(hp.host) != nil {
                         list.append(hp)
                     } else {
-                        throw r.error(e, key, "'\(text)' is not a resolver address: write an IP, IP:PORT or [IPv6]:PORT")
+                        throw r.error(
+                            e, key, "'\(text)' is not a resolver address: write an IP, IP:PORT or [IPv6]:PORT")
                     }
                 }
                 dnsUpstreams = list
@@ -290,7 +316,9 @@ public struct DaemonConfiguration: Sendable {
                     let profile = try r.choice(e, key, Policy.profileNames) ?? "host-only"
                     base = try? Policy.profile(named: profile)
                 case "default":
-                    defaultAction = try r.choice(e, key, PolicyAction.allCases.map(\.rawValue)).flatMap { PolicyAction(rawValue: $0) }
+                    defaultAction = try r.choice(e, key, PolicyAction.allCases.map(\.rawValue)).flatMap {
+                        PolicyAction(rawValue: $0)
+                    }
                 default:
                     throw r.unknown(e, key, known: ["rules", "extends", "default"])
                 }
@@ -302,7 +330,9 @@ public struct DaemonConfiguration: Sendable {
 
     static func ipv4Prefix(_ text: String) -> (IPv4Address, Int)? {
         let parts = text.split(separator: "/")
-        guard parts.count == 2, let a = IPv4Address(parts[0]), let n = Int(parts[1]), (8...30).contains(n) else { return nil }
+        guard parts.count == 2, let a = IPv4Address(parts[0]), let n = Int(parts[1]), (8...30).contains(n) else {
+            return nil
+        }
         let mask: UInt32 = n == 0 ? 0 : ~UInt32(0) << UInt32(32 - n)
         guard a.raw & ~mask == 0 else { return nil }
         return (a, n)
@@ -373,7 +403,9 @@ struct ConfigReader {
 
     func choice(_ e: TOMLDocument.Table.Entry, _ key: String, _ options: [String]) throws(ConfigError) -> String? {
         let s = try string(e, key)
-        guard options.contains(s) else { throw error(e, key, "'\(s)' is not one of \(options.joined(separator: ", "))") }
+        guard options.contains(s) else {
+            throw error(e, key, "'\(s)' is not one of \(options.joined(separator: ", "))")
+        }
         return s
     }
 
@@ -385,7 +417,9 @@ struct ConfigReader {
         case .integer(let n): value = (0...0o7777).contains(n) ? UInt32(n) : nil
         default: value = nil
         }
-        guard let value, value <= 0o7777 else { throw error(e, key, "expected permission bits in octal, e.g. \"0660\"") }
+        guard let value, value <= 0o7777 else {
+            throw error(e, key, "expected permission bits in octal, e.g. \"0660\"")
+        }
         return value
     }
 

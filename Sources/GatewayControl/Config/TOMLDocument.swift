@@ -109,7 +109,8 @@ private struct Parser {
         skipComment()
         if peek == UInt8(ascii: "\r") { advance() }
         guard peek == nil || peek == UInt8(ascii: "\n") else {
-            throw fail("unexpected '\(String(decoding: [peek!], as: UTF8.self))' after a value: one key = value per line")
+            throw fail(
+                "unexpected '\(String(decoding: [peek!], as: UTF8.self))' after a value: one key = value per line")
         }
     }
 
@@ -133,7 +134,9 @@ private struct Parser {
                 guard peek == UInt8(ascii: "]") else { throw fail("expected ']' to close the table header") }
                 advance()
                 if isArray {
-                    guard peek == UInt8(ascii: "]") else { throw fail("expected ']]' to close the array-of-tables header") }
+                    guard peek == UInt8(ascii: "]") else {
+                        throw fail("expected ']]' to close the array-of-tables header")
+                    }
                     advance()
                 }
                 try endOfStatement()
@@ -151,7 +154,8 @@ private struct Parser {
                 let keyLine = line
                 let path = try keyPath()
                 guard path.count == 1 else {
-                    throw fail("dotted keys are not supported here: write [\(path.dropLast().joined(separator: "."))] first")
+                    throw fail(
+                        "dotted keys are not supported here: write [\(path.dropLast().joined(separator: "."))] first")
                 }
                 skipBlanks()
                 guard peek == UInt8(ascii: "=") else { throw fail("expected '=' after key '\(path[0])'") }
@@ -169,7 +173,9 @@ private struct Parser {
     private func tableKind(_ v: Value) -> String { v.typeName }
 
     /// Creates the table at `path` (and missing parents), or fails if a non-table is there.
-    mutating func defineTable(_ table: inout Table, path: ArraySlice<String>, line: Int) throws(TOMLDocument.SyntaxError) {
+    mutating func defineTable(
+        _ table: inout Table, path: ArraySlice<String>, line: Int
+    ) throws(TOMLDocument.SyntaxError) {
         guard let head = path.first else { return }
         let rest = path.dropFirst()
         if let i = table.index(of: head) {
@@ -182,7 +188,8 @@ private struct Parser {
                 table.entries[i].value = .tableArray(list)
             default:
                 throw TOMLDocument.SyntaxError(
-                    line: line, reason: "'\(head)' is already \(table.entries[i].value.typeName) (line \(table.entries[i].line))")
+                    line: line,
+                    reason: "'\(head)' is already \(table.entries[i].value.typeName) (line \(table.entries[i].line))")
             }
         } else {
             var sub = Table(line: line)
@@ -191,7 +198,9 @@ private struct Parser {
         }
     }
 
-    mutating func appendTableArrayElement(_ table: inout Table, path: ArraySlice<String>, line: Int)
+    mutating func appendTableArrayElement(
+        _ table: inout Table, path: ArraySlice<String>, line: Int
+    )
         throws(TOMLDocument.SyntaxError)
     {
         guard let head = path.first else { return }
@@ -200,7 +209,8 @@ private struct Parser {
         if let found = table.index(of: head) {
             i = found
         } else {
-            table.entries.append(.init(key: head, value: rest.isEmpty ? .tableArray([]) : .table(Table(line: line)), line: line))
+            table.entries.append(
+                .init(key: head, value: rest.isEmpty ? .tableArray([]) : .table(Table(line: line)), line: line))
             i = table.entries.count - 1
         }
         switch table.entries[i].value {
@@ -215,16 +225,20 @@ private struct Parser {
             table.entries[i].value = .table(sub)
         default:
             throw TOMLDocument.SyntaxError(
-                line: line, reason: "'\(head)' is already \(table.entries[i].value.typeName) (line \(table.entries[i].line))")
+                line: line,
+                reason: "'\(head)' is already \(table.entries[i].value.typeName) (line \(table.entries[i].line))")
         }
     }
 
-    mutating func insert(_ table: inout Table, at path: ArraySlice<String>, key: String, value: Value, line: Int)
+    mutating func insert(
+        _ table: inout Table, at path: ArraySlice<String>, key: String, value: Value, line: Int
+    )
         throws(TOMLDocument.SyntaxError)
     {
         guard let head = path.first else {
             if let existing = table[key] {
-                throw TOMLDocument.SyntaxError(line: line, reason: "key '\(key)' is set twice (first on line \(existing.line))")
+                throw TOMLDocument.SyntaxError(
+                    line: line, reason: "key '\(key)' is set twice (first on line \(existing.line))")
             }
             table.entries.append(.init(key: key, value: value, line: line))
             return
@@ -273,7 +287,9 @@ private struct Parser {
     // MARK: Values
 
     mutating func value(depth: Int = 0) throws(TOMLDocument.SyntaxError) -> Value {
-        guard let c = peek, c != UInt8(ascii: "\n"), c != UInt8(ascii: "#") else { throw fail("expected a value after '='") }
+        guard let c = peek, c != UInt8(ascii: "\n"), c != UInt8(ascii: "#") else {
+            throw fail("expected a value after '='")
+        }
         switch c {
         case UInt8(ascii: "\""):
             if bytes[at...].starts(with: "\"\"\"".utf8) { throw fail("multi-line strings are not supported") }
@@ -289,8 +305,9 @@ private struct Parser {
             throw fail("inline tables are not supported: use a [table] header")
         default:
             let start = at
-            while let c = peek, !(c == 0x20 || c == 0x09 || c == 0x0D || c == 0x0A || c == UInt8(ascii: ",")
-                || c == UInt8(ascii: "]") || c == UInt8(ascii: "#"))
+            while let c = peek,
+                !(c == 0x20 || c == 0x09 || c == 0x0D || c == 0x0A || c == UInt8(ascii: ",")
+                    || c == UInt8(ascii: "]") || c == UInt8(ascii: "#"))
             {
                 advance()
             }
@@ -317,7 +334,13 @@ private struct Parser {
             text = text.dropFirst()
         }
         var radix = 10
-        if text.hasPrefix("0x") { radix = 16 } else if text.hasPrefix("0o") { radix = 8 } else if text.hasPrefix("0b") { radix = 2 }
+        if text.hasPrefix("0x") {
+            radix = 16
+        } else if text.hasPrefix("0o") {
+            radix = 8
+        } else if text.hasPrefix("0b") {
+            radix = 2
+        }
         if radix != 10 {
             guard !negative, word.first != "+" else { return nil }
             text = text.dropFirst(2)
@@ -355,7 +378,9 @@ private struct Parser {
         advance()  // "
         var out: [UInt8] = []
         while true {
-            guard let c = peek, c != UInt8(ascii: "\n") else { throw fail("string not closed: expected '\"' on the same line") }
+            guard let c = peek, c != UInt8(ascii: "\n") else {
+                throw fail("string not closed: expected '\"' on the same line")
+            }
             advance()
             if c == UInt8(ascii: "\"") { break }
             guard c == UInt8(ascii: "\\") else {

@@ -1,12 +1,13 @@
+import Gateway
+import Link
+import Logging
+
 // gatewayd's life: sweep a crashed run's devices, start the gateway, deal with the sandboxes a
 // killed run left in the state directory, serve the control API, and on SIGTERM/SIGINT detach
 // every sandbox (removing its device) before exiting.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import Gateway
-import Link
-import Logging
 
 public final class GatewayDaemon: Sendable {
     public let configuration: DaemonConfiguration
@@ -16,7 +17,9 @@ public final class GatewayDaemon: Sendable {
     let server: ControlServer
 
     /// Builds everything and starts listening; nothing runs on failure.
-    public init(configuration: DaemonConfiguration, logger: Logger, publishing: (any PortPublishing)? = nil)
+    public init(
+        configuration: DaemonConfiguration, logger: Logger, publishing: (any PortPublishing)? = nil
+    )
         throws(ControlError)
     {
         self.configuration = configuration
@@ -25,7 +28,9 @@ public final class GatewayDaemon: Sendable {
         if ControlClient(socketPath: configuration.controlPath).isReachable() {
             throw ControlError(
                 .sandboxExists,
-                "another gatewayd already answers on \(configuration.controlPath): stop it first or pass another --control")
+                "another gatewayd already answers on \(configuration.controlPath): "
+                    + "stop it first or pass another --control"
+            )
         }
         if configuration.sweepStaleDevices { Self.sweep(prefixes: configuration.sweepPrefixes, logger: logger) }
         let store = try StateStore(directory: configuration.stateDirectory)

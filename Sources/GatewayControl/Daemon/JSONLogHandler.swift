@@ -1,10 +1,11 @@
+import Foundation
+import Logging
+
 // A swift-log handler writing one JSON object per line to standard error (`--log-format json`),
 // for log collectors: time, level, label, message and the metadata as string fields.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import Foundation
-import Logging
 
 public struct JSONLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info

@@ -44,9 +44,12 @@ final class ControlHTTPHandler: ChannelInboundHandler {
             let bytes = body.map { Array($0.readableBytesView) } ?? []
             body = nil
             if tooLarge {
-                respond(context, head, .error(ControlError(.invalidArgument, "request body over 1 MiB")), keepAlive: false)
+                respond(
+                    context, head, .error(ControlError(.invalidArgument, "request body over 1 MiB")), keepAlive: false)
             } else if metricsOnly && head.uri.split(separator: "?").first != "/metrics" {
-                respond(context, head, .error(ControlError(.notFound, "this listener serves GET /metrics only")), keepAlive: head.isKeepAlive)
+                respond(
+                    context, head, .error(ControlError(.notFound, "this listener serves GET /metrics only")),
+                    keepAlive: head.isKeepAlive)
             } else {
                 dispatch(context, head, ControlRequest(method: head.method.rawValue, uri: head.uri, body: bytes))
             }
@@ -68,7 +71,9 @@ final class ControlHTTPHandler: ChannelInboundHandler {
         }
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ response: ControlResponse, keepAlive: Bool) {
+    private func respond(
+        _ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ response: ControlResponse, keepAlive: Bool
+    ) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: response.contentType)
         headers.add(name: "Server", value: "gatewayd")
@@ -80,7 +85,8 @@ final class ControlHTTPHandler: ChannelInboundHandler {
             let head = HTTPResponseHead(version: request.version, status: status, headers: headers)
             context.write(wrapOutboundOut(.head(head)), promise: nil)
             if request.method != .HEAD {
-                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+                context.write(
+                    wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
             }
             let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
             if !keepAlive { done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }

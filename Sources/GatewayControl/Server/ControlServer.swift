@@ -1,13 +1,14 @@
-// The control API's listeners: HTTP/1.1 on a Unix socket (and /metrics optionally on TCP), on an
-// event loop group of their own, separate from the gateway's shards, with a thread pool for the
-// service's blocking calls.
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Synchronization
+
+// The control API's listeners: HTTP/1.1 on a Unix socket (and /metrics optionally on TCP), on an
+// event loop group of their own, separate from the gateway's shards, with a thread pool for the
+// service's blocking calls.
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 public final class ControlServer: Sendable {
     public let service: ControlService
@@ -28,7 +29,8 @@ public final class ControlServer: Sendable {
     /// crashed run is replaced; one that a live gatewayd answers on is not.
     public func bind(unixSocket path: String, mode: UInt32 = 0o660) throws(ControlError) {
         guard path.utf8.count < 108 else {
-            throw ControlError(.invalidArgument, "control socket path \(path) is longer than 107 bytes: pick a shorter one")
+            throw ControlError(
+                .invalidArgument, "control socket path \(path) is longer than 107 bytes: pick a shorter one")
         }
         if ControlClient(socketPath: path).isReachable() {
             throw ControlError(
@@ -38,7 +40,9 @@ public final class ControlServer: Sendable {
         if !directory.isEmpty { mkdir(directory, 0o755) }
         let channel: any Channel
         do {
-            channel = try bootstrap(metricsOnly: false).bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
+            channel = try bootstrap(metricsOnly: false).bind(
+                unixDomainSocketPath: path, cleanupExistingSocketFile: true
+            ).wait()
         } catch {
             throw ControlError(.system, "cannot listen on control socket \(path): \(error)")
         }

@@ -131,7 +131,9 @@ public final class ControlService: Sendable {
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8], what: String) throws(ControlError) -> T {
-        guard !body.isEmpty else { throw ControlError(.invalidArgument, "the request has no body: send \(what) as JSON") }
+        guard !body.isEmpty else {
+            throw ControlError(.invalidArgument, "the request has no body: send \(what) as JSON")
+        }
         do {
             return try JSONDecoder().decode(type, from: Data(body))
         } catch let error as DecodingError {
@@ -145,8 +147,10 @@ public final class ControlService: Sendable {
         func path(_ keys: [any CodingKey]) -> String { keys.map(\.stringValue).joined(separator: ".") }
         switch error {
         case .keyNotFound(let key, let c): return "field '\(path(c.codingPath + [key]))' is missing"
-        case .typeMismatch(_, let c), .valueNotFound(_, let c): return "field '\(path(c.codingPath))' has the wrong type"
-        case .dataCorrupted(let c): return c.codingPath.isEmpty ? "it is not valid JSON" : "field '\(path(c.codingPath))' is invalid"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c):
+            return "field '\(path(c.codingPath))' has the wrong type"
+        case .dataCorrupted(let c):
+            return c.codingPath.isEmpty ? "it is not valid JSON" : "field '\(path(c.codingPath))' is invalid"
         @unknown default: return "\(error)"
         }
     }
@@ -180,7 +184,10 @@ public final class ControlService: Sendable {
         }
         logger.info(
             "attached sandbox \(request.id)",
-            metadata: ["netns": "\(request.netns)", "tap": "\(info.tap)", "shard": "\(info.shard)", "ipv4": "\(info.guestIPv4)"])
+            metadata: [
+                "netns": "\(request.netns)", "tap": "\(info.tap)", "shard": "\(info.shard)",
+                "ipv4": "\(info.guestIPv4)",
+            ])
         return view(info)
     }
 
@@ -250,7 +257,8 @@ public final class ControlService: Sendable {
         try spec.validate()
         guard let publishing else { throw notWired("publishing a port") }
         let route = try publishing.publish(sandbox: id, spec: spec)
-        logger.info("published \(route.hostIP):\(route.hostPort)/\(route.protocol) to sandbox \(id) port \(route.guestPort)")
+        logger.info(
+            "published \(route.hostIP):\(route.hostPort)/\(route.protocol) to sandbox \(id) port \(route.guestPort)")
         return route
     }
 
@@ -270,7 +278,9 @@ public final class ControlService: Sendable {
 
     /// Starts a capture on sandbox `id` and returns the body that streams it as pcap: until
     /// `count` frames, `seconds` elapsed, the client leaving, or the sandbox's detach.
-    public func capture(_ id: String, count: Int?, seconds: Double?) throws(ControlError) -> @Sendable (any ControlBodyWriter) -> Void {
+    public func capture(
+        _ id: String, count: Int?, seconds: Double?
+    ) throws(ControlError) -> @Sendable (any ControlBodyWriter) -> Void {
         guard activeCaptures.add(1, ordering: .relaxed).newValue <= Self.maxCaptures else {
             activeCaptures.subtract(1, ordering: .relaxed)
             throw ControlError(.busy, "\(Self.maxCaptures) captures are already running: stop one and try again")
@@ -288,7 +298,9 @@ public final class ControlService: Sendable {
             defer {
                 gateway.stopCapture(capture)
                 activeCaptures.subtract(1, ordering: .relaxed)
-                logger.info("capture on sandbox \(id) ended", metadata: ["frames": "\(written)", "dropped": "\(capture.dropped)"])
+                logger.info(
+                    "capture on sandbox \(id) ended",
+                    metadata: ["frames": "\(written)", "dropped": "\(capture.dropped)"])
             }
             guard writer.write(PcapWriter.fileHeader(snapLength: capture.snapLength)) else { return }
             let start = Date()
@@ -335,7 +347,10 @@ public final class ControlService: Sendable {
                 continue
             }
             logger.notice(
-                "sandbox \(request.id) was still attached when the previous gatewayd stopped; its device went with that process",
+                """
+                sandbox \(request.id) was still attached when the previous gatewayd stopped; \
+                its device went with that process
+                """,
                 metadata: ["file": "\(leftover.path)"])
             guard FileManager.default.fileExists(atPath: namespaceDirectory + "/" + request.netns) else {
                 logger.notice("not restoring sandbox \(request.id): its namespace \(request.netns) no longer exists")

@@ -1,7 +1,7 @@
 // Writing a message to standard error in one write(2), usable from any thread under strict
 // concurrency (C's `stderr` global is not).
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public func printError(_ text: String) {
