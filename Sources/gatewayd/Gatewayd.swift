@@ -45,8 +45,8 @@ struct Gatewayd: ParsableCommand {
     var metricsAddress: String?
 
     mutating func run() throws {
-        // Before any thread starts, so that every thread inherits the mask and sigwait gets them.
-        GatewayDaemon.blockTerminationSignals()
+        // From here on SIGTERM and SIGINT mean "detach everything, then exit".
+        GatewayDaemon.installTerminationHandlers()
         let settings: DaemonConfiguration
         do {
             settings = try resolvedConfiguration()

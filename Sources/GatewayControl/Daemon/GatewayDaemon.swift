@@ -83,28 +83,43 @@ public final class GatewayDaemon: Sendable {
         logger.notice("stopped")
     }
 
-    /// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later, so
-    /// that `waitForTerminationSignal` receives them. Call first thing in main.
-    public static func blockTerminationSignals() {
-        // An ignored signal is discarded even while blocked, and a parent may have left these
-        // ignored: restore the default so that sigwait sees them.
-        signal(SIGTERM, SIG_DFL)
-        signal(SIGINT, SIG_DFL)
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGTERM)
-        sigaddset(&set, SIGINT)
-        pthread_sigmask(SIG_BLOCK, &set, nil)
+    /// Routes SIGTERM and SIGINT to `waitForTerminationSignal` instead of their default action
+    /// (exit without detaching). A handler, not a blocked mask: the runtime may already have
+    /// started threads that would not inherit a mask. Call first thing in main.
+    public static func installTerminationHandlers() {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        signalPipe = (fds[0], fds[1])
+        for signal in [SIGTERM, SIGINT] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { number in
+                // Only async-signal-safe calls here: one write(2) to the pipe.
+                var byte = UInt8(truncatingIfNeeded: number)
+                _ = write(signalPipe.write, &byte, 1)
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            sigaction(signal, &action, nil)
+        }
     }
 
-    /// Waits for SIGTERM or SIGINT; returns the signal's number.
+    /// Waits for SIGTERM or SIGINT (after `installTerminationHandlers`); returns its number.
     public static func waitForTerminationSignal() -> Int32 {
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGTERM)
-        sigaddset(&set, SIGINT)
-        var signal: Int32 = 0
-        while sigwait(&set, &signal) != 0 {}
-        return signal
+        guard signalPipe.read >= 0 else {
+            // No pipe (it could not be made): any signal that reaches us ends the wait.
+            pause()
+            return SIGTERM
+        }
+        var byte: UInt8 = 0
+        while true {
+            let n = read(signalPipe.read, &byte, 1)
+            if n == 1 { return Int32(byte) }
+            if n < 0 && errno == EINTR { continue }
+            return SIGTERM
+        }
     }
 }
+
+/// The self-pipe the signal handler writes to; set once before any signal can arrive.
+nonisolated(unsafe) private var signalPipe: (read: Int32, write: Int32) = (-1, -1)
