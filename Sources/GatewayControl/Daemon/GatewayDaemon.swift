@@ -102,6 +102,12 @@ public final class GatewayDaemon: Sendable {
             action.sa_flags = SA_RESTART
             sigaction(signal, &action, nil)
         }
+        // A parent may have left them blocked (test runners do), which would keep them pending.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// Waits for SIGTERM or SIGINT (after `installTerminationHandlers`); returns its number.
