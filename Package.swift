@@ -20,6 +20,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // ioctls, struct ifreq and CPU sets that Swift cannot import directly.
@@ -36,9 +38,25 @@ let package = Package(
         .target(name: "NetStack", dependencies: ["Wire"], swiftSettings: strict),
         // Shards (pinned event loops), sandboxes, egress, published ports, policy.
         .target(name: "Gateway", dependencies: ["NetStack", "Link", "Wire", "CGatewayShims"], swiftSettings: strict),
+        // The control plane: HTTP/JSON API on a Unix socket, its client, config file, metrics, capture.
+        .target(
+            name: "GatewayControl",
+            dependencies: [
+                "Gateway", "Link", "Wire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "gatewayd",
-            dependencies: ["Link", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "GatewayControl", "Gateway", "Link", "Wire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         // The stack benchmark (Tools/bench-stack.sh): a kernel guest in a namespace against the stack alone.
@@ -49,7 +67,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "gatewayctl",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["GatewayControl", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
         // libFuzzer entry over every Wire parser; Tools/fuzz-wire.sh builds and runs it.
@@ -65,6 +83,11 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: ["Gateway", "NetStack", "Link", "Wire", "GatewayTestSupport", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GatewayControlTests",
+            dependencies: ["GatewayControl", "Gateway", "Link", "Wire", "GatewayTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(name: "LinkTests", dependencies: ["Link", "Wire", "GatewayTestSupport"], swiftSettings: strict),

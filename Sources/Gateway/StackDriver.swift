@@ -61,6 +61,7 @@ public final class StackDriver: @unchecked Sendable {
             readCalls += 1
             if n <= 0 { break }
             frames += 1
+            if CaptureTaps.isActive { CaptureTaps.copy(self, readBuffer.baseAddress, n, inbound: true) }
             stack.receive(frame: UnsafeRawBufferPointer(rebasing: readBuffer[..<n]), now: monotonicNanoseconds())
         }
         framesRead += frames
@@ -88,6 +89,7 @@ public final class StackDriver: @unchecked Sendable {
 
     private func flushOutput() {
         stack.drainOutput(now: monotonicNanoseconds()) { frame in
+            if CaptureTaps.isActive { CaptureTaps.copy(self, frame.storage.baseAddress, frame.length, inbound: false) }
             let n = write(fd, frame.storage.baseAddress, frame.length)
             if n != frame.length { writeFailures += 1 }
         }

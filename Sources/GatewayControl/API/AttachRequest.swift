@@ -1,0 +1,66 @@
+// The body of `POST /v1/sandboxes` and the file kept per sandbox in the state directory: what
+// the sandbox was attached with, so a restarted gatewayd can attach it again.
+import Gateway
+import Wire
+
+public struct AttachRequest: Codable, Sendable, Hashable {
+    public var id: String
+    /// Name of the network namespace (/run/netns/NAME) the sandbox's interface goes into.
+    public var netns: String
+    public var dhcp: Bool?
+    public var mtu: Int?
+    public var policy: String?
+    /// The guest interface's MAC ("02:00:00:00:00:01"); nil keeps the kernel's random one.
+    public var mac: String?
+
+    public init(
+        id: String, netns: String, dhcp: Bool? = nil, mtu: Int? = nil, policy: String? = nil, mac: String? = nil
+    ) {
+        self.id = id
+        self.netns = netns
+        self.dhcp = dhcp
+        self.mtu = mtu
+        self.policy = policy
+        self.mac = mac
+    }
+
+    /// Where a named namespace lives (iproute2's convention).
+    public static let namespaceDirectory = "/run/netns"
+
+    /// Checks every field and builds the Gateway's spec; the error names the field and the value.
+    public func spec(defaultPolicy: String = "host-only") throws(ControlError) -> SandboxSpec {
+        do {
+            try SandboxSpec.validate(id: id)
+        } catch {
+            throw ControlError(error)
+        }
+        guard Self.isValidNamespaceName(netns) else {
+            throw ControlError(
+                .invalidArgument, "namespace name '\(netns)' is not valid: use the name 'ip netns list' shows")
+        }
+        var spec = SandboxSpec(id: id, mode: .netns(netns))
+        spec.dhcp = dhcp ?? false
+        if let mtu {
+            guard (576...65_520).contains(mtu) else {
+                throw ControlError(.invalidArgument, "MTU \(mtu) is out of range: use 576-65520 (1500 is Ethernet's)")
+            }
+            spec.mtu = mtu
+        }
+        spec.policy = policy ?? defaultPolicy
+        if let mac {
+            guard let address = MACAddress(mac), address.raw & 0x0100_0000_0000 == 0, address.raw != 0 else {
+                throw ControlError(
+                    .invalidArgument,
+                    "MAC '\(mac)' is not a unicast MAC address: write six hex bytes, e.g. 02:00:00:00:00:01")
+            }
+            spec.guestMAC = address
+        }
+        return spec
+    }
+
+    /// A name that is a single path component under /run/netns.
+    public static func isValidNamespaceName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 255 && name != "." && name != ".." && !name.contains("/")
+            && !name.utf8.contains(0)
+    }
+}

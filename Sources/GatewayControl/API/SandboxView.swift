@@ -1,0 +1,58 @@
+// One sandbox as `GET /v1/sandboxes` and `gatewayctl list --json` show it: the Gateway's
+// SandboxInfo plus what the control plane knows (DHCP, the guest's IPv6 address, its ports).
+import Gateway
+import Wire
+
+public struct SandboxView: Codable, Sendable, Hashable {
+    public var id: String
+    /// "netns" (later "vm", "bridge").
+    public var mode: String
+    public var shard: Int
+    /// The sandbox's interface (a TAP inside its namespace).
+    public var tap: String
+    public var namespace: String?
+    /// The guest interface's MAC.
+    public var mac: String
+    public var gatewayMAC: String
+    public var guestIPv4: String
+    public var gatewayIPv4: String
+    public var prefixLength: Int
+    /// The guest's SLAAC address (its /64 and an EUI-64 interface ID from `mac`).
+    public var guestIPv6: String
+    public var guestIPv6Prefix: String
+    public var gatewayIPv6: String
+    public var mtu: Int
+    public var policy: String
+    public var dhcp: Bool
+    /// Published ports leading to this sandbox.
+    public var ports: [RouteView]
+
+    public init(info: SandboxInfo, dhcp: Bool, ports: [RouteView]) {
+        id = info.id
+        mode = info.mode
+        shard = info.shard
+        tap = info.tap
+        namespace = info.namespace
+        mac = info.mac
+        gatewayMAC = info.gatewayMAC
+        guestIPv4 = info.guestIPv4
+        gatewayIPv4 = info.gatewayIPv4
+        prefixLength = info.prefixLength
+        guestIPv6 = Self.slaacAddress(prefix: info.guestIPv6Prefix, mac: info.mac) ?? ""
+        guestIPv6Prefix = info.guestIPv6Prefix
+        gatewayIPv6 = info.gatewayIPv6
+        mtu = info.mtu
+        policy = info.policy
+        self.dhcp = dhcp
+        self.ports = ports
+    }
+
+    /// The address a guest forms from a /64 by SLAAC with an EUI-64 interface ID (RFC 4862 §5.5.3,
+    /// RFC 4291 appendix A), which is what a Linux guest does by default.
+    static func slaacAddress(prefix: String, mac: String) -> String? {
+        let network = prefix.split(separator: "/").first.flatMap { IPv6Address($0) }
+        guard let network, let mac = MACAddress(mac) else { return nil }
+        let interfaceID = IPv6Address(linkLocalFrom: mac).low
+        return IPv6Address(high: network.high, low: interfaceID).description
+    }
+}

@@ -1,0 +1,451 @@
+// Everything gatewayd can be told, from its TOML config file and then its flags: paths, shards,
+// logging, address pools, published-port range, limits, DNS upstreams and named policies.
+import Foundation
+import Gateway
+import Link
+import Logging
+import Wire
+
+public struct DaemonConfiguration: Sendable {
+    public enum LogFormat: String, Sendable, CaseIterable {
+        case human
+        case json
+    }
+
+    /// A host and port written "127.0.0.1:9464" or "[::1]:9464".
+    public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// Parses "HOST:PORT"; an IPv6 host is written in brackets. nil when malformed.
+        public init?(_ string: String) {
+            let text = Substring(string)
+            let hostPart: Substring
+            let portPart: Substring
+            if text.hasPrefix("[") {
+                guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                    return nil
+                }
+                hostPart = text[text.index(after: text.startIndex)..<close]
+                portPart = text[text.index(close, offsetBy: 2)...]
+                guard IPv6Address(hostPart) != nil else { return nil }
+            } else {
+                guard let colon = text.lastIndex(of: ":") else { return nil }
+                hostPart = text[..<colon]
+                portPart = text[text.index(after: colon)...]
+                guard !hostPart.isEmpty, !hostPart.contains(":") else { return nil }
+            }
+            guard let port = Int(portPart), (1...65_535).contains(port) else { return nil }
+            self.init(host: String(hostPart), port: port)
+        }
+
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    public var controlPath = "/run/gatewayd/control.sock"
+    /// Permission bits of the control socket: owner and group may drive the gateway.
+    public var controlMode: UInt32 = 0o660
+    public var stateDirectory = "/var/lib/gatewayd"
+    /// nil: one shard per CPU.
+    public var shards: Int?
+    public var pinShards = true
+    public var egressPolicy = "host-only"
+    public var logFormat = LogFormat.human
+    public var logLevel = Logger.Level.info
+    /// Also serve /metrics over TCP here.
+    public var metricsAddress: HostPort?
+    public var addresses = AddressPlan()
+    /// Host ports handed out for published ports that name none (inclusive).
+    public var publishedPortRange = 30_000...39_999
+    /// The host address published ports bind when the SPEC names none: loopback, so nothing is
+    /// exposed beyond the host unless asked for.
+    public var publishBindAddress = "127.0.0.1"
+    public var limits = EgressLimits()
+    /// Inbound connections a sandbox's published ports may hold at once.
+    public var maxInboundConnections = 256
+    /// DNS resolvers to forward to; empty means the host's (resolv.conf).
+    public var dnsUpstreams: [HostPort] = []
+    public var dnsLocalNames = ["host.gateway.internal"]
+    /// Policies defined in the file, by name, in addition to the built-in profiles.
+    public var policies: [String: Policy] = [:]
+    /// Remove devices with the gateway's role prefixes left in the host namespace by a crash.
+    public var sweepStaleDevices = true
+    /// The name prefixes swept: those of the devices the gateway creates in the host namespace
+    /// (gateway TAP, bridge, VM TAP, veth), never any other "gw…" device.
+    public var sweepPrefixes = [InterfaceName.Role.gatewayTAP, .bridge, .vmTAP, .veth].map(\.prefix)
+
+    public init() {}
+
+    /// The settings the in-process Gateway takes.
+    public var gatewayConfiguration: GatewayConfiguration {
+        var c = GatewayConfiguration(shards: shards)
+        c.pinShards = pinShards
+        c.addresses = addresses
+        c.defaultPolicy = egressPolicy
+        c.limits = limits
+        return c
+    }
+
+    /// The DNS forwarder's settings: the configured upstreams, or the host's.
+    public var dnsConfiguration: DNSConfiguration {
+        guard !dnsUpstreams.isEmpty else {
+            var c = DNSConfiguration.system()
+            c.localNames = dnsLocalNames
+            return c
+        }
+        let upstreams = dnsUpstreams.compactMap { hp in IPAddress(hp.host).map { ($0, UInt16(hp.port)) } }
+        return DNSConfiguration(upstreams: upstreams, localNames: dnsLocalNames)
+    }
+
+    /// Reads the config file at `path`; defaults apply to every key it leaves out.
+    public static func load(path: String) throws(ConfigError) -> DaemonConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(
+                file: path, line: nil, key: nil, "cannot read the config file: \(error.localizedDescription)")
+        }
+        var c = DaemonConfiguration()
+        try c.apply(toml: text, file: path)
+        return c
+    }
+
+    /// Applies the keys set in `text` over the current values.
+    public mutating func apply(toml text: String, file: String) throws(ConfigError) {
+        let document: TOMLDocument
+        do {
+            document = try TOMLDocument(parsing: text)
+        } catch {
+            throw ConfigError(file: file, line: error.line, key: nil, error.reason)
+        }
+        let r = ConfigReader(file: file)
+        for e in document.root.entries {
+            switch e.key {
+            case "control": controlPath = try r.path(e, "control")
+            case "control-mode": controlMode = try r.mode(e, "control-mode")
+            case "state-dir": stateDirectory = try r.path(e, "state-dir")
+            case "shards": shards = try r.int(e, "shards", in: 1...1024)
+            case "pin-shards": pinShards = try r.bool(e, "pin-shards")
+            case "egress-policy": egressPolicy = try r.string(e, "egress-policy")
+            case "log-format":
+                logFormat =
+                    try r.choice(e, "log-format", LogFormat.allCases.map(\.rawValue)).flatMap {
+                        LogFormat(rawValue: $0)
+                    } ?? .human
+            case "log-level":
+                logLevel =
+                    try r.choice(e, "log-level", Logger.Level.allCases.map(\.rawValue)).flatMap {
+                        Logger.Level(rawValue: $0)
+                    } ?? .info
+            case "metrics-address": metricsAddress = try r.hostPort(e, "metrics-address")
+            case "sweep-stale-devices": sweepStaleDevices = try r.bool(e, "sweep-stale-devices")
+            case "sweep-prefixes":
+                let list = try r.strings(e, "sweep-prefixes")
+                if let bad = list.first(where: { !$0.hasPrefix(InterfaceName.projectPrefix) || $0.count < 3 }) {
+                    throw r.error(
+                        e, "sweep-prefixes",
+                        "'\(bad)' does not start with 'gw' and one more character: "
+                            + "only the gateway's devices may be swept"
+                    )
+                }
+                sweepPrefixes = list
+            case "addresses": try applyAddresses(r.table(e, "addresses"), r)
+            case "ports": try applyPorts(r.table(e, "ports"), r)
+            case "limits": try applyLimits(r.table(e, "limits"), r)
+            case "dns": try applyDNS(r.table(e, "dns"), r)
+            case "policies": try applyPolicies(r.table(e, "policies"), r)
+            default:
+                throw r.unknown(
+                    e, e.key,
+                    known: [
+                        "control", "control-mode", "state-dir", "shards", "pin-shards", "egress-policy", "log-format",
+                        "log-level", "metrics-address", "sweep-stale-devices", "sweep-prefixes", "addresses", "ports",
+                        "limits", "dns",
+                        "policies",
+                    ])
+            }
+        }
+        let known = Policy.profileNames + policies.keys.sorted()
+        if !known.contains(egressPolicy) {
+            let line = document.root["egress-policy"]?.line
+            throw ConfigError(
+                file: file, line: line, key: "egress-policy",
+                "unknown policy '\(egressPolicy)': use one of \(known.joined(separator: ", "))")
+        }
+    }
+
+    private mutating func applyAddresses(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
+        var v4Prefix: (IPv4Address, Int)?
+        var sandboxPrefix = addresses.ipv4SandboxPrefix
+        for e in t.entries {
+            let key = "addresses." + e.key
+            switch e.key {
+            case "ipv4-pool":
+                let text = try r.string(e, key)
+                guard let p = Self.ipv4Prefix(text) else {
+                    throw r.error(
+                        e, key, "'\(text)' is not an IPv4 network: write it as ADDRESS/LENGTH, e.g. 10.88.0.0/16")
+                }
+                v4Prefix = p
+            case "ipv4-sandbox-prefix": sandboxPrefix = try r.int(e, key, in: 8...30)
+            case "ipv6-pool":
+                let text = try r.string(e, key)
+                let parts = text.split(separator: "/")
+                guard parts.count == 2, let a = IPv6Address(parts[0]), parts[1] == "48", a.low == 0,
+                    a.high & 0xFFFF == 0
+                else {
+                    throw r.error(
+                        e, key, "'\(text)' is not an IPv6 /48: each sandbox takes a /64 of it, e.g. fd47:5700::/48")
+                }
+                addresses.ipv6Pool = a
+            default:
+                throw r.unknown(e, key, known: ["ipv4-pool", "ipv4-sandbox-prefix", "ipv6-pool"])
+            }
+        }
+        if let (network, length) = v4Prefix {
+            addresses.ipv4Pool = network
+            addresses.ipv4PoolPrefix = length
+        }
+        guard sandboxPrefix > addresses.ipv4PoolPrefix else {
+            let e = t["ipv4-sandbox-prefix"] ?? t["ipv4-pool"]
+            throw ConfigError(
+                file: r.file, line: e?.line, key: "addresses.ipv4-sandbox-prefix",
+                "/\(sandboxPrefix) per sandbox does not fit in a /\(addresses.ipv4PoolPrefix) pool: "
+                    + "make it longer than the pool's"
+            )
+        }
+        addresses.ipv4SandboxPrefix = sandboxPrefix
+    }
+
+    private mutating func applyPorts(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
+        for e in t.entries {
+            let key = "ports." + e.key
+            switch e.key {
+            case "range":
+                let text = try r.string(e, key)
+                let parts = text.split(separator: "-")
+                guard parts.count == 2, let lo = Int(parts[0]), let hi = Int(parts[1]), 1 <= lo, lo <= hi, hi <= 65_535
+                else {
+                    throw r.error(
+                        e, key, "'\(text)' is not a port range: write FIRST-LAST within 1-65535, e.g. 30000-39999")
+                }
+                publishedPortRange = lo...hi
+            case "bind":
+                let text = try r.string(e, key)
+                guard IPAddress(text) != nil else {
+                    throw r.error(
+                        e, key, "'\(text)' is not an IP address: e.g. 127.0.0.1 (loopback) or 0.0.0.0 (every interface)"
+                    )
+                }
+                publishBindAddress = text
+            case "max-inbound-connections": maxInboundConnections = try r.int(e, key, in: 1...1_000_000)
+            default:
+                throw r.unknown(e, key, known: ["range", "bind", "max-inbound-connections"])
+            }
+        }
+    }
+
+    private mutating func applyLimits(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
+        for e in t.entries {
+            let key = "limits." + e.key
+            switch e.key {
+            case "tcp-relays": limits.maxTCPRelays = try r.int(e, key, in: 1...1_000_000)
+            case "udp-sessions": limits.maxUDPSessions = try r.int(e, key, in: 1...1_000_000)
+            case "connect-timeout-ms": limits.connectTimeout = .milliseconds(try r.int(e, key, in: 1...600_000))
+            case "udp-idle-timeout-s": limits.udpIdleTimeout = .seconds(try r.int(e, key, in: 1...86_400))
+            default:
+                throw r.unknown(
+                    e, key, known: ["tcp-relays", "udp-sessions", "connect-timeout-ms", "udp-idle-timeout-s"])
+            }
+        }
+    }
+
+    private mutating func applyDNS(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
+        for e in t.entries {
+            let key = "dns." + e.key
+            switch e.key {
+            case "upstreams":
+                var list: [HostPort] = []
+                for text in try r.strings(e, key) {
+                    if IPAddress(text) != nil {
+                        list.append(HostPort(host: text, port: 53))
+                    } else if let hp = HostPort(text), IPAddress(hp.host) != nil {
+                        list.append(hp)
+                    } else {
+                        throw r.error(
+                            e, key, "'\(text)' is not a resolver address: write an IP, IP:PORT or [IPv6]:PORT")
+                    }
+                }
+                dnsUpstreams = list
+            case "local-names": dnsLocalNames = try r.strings(e, key)
+            default:
+                throw r.unknown(e, key, known: ["upstreams", "local-names"])
+            }
+        }
+    }
+
+    /// `[policies.NAME]` tables: `rules` (policy rule text, first match wins), then the rules of
+    /// the profile named by `extends`, then `default`.
+    private mutating func applyPolicies(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
+        for p in t.entries {
+            let name = p.key
+            guard !Policy.profileNames.contains(name) else {
+                throw r.error(p, "policies." + name, "'\(name)' is a built-in profile: give your policy another name")
+            }
+            var rules: [PolicyRule] = []
+            var base: Policy?
+            var defaultAction: PolicyAction?
+            for e in try r.table(p, "policies." + name).entries {
+                let key = "policies.\(name).\(e.key)"
+                switch e.key {
+                case "rules":
+                    for (i, text) in try r.strings(e, key).enumerated() {
+                        do {
+                            rules.append(try PolicyRule(parsing: text))
+                        } catch {
+                            throw r.error(e, key, "rule \(i + 1) (\"\(text)\"): \(error.reason)")
+                        }
+                    }
+                case "extends":
+                    let profile = try r.choice(e, key, Policy.profileNames) ?? "host-only"
+                    base = try? Policy.profile(named: profile)
+                case "default":
+                    defaultAction = try r.choice(e, key, PolicyAction.allCases.map(\.rawValue)).flatMap {
+                        PolicyAction(rawValue: $0)
+                    }
+                default:
+                    throw r.unknown(e, key, known: ["rules", "extends", "default"])
+                }
+            }
+            policies[name] = Policy(
+                rules: rules + (base?.rules ?? []), default: defaultAction ?? base?.defaultAction ?? .deny)
+        }
+    }
+
+    static func ipv4Prefix(_ text: String) -> (IPv4Address, Int)? {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let a = IPv4Address(parts[0]), let n = Int(parts[1]), (8...30).contains(n) else {
+            return nil
+        }
+        let mask: UInt32 = n == 0 ? 0 : ~UInt32(0) << UInt32(32 - n)
+        guard a.raw & ~mask == 0 else { return nil }
+        return (a, n)
+    }
+}
+
+/// Typed reads of config entries, each failure naming the key and its line.
+struct ConfigReader {
+    let file: String
+
+    func error(_ e: TOMLDocument.Table.Entry, _ key: String, _ reason: String) -> ConfigError {
+        ConfigError(file: file, line: e.line, key: key, reason)
+    }
+
+    private func expected(_ e: TOMLDocument.Table.Entry, _ key: String, _ what: String) -> ConfigError {
+        error(e, key, "expected \(what), found \(e.value.typeName)")
+    }
+
+    func unknown(_ e: TOMLDocument.Table.Entry, _ key: String, known: [String]) -> ConfigError {
+        let name = e.key
+        let near = known.min { editDistance($0, name) < editDistance($1, name) }
+        var reason = "unknown key"
+        if let near, editDistance(near, name) <= 2 { reason += ": did you mean '\(near)'?" }
+        reason += " (known here: \(known.joined(separator: ", ")))"
+        return error(e, key, reason)
+    }
+
+    func string(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> String {
+        guard case .string(let s) = e.value else { throw expected(e, key, "a string") }
+        return s
+    }
+
+    func path(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> String {
+        let s = try string(e, key)
+        guard s.hasPrefix("/") else { throw error(e, key, "'\(s)' is not an absolute path") }
+        return s
+    }
+
+    func int(_ e: TOMLDocument.Table.Entry, _ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        guard case .integer(let n) = e.value else { throw expected(e, key, "an integer") }
+        guard range.contains(n) else {
+            throw error(e, key, "\(n) is out of range: use \(range.lowerBound)-\(range.upperBound)")
+        }
+        return n
+    }
+
+    func bool(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> Bool {
+        guard case .boolean(let b) = e.value else { throw expected(e, key, "true or false") }
+        return b
+    }
+
+    func strings(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> [String] {
+        guard case .array(let items) = e.value else { throw expected(e, key, "an array of strings") }
+        var out: [String] = []
+        for item in items {
+            guard case .string(let s) = item else {
+                throw error(e, key, "expected an array of strings, found \(item.typeName) in it")
+            }
+            out.append(s)
+        }
+        return out
+    }
+
+    func table(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> TOMLDocument.Table {
+        guard case .table(let t) = e.value else { throw expected(e, key, "a table ([\(key)])") }
+        return t
+    }
+
+    func choice(_ e: TOMLDocument.Table.Entry, _ key: String, _ options: [String]) throws(ConfigError) -> String? {
+        let s = try string(e, key)
+        guard options.contains(s) else {
+            throw error(e, key, "'\(s)' is not one of \(options.joined(separator: ", "))")
+        }
+        return s
+    }
+
+    /// File permission bits written as an octal string ("0660") or an octal integer (0o660).
+    func mode(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> UInt32 {
+        let value: UInt32?
+        switch e.value {
+        case .string(let s): value = UInt32(s, radix: 8)
+        case .integer(let n): value = (0...0o7777).contains(n) ? UInt32(n) : nil
+        default: value = nil
+        }
+        guard let value, value <= 0o7777 else {
+            throw error(e, key, "expected permission bits in octal, e.g. \"0660\"")
+        }
+        return value
+    }
+
+    func hostPort(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> DaemonConfiguration.HostPort {
+        let s = try string(e, key)
+        guard let hp = DaemonConfiguration.HostPort(s) else {
+            throw error(e, key, "'\(s)' is not HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464")
+        }
+        return hp
+    }
+}
+
+/// Levenshtein distance, for "did you mean" on short key names.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.utf8)
+    let b = Array(b.utf8)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    var current = previous
+    for i in 1...a.count {
+        current[0] = i
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&previous, &current)
+    }
+    return previous[b.count]
+}

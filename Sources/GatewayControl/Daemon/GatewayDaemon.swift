@@ -1,0 +1,131 @@
+import Gateway
+import Link
+import Logging
+
+// gatewayd's life: sweep a crashed run's devices, start the gateway, deal with the sandboxes a
+// killed run left in the state directory, serve the control API, and on SIGTERM/SIGINT detach
+// every sandbox (removing its device) before exiting.
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+public final class GatewayDaemon: Sendable {
+    public let configuration: DaemonConfiguration
+    let logger: Logger
+    public let gateway: Gateway
+    public let service: ControlService
+    let server: ControlServer
+
+    /// Builds everything and starts listening; nothing runs on failure.
+    public init(
+        configuration: DaemonConfiguration, logger: Logger, publishing: (any PortPublishing)? = nil
+    )
+        throws(ControlError)
+    {
+        self.configuration = configuration
+        self.logger = logger
+        // A second daemon must not sweep the first one's devices.
+        if ControlClient(socketPath: configuration.controlPath).isReachable() {
+            throw ControlError(
+                .sandboxExists,
+                "another gatewayd already answers on \(configuration.controlPath): "
+                    + "stop it first or pass another --control"
+            )
+        }
+        if configuration.sweepStaleDevices { Self.sweep(prefixes: configuration.sweepPrefixes, logger: logger) }
+        let store = try StateStore(directory: configuration.stateDirectory)
+        do {
+            gateway = try Gateway(configuration: configuration.gatewayConfiguration)
+        } catch {
+            throw ControlError(error)
+        }
+        service = ControlService(
+            gateway: gateway, store: store, publishing: publishing, logger: logger,
+            defaultPolicy: configuration.egressPolicy)
+        server = ControlServer(service: service)
+        do {
+            try server.bind(unixSocket: configuration.controlPath, mode: configuration.controlMode)
+            if let m = configuration.metricsAddress { try server.bind(metricsHost: m.host, port: m.port) }
+        } catch {
+            server.close()
+            gateway.shutdown()
+            throw error
+        }
+        let restored = service.restoreLeftovers()
+        logger.notice(
+            "gatewayd listening",
+            metadata: [
+                "control": "\(configuration.controlPath)", "shards": "\(gateway.shardCount)",
+                "state": "\(configuration.stateDirectory)", "restored": "\(restored.count)",
+                "metrics": "\(configuration.metricsAddress.map { $0.description } ?? "control socket only")",
+            ])
+    }
+
+    static func sweep(prefixes: [String], logger: Logger) {
+        do {
+            let host = try NetlinkSocket()
+            for prefix in prefixes {
+                for name in try host.sweepStaleDevices(prefix: prefix) {
+                    logger.notice("removed stale device \(name) left by an earlier run")
+                }
+            }
+        } catch {
+            logger.warning("could not sweep stale devices: \(error)")
+        }
+    }
+
+    /// Detaches every sandbox, stops listening and stops the shards.
+    public func stop() {
+        logger.notice("stopping: detaching \(gateway.list().count) sandbox(es)")
+        server.close()
+        service.detachAll()
+        gateway.shutdown()
+        logger.notice("stopped")
+    }
+
+    /// Routes SIGTERM and SIGINT to `waitForTerminationSignal` instead of their default action
+    /// (exit without detaching). A handler, not a blocked mask: the runtime may already have
+    /// started threads that would not inherit a mask. Call first thing in main.
+    public static func installTerminationHandlers() {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        signalPipe = (fds[0], fds[1])
+        for signal in [SIGTERM, SIGINT] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { number in
+                // Only async-signal-safe calls here: one write(2) to the pipe.
+                var byte = UInt8(truncatingIfNeeded: number)
+                _ = write(signalPipe.write, &byte, 1)
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            sigaction(signal, &action, nil)
+        }
+        // A parent may have left them blocked (test runners do), which would keep them pending.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
+    /// Waits for SIGTERM or SIGINT (after `installTerminationHandlers`); returns its number.
+    public static func waitForTerminationSignal() -> Int32 {
+        guard signalPipe.read >= 0 else {
+            // No pipe (it could not be made): any signal that reaches us ends the wait.
+            pause()
+            return SIGTERM
+        }
+        var byte: UInt8 = 0
+        while true {
+            let n = read(signalPipe.read, &byte, 1)
+            if n == 1 { return Int32(byte) }
+            if n < 0 && errno == EINTR { continue }
+            return SIGTERM
+        }
+    }
+}
+
+/// The self-pipe the signal handler writes to; set once before any signal can arrive.
+nonisolated(unsafe) private var signalPipe: (read: Int32, write: Int32) = (-1, -1)

@@ -1,0 +1,98 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+// The control API's listeners: HTTP/1.1 on a Unix socket (and /metrics optionally on TCP), on an
+// event loop group of their own, separate from the gateway's shards, with a thread pool for the
+// service's blocking calls.
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+public final class ControlServer: Sendable {
+    public let service: ControlService
+    private let group: MultiThreadedEventLoopGroup
+    private let threadPool: NIOThreadPool
+    private let channels = Mutex<[any Channel]>([])
+    private let socketPath = Mutex<String?>(nil)
+
+    /// - Parameter threads: pool threads for requests; a running capture holds one.
+    public init(service: ControlService, threads: Int = ControlService.maxCaptures + 4) {
+        self.service = service
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        threadPool = NIOThreadPool(numberOfThreads: threads)
+        threadPool.start()
+    }
+
+    /// Listens on the Unix socket at `path` with permission bits `mode`. A socket file left by a
+    /// crashed run is replaced; one that a live gatewayd answers on is not.
+    public func bind(unixSocket path: String, mode: UInt32 = 0o660) throws(ControlError) {
+        guard path.utf8.count < 108 else {
+            throw ControlError(
+                .invalidArgument, "control socket path \(path) is longer than 107 bytes: pick a shorter one")
+        }
+        if ControlClient(socketPath: path).isReachable() {
+            throw ControlError(
+                .sandboxExists, "another gatewayd already answers on \(path): stop it first or pass another --control")
+        }
+        let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        if !directory.isEmpty { mkdir(directory, 0o755) }
+        let channel: any Channel
+        do {
+            channel = try bootstrap(metricsOnly: false).bind(
+                unixDomainSocketPath: path, cleanupExistingSocketFile: true
+            ).wait()
+        } catch {
+            throw ControlError(.system, "cannot listen on control socket \(path): \(error)")
+        }
+        chmod(path, mode_t(mode))
+        channels.withLock { $0.append(channel) }
+        socketPath.withLock { $0 = path }
+    }
+
+    /// Serves GET /metrics (only) over TCP at host:port.
+    public func bind(metricsHost host: String, port: Int) throws(ControlError) {
+        do {
+            let channel = try bootstrap(metricsOnly: true).bind(host: host, port: port).wait()
+            channels.withLock { $0.append(channel) }
+        } catch {
+            throw ControlError(.system, "cannot listen for metrics on \(host):\(port): \(error)")
+        }
+    }
+
+    /// The TCP port the metrics listener got (when bound to port 0).
+    public var metricsPort: Int? {
+        channels.withLock { list in list.lazy.compactMap { $0.localAddress?.port }.first }
+    }
+
+    private func bootstrap(metricsOnly: Bool) -> ServerBootstrap {
+        let service = service
+        let pool = threadPool
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        ControlHTTPHandler(service: service, threadPool: pool, metricsOnly: metricsOnly))
+                }
+            }
+    }
+
+    /// Stops listening, removes the socket file and stops the threads. Requests in flight finish
+    /// or fail; a running capture ends when its connection closes.
+    public func close() {
+        let list = channels.withLock { l in
+            defer { l.removeAll() }
+            return l
+        }
+        for c in list { try? c.close().wait() }
+        if let path = socketPath.withLock({ $0 }) { unlink(path) }
+        // Captures hold pool threads until they see this; the pool then drains before the loop
+        // that its results complete on goes away.
+        service.beginShutdown()
+        try? threadPool.syncShutdownGracefully()
+        try? group.syncShutdownGracefully()
+    }
+}

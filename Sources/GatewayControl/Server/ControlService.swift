@@ -1,0 +1,369 @@
+// The control API's logic, transport-free: routes each request to the Gateway's synchronous API,
+// keeps the state directory in step with attach and detach, and produces JSON, metrics and
+// pcap. Its calls block briefly on shard tasks, so the server runs them on a thread pool.
+import Foundation
+import Gateway
+import Logging
+import Synchronization
+
+public final class ControlService: Sendable {
+    public let gateway: Gateway
+    public let store: StateStore?
+    public let publishing: (any PortPublishing)?
+    let logger: Logger
+    let defaultPolicy: String
+    /// Where named namespaces live; tests point it elsewhere.
+    let namespaceDirectory: String
+    /// What each sandbox was attached with (the Gateway does not keep `dhcp` or the request).
+    private let requests = Mutex<[String: AttachRequest]>([:])
+    private let activeCaptures = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+    /// Captures at once: each holds a thread of the server's pool while it runs.
+    public static let maxCaptures = 4
+
+    public init(
+        gateway: Gateway, store: StateStore?, publishing: (any PortPublishing)? = nil, logger: Logger,
+        defaultPolicy: String = "host-only", namespaceDirectory: String = AttachRequest.namespaceDirectory
+    ) {
+        self.gateway = gateway
+        self.store = store
+        self.publishing = publishing
+        self.logger = logger
+        self.defaultPolicy = defaultPolicy
+        self.namespaceDirectory = namespaceDirectory
+    }
+
+    // MARK: - Routing
+
+    public func handle(_ request: ControlRequest) -> ControlResponse {
+        do throws(ControlError) {
+            return try route(request)
+        } catch {
+            if error.httpStatus >= 500 && error.code != .notImplemented {
+                logger.error("\(request.method) \(request.path): \(error.message)")
+            }
+            return .error(error)
+        }
+    }
+
+    private func route(_ r: ControlRequest) throws(ControlError) -> ControlResponse {
+        let s = r.segments
+        let m = r.method
+        func allow(_ methods: String...) throws(ControlError) {
+            guard methods.contains(m) else {
+                throw ControlError(
+                    .methodNotAllowed, "\(m) is not allowed on \(r.path): use \(methods.joined(separator: " or "))")
+            }
+        }
+        switch s.count {
+        case 1 where s[0] == "metrics":
+            try allow("GET")
+            return ControlResponse(
+                status: 200, contentType: PrometheusExposition.contentType, body: .bytes(Array(metrics().utf8)))
+        case 2 where s == ["v1", "health"]:
+            try allow("GET")
+            return .json(Health(status: "ok", sandboxes: gateway.list().count, shards: gateway.shardCount))
+        case 2 where s == ["v1", "sandboxes"]:
+            try allow("GET", "POST")
+            if m == "GET" { return .json(list()) }
+            return .json(try attach(try decode(AttachRequest.self, r.body, what: "an attach request")), status: 201)
+        case 2 where s == ["v1", "routes"]:
+            try allow("GET")
+            return .json(try routes())
+        case 3 where s[0] == "v1" && s[1] == "sandboxes":
+            try allow("GET", "DELETE")
+            if m == "GET" { return .json(try sandbox(s[2])) }
+            try detach(s[2])
+            return .json(Detached(id: s[2], detached: true))
+        case 4 where s[0] == "v1" && s[1] == "sandboxes" && s[3] == "stats":
+            try allow("GET")
+            return .json(try stats(s[2]))
+        case 4 where s[0] == "v1" && s[1] == "sandboxes" && s[3] == "ports":
+            try allow("GET", "POST")
+            if m == "GET" { return .json(try routes().filter { $0.sandbox == s[2] }) }
+            return .json(try publish(s[2], try decode(PublishRequest.self, r.body, what: "a port spec")), status: 201)
+        case 6 where s[0] == "v1" && s[1] == "sandboxes" && s[3] == "ports":
+            try allow("DELETE")
+            guard let port = Int(s[5]) else {
+                throw ControlError(.badSpec, "host port '\(s[5])' is not a number: use /v1/sandboxes/ID/ports/tcp/8080")
+            }
+            let spec = PublishRequest(hostIP: r.query["hostIP"], hostPort: port, guestPort: 1, protocol: s[4])
+            try unpublish(s[2], spec)
+            return .json(Unpublished(sandbox: s[2], hostPort: port, protocol: s[4], unpublished: true))
+        case 4 where s[0] == "v1" && s[1] == "sandboxes" && s[3] == "capture":
+            try allow("GET")
+            let count = try r.query["count"].map { text throws(ControlError) -> Int in
+                guard let n = Int(text), n > 0 else {
+                    throw ControlError(.invalidArgument, "count '\(text)' is not a positive number of frames")
+                }
+                return n
+            }
+            let seconds = try r.query["seconds"].map { text throws(ControlError) -> Double in
+                guard let n = Double(text), n > 0, n <= 86_400 else {
+                    throw ControlError(.invalidArgument, "seconds '\(text)' is not a duration in seconds (0-86400]")
+                }
+                return n
+            }
+            return ControlResponse(
+                status: 200, contentType: "application/vnd.tcpdump.pcap",
+                body: .stream(try capture(s[2], count: count, seconds: seconds)))
+        default:
+            throw ControlError(.notFound, "no endpoint \(m) \(r.path): see docs/control-api.md for the API")
+        }
+    }
+
+    struct Health: Codable {
+        var status: String
+        var sandboxes: Int
+        var shards: Int
+    }
+
+    struct Detached: Codable {
+        var id: String
+        var detached: Bool
+    }
+
+    struct Unpublished: Codable {
+        var sandbox: String
+        var hostPort: Int
+        var `protocol`: String
+        var unpublished: Bool
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8], what: String) throws(ControlError) -> T {
+        guard !body.isEmpty else {
+            throw ControlError(.invalidArgument, "the request has no body: send \(what) as JSON")
+        }
+        do {
+            return try JSONDecoder().decode(type, from: Data(body))
+        } catch let error as DecodingError {
+            throw ControlError(.invalidArgument, "the body is not \(what): \(Self.describe(error))")
+        } catch {
+            throw ControlError(.invalidArgument, "the body is not \(what): \(error)")
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ keys: [any CodingKey]) -> String { keys.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .keyNotFound(let key, let c): return "field '\(path(c.codingPath + [key]))' is missing"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c):
+            return "field '\(path(c.codingPath))' has the wrong type"
+        case .dataCorrupted(let c):
+            return c.codingPath.isEmpty ? "it is not valid JSON" : "field '\(path(c.codingPath))' is invalid"
+        @unknown default: return "\(error)"
+        }
+    }
+
+    // MARK: - Sandboxes
+
+    /// Attaches a sandbox and records it in the state directory.
+    public func attach(_ request: AttachRequest) throws(ControlError) -> SandboxView {
+        let spec = try request.spec(defaultPolicy: defaultPolicy)
+        guard FileManager.default.fileExists(atPath: namespaceDirectory + "/" + request.netns) else {
+            throw ControlError(
+                .namespaceNotFound,
+                "network namespace '\(request.netns)' does not exist: create it first (ip netns add \(request.netns)) "
+                    + "or pass the name 'ip netns list' shows")
+        }
+        let info: SandboxInfo
+        do {
+            info = try gateway.attach(spec)
+        } catch {
+            throw ControlError(error)
+        }
+        requests.withLock { $0[request.id] = request }
+        // A restore gives the guest the MAC it had, so its SLAAC address and neighbours hold.
+        var saved = request
+        if saved.mac == nil { saved.mac = info.mac }
+        do {
+            try store?.save(saved)
+        } catch {
+            // The sandbox works; only a restart after a crash would not find it again.
+            logger.warning("sandbox \(request.id): \(error.message)")
+        }
+        logger.info(
+            "attached sandbox \(request.id)",
+            metadata: [
+                "netns": "\(request.netns)", "tap": "\(info.tap)", "shard": "\(info.shard)",
+                "ipv4": "\(info.guestIPv4)",
+            ])
+        return view(info)
+    }
+
+    public func detach(_ id: String) throws(ControlError) {
+        do {
+            try gateway.detach(id)
+        } catch {
+            throw ControlError(error)
+        }
+        requests.withLock { _ = $0.removeValue(forKey: id) }
+        store?.remove(id: id)
+        logger.info("detached sandbox \(id)")
+    }
+
+    /// Detaches every sandbox (graceful stop), removing their state files.
+    public func detachAll() {
+        for info in gateway.list() { try? detach(info.id) }
+    }
+
+    public func list() -> [SandboxView] {
+        let all = (try? routes()) ?? []
+        return gateway.list().map { info in view(info, routes: all) }
+    }
+
+    public func sandbox(_ id: String) throws(ControlError) -> SandboxView {
+        guard let info = gateway.list().first(where: { $0.id == id }) else { throw Self.unknown(id) }
+        return view(info)
+    }
+
+    public func stats(_ id: String) throws(ControlError) -> SandboxStats {
+        do {
+            return try gateway.stats(id)
+        } catch {
+            throw ControlError(error)
+        }
+    }
+
+    private func view(_ info: SandboxInfo, routes: [RouteView]? = nil) -> SandboxView {
+        let all = routes ?? (try? self.routes()) ?? []
+        let dhcp = requests.withLock { $0[info.id]?.dhcp ?? false }
+        return SandboxView(info: info, dhcp: dhcp, ports: all.filter { $0.sandbox == info.id })
+    }
+
+    static func unknown(_ id: String) -> ControlError {
+        ControlError(.unknownSandbox, "no sandbox '\(id)' is attached (gatewayctl list shows those that are)")
+    }
+
+    private func requireSandbox(_ id: String) throws(ControlError) {
+        guard gateway.list().contains(where: { $0.id == id }) else { throw Self.unknown(id) }
+    }
+
+    // MARK: - Published ports
+
+    private func notWired(_ what: String) -> ControlError {
+        ControlError(
+            .notImplemented,
+            "\(what) is not available in this gatewayd build: port publishing is not wired into the control API yet")
+    }
+
+    public func routes() throws(ControlError) -> [RouteView] {
+        guard let publishing else { throw notWired("listing published ports") }
+        return publishing.routes()
+    }
+
+    public func publish(_ id: String, _ spec: PublishRequest) throws(ControlError) -> RouteView {
+        try requireSandbox(id)
+        try spec.validate()
+        guard let publishing else { throw notWired("publishing a port") }
+        let route = try publishing.publish(sandbox: id, spec: spec)
+        logger.info(
+            "published \(route.hostIP):\(route.hostPort)/\(route.protocol) to sandbox \(id) port \(route.guestPort)")
+        return route
+    }
+
+    public func unpublish(_ id: String, _ spec: PublishRequest) throws(ControlError) {
+        try requireSandbox(id)
+        try spec.validate()
+        guard let publishing else { throw notWired("unpublishing a port") }
+        try publishing.unpublish(sandbox: id, spec: spec)
+        logger.info("unpublished \(spec) from sandbox \(id)")
+    }
+
+    // MARK: - Metrics and capture
+
+    public func metrics() -> String {
+        GatewayMetrics.render(gateway, routes: (try? routes()) ?? [])
+    }
+
+    /// Starts a capture on sandbox `id` and returns the body that streams it as pcap: until
+    /// `count` frames, `seconds` elapsed, the client leaving, or the sandbox's detach.
+    public func capture(
+        _ id: String, count: Int?, seconds: Double?
+    ) throws(ControlError) -> @Sendable (any ControlBodyWriter) -> Void {
+        guard activeCaptures.add(1, ordering: .relaxed).newValue <= Self.maxCaptures else {
+            activeCaptures.subtract(1, ordering: .relaxed)
+            throw ControlError(.busy, "\(Self.maxCaptures) captures are already running: stop one and try again")
+        }
+        let capture: FrameCapture
+        do {
+            capture = try gateway.startCapture(sandbox: id)
+        } catch {
+            activeCaptures.subtract(1, ordering: .relaxed)
+            throw ControlError(error)
+        }
+        logger.info("capture started on sandbox \(id)", metadata: ["count": "\(count.map(String.init) ?? "unlimited")"])
+        return { [self] writer in
+            var written = 0
+            defer {
+                gateway.stopCapture(capture)
+                activeCaptures.subtract(1, ordering: .relaxed)
+                logger.info(
+                    "capture on sandbox \(id) ended",
+                    metadata: ["frames": "\(written)", "dropped": "\(capture.dropped)"])
+            }
+            guard writer.write(PcapWriter.fileHeader(snapLength: capture.snapLength)) else { return }
+            let start = Date()
+            var lastCheck = start
+            while writer.isOpen && !stopping.load(ordering: .relaxed) {
+                let frames = capture.drain(limit: count.map { $0 - written } ?? .max)
+                if !frames.isEmpty {
+                    var chunk: [UInt8] = []
+                    for f in frames { chunk += PcapWriter.record(f) }
+                    guard writer.write(chunk) else { return }
+                    written += frames.count
+                    if let count, written >= count { return }
+                    continue
+                }
+                let now = Date()
+                if let seconds, now.timeIntervalSince(start) >= seconds { return }
+                if now.timeIntervalSince(lastCheck) >= 0.5 {
+                    lastCheck = now
+                    guard gateway.list().contains(where: { $0.id == id }) else { return }
+                }
+                usleep(20_000)
+            }
+        }
+    }
+
+    /// Ends running captures: the server is going away.
+    public func beginShutdown() {
+        stopping.store(true, ordering: .relaxed)
+    }
+
+    // MARK: - Restart
+
+    /// Deals with the state files a previous run left (it was killed before it could detach):
+    /// each file is removed, and its sandbox attached again if its namespace still exists.
+    /// Returns the IDs restored.
+    @discardableResult
+    public func restoreLeftovers() -> [String] {
+        guard let store else { return [] }
+        var restored: [String] = []
+        for leftover in store.leftovers() {
+            store.removeLeftover(leftover)
+            guard let request = leftover.request else {
+                logger.warning("removed unreadable state file \(leftover.path)")
+                continue
+            }
+            logger.notice(
+                """
+                sandbox \(request.id) was still attached when the previous gatewayd stopped; \
+                its device went with that process
+                """,
+                metadata: ["file": "\(leftover.path)"])
+            guard FileManager.default.fileExists(atPath: namespaceDirectory + "/" + request.netns) else {
+                logger.notice("not restoring sandbox \(request.id): its namespace \(request.netns) no longer exists")
+                continue
+            }
+            do {
+                _ = try attach(request)
+                restored.append(request.id)
+                logger.notice("restored sandbox \(request.id) in namespace \(request.netns)")
+            } catch {
+                logger.error("could not restore sandbox \(request.id): \(error.message)")
+            }
+        }
+        return restored
+    }
+}

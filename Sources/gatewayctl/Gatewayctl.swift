@@ -1,0 +1,57 @@
+// gatewayctl: the operator's and CI job's handle on a running gatewayd, over its control socket.
+import ArgumentParser
+import GatewayControl
+
+@main
+struct Gatewayctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatewayctl",
+        abstract: "Drive a running gatewayd: attach and detach sandboxes, publish ports, read stats, capture packets.",
+        discussion: """
+            Exit status: 0 success; 2 no such sandbox or namespace; 3 ID or port already taken; \
+            4 request rejected (bad value or SPEC); 5 not available in this gatewayd; 6 gatewayd busy \
+            or out of resources; 64 bad command line; 69 gatewayd not reachable; 1 anything else.
+            """,
+        subcommands: [
+            Attach.self, Detach.self, List.self, Stats.self, Routes.self, Publish.self, Unpublish.self, Capture.self,
+        ]
+    )
+}
+
+/// Options every subcommand shares.
+struct ControlOptions: ParsableArguments {
+    @Option(help: "Path of gatewayd's control socket (default: $GATEWAYD_CONTROL, else /run/gatewayd/control.sock).")
+    var control: String?
+
+    var socketPath: String {
+        control ?? Environment.value("GATEWAYD_CONTROL") ?? ControlClient.defaultSocketPath
+    }
+
+    var client: ControlClient { ControlClient(socketPath: socketPath) }
+}
+
+/// The exit status for each kind of failure (listed in the command's help).
+extension ControlError {
+    var exitCode: Int32 {
+        switch code {
+        case .unknownSandbox, .namespaceNotFound, .unknownRoute, .notFound: 2
+        case .sandboxExists, .portInUse: 3
+        case .invalidArgument, .badSpec, .policyDenied, .methodNotAllowed: 4
+        case .notImplemented: 5
+        case .busy, .exhausted: 6
+        case .unreachable: 69
+        default: 1
+        }
+    }
+}
+
+/// Runs `body`; a ControlError is printed as "gatewayctl: MESSAGE" and becomes its exit status.
+@discardableResult
+func perform<T>(_ body: () throws(ControlError) -> T) throws -> T {
+    do {
+        return try body()
+    } catch {
+        printError("gatewayctl: \(error.message)")
+        throw ExitCode(error.exitCode)
+    }
+}

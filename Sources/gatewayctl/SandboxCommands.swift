@@ -1,0 +1,145 @@
+// attach, detach, list and stats: the sandbox subcommands.
+import ArgumentParser
+import Gateway
+import GatewayControl
+
+struct Attach: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Attach a network namespace as a sandbox and print its addresses.")
+
+    @OptionGroup var options: ControlOptions
+
+    @Argument(help: "The sandbox ID: 1-64 letters, digits, '-', '_' or '.'.")
+    var id: String
+
+    @Option(help: "The network namespace (as 'ip netns list' shows it) to give a link.")
+    var netns: String
+
+    @Flag(help: "Leave addressing to the guest's DHCP client instead of configuring it.")
+    var dhcp = false
+
+    @Option(help: "The link's MTU (576-65520).")
+    var mtu: Int?
+
+    @Option(help: "Egress policy: host-only, public, open, or one gatewayd's config defines.")
+    var policy: String?
+
+    @Option(help: "The guest interface's MAC address (default: random).")
+    var mac: String?
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() throws {
+        let request = AttachRequest(id: id, netns: netns, dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac)
+        // Checked here, a bad value is reported before any round trip.
+        _ = try perform { () throws(ControlError) in try request.spec() }
+        let view = try perform { () throws(ControlError) in
+            try options.client.call("POST", "/v1/sandboxes", body: request, as: SandboxView.self)
+        }
+        if json { return printJSON(view) }
+        print(describe(view))
+    }
+}
+
+/// A sandbox as "key  value" lines.
+func describe(_ s: SandboxView) -> String {
+    var t = TextTable("sandbox", s.id)
+    t.add("namespace", s.namespace ?? "-")
+    t.add("tap", s.tap)
+    t.add("mac", s.mac)
+    t.add("ipv4", s.dhcp ? "by DHCP from \(s.gatewayIPv4)" : "\(s.guestIPv4)/\(s.prefixLength) via \(s.gatewayIPv4)")
+    t.add("ipv6", "\(s.guestIPv6) (SLAAC in \(s.guestIPv6Prefix)) via \(s.gatewayIPv6)")
+    t.add("gateway mac", s.gatewayMAC)
+    t.add("shard", String(s.shard))
+    t.add("mtu", String(s.mtu))
+    t.add("policy", s.policy)
+    t.add("ports", s.ports.isEmpty ? "-" : s.ports.map(portText).joined(separator: ", "))
+    return t.rendered
+}
+
+func portText(_ r: RouteView) -> String {
+    let host = r.hostIP.contains(":") ? "[\(r.hostIP)]" : r.hostIP
+    return "\(host):\(r.hostPort)->\(r.guestPort)/\(r.protocol)"
+}
+
+struct Detach: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Detach a sandbox: its flows are reset and its interface removed.")
+
+    @OptionGroup var options: ControlOptions
+
+    @Argument(help: "The sandbox ID.")
+    var id: String
+
+    func run() throws {
+        _ = try perform { () throws(ControlError) in try checkID(id) }
+        struct Detached: Decodable { var id: String }
+        _ = try perform { () throws(ControlError) in
+            try options.client.call("DELETE", "/v1/sandboxes/\(id)", as: Detached.self)
+        }
+        print("detached \(id)")
+    }
+}
+
+/// Rejects IDs that the daemon would (and that would not fit in a URL path segment).
+func checkID(_ id: String) throws(ControlError) {
+    do {
+        try SandboxSpec.validate(id: id)
+    } catch {
+        throw ControlError(.invalidArgument, error.message)
+    }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the attached sandboxes.")
+
+    @OptionGroup var options: ControlOptions
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func run() throws {
+        let list = try perform { () throws(ControlError) in
+            try options.client.call("GET", "/v1/sandboxes", as: [SandboxView].self)
+        }
+        if json { return printJSON(list) }
+        var t = TextTable("ID", "NETNS", "SHARD", "TAP", "MAC", "IPV4", "GATEWAY", "IPV6", "PORTS")
+        for s in list {
+            t.add(
+                s.id, s.namespace ?? "-", String(s.shard), s.tap, s.mac,
+                s.dhcp ? "dhcp" : "\(s.guestIPv4)/\(s.prefixLength)", s.gatewayIPv4, s.guestIPv6,
+                s.ports.isEmpty ? "-" : s.ports.map(portText).joined(separator: ","))
+        }
+        print(t.rendered)
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a sandbox's counters.")
+
+    @OptionGroup var options: ControlOptions
+
+    @Argument(help: "The sandbox ID.")
+    var id: String
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() throws {
+        _ = try perform { () throws(ControlError) in try checkID(id) }
+        let s = try perform { () throws(ControlError) in
+            try options.client.call("GET", "/v1/sandboxes/\(id)/stats", as: SandboxStats.self)
+        }
+        if json { return printJSON(s) }
+        var t = TextTable("sandbox", s.id)
+        t.add("frames in/out", "\(s.framesIn) / \(s.framesOut)")
+        t.add("bytes in/out", "\(s.bytesIn) / \(s.bytesOut)")
+        t.add("to/from host", "\(s.bytesToHost) / \(s.bytesFromHost) bytes")
+        t.add("tcp flows", "\(s.tcpFlowsActive) open, \(s.tcpFlowsTotal) total")
+        t.add("udp sessions", String(s.udpSessions))
+        let drops = s.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+        t.add("drops", drops.isEmpty ? "none" : drops.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        print(t.rendered)
+    }
+}

@@ -1,0 +1,122 @@
+import ArgumentParser
+import GatewayControl
+import Logging
+
+// gatewayd: the host process that gives many sandboxes their network, one TAP and stack each,
+// driven over its control socket (see docs/control-api.md).
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+@main
+struct Gatewayd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatewayd",
+        abstract: "Network gateway for many sandboxes: one TAP and userspace TCP/IP stack per sandbox.",
+        discussion: """
+            Runs in the foreground until SIGTERM or SIGINT, which detach every sandbox first. Flags \
+            override the config file. Exit status: 0 after a clean stop, 78 for a bad config, 1 when \
+            it cannot start.
+            """
+    )
+
+    @Option(help: "Path of the TOML configuration file.")
+    var config: String?
+
+    @Option(help: "Path of the control socket (default /run/gatewayd/control.sock).")
+    var control: String?
+
+    @Option(help: "Directory for state that survives a restart (default /var/lib/gatewayd).")
+    var stateDir: String?
+
+    @Option(help: "Number of shard threads (default: one per CPU).")
+    var shards: Int?
+
+    @Option(help: "Default egress policy profile: host-only, public, open, or one the config defines.")
+    var egressPolicy: String?
+
+    @Option(help: "Log format: human or json.")
+    var logFormat: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    @Option(help: "Also serve /metrics over TCP at HOST:PORT, e.g. 127.0.0.1:9464.")
+    var metricsAddress: String?
+
+    mutating func run() throws {
+        // From here on SIGTERM and SIGINT mean "detach everything, then exit".
+        GatewayDaemon.installTerminationHandlers()
+        let settings: DaemonConfiguration
+        do {
+            settings = try resolvedConfiguration()
+        } catch {
+            printError("gatewayd: \(error)")
+            throw ExitCode(78)
+        }
+        let format = settings.logFormat
+        let level = settings.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler =
+                format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "gatewayd")
+        let daemon: GatewayDaemon
+        do {
+            daemon = try GatewayDaemon(configuration: settings, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error.message)")
+            throw ExitCode.failure
+        }
+        let signal = GatewayDaemon.waitForTerminationSignal()
+        logger.notice("received \(signal == SIGINT ? "SIGINT" : "SIGTERM")")
+        daemon.stop()
+    }
+
+    /// The config file's values with the flags given on top.
+    func resolvedConfiguration() throws(ConfigError) -> DaemonConfiguration {
+        var c = DaemonConfiguration()
+        if let config { c = try DaemonConfiguration.load(path: config) }
+        func flagError(_ flag: String, _ reason: String) -> ConfigError {
+            ConfigError(file: "command line", line: nil, key: flag, reason)
+        }
+        if let control { c.controlPath = control }
+        if let stateDir { c.stateDirectory = stateDir }
+        if let shards {
+            guard (1...1024).contains(shards) else {
+                throw flagError("--shards", "\(shards) is out of range: use 1-1024")
+            }
+            c.shards = shards
+        }
+        if let egressPolicy {
+            let known = ["host-only", "public", "open"] + c.policies.keys.sorted()
+            guard known.contains(egressPolicy) else {
+                throw flagError(
+                    "--egress-policy", "unknown policy '\(egressPolicy)': use one of \(known.joined(separator: ", "))")
+            }
+            c.egressPolicy = egressPolicy
+        }
+        if let logFormat {
+            guard let f = DaemonConfiguration.LogFormat(rawValue: logFormat) else {
+                throw flagError("--log-format", "'\(logFormat)' is neither human nor json")
+            }
+            c.logFormat = f
+        }
+        if let logLevel {
+            guard let l = Logger.Level(rawValue: logLevel) else {
+                throw flagError(
+                    "--log-level", "'\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+            }
+            c.logLevel = l
+        }
+        if let metricsAddress {
+            guard let hp = DaemonConfiguration.HostPort(metricsAddress) else {
+                throw flagError("--metrics-address", "'\(metricsAddress)' is not HOST:PORT, e.g. 127.0.0.1:9464")
+            }
+            c.metricsAddress = hp
+        }
+        return c
+    }
+}

@@ -1,0 +1,173 @@
+// Runs the built gatewayd as a subprocess with a control socket, state directory and config of
+// the test's own, and gatewayctl against it; everything is stopped and removed at the end.
+import Foundation
+import GatewayControl
+import GatewayTestSupport
+import Link
+
+/// The package's build products (swift build puts them in .build/debug).
+enum BuiltProducts {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+    static let gatewayd = root + "/.build/debug/gatewayd"
+    static let gatewayctl = root + "/.build/debug/gatewayctl"
+}
+
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs a program to completion with a time limit; never throws for a non-zero exit.
+func runProgram(
+    _ path: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 60
+) throws
+    -> CommandResult
+{
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = arguments
+    if let environment { p.environment = environment }
+    let out = Pipe()
+    let err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let killer = DispatchWorkItem { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    killer.cancel()
+    return CommandResult(
+        status: p.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+        stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+final class DaemonHarness: @unchecked Sendable {
+    let scratch: Scratch
+    let directory: String
+    let socketPath: String
+    let stateDirectory: String
+    let configPath: String
+    let logPath: String
+    private(set) var process: Process?
+
+    init() throws {
+        scratch = try Scratch()
+        directory = "/tmp/gwctl-\(scratch.tag)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        socketPath = directory + "/control.sock"
+        stateDirectory = directory + "/state"
+        configPath = directory + "/gatewayd.toml"
+        logPath = directory + "/gatewayd.log"
+        // A pool of our own, and a sweep limited to this test's names, so that parallel tests
+        // never touch each other's devices.
+        let block = Int.random(in: 200...250)
+        try """
+        shards = 2
+        pin-shards = false
+        sweep-prefixes = ["gwv-\(scratch.tag)"]
+        [addresses]
+        ipv4-pool = "10.\(block).0.0/16"
+        ipv6-pool = "fd47:57\(block % 100):\(block)::/48"
+        """.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// Starts gatewayd and waits until its control socket answers.
+    func start() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: BuiltProducts.gatewayd)
+        p.arguments = ["--config", configPath, "--control", socketPath, "--state-dir", stateDirectory]
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        logFile.seekToEndOfFile()
+        p.standardError = logFile
+        p.standardOutput = logFile
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        process = p
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if ControlClient(socketPath: socketPath).isReachable() { return }
+            if !p.isRunning { throw HarnessError("gatewayd exited with \(p.terminationStatus): \(log())") }
+            usleep(50_000)
+        }
+        throw HarnessError("gatewayd did not open \(socketPath) within 20 s: \(log())")
+    }
+
+    var pid: Int32 { process?.processIdentifier ?? 0 }
+
+    /// Sends `signal` and waits for the exit; returns the exit status.
+    @discardableResult
+    func stop(_ signal: Int32 = SIGTERM, timeout: Double = 20) -> Int32? {
+        guard let p = process else { return nil }
+        defer { process = nil }
+        if p.isRunning { kill(p.processIdentifier, signal) }
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            return nil
+        }
+        return p.terminationStatus
+    }
+
+    func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// gatewayctl --control SOCKET ARGS...
+    func ctl(_ arguments: String..., timeout: Double = 60) throws -> CommandResult {
+        let command = arguments.first.map { [$0] } ?? []
+        return try runProgram(
+            BuiltProducts.gatewayctl, command + ["--control", socketPath] + arguments.dropFirst(), timeout: timeout)
+    }
+
+    /// Devices inside a namespace, by name.
+    func links(in namespace: String) -> [String] {
+        guard let ns = try? NetworkNamespace(named: namespace), let nl = try? NetlinkSocket(in: ns) else { return [] }
+        return ((try? nl.links()) ?? []).map(\.name)
+    }
+
+    func stateFiles() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: stateDirectory + "/sandboxes")) ?? []).sorted()
+    }
+
+    func openFileCount() -> Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count
+    }
+
+    /// The descriptor count once it stops changing (or drops to `atMost`), within 5 s.
+    func settledFileCount(atMost target: Int? = nil) -> Int {
+        var last = openFileCount()
+        var stableSince = Date()
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            usleep(50_000)
+            let now = openFileCount()
+            if let target, now <= target { return now }
+            if now != last {
+                last = now
+                stableSince = Date()
+            } else if target == nil && Date().timeIntervalSince(stableSince) >= 0.3 {
+                return now
+            }
+        }
+        return last
+    }
+
+    func tearDown() {
+        stop(SIGKILL)
+        scratch.cleanUp()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
