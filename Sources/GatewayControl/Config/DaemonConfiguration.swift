@@ -88,6 +88,7 @@ public struct DaemonConfiguration: Sendable {
         c.addresses = addresses
         c.defaultPolicy = egressPolicy
         c.limits = limits
+        c.dns = dnsConfiguration
         return c
     }
 
