@@ -526,6 +526,9 @@ public final class Stack {
 
     public func tcpState(_ id: TCPFlowID) -> TCPState? { connections[id]?.state }
 
+    /// Why a connection closed, while the stack still holds it (unread bytes or TIME-WAIT).
+    public func tcpCloseReason(_ id: TCPFlowID) -> TCPCloseReason? { connections[id]?.closeReason }
+
     /// Each connection's key and internal state, one line each, for diagnosing a stuck flow.
     public func tcpDebugDescriptions() -> [String] {
         connections.map { id, c in "\(id) \(flowKeys[id].map { "\($0)" } ?? "?") \(c.debugState)" }

@@ -449,3 +449,34 @@ import Wire
         #expect(h.conn.sendBuffer.isEmpty)
     }
 }
+
+@Suite struct TCPAfterCloseTests {
+    /// RFC 1337: an RST in TIME-WAIT must not destroy the connection's unread bytes.
+    @Test func rstInTimeWaitKeepsUnreadBytes() throws {
+        let h = TCPHarness()
+        h.establish()
+        h.conn.shutdownWrite()
+        let fin = try #require(h.poll().first)
+        h.guest(ack: fin.seq + 1)
+        h.guest(flags: [.fin, .ack], payload: bytes(100))
+        #expect(h.conn.state == .timeWait)
+        h.guest(seq: h.guestSeq, flags: [.rst], advance: false)
+        #expect(h.conn.state == .timeWait)
+        #expect(h.readAll() == bytes(100))
+    }
+
+    /// Reading after the guest's FIN sends no window update (the guest may have gone).
+    @Test func noWindowUpdateAfterPeerFIN() {
+        var cfg = TCPConfiguration()
+        cfg.receiveBufferSize = 8192
+        let h = TCPHarness(configuration: cfg)
+        h.establish()
+        h.guest(payload: bytes(8000))
+        h.guest(flags: [.fin, .ack])
+        _ = h.poll(after: .milliseconds(50))
+        let before = h.sent.count
+        _ = h.readAll()
+        #expect(h.poll().count == 0)
+        #expect(h.sent.count == before)
+    }
+}

@@ -241,6 +241,9 @@ public final class TCPConnection {
     }
 
     private func noteRead() {
+        // After the guest's FIN nothing more can come: a window update would only draw an RST
+        // from a guest that has closed.
+        guard !peerFinReceived else { return }
         // Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): update only when the window grew by
         // a full segment or half the buffer.
         let window = currentReceiveWindow
@@ -386,6 +389,9 @@ public final class TCPConnection {
         }
 
         // 2. RST (RFC 5961 §3.2): only an exact match resets; in-window gets a challenge ACK.
+        // In TIME-WAIT an RST is ignored (RFC 1337): the connection is over, and the bytes the
+        // layer above has not read yet must not be thrown away.
+        if seg.flags.contains(.rst) && state == .timeWait { return }
         if seg.flags.contains(.rst) {
             if seq == rcvNxt {
                 enterClosed(.reset, notify: true)
