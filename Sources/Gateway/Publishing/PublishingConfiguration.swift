@@ -20,7 +20,7 @@ public struct IngressLimits: Sendable {
     /// Concurrent inbound TCP connections per sandbox; the next client is reset.
     public var maxInboundConnections = 256
     /// How long the guest may take to answer a connection before the client is reset.
-    public var guestConnectTimeout: Duration = .seconds(3)
+    public var guestConnectTimeout: Duration = .seconds(5)
     /// How long the guest's last bytes may take to reach a client after the guest closed.
     public var closeFlushTimeout: Duration = .seconds(10)
     /// Ports on the gateway address that stand for host clients towards the guest
