@@ -171,6 +171,34 @@ struct PublishedPortTests {
 
     static let bulkMebibytes = 1024
 
+    /// The guest sends and closes while the client, having half-closed at once, has not read
+    /// yet: the guest's connection ends with bytes still queued, which must all arrive.
+    @Test func guestBytesQueuedAtCloseStillReachASlowClient() throws {
+        let fx = try PublishedPortFixture()
+        defer { fx.tearDown() }
+        let (info, ns) = try fx.attach()
+        try fx.guestServer(in: ns, Self.bulkServer(count: 4))
+        try fx.waitForListener(port: 9001, in: ns)
+        let down = try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::9001").hostPort
+        let result = try fx.python("""
+            import hashlib, random, socket, time
+            block = random.Random(7).randbytes(1 << 20)
+            c = socket.create_connection(("127.0.0.1", \(down)))
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            c.shutdown(socket.SHUT_WR)
+            time.sleep(1.5)
+            h, n = hashlib.sha256(), 0
+            while True:
+                d = c.recv(65536)
+                if not d: break
+                h.update(d)
+                n += len(d)
+            print(n == 4 << 20 and h.hexdigest() == hashlib.sha256(block * 4).hexdigest(), n)
+            """)
+        #expect(result == "True \(4 << 20)")
+        try waitFor(seconds: 5) { (try? fx.gateway.ingressCounters(sandboxID: info.id).tcpActive) == 0 }
+    }
+
     // MARK: - Resets
 
     /// Connects, reads, and reports "reset <seconds>", "data <text>", "eof" or "timeout".

@@ -37,6 +37,15 @@ final class InboundConnection {
     private var guestFIN = false
     /// The guest's FIN and every byte before it reached the client: shutdown(SHUT_WR) done.
     private var clientWriteShut = false
+    /// Once FIN has gone both ways the guest may close for good at any moment and answer a late
+    /// window update with RST, and the stack drops a reset connection's unread bytes. So the
+    /// bytes the stack still holds then move here (at most its receive buffer) and the stack's
+    /// connection is left to finish on its own.
+    private var tail: UnsafeMutableRawBufferPointer?
+    private var tailStart = 0
+    private var tailEnd = 0
+    /// Every byte the guest sent is in `tail` or already with the client.
+    private var ringRetired = false
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
@@ -48,6 +57,8 @@ final class InboundConnection {
         self.binding = binding
         fd = socket
     }
+
+    deinit { tail?.deallocate() }
 
     /// Watches the client for errors only (its bytes wait until the guest answers) and starts
     /// the clock on the guest's answer.
@@ -87,6 +98,7 @@ final class InboundConnection {
         case .relaying, .done:
             break
         }
+        retireRingIfBothClosed()
         if ev.contains(.readable) || ev.contains(.peerClosed) { pushToClient() }
         if phase == .relaying && ev.contains(.writable) && !clientEOF && interest & EPOLLIN.rawValue == 0 { pullFromClient() }
         if phase == .relaying && ev.contains(.closed) { finishFromStack() }
@@ -126,10 +138,25 @@ final class InboundConnection {
         }
     }
 
-    /// Guest bytes → client socket, straight from the connection's receive ring.
+    /// Guest bytes → client socket, straight from the connection's receive ring (or the tail
+    /// taken out of it).
     private func pushToClient() {
         let now = monotonicNanoseconds()
-        while let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 {
+        if let tail, tailEnd > tailStart {
+            let n = HostSocket.write(fd, UnsafeRawBufferPointer(rebasing: tail[tailStart..<tailEnd]), UnsafeRawBufferPointer(start: nil, count: 0))
+            if n == -Int(EAGAIN) {
+                try? setInterest(interest | EPOLLOUT.rawValue)
+                return
+            }
+            if n < 0 { return resetBoth() }
+            relay.countFromGuest(n)
+            tailStart += n
+            if tailEnd > tailStart {
+                try? setInterest(interest | EPOLLOUT.rawValue)
+                return
+            }
+        }
+        while !ringRetired, let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 {
             let n = HostSocket.write(fd, a, b)
             if n == -Int(EAGAIN) {
                 try? setInterest(interest | EPOLLOUT.rawValue)
@@ -140,14 +167,34 @@ final class InboundConnection {
             stack.tcpConsume(id, n, now: now)
         }
         try? setInterest(interest & ~EPOLLOUT.rawValue)
-        if guestFIN && !clientWriteShut && stack.tcpIsReadClosed(id) {
+        // A connection the stack no longer has may have lost bytes: only a live one that read
+        // the FIN, or a retired ring, says the guest's stream is complete.
+        let complete = ringRetired || (stack.tcpState(id) != nil && stack.tcpIsReadClosed(id))
+        if guestFIN && !clientWriteShut && complete {
             clientWriteShut = true
             shutdown(fd, Int32(SHUT_WR))
         }
-        if phase == .draining && stack.tcpReadableBytes(id) == 0 {
-            return closeClient()
+        if phase == .draining && pendingFromGuest == 0 {
+            return clientWriteShut ? closeClient() : resetBoth()
         }
         finishIfBothClosed()
+    }
+
+    /// Guest bytes not yet with the client.
+    private var pendingFromGuest: Int { (tailEnd - tailStart) + (ringRetired ? 0 : stack.tcpReadableBytes(id)) }
+
+    private func retireRingIfBothClosed() {
+        guard guestFIN && clientEOF && !ringRetired, stack.tcpState(id) != nil else { return }
+        ringRetired = true
+        guard let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 else { return }
+        let n = a.count + b.count
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 16)
+        buffer.copyMemory(from: a)
+        if b.count > 0 { UnsafeMutableRawBufferPointer(rebasing: buffer[a.count...]).copyMemory(from: b) }
+        tail = buffer
+        tailStart = 0
+        tailEnd = n
+        stack.tcpConsume(id, n, now: monotonicNanoseconds())
     }
 
     /// Client socket → the guest, straight into the connection's send ring.
@@ -177,6 +224,8 @@ final class InboundConnection {
                 clientEOF = true
                 try? setInterest(interest & ~EPOLLIN.rawValue)
                 stack.tcpShutdownWrite(id, now: now)
+                retireRingIfBothClosed()
+                if tailEnd > tailStart { pushToClient() }
                 finishIfBothClosed()
                 return
             }
@@ -197,7 +246,7 @@ final class InboundConnection {
     /// The stack's connection ended: after both FINs the client's socket closes normally (once
     /// the guest's last bytes are out); after a guest RST or a timeout the client is reset.
     private func finishFromStack() {
-        if stack.tcpReadableBytes(id) > 0 {
+        if pendingFromGuest > 0 {
             phase = .draining
             try? setInterest(EPOLLOUT.rawValue)
             timer = loop.schedule(at: monotonicNanoseconds() + relay.limits.closeFlushTimeout.nanosecondCount) { [weak self] in
@@ -209,7 +258,7 @@ final class InboundConnection {
             pushToClient()
             return
         }
-        if clientEOF && guestFIN {
+        if clientEOF && guestFIN && (ringRetired || clientWriteShut) {
             closeClient()
         } else {
             phase = .done
@@ -295,5 +344,9 @@ final class InboundConnection {
         if reset { HostSocket.closeWithReset(fd) } else { close(fd) }
         fd = -1
         interest = 0
+        tail?.deallocate()
+        tail = nil
+        tailStart = 0
+        tailEnd = 0
     }
 }
