@@ -206,8 +206,9 @@ struct PublishedPortTests {
         """
         import socket, time
         t0 = time.time()
-        c = socket.create_connection(("\(host)", \(port)), timeout=\(timeout))
         try:
+            # The reset may come before connect(2) even returns.
+            c = socket.create_connection(("\(host)", \(port)), timeout=\(timeout))
             d = c.recv(100)
             print(f"data {d.decode()}" if d else "eof")
         except ConnectionResetError:
@@ -258,8 +259,9 @@ struct PublishedPortTests {
         let out = try fx.python("""
             import socket, struct, time
             def open_one():
-                c = socket.create_connection(("127.0.0.1", \(port)), timeout=5)
+                c = None
                 try:
+                    c = socket.create_connection(("127.0.0.1", \(port)), timeout=5)
                     return c, c.recv(2).decode()
                 except ConnectionResetError:
                     return c, "reset"
