@@ -305,12 +305,14 @@ struct PublishedPortTests {
 
     // MARK: - UDP
 
+    /// Echoes each datagram; "late" is answered only after 4 s.
     static let udpEcho = """
-        import socket
+        import socket, time
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("0.0.0.0", 7000))
         while True:
             d, a = s.recvfrom(65535)
+            if d == b"late": time.sleep(4)
             s.sendto(b"echo " + d, a)
         """
 
@@ -367,6 +369,14 @@ struct PublishedPortTests {
         // Idle peers give their ports back; a new peer then gets through.
         Thread.sleep(forTimeInterval: 3.5)
         #expect(try fx.python(Self.udpPeers(1, port: port, rounds: 1)) == "echo p0-0")
+        // A reply that comes after its peer expired goes nowhere (not to the host's loopback).
+        _ = try fx.python("""
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.sendto(b"late", ("127.0.0.1", \(port)))
+            """)
+        try waitFor(seconds: 10) { (try? fx.gateway.ingressCounters(sandboxID: info.id).udpLateReplies) == 1 }
+        #expect(try fx.gateway.stats(info.id).udpSessions == 0, "no egress session was opened for it")
     }
 
     // MARK: - The source address the guest sees

@@ -297,7 +297,16 @@ final class IngressRelay {
     /// A guest datagram to a gateway-side port (or a preserved peer) goes back to its peer
     /// through the published port's socket.
     private func udpFromGuest(_ key: FlowKey, _ payload: [UInt8]) -> Bool {
-        guard let entry = udpPeers.touch(stackKey: key, now: monotonicNanoseconds()) else { return false }
+        guard let entry = udpPeers.touch(stackKey: key, now: monotonicNanoseconds()) else {
+            // A reply to a peer that expired (or was unpublished) is dropped here: egress would
+            // carry it to whatever listens on that port of the host's loopback.
+            guard case .v4(let a) = key.remoteAddress, a == stack.configuration.gatewayIPv4,
+                limits.gatewayPorts.contains(key.remotePort),
+                ports.values.contains(where: { $0.binding.protocol == .udp && $0.guestPort == key.guestPort })
+            else { return false }
+            counters.udpLateReplies += 1
+            return true
+        }
         guard let port = ports[entry.binding], port.fd >= 0 else { return true }
         let address = HostSocket.Address(entry.peer.address, port: entry.peer.port)
         let n = payload.withUnsafeBytes { bytes in

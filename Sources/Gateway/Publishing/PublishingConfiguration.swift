@@ -50,6 +50,8 @@ public struct IngressCounters: Sendable, Hashable, Codable {
     public var udpDenied = 0
     /// Datagrams of new peers dropped because every gateway-side port was taken.
     public var udpPeerLimitDrops = 0
+    /// Guest datagrams to a gateway-side port whose peer had expired, dropped.
+    public var udpLateReplies = 0
     public var udpDatagramsIn = 0
     public var udpDatagramsOut = 0
     public var bytesToGuest: UInt64 = 0
