@@ -4,9 +4,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Gateway
 import Testing
 import Wire
+
+@testable import Gateway
 
 struct PortAllocatorTests {
     static let lo4 = IPAddress.v4(.loopback)
@@ -26,8 +27,10 @@ struct PortAllocatorTests {
     }
 
     @discardableResult
-    static func take(_ a: PortAllocator, _ ip: IPAddress, _ port: UInt16?, _ proto: PortProtocol = .tcp, owner: String = "sb",
-                     os: FakeOS = FakeOS()) throws(GatewayError) -> UInt16 {
+    static func take(
+        _ a: PortAllocator, _ ip: IPAddress, _ port: UInt16?, _ proto: PortProtocol = .tcp, owner: String = "sb",
+        os: FakeOS = FakeOS()
+    ) throws(GatewayError) -> UInt16 {
         try a.reserve(address: ip, protocol: proto, port: port, owner: owner, bind: os.bind).port
     }
 
@@ -82,7 +85,8 @@ struct PortAllocatorTests {
         #expect(try Self.take(a, Self.lo4, nil, os: os) == 100)
         let e = #expect(throws: GatewayError.self) { try Self.take(a, Self.lo4, nil, os: os) }
         #expect(e?.code == .exhausted)
-        #expect(e?.message.contains("100-105") == true && e?.message.contains("127.0.0.1") == true, "\(e?.message ?? "")")
+        #expect(
+            e?.message.contains("100-105") == true && e?.message.contains("127.0.0.1") == true, "\(e?.message ?? "")")
         // Another address may take a port 127.0.0.1 holds; the search goes on after the last
         // port given (for any address), so 102 rather than 100.
         #expect(try Self.take(a, Self.other4, nil, os: os) == 102)
@@ -110,7 +114,9 @@ struct PortAllocatorTests {
     @Test func otherBindFailuresAreSystemErrorsAndHoldNothing() throws {
         let a = PortAllocator(range: AutoPortRange(ports: 100...105))
         let e = #expect(throws: GatewayError.self) {
-            try a.reserve(address: Self.other4, protocol: .tcp, port: nil, owner: "sb") { _ in .failed("no such address") }
+            try a.reserve(address: Self.other4, protocol: .tcp, port: nil, owner: "sb") { _ in
+                .failed("no such address")
+            }
         }
         #expect(e?.code == .system && e?.message == "no such address")
         #expect(a.count == 0)
@@ -170,7 +176,9 @@ struct PortAllocatorTests {
 
     // MARK: - Against the OS (loopback, no root needed)
 
-    static func reserveForReal(_ a: PortAllocator, _ ip: IPAddress, _ port: UInt16?) throws(GatewayError) -> (UInt16, Int32) {
+    static func reserveForReal(_ a: PortAllocator, _ ip: IPAddress, _ port: UInt16?) throws(GatewayError) -> (
+        UInt16, Int32
+    ) {
         let r = try a.reserve(address: ip, protocol: .tcp, port: port, owner: "sb") { p in
             PortBinder.bind(HostBinding(address: ip, port: p, protocol: .tcp))
         }
@@ -188,7 +196,11 @@ struct PortAllocatorTests {
         for _ in 0..<50 {
             let candidate = UInt16.random(in: 20000...29000)
             sin.sin_port = candidate.bigEndian
-            let rc = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            let rc = withUnsafePointer(to: &sin) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
             if rc == 0 && listen(fd, 1) == 0 {
                 bound = candidate
                 break

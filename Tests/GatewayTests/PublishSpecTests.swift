@@ -21,12 +21,22 @@ struct PublishSpecTests {
         Good(text: "80/TCP", hostIP: nil, hostPort: nil, guestPort: 80, proto: .tcp, canonical: "80/tcp"),
         Good(text: "8080:80", hostIP: nil, hostPort: 8080, guestPort: 80, proto: .tcp, canonical: "8080:80/tcp"),
         Good(text: "0:80", hostIP: nil, hostPort: nil, guestPort: 80, proto: .tcp, canonical: "80/tcp"),
-        Good(text: "127.0.0.1:8080:80", hostIP: "127.0.0.1", hostPort: 8080, guestPort: 80, proto: .tcp, canonical: "127.0.0.1:8080:80/tcp"),
-        Good(text: "127.0.0.1::80/udp", hostIP: "127.0.0.1", hostPort: nil, guestPort: 80, proto: .udp, canonical: "127.0.0.1::80/udp"),
-        Good(text: "0.0.0.0:65535:65535", hostIP: "0.0.0.0", hostPort: 65535, guestPort: 65535, proto: .tcp, canonical: "0.0.0.0:65535:65535/tcp"),
-        Good(text: "[::1]:8080:80", hostIP: "::1", hostPort: 8080, guestPort: 80, proto: .tcp, canonical: "[::1]:8080:80/tcp"),
+        Good(
+            text: "127.0.0.1:8080:80", hostIP: "127.0.0.1", hostPort: 8080, guestPort: 80, proto: .tcp,
+            canonical: "127.0.0.1:8080:80/tcp"),
+        Good(
+            text: "127.0.0.1::80/udp", hostIP: "127.0.0.1", hostPort: nil, guestPort: 80, proto: .udp,
+            canonical: "127.0.0.1::80/udp"),
+        Good(
+            text: "0.0.0.0:65535:65535", hostIP: "0.0.0.0", hostPort: 65535, guestPort: 65535, proto: .tcp,
+            canonical: "0.0.0.0:65535:65535/tcp"),
+        Good(
+            text: "[::1]:8080:80", hostIP: "::1", hostPort: 8080, guestPort: 80, proto: .tcp,
+            canonical: "[::1]:8080:80/tcp"),
         Good(text: "[::]::53/udp", hostIP: "::", hostPort: nil, guestPort: 53, proto: .udp, canonical: "[::]::53/udp"),
-        Good(text: "[fd00::1:2]:1:2", hostIP: "fd00::1:2", hostPort: 1, guestPort: 2, proto: .tcp, canonical: "[fd00::1:2]:1:2/tcp"),
+        Good(
+            text: "[fd00::1:2]:1:2", hostIP: "fd00::1:2", hostPort: 1, guestPort: 2, proto: .tcp,
+            canonical: "[fd00::1:2]:1:2/tcp"),
     ]
 
     @Test(arguments: good)

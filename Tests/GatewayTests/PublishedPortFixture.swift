@@ -15,8 +15,9 @@ final class PublishedPortFixture: @unchecked Sendable {
         scratch = try Scratch()
         var cfg = GatewayConfiguration(shards: shards)
         let block = UInt8.random(in: 100...199)
-        cfg.addresses = AddressPlan(ipv4Pool: IPv4Address(10, block, 0, 0), ipv4PoolPrefix: 16, ipv4SandboxPrefix: 28,
-                                    ipv6Pool: IPv6Address(high: 0xFD47_5700_0000_0000 | UInt64(block) << 16, low: 0))
+        cfg.addresses = AddressPlan(
+            ipv4Pool: IPv4Address(10, block, 0, 0), ipv4PoolPrefix: 16, ipv4SandboxPrefix: 28,
+            ipv6Pool: IPv6Address(high: 0xFD47_5700_0000_0000 | UInt64(block) << 16, low: 0))
         configure(&cfg)
         gateway = try Gateway(configuration: cfg)
     }
@@ -36,7 +37,8 @@ final class PublishedPortFixture: @unchecked Sendable {
 
     /// Runs python code on the host; its stdout, trimmed.
     func python(_ code: String, timeout: Int = 120) throws -> String {
-        try TestHost.run(["timeout", String(timeout), "python3", "-c", code]).trimmingCharacters(in: .whitespacesAndNewlines)
+        try TestHost.run(["timeout", String(timeout), "python3", "-c", code]).trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 
     /// Starts python code inside a namespace in the background (a guest server).

@@ -39,7 +39,8 @@ struct PublishedPortTests {
         #expect(published.hostIP == "127.0.0.1" && published.warning == nil)
         let port = published.hostPort
 
-        let sequential = try fx.python("""
+        let sequential = try fx.python(
+            """
             import http.client
             ok = 0
             for i in range(1000):
@@ -53,7 +54,8 @@ struct PublishedPortTests {
             """)
         #expect(sequential == "1000")
 
-        let concurrent = try fx.python("""
+        let concurrent = try fx.python(
+            """
             import http.client, sys, threading
             N = 200
             ok = []
@@ -136,7 +138,8 @@ struct PublishedPortTests {
         let up = try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::9000").hostPort
         let down = try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::9001").hostPort
 
-        let result = try fx.python("""
+        let result = try fx.python(
+            """
             import hashlib, random, socket, time
             block = random.Random(7).randbytes(1 << 20)
             h = hashlib.sha256()
@@ -160,13 +163,15 @@ struct PublishedPortTests {
                 h.update(d)
                 n += len(d)
             t2 = time.time()
-            print(answer.decode() == f"{\(mebibytes) << 20} {expected}", n == \(mebibytes) << 20 and h.hexdigest() == expected,
-                  f"{t1 - t0:.1f}", f"{t2 - t1:.1f}", answer.decode())
+            up_ok = answer.decode() == f"{\(mebibytes) << 20} {expected}"
+            down_ok = n == \(mebibytes) << 20 and h.hexdigest() == expected
+            print(up_ok, down_ok, f"{t1 - t0:.1f}", f"{t2 - t1:.1f}", answer.decode())
             """, timeout: 300)
         let fields = result.split(separator: " ")
         #expect(fields.count >= 4 && fields[0] == "True", "host → guest: \(result)")
         #expect(fields.count >= 4 && fields[1] == "True", "guest → host: \(result)")
-        print("published port bulk transfer, \(mebibytes) MiB: up \(fields.count > 2 ? fields[2] : "?") s, down \(fields.count > 3 ? fields[3] : "?") s")
+        let upSeconds = fields.count > 2 ? fields[2] : "?", downSeconds = fields.count > 3 ? fields[3] : "?"
+        print("published port, \(mebibytes) MiB each way: host → guest \(upSeconds) s, guest → host \(downSeconds) s")
     }
 
     static let bulkMebibytes = 1024
@@ -180,7 +185,8 @@ struct PublishedPortTests {
         try fx.guestServer(in: ns, Self.bulkServer(count: 4))
         try fx.waitForListener(port: 9001, in: ns)
         let down = try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::9001").hostPort
-        let result = try fx.python("""
+        let result = try fx.python(
+            """
             import hashlib, random, socket, time
             block = random.Random(7).randbytes(1 << 20)
             c = socket.create_connection(("127.0.0.1", \(down)))
@@ -242,7 +248,9 @@ struct PublishedPortTests {
         defer { fx.tearDown() }
         let (info, ns) = try fx.attach()
         // Greets each client and keeps its connection open.
-        try fx.guestServer(in: ns, """
+        try fx.guestServer(
+            in: ns,
+            """
             import socket
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -256,7 +264,8 @@ struct PublishedPortTests {
             """)
         try fx.waitForListener(port: 7000, in: ns)
         let port = try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::7000").hostPort
-        let out = try fx.python("""
+        let out = try fx.python(
+            """
             import socket, struct, time
             def open_one():
                 c = None
@@ -318,7 +327,9 @@ struct PublishedPortTests {
 
     /// Peers on host loopback each send `rounds` datagrams, interleaved; prints, per peer, the
     /// replies it got ("-" for one that did not come).
-    static func udpPeers(_ count: Int, port: Int, rounds: Int = 5, host: String = "127.0.0.1", wait: Double = 2) -> String {
+    static func udpPeers(_ count: Int, port: Int, rounds: Int = 5, host: String = "127.0.0.1", wait: Double = 2)
+        -> String
+    {
         """
         import socket
         family = socket.AF_INET6 if ":" in "\(host)" else socket.AF_INET
@@ -342,7 +353,8 @@ struct PublishedPortTests {
         try fx.waitForListener(port: 7000, in: ns, udp: true)
         let port = try fx.gateway.publish(sandboxID: info.id, spec: "7000/udp").hostPort
         let out = try fx.python(Self.udpPeers(3, port: port))
-        let expected = (0..<3).map { i in (0..<5).map { "echo p\(i)-\($0)" }.joined(separator: ",") }.joined(separator: ";")
+        let expected = (0..<3).map { i in (0..<5).map { "echo p\(i)-\($0)" }.joined(separator: ",") }.joined(
+            separator: ";")
         #expect(out == expected)
         let c = try fx.gateway.ingressCounters(sandboxID: info.id)
         #expect(c.udpPeers == 3 && c.udpDatagramsIn == 15 && c.udpDatagramsOut == 15)
@@ -370,7 +382,8 @@ struct PublishedPortTests {
         Thread.sleep(forTimeInterval: 3.5)
         #expect(try fx.python(Self.udpPeers(1, port: port, rounds: 1)) == "echo p0-0")
         // A reply that comes after its peer expired goes nowhere (not to the host's loopback).
-        _ = try fx.python("""
+        _ = try fx.python(
+            """
             import socket
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.sendto(b"late", ("127.0.0.1", \(port)))
@@ -385,7 +398,9 @@ struct PublishedPortTests {
         let fx = try PublishedPortFixture()
         defer { fx.tearDown() }
         let (info, ns) = try fx.attach()
-        try fx.guestServer(in: ns, """
+        try fx.guestServer(
+            in: ns,
+            """
             import socket
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -417,7 +432,9 @@ struct PublishedPortTests {
             """
         /// [the client's own endpoint, the endpoint the guest saw].
         func ask(_ host: String, _ port: Int) throws -> [Substring] {
-            try TestHost.run(["python3", "-c", client, host, String(port)]).trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ")
+            try TestHost.run(["python3", "-c", client, host, String(port)]).trimmingCharacters(
+                in: .whitespacesAndNewlines
+            ).split(separator: " ")
         }
         let seen = try ask(address, preserved.hostPort)
         #expect(seen.count == 2 && seen[0] == seen[1], "the guest must see the client's address and port: \(seen)")
@@ -440,7 +457,10 @@ struct PublishedPortTests {
         defer { fx.tearDown() }
         let (info, _) = try fx.attach()
         // Another process holds the second port of the range.
-        _ = try fx.background(["python3", "-c", "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', \(base + 1))); s.listen(); time.sleep(600)"])
+        _ = try fx.background([
+            "python3", "-c",
+            "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', \(base + 1))); s.listen(); time.sleep(600)",
+        ])
         try fx.waitForListener(port: base + 1)
         let ports = try (0..<3).map { _ in try fx.gateway.publish(sandboxID: info.id, spec: "80").hostPort }
         #expect(ports == [Int(base), Int(base) + 2, Int(base) + 3])
@@ -459,7 +479,9 @@ struct PublishedPortTests {
         let (b, _) = try fx.attach()
         let port = PublishedPortFixture.freePort()
         _ = try fx.gateway.publish(sandboxID: a.id, spec: "127.0.0.1:\(port):80")
-        let clash = #expect(throws: GatewayError.self) { try fx.gateway.publish(sandboxID: b.id, spec: "127.0.0.1:\(port):80") }
+        let clash = #expect(throws: GatewayError.self) {
+            try fx.gateway.publish(sandboxID: b.id, spec: "127.0.0.1:\(port):80")
+        }
         #expect(clash?.code == .portInUse)
         #expect(clash?.message.contains("sandbox '\(a.id)'") == true, "\(clash?.message ?? "")")
         #expect(clash?.message.contains("127.0.0.1:\(port)/tcp") == true)
@@ -468,13 +490,18 @@ struct PublishedPortTests {
         _ = try fx.gateway.publish(sandboxID: b.id, spec: "127.0.0.1:\(port):80/udp")
 
         let taken = PublishedPortFixture.freePort()
-        _ = try fx.background(["python3", "-c", "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', \(taken))); s.listen(); time.sleep(600)"])
+        _ = try fx.background([
+            "python3", "-c",
+            "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', \(taken))); s.listen(); time.sleep(600)",
+        ])
         try fx.waitForListener(port: taken)
         let other = #expect(throws: GatewayError.self) { try fx.gateway.publish(sandboxID: b.id, spec: "\(taken):80") }
         #expect(other?.code == .portInUse)
         #expect(other?.message.contains("another process on this host") == true, "\(other?.message ?? "")")
 
-        let unknown = #expect(throws: GatewayError.self) { try fx.gateway.publish(sandboxID: "no-such-sandbox", spec: "80") }
+        let unknown = #expect(throws: GatewayError.self) {
+            try fx.gateway.publish(sandboxID: "no-such-sandbox", spec: "80")
+        }
         #expect(unknown?.code == .unknownSandbox)
         let bad = #expect(throws: GatewayError.self) { try fx.gateway.publish(sandboxID: a.id, spec: "80:http") }
         #expect(bad?.code == .invalidArgument)
@@ -501,14 +528,19 @@ struct PublishedPortTests {
         let udp = try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::8000/udp").hostPort
         let spare = try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::9999").hostPort
         #expect(!Self.canBind(http))
-        #expect(fx.gateway.routes().contains(Route(hostIP: "127.0.0.1", hostPort: http, protocol: "tcp", sandbox: info.id, guestPort: 8000)))
+        #expect(
+            fx.gateway.routes().contains(
+                Route(hostIP: "127.0.0.1", hostPort: http, protocol: "tcp", sandbox: info.id, guestPort: 8000)))
 
         // A client in the middle of a connection is reset when its port goes.
-        let client = try fx.background(["python3", "-c", """
+        let client = try fx.background([
+            "python3", "-c",
+            """
             import socket, time
             c = socket.create_connection(("127.0.0.1", \(http)))
             time.sleep(600)
-            """])
+            """,
+        ])
         try waitFor(seconds: 5) { (try? fx.gateway.ingressCounters(sandboxID: info.id).tcpActive) == 1 }
         try fx.gateway.unpublish(sandboxID: info.id, spec: "127.0.0.1:\(http):8000")
         #expect(Self.canBind(http))
@@ -527,7 +559,11 @@ struct PublishedPortTests {
         try fx.gateway.detach(info.id)
         #expect(fx.gateway.routes().isEmpty)
         #expect(Self.canBind(http) && Self.canBind(spare))
-        #expect((try? TestHost.run(["python3", "-c", "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', \(udp)))"])) != nil)
+        #expect(
+            (try? TestHost.run([
+                "python3", "-c",
+                "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', \(udp)))",
+            ])) != nil)
     }
 }
 

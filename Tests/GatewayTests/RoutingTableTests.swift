@@ -15,7 +15,8 @@ struct RoutingTableTests {
         #expect(t.insert(Self.b("127.0.0.1", 8080), .init(sandbox: "a", guestPort: 80)))
         #expect(t.insert(Self.b("0.0.0.0", 9090), .init(sandbox: "b", guestPort: 90)))
         #expect(t.insert(Self.b("::", 9090), .init(sandbox: "c", guestPort: 91)))
-        #expect(!t.insert(Self.b("127.0.0.1", 8080), .init(sandbox: "z", guestPort: 1)), "a taken binding is not replaced")
+        #expect(
+            !t.insert(Self.b("127.0.0.1", 8080), .init(sandbox: "z", guestPort: 1)), "a taken binding is not replaced")
 
         #expect(t.lookup(Self.b("127.0.0.1", 8080))?.sandbox == "a")
         #expect(t.lookup(Self.b("127.0.0.1", 8080, .udp)) == nil)
@@ -35,11 +36,12 @@ struct RoutingTableTests {
         t.insert(Self.b("127.0.0.1", 9000, .udp), .init(sandbox: "b", guestPort: 53))
         t.insert(Self.b("127.0.0.1", 8080), .init(sandbox: "b", guestPort: 80, preserveSource: true))
         t.insert(Self.b("::1", 8080), .init(sandbox: "a", guestPort: 80))
-        #expect(t.routes() == [
-            Route(hostIP: "::1", hostPort: 8080, protocol: "tcp", sandbox: "a", guestPort: 80),
-            Route(hostIP: "127.0.0.1", hostPort: 8080, protocol: "tcp", sandbox: "b", guestPort: 80),
-            Route(hostIP: "127.0.0.1", hostPort: 9000, protocol: "udp", sandbox: "b", guestPort: 53),
-        ])
+        #expect(
+            t.routes() == [
+                Route(hostIP: "::1", hostPort: 8080, protocol: "tcp", sandbox: "a", guestPort: 80),
+                Route(hostIP: "127.0.0.1", hostPort: 8080, protocol: "tcp", sandbox: "b", guestPort: 80),
+                Route(hostIP: "127.0.0.1", hostPort: 9000, protocol: "udp", sandbox: "b", guestPort: 53),
+            ])
         #expect(t.entries(sandbox: "b").count == 2)
         #expect(t.entries(sandbox: "b").contains { $0.target.preserveSource })
         #expect(t.entries(sandbox: "nobody").isEmpty)
@@ -56,7 +58,10 @@ struct RoutingTableTests {
         await withTaskGroup(of: Void.self) { group in
             for i in 0..<8 {
                 group.addTask {
-                    for p in 0..<250 { t.insert(Self.b("127.0.0.1", UInt16(1000 + i * 250 + p)), .init(sandbox: "s\(i)", guestPort: 80)) }
+                    for p in 0..<250 {
+                        t.insert(
+                            Self.b("127.0.0.1", UInt16(1000 + i * 250 + p)), .init(sandbox: "s\(i)", guestPort: 80))
+                    }
                 }
             }
         }

@@ -1,9 +1,10 @@
 // The per-sandbox table of UDP peers of published ports: a gateway-side port per peer, the way
 // back from the guest's reply, exhaustion that spares existing peers, and idle expiry.
-@testable import Gateway
 import NetStack
 import Testing
 import Wire
+
+@testable import Gateway
 
 struct UDPPeerTableTests {
     static let guest = IPAddress.v4(IPv4Address(10, 88, 0, 2))
@@ -11,11 +12,14 @@ struct UDPPeerTableTests {
     static let port = HostBinding(address: .v4(.loopback), port: 5353, protocol: .udp)
     static let port6 = HostBinding(address: .v6(.loopback), port: 5353, protocol: .udp)
     static func peer(_ p: UInt16) -> IPEndpoint { IPEndpoint(address: .v4(.loopback), port: p) }
-    static func key(_ gw: UInt16) -> FlowKey { FlowKey(guestAddress: guest, guestPort: 53, remoteAddress: gateway, remotePort: gw) }
+    static func key(_ gw: UInt16) -> FlowKey {
+        FlowKey(guestAddress: guest, guestPort: 53, remoteAddress: gateway, remotePort: gw)
+    }
     static let second: UInt64 = 1_000_000_000
 
     /// The gateway-side port a new peer got, or nil when it was dropped.
-    static func add(_ t: inout UDPPeerTable, _ p: UInt16, on binding: HostBinding = port, at now: UInt64 = 0) -> UInt16? {
+    static func add(_ t: inout UDPPeerTable, _ p: UInt16, on binding: HostBinding = port, at now: UInt64 = 0) -> UInt16?
+    {
         t.addMapped(binding, peer: peer(p), now: now, key: key)?.remotePort
     }
 

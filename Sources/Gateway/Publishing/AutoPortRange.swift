@@ -32,7 +32,9 @@ public struct AutoPortRange: Sendable, Hashable {
     /// because port 0 means "any" to bind.
     public static func parseRange(_ text: String) -> ClosedRange<UInt16>? {
         let fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
-        guard fields.count == 2, let lo = UInt16(fields[0]), let hi = UInt16(fields[1]), lo >= 1, lo <= hi else { return nil }
+        guard fields.count == 2, let lo = UInt16(fields[0]), let hi = UInt16(fields[1]), lo >= 1, lo <= hi else {
+            return nil
+        }
         return lo...hi
     }
 

@@ -13,7 +13,8 @@ extension Gateway {
     ///   or process that holds the port), `.exhausted` (no automatic port left), `.system`.
     public func publish(sandboxID: String, spec: PublishSpec) throws(GatewayError) -> PublishedPortInfo {
         guard let sandbox = attachedSandbox(sandboxID) else {
-            throw GatewayError(.unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
+            throw GatewayError(
+                .unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
         }
         guard spec.guestPort != 0 else {
             throw GatewayError(.invalidArgument, "publish spec '\(spec)': the guest port must be 1-65535")
@@ -24,7 +25,9 @@ extension Gateway {
             address: address, protocol: proto, port: spec.hostPort, owner: sandboxID
         ) { p in PortBinder.bind(HostBinding(address: address, port: p, protocol: proto)) }
         let binding = HostBinding(address: address, port: port, protocol: proto)
-        publishing.routes.insert(binding, RoutingTable.Target(sandbox: sandboxID, guestPort: spec.guestPort, preserveSource: spec.preserveSource))
+        publishing.routes.insert(
+            binding,
+            RoutingTable.Target(sandbox: sandboxID, guestPort: spec.guestPort, preserveSource: spec.preserveSource))
 
         let box = sandbox.sandbox
         let limits = publishing.configuration.limits
@@ -43,7 +46,8 @@ extension Gateway {
 
         let warning = Self.exposureWarning(binding, sandboxID: sandboxID, guestPort: guestPort)
         if let warning { Self.logWarning(warning) }
-        return PublishedPortInfo(sandbox: sandboxID, binding: binding, guestPort: guestPort, preserveSource: preserve, warning: warning)
+        return PublishedPortInfo(
+            sandbox: sandboxID, binding: binding, guestPort: guestPort, preserveSource: preserve, warning: warning)
     }
 
     /// `publish` with a Docker-style spec such as `127.0.0.1:8080:80/tcp`.
@@ -56,13 +60,16 @@ extension Gateway {
     /// ports are free again when this returns.
     public func unpublish(sandboxID: String, spec: PublishSpec) throws(GatewayError) {
         guard let sandbox = attachedSandbox(sandboxID) else {
-            throw GatewayError(.unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
+            throw GatewayError(
+                .unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
         }
         let bindings = publishing.routes.entries(sandbox: sandboxID)
             .filter { spec.matches($0.binding, guestPort: $0.target.guestPort) }
             .map(\.binding)
         guard !bindings.isEmpty else {
-            throw GatewayError(.invalidArgument, "sandbox '\(sandboxID)' has no published port matching '\(spec)' (gatewayctl routes lists them)")
+            throw GatewayError(
+                .invalidArgument,
+                "sandbox '\(sandboxID)' has no published port matching '\(spec)' (gatewayctl routes lists them)")
         }
         let box = sandbox.sandbox
         try? shards[sandbox.shard].submitAndWaitTyped { () throws(GatewayError) in box.value.ingress.close(bindings) }
@@ -82,19 +89,25 @@ extension Gateway {
     /// Replaces a sandbox's ingress policy; it applies to clients accepted from now on.
     public func setIngressPolicy(sandboxID: String, _ allowed: @escaping IngressHook) throws(GatewayError) {
         guard let sandbox = attachedSandbox(sandboxID) else {
-            throw GatewayError(.unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
+            throw GatewayError(
+                .unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
         }
         let box = sandbox.sandbox
-        try shards[sandbox.shard].submitAndWaitTyped { () throws(GatewayError) in box.value.ingress.ingressAllowed = allowed }
+        try shards[sandbox.shard].submitAndWaitTyped { () throws(GatewayError) in
+            box.value.ingress.ingressAllowed = allowed
+        }
     }
 
     /// The inbound counters of a sandbox.
     public func ingressCounters(sandboxID: String) throws(GatewayError) -> IngressCounters {
         guard let sandbox = attachedSandbox(sandboxID) else {
-            throw GatewayError(.unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
+            throw GatewayError(
+                .unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
         }
         let box = sandbox.sandbox
-        return try shards[sandbox.shard].submitAndWaitTyped { () throws(GatewayError) -> IngressCounters in box.value.ingress.counters }
+        return try shards[sandbox.shard].submitAndWaitTyped { () throws(GatewayError) -> IngressCounters in
+            box.value.ingress.counters
+        }
     }
 
     /// Detach: frees the host ports and routes of a sandbox whose listeners its shard closed.

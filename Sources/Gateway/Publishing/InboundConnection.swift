@@ -100,7 +100,9 @@ final class InboundConnection {
         }
         retireRingIfBothClosed()
         if ev.contains(.readable) || ev.contains(.peerClosed) { pushToClient() }
-        if phase == .relaying && ev.contains(.writable) && !clientEOF && interest & EPOLLIN.rawValue == 0 { pullFromClient() }
+        if phase == .relaying && ev.contains(.writable) && !clientEOF && interest & EPOLLIN.rawValue == 0 {
+            pullFromClient()
+        }
         if phase == .relaying && ev.contains(.closed) { finishFromStack() }
     }
 
@@ -143,7 +145,9 @@ final class InboundConnection {
     private func pushToClient() {
         let now = monotonicNanoseconds()
         if let tail, tailEnd > tailStart {
-            let n = HostSocket.write(fd, UnsafeRawBufferPointer(rebasing: tail[tailStart..<tailEnd]), UnsafeRawBufferPointer(start: nil, count: 0))
+            let n = HostSocket.write(
+                fd, UnsafeRawBufferPointer(rebasing: tail[tailStart..<tailEnd]),
+                UnsafeRawBufferPointer(start: nil, count: 0))
             if n == -Int(EAGAIN) {
                 try? setInterest(interest | EPOLLOUT.rawValue)
                 return
@@ -249,7 +253,8 @@ final class InboundConnection {
         if pendingFromGuest > 0 {
             phase = .draining
             try? setInterest(EPOLLOUT.rawValue)
-            timer = loop.schedule(at: monotonicNanoseconds() + relay.limits.closeFlushTimeout.nanosecondCount) { [weak self] in
+            timer = loop.schedule(at: monotonicNanoseconds() + relay.limits.closeFlushTimeout.nanosecondCount) {
+                [weak self] in
                 guard let self, self.phase == .draining else { return }
                 self.timer = nil
                 withExtendedLifetime(self) { self.resetBoth() }

@@ -61,7 +61,8 @@ final class IngressRelay {
             Glibc.close(socket)
             throw GatewayError(.portInUse, "host port \(binding) is already published by this sandbox")
         }
-        let port = PublishedPort(relay: self, binding: binding, guestPort: guestPort, preserveSource: preserveSource, socket: socket)
+        let port = PublishedPort(
+            relay: self, binding: binding, guestPort: guestPort, preserveSource: preserveSource, socket: socket)
         do {
             try port.start()
         } catch {
@@ -133,7 +134,9 @@ final class IngressRelay {
                 }
             }
             if fd < 0 {
-                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM { port.pause(for: .milliseconds(100)) }
+                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                    port.pause(for: .milliseconds(100))
+                }
                 break
             }
             // accept4(2) is not exported to Swift here; accepted sockets inherit neither flag.
@@ -187,14 +190,16 @@ final class IngressRelay {
         let guest = IPAddress.v4(c.guestIPv4)
         let now = monotonicNanoseconds()
         if port.preserveSource, let source = guestVisibleSource(peer.address) {
-            let key = FlowKey(guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(source), remotePort: peer.port)
+            let key = FlowKey(
+                guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(source), remotePort: peer.port)
             if let id = stack.tcpConnect(key, now: now) { return (id, key) }
         }
         guard stack.tcpConnectionCount < c.maxTCPConnections else { return nil }
         // A few tries: a port may still be held by an earlier connection (TIME-WAIT in the stack).
         for _ in 0..<64 {
             let p = takeGatewayPort()
-            let key = FlowKey(guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(c.gatewayIPv4), remotePort: p)
+            let key = FlowKey(
+                guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(c.gatewayIPv4), remotePort: p)
             if let id = stack.tcpConnect(key, now: now) { return (id, key) }
         }
         return nil
@@ -257,7 +262,9 @@ final class IngressRelay {
             }
             if n < 0 { break }
             guard let (address, peerPort) = HostSocket.endpoint(storage) else { continue }
-            guard let key = udpKey(for: IPEndpoint(address: address, port: peerPort), on: port, now: now) else { continue }
+            guard let key = udpKey(for: IPEndpoint(address: address, port: peerPort), on: port, now: now) else {
+                continue
+            }
             counters.udpDatagramsIn += 1
             stack.sendUDP(key, payload: UnsafeRawBufferPointer(rebasing: datagram[..<n]), now: now)
         }
@@ -276,12 +283,14 @@ final class IngressRelay {
         let guest = IPAddress.v4(c.guestIPv4)
         var key: FlowKey?
         if port.preserveSource, let source = guestVisibleSource(peer.address) {
-            let direct = FlowKey(guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(source), remotePort: peer.port)
+            let direct = FlowKey(
+                guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(source), remotePort: peer.port)
             if udpPeers.addDirect(port.binding, peer: peer, stackKey: direct, now: now) { key = direct }
         }
         if key == nil {
             key = udpPeers.addMapped(port.binding, peer: peer, now: now) { p in
-                FlowKey(guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(c.gatewayIPv4), remotePort: p)
+                FlowKey(
+                    guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(c.gatewayIPv4), remotePort: p)
             }
         }
         guard let key else {

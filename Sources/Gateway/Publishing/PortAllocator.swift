@@ -55,8 +55,11 @@ public final class PortAllocator: Sendable {
             if let port, port != 0 {
                 let wanted = HostBinding(address: address, port: port, protocol: proto)
                 if let (held, owner) = Self.conflict(s, wanted) {
-                    let with = held == address ? "" : " (it conflicts with \(HostBinding(address: held, port: port, protocol: proto)))"
-                    throw GatewayError(.portInUse, "host port \(wanted) is already published by sandbox '\(owner)'\(with)")
+                    let with =
+                        held == address
+                        ? "" : " (it conflicts with \(HostBinding(address: held, port: port, protocol: proto)))"
+                    throw GatewayError(
+                        .portInUse, "host port \(wanted) is already published by sandbox '\(owner)'\(with)")
                 }
                 switch bind(port) {
                 case .bound(let fd):
@@ -89,7 +92,8 @@ public final class PortAllocator: Sendable {
             }
             throw GatewayError(
                 .exhausted,
-                "no free \(proto) host port on \(address) in \(lo)-\(hi): every port there is published, in use or reserved")
+                "no free \(proto) host port on \(address) in \(lo)-\(hi): "
+                    + "every port there is published, in use or reserved")
         }
     }
 
@@ -98,7 +102,9 @@ public final class PortAllocator: Sendable {
         state.withLock { s in
             let slot = Slot(protocol: binding.protocol, port: binding.port)
             guard var holders = s.slots[slot],
-                let i = holders.firstIndex(where: { $0.address == binding.address && (owner == nil || $0.owner == owner) })
+                let i = holders.firstIndex(where: {
+                    $0.address == binding.address && (owner == nil || $0.owner == owner)
+                })
             else { return }
             holders.remove(at: i)
             s.slots[slot] = holders.isEmpty ? nil : holders

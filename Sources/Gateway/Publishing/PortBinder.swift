@@ -33,7 +33,9 @@ enum PortBinder {
         return .bound(fd)
     }
 
-    private static func failure(_ fd: Int32, _ err: Int32, _ what: String, _ binding: HostBinding) -> PortAllocator.BindOutcome {
+    private static func failure(_ fd: Int32, _ err: Int32, _ what: String, _ binding: HostBinding)
+        -> PortAllocator.BindOutcome
+    {
         close(fd)
         if err == EADDRINUSE { return .inUse }
         if err == EADDRNOTAVAIL {

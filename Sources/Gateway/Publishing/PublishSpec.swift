@@ -17,8 +17,10 @@ public struct PublishSpec: Sendable, Hashable, CustomStringConvertible {
     /// Loopback: publishing to every network is something one asks for, not a default.
     public static let defaultHostIP = IPAddress.v4(.loopback)
 
-    public init(guestPort: UInt16, hostPort: UInt16? = nil, hostIP: IPAddress? = nil, protocol: PortProtocol = .tcp,
-                preserveSource: Bool = false) {
+    public init(
+        guestPort: UInt16, hostPort: UInt16? = nil, hostIP: IPAddress? = nil, protocol: PortProtocol = .tcp,
+        preserveSource: Bool = false
+    ) {
         self.guestPort = guestPort
         self.hostPort = hostPort
         self.hostIP = hostIP
@@ -31,7 +33,8 @@ public struct PublishSpec: Sendable, Hashable, CustomStringConvertible {
     /// Parses `8080:80`, `127.0.0.1:8080:80/tcp`, `127.0.0.1::80`, `[::1]:8080:80/udp`, `80`.
     public init(parsing text: String) throws(GatewayError) {
         func bad(_ why: String) -> GatewayError {
-            GatewayError(.invalidArgument, "publish spec '\(text)': \(why); expected \(Self.syntax), e.g. 127.0.0.1:8080:80/tcp")
+            GatewayError(
+                .invalidArgument, "publish spec '\(text)': \(why); expected \(Self.syntax), e.g. 127.0.0.1:8080:80/tcp")
         }
         guard !text.isEmpty else { throw bad("it is empty") }
         var rest = Substring(text)
@@ -53,15 +56,21 @@ public struct PublishSpec: Sendable, Hashable, CustomStringConvertible {
             guard let v6 = IPv6Address(inside) else { throw bad("'\(inside)' is not an IPv6 address") }
             hostIP = .v6(v6)
             let after = rest[rest.index(after: close)...]
-            guard after.hasPrefix(":") else { throw bad("the host address must be followed by ':HOST_PORT:GUEST_PORT'") }
+            guard after.hasPrefix(":") else {
+                throw bad("the host address must be followed by ':HOST_PORT:GUEST_PORT'")
+            }
             ports = after.dropFirst().split(separator: ":", omittingEmptySubsequences: false)
-            guard ports.count == 2 else { throw bad("after the host address give HOST_PORT:GUEST_PORT (HOST_PORT may be empty)") }
+            guard ports.count == 2 else {
+                throw bad("after the host address give HOST_PORT:GUEST_PORT (HOST_PORT may be empty)")
+            }
         } else {
             let fields = rest.split(separator: ":", omittingEmptySubsequences: false)
             switch fields.count {
             case 1, 2:
                 if fields.count == 2, IPv4Address(fields[0]) != nil {
-                    throw bad("'\(fields[0])' is an address, not a host port: give HOST_IP:HOST_PORT:GUEST_PORT or HOST_IP::GUEST_PORT")
+                    throw bad(
+                        "'\(fields[0])' is an address, not a host port: "
+                            + "give HOST_IP:HOST_PORT:GUEST_PORT or HOST_IP::GUEST_PORT")
                 }
                 ports = fields
             case 3:
@@ -83,7 +92,9 @@ public struct PublishSpec: Sendable, Hashable, CustomStringConvertible {
 
         func port(_ s: Substring, _ what: String, zeroAllowed: Bool) throws(GatewayError) -> UInt16 {
             if s.contains("-") { throw bad("\(what) '\(s)': port ranges are not supported; publish each port") }
-            guard !s.isEmpty, s.count <= 5, s.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt16(s), v != 0 || zeroAllowed else {
+            guard !s.isEmpty, s.count <= 5, s.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt16(s),
+                v != 0 || zeroAllowed
+            else {
                 throw bad("\(what) '\(s)' is not a port number (\(zeroAllowed ? 0 : 1)-65535)")
             }
             return v

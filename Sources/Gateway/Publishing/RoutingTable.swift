@@ -74,8 +74,10 @@ public final class RoutingTable: Sendable {
     /// Every route, sorted by sandbox, then protocol, address and port.
     public func routes() -> [Route] {
         entries().map { e in
-            Route(hostIP: e.binding.address.description, hostPort: Int(e.binding.port), protocol: e.binding.protocol.rawValue,
-                  sandbox: e.target.sandbox, guestPort: Int(e.target.guestPort))
+            Route(
+                hostIP: e.binding.address.description, hostPort: Int(e.binding.port),
+                protocol: e.binding.protocol.rawValue,
+                sandbox: e.target.sandbox, guestPort: Int(e.target.guestPort))
         }.sorted {
             ($0.sandbox, $0.protocol, $0.hostIP, $0.hostPort) < ($1.sandbox, $1.protocol, $1.hostIP, $1.hostPort)
         }

@@ -55,7 +55,8 @@ struct UDPPeerTable {
 
     /// Adds a peer seen through a gateway-side port: `key` builds its stack key from the port.
     /// nil when every gateway-side port is taken (the peer is then dropped; others carry on).
-    mutating func addMapped(_ binding: HostBinding, peer: IPEndpoint, now: UInt64, key: (UInt16) -> FlowKey) -> FlowKey? {
+    mutating func addMapped(_ binding: HostBinding, peer: IPEndpoint, now: UInt64, key: (UInt16) -> FlowKey) -> FlowKey?
+    {
         let existing = byStackKey
         guard let port = takePort(avoiding: { existing[key($0)] != nil }) else { return nil }
         let k = key(port)
