@@ -21,6 +21,7 @@ public struct GatewayConfiguration: Sendable {
     public var dns = DNSConfiguration.system()
     /// Names (and their subdomains) the gateway's DNS answers with NXDOMAIN.
     public var deniedNames: [String] = []
+    public var publishing = PublishingConfiguration()
 
     public init(shards: Int? = nil) {
         self.shards = max(1, shards ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -33,6 +34,8 @@ public final class Gateway: @unchecked Sendable {
     /// One DNS forwarder per shard (one socket per family, shared by the shard's sandboxes).
     private let forwarders: [UncheckedSendable<DNSForwarder>]
     private let dnsPolicy: DNSPolicy
+    /// Published ports' allocator and routing table, shared by all shards (Gateway+Publishing).
+    let publishing: PublishingState
 
     private struct Record {
         var info: SandboxInfo
@@ -60,6 +63,7 @@ public final class Gateway: @unchecked Sendable {
             loops.append(loop)
         }
         shards = loops
+        publishing = PublishingState(configuration: configuration.publishing)
         state = Mutex(State(shardLoad: Array(repeating: 0, count: loops.count)))
         let dnsConfiguration = configuration.dns
         var fwd: [UncheckedSendable<DNSForwarder>] = []
@@ -211,10 +215,17 @@ public final class Gateway: @unchecked Sendable {
                 forwarder.value.forget(client: client)
             }
         }
+        releasePublishedPorts(of: id)
         state.withLock { s in
             s.usedIndexes.remove(record.index)
             s.shardLoad[record.shard] -= 1
         }
+    }
+
+    /// The shard and object of an attached sandbox, for the extensions that drive it.
+    func attachedSandbox(_ id: String) -> (shard: Int, sandbox: UncheckedSendable<Sandbox>)? {
+        guard let r = state.withLock({ $0.records[id] }), let box = r.sandbox else { return nil }
+        return (r.shard, box)
     }
 
     public func list() -> [SandboxInfo] {

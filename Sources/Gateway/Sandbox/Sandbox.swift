@@ -9,13 +9,16 @@ final class Sandbox {
     let tap: TAPDevice
     let driver: StackDriver
     let egress: EgressRelay
+    /// Published ports: listeners and the flows they opened into the guest.
+    let ingress: IngressRelay
 
     init(id: String, tap: TAPDevice, stack: Stack, loop: EventLoop, limits: EgressLimits) {
         self.id = id
         self.tap = tap
         driver = StackDriver(loop: loop, fd: tap.fileDescriptor, stack: stack)
         egress = EgressRelay(driver: driver, limits: limits)
-        driver.onEvent = { [unowned self] event in self.egress.handle(event) }
+        ingress = IngressRelay(driver: driver)
+        driver.onEvent = { [unowned self] event in self.route(event) }
     }
 
     func start() throws(GatewayError) { try driver.start() }
@@ -23,6 +26,7 @@ final class Sandbox {
     /// Ends every flow (guests and upstreams see resets) and stops reading the device. The
     /// device itself goes when the TAP's last fd closes, with this object.
     func stop() {
+        ingress.closeAll()
         egress.closeAll()
         driver.afterWork()
         driver.stop()

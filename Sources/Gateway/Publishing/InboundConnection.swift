@@ -1,0 +1,357 @@
+// One client of a published TCP port carried into the guest: the accepted host socket on one
+// side, a connection the stack opened into the guest on the other. Bytes move straight between
+// the socket and the stack's rings (readv/writev), with backpressure both ways, half-close in
+// each direction, and a reset to the client whenever the guest cannot be reached.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGatewayShims
+import NetStack
+import Wire
+
+final class InboundConnection {
+    enum Phase {
+        /// SYN sent to the guest; the client's bytes wait in its socket.
+        case connecting
+        case relaying
+        /// The guest's connection closed with bytes still to deliver to the client.
+        case draining
+        case done
+    }
+
+    unowned let relay: IngressRelay
+    let id: TCPFlowID
+    let key: FlowKey
+    let binding: HostBinding
+    private var fd: Int32
+    private(set) var phase = Phase.connecting
+    private var timer: EventLoop.TimerID?
+    private var interest: UInt32 = 0
+    private var registered = false
+    /// The client has shut down both directions or gone: epoll reports EPOLLHUP whatever the
+    /// interest, so with nothing to do the socket leaves the loop instead of waking it forever.
+    private var hangUp = false
+    /// The client sent FIN: passed on to the guest.
+    private var clientEOF = false
+    /// The guest sent FIN.
+    private var guestFIN = false
+    /// The guest's FIN and every byte before it reached the client: shutdown(SHUT_WR) done.
+    private var clientWriteShut = false
+    /// Once FIN has gone both ways the guest may close for good at any moment and answer a late
+    /// window update with RST, and the stack drops a reset connection's unread bytes. So the
+    /// bytes the stack still holds then move here (at most its receive buffer) and the stack's
+    /// connection is left to finish on its own.
+    private var tail: UnsafeMutableRawBufferPointer?
+    private var tailStart = 0
+    private var tailEnd = 0
+    /// Every byte the guest sent is in `tail` or already with the client.
+    private var ringRetired = false
+
+    private var stack: Stack { relay.stack }
+    private var loop: EventLoop { relay.loop }
+
+    init(relay: IngressRelay, id: TCPFlowID, key: FlowKey, binding: HostBinding, socket: Int32) {
+        self.relay = relay
+        self.id = id
+        self.key = key
+        self.binding = binding
+        fd = socket
+    }
+
+    deinit { tail?.deallocate() }
+
+    /// Watches the client for errors only (its bytes wait until the guest answers) and starts
+    /// the clock on the guest's answer.
+    func start() throws(GatewayError) {
+        try setInterest(0)
+        let deadline = monotonicNanoseconds() + relay.limits.guestConnectTimeout.nanosecondCount
+        timer = loop.schedule(at: deadline) { [weak self] in
+            guard let self, self.phase == .connecting else { return }
+            self.timer = nil
+            withExtendedLifetime(self) {
+                self.stack.tcpAbort(self.id, now: monotonicNanoseconds())
+                self.resetClient(because: .guestTimedOut)
+            }
+            self.relay.driver.afterWork()
+        }
+    }
+
+    // MARK: - Stack side
+
+    func stackEvents(_ ev: TCPEvents) {
+        guard phase != .done else { return }
+        if ev.contains(.peerClosed) { guestFIN = true }
+        switch phase {
+        case .connecting:
+            if ev.contains(.established) {
+                established()
+            } else if ev.contains(.closed) {
+                // RST from the guest (nothing listens) or SYN retransmissions ran out.
+                resetClient(because: .guestRefused)
+                return
+            } else {
+                return
+            }
+        case .draining:
+            pushToClient()
+            return
+        case .relaying, .done:
+            break
+        }
+        retireRingIfBothClosed()
+        if ev.contains(.readable) || ev.contains(.peerClosed) { pushToClient() }
+        if phase == .relaying && ev.contains(.writable) && !clientEOF && interest & EPOLLIN.rawValue == 0 {
+            pullFromClient()
+        }
+        if phase == .relaying && ev.contains(.closed) { finishFromStack() }
+    }
+
+    private func established() {
+        if let t = timer { loop.cancel(t) }
+        timer = nil
+        phase = .relaying
+        relay.connectionEstablished()
+        try? setInterest(EPOLLIN.rawValue)
+    }
+
+    // MARK: - Client side
+
+    private func socketEvent(_ events: UInt32) {
+        withExtendedLifetime(self) { handleSocketEvent(events) }
+        relay.driver.afterWork()
+    }
+
+    private func handleSocketEvent(_ events: UInt32) {
+        if events & EPOLLHUP.rawValue != 0 { hangUp = true }
+        switch phase {
+        case .connecting:
+            // Only errors are watched now: the client reset or vanished before the guest answered.
+            if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { resetBoth() }
+        case .relaying:
+            if events & EPOLLERR.rawValue != 0 && HostSocket.pendingError(fd) != 0 { return resetBoth() }
+            if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue) != 0 { pullFromClient() }
+            if phase == .relaying && events & EPOLLOUT.rawValue != 0 { pushToClient() }
+            if phase == .relaying { try? setInterest(interest) }
+        case .draining:
+            if events & EPOLLERR.rawValue != 0 && HostSocket.pendingError(fd) != 0 { return resetBoth() }
+            pushToClient()
+        case .done:
+            return
+        }
+    }
+
+    /// Guest bytes → client socket, straight from the connection's receive ring (or the tail
+    /// taken out of it).
+    private func pushToClient() {
+        let now = monotonicNanoseconds()
+        if let tail, tailEnd > tailStart {
+            let n = HostSocket.write(
+                fd, UnsafeRawBufferPointer(rebasing: tail[tailStart..<tailEnd]),
+                UnsafeRawBufferPointer(start: nil, count: 0))
+            if n == -Int(EAGAIN) {
+                try? setInterest(interest | EPOLLOUT.rawValue)
+                return
+            }
+            if n < 0 { return resetBoth() }
+            relay.countFromGuest(n)
+            tailStart += n
+            if tailEnd > tailStart {
+                try? setInterest(interest | EPOLLOUT.rawValue)
+                return
+            }
+        }
+        while !ringRetired, let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 {
+            let n = HostSocket.write(fd, a, b)
+            if n == -Int(EAGAIN) {
+                try? setInterest(interest | EPOLLOUT.rawValue)
+                return
+            }
+            if n < 0 { return resetBoth() }
+            relay.countFromGuest(n)
+            stack.tcpConsume(id, n, now: now)
+        }
+        try? setInterest(interest & ~EPOLLOUT.rawValue)
+        // A connection the stack no longer has may have lost bytes: only a live one that read
+        // the FIN, or a retired ring, says the guest's stream is complete.
+        let complete = ringRetired || (stack.tcpState(id) != nil && stack.tcpIsReadClosed(id))
+        if guestFIN && !clientWriteShut && complete {
+            clientWriteShut = true
+            shutdown(fd, Int32(SHUT_WR))
+        }
+        if phase == .draining && pendingFromGuest == 0 {
+            return clientWriteShut ? closeClient() : resetBoth()
+        }
+        finishIfBothClosed()
+    }
+
+    /// Guest bytes not yet with the client.
+    private var pendingFromGuest: Int { (tailEnd - tailStart) + (ringRetired ? 0 : stack.tcpReadableBytes(id)) }
+
+    private func retireRingIfBothClosed() {
+        guard guestFIN && clientEOF && !ringRetired, stack.tcpState(id) != nil else { return }
+        ringRetired = true
+        guard let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 else { return }
+        let n = a.count + b.count
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 16)
+        buffer.copyMemory(from: a)
+        if b.count > 0 { UnsafeMutableRawBufferPointer(rebasing: buffer[a.count...]).copyMemory(from: b) }
+        tail = buffer
+        tailStart = 0
+        tailEnd = n
+        stack.tcpConsume(id, n, now: monotonicNanoseconds())
+    }
+
+    /// Client socket → the guest, straight into the connection's send ring.
+    private func pullFromClient() {
+        let now = monotonicNanoseconds()
+        while !clientEOF {
+            var result = 0
+            let taken = stack.tcpWriteInPlace(id, now: now) { a, b in
+                result = HostSocket.read(fd, a, b)
+                return max(result, 0)
+            }
+            if taken == 0 && result == 0 && stack.tcpWritableBytes(id) == 0 {
+                // The guest's window and our ring are full: leave the bytes in the client's
+                // socket until the guest acknowledges (its `.writable` resumes reading).
+                try? setInterest(interest & ~EPOLLIN.rawValue)
+                return
+            }
+            if result > 0 {
+                relay.countToGuest(result)
+                continue
+            }
+            if result == -Int(EAGAIN) {
+                try? setInterest(interest | EPOLLIN.rawValue)
+                return
+            }
+            if result == 0 {
+                clientEOF = true
+                try? setInterest(interest & ~EPOLLIN.rawValue)
+                stack.tcpShutdownWrite(id, now: now)
+                retireRingIfBothClosed()
+                if tailEnd > tailStart { pushToClient() }
+                finishIfBothClosed()
+                return
+            }
+            return resetBoth()
+        }
+    }
+
+    // MARK: - Endings
+
+    /// FIN has gone each way: what is left (the guest acknowledging our FIN, TIME-WAIT) is the
+    /// stack's, so the client's socket closes now and the connection stops counting against
+    /// the sandbox's limit.
+    private func finishIfBothClosed() {
+        guard phase == .relaying, clientEOF, clientWriteShut else { return }
+        closeClient()
+    }
+
+    /// The stack's connection ended: after both FINs the client's socket closes normally (once
+    /// the guest's last bytes are out); after a guest RST or a timeout the client is reset.
+    private func finishFromStack() {
+        if pendingFromGuest > 0 {
+            phase = .draining
+            try? setInterest(EPOLLOUT.rawValue)
+            timer = loop.schedule(at: monotonicNanoseconds() + relay.limits.closeFlushTimeout.nanosecondCount) {
+                [weak self] in
+                guard let self, self.phase == .draining else { return }
+                self.timer = nil
+                withExtendedLifetime(self) { self.resetBoth() }
+                self.relay.driver.afterWork()
+            }
+            pushToClient()
+            return
+        }
+        if clientEOF && guestFIN && (ringRetired || clientWriteShut) {
+            closeClient()
+        } else {
+            phase = .done
+            closeSocket(reset: true)
+            relay.connectionFinished(id, wasEstablished: true)
+        }
+    }
+
+    private func closeClient() {
+        if let t = timer { loop.cancel(t) }
+        timer = nil
+        let wasEstablished = phase != .connecting
+        phase = .done
+        if !clientWriteShut {
+            clientWriteShut = true
+            shutdown(fd, Int32(SHUT_WR))
+        }
+        closeSocket(reset: false)
+        relay.connectionFinished(id, wasEstablished: wasEstablished)
+    }
+
+    enum ResetReason {
+        case guestRefused
+        case guestTimedOut
+    }
+
+    /// The guest could not be reached: the client sees RST at once (zero linger).
+    private func resetClient(because reason: ResetReason) {
+        if let t = timer { loop.cancel(t) }
+        timer = nil
+        phase = .done
+        closeSocket(reset: true)
+        relay.connectionFailed(id, reason)
+    }
+
+    /// A socket error or a client reset: both sides are reset.
+    private func resetBoth() {
+        if let t = timer { loop.cancel(t) }
+        timer = nil
+        let wasEstablished = phase != .connecting
+        phase = .done
+        stack.tcpAbort(id, now: monotonicNanoseconds())
+        closeSocket(reset: true)
+        relay.connectionFinished(id, wasEstablished: wasEstablished)
+    }
+
+    /// Unpublish or detach: both sides reset, no callback into the relay's table.
+    func abortBoth() {
+        if let t = timer { loop.cancel(t) }
+        timer = nil
+        if phase != .done { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+        phase = .done
+        closeSocket(reset: true)
+    }
+
+    // MARK: - The socket in the loop
+
+    private func setInterest(_ events: UInt32) throws(GatewayError) {
+        guard fd >= 0 else { return }
+        if hangUp && events == 0 {
+            if registered {
+                loop.unregister(fd: fd)
+                registered = false
+            }
+            interest = 0
+            return
+        }
+        if !registered {
+            try loop.register(fd: fd, events: events) { [unowned self] ev in self.socketEvent(ev) }
+            registered = true
+            interest = events
+            return
+        }
+        guard events != interest else { return }
+        interest = events
+        loop.modify(fd: fd, events: events)
+    }
+
+    private func closeSocket(reset: Bool) {
+        guard fd >= 0 else { return }
+        if registered { loop.unregister(fd: fd) }
+        registered = false
+        if reset { HostSocket.closeWithReset(fd) } else { close(fd) }
+        fd = -1
+        interest = 0
+        tail?.deallocate()
+        tail = nil
+        tailStart = 0
+        tailEnd = 0
+    }
+}

@@ -1,0 +1,340 @@
+// A sandbox's published ports on its shard: accepts host clients and dials each into the guest
+// through the stack (TCP), relays datagrams of host peers through per-peer gateway-side ports
+// (UDP), and claims the stack events of those flows before the egress relay sees them.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGatewayShims
+import NetStack
+import Wire
+
+final class IngressRelay {
+    let driver: StackDriver
+    var loop: EventLoop { driver.loop }
+    var stack: Stack { driver.stack }
+    private(set) var limits = IngressLimits()
+    /// The ingress policy: consulted for each accepted TCP client and each new UDP peer.
+    var ingressAllowed: IngressHook = { _, _, _ in true }
+    private(set) var counters = IngressCounters()
+
+    private var ports: [HostBinding: PublishedPort] = [:]
+    private var connections: [TCPFlowID: InboundConnection] = [:]
+    private var udpPeers: UDPPeerTable
+    private var udpSweep: EventLoop.TimerID?
+    private var nextGatewayPort: UInt16
+    /// Set by `closeAll` (detach): a publish racing with the detach must not open a listener.
+    private var closed = false
+    private let datagram: UnsafeMutableRawBufferPointer
+
+    init(driver: StackDriver) {
+        self.driver = driver
+        udpPeers = UDPPeerTable(gatewayPorts: limits.gatewayPorts)
+        nextGatewayPort = limits.gatewayPorts.lowerBound
+        datagram = .allocate(byteCount: 65_536, alignment: 16)
+    }
+
+    deinit { datagram.deallocate() }
+
+    /// Takes new limits; the gateway-side port range changes only while no UDP peer holds one.
+    func configure(limits new: IngressLimits) {
+        if new.gatewayPorts != limits.gatewayPorts {
+            if udpPeers.isEmpty { udpPeers = UDPPeerTable(gatewayPorts: new.gatewayPorts) }
+            if !new.gatewayPorts.contains(nextGatewayPort) { nextGatewayPort = new.gatewayPorts.lowerBound }
+        }
+        limits = new
+    }
+
+    var isEmpty: Bool { ports.isEmpty && connections.isEmpty }
+    var publishedCount: Int { ports.count }
+    var connectionCount: Int { connections.count }
+    var udpPeerCount: Int { udpPeers.count }
+
+    // MARK: - Publishing (control plane, run on the shard)
+
+    /// Starts serving a port whose socket the allocator bound. The socket is closed on failure.
+    func open(_ binding: HostBinding, guestPort: UInt16, preserveSource: Bool, socket: Int32) throws(GatewayError) {
+        guard !closed else {
+            Glibc.close(socket)
+            throw GatewayError(.unknownSandbox, "the sandbox is being detached; \(binding) was not published")
+        }
+        guard ports[binding] == nil else {
+            Glibc.close(socket)
+            throw GatewayError(.portInUse, "host port \(binding) is already published by this sandbox")
+        }
+        let port = PublishedPort(
+            relay: self, binding: binding, guestPort: guestPort, preserveSource: preserveSource, socket: socket)
+        do {
+            try port.start()
+        } catch {
+            port.close()
+            throw error
+        }
+        ports[binding] = port
+    }
+
+    /// Closes published ports: their sockets, their clients (reset both ways), their UDP peers.
+    func close(_ bindings: [HostBinding]) {
+        for b in bindings {
+            guard let port = ports.removeValue(forKey: b) else { continue }
+            port.close()
+            for (id, c) in connections where c.binding == b {
+                c.abortBoth()
+                connections[id] = nil
+            }
+            if b.protocol == .udp { udpPeers.removeAll(of: b) }
+        }
+        recount()
+        driver.afterWork()
+    }
+
+    /// Detach: everything closes and nothing opens afterwards.
+    func closeAll() {
+        closed = true
+        close(Array(ports.keys))
+        for c in connections.values { c.abortBoth() }
+        connections.removeAll()
+        udpPeers.removeAll()
+        if let t = udpSweep { loop.cancel(t) }
+        udpSweep = nil
+        recount()
+    }
+
+    private func recount() {
+        counters.tcpActive = connections.values.filter { $0.phase != .connecting }.count
+        counters.udpPeers = udpPeers.count
+    }
+
+    // MARK: - Stack events
+
+    /// Takes the events of flows this relay opened; false for everything else (egress).
+    func handle(_ event: StackEvent) -> Bool {
+        if ports.isEmpty && connections.isEmpty { return false }
+        switch event {
+        case .tcp(let id, let ev):
+            guard let c = connections[id] else { return false }
+            c.stackEvents(ev)
+            return true
+        case .udp(let key, let payload):
+            return udpFromGuest(key, payload)
+        case .tcpConnectionRequest, .echoRequest:
+            return false
+        }
+    }
+
+    // MARK: - TCP
+
+    func acceptConnections(on port: PublishedPort) {
+        // A bounded batch per wake-up, so one busy port cannot starve the shard's other work.
+        for _ in 0..<64 {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    accept(port.fd, $0, &length)
+                }
+            }
+            if fd < 0 {
+                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                    port.pause(for: .milliseconds(100))
+                }
+                break
+            }
+            // accept4(2) is not exported to Swift here; accepted sockets inherit neither flag.
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            guard let (address, peerPort) = HostSocket.endpoint(storage) else {
+                HostSocket.closeWithReset(fd)
+                continue
+            }
+            admit(fd, peer: IPEndpoint(address: address, port: peerPort), on: port)
+        }
+        driver.afterWork()
+    }
+
+    /// Policy, then the sandbox's limit, then a connection into the guest; a client refused at
+    /// any step is reset (SO_LINGER 0) so it fails at once instead of hanging.
+    private func admit(_ fd: Int32, peer: IPEndpoint, on port: PublishedPort) {
+        guard ingressAllowed(peer, port.guestPort, .tcp) else {
+            counters.tcpDenied += 1
+            HostSocket.closeWithReset(fd)
+            return
+        }
+        guard connections.count < limits.maxInboundConnections else {
+            counters.tcpOverLimit += 1
+            HostSocket.closeWithReset(fd)
+            return
+        }
+        guard let (id, key) = connectIntoGuest(port, peer: peer) else {
+            counters.tcpConnectFailed += 1
+            HostSocket.closeWithReset(fd)
+            return
+        }
+        HostSocket.setNoDelay(fd)
+        let c = InboundConnection(relay: self, id: id, key: key, binding: port.binding, socket: fd)
+        do {
+            try c.start()
+        } catch {
+            counters.tcpConnectFailed += 1
+            c.abortBoth()
+            return
+        }
+        connections[id] = c
+        counters.tcpAccepted += 1
+    }
+
+    /// Opens the stack's connection to the guest's IPv4 address. It comes from the client's
+    /// own address when the port preserves sources and the guest can route back to it, else
+    /// from the gateway address and a gateway-side port.
+    private func connectIntoGuest(_ port: PublishedPort, peer: IPEndpoint) -> (TCPFlowID, FlowKey)? {
+        let c = stack.configuration
+        let guest = IPAddress.v4(c.guestIPv4)
+        let now = monotonicNanoseconds()
+        if port.preserveSource, let source = guestVisibleSource(peer.address) {
+            let key = FlowKey(
+                guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(source), remotePort: peer.port)
+            if let id = stack.tcpConnect(key, now: now) { return (id, key) }
+        }
+        guard stack.tcpConnectionCount < c.maxTCPConnections else { return nil }
+        // A few tries: a port may still be held by an earlier connection (TIME-WAIT in the stack).
+        for _ in 0..<64 {
+            let p = takeGatewayPort()
+            let key = FlowKey(
+                guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(c.gatewayIPv4), remotePort: p)
+            if let id = stack.tcpConnect(key, now: now) { return (id, key) }
+        }
+        return nil
+    }
+
+    private func takeGatewayPort() -> UInt16 {
+        let p = nextGatewayPort
+        nextGatewayPort = p >= limits.gatewayPorts.upperBound ? limits.gatewayPorts.lowerBound : p + 1
+        return p
+    }
+
+    /// The client's IPv4 address, when an IPv4 guest will route replies to it through the
+    /// gateway: not loopback (a martian source to the guest's kernel), not on the guest's subnet
+    /// (it would look for it on the link), not IPv6 (the guest is dialled over IPv4).
+    private func guestVisibleSource(_ a: IPAddress) -> IPv4Address? {
+        let v4: IPv4Address
+        switch a {
+        case .v4(let x): v4 = x
+        case .v6(let x):
+            guard let m = x.ipv4Mapped else { return nil }
+            v4 = m
+        }
+        let c = stack.configuration
+        if v4.isLoopback || v4.isUnspecified || v4.isMulticast || v4.isBroadcast { return nil }
+        if v4.raw & c.subnetMask.raw == c.guestIPv4.raw & c.subnetMask.raw { return nil }
+        return v4
+    }
+
+    func connectionEstablished() {
+        counters.tcpActive += 1
+    }
+
+    func connectionFinished(_ id: TCPFlowID, wasEstablished: Bool) {
+        if wasEstablished { counters.tcpActive -= 1 }
+        connections[id] = nil
+    }
+
+    func connectionFailed(_ id: TCPFlowID, _ reason: InboundConnection.ResetReason) {
+        switch reason {
+        case .guestRefused: counters.tcpGuestRefused += 1
+        case .guestTimedOut: counters.tcpGuestTimedOut += 1
+        }
+        connections[id] = nil
+    }
+
+    func countToGuest(_ n: Int) { counters.bytesToGuest &+= UInt64(n) }
+    func countFromGuest(_ n: Int) { counters.bytesFromGuest &+= UInt64(n) }
+
+    // MARK: - UDP
+
+    func receiveDatagrams(on port: PublishedPort) {
+        let now = monotonicNanoseconds()
+        for _ in 0..<64 {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let n = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    recvfrom(port.fd, datagram.baseAddress, datagram.count, Int32(MSG_DONTWAIT), $0, &length)
+                }
+            }
+            if n < 0 { break }
+            guard let (address, peerPort) = HostSocket.endpoint(storage) else { continue }
+            guard let key = udpKey(for: IPEndpoint(address: address, port: peerPort), on: port, now: now) else {
+                continue
+            }
+            counters.udpDatagramsIn += 1
+            stack.sendUDP(key, payload: UnsafeRawBufferPointer(rebasing: datagram[..<n]), now: now)
+        }
+        driver.afterWork()
+    }
+
+    /// The flow a peer's datagrams take into the guest; a new peer is checked against the
+    /// policy and given a gateway-side port. nil drops the datagram.
+    private func udpKey(for peer: IPEndpoint, on port: PublishedPort, now: UInt64) -> FlowKey? {
+        if let key = udpPeers.touch(port.binding, peer: peer, now: now) { return key }
+        guard ingressAllowed(peer, port.guestPort, .udp) else {
+            counters.udpDenied += 1
+            return nil
+        }
+        let c = stack.configuration
+        let guest = IPAddress.v4(c.guestIPv4)
+        var key: FlowKey?
+        if port.preserveSource, let source = guestVisibleSource(peer.address) {
+            let direct = FlowKey(
+                guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(source), remotePort: peer.port)
+            if udpPeers.addDirect(port.binding, peer: peer, stackKey: direct, now: now) { key = direct }
+        }
+        if key == nil {
+            key = udpPeers.addMapped(port.binding, peer: peer, now: now) { p in
+                FlowKey(
+                    guestAddress: guest, guestPort: port.guestPort, remoteAddress: .v4(c.gatewayIPv4), remotePort: p)
+            }
+        }
+        guard let key else {
+            // Every gateway-side port stands for a live peer: the new one waits for one to expire.
+            counters.udpPeerLimitDrops += 1
+            return nil
+        }
+        counters.udpPeers = udpPeers.count
+        armSweep()
+        return key
+    }
+
+    /// A guest datagram to a gateway-side port (or a preserved peer) goes back to its peer
+    /// through the published port's socket.
+    private func udpFromGuest(_ key: FlowKey, _ payload: [UInt8]) -> Bool {
+        guard let entry = udpPeers.touch(stackKey: key, now: monotonicNanoseconds()) else {
+            // A reply to a peer that expired (or was unpublished) is dropped here: egress would
+            // carry it to whatever listens on that port of the host's loopback.
+            guard case .v4(let a) = key.remoteAddress, a == stack.configuration.gatewayIPv4,
+                limits.gatewayPorts.contains(key.remotePort),
+                ports.values.contains(where: { $0.binding.protocol == .udp && $0.guestPort == key.guestPort })
+            else { return false }
+            counters.udpLateReplies += 1
+            return true
+        }
+        guard let port = ports[entry.binding], port.fd >= 0 else { return true }
+        let address = HostSocket.Address(entry.peer.address, port: entry.peer.port)
+        let n = payload.withUnsafeBytes { bytes in
+            address.withSockaddr { sendto(port.fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0, $1) }
+        }
+        if n >= 0 { counters.udpDatagramsOut += 1 }
+        return true
+    }
+
+    private func armSweep() {
+        guard udpSweep == nil else { return }
+        let idle = limits.udpIdleTimeout.nanosecondCount
+        guard let due = udpPeers.nextExpiry(idle: idle) else { return }
+        udpSweep = loop.schedule(at: due) { [weak self] in
+            guard let self else { return }
+            self.udpSweep = nil
+            self.udpPeers.expire(now: monotonicNanoseconds(), idle: idle)
+            self.counters.udpPeers = self.udpPeers.count
+            self.armSweep()
+        }
+    }
+}

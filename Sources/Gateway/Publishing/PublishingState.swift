@@ -1,0 +1,13 @@
+// The state published ports share across shards: the port allocator and the routing table,
+// and the settings they were made with. The gateway owns one.
+
+final class PublishingState: Sendable {
+    let configuration: PublishingConfiguration
+    let allocator: PortAllocator
+    let routes = RoutingTable()
+
+    init(configuration: PublishingConfiguration) {
+        self.configuration = configuration
+        allocator = PortAllocator(range: configuration.autoPorts ?? .system())
+    }
+}

@@ -1,0 +1,83 @@
+// A Gateway configured for published-port tests, its namespace sandboxes, and processes (host
+// clients, guest servers) that are killed at the end; all removed when the test ends, pass or fail.
+import Foundation
+import Gateway
+import GatewayTestSupport
+import Link
+import Wire
+
+final class PublishedPortFixture: @unchecked Sendable {
+    let scratch: Scratch
+    let gateway: Gateway
+    private var processes: [Process] = []
+
+    init(shards: Int = 2, configure: (inout GatewayConfiguration) -> Void = { _ in }) throws {
+        scratch = try Scratch()
+        var cfg = GatewayConfiguration(shards: shards)
+        let block = UInt8.random(in: 100...199)
+        cfg.addresses = AddressPlan(
+            ipv4Pool: IPv4Address(10, block, 0, 0), ipv4PoolPrefix: 16, ipv4SandboxPrefix: 28,
+            ipv6Pool: IPv6Address(high: 0xFD47_5700_0000_0000 | UInt64(block) << 16, low: 0))
+        configure(&cfg)
+        gateway = try Gateway(configuration: cfg)
+    }
+
+    /// A fresh namespace attached as a sandbox.
+    func attach(_ id: String? = nil) throws -> (SandboxInfo, String) {
+        let ns = try scratch.namespace()
+        let spec = SandboxSpec(id: id ?? "pp-\(scratch.tag)-\(UInt16.random(in: 0...9999))", mode: .netns(ns.name!))
+        return (try gateway.attach(spec), ns.name!)
+    }
+
+    /// Runs a command on the host and returns its output.
+    @discardableResult
+    func host(_ command: String, timeout: Int = 120) throws -> String {
+        try TestHost.run(["timeout", String(timeout), "sh", "-c", command])
+    }
+
+    /// Runs python code on the host; its stdout, trimmed.
+    func python(_ code: String, timeout: Int = 120) throws -> String {
+        try TestHost.run(["timeout", String(timeout), "python3", "-c", code]).trimmingCharacters(
+            in: .whitespacesAndNewlines)
+    }
+
+    /// Starts python code inside a namespace in the background (a guest server).
+    func guestServer(in ns: String, _ code: String) throws {
+        _ = try background(["ip", "netns", "exec", ns, "python3", "-u", "-c", code])
+    }
+
+    func background(_ arguments: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        processes.append(p)
+        return p
+    }
+
+    /// Waits until something listens on `port` (TCP, or bound for UDP) in a namespace, or on the host.
+    func waitForListener(port: UInt16, in ns: String? = nil, udp: Bool = false, seconds: Double = 10) throws {
+        let ss = "ss -\(udp ? "u" : "t")lnH 'sport = :\(port)' | grep -q ."
+        let command = ns.map { "ip netns exec \($0) sh -c \"\(ss)\"" } ?? ss
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if (try? TestHost.run(["sh", "-c", command])) != nil { return }
+            usleep(50_000)
+        }
+        throw TimedOut()
+    }
+
+    /// A host port in a band of its own, unlikely to be taken.
+    static func freePort() -> UInt16 { UInt16.random(in: 50000...59999) }
+
+    func tearDown() {
+        for p in processes where p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        gateway.shutdown()
+        scratch.cleanUp()
+    }
+}
