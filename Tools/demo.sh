@@ -71,7 +71,9 @@ ip netns exec "$ns" curl -sS --max-time 5 "http://$gw:1/" 2>&1 | sed 's/^/  /' |
 
 echo
 echo "== host → guest: a server in the sandbox, published on the host's loopback"
-ip netns exec "$ns" python3 -m http.server 8080 --directory "$work/www" >/dev/null 2>&1 &
+mkdir -p "$work/guest-www"
+echo "hello from the sandbox" >"$work/guest-www/hello.txt"
+ip netns exec "$ns" python3 -m http.server 8080 --directory "$work/guest-www" >/dev/null 2>&1 &
 pids+=($!)
 sleep 0.5
 if out="$("$bin/gatewayctl" publish demo 8080 2>&1)"; then

@@ -53,6 +53,39 @@ struct EndToEndTests {
         #expect(try JSONDecoder().decode([SandboxView].self, from: Data(h.ctl("list", "--json").stdout.utf8)).isEmpty)
     }
 
+    /// publish / routes / unpublish through gatewayctl: a server in the guest reached from the
+    /// host's loopback, the route listed, and gone after unpublish.
+    @Test func publishRoutesUnpublish() throws {
+        let h = try DaemonHarness()
+        defer { h.tearDown() }
+        try h.start()
+        let ns = try h.scratch.namespace().name!
+        let id = "pub-\(h.scratch.tag)"
+        #expect(try h.ctl("attach", id, "--netns", ns).status == 0)
+        let guestPort = Int.random(in: 8000...8999)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["ip", "netns", "exec", ns, "python3", "-c",
+                            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',\(guestPort)));s.listen()\nwhile True:\n c,_=s.accept();c.sendall(b'from the guest');c.close()"]
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        usleep(500_000)
+
+        let pub = try h.ctl("publish", id, String(guestPort))
+        #expect(pub.status == 0, "\(pub.stderr)")
+        let routes = try JSONDecoder().decode([RouteView].self, from: Data(h.ctl("routes", "--json").stdout.utf8))
+        let route = try #require(routes.first)
+        #expect(routes.count == 1 && route.sandbox == id && route.guestPort == guestPort && route.hostIP == "127.0.0.1")
+        let got = try TestHost.run(["curl", "-sS", "--max-time", "5", "telnet://127.0.0.1:\(route.hostPort)"])
+        #expect(got == "from the guest")
+
+        let un = try h.ctl("unpublish", id, "\(route.hostPort):\(guestPort)")
+        #expect(un.status == 0, "\(un.stderr)")
+        #expect(try JSONDecoder().decode([RouteView].self, from: Data(h.ctl("routes", "--json").stdout.utf8)).isEmpty)
+        let refused = try? TestHost.run(["curl", "-sS", "--max-time", "2", "telnet://127.0.0.1:\(route.hostPort)"])
+        #expect(refused == nil, "the port is closed after unpublish")
+    }
+
     struct SandboxStatsShape: Decodable {
         var id: String
         var framesIn: Int

@@ -89,6 +89,10 @@ public struct DaemonConfiguration: Sendable {
         c.defaultPolicy = egressPolicy
         c.limits = limits
         c.dns = dnsConfiguration
+        c.publishing.limits.maxInboundConnections = maxInboundConnections
+        if let low = UInt16(exactly: publishedPortRange.lowerBound), let high = UInt16(exactly: publishedPortRange.upperBound) {
+            c.publishing.autoPorts = AutoPortRange(ports: low...high)
+        }
         return c
     }
 

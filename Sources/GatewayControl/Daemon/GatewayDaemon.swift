@@ -40,7 +40,7 @@ public final class GatewayDaemon: Sendable {
             throw ControlError(error)
         }
         service = ControlService(
-            gateway: gateway, store: store, publishing: publishing, logger: logger,
+            gateway: gateway, store: store, publishing: publishing ?? GatewayPublishing(gateway: gateway), logger: logger,
             defaultPolicy: configuration.egressPolicy)
         server = ControlServer(service: service)
         do {
