@@ -242,6 +242,11 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         if let a = IPv4Address(text) { self = .v4(a) } else if let a = IPv6Address(text) { self = .v6(a) } else { return nil }
     }
 
+    public var isIPv6: Bool {
+        if case .v6 = self { return true }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .v4(let a): a.description

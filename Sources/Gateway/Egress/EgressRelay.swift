@@ -19,6 +19,11 @@ public struct EgressLimits: Sendable {
     public var udpIdleTimeout: Duration = .seconds(60)
     public var maxUDPSessions = 256
     public var maxTCPRelays = 1024
+    /// A relayed TCP flow with no bytes either way for this long is reset on both sides.
+    public var tcpIdleTimeout: Duration = .seconds(7200)
+    /// Echo requests beyond the gateway wait this long for a reply before the session is dropped.
+    public var echoIdleTimeout: Duration = .seconds(30)
+    public var maxEchoSessions = 64
     public init() {}
 }
 
@@ -35,6 +40,10 @@ public struct EgressCounters: Sendable {
     public var udpDatagramsIn = 0
     public var bytesToHost: UInt64 = 0
     public var bytesFromHost: UInt64 = 0
+    public var tcpIdleResets = 0
+    public var echoRequests = 0
+    public var echoReplies = 0
+    public var echoDenied = 0
 }
 
 public final class EgressRelay {
@@ -90,8 +99,8 @@ public final class EgressRelay {
             tcp[id]?.stackEvents(ev)
         case .udp(let key, let payload):
             forwardUDP(key, payload)
-        case .echoRequest:
-            break  // ICMP beyond the gateway is not relayed yet
+        case .echoRequest(let source, let destination, let identifier, let sequence, let payload):
+            forwardEcho(source: source, destination: destination, identifier: identifier, sequence: sequence, payload: payload)
         }
     }
 
@@ -160,6 +169,34 @@ public final class EgressRelay {
         s.send(payload)
     }
 
+    // MARK: - ICMP echo
+
+    private var echo: [EchoSession.Key: EchoSession] = [:]
+
+    private func forwardEcho(source: IPAddress, destination: IPAddress, identifier: UInt16, sequence: UInt16, payload: [UInt8]) {
+        let probe = FlowKey(guestAddress: source, guestPort: identifier, remoteAddress: destination, remotePort: 0)
+        guard case .allow = policy(probe, source.isIPv6 ? IPProtocol.icmpv6 : IPProtocol.icmp) else {
+            counters.echoDenied += 1
+            return
+        }
+        let key = EchoSession.Key(guest: source, destination: destination, identifier: identifier)
+        if echo[key] == nil {
+            guard echo.count < limits.maxEchoSessions,
+                let s = EchoSession(relay: self, key: key, hostDestination: hostDestination(destination))
+            else {
+                counters.echoDenied += 1
+                return
+            }
+            echo[key] = s
+        }
+        counters.echoRequests += 1
+        echo[key]?.send(sequence: sequence, payload: payload)
+    }
+
+    func echoReplied() { counters.echoReplies += 1 }
+    func echoExpired(_ key: EchoSession.Key) { echo[key] = nil }
+    func tcpIdleReset() { counters.tcpIdleResets += 1 }
+
     func udpSent() { counters.udpDatagramsOut += 1 }
     func udpReceived() { counters.udpDatagramsIn += 1 }
     func udpExpired(_ key: FlowKey) { udp[key] = nil }
@@ -173,5 +210,7 @@ public final class EgressRelay {
         tcp.removeAll()
         for s in udp.values { s.close() }
         udp.removeAll()
+        for s in echo.values { s.close() }
+        echo.removeAll()
     }
 }

@@ -29,6 +29,8 @@ final class TCPRelay {
     private var upstreamEOF = false
     /// The guest sent FIN and all its bytes went upstream: shutdown(SHUT_WR) done.
     private var upstreamWriteShut = false
+    private var lastActivity = monotonicNanoseconds()
+    private var idleTimer: EventLoop.TimerID?
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
@@ -107,6 +109,7 @@ final class TCPRelay {
             connectTimer = nil
             phase = .relaying
             relay.tcpDidConnect()
+            armIdleTimer()
             stack.tcpAccept(id, now: monotonicNanoseconds())
             setInterest(EPOLLIN.rawValue)
         case .relaying:
@@ -145,6 +148,7 @@ final class TCPRelay {
                 return
             }
             relay.countToHost(n)
+            lastActivity = now
             stack.tcpConsume(id, n, now: now)
         }
         setInterest(interest & ~EPOLLOUT.rawValue)
@@ -170,6 +174,7 @@ final class TCPRelay {
             }
             if result > 0 {
                 relay.countFromHost(result)
+                lastActivity = now
                 continue
             }
             if result == -Int(EAGAIN) {
@@ -184,6 +189,22 @@ final class TCPRelay {
             }
             resetBoth()
             return
+        }
+    }
+
+    /// Checks for idleness at most every timeout; a flow quiet that long is reset both ways.
+    private func armIdleTimer() {
+        let idle = relay.limits.tcpIdleTimeout.nanosecondCount
+        idleTimer = loop.schedule(at: lastActivity + idle) { [weak self] in
+            guard let self, self.phase == .relaying else { return }
+            self.idleTimer = nil
+            if monotonicNanoseconds() >= self.lastActivity + idle {
+                self.relay.tcpIdleReset()
+                self.resetBoth()
+                self.relay.driver.afterWork()
+            } else {
+                self.armIdleTimer()
+            }
         }
     }
 
@@ -221,6 +242,8 @@ final class TCPRelay {
     }
 
     private func closeSocket(reset: Bool) {
+        if let t = idleTimer { loop.cancel(t) }
+        idleTimer = nil
         guard fd >= 0 else { return }
         loop.unregister(fd: fd)
         if reset { HostSocket.closeWithReset(fd) } else { close(fd) }

@@ -1,0 +1,126 @@
+// ICMP echo from a guest to an address beyond the gateway, carried by a host ping socket
+// (SOCK_DGRAM/IPPROTO_ICMP, or a raw socket where ping sockets are not allowed for our group):
+// requests go out with the guest's sequence numbers, replies come back under its identifier.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGatewayShims
+import NetStack
+import Wire
+
+final class EchoSession {
+    struct Key: Hashable {
+        var guest: IPAddress
+        var destination: IPAddress
+        var identifier: UInt16
+    }
+
+    unowned let relay: EgressRelay
+    let key: Key
+    private var fd: Int32
+    /// Raw sockets see every echo reply on the host: ours carry this identifier.
+    private let raw: Bool
+    private let rawIdentifier = UInt16.random(in: 1...UInt16.max)
+    private let v6: Bool
+    private var lastActivity = monotonicNanoseconds()
+    private var timer: EventLoop.TimerID?
+    private let buffer: UnsafeMutableRawBufferPointer
+
+    init?(relay: EgressRelay, key: Key, hostDestination: IPAddress) {
+        self.relay = relay
+        self.key = key
+        v6 = hostDestination.isIPv6
+        let family = v6 ? AF_INET6 : AF_INET
+        let proto = v6 ? Int32(IPPROTO_ICMPV6) : Int32(IPPROTO_ICMP)
+        var s = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), proto)
+        var isRaw = false
+        if s < 0 {
+            s = socket(family, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), proto)
+            isRaw = true
+        }
+        guard s >= 0 else { return nil }
+        fd = s
+        raw = isRaw
+        buffer = .allocate(byteCount: 65_536, alignment: 16)
+        let address = HostSocket.Address(hostDestination, port: 0)
+        guard HostSocket.connect(fd, to: address) == 0 else {
+            Glibc.close(fd)
+            buffer.deallocate()
+            return nil
+        }
+        do {
+            try relay.loop.register(fd: fd, events: EPOLLIN.rawValue) { [unowned self] _ in self.receive() }
+        } catch {
+            Glibc.close(fd)
+            buffer.deallocate()
+            return nil
+        }
+        armTimer()
+    }
+
+    deinit { buffer.deallocate() }
+
+    func send(sequence: UInt16, payload: [UInt8]) {
+        lastActivity = monotonicNanoseconds()
+        var message = [UInt8](repeating: 0, count: 8 + payload.count)
+        message[0] = v6 ? 128 : 8
+        let id = raw ? rawIdentifier : key.identifier  // a ping socket replaces it with its own
+        message[4] = UInt8(id >> 8)
+        message[5] = UInt8(id & 0xFF)
+        message[6] = UInt8(sequence >> 8)
+        message[7] = UInt8(sequence & 0xFF)
+        message.replaceSubrange(8..., with: payload)
+        if raw && !v6 {
+            // Raw ICMPv4 carries our checksum; the kernel fills ICMPv6's (and every ping socket's).
+            let c = message.withUnsafeBytes { InternetChecksum.of($0) }
+            message[2] = UInt8(c >> 8)
+            message[3] = UInt8(c & 0xFF)
+        }
+        _ = message.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+    }
+
+    private func receive() {
+        let now = monotonicNanoseconds()
+        for _ in 0..<64 {
+            let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if n < 0 { break }
+            var b = UnsafeRawBufferPointer(rebasing: buffer[..<n])
+            if raw && !v6 {
+                // A raw IPv4 socket hands over the IP header too.
+                guard b.count >= 20 else { continue }
+                let ihl = Int(b.u8(0) & 0x0F) * 4
+                guard b.count >= ihl + 8 else { continue }
+                b = b.slice(ihl, b.count - ihl)
+            }
+            guard b.count >= 8, b.u8(0) == (v6 ? 129 : 0) else { continue }
+            if raw && b.be16(4) != rawIdentifier { continue }
+            lastActivity = now
+            relay.echoReplied()
+            relay.stack.sendEchoReply(to: key.guest, from: key.destination, identifier: key.identifier, sequence: b.be16(6),
+                                      payload: b.slice(8, b.count - 8))
+        }
+        relay.driver.afterWork()
+    }
+
+    private func armTimer() {
+        let idle = relay.limits.echoIdleTimeout.nanosecondCount
+        timer = relay.loop.schedule(at: lastActivity + idle) { [weak self] in
+            guard let self else { return }
+            if monotonicNanoseconds() >= self.lastActivity + idle {
+                self.close()
+                self.relay.echoExpired(self.key)
+            } else {
+                self.armTimer()
+            }
+        }
+    }
+
+    func close() {
+        if let timer { relay.loop.cancel(timer) }
+        timer = nil
+        guard fd >= 0 else { return }
+        relay.loop.unregister(fd: fd)
+        Glibc.close(fd)
+        fd = -1
+    }
+}
