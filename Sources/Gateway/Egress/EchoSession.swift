@@ -22,8 +22,7 @@ final class EchoSession {
     private let raw: Bool
     private let rawIdentifier = UInt16.random(in: 1...UInt16.max)
     private let v6: Bool
-    private var lastActivity = monotonicNanoseconds()
-    private var timer: EventLoop.TimerID?
+    private var idle: IdleTimer?
     private let buffer: UnsafeMutableRawBufferPointer
 
     init?(relay: EgressRelay, key: Key, hostDestination: IPAddress) {
@@ -55,13 +54,17 @@ final class EchoSession {
             buffer.deallocate()
             return nil
         }
-        armTimer()
+        idle = IdleTimer(loop: relay.loop, timeout: relay.limits.echoIdleTimeout) { [weak self] in
+            guard let self else { return }
+            self.close()
+            self.relay.echoExpired(self.key)
+        }
     }
 
     deinit { buffer.deallocate() }
 
     func send(sequence: UInt16, payload: [UInt8]) {
-        lastActivity = monotonicNanoseconds()
+        idle?.lastActivity = monotonicNanoseconds()
         var message = [UInt8](repeating: 0, count: 8 + payload.count)
         message[0] = v6 ? 128 : 8
         let id = raw ? rawIdentifier : key.identifier  // a ping socket replaces it with its own
@@ -94,7 +97,7 @@ final class EchoSession {
             }
             guard b.count >= 8, b.u8(0) == (v6 ? 129 : 0) else { continue }
             if raw && b.be16(4) != rawIdentifier { continue }
-            lastActivity = now
+            idle?.lastActivity = now
             relay.echoReplied()
             relay.stack.sendEchoReply(to: key.guest, from: key.destination, identifier: key.identifier, sequence: b.be16(6),
                                       payload: b.slice(8, b.count - 8))
@@ -102,22 +105,10 @@ final class EchoSession {
         relay.driver.afterWork()
     }
 
-    private func armTimer() {
-        let idle = relay.limits.echoIdleTimeout.nanosecondCount
-        timer = relay.loop.schedule(at: lastActivity + idle) { [weak self] in
-            guard let self else { return }
-            if monotonicNanoseconds() >= self.lastActivity + idle {
-                self.close()
-                self.relay.echoExpired(self.key)
-            } else {
-                self.armTimer()
-            }
-        }
-    }
 
     func close() {
-        if let timer { relay.loop.cancel(timer) }
-        timer = nil
+        idle?.cancel()
+        idle = nil
         guard fd >= 0 else { return }
         relay.loop.unregister(fd: fd)
         Glibc.close(fd)

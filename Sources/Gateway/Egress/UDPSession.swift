@@ -11,8 +11,7 @@ final class UDPSession {
     unowned let relay: EgressRelay
     let key: FlowKey
     private var fd: Int32
-    private var lastActivity: UInt64
-    private var timer: EventLoop.TimerID?
+    private var idle: IdleTimer?
     private let buffer: UnsafeMutableRawBufferPointer
 
     init?(relay: EgressRelay, key: FlowKey, destination: IPAddress) {
@@ -21,7 +20,7 @@ final class UDPSession {
         let address = HostSocket.Address(destination, port: key.remotePort)
         fd = HostSocket.make(family: address.family, type: Int32(SOCK_DGRAM.rawValue))
         guard fd >= 0 else { return nil }
-        lastActivity = monotonicNanoseconds()
+        idle?.lastActivity = monotonicNanoseconds()
         buffer = .allocate(byteCount: 65_536, alignment: 16)
         guard HostSocket.connect(fd, to: address) == 0 else {
             Glibc.close(fd)
@@ -35,13 +34,17 @@ final class UDPSession {
             buffer.deallocate()
             return nil
         }
-        armTimer()
+        idle = IdleTimer(loop: relay.loop, timeout: relay.limits.udpIdleTimeout) { [weak self] in
+            guard let self else { return }
+            self.close()
+            self.relay.udpExpired(self.key)
+        }
     }
 
     deinit { buffer.deallocate() }
 
     func send(_ payload: [UInt8]) {
-        lastActivity = monotonicNanoseconds()
+        idle?.lastActivity = monotonicNanoseconds()
         let n = payload.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
         if n >= 0 { relay.udpSent() }
     }
@@ -52,29 +55,17 @@ final class UDPSession {
         for _ in 0..<64 {
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n < 0 { break }
-            lastActivity = now
+            idle?.lastActivity = now
             relay.udpReceived()
             relay.stack.sendUDP(key, payload: UnsafeRawBufferPointer(rebasing: buffer[..<n]), now: now)
         }
         relay.driver.afterWork()
     }
 
-    private func armTimer() {
-        let idle = relay.limits.udpIdleTimeout.nanosecondCount
-        timer = relay.loop.schedule(at: lastActivity + idle) { [weak self] in
-            guard let self else { return }
-            if monotonicNanoseconds() >= self.lastActivity + idle {
-                self.close()
-                self.relay.udpExpired(self.key)
-            } else {
-                self.armTimer()
-            }
-        }
-    }
 
     func close() {
-        if let timer { relay.loop.cancel(timer) }
-        timer = nil
+        idle?.cancel()
+        idle = nil
         guard fd >= 0 else { return }
         relay.loop.unregister(fd: fd)
         Glibc.close(fd)

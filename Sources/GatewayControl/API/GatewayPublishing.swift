@@ -40,7 +40,7 @@ public struct GatewayPublishing: PortPublishing {
     }
 
     public func routes() -> [RouteView] {
-        gateway.routes().map { RouteView(hostIP: $0.hostIP, hostPort: $0.hostPort, protocol: $0.protocol, sandbox: $0.sandbox, guestPort: $0.guestPort) }
+        gateway.routes()
             .sorted { ($0.hostPort, $0.hostIP) < ($1.hostPort, $1.hostIP) }
     }
 
