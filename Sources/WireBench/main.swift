@@ -114,7 +114,7 @@ let cases: [BenchCase] = [
         (try? DNSQueryBuilder.emit(id: 0x1A2B, name: "www.github.com", type: .a, ednsPayloadSize: 1232, into: $0)) ?? -1
     }),
     BenchCase(name: "DNS response (CNAME+A)", input: response, parse: Work.dnsResponseRead, emit: answer),
-]
+] + frameCases
 
 // ── Measurement ──
 
