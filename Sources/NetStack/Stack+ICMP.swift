@@ -111,10 +111,58 @@ extension Stack {
         emitIPv6Raw(to: mac, source: source, destination: destination, hopLimit: 255, nextHeader: IPProtocol.icmpv6, l4Length: length, fill: build)
     }
 
-    func sendICMPv6(to guest: IPv6Address, from source: IPv6Address, type: UInt8, restOfHeader: UInt32, payload: UnsafeRawBufferPointer) {
+    func sendICMPv6(to guest: IPv6Address, from source: IPv6Address, type: UInt8, code: UInt8 = 0, restOfHeader: UInt32, payload: UnsafeRawBufferPointer) {
         guard let mac = neighbors.lookup(.v6(guest)) else { return noteOutputDrop() }
-        emitIPv6Raw(to: mac, source: source, destination: guest, hopLimit: 64, nextHeader: IPProtocol.icmpv6, l4Length: 8 + payload.count) { l4 in
-            _ = try? ICMPv6Message.build(into: l4, source: source, destination: guest, type: type, code: 0, restOfHeader: restOfHeader, payload: payload)
+        // Errors quote at most what keeps the whole packet within the IPv6 minimum MTU.
+        let quoted = type < 128 ? min(payload.count, ICMPv6Message.maximumErrorLength - 8) : payload.count
+        emitIPv6Raw(to: mac, source: source, destination: guest, hopLimit: 64, nextHeader: IPProtocol.icmpv6, l4Length: 8 + quoted) { l4 in
+            _ = try? ICMPv6Message.build(into: l4, source: source, destination: guest, type: type, code: code, restOfHeader: restOfHeader, payload: payload)
+        }
+    }
+
+    func sendICMPv4Error(to guest: IPv4Address, from source: IPv4Address, type: UInt8, code: UInt8, quoting original: UnsafeRawBufferPointer) {
+        guard let mac = neighbors.lookup(.v4(guest)) else { return noteOutputDrop() }
+        // RFC 1812 §4.3.2.3: as much of the original as fits in 576 bytes.
+        let quoted = min(original.count, ICMPv4Message.maximumErrorLength - ICMPv4Message.headerLength)
+        emitIP(to: mac, source: .v4(source), destination: .v4(guest), protocolNumber: IPProtocol.icmp,
+               l4Length: ICMPv4Message.headerLength + quoted, gso: nil) { l4 in
+            _ = try? ICMPv4Message.build(into: l4, type: type, code: code, restOfHeader: 0, payload: original)
+            return 2
+        }
+        counters.icmpErrorsSent += 1
+    }
+
+    /// Tells the guest a UDP flow cannot be delivered: port unreachable as if from the
+    /// destination (the upstream refused), or administratively prohibited from the gateway (policy).
+    /// The quoted datagram is rebuilt from the flow and the start of its payload.
+    public func sendUDPUnreachable(_ key: FlowKey, payloadPrefix: [UInt8], prohibited: Bool) {
+        let udpLength = UDPHeader.length + payloadPrefix.count
+        switch (key.guestAddress, key.remoteAddress) {
+        case (.v4(let g), .v4(let r)):
+            var quote = [UInt8](repeating: 0, count: 20 + udpLength)
+            quote.withUnsafeMutableBytes { b in
+                _ = try? IPv4Header(source: g, destination: r, protocolNumber: IPProtocol.udp, payloadLength: udpLength).emit(into: b)
+                _ = try? UDPHeader(sourcePort: key.guestPort, destinationPort: key.remotePort, payloadLength: payloadPrefix.count).emit(into: b.slice(20, 8))
+                payloadPrefix.withUnsafeBytes { if !payloadPrefix.isEmpty { b.slice(28, payloadPrefix.count).copyMemory(from: $0) } }
+            }
+            quote.withUnsafeBytes {
+                sendICMPv4Error(to: g, from: prohibited ? configuration.gatewayIPv4 : r, type: ICMPv4Message.destinationUnreachable,
+                                code: prohibited ? ICMPv4Message.Unreachable.adminProhibited : ICMPv4Message.Unreachable.port, quoting: $0)
+            }
+        case (.v6(let g), .v6(let r)):
+            var quote = [UInt8](repeating: 0, count: 40 + udpLength)
+            quote.withUnsafeMutableBytes { b in
+                _ = try? IPv6Header(source: g, destination: r, nextHeader: IPProtocol.udp, payloadLength: UInt16(udpLength)).emit(into: b)
+                _ = try? UDPHeader(sourcePort: key.guestPort, destinationPort: key.remotePort, payloadLength: payloadPrefix.count).emit(into: b.slice(40, 8))
+                payloadPrefix.withUnsafeBytes { if !payloadPrefix.isEmpty { b.slice(48, payloadPrefix.count).copyMemory(from: $0) } }
+            }
+            quote.withUnsafeBytes {
+                sendICMPv6(to: g, from: prohibited ? configuration.gatewayIPv6 : r, type: ICMPv6Message.destinationUnreachable,
+                           code: prohibited ? 1 : 4, restOfHeader: 0, payload: $0)
+            }
+            counters.icmpErrorsSent += 1
+        default:
+            break
         }
     }
 

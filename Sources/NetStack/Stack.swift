@@ -33,6 +33,8 @@ public struct StackCounters: Sendable {
     public var tcpFastRecoveries = 0
     public var tcpTailProbes = 0
     public var tcpRetransmittedSegments = 0
+    /// ICMP errors sent to the guest (time exceeded, destination unreachable).
+    public var icmpErrorsSent = 0
     /// Frames whose source MAC or IP is not the sandbox's (anti-spoofing).
     public var spoofed = 0
     public var arpReplies = 0
@@ -202,6 +204,15 @@ public final class Stack {
             return
         }
         if !ip.source.isUnspecified { neighbors.learn(.v4(ip.source), mac: mac, now: now) }
+        // A router does not forward a packet whose TTL runs out here (RFC 1812 §5.3.1): it
+        // answers "time exceeded", which is what traceroute shows as the first hop.
+        if ip.ttl <= 1 && ip.destination != configuration.gatewayIPv4 && !ip.destination.isMulticast && !ip.destination.isBroadcast
+            && ip.destination != configuration.broadcastIPv4 && !ip.source.isUnspecified
+        {
+            sendICMPv4Error(to: ip.source, from: configuration.gatewayIPv4, type: ICMPv4Message.timeExceeded, code: 0,
+                            quoting: bytes.slice(0, Int(ip.totalLength)))
+            return
+        }
         if ip.isFragment {
             receiveIPv4Fragment(ip, bytes, mac: mac, now: now)
             return
@@ -254,6 +265,12 @@ public final class Stack {
             return
         }
         if !ip.source.isUnspecified && !ip.source.isMulticast { neighbors.learn(.v6(ip.source), mac: mac, now: now) }
+        if ip.hopLimit <= 1 && !isGatewayIPv6(ip.destination) && !ip.destination.isMulticast && !ip.source.isUnspecified {
+            sendICMPv6(to: ip.source, from: configuration.gatewayIPv6, type: ICMPv6Message.timeExceeded, restOfHeader: 0,
+                       payload: bytes.slice(0, 40 + Int(ip.payloadLength)))
+            counters.icmpErrorsSent += 1
+            return
+        }
         if ip.isFragment {
             receiveIPv6Fragment(ip, bytes, mac: mac, now: now)
             return

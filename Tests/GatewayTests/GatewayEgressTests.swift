@@ -208,3 +208,32 @@ struct GatewayEchoAndIdleTests {
         #expect(Date().timeIntervalSince(start) < 8)
     }
 }
+
+@Suite(.serialized, .enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
+struct GatewayICMPErrorTests {
+    /// UDP to a closed host port: the guest gets "port unreachable" (its socket sees ECONNREFUSED)
+    /// instead of waiting; traceroute's first hop is the gateway (TTL 1 → time exceeded).
+    @Test func unreachableAndTimeExceededReachTheGuest() throws {
+        let fx = try GatewayFixture()
+        defer { fx.tearDown() }
+        let (info, ns) = try fx.attach()
+        let port = FreePort.next()
+        let out = try fx.run(in: ns, """
+            python3 -c "
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+            s.connect(('\(info.gatewayIPv4)', \(port)))
+            s.send(b'x')
+            try:
+                s.recv(10); print('answer')
+            except ConnectionRefusedError: print('refused')
+            except socket.timeout: print('timeout')
+            "
+            """)
+        #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == "refused")
+        // TTL 1 toward an address beyond the gateway: the gateway answers with time exceeded
+        // (the echo never leaves the stack, and host-only policy would refuse it anyway).
+        let ping = try fx.run(in: ns, "ping -c 1 -t 1 -W 2 10.255.0.1 2>&1; true")
+        #expect(ping.contains("Time to live exceeded") && ping.contains(info.gatewayIPv4), "\(ping)")
+    }
+}

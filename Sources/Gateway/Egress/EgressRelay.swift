@@ -157,6 +157,8 @@ public final class EgressRelay {
         }
         guard case .allow = policy(key, IPProtocol.udp) else {
             counters.udpDenied += 1
+            // The guest hears at once that this is refused, not after its own timeout.
+            stack.sendUDPUnreachable(key, payloadPrefix: Array(payload.prefix(8)), prohibited: true)
             return
         }
         guard udp.count < limits.maxUDPSessions else {

@@ -43,7 +43,11 @@ final class UDPSession {
 
     deinit { buffer.deallocate() }
 
+    /// The start of the last datagram sent, to quote in a port-unreachable to the guest.
+    private var lastPrefix: [UInt8] = []
+
     func send(_ payload: [UInt8]) {
+        lastPrefix = Array(payload.prefix(8))
         idle?.lastActivity = monotonicNanoseconds()
         let n = payload.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
         if n >= 0 { relay.udpSent() }
@@ -54,7 +58,11 @@ final class UDPSession {
         // A burst of replies per wake-up, each one datagram.
         for _ in 0..<64 {
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
-            if n < 0 { break }
+            if n < 0 {
+                // The host answered with ICMP port unreachable: pass it on, as a router would.
+                if errno == ECONNREFUSED { relay.stack.sendUDPUnreachable(key, payloadPrefix: lastPrefix, prohibited: false) }
+                break
+            }
             idle?.lastActivity = now
             relay.udpReceived()
             relay.stack.sendUDP(key, payload: UnsafeRawBufferPointer(rebasing: buffer[..<n]), now: now)
