@@ -51,6 +51,8 @@ command -v swift >/dev/null || { echo "swift not found on PATH: install Swift 6.
 if ((BUILD)); then
     echo "building gateway-bench (release)…" >&2
     swift build -c release --product gateway-bench >&2
+    swift build -c release --product gatewayd >&2
+    swift build -c release --product gatewayctl >&2
 fi
 BIN="$(swift build -c release --show-bin-path)/gateway-bench"
 [[ -x $BIN ]] || { echo "$BIN is missing: run without --skip-build" >&2; exit 1; }
@@ -174,6 +176,34 @@ echo "== our stack (gateway-bench) ==" >&2
 run "$BIN" --json --tag "$TAG" --cpu "$LOOP_CPU" --guest-cpu "$GUEST_CPU" --seconds "$SECS" --repeat "$REPEAT" \
     $(printf -- '--mtu %s ' "${MTUS[@]}") >"$WORK/stack.json"
 
+# --- gatewayd: the whole product path, guest → TAP → stack → host socket on 127.0.0.1 ----------
+echo "== gatewayd (iperf3 to host loopback through the gateway address) ==" >&2
+GWBIN="$(dirname "$BIN")"
+GWSOCK="$WORK/gatewayd.sock"
+cat >"$WORK/gatewayd.toml" <<TOML
+[dns]
+upstreams = ["127.0.0.1:9"]
+TOML
+spawn taskset -c "$LOOP_CPU" "$GWBIN/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWSOCK" \
+    --state-dir "$WORK/gatewayd-state" --shards 1 --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
+gwd=$LAST_PID
+for _ in $(seq 100); do [[ -S $GWSOCK ]] && break; sleep 0.1; done
+spawn iperf3 -s -B 127.0.0.1 -p 5404 --logfile "$WORK/iperf3-server-gatewayd.log"
+server=$LAST_PID
+wait_listen 127.0.0.1 5404
+for mtu in "${MTUS[@]}"; do
+    ns=gwbench-$TAG-gwd$mtu
+    NAMESPACES+=("$ns")
+    ip netns add "$ns"
+    GATEWAYD_CONTROL="$GWSOCK" "$GWBIN/gatewayctl" attach "bench-$mtu" --netns "$ns" --mtu "$mtu" >/dev/null
+    gwaddr=$(GATEWAYD_CONTROL="$GWSOCK" "$GWBIN/gatewayctl" list --json | python3 -c \
+        "import json,sys; print([s for s in json.load(sys.stdin) if s['id']=='bench-$mtu'][0]['gatewayIPv4'])")
+    iperf_pair gatewayd "$mtu" "$ns" "$gwaddr" 5404 "$gwd"
+    GATEWAYD_CONTROL="$GWSOCK" "$GWBIN/gatewayctl" detach "bench-$mtu" >/dev/null
+done
+stop "$server"
+stop "$gwd"
+
 # --- kernel veth: the ceiling, no userspace in the path ------------------------------------------
 echo "== kernel veth (iperf3) ==" >&2
 ns=gwbench-$TAG-kveth
@@ -283,6 +313,7 @@ def iperf_rows(name, label):
 
 stack_rows("stack", "ours: stack alone (diagnostic services, no host sockets) *")
 stack_rows("veth-tools", "guest tools (socat/nc) over kernel veth, our ceiling")
+iperf_rows("gatewayd", "gatewayd egress, iperf3 to host loopback")
 iperf_rows("veth", "kernel veth, iperf3 (no userspace)")
 iperf_rows("pasta", "pasta, iperf3 to host loopback")
 iperf_rows("slirp4netns", "slirp4netns, iperf3 to host loopback")
@@ -322,7 +353,7 @@ print("our loop thread waited for its CPU (other load): " + ", ".join(
     f"{w:.2f} s of {s:.2f} s ({m} {'↑' if d == 'guest-to-gateway' else '↓'})" for m, d, w, s in waits))
 if json_out:
     peers = {}
-    for name in ("veth", "pasta", "slirp4netns"):
+    for name in ("gatewayd", "veth", "pasta", "slirp4netns"):
         for mtu in mtus:
             for d in ("up", "down"):
                 p = os.path.join(work, f"iperf-{name}-{mtu}-{d}.json")

@@ -16,6 +16,30 @@ struct Gatewayctl: ParsableCommand {
             Attach.self, Detach.self, List.self, Stats.self, Routes.self, Publish.self, Unpublish.self, Capture.self,
         ]
     )
+
+    /// `gatewayctl [--control PATH] COMMAND …`: the socket may be named before the command, as
+    /// documented; the option itself belongs to each subcommand, so it is moved behind the name.
+    static func main() {
+        Self.main(movingLeadingControl(Array(CommandLine.arguments.dropFirst())))
+    }
+
+    static func movingLeadingControl(_ args: [String]) -> [String] {
+        var leading: [String] = []
+        var rest = args[...]
+        while let first = rest.first {
+            if first == "--control", rest.count >= 2 {
+                leading += rest.prefix(2)
+                rest = rest.dropFirst(2)
+            } else if first.hasPrefix("--control=") {
+                leading.append(first)
+                rest = rest.dropFirst()
+            } else {
+                break
+            }
+        }
+        guard !leading.isEmpty, let command = rest.first else { return args }
+        return [command] + leading + rest.dropFirst()
+    }
 }
 
 /// Options every subcommand shares.
