@@ -54,6 +54,10 @@ public final class Stack {
     private var nextFlowID: UInt64 = 1
     var ipIdentification: UInt16 = 0
     private var timeWaitOrder: [TCPFlowID] = []
+    private var timeWaitSet: Set<TCPFlowID> = []
+    /// Connection timers, earliest first; may hold stale entries (see `nextDeadline`).
+    private var deadlines = DeadlineHeap()
+    private var lastScheduled: [TCPFlowID: UInt64] = [:]
     /// Per-stack secret for RFC 6528 initial sequence numbers.
     private let isnSecret: UInt64
 
@@ -369,8 +373,13 @@ public final class Stack {
     /// The earliest time `poll` has timer work.
     public var nextDeadline: UInt64? {
         var best: UInt64?
-        for c in connections.values {
-            if let d = c.nextDeadline, best == nil || d < best! { best = d }
+        // Entries whose connection is gone or whose deadline moved are dropped as they surface.
+        while let top = deadlines.first {
+            if let c = connections[top.id], c.nextDeadline == top.deadline {
+                best = top.deadline
+                break
+            }
+            deadlines.popMin()
         }
         if let d = ipv4Reassembler.nextDeadline, best == nil || d < best! { best = d }
         if let d = ipv6Reassembler.nextDeadline, best == nil || d < best! { best = d }
@@ -380,11 +389,18 @@ public final class Stack {
 
     /// Runs due timers.
     public func poll(now: UInt64) {
-        for (id, c) in connections {
-            if let d = c.nextDeadline, d <= now {
-                c.poll(now: now, emit: segmentEmitter(id))
-                collect(id, c)
-            }
+        // Only connections whose timer is due, found through the deadline heap: a stack holding
+        // a thousand TIME-WAIT connections must not walk them all on every wake-up.
+        var due: [TCPFlowID] = []
+        while let top = deadlines.first, top.deadline <= now {
+            deadlines.popMin()
+            if let c = connections[top.id], c.nextDeadline == top.deadline, !due.contains(top.id) { due.append(top.id) }
+        }
+        for id in due {
+            guard let c = connections[id] else { continue }
+            lastScheduled[id] = nil  // its entry left the heap: whatever comes next is pushed anew
+            c.poll(now: now, emit: segmentEmitter(id))
+            collect(id, c)
         }
         ipv4Reassembler.expire(now: now)
         ipv6Reassembler.expire(now: now)
@@ -515,7 +531,12 @@ public final class Stack {
     func collect(_ id: TCPFlowID, _ conn: TCPConnection) {
         let ev = conn.takeEvents()
         if !ev.isEmpty { events.append(.tcp(id, ev)) }
-        if conn.state == .timeWait && !timeWaitOrder.contains(id) {
+        if let d = conn.nextDeadline, lastScheduled[id] != d {
+            lastScheduled[id] = d
+            deadlines.insert(DeadlineEntry(deadline: d, id: id))
+        }
+        if conn.state == .timeWait && !timeWaitSet.contains(id) {
+            timeWaitSet.insert(id)
             timeWaitOrder.append(id)
             if timeWaitOrder.count > configuration.maxTimeWait {
                 let oldest = timeWaitOrder.removeFirst()
@@ -536,7 +557,8 @@ public final class Stack {
         }
         connections[id] = nil
         if let key = flowKeys.removeValue(forKey: id) { flowsByKey[key] = nil }
-        if let i = timeWaitOrder.firstIndex(of: id) { timeWaitOrder.remove(at: i) }
+        lastScheduled[id] = nil
+        if timeWaitSet.remove(id) != nil, let i = timeWaitOrder.firstIndex(of: id) { timeWaitOrder.remove(at: i) }
     }
 
     // MARK: - TCP socket API for the layer above
