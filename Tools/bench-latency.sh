@@ -4,24 +4,8 @@
 # host's 127.0.0.1: through gatewayd, through pasta, and over a kernel veth, in one run.
 # Usage: sudo Tools/bench-latency.sh   (release build; every process and namespace removed at exit)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-Tools/install-deps.sh
-command -v pasta >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq passt >/dev/null
-swift build -c release --product gatewayd >&2
-swift build -c release --product gatewayctl >&2
-BIN="$(swift build -c release --show-bin-path)"
-TAG=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-WORK=$(mktemp -d "/tmp/gw-lat-$TAG.XXXXXX")
-PIDS=()
-NAMESPACES=()
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    ip link del "gwe-$TAG-h" 2>/dev/null
-    for n in "${NAMESPACES[@]}"; do ip netns del "$n" 2>/dev/null; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/bench-lib.sh" lat
+LINKS+=("gwe-$TAG-h")
 
 cat >"$WORK/server.py" <<'PY'
 import socket, sys, threading

@@ -5,27 +5,12 @@
 # connection) and connects to the veth's host address, where both forwarders listen.
 # Usage: sudo Tools/bench-publish.sh   (release build; everything removed at exit)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-Tools/install-deps.sh
-command -v pasta >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq passt >/dev/null
-swift build -c release --product gatewayd >&2
-swift build -c release --product gatewayctl >&2
-BIN="$(swift build -c release --show-bin-path)"
-TAG=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-WORK=$(mktemp -d "/tmp/gw-pub-$TAG.XXXXXX")
-PIDS=()
-NAMESPACES=()
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    ip link del "gwp-$TAG-h" 2>/dev/null
-    for n in "${NAMESPACES[@]}"; do ip netns del "$n" 2>/dev/null; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/bench-lib.sh" pub
+LINKS+=("gwp-$TAG-h")
 HOSTIP=10.0.6.1
 
-# The client's namespace, behind a veth to the host.
+# The client's namespace, behind a veth to the host. The veth is named gwp-…: gatewayd sweeps
+# its own role prefixes (gwt-, gwb-, gwv-, gwe-) when it starts.
 client=gwpub-$TAG-c; NAMESPACES+=("$client"); ip netns add "$client"
 ip link add "gwp-$TAG-h" type veth peer name "gwp-$TAG-c" netns "$client"
 ip addr add $HOSTIP/24 dev "gwp-$TAG-h"; ip link set "gwp-$TAG-h" up
