@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# Published ports and the control plane, measured: iperf3 and connections per second through a
+# published port (beside pasta -t), attach/detach latency, and gatewayd's memory and descriptors
+# with 1,000 idle namespace sandboxes. Figures and how to read them: Tools/README-bench-control.md.
+# Usage: sudo Tools/bench-control.sh [--seconds N] [--connections N] [--cycles N] [--sandboxes N] [--skip-build]
+# Clients run on the host against 127.0.0.1; servers run inside namespaces made here. Every process,
+# namespace and device made here is removed at the end, on failure and on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECS=4
+CONNS=2000
+CYCLES=100
+SANDBOXES=1000
+BUILD=1
+while (($#)); do
+    case "$1" in
+        --seconds) SECS=$2; shift 2 ;;
+        --connections) CONNS=$2; shift 2 ;;
+        --cycles) CYCLES=$2; shift 2 ;;
+        --sandboxes) SANDBOXES=$2; shift 2 ;;
+        --skip-build) BUILD=0; shift ;;
+        -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+if [[ $(id -u) -ne 0 ]]; then
+    echo "bench-control.sh makes namespaces and devices: run it as root" >&2
+    exit 1
+fi
+
+Tools/install-deps.sh >&2
+command -v pasta >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq passt >/dev/null
+if ((BUILD)); then
+    echo "building gatewayd and gatewayctl (release)…" >&2
+    swift build -c release --product gatewayd >&2
+    swift build -c release --product gatewayctl >&2
+fi
+BIN="$(swift build -c release --show-bin-path)"
+[[ -x $BIN/gatewayd && -x $BIN/gatewayctl ]] || { echo "no release build in $BIN: run without --skip-build" >&2; exit 1; }
+
+# --- bookkeeping and cleanup -----------------------------------------------------------------
+TAG=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+WORK=$(mktemp -d "/tmp/gw-ctl-bench-$TAG.XXXXXX")
+PIDS=()
+# 1,000 TAP descriptors plus their host sockets and epoll registrations exceed the usual 1,024.
+ulimit -n 65536
+
+cleanup() {
+    set +e
+    local p n
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    # Every namespace made here carries this run's tag; so do the devices the daemons may leave.
+    for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^gwfig-$TAG-"); do ip netns del "$n" 2>/dev/null; done
+    for n in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gw[a-z]-$TAG"); do
+        ip link del "$n" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo "interrupted: cleaning up" >&2; exit 130' INT TERM HUP
+
+spawn() {
+    "$@" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+stop() {
+    local pid=$1 keep=() p
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# Waits until something listens on TCP PORT, in namespace NS ("" = the host).
+wait_listen() {
+    local ns=$1 port=$2
+    for _ in $(seq 200); do
+        if [[ -z $ns ]]; then ss -Hltn "sport = :$port" | grep -q . && return 0
+        else ip netns exec "$ns" ss -Hltn "sport = :$port" | grep -q . && return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listens on port $port${ns:+ in $ns}" >&2
+    return 1
+}
+
+# A host port nobody listens on, from a range of our own (not gatewayd's 30000-39999).
+free_port() {
+    local p
+    while :; do
+        p=$((41000 + RANDOM % 8000))
+        ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
+    done
+}
+
+# Starts a gatewayd with its own socket, state directory, address pool, and a device sweep limited
+# to this run's tag (the default sweep would remove other gatewayd instances' devices).
+start_gatewayd() { # name shards [cpu]
+    local name=$1 shards=$2 cpu=${3:-}
+    cat >"$WORK/$name.toml" <<TOML
+shards = $shards
+pin-shards = false
+sweep-prefixes = ["gwv-$TAG"]
+[addresses]
+ipv4-pool = "10.77.0.0/16"
+ipv6-pool = "fd47:5777::/48"
+[dns]
+upstreams = ["127.0.0.1:9"]
+TOML
+    local pin=()
+    [[ -n $cpu ]] && pin=(taskset -c "$cpu")
+    spawn "${pin[@]}" "$BIN/gatewayd" --config "$WORK/$name.toml" --control "$WORK/$name.sock" \
+        --state-dir "$WORK/$name-state" >"$WORK/$name.log" 2>&1
+    GWD=$LAST_PID
+    CTL=("$BIN/gatewayctl" --control "$WORK/$name.sock")
+    for _ in $(seq 200); do "${CTL[@]}" list >/dev/null 2>&1 && return 0; sleep 0.05; done
+    echo "gatewayd did not come up:" >&2; cat "$WORK/$name.log" >&2
+    return 1
+}
+
+cat >"$WORK/onebyte.py" <<'PY'
+# Accepts, sends one byte, closes: the server side of the connections-per-second test.
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(128)
+while True:
+    c, _ = s.accept(); c.sendall(b"x"); c.close()
+PY
+cat >"$WORK/cps.py" <<'PY'
+# N sequential connect / read 1 byte / close; prints connections per second and the time from
+# connect(2) to the first byte (median, p99, in µs).
+import socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def once():
+    t = time.perf_counter()
+    s = socket.create_connection((host, port))
+    b = s.recv(1)
+    d = time.perf_counter() - t
+    s.close()
+    if b != b"x":
+        raise SystemExit(f"expected one byte, got {b!r}")
+    return d
+for _ in range(50):
+    once()
+t0 = time.perf_counter()
+ttfb = sorted(once() for _ in range(n))
+cps = n / (time.perf_counter() - t0)
+print(f"{cps:.0f} {ttfb[n // 2] * 1e6:.0f} {ttfb[min(n - 1, int(n * 0.99))] * 1e6:.0f}")
+PY
+
+# iperf3 from the host to 127.0.0.1:PORT both ways; prints "host→guest guest→host" in Gbps.
+iperf_both() {
+    local port=$1 label=$2 out=() flag
+    for flag in "" "-R"; do
+        taskset -c 1 iperf3 -c 127.0.0.1 -p "$port" -t "$SECS" -J $flag >"$WORK/iperf-$label$flag.json" || {
+            cat "$WORK/iperf-$label$flag.json" >&2; return 1; }
+        out+=("$(python3 -c 'import json,sys; print(f"{json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e9:.2f}")' \
+            "$WORK/iperf-$label$flag.json")")
+    done
+    echo "${out[*]}"
+}
+
+# percentile summary of a file of numbers: "median p99 min max"
+summary() {
+    python3 - "$1" <<'PY'
+import sys
+v = sorted(float(x) for x in open(sys.argv[1]))
+n = len(v)
+print(f"{v[n // 2]:.1f} {v[min(n - 1, int(n * 0.99))]:.1f} {v[0]:.1f} {v[-1]:.1f}")
+PY
+}
+
+now_ns() { date +%s%N; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+fd_count() { ls "/proc/$1/fd" | wc -l; }
+
+DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+declare -A R
+
+# --- 1 and 2: published port, ours -------------------------------------------------------------
+# The client is on the host and connects to 127.0.0.1:HOSTPORT; gatewayd accepts there and opens
+# the flow to the guest through the sandbox's stack and TAP.
+echo "== published port through gatewayd ==" >&2
+start_gatewayd pub 1 0
+ns=gwfig-$TAG-gw
+ip netns add "$ns"
+"${CTL[@]}" attach pub --netns "$ns" >/dev/null
+spawn ip netns exec "$ns" iperf3 -s -p 5201 --logfile "$WORK/iperf3-gw.log"
+spawn ip netns exec "$ns" python3 "$WORK/onebyte.py" 5202
+wait_listen "$ns" 5201
+wait_listen "$ns" 5202
+port_json() { python3 -c 'import json,sys; print(json.load(sys.stdin)["hostPort"])'; }
+GP1=$("${CTL[@]}" publish pub 5201 --json | port_json)
+GP2=$("${CTL[@]}" publish pub 5202 --json | port_json)
+echo "gatewayd: 127.0.0.1:$GP1 → guest 5201, 127.0.0.1:$GP2 → guest 5202" >&2
+read -r R[gw_down] R[gw_up] < <(iperf_both "$GP1" gw)
+echo "gatewayd iperf3: host→guest ${R[gw_down]} Gbps, guest→host ${R[gw_up]} Gbps" >&2
+read -r R[gw_cps] R[gw_ttfb50] R[gw_ttfb99] < <(taskset -c 1 python3 "$WORK/cps.py" 127.0.0.1 "$GP2" "$CONNS")
+echo "gatewayd: ${R[gw_cps]} conn/s, first byte median ${R[gw_ttfb50]} µs, p99 ${R[gw_ttfb99]} µs" >&2
+"${CTL[@]}" detach pub >/dev/null
+stop "$GWD"
+
+# --- 1 and 2: pasta -t --------------------------------------------------------------------------
+# pasta binds the host ports on 127.0.0.1 and forwards into its namespace. A connection from the
+# host's loopback takes pasta's splice path (socket to socket onto the namespace's loopback), not
+# its TAP: see README-bench-control.md.
+echo "== pasta -t ==" >&2
+ns=gwfig-$TAG-pasta
+ip netns add "$ns"
+ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+spawn ip netns exec "$ns" iperf3 -s -p 5201 --logfile "$WORK/iperf3-pasta.log"
+spawn ip netns exec "$ns" python3 "$WORK/onebyte.py" 5202
+PP1=$(free_port)
+PP2=$(free_port)
+while [[ $PP2 == "$PP1" ]]; do PP2=$(free_port); done
+spawn taskset -c 0 pasta -q -f --runas 0 --log-file "$WORK/pasta.log" --config-net -4 -I gwpasta0 \
+    -a 10.0.2.15 -n 24 -g 10.0.2.2 -t "127.0.0.1/$PP1:5201" -t "127.0.0.1/$PP2:5202" -u none -T none -U none \
+    --netns "$ns"
+PASTA=$LAST_PID
+wait_listen "$ns" 5201
+wait_listen "$ns" 5202
+wait_listen "" "$PP1"
+wait_listen "" "$PP2"
+read -r R[pa_down] R[pa_up] < <(iperf_both "$PP1" pasta)
+echo "pasta iperf3: host→guest ${R[pa_down]} Gbps, guest→host ${R[pa_up]} Gbps" >&2
+read -r R[pa_cps] R[pa_ttfb50] R[pa_ttfb99] < <(taskset -c 1 python3 "$WORK/cps.py" 127.0.0.1 "$PP2" "$CONNS")
+echo "pasta: ${R[pa_cps]} conn/s, first byte median ${R[pa_ttfb50]} µs, p99 ${R[pa_ttfb99]} µs" >&2
+stop "$PASTA"
+ip netns del "$ns"
+
+# --- 3: attach and detach latency ----------------------------------------------------------------
+# Each figure is the wall time of one gatewayctl run (process start, HTTP over the control socket,
+# the daemon's work, exit), as a script would see it.
+echo "== attach/detach, $CYCLES cycles ==" >&2
+start_gatewayd ctl 2
+: >"$WORK/attach.ms"
+: >"$WORK/detach.ms"
+for i in $(seq "$CYCLES"); do
+    ns=gwfig-$TAG-c$i
+    ip netns add "$ns"
+    t0=$(now_ns)
+    "${CTL[@]}" attach "c$i" --netns "$ns" >/dev/null
+    t1=$(now_ns)
+    "${CTL[@]}" detach "c$i" >/dev/null
+    t2=$(now_ns)
+    echo "scale=3; ($t1 - $t0) / 1000000" | bc >>"$WORK/attach.ms"
+    echo "scale=3; ($t2 - $t1) / 1000000" | bc >>"$WORK/detach.ms"
+    ip netns del "$ns"
+done
+read -r R[att50] R[att99] R[attmin] R[attmax] < <(summary "$WORK/attach.ms")
+read -r R[det50] R[det99] R[detmin] R[detmax] < <(summary "$WORK/detach.ms")
+echo "attach median ${R[att50]} ms p99 ${R[att99]} ms; detach median ${R[det50]} ms p99 ${R[det99]} ms" >&2
+
+# --- 4: memory and descriptors with many idle sandboxes ------------------------------------------
+echo "== $SANDBOXES idle sandboxes ==" >&2
+sleep 1
+R[rss0]=$(rss_kib "$GWD")
+R[fd0]=$(fd_count "$GWD")
+host_gw_before=$(ip -o link | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -c '^gw' || true)
+t0=$(now_ns)
+for i in $(seq "$SANDBOXES"); do
+    ip netns add "gwfig-$TAG-s$i"
+    "${CTL[@]}" attach "s$i" --netns "gwfig-$TAG-s$i" >/dev/null
+done
+t1=$(now_ns)
+R[attach_all_s]=$(echo "scale=1; ($t1 - $t0) / 1000000000" | bc)
+sleep 2
+R[rss1]=$(rss_kib "$GWD")
+R[fd1]=$(fd_count "$GWD")
+R[listed]=$("${CTL[@]}" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+echo "attached ${R[listed]} in ${R[attach_all_s]} s: RSS ${R[rss0]} → ${R[rss1]} KiB, fds ${R[fd0]} → ${R[fd1]}" >&2
+t0=$(now_ns)
+for i in $(seq "$SANDBOXES"); do "${CTL[@]}" detach "s$i" >/dev/null; done
+t1=$(now_ns)
+R[detach_all_s]=$(echo "scale=1; ($t1 - $t0) / 1000000000" | bc)
+sleep 2
+R[rss2]=$(rss_kib "$GWD")
+R[fd2]=$(fd_count "$GWD")
+R[listed2]=$("${CTL[@]}" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+# After detach each namespace should hold only its loopback.
+R[ns_with_devices]=0
+for i in $(seq "$SANDBOXES"); do
+    n=$(ip -n "gwfig-$TAG-s$i" -o link | grep -vc ': lo:' || true)
+    ((n == 0)) || R[ns_with_devices]=$((R[ns_with_devices] + 1))
+done
+for i in $(seq "$SANDBOXES"); do ip netns del "gwfig-$TAG-s$i"; done
+host_gw_after=$(ip -o link | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -c '^gw' || true)
+R[state_files]=$(ls "$WORK/ctl-state/sandboxes" 2>/dev/null | wc -l)
+echo "detached in ${R[detach_all_s]} s: RSS ${R[rss2]} KiB, fds ${R[fd2]}, namespaces still holding a device:" \
+    "${R[ns_with_devices]}, host gw devices before/after: $host_gw_before/$host_gw_after" >&2
+stop "$GWD"
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- report --------------------------------------------------------------------------------------
+per_sandbox=$(echo "scale=1; (${R[rss1]} - ${R[rss0]}) / $SANDBOXES" | bc)
+cat <<EOF
+
+control-plane and published-port benchmark, $DATE, kernel $(uname -r), $(nproc) CPUs
+load average before $LOAD_BEFORE, after $LOAD_AFTER
+network process (gatewayd with 1 shard, pasta) on CPU 0, host-side clients on CPU 1, guest servers unpinned
+
+1. published port, iperf3 client on the host to 127.0.0.1:HOSTPORT, server in the namespace, ~$SECS s each
+                        host→guest Gbps   guest→host Gbps (-R)
+   gatewayd publish     ${R[gw_down]}              ${R[gw_up]}
+   pasta -t             ${R[pa_down]}              ${R[pa_up]}
+
+2. $CONNS sequential connect / read 1 byte / close through the published port
+                        conn/s   first byte median µs   p99 µs
+   gatewayd publish     ${R[gw_cps]}     ${R[gw_ttfb50]}                   ${R[gw_ttfb99]}
+   pasta -t             ${R[pa_cps]}     ${R[pa_ttfb50]}                   ${R[pa_ttfb99]}
+
+3. $CYCLES × (ip netns add; gatewayctl attach; gatewayctl detach), wall time of each gatewayctl run (2 shards)
+   attach  median ${R[att50]} ms  p99 ${R[att99]} ms  (min ${R[attmin]}, max ${R[attmax]})
+   detach  median ${R[det50]} ms  p99 ${R[det99]} ms  (min ${R[detmin]}, max ${R[detmax]})
+
+4. $SANDBOXES idle namespace sandboxes on one gatewayd (2 shards)
+   attached ${R[listed]} in ${R[attach_all_s]} s (ip netns add + gatewayctl attach each), detached in ${R[detach_all_s]} s
+   VmRSS  ${R[rss0]} KiB before → ${R[rss1]} KiB attached → ${R[rss2]} KiB after detach; $per_sandbox KiB per sandbox
+   fds    ${R[fd0]} before → ${R[fd1]} attached → ${R[fd2]} after detach
+   after detach: ${R[listed2]} sandboxes listed, ${R[state_files]} state files, ${R[ns_with_devices]} namespaces holding
+   a device other than lo, gw devices on the host $host_gw_before before / $host_gw_after after
+EOF
