@@ -44,7 +44,7 @@ TAG=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 WORK=$(mktemp -d "/tmp/gw-ctl-bench-$TAG.XXXXXX")
 PIDS=()
 # 1,000 TAP descriptors plus their host sockets and epoll registrations exceed the usual 1,024.
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
 
 cleanup() {
     set +e
@@ -93,12 +93,13 @@ wait_listen() {
     return 1
 }
 
-# A host port nobody listens on, from a range of our own (not gatewayd's 30000-39999).
+# A host port no socket uses, below the ephemeral range (where the thousands of TIME-WAIT sockets
+# of the connection test live) and outside gatewayd's 30000-39999.
 free_port() {
     local p
     while :; do
-        p=$((41000 + RANDOM % 8000))
-        ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
+        p=$((20000 + RANDOM % 9000))
+        ss -Htan "( sport = :$p )" | grep -q . || { echo "$p"; return; }
     done
 }
 
@@ -136,37 +137,67 @@ while True:
     c, _ = s.accept(); c.sendall(b"x"); c.close()
 PY
 cat >"$WORK/cps.py" <<'PY'
-# N sequential connect / read 1 byte / close; prints connections per second and the time from
-# connect(2) to the first byte (median, p99, in µs).
+# N sequential connect / read 1 byte / close; prints connections per second, the time from
+# connect(2) to the first byte (median, p99, in µs) and how many connections failed (reset, or
+# closed without the byte), which are left out of the times.
 import socket, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def once():
     t = time.perf_counter()
-    s = socket.create_connection((host, port))
-    b = s.recv(1)
-    d = time.perf_counter() - t
-    s.close()
-    if b != b"x":
-        raise SystemExit(f"expected one byte, got {b!r}")
-    return d
-for _ in range(50):
-    once()
+    try:
+        s = socket.create_connection((host, port), timeout=2)
+        b = s.recv(1)
+        d = time.perf_counter() - t
+        s.close()
+    except OSError:
+        return None
+    return d if b == b"x" else None
+if all(once() is None for _ in range(50)):
+    print("- - - all")  # every warm-up connection failed: not worth 2,000 time-outs
+    sys.exit()
 t0 = time.perf_counter()
-ttfb = sorted(once() for _ in range(n))
-cps = n / (time.perf_counter() - t0)
-print(f"{cps:.0f} {ttfb[n // 2] * 1e6:.0f} {ttfb[min(n - 1, int(n * 0.99))] * 1e6:.0f}")
+got = []
+while len(got) < n and time.perf_counter() - t0 < 60:  # a bound for a peer that stalls
+    got.append(once())
+cps = len(got) / (time.perf_counter() - t0)
+ttfb = sorted(x for x in got if x is not None)
+failed = n - len(ttfb)
+if not ttfb:
+    print(f"{cps:.0f} - - {failed}")
+else:
+    print(f"{cps:.0f} {ttfb[len(ttfb) // 2] * 1e6:.0f} {ttfb[min(len(ttfb) - 1, int(len(ttfb) * 0.99))] * 1e6:.0f} {failed}")
 PY
 
-# iperf3 from the host to 127.0.0.1:PORT both ways; prints "host→guest guest→host" in Gbps.
+# Runs a client command on CPU 1, on the host (CLIENT=lo) or in the client namespace (CLIENT=veth).
+client() {
+    if [[ $CLIENT == lo ]]; then taskset -c 1 "$@"; else ip netns exec "$CLIENT_NS" taskset -c 1 "$@"; fi
+}
+client_addr() { if [[ $CLIENT == lo ]]; then echo 127.0.0.1; else echo "$HOST_ADDR"; fi; }
+
+# iperf3 to ADDR:PORT both ways; prints "host→guest guest→host" in Gbps.
 iperf_both() {
-    local port=$1 label=$2 out=() flag
+    local port=$1 label=$2 out=() flag f
     for flag in "" "-R"; do
-        taskset -c 1 iperf3 -c 127.0.0.1 -p "$port" -t "$SECS" -J $flag >"$WORK/iperf-$label$flag.json" || {
-            cat "$WORK/iperf-$label$flag.json" >&2; return 1; }
-        out+=("$(python3 -c 'import json,sys; print(f"{json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e9:.2f}")' \
-            "$WORK/iperf-$label$flag.json")")
+        f="$WORK/iperf-$label$flag.json"
+        client iperf3 -c "$(client_addr)" -p "$port" -t "$SECS" -J $flag >"$f" && ! grep -q '"error"' "$f" || {
+            grep '"error"' "$f" >&2; return 1; }
+        out+=("$(python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 1e9))' "$f")")
     done
     echo "${out[*]}"
+}
+
+# Both measurements through one published pair of ports; fills R[NAME_CLIENT_*].
+measure_ports() { # name iperf-port cps-port
+    local name=$1 k=$1_$CLIENT
+    read -r R[${k}_down] R[${k}_up] < <(iperf_both "$2" "$k") || true
+    if [[ -z ${R[${k}_up]:-} ]]; then
+        echo "iperf3 through $name ($CLIENT) failed" >&2
+        R[${k}_down]=${R[${k}_down]:-failed}; R[${k}_up]=failed
+    fi
+    echo "$name, client $CLIENT: host→guest ${R[${k}_down]} Gbps, guest→host ${R[${k}_up]} Gbps" >&2
+    read -r R[${k}_cps] R[${k}_ttfb50] R[${k}_ttfb99] R[${k}_failed] < <(client python3 "$WORK/cps.py" "$(client_addr)" "$3" "$CONNS") || true
+    echo "$name, client $CLIENT: ${R[${k}_cps]:-?} conn/s, first byte median ${R[${k}_ttfb50]:-?} µs," \
+        "p99 ${R[${k}_ttfb99]:-?} µs, ${R[${k}_failed]:-?} of $CONNS failed" >&2
 }
 
 # percentile summary of a file of numbers: "median p99 min max"
@@ -187,6 +218,25 @@ DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A R
 
+# --- the second client: a namespace reaching the host over a veth made here ----------------------
+# From there the host's address on that veth is not loopback, so pasta must take its TAP path (from the host's
+# own loopback it splices sockets instead); ours takes the same path either way.
+# A /24 no route of the host uses yet (other tools may be running beside this one).
+while :; do
+    NET=10.$((200 + RANDOM % 50)).$((RANDOM % 250))
+    ip route | grep -q "^$NET\." || ip -o addr | grep -q " $NET\." || break
+done
+HOST_ADDR=$NET.1
+CLIENT_NS=gwfig-$TAG-client
+ip netns add "$CLIENT_NS"
+ip link add "gwe-$TAG-h" type veth peer name "gwe-$TAG-c" netns "$CLIENT_NS"
+ip addr add $HOST_ADDR/24 dev "gwe-$TAG-h"
+ip link set "gwe-$TAG-h" up
+ip -n "$CLIENT_NS" addr add $NET.2/24 dev "gwe-$TAG-c"
+ip -n "$CLIENT_NS" link set "gwe-$TAG-c" up
+ip -n "$CLIENT_NS" link set lo up
+for _ in $(seq 100); do ip netns exec "$CLIENT_NS" ping -c1 -W1 "$HOST_ADDR" >/dev/null 2>&1 && break; sleep 0.05; done
+
 # --- 1 and 2: published port, ours -------------------------------------------------------------
 # The client is on the host and connects to 127.0.0.1:HOSTPORT; gatewayd accepts there and opens
 # the flow to the guest through the sandbox's stack and TAP.
@@ -202,11 +252,17 @@ wait_listen "$ns" 5202
 port_json() { python3 -c 'import json,sys; print(json.load(sys.stdin)["hostPort"])'; }
 GP1=$("${CTL[@]}" publish pub 5201 --json | port_json)
 GP2=$("${CTL[@]}" publish pub 5202 --json | port_json)
-echo "gatewayd: 127.0.0.1:$GP1 → guest 5201, 127.0.0.1:$GP2 → guest 5202" >&2
-read -r R[gw_down] R[gw_up] < <(iperf_both "$GP1" gw)
-echo "gatewayd iperf3: host→guest ${R[gw_down]} Gbps, guest→host ${R[gw_up]} Gbps" >&2
-read -r R[gw_cps] R[gw_ttfb50] R[gw_ttfb99] < <(taskset -c 1 python3 "$WORK/cps.py" 127.0.0.1 "$GP2" "$CONNS")
-echo "gatewayd: ${R[gw_cps]} conn/s, first byte median ${R[gw_ttfb50]} µs, p99 ${R[gw_ttfb99]} µs" >&2
+GP3=$("${CTL[@]}" publish pub $HOST_ADDR:0:5201 --json | port_json)
+GP4=$("${CTL[@]}" publish pub $HOST_ADDR:0:5202 --json | port_json)
+echo "gatewayd: 127.0.0.1:$GP1/$GP2 and $HOST_ADDR:$GP3/$GP4 → guest 5201/5202" >&2
+stats() { "${CTL[@]}" stats pub --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["bytesIn"] + s["bytesOut"])'; }
+b0=$(stats)
+CLIENT=lo measure_ports gw "$GP1" "$GP2"
+b1=$(stats)
+CLIENT=veth measure_ports gw "$GP3" "$GP4"
+b2=$(stats)
+R[gw_lo_tap_mb]=$(((b1 - b0) / 1000000))
+R[gw_veth_tap_mb]=$(((b2 - b1) / 1000000))
 "${CTL[@]}" detach pub >/dev/null
 stop "$GWD"
 
@@ -220,22 +276,32 @@ ip netns add "$ns"
 ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 spawn ip netns exec "$ns" iperf3 -s -p 5201 --logfile "$WORK/iperf3-pasta.log"
 spawn ip netns exec "$ns" python3 "$WORK/onebyte.py" 5202
-PP1=$(free_port)
-PP2=$(free_port)
-while [[ $PP2 == "$PP1" ]]; do PP2=$(free_port); done
-spawn taskset -c 0 pasta -q -f --runas 0 --log-file "$WORK/pasta.log" --config-net -4 -I gwpasta0 \
-    -a 10.0.2.15 -n 24 -g 10.0.2.2 -t "127.0.0.1/$PP1:5201" -t "127.0.0.1/$PP2:5202" -u none -T none -U none \
-    --netns "$ns"
-PASTA=$LAST_PID
-wait_listen "$ns" 5201
-wait_listen "$ns" 5202
-wait_listen "" "$PP1"
-wait_listen "" "$PP2"
-read -r R[pa_down] R[pa_up] < <(iperf_both "$PP1" pasta)
-echo "pasta iperf3: host→guest ${R[pa_down]} Gbps, guest→host ${R[pa_up]} Gbps" >&2
-read -r R[pa_cps] R[pa_ttfb50] R[pa_ttfb99] < <(taskset -c 1 python3 "$WORK/cps.py" 127.0.0.1 "$PP2" "$CONNS")
-echo "pasta: ${R[pa_cps]} conn/s, first byte median ${R[pa_ttfb50]} µs, p99 ${R[pa_ttfb99]} µs" >&2
-stop "$PASTA"
+PP=()
+while ((${#PP[@]} < 4)); do
+    p=$(free_port)
+    [[ " ${PP[*]} " == *" $p "* ]] || PP+=("$p")
+done
+tapbytes() { ip -n "$ns" -s -j link show gwpasta0 | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["stats64"]; print(s["rx"]["bytes"] + s["tx"]["bytes"])'; }
+# This pasta takes one bind address for all its -t options, so one instance per client variant.
+pasta_run() { # client bind-address iperf-port cps-port
+    spawn taskset -c 0 pasta -q -f --runas 0 --log-file "$WORK/pasta-$1.log" --config-net -4 -I gwpasta0 \
+        -a 10.0.2.15 -n 24 -g 10.0.2.2 -t "$2/$3:5201" -t "$2/$4:5202" -u none -T none -U none --netns "$ns"
+    local pasta=$LAST_PID b0 b1
+    wait_listen "" "$3"
+    wait_listen "" "$4"
+    for _ in $(seq 100); do ip -n "$ns" -4 -o addr show dev gwpasta0 2>/dev/null | grep -q 10.0.2.15 && break; sleep 0.05; done
+    # Until the guest has sent a frame this pasta does not know the guest's MAC, and connections it
+    # forwards through its TAP are reset; one ping (unanswered: ICMP is off) teaches it.
+    ip netns exec "$ns" ping -c1 -W1 10.0.2.2 >/dev/null 2>&1 || true
+    b0=$(tapbytes)
+    CLIENT=$1 measure_ports pasta "$3" "$4"
+    b1=$(tapbytes)
+    R[pasta_$1_tap_mb]=$(((b1 - b0) / 1000000))
+    stop "$pasta"
+    for _ in $(seq 50); do ip -n "$ns" link show gwpasta0 >/dev/null 2>&1 || break; sleep 0.05; done
+}
+pasta_run lo 127.0.0.1 "${PP[0]}" "${PP[1]}"
+pasta_run veth "$HOST_ADDR" "${PP[2]}" "${PP[3]}"
 ip netns del "$ns"
 
 # --- 3: attach and detach latency ----------------------------------------------------------------
@@ -266,7 +332,8 @@ echo "== $SANDBOXES idle sandboxes ==" >&2
 sleep 1
 R[rss0]=$(rss_kib "$GWD")
 R[fd0]=$(fd_count "$GWD")
-host_gw_before=$(ip -o link | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -c '^gw' || true)
+host_gw() { ip -o link | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^gw' | sort || true; }
+host_gw >"$WORK/gw-before"
 t0=$(now_ns)
 for i in $(seq "$SANDBOXES"); do
     ip netns add "gwfig-$TAG-s$i"
@@ -294,10 +361,11 @@ for i in $(seq "$SANDBOXES"); do
     ((n == 0)) || R[ns_with_devices]=$((R[ns_with_devices] + 1))
 done
 for i in $(seq "$SANDBOXES"); do ip netns del "gwfig-$TAG-s$i"; done
-host_gw_after=$(ip -o link | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -c '^gw' || true)
+host_gw >"$WORK/gw-after"
+R[host_gw_new]=$(comm -13 "$WORK/gw-before" "$WORK/gw-after" | wc -l)
 R[state_files]=$(ls "$WORK/ctl-state/sandboxes" 2>/dev/null | wc -l)
 echo "detached in ${R[detach_all_s]} s: RSS ${R[rss2]} KiB, fds ${R[fd2]}, namespaces still holding a device:" \
-    "${R[ns_with_devices]}, host gw devices before/after: $host_gw_before/$host_gw_after" >&2
+    "${R[ns_with_devices]}, new gw devices on the host: ${R[host_gw_new]}" >&2
 stop "$GWD"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -309,15 +377,19 @@ control-plane and published-port benchmark, $DATE, kernel $(uname -r), $(nproc) 
 load average before $LOAD_BEFORE, after $LOAD_AFTER
 network process (gatewayd with 1 shard, pasta) on CPU 0, host-side clients on CPU 1, guest servers unpinned
 
-1. published port, iperf3 client on the host to 127.0.0.1:HOSTPORT, server in the namespace, ~$SECS s each
-                        host→guest Gbps   guest→host Gbps (-R)
-   gatewayd publish     ${R[gw_down]}              ${R[gw_up]}
-   pasta -t             ${R[pa_down]}              ${R[pa_up]}
-
-2. $CONNS sequential connect / read 1 byte / close through the published port
-                        conn/s   first byte median µs   p99 µs
-   gatewayd publish     ${R[gw_cps]}     ${R[gw_ttfb50]}                   ${R[gw_ttfb99]}
-   pasta -t             ${R[pa_cps]}     ${R[pa_ttfb50]}                   ${R[pa_ttfb99]}
+1-2. published port: iperf3 (~$SECS s each way) and $CONNS sequential connect / read 1 byte / close
+     client "lo": on the host, to 127.0.0.1:HOSTPORT; client "veth": in a second namespace, to
+     $HOST_ADDR:HOSTPORT over a veth made here. Servers in the sandbox's namespace.
+$(printf '   %-18s %-6s %11s %11s %8s %10s %8s %7s %8s\n' path client "host→guest" "guest→host" conn/s "1st byte" p99 failed "TAP MB")
+$(printf '   %-18s %-6s %11s %11s %8s %10s %8s %7s %8s\n' "" "" Gbps "Gbps (-R)" "" "median µs" µs "" "")
+$(for k in gw_lo gw_veth pasta_lo pasta_veth; do
+    label="gatewayd publish"; [[ $k == pasta* ]] && label="pasta -t"
+    printf '   %-18s %-6s %11s %11s %8s %10s %8s %7s %8s\n' "$label" "${k#*_}" "${R[${k}_down]:-?}" "${R[${k}_up]:-?}" \
+        "${R[${k}_cps]:-?}" "${R[${k}_ttfb50]:-?}" "${R[${k}_ttfb99]:-?}" "${R[${k}_failed]:-?}" "${R[${k}_tap_mb]:-?}"
+done)
+   TAP MB: bytes that crossed the sandbox's TAP during both tests (gatewayd's stats; pasta's link
+   counters); 0 for pasta from lo means its splice path, socket to socket, carried everything.
+   failed: connections reset or closed before the byte arrived (left out of the times).
 
 3. $CYCLES × (ip netns add; gatewayctl attach; gatewayctl detach), wall time of each gatewayctl run (2 shards)
    attach  median ${R[att50]} ms  p99 ${R[att99]} ms  (min ${R[attmin]}, max ${R[attmax]})
@@ -328,5 +400,5 @@ network process (gatewayd with 1 shard, pasta) on CPU 0, host-side clients on CP
    VmRSS  ${R[rss0]} KiB before → ${R[rss1]} KiB attached → ${R[rss2]} KiB after detach; $per_sandbox KiB per sandbox
    fds    ${R[fd0]} before → ${R[fd1]} attached → ${R[fd2]} after detach
    after detach: ${R[listed2]} sandboxes listed, ${R[state_files]} state files, ${R[ns_with_devices]} namespaces holding
-   a device other than lo, gw devices on the host $host_gw_before before / $host_gw_after after
+   a device other than lo, ${R[host_gw_new]} gw devices on the host that were not there before
 EOF
