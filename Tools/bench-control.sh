@@ -227,13 +227,14 @@ while :; do
     ip route | grep -q "^$NET\." || ip -o addr | grep -q " $NET\." || break
 done
 HOST_ADDR=$NET.1
+# gwf-: a prefix no gatewayd sweeps by default (gwe- is, and other runs on this machine may start one).
 CLIENT_NS=gwfig-$TAG-client
 ip netns add "$CLIENT_NS"
-ip link add "gwe-$TAG-h" type veth peer name "gwe-$TAG-c" netns "$CLIENT_NS"
-ip addr add $HOST_ADDR/24 dev "gwe-$TAG-h"
-ip link set "gwe-$TAG-h" up
-ip -n "$CLIENT_NS" addr add $NET.2/24 dev "gwe-$TAG-c"
-ip -n "$CLIENT_NS" link set "gwe-$TAG-c" up
+ip link add "gwf-$TAG-h" type veth peer name "gwf-$TAG-c" netns "$CLIENT_NS"
+ip addr add $HOST_ADDR/24 dev "gwf-$TAG-h"
+ip link set "gwf-$TAG-h" up
+ip -n "$CLIENT_NS" addr add $NET.2/24 dev "gwf-$TAG-c"
+ip -n "$CLIENT_NS" link set "gwf-$TAG-c" up
 ip -n "$CLIENT_NS" link set lo up
 for _ in $(seq 100); do ip netns exec "$CLIENT_NS" ping -c1 -W1 "$HOST_ADDR" >/dev/null 2>&1 && break; sleep 0.05; done
 
@@ -360,12 +361,24 @@ for i in $(seq "$SANDBOXES"); do
     n=$(ip -n "gwfig-$TAG-s$i" -o link | grep -vc ': lo:' || true)
     ((n == 0)) || R[ns_with_devices]=$((R[ns_with_devices] + 1))
 done
+# A second round into the same namespaces tells a leak (RSS grows again by as much) from memory the
+# allocator kept after the first round (RSS stays put).
+for i in $(seq "$SANDBOXES"); do "${CTL[@]}" attach "s$i" --netns "gwfig-$TAG-s$i" >/dev/null; done
+sleep 2
+R[rss3]=$(rss_kib "$GWD")
+R[fd3]=$(fd_count "$GWD")
+for i in $(seq "$SANDBOXES"); do "${CTL[@]}" detach "s$i" >/dev/null; done
+sleep 2
+R[rss4]=$(rss_kib "$GWD")
+R[fd4]=$(fd_count "$GWD")
+echo "second round: RSS ${R[rss3]} KiB attached, ${R[rss4]} KiB detached; fds ${R[fd3]}, ${R[fd4]}" >&2
 for i in $(seq "$SANDBOXES"); do ip netns del "gwfig-$TAG-s$i"; done
 host_gw >"$WORK/gw-after"
 R[host_gw_new]=$(comm -13 "$WORK/gw-before" "$WORK/gw-after" | wc -l)
+R[host_gw_names]=$(comm -13 "$WORK/gw-before" "$WORK/gw-after" | tr '\n' ' ')
 R[state_files]=$(ls "$WORK/ctl-state/sandboxes" 2>/dev/null | wc -l)
 echo "detached in ${R[detach_all_s]} s: RSS ${R[rss2]} KiB, fds ${R[fd2]}, namespaces still holding a device:" \
-    "${R[ns_with_devices]}, new gw devices on the host: ${R[host_gw_new]}" >&2
+    "${R[ns_with_devices]}, new gw devices on the host: ${R[host_gw_new]} ${R[host_gw_names]}" >&2
 stop "$GWD"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -399,6 +412,7 @@ done)
    attached ${R[listed]} in ${R[attach_all_s]} s (ip netns add + gatewayctl attach each), detached in ${R[detach_all_s]} s
    VmRSS  ${R[rss0]} KiB before → ${R[rss1]} KiB attached → ${R[rss2]} KiB after detach; $per_sandbox KiB per sandbox
    fds    ${R[fd0]} before → ${R[fd1]} attached → ${R[fd2]} after detach
+   again into the same namespaces: VmRSS ${R[rss3]} KiB attached → ${R[rss4]} KiB detached; fds ${R[fd3]} → ${R[fd4]}
    after detach: ${R[listed2]} sandboxes listed, ${R[state_files]} state files, ${R[ns_with_devices]} namespaces holding
-   a device other than lo, ${R[host_gw_new]} gw devices on the host that were not there before
+   a device other than lo; gw devices on the host that were not there before: ${R[host_gw_new]} ${R[host_gw_names]}
 EOF
