@@ -324,6 +324,25 @@ for i in $(seq "$CYCLES"); do
     echo "scale=3; ($t2 - $t1) / 1000000" | bc >>"$WORK/detach.ms"
     ip netns del "$ns"
 done
+# The same through the API with curl (its own time_total: connect, request, the daemon's answer),
+# which leaves out starting a gatewayctl process.
+: >"$WORK/attach-api.ms"
+: >"$WORK/detach-api.ms"
+api() { curl -sS -o /dev/null -w '%{http_code} %{time_total}\n' --unix-socket "$WORK/ctl.sock" "$@"; }
+for i in $(seq "$CYCLES"); do
+    ns=gwfig-$TAG-a$i
+    ip netns add "$ns"
+    read -r code t < <(api -X POST -d "{\"id\":\"a$i\",\"netns\":\"$ns\"}" http://gatewayd/v1/sandboxes)
+    [[ $code == 201 ]] || { echo "attach over the API answered $code" >&2; exit 1; }
+    echo "$t * 1000" | bc >>"$WORK/attach-api.ms"
+    read -r code t < <(api -X DELETE "http://gatewayd/v1/sandboxes/a$i")
+    [[ $code == 200 ]] || { echo "detach over the API answered $code" >&2; exit 1; }
+    echo "$t * 1000" | bc >>"$WORK/detach-api.ms"
+    ip netns del "$ns"
+done
+read -r R[aatt50] R[aatt99] R[aattmin] R[aattmax] < <(summary "$WORK/attach-api.ms")
+read -r R[adet50] R[adet99] R[adetmin] R[adetmax] < <(summary "$WORK/detach-api.ms")
+echo "over the API: attach median ${R[aatt50]} ms p99 ${R[aatt99]} ms; detach median ${R[adet50]} ms p99 ${R[adet99]} ms" >&2
 read -r R[att50] R[att99] R[attmin] R[attmax] < <(summary "$WORK/attach.ms")
 read -r R[det50] R[det99] R[detmin] R[detmax] < <(summary "$WORK/detach.ms")
 echo "attach median ${R[att50]} ms p99 ${R[att99]} ms; detach median ${R[det50]} ms p99 ${R[det99]} ms" >&2
@@ -407,6 +426,9 @@ done)
 3. $CYCLES × (ip netns add; gatewayctl attach; gatewayctl detach), wall time of each gatewayctl run (2 shards)
    attach  median ${R[att50]} ms  p99 ${R[att99]} ms  (min ${R[attmin]}, max ${R[attmax]})
    detach  median ${R[det50]} ms  p99 ${R[det99]} ms  (min ${R[detmin]}, max ${R[detmax]})
+   the same over the API with curl (curl's time_total, no gatewayctl process start):
+   attach  median ${R[aatt50]} ms  p99 ${R[aatt99]} ms  (min ${R[aattmin]}, max ${R[aattmax]})
+   detach  median ${R[adet50]} ms  p99 ${R[adet99]} ms  (min ${R[adetmin]}, max ${R[adetmax]})
 
 4. $SANDBOXES idle namespace sandboxes on one gatewayd (2 shards)
    attached ${R[listed]} in ${R[attach_all_s]} s (ip netns add + gatewayctl attach each), detached in ${R[detach_all_s]} s
