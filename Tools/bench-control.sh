@@ -43,8 +43,6 @@ BIN="$(swift build -c release --show-bin-path)"
 TAG=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 WORK=$(mktemp -d "/tmp/gw-ctl-bench-$TAG.XXXXXX")
 PIDS=()
-# 1,000 TAP descriptors plus their host sockets and epoll registrations exceed the usual 1,024.
-ulimit -n "$(ulimit -Hn)"
 
 cleanup() {
     set +e
@@ -64,6 +62,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo "interrupted: cleaning up" >&2; exit 130' INT TERM HUP
+# 1,000 TAP descriptors plus their host sockets and epoll registrations exceed the usual 1,024.
+ulimit -n "$(ulimit -Hn)"
 
 spawn() {
     "$@" &
