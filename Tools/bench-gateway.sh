@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# The gateway benchmark: gatewayd's egress (guest → gateway address → host 127.0.0.1) beside pasta,
+# slirp4netns and a kernel veth, in one run: iperf3 throughput, 1-byte ping-pong latency, connection rate.
+# Usage: sudo Tools/bench-gateway.sh [--seconds N] [--repeat N] [--mtu N]... [--paths LIST] [--cpu N]
+#            [--guest-cpu N] [--round-trips N] [--connections N] [--json FILE] [--skip-build]
+# --repeat N runs every measurement N times and keeps the best (for a machine shared with other work).
+# --paths: comma-separated subset of gatewayd,pasta,slirp4netns,veth (default all). Every server
+# listens on 127.0.0.1 or on an address of a veth made here; everything made here (processes,
+# namespaces, devices) is removed at the end, on failure and on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source Tools/bench-lib.sh
+
+JSON_OUT=
+BUILD=1
+MTUS=()
+PATHS=gatewayd,pasta,slirp4netns,veth
+ROUND_TRIPS=10000
+CONNECTIONS=2000
+CRR_SECONDS=10
+
+while (($#)); do
+    case "$1" in
+        --seconds) SECS=$2; shift 2 ;;
+        --repeat) REPEAT=$2; shift 2 ;;
+        --mtu) MTUS+=("$2"); shift 2 ;;
+        --paths) PATHS=$2; shift 2 ;;
+        --cpu) LOOP_CPU=$2; shift 2 ;;
+        --guest-cpu) GUEST_CPU=$2; shift 2 ;;
+        --round-trips) ROUND_TRIPS=$2; shift 2 ;;
+        --connections) CONNECTIONS=$2; shift 2 ;;
+        --json) JSON_OUT=$(realpath -m "$2"); shift 2 ;;
+        --skip-build) BUILD=0; shift ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+((${#MTUS[@]})) || MTUS=(1500 65520)
+# Latency and connection rate are measured once per path, at the first MTU.
+RR_MTU=${MTUS[0]}
+want() { [[ ",$PATHS," == *",$1,"* ]]; }
+
+bench_require_root bench-gateway.sh
+bench_install_packages passt slirp4netns iperf3 python3 iproute2 util-linux libnl-3-dev libnl-route-3-dev pkg-config
+
+if ((BUILD)); then
+    echo "building gatewayd and gatewayctl (release)…" >&2
+    swift build -c release --product gatewayd >&2
+    swift build -c release --product gatewayctl >&2
+fi
+BINDIR="$(swift build -c release --show-bin-path)"
+for b in gatewayd gatewayctl; do
+    [[ -x $BINDIR/$b ]] || { echo "$BINDIR/$b is missing: run without --skip-build" >&2; exit 1; }
+done
+
+bench_init gw-benchgw
+RR="$(pwd)/Tools/bench-rr.py"
+
+# One request/response run and one connection-rate run from inside NS against ADDR, REPEAT times
+# each keeping the best (lowest median; highest rate); PEER_PID's CPU ticks sampled around each.
+# Leaves WORK/{rr,crr}-LABEL.json and .ticks.
+rr_pair() {
+    local label=$1 ns=$2 addr=$3 peer_pid=${4:-} r before after kind
+    for kind in rr crr; do
+        for r in $(seq "$REPEAT"); do
+            before=; [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid")
+            if [[ $kind == rr ]]; then
+                run ip netns exec "$ns" taskset -c "$GUEST_CPU" python3 "$RR" rr --host "$addr" --port "$RR_PORT" \
+                    --round-trips "$ROUND_TRIPS" >"$WORK/$kind-$label.run$r.json"
+            else
+                run ip netns exec "$ns" taskset -c "$GUEST_CPU" python3 "$RR" crr --host "$addr" --port "$CRR_PORT" \
+                    --connections "$CONNECTIONS" --max-seconds "$CRR_SECONDS" >"$WORK/$kind-$label.run$r.json"
+            fi
+            if [[ -n $peer_pid ]]; then
+                after=$(cpu_ticks "$peer_pid")
+                echo $((after - before)) >"$WORK/$kind-$label.run$r.ticks"
+            fi
+        done
+        python3 - "$WORK/$kind-$label" "$REPEAT" "$label" "$kind" <<'EOF' >&2
+import json, os, shutil, sys
+base, repeat, label, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+runs = [json.load(open(f"{base}.run{r}.json")) for r in range(1, repeat + 1)]
+if kind == "rr":
+    best = min(range(repeat), key=lambda i: runs[i]["median_us"])
+    all_ = ", ".join(f"{r['median_us']:.0f}" for r in runs)
+    r = runs[best]
+    print(f"{label} ping-pong: median {r['median_us']:.1f} µs, p99 {r['p99_us']:.1f} µs"
+          + (f" (medians: {all_})" if repeat > 1 else ""))
+else:
+    best = max(range(repeat), key=lambda i: runs[i]["per_second"])
+    all_ = ", ".join(f"{r['per_second']:.0f}" for r in runs)
+    r = runs[best]
+    print(f"{label} connections: {r['connections']} in {r['seconds']:.2f} s = {r['per_second']:.0f}/s, "
+          f"{r['errors']} errors" + (f" ({r['first_error']})" if r['first_error'] else "")
+          + (f" (runs: {all_})" if repeat > 1 else ""))
+shutil.copy(f"{base}.run{best + 1}.json", f"{base}.json")
+if os.path.exists(f"{base}.run{best + 1}.ticks"):
+    shutil.copy(f"{base}.run{best + 1}.ticks", f"{base}.ticks")
+EOF
+    done
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+# Host-side servers on 127.0.0.1, shared by the three userspace paths (each maps its gateway
+# address to the host's loopback).
+IPERF_PORT=$(free_port)
+spawn iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" --logfile "$WORK/iperf3-server.log"
+wait_listen 127.0.0.1 "$IPERF_PORT"
+RR_PORT=$(free_port)
+CRR_PORT=$(free_port)
+[[ $RR_PORT != "$CRR_PORT" ]] || CRR_PORT=$((RR_PORT + 1))
+spawn python3 "$RR" server --bind 127.0.0.1 --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+wait_listen 127.0.0.1 "$RR_PORT"
+wait_listen 127.0.0.1 "$CRR_PORT"
+
+# --- gatewayd: guest → TAP → stack → egress relay → host socket to 127.0.0.1 --------------------
+if want gatewayd; then
+    echo "== gatewayd ==" >&2
+    gatewayd_start "$BINDIR"
+    for mtu in "${MTUS[@]}"; do
+        ns=gwbench-$TAG-gwd$mtu
+        netns_add "$ns"
+        gatewayd_attach "$BINDIR" "bench-$mtu" "$ns" "$mtu"
+        iperf_pair gatewayd "$mtu" "$ns" "$GWD_GATEWAY" "$IPERF_PORT" "$GWD_PID"
+        [[ $mtu == "$RR_MTU" ]] && rr_pair gatewayd "$ns" "$GWD_GATEWAY" "$GWD_PID"
+        gatewayd_detach "$BINDIR" "bench-$mtu"
+    done
+    stop "$GWD_PID"
+fi
+
+# --- pasta: gateway address 10.0.2.2 mapped to the host's loopback ------------------------------
+if want pasta; then
+    echo "== pasta ==" >&2
+    ns=gwbench-$TAG-pasta
+    netns_add "$ns" no-ipv6
+    for mtu in "${MTUS[@]}"; do
+        pasta_start "$ns" "$mtu"
+        iperf_pair pasta "$mtu" "$ns" 10.0.2.2 "$IPERF_PORT" "$PEER_PID"
+        [[ $mtu == "$RR_MTU" ]] && rr_pair pasta "$ns" 10.0.2.2 "$PEER_PID"
+        peer_stop "$ns" gwpasta0
+    done
+fi
+
+# --- slirp4netns: 10.0.2.2 is the host's loopback ------------------------------------------------
+if want slirp4netns; then
+    echo "== slirp4netns ==" >&2
+    ns=gwbench-$TAG-slirp
+    netns_add "$ns" no-ipv6
+    for mtu in "${MTUS[@]}"; do
+        slirp_start "$ns" "$mtu"
+        iperf_pair slirp4netns "$mtu" "$ns" 10.0.2.2 "$IPERF_PORT" "$PEER_PID"
+        [[ $mtu == "$RR_MTU" ]] && rr_pair slirp4netns "$ns" 10.0.2.2 "$PEER_PID"
+        peer_stop "$ns" gwslirp0
+    done
+fi
+
+# --- kernel veth: no userspace in the path; servers on the host end of the veth -----------------
+if want veth; then
+    echo "== kernel veth ==" >&2
+    ns=gwbench-$TAG-veth
+    netns_add "$ns"
+    subnet=$(free_subnet)
+    veth_add "$ns" "gwe-$TAG-h" "gwe-$TAG-g" "$subnet" "${MTUS[0]}"
+    spawn iperf3 -s -B "$subnet.1" -p "$IPERF_PORT" --logfile "$WORK/iperf3-server-veth.log"
+    wait_listen "$subnet.1" "$IPERF_PORT"
+    spawn python3 "$RR" server --bind "$subnet.1" --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+    wait_listen "$subnet.1" "$RR_PORT"
+    wait_listen "$subnet.1" "$CRR_PORT"
+    for mtu in "${MTUS[@]}"; do
+        veth_set_mtu "$ns" "gwe-$TAG-h" "gwe-$TAG-g" "$mtu"
+        iperf_pair veth "$mtu" "$ns" "$subnet.1" "$IPERF_PORT"
+        [[ $mtu == "$RR_MTU" ]] && rr_pair veth "$ns" "$subnet.1"
+    done
+fi
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- one table, the targets, and JSON ------------------------------------------------------------
+python3 - "$WORK" "$DATE" "$SECS" "$REPEAT" "$LOOP_CPU" "$GUEST_CPU" "$LOAD_BEFORE" "$LOAD_AFTER" "$JSON_OUT" \
+    "$(getconf CLK_TCK)" "$RR_MTU" "$(uname -r)" "$(nproc)" "${MTUS[@]}" <<'EOF'
+import json, os, sys
+(work, date, secs, repeat, loop_cpu, guest_cpu, load0, load1, json_out, clk, rr_mtu, kernel,
+ cpus) = sys.argv[1:14]
+mtus = [int(m) for m in sys.argv[14:]]
+clk, rr_mtu, repeat = int(clk), int(rr_mtu), int(repeat)
+
+def load(name):
+    p = os.path.join(work, name)
+    return json.load(open(p)) if os.path.exists(p) else None
+
+def ticks(name):
+    p = os.path.join(work, name)
+    return int(open(p).read()) / clk if os.path.exists(p) else None
+
+paths = [("gatewayd", "gatewayd egress"), ("pasta", "pasta"), ("slirp4netns", "slirp4netns"),
+         ("veth", "kernel veth (no userspace)")]
+rows = []
+for name, label in paths:
+    for mtu in mtus:
+        row = dict(path=name, label=label, mtu=mtu)
+        for d in ("up", "down"):
+            it = load(f"iperf-{name}-{mtu}-{d}.json")
+            if not it:
+                continue
+            r = it["end"]["sum_received"]
+            row[d + "_gbps"] = r["bits_per_second"] / 1e9
+            row[d + "_bytes"] = r["bytes"]
+            cpu = ticks(f"iperf-{name}-{mtu}-{d}.ticks")
+            if cpu is not None and r["bytes"] > 0:
+                row[d + "_cpu_s_per_gb"] = cpu / (r["bytes"] / 1e9)
+                row[d + "_busy"] = cpu / r["seconds"]
+            allp = os.path.join(work, f"iperf-{name}-{mtu}-{d}.all")
+            if os.path.exists(allp):
+                row[d + "_runs_gbps"] = [float(x) for x in open(allp).read().split()]
+        if mtu == rr_mtu:
+            rr, crr = load(f"rr-{name}.json"), load(f"crr-{name}.json")
+            if rr:
+                row.update(rr_median_us=rr["median_us"], rr_p99_us=rr["p99_us"], rr_min_us=rr["min_us"])
+                cpu = ticks(f"rr-{name}.ticks")
+                if cpu is not None:
+                    row["rr_cpu_us"] = cpu / rr["round_trips"] * 1e6
+            if crr:
+                row.update(crr_per_second=crr["per_second"], crr_errors=crr["errors"],
+                           crr_connections=crr["connections"])
+                cpu = ticks(f"crr-{name}.ticks")
+                if cpu is not None and crr["connections"]:
+                    row["crr_cpu_us"] = cpu / crr["connections"] * 1e6
+        if len(row) > 3:
+            rows.append(row)
+rows.sort(key=lambda r: r["mtu"])  # stable: groups by MTU, keeps the path order
+
+def f(v, fmt="{:.2f}"):
+    return "-" if v is None else fmt.format(v)
+
+header = ["path", "MTU", "↑ Gbps", "↓ Gbps", "CPU s/GB ↑", "CPU s/GB ↓", "busy ↑", "busy ↓",
+          "RTT p50 µs", "RTT p99 µs", "CPU µs/RT", "conn/s", "CPU µs/conn"]
+table = [header] + [[r["label"], str(r["mtu"]), f(r.get("up_gbps")), f(r.get("down_gbps")),
+                     f(r.get("up_cpu_s_per_gb")), f(r.get("down_cpu_s_per_gb")),
+                     f(r.get("up_busy") and r["up_busy"] * 100, "{:.0f}%"),
+                     f(r.get("down_busy") and r["down_busy"] * 100, "{:.0f}%"),
+                     f(r.get("rr_median_us"), "{:.1f}"), f(r.get("rr_p99_us"), "{:.1f}"),
+                     f(r.get("rr_cpu_us"), "{:.1f}"), f(r.get("crr_per_second"), "{:.0f}"),
+                     f(r.get("crr_cpu_us"), "{:.0f}")] for r in rows]
+w = [max(len(row[c]) for row in table) for c in range(len(header))]
+print(f"gateway benchmark {date}, kernel {kernel}, {cpus} CPUs; iperf3 single TCP stream ~{secs} s per transfer"
+      + (f"; best of {repeat} runs for every figure" if repeat > 1 else ""))
+print(f"network process (gatewayd, pasta, slirp4netns) on CPU {loop_cpu}, guest-side tools on CPU {guest_cpu}; "
+      f"load average before {load0}, after {load1}")
+print()
+for i, line in enumerate(table):
+    if i > 1 and rows[i - 1]["mtu"] != rows[i - 2]["mtu"]:
+        print()
+    print("  ".join(c.ljust(w[j]) if j == 0 else c.rjust(w[j]) for j, c in enumerate(line)))
+    if i == 0:
+        print("  ".join("-" * x for x in w))
+print()
+print("↑ guest→host, ↓ host→guest: iperf3's receiver figure. CPU: utime+stime of the whole network process")
+print("  (/proc/PID/stat) per 10^9 payload bytes, per round trip, per connection; busy = CPU time ÷ wall time.")
+print(f"RTT: 1-byte TCP ping-pong over one connection (TCP_NODELAY), median and 99th percentile; conn/s:")
+print(f"  sequential connect, 1 byte each way, close. Both at MTU {rr_mtu}, python3 client in the guest, server")
+print("  on host 127.0.0.1 (veth: on the host end of the veth).")
+for r in rows:
+    if r.get("crr_errors"):
+        print(f"note: {r['label']}: {r['crr_errors']} connections failed")
+
+# Targets for gatewayd, each against pasta in this same run.
+def get(path, mtu, key):
+    for r in rows:
+        if r["path"] == path and r["mtu"] == mtu:
+            return r.get(key)
+    return None
+
+targets = []
+def target(name, ok, detail):
+    targets.append(dict(target=name, met=ok, detail=detail))
+
+if any(r["path"] == "gatewayd" for r in rows) and any(r["path"] == "pasta" for r in rows):
+    g, p = get("gatewayd", 1500, "up_gbps"), get("pasta", 1500, "up_gbps")
+    if g is not None and p is not None:
+        target("guest→host MTU 1500 ≥ 10× pasta and ≥ 3 Gbps", g >= 10 * p and g >= 3,
+               f"{g:.2f} Gbps vs pasta {p:.2f} ({g / p:.1f}×)" if p else f"{g:.2f} Gbps vs pasta 0")
+    g, p = get("gatewayd", 1500, "down_gbps"), get("pasta", 1500, "down_gbps")
+    if g is not None and p is not None:
+        target("host→guest MTU 1500 ≥ pasta", g >= p, f"{g:.2f} vs {p:.2f} Gbps")
+    for d, arrow in (("up", "guest→host"), ("down", "host→guest")):
+        g, p = get("gatewayd", 65520, d + "_gbps"), get("pasta", 65520, d + "_gbps")
+        if g is not None and p is not None:
+            target(f"{arrow} MTU 65520 ≥ pasta", g >= p, f"{g:.2f} vs {p:.2f} Gbps")
+    g, p = get("gatewayd", rr_mtu, "rr_median_us"), get("pasta", rr_mtu, "rr_median_us")
+    if g is not None and p is not None:
+        g99, p99 = get("gatewayd", rr_mtu, "rr_p99_us"), get("pasta", rr_mtu, "rr_p99_us")
+        target("latency (median RTT) ≤ pasta", g <= p,
+               f"median {g:.1f} vs {p:.1f} µs; p99 {g99:.1f} vs {p99:.1f} µs")
+if targets:
+    print()
+    print("targets (gatewayd against pasta, this run):")
+    for t in targets:
+        print(f"  {'met    ' if t['met'] else 'NOT MET'}  {t['target']}: {t['detail']}")
+if json_out:
+    json.dump(dict(date=date, kernel=kernel, cpus=int(cpus), seconds=float(secs), repeat=repeat,
+                   loop_cpu=int(loop_cpu), guest_cpu=int(guest_cpu), load_before=load0, load_after=load1,
+                   rows=rows, targets=targets), open(json_out, "w"), indent=2)
+    print(f"\nJSON: {json_out}")
+EOF
