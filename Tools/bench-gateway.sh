@@ -105,12 +105,11 @@ DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 # Host-side servers on 127.0.0.1, shared by the three userspace paths (each maps its gateway
 # address to the host's loopback).
-IPERF_PORT=$(free_port)
+free_port IPERF_PORT
 spawn iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" --logfile "$WORK/iperf3-server.log"
 wait_listen 127.0.0.1 "$IPERF_PORT"
-RR_PORT=$(free_port)
-CRR_PORT=$(free_port)
-[[ $RR_PORT != "$CRR_PORT" ]] || CRR_PORT=$((RR_PORT + 1))
+free_port RR_PORT
+free_port CRR_PORT
 spawn python3 "$RR" server --bind 127.0.0.1 --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
 wait_listen 127.0.0.1 "$RR_PORT"
 wait_listen 127.0.0.1 "$CRR_PORT"

@@ -118,15 +118,20 @@ wait_address() {
     return 1
 }
 
-# A TCP port that nothing in the host namespace listens on, from 40000-49999 (fixed ports would
-# collide with another benchmark running at the same time).
+# A TCP port in 20000-29999 that no socket in the host namespace uses: fixed ports would collide
+# with another benchmark running at the same time, and that range is below the kernel's ephemeral
+# ports (32768-60999 by default), which the run's own connections take. Sets the variable named.
 free_port() {
     local p
     for _ in $(seq 50); do
-        p=$((40000 + RANDOM % 10000))
-        ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
+        p=$((20000 + RANDOM % 10000))
+        [[ " ${TAKEN_PORTS:-} " == *" $p "* ]] && continue
+        ss -Htan "sport = :$p" 2>/dev/null | grep -q . && continue
+        TAKEN_PORTS="${TAKEN_PORTS:-} $p"
+        printf -v "$1" %s "$p"
+        return 0
     done
-    echo "no free TCP port found in 40000-49999" >&2
+    echo "no free TCP port found in 20000-29999" >&2
     return 1
 }
 
