@@ -246,6 +246,25 @@ peer_stop() {
 
 # --- measurements -----------------------------------------------------------------------------
 
+# One iperf3 client run from inside NS, JSON on stdout. iperf3 3.12 now and then hangs at the end
+# of a reverse (-R) test, after the data went, waiting for the server's results: a run that does
+# not end in time is killed and tried again (the server recovers once the client is gone).
+iperf_client() {
+    local ns=$1 addr=$2 port=$3 flag=${4:-} attempt rc
+    for attempt in 1 2 3; do
+        rc=0
+        run timeout -k 2 $((SECS + 15)) ip netns exec "$ns" taskset -c "$GUEST_CPU" \
+            iperf3 -c "$addr" -p "$port" -t "$SECS" -J $flag >"$WORK/iperf-client.out" || rc=$?
+        if ((rc == 0)); then
+            cat "$WORK/iperf-client.out"
+            return 0
+        fi
+        echo "iperf3 -c $addr -p $port $flag in $ns: exit $rc (attempt $attempt of 3)" >&2
+        sleep 1
+    done
+    return 1
+}
+
 # iperf3 from inside NS to ADDR:PORT, each direction, REPEAT times keeping the fastest; PEER_PID
 # (optional) is the userspace network process whose CPU time is sampled around each run.
 # Leaves WORK/iperf-LABEL-MTU-{up,down}.json (iperf3's) and .ticks (the peer's CPU ticks).
@@ -257,8 +276,7 @@ iperf_pair() {
         base="$WORK/iperf-$label-$mtu-$dir"
         for r in $(seq "$REPEAT"); do
             before=; [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid")
-            run ip netns exec "$ns" taskset -c "$GUEST_CPU" iperf3 -c "$addr" -p "$port" -t "$SECS" -J $flag \
-                >"$base.run$r.json"
+            iperf_client "$ns" "$addr" "$port" $flag >"$base.run$r.json"
             if [[ -n $peer_pid ]]; then
                 after=$(cpu_ticks "$peer_pid")
                 echo $((after - before)) >"$base.run$r.ticks"
