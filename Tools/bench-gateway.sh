@@ -56,123 +56,143 @@ done
 bench_init gw-benchgw
 RR="$(pwd)/Tools/bench-rr.py"
 
-# One request/response run and one connection-rate run from inside NS against ADDR, REPEAT times
-# each keeping the best (lowest median; highest rate); PEER_PID's CPU ticks sampled around each.
-# Leaves WORK/{rr,crr}-LABEL.json and .ticks.
-rr_pair() {
-    local label=$1 ns=$2 addr=$3 peer_pid=${4:-} r before after kind
-    for kind in rr crr; do
-        for r in $(seq "$REPEAT"); do
-            before=; [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid")
-            if [[ $kind == rr ]]; then
-                run ip netns exec "$ns" taskset -c "$GUEST_CPU" python3 "$RR" rr --host "$addr" --port "$RR_PORT" \
-                    --round-trips "$ROUND_TRIPS" >"$WORK/$kind-$label.run$r.json"
-            else
-                run ip netns exec "$ns" taskset -c "$GUEST_CPU" python3 "$RR" crr --host "$addr" --port "$CRR_PORT" \
-                    --connections "$CONNECTIONS" --max-seconds "$CRR_SECONDS" >"$WORK/$kind-$label.run$r.json"
-            fi
-            if [[ -n $peer_pid ]]; then
-                after=$(cpu_ticks "$peer_pid")
-                echo $((after - before)) >"$WORK/$kind-$label.run$r.ticks"
-            fi
-        done
-        python3 - "$WORK/$kind-$label" "$REPEAT" "$label" "$kind" <<'EOF' >&2
+# One request/response (KIND rr) or connection-rate (crr) run from inside NS against ADDR, as run
+# R: leaves WORK/KIND-LABEL.runR.json and, with PEER_PID, .ticks (its CPU ticks during the run).
+rr_once() {
+    local kind=$1 label=$2 ns=$3 addr=$4 r=$5 peer_pid=${6:-} before= out="$WORK/$1-$2.run$5"
+    [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid")
+    if [[ $kind == rr ]]; then
+        run ip netns exec "$ns" taskset -c "$GUEST_CPU" python3 "$RR" rr --host "$addr" --port "$RR_PORT" \
+            --round-trips "$ROUND_TRIPS" >"$out.json"
+    else
+        run ip netns exec "$ns" taskset -c "$GUEST_CPU" python3 "$RR" crr --host "$addr" --port "$CRR_PORT" \
+            --connections "$CONNECTIONS" --max-seconds "$CRR_SECONDS" >"$out.json"
+    fi
+    [[ -z $peer_pid ]] || echo $(($(cpu_ticks "$peer_pid") - before)) >"$out.ticks"
+}
+
+# Of KIND-LABEL's runs keeps the best (lowest median round trip; highest connection rate) as
+# WORK/KIND-LABEL.json (and .ticks), every run's figure in .all, and says what it got.
+rr_best() {
+    python3 - "$WORK/$1-$2" "$REPEAT" "$2" "$1" <<'EOF' >&2
 import json, os, shutil, sys
 base, repeat, label, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 runs = [json.load(open(f"{base}.run{r}.json")) for r in range(1, repeat + 1)]
 if kind == "rr":
     best = min(range(repeat), key=lambda i: runs[i]["median_us"])
-    all_ = ", ".join(f"{r['median_us']:.0f}" for r in runs)
+    figures = [r["median_us"] for r in runs]
     r = runs[best]
     print(f"{label} ping-pong: median {r['median_us']:.1f} µs, p99 {r['p99_us']:.1f} µs"
-          + (f" (medians: {all_})" if repeat > 1 else ""))
+          + (f" (medians: {', '.join(f'{x:.0f}' for x in figures)})" if repeat > 1 else ""))
 else:
     best = max(range(repeat), key=lambda i: runs[i]["per_second"])
-    all_ = ", ".join(f"{r['per_second']:.0f}" for r in runs)
+    figures = [r["per_second"] for r in runs]
     r = runs[best]
     print(f"{label} connections: {r['connections']} in {r['seconds']:.2f} s = {r['per_second']:.0f}/s, "
           f"{r['errors']} errors" + (f" ({r['first_error']})" if r['first_error'] else "")
-          + (f" (runs: {all_})" if repeat > 1 else ""))
+          + (f" (runs: {', '.join(f'{x:.0f}' for x in figures)})" if repeat > 1 else ""))
 shutil.copy(f"{base}.run{best + 1}.json", f"{base}.json")
 if os.path.exists(f"{base}.run{best + 1}.ticks"):
     shutil.copy(f"{base}.run{best + 1}.ticks", f"{base}.ticks")
+with open(f"{base}.all", "w") as f:
+    f.write(" ".join(f"{x:.1f}" for x in figures))
 EOF
-    done
+}
+
+# Each path at one MTU: its namespace (PATH_NS), the address the guest dials for the host
+# (PATH_ADDR), and its userspace network process (PATH_PID; none for the veth).
+declare -A PATH_NS PATH_ADDR PATH_PID
+
+path_up() {
+    local path=$1 mtu=$2 ns
+    case $path in
+    gatewayd)
+        # guest → TAP → stack → egress relay → host socket to 127.0.0.1
+        ns=gwbench-$TAG-gwd$mtu
+        netns_add "$ns"
+        gatewayd_attach "$BINDIR" "bench-$mtu" "$ns" "$mtu"
+        PATH_NS[$path]=$ns PATH_ADDR[$path]=$GWD_GATEWAY PATH_PID[$path]=$GWD_PID ;;
+    pasta)
+        # gateway address 10.0.2.2 mapped to the host's loopback
+        ns=gwbench-$TAG-pasta
+        [[ -e /run/netns/$ns ]] || netns_add "$ns" no-ipv6
+        pasta_start "$ns" "$mtu"
+        PATH_NS[$path]=$ns PATH_ADDR[$path]=10.0.2.2 PATH_PID[$path]=$PEER_PID ;;
+    slirp4netns)
+        # 10.0.2.2 is the host's loopback
+        ns=gwbench-$TAG-slirp
+        [[ -e /run/netns/$ns ]] || netns_add "$ns" no-ipv6
+        slirp_start "$ns" "$mtu"
+        PATH_NS[$path]=$ns PATH_ADDR[$path]=10.0.2.2 PATH_PID[$path]=$PEER_PID ;;
+    veth)
+        # no userspace in the path; the servers listen on the host end of the veth
+        veth_set_mtu "$VETH_NS" "gwk-$TAG-h" "gwk-$TAG-g" "$mtu"
+        PATH_NS[$path]=$VETH_NS PATH_ADDR[$path]=$VETH_SUBNET.1 PATH_PID[$path]= ;;
+    esac
+}
+
+path_down() {
+    local path=$1 mtu=$2
+    case $path in
+    gatewayd) gatewayd_detach "$BINDIR" "bench-$mtu" ;;
+    pasta) PEER_PID=${PATH_PID[$path]}; peer_stop "${PATH_NS[$path]}" gwpasta0 ;;
+    slirp4netns) PEER_PID=${PATH_PID[$path]}; peer_stop "${PATH_NS[$path]}" gwslirp0 ;;
+    veth) ;;
+    esac
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+ORDER=()
+for p in gatewayd pasta slirp4netns veth; do want "$p" && ORDER+=("$p"); done
+((${#ORDER[@]})) || { echo "--paths names none of gatewayd, pasta, slirp4netns, veth" >&2; exit 2; }
 
 # Host-side servers on 127.0.0.1, shared by the three userspace paths (each maps its gateway
-# address to the host's loopback).
+# address to the host's loopback), and the same on the host end of the veth.
 free_port IPERF_PORT
-spawn iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" --logfile "$WORK/iperf3-server.log"
-wait_listen 127.0.0.1 "$IPERF_PORT"
 free_port RR_PORT
 free_port CRR_PORT
+spawn iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" --logfile "$WORK/iperf3-server.log"
 spawn python3 "$RR" server --bind 127.0.0.1 --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
-wait_listen 127.0.0.1 "$RR_PORT"
-wait_listen 127.0.0.1 "$CRR_PORT"
-
-# --- gatewayd: guest → TAP → stack → egress relay → host socket to 127.0.0.1 --------------------
-if want gatewayd; then
-    echo "== gatewayd ==" >&2
-    gatewayd_start "$BINDIR"
-    for mtu in "${MTUS[@]}"; do
-        ns=gwbench-$TAG-gwd$mtu
-        netns_add "$ns"
-        gatewayd_attach "$BINDIR" "bench-$mtu" "$ns" "$mtu"
-        iperf_pair gatewayd "$mtu" "$ns" "$GWD_GATEWAY" "$IPERF_PORT" "$GWD_PID"
-        [[ $mtu == "$RR_MTU" ]] && rr_pair gatewayd "$ns" "$GWD_GATEWAY" "$GWD_PID"
-        gatewayd_detach "$BINDIR" "bench-$mtu"
-    done
-    stop "$GWD_PID"
-fi
-
-# --- pasta: gateway address 10.0.2.2 mapped to the host's loopback ------------------------------
-if want pasta; then
-    echo "== pasta ==" >&2
-    ns=gwbench-$TAG-pasta
-    netns_add "$ns" no-ipv6
-    for mtu in "${MTUS[@]}"; do
-        pasta_start "$ns" "$mtu"
-        iperf_pair pasta "$mtu" "$ns" 10.0.2.2 "$IPERF_PORT" "$PEER_PID"
-        [[ $mtu == "$RR_MTU" ]] && rr_pair pasta "$ns" 10.0.2.2 "$PEER_PID"
-        peer_stop "$ns" gwpasta0
-    done
-fi
-
-# --- slirp4netns: 10.0.2.2 is the host's loopback ------------------------------------------------
-if want slirp4netns; then
-    echo "== slirp4netns ==" >&2
-    ns=gwbench-$TAG-slirp
-    netns_add "$ns" no-ipv6
-    for mtu in "${MTUS[@]}"; do
-        slirp_start "$ns" "$mtu"
-        iperf_pair slirp4netns "$mtu" "$ns" 10.0.2.2 "$IPERF_PORT" "$PEER_PID"
-        [[ $mtu == "$RR_MTU" ]] && rr_pair slirp4netns "$ns" 10.0.2.2 "$PEER_PID"
-        peer_stop "$ns" gwslirp0
-    done
-fi
-
-# --- kernel veth: no userspace in the path; servers on the host end of the veth -----------------
+for port in "$IPERF_PORT" "$RR_PORT" "$CRR_PORT"; do wait_listen 127.0.0.1 "$port"; done
 if want veth; then
-    echo "== kernel veth ==" >&2
-    ns=gwbench-$TAG-veth
-    netns_add "$ns"
-    subnet=$(free_subnet)
-    veth_add "$ns" "gwe-$TAG-h" "gwe-$TAG-g" "$subnet" "${MTUS[0]}"
-    spawn iperf3 -s -B "$subnet.1" -p "$IPERF_PORT" --logfile "$WORK/iperf3-server-veth.log"
-    wait_listen "$subnet.1" "$IPERF_PORT"
-    spawn python3 "$RR" server --bind "$subnet.1" --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
-    wait_listen "$subnet.1" "$RR_PORT"
-    wait_listen "$subnet.1" "$CRR_PORT"
-    for mtu in "${MTUS[@]}"; do
-        veth_set_mtu "$ns" "gwe-$TAG-h" "gwe-$TAG-g" "$mtu"
-        iperf_pair veth "$mtu" "$ns" "$subnet.1" "$IPERF_PORT"
-        [[ $mtu == "$RR_MTU" ]] && rr_pair veth "$ns" "$subnet.1"
-    done
+    VETH_NS=gwbench-$TAG-veth
+    netns_add "$VETH_NS"
+    VETH_SUBNET=$(free_subnet)
+    veth_add "$VETH_NS" "gwk-$TAG-h" "gwk-$TAG-g" "$VETH_SUBNET"
+    spawn iperf3 -s -B "$VETH_SUBNET.1" -p "$IPERF_PORT" --logfile "$WORK/iperf3-server-veth.log"
+    spawn python3 "$RR" server --bind "$VETH_SUBNET.1" --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+    for port in "$IPERF_PORT" "$RR_PORT" "$CRR_PORT"; do wait_listen "$VETH_SUBNET.1" "$port"; done
 fi
+if want gatewayd; then gatewayd_start "$BINDIR"; fi
+
+# All paths are up at once and take turns, run by run, so that load from elsewhere on the machine
+# falls on each of them alike rather than on whichever ran during a busy minute.
+for mtu in "${MTUS[@]}"; do
+    echo "== MTU $mtu: ${ORDER[*]} ==" >&2
+    for p in "${ORDER[@]}"; do path_up "$p" "$mtu"; done
+    for r in $(seq "$REPEAT"); do
+        for dir in up down; do
+            for p in "${ORDER[@]}"; do
+                iperf_once "${PATH_NS[$p]}" "${PATH_ADDR[$p]}" "$IPERF_PORT" "$dir" "$WORK/iperf-$p-$mtu-$dir" "$r" \
+                    "${PATH_PID[$p]}"
+            done
+        done
+        if [[ $mtu == "$RR_MTU" ]]; then
+            for kind in rr crr; do
+                for p in "${ORDER[@]}"; do
+                    rr_once "$kind" "$p" "${PATH_NS[$p]}" "${PATH_ADDR[$p]}" "$r" "${PATH_PID[$p]}"
+                done
+            done
+        fi
+    done
+    for p in "${ORDER[@]}"; do
+        for dir in up down; do iperf_best "$WORK/iperf-$p-$mtu-$dir" "$p" "$mtu" "$dir"; done
+        if [[ $mtu == "$RR_MTU" ]]; then rr_best rr "$p"; rr_best crr "$p"; fi
+        path_down "$p" "$mtu"
+    done
+done
+if want gatewayd; then stop "$GWD_PID"; fi
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -220,12 +240,18 @@ for name, label in paths:
                 cpu = ticks(f"rr-{name}.ticks")
                 if cpu is not None:
                     row["rr_cpu_us"] = cpu / rr["round_trips"] * 1e6
+                allp = os.path.join(work, f"rr-{name}.all")
+                if os.path.exists(allp):
+                    row["rr_runs_median_us"] = [float(x) for x in open(allp).read().split()]
             if crr:
                 row.update(crr_per_second=crr["per_second"], crr_errors=crr["errors"],
                            crr_connections=crr["connections"])
                 cpu = ticks(f"crr-{name}.ticks")
                 if cpu is not None and crr["connections"]:
                     row["crr_cpu_us"] = cpu / crr["connections"] * 1e6
+                allp = os.path.join(work, f"crr-{name}.all")
+                if os.path.exists(allp):
+                    row["crr_runs_per_second"] = [float(x) for x in open(allp).read().split()]
         if len(row) > 3:
             rows.append(row)
 rows.sort(key=lambda r: r["mtu"])  # stable: groups by MTU, keeps the path order

@@ -4,7 +4,9 @@
 # The caller sets `set -euo pipefail`, calls bench_init, and may set before sourcing or after:
 #   SECS (iperf3 seconds), REPEAT (runs per figure, best kept), LOOP_CPU (network process),
 #   GUEST_CPU (guest-side tools).
-# Every name made here carries the run's random TAG: namespaces gwbench-TAG-…, devices gwe-TAG-….
+# Every name made here carries the run's random TAG: namespaces gwbench-TAG-…, veth devices gwk-TAG-…
+# (not gwe-: a gatewayd starting anywhere on the machine removes host devices named gwt-, gwb-,
+# gwv-, gwe- as a crashed run's leftovers).
 
 SECS=${SECS:-4}
 REPEAT=${REPEAT:-1}
@@ -43,7 +45,7 @@ bench_init() {
     NAMESPACES=()
     LINKS=()
     trap bench_cleanup EXIT
-    trap 'echo "interrupted: cleaning up" >&2; exit 130' INT TERM HUP
+    trap 'echo "interrupted: cleaning up" >&2; exit 130' INT TERM HUP PIPE
 }
 
 bench_cleanup() {
@@ -59,7 +61,7 @@ bench_cleanup() {
     for n in "${NAMESPACES[@]}"; do ip netns del "$n" 2>/dev/null; done
     # Whatever a helper (gateway-bench) made under this run's tag, should it have died before its own cleanup.
     for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^gwbench-$TAG-"); do ip netns del "$n" 2>/dev/null; done
-    for l in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gw[te]-$TAG-"); do
+    for l in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gw[tek]-$TAG-"); do
         ip link del "$l" 2>/dev/null
     done
     rm -rf "$WORK"
@@ -189,8 +191,10 @@ gatewayd_start() {
     local bindir=$1
     GWD_SOCK="$WORK/gatewayd.sock"
     # pin-shards off: the shard thread then keeps taskset's CPU instead of choosing CPU 0 itself.
+    # No sweep of stale devices: that would take the devices of other runs on this machine too.
     cat >"$WORK/gatewayd.toml" <<TOML
 pin-shards = false
+sweep-stale-devices = false
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML
@@ -265,24 +269,22 @@ iperf_client() {
     return 1
 }
 
-# iperf3 from inside NS to ADDR:PORT, each direction, REPEAT times keeping the fastest; PEER_PID
-# (optional) is the userspace network process whose CPU time is sampled around each run.
-# Leaves WORK/iperf-LABEL-MTU-{up,down}.json (iperf3's) and .ticks (the peer's CPU ticks).
-iperf_pair() {
-    local label=$1 mtu=$2 ns=$3 addr=$4 port=$5 peer_pid=${6:-}
-    local dir flag before after r base
-    for dir in up down; do
-        flag=; [[ $dir == down ]] && flag=-R
-        base="$WORK/iperf-$label-$mtu-$dir"
-        for r in $(seq "$REPEAT"); do
-            before=; [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid")
-            iperf_client "$ns" "$addr" "$port" $flag >"$base.run$r.json"
-            if [[ -n $peer_pid ]]; then
-                after=$(cpu_ticks "$peer_pid")
-                echo $((after - before)) >"$base.run$r.ticks"
-            fi
-        done
-        python3 - "$base" "$REPEAT" "$label" "$mtu" "$dir" <<'EOF' >&2
+# One iperf3 run from inside NS to ADDR:PORT in direction DIR (up: guest→host, down: -R), as run
+# number R of BASE (WORK/iperf-LABEL-MTU-DIR): leaves BASE.runR.json (iperf3's) and, with PEER_PID
+# (the userspace network process), BASE.runR.ticks, that process's CPU ticks during the run.
+iperf_once() {
+    local ns=$1 addr=$2 port=$3 dir=$4 base=$5 r=$6 peer_pid=${7:-} flag= before=
+    [[ $dir == down ]] && flag=-R
+    [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid")
+    iperf_client "$ns" "$addr" "$port" $flag >"$base.run$r.json"
+    [[ -z $peer_pid ]] || echo $(($(cpu_ticks "$peer_pid") - before)) >"$base.run$r.ticks"
+}
+
+# Of BASE's runs 1…REPEAT keeps the fastest as BASE.json (and .ticks), all rates in BASE.all, and
+# says what it got.
+iperf_best() {
+    local base=$1 label=$2 mtu=$3 dir=$4
+    python3 - "$base" "$REPEAT" "$label" "$mtu" "$dir" <<'EOF' >&2
 import json, shutil, sys, os
 base, repeat, label, mtu, d = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 runs = [json.load(open(f"{base}.run{r}.json"))["end"]["sum_received"] for r in range(1, repeat + 1)]
@@ -297,5 +299,17 @@ r = runs[best]
 print(f"{label} MTU {mtu} {'guest→host' if d == 'up' else 'host→guest'}: {r['bytes'] / 2**30:.2f} GiB in "
       f"{r['seconds']:.2f} s = {r['bits_per_second'] / 1e9:.2f} Gbps" + (f" (runs: {rates})" if repeat > 1 else ""))
 EOF
+}
+
+# iperf3 from inside NS to ADDR:PORT, each direction, REPEAT times keeping the fastest; PEER_PID
+# (optional) is the userspace network process whose CPU time is sampled around each run.
+# Leaves WORK/iperf-LABEL-MTU-{up,down}.json and .ticks as iperf_best does.
+iperf_pair() {
+    local label=$1 mtu=$2 ns=$3 addr=$4 port=$5 peer_pid=${6:-} dir r
+    for dir in up down; do
+        for r in $(seq "$REPEAT"); do
+            iperf_once "$ns" "$addr" "$port" "$dir" "$WORK/iperf-$label-$mtu-$dir" "$r" "$peer_pid"
+        done
+        iperf_best "$WORK/iperf-$label-$mtu-$dir" "$label" "$mtu" "$dir"
     done
 }

@@ -94,12 +94,12 @@ echo "== kernel veth (iperf3) ==" >&2
 ns=gwbench-$TAG-kveth
 netns_add "$ns"
 subnet=$(free_subnet)
-veth_add "$ns" "gwe-$TAG-kh" "gwe-$TAG-kg" "$subnet"
+veth_add "$ns" "gwk-$TAG-kh" "gwk-$TAG-kg" "$subnet"
 spawn iperf3 -s -B "$subnet.1" -p "$PORT" --logfile "$WORK/iperf3-server-veth.log"
 server=$LAST_PID
 wait_listen "$subnet.1" "$PORT"
 for mtu in "${MTUS[@]}"; do
-    veth_set_mtu "$ns" "gwe-$TAG-kh" "gwe-$TAG-kg" "$mtu"
+    veth_set_mtu "$ns" "gwk-$TAG-kh" "gwk-$TAG-kg" "$mtu"
     iperf_pair veth "$mtu" "$ns" "$subnet.1" "$PORT"
 done
 stop "$server"
