@@ -3,7 +3,7 @@
 # guest-side client that print one JSON line. Loopback or benchmark-made addresses only.
 #
 #   bench-rr.py server --bind 127.0.0.1 --rr-port P --crr-port Q
-#   bench-rr.py rr  --host ADDR --port P [--round-trips 10000] [--warmup 500]
+#   bench-rr.py rr  --host ADDR --port P [--round-trips 10000] [--warmup 500] [--dump FILE]
 #   bench-rr.py crr --host ADDR --port Q [--connections 2000] [--max-seconds 10]
 #
 # rr: one connection, TCP_NODELAY both ends, 1 byte each way per round trip, timed one by one.
@@ -81,6 +81,9 @@ def rr(a):
             sys.exit(f"rr: short read after {i} round trips")
         rtts[i] = clock() - t
     c.close()
+    if a.dump:
+        with open(a.dump, "w") as f:
+            f.write("\n".join(str(x) for x in rtts))
     rtts.sort()
     print(json.dumps(dict(round_trips=a.round_trips, median_us=percentile(rtts, 0.5) / 1e3,
                           p99_us=percentile(rtts, 0.99) / 1e3, min_us=rtts[0] / 1e3,
@@ -125,6 +128,7 @@ def main():
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--round-trips", type=int, default=10000)
     r.add_argument("--warmup", type=int, default=500)
+    r.add_argument("--dump", help="also write every round trip, in order, in ns, one a line, to this file")
     c = sub.add_parser("crr")
     c.add_argument("--host", required=True)
     c.add_argument("--port", type=int, required=True)
