@@ -59,8 +59,8 @@ RR="$(pwd)/Tools/bench-rr.py"
 # One request/response (KIND rr) or connection-rate (crr) run from inside NS against ADDR, as run
 # R: leaves WORK/KIND-LABEL.runR.json and, with PEER_PID, .ticks (its CPU ticks during the run).
 rr_once() {
-    local kind=$1 label=$2 ns=$3 addr=$4 r=$5 peer_pid=${6:-} before= out="$WORK/$1-$2.run$5"
-    [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid")
+    local kind=$1 label=$2 ns=$3 addr=$4 r=$5 peer_pid=${6:-} before= waited= out="$WORK/$1-$2.run$5"
+    [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid") waited=$(run_wait_ns "$peer_pid")
     if [[ $kind == rr ]]; then
         run ip netns exec "$ns" taskset -c "$GUEST_CPU" python3 "$RR" rr --host "$addr" --port "$RR_PORT" \
             --round-trips "$ROUND_TRIPS" >"$out.json"
@@ -68,7 +68,10 @@ rr_once() {
         run ip netns exec "$ns" taskset -c "$GUEST_CPU" python3 "$RR" crr --host "$addr" --port "$CRR_PORT" \
             --connections "$CONNECTIONS" --max-seconds "$CRR_SECONDS" >"$out.json"
     fi
-    [[ -z $peer_pid ]] || echo $(($(cpu_ticks "$peer_pid") - before)) >"$out.ticks"
+    [[ -z $peer_pid ]] || {
+        echo $(($(cpu_ticks "$peer_pid") - before)) >"$out.ticks"
+        echo $(($(run_wait_ns "$peer_pid") - waited)) >"$out.wait"
+    }
 }
 
 # Of KIND-LABEL's runs keeps the best (lowest median round trip; highest connection rate) as
@@ -92,8 +95,9 @@ else:
           f"{r['errors']} errors" + (f" ({r['first_error']})" if r['first_error'] else "")
           + (f" (runs: {', '.join(f'{x:.0f}' for x in figures)})" if repeat > 1 else ""))
 shutil.copy(f"{base}.run{best + 1}.json", f"{base}.json")
-if os.path.exists(f"{base}.run{best + 1}.ticks"):
-    shutil.copy(f"{base}.run{best + 1}.ticks", f"{base}.ticks")
+for ext in ("ticks", "wait"):
+    if os.path.exists(f"{base}.run{best + 1}.{ext}"):
+        shutil.copy(f"{base}.run{best + 1}.{ext}", f"{base}.{ext}")
 with open(f"{base}.all", "w") as f:
     f.write(" ".join(f"{x:.1f}" for x in figures))
 EOF
@@ -209,6 +213,10 @@ def load(name):
     p = os.path.join(work, name)
     return json.load(open(p)) if os.path.exists(p) else None
 
+def waited(name):
+    p = os.path.join(work, name)
+    return int(open(p).read()) / 1e9 if os.path.exists(p) else None
+
 def ticks(name):
     p = os.path.join(work, name)
     return int(open(p).read()) / clk if os.path.exists(p) else None
@@ -230,6 +238,9 @@ for name, label in paths:
             if cpu is not None and r["bytes"] > 0:
                 row[d + "_cpu_s_per_gb"] = cpu / (r["bytes"] / 1e9)
                 row[d + "_busy"] = cpu / r["seconds"]
+            wait = waited(f"iperf-{name}-{mtu}-{d}.wait")
+            if wait is not None:
+                row[d + "_wait"] = wait / r["seconds"]
             allp = os.path.join(work, f"iperf-{name}-{mtu}-{d}.all")
             if os.path.exists(allp):
                 row[d + "_runs_gbps"] = [float(x) for x in open(allp).read().split()]
@@ -240,6 +251,9 @@ for name, label in paths:
                 cpu = ticks(f"rr-{name}.ticks")
                 if cpu is not None:
                     row["rr_cpu_us"] = cpu / rr["round_trips"] * 1e6
+                wait = waited(f"rr-{name}.wait")
+                if wait is not None:
+                    row["rr_wait_us"] = wait / rr["round_trips"] * 1e6
                 allp = os.path.join(work, f"rr-{name}.all")
                 if os.path.exists(allp):
                     row["rr_runs_median_us"] = [float(x) for x in open(allp).read().split()]
@@ -259,14 +273,17 @@ rows.sort(key=lambda r: r["mtu"])  # stable: groups by MTU, keeps the path order
 def f(v, fmt="{:.2f}"):
     return "-" if v is None else fmt.format(v)
 
-header = ["path", "MTU", "↑ Gbps", "↓ Gbps", "CPU s/GB ↑", "CPU s/GB ↓", "busy ↑", "busy ↓",
-          "RTT p50 µs", "RTT p99 µs", "CPU µs/RT", "conn/s", "CPU µs/conn"]
+header = ["path", "MTU", "↑ Gbps", "↓ Gbps", "CPU s/GB ↑", "CPU s/GB ↓", "busy ↑", "busy ↓", "wait ↑", "wait ↓",
+          "RTT p50 µs", "RTT p99 µs", "CPU µs/RT", "wait µs/RT", "conn/s", "CPU µs/conn"]
 table = [header] + [[r["label"], str(r["mtu"]), f(r.get("up_gbps")), f(r.get("down_gbps")),
                      f(r.get("up_cpu_s_per_gb")), f(r.get("down_cpu_s_per_gb")),
                      f(r.get("up_busy") and r["up_busy"] * 100, "{:.0f}%"),
                      f(r.get("down_busy") and r["down_busy"] * 100, "{:.0f}%"),
+                     f(r.get("up_wait") and r["up_wait"] * 100, "{:.0f}%"),
+                     f(r.get("down_wait") and r["down_wait"] * 100, "{:.0f}%"),
                      f(r.get("rr_median_us"), "{:.1f}"), f(r.get("rr_p99_us"), "{:.1f}"),
-                     f(r.get("rr_cpu_us"), "{:.1f}"), f(r.get("crr_per_second"), "{:.0f}"),
+                     f(r.get("rr_cpu_us"), "{:.1f}"), f(r.get("rr_wait_us"), "{:.1f}"),
+                     f(r.get("crr_per_second"), "{:.0f}"),
                      f(r.get("crr_cpu_us"), "{:.0f}")] for r in rows]
 w = [max(len(row[c]) for row in table) for c in range(len(header))]
 print(f"gateway benchmark {date}, kernel {kernel}, {cpus} CPUs; iperf3 single TCP stream ~{secs} s per transfer"
@@ -282,7 +299,8 @@ for i, line in enumerate(table):
         print("  ".join("-" * x for x in w))
 print()
 print("↑ guest→host, ↓ host→guest: iperf3's receiver figure. CPU: utime+stime of the whole network process")
-print("  (/proc/PID/stat) per 10^9 payload bytes, per round trip, per connection; busy = CPU time ÷ wall time.")
+print("  (/proc/PID/stat) per 10^9 payload bytes, per round trip, per connection; busy = CPU time ÷ wall time;")
+print("  wait = time its threads sat runnable without a CPU (schedstat) ÷ wall time, or per round trip: other load.")
 print(f"RTT: 1-byte TCP ping-pong over one connection (TCP_NODELAY), median and 99th percentile; conn/s:")
 print(f"  sequential connect, 1 byte each way, close. Both at MTU {rr_mtu}, python3 client in the guest, server")
 print("  on host 127.0.0.1 (veth: on the host end of the veth).")

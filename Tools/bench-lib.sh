@@ -141,6 +141,10 @@ free_port() {
 # in field 2 has no spaces here).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# Nanoseconds PID's threads have spent runnable but waiting for a CPU (field 2 of each
+# /proc/PID/task/TID/schedstat): how much other load on the machine held the process back.
+run_wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%d\n", s}'; }
+
 # --- namespaces and paths ---------------------------------------------------------------------
 
 # Makes namespace NAME (recorded for cleanup); with "no-ipv6", IPv6 off inside (pasta and
@@ -271,13 +275,17 @@ iperf_client() {
 
 # One iperf3 run from inside NS to ADDR:PORT in direction DIR (up: guest→host, down: -R), as run
 # number R of BASE (WORK/iperf-LABEL-MTU-DIR): leaves BASE.runR.json (iperf3's) and, with PEER_PID
-# (the userspace network process), BASE.runR.ticks, that process's CPU ticks during the run.
+# (the userspace network process), BASE.runR.ticks and .wait, that process's CPU ticks and
+# run-queue wait (ns) during the run.
 iperf_once() {
-    local ns=$1 addr=$2 port=$3 dir=$4 base=$5 r=$6 peer_pid=${7:-} flag= before=
+    local ns=$1 addr=$2 port=$3 dir=$4 base=$5 r=$6 peer_pid=${7:-} flag= before= waited=
     [[ $dir == down ]] && flag=-R
-    [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid")
+    [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid") waited=$(run_wait_ns "$peer_pid")
     iperf_client "$ns" "$addr" "$port" $flag >"$base.run$r.json"
-    [[ -z $peer_pid ]] || echo $(($(cpu_ticks "$peer_pid") - before)) >"$base.run$r.ticks"
+    [[ -z $peer_pid ]] || {
+        echo $(($(cpu_ticks "$peer_pid") - before)) >"$base.run$r.ticks"
+        echo $(($(run_wait_ns "$peer_pid") - waited)) >"$base.run$r.wait"
+    }
 }
 
 # Of BASE's runs 1…REPEAT keeps the fastest as BASE.json (and .ticks), all rates in BASE.all, and
@@ -290,8 +298,9 @@ base, repeat, label, mtu, d = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.ar
 runs = [json.load(open(f"{base}.run{r}.json"))["end"]["sum_received"] for r in range(1, repeat + 1)]
 best = max(range(repeat), key=lambda i: runs[i]["bits_per_second"])
 shutil.copy(f"{base}.run{best + 1}.json", f"{base}.json")
-if os.path.exists(f"{base}.run{best + 1}.ticks"):
-    shutil.copy(f"{base}.run{best + 1}.ticks", f"{base}.ticks")
+for ext in ("ticks", "wait"):
+    if os.path.exists(f"{base}.run{best + 1}.{ext}"):
+        shutil.copy(f"{base}.run{best + 1}.{ext}", f"{base}.{ext}")
 with open(f"{base}.all", "w") as f:
     f.write(" ".join(f"{r['bits_per_second'] / 1e9:.2f}" for r in runs))
 rates = ", ".join(f"{r['bits_per_second'] / 1e9:.2f}" for r in runs)
