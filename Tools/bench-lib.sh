@@ -143,7 +143,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # Nanoseconds PID's threads have spent runnable but waiting for a CPU (field 2 of each
 # /proc/PID/task/TID/schedstat): how much other load on the machine held the process back.
-run_wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%d\n", s}'; }
+run_wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}'; }
 
 # --- namespaces and paths ---------------------------------------------------------------------
 
