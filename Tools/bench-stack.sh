@@ -7,11 +7,8 @@
 # (processes, namespaces, devices) is removed at the end, on failure and on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source Tools/bench-lib.sh
 
-SECS=4
-REPEAT=1
-LOOP_CPU=0
-GUEST_CPU=1
 JSON_OUT=
 BUILD=1
 MTUS=(1500 65520)
@@ -30,23 +27,9 @@ while (($#)); do
     esac
 done
 
-if [[ $(id -u) -ne 0 ]]; then
-    echo "bench-stack.sh makes namespaces and devices: run it as root (sudo Tools/bench-stack.sh)" >&2
-    exit 1
-fi
-
-# --- what it needs -------------------------------------------------------------------------
-packages=(passt slirp4netns iperf3 socat netcat-openbsd python3 iproute2 util-linux libnl-3-dev libnl-route-3-dev pkg-config)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "installing: ${missing[*]}" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-command -v swift >/dev/null || { echo "swift not found on PATH: install Swift 6.3 first" >&2; exit 1; }
+bench_require_root bench-stack.sh
+bench_install_packages passt slirp4netns iperf3 socat netcat-openbsd python3 iproute2 util-linux libnl-3-dev \
+    libnl-route-3-dev pkg-config
 
 if ((BUILD)); then
     echo "building gateway-bench (release)…" >&2
@@ -56,119 +39,9 @@ if ((BUILD)); then
 fi
 BIN="$(swift build -c release --show-bin-path)/gateway-bench"
 [[ -x $BIN ]] || { echo "$BIN is missing: run without --skip-build" >&2; exit 1; }
+GWBIN="$(dirname "$BIN")"
 
-# --- bookkeeping and cleanup -----------------------------------------------------------------
-TAG=$(tr -dc 'a-z0-9' </dev/urandom | head -c 5 || true)
-WORK=$(mktemp -d "/tmp/gw-bench-$TAG.XXXXXX")
-PIDS=()
-NAMESPACES=()
-LINKS=()
-
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    for l in "${LINKS[@]}"; do ip link del "$l" 2>/dev/null; done
-    for n in "${NAMESPACES[@]}"; do ip netns del "$n" 2>/dev/null; done
-    # Anything gateway-bench made under this run's tag, should it have died before its own cleanup.
-    for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^gwbench-$TAG-"); do ip netns del "$n" 2>/dev/null; done
-    for l in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gw[te]-$TAG-"); do
-        ip link del "$l" 2>/dev/null
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'echo "interrupted: cleaning up" >&2; exit 130' INT TERM HUP
-
-# Starts a background process and records its PID for cleanup.
-spawn() {
-    "$@" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-
-# Ends one recorded process (by its PID) and forgets it.
-stop() {
-    local pid=$1 keep=() p
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-# Runs a command in the background and waits for it, so a signal reaches the trap at once.
-run() {
-    spawn "$@"
-    local pid=$LAST_PID rc=0
-    wait "$pid" || rc=$?
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-    return $rc
-}
-
-# Waits until something listens on TCP ADDR:PORT in the host namespace.
-wait_listen() {
-    local addr=$1 port=$2
-    for _ in $(seq 100); do
-        ss -Hltn "src $addr:$port" 2>/dev/null | grep -q . && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on $addr:$port" >&2
-    return 1
-}
-
-# Waits until NS has IPv4 ADDR on DEV.
-wait_address() {
-    local ns=$1 dev=$2 addr=$3
-    for _ in $(seq 100); do
-        ip -n "$ns" -4 -o addr show dev "$dev" 2>/dev/null | grep -q " $addr/" && return 0
-        sleep 0.05
-    done
-    echo "$dev in $ns never got $addr" >&2
-    return 1
-}
-
-# utime+stime of PID in clock ticks (/proc/PID/stat fields 14 and 15; the name in field 2 has no spaces here).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-# iperf3 from inside NS to ADDR:PORT, each direction, REPEAT times keeping the fastest; PEER_PID
-# (optional) is the userspace network process whose CPU time is sampled around each run.
-iperf_pair() {
-    local label=$1 mtu=$2 ns=$3 addr=$4 port=$5 peer_pid=${6:-}
-    local dir flag before after r base
-    for dir in up down; do
-        flag=; [[ $dir == down ]] && flag=-R
-        base="$WORK/iperf-$label-$mtu-$dir"
-        for r in $(seq "$REPEAT"); do
-            before=; [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid")
-            run ip netns exec "$ns" taskset -c "$GUEST_CPU" iperf3 -c "$addr" -p "$port" -t "$SECS" -J $flag \
-                >"$base.run$r.json"
-            if [[ -n $peer_pid ]]; then
-                after=$(cpu_ticks "$peer_pid")
-                echo $((after - before)) >"$base.run$r.ticks"
-            fi
-        done
-        python3 - "$base" "$REPEAT" "$label" "$mtu" "$dir" <<'EOF' >&2
-import json, shutil, sys, os
-base, repeat, label, mtu, d = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-runs = [json.load(open(f"{base}.run{r}.json"))["end"]["sum_received"] for r in range(1, repeat + 1)]
-best = max(range(repeat), key=lambda i: runs[i]["bits_per_second"])
-shutil.copy(f"{base}.run{best + 1}.json", f"{base}.json")
-if os.path.exists(f"{base}.run{best + 1}.ticks"):
-    shutil.copy(f"{base}.run{best + 1}.ticks", f"{base}.ticks")
-rates = ", ".join(f"{r['bits_per_second'] / 1e9:.2f}" for r in runs)
-r = runs[best]
-print(f"{label} MTU {mtu} {'guest→host' if d == 'up' else 'host→guest'}: {r['bytes'] / 2**30:.2f} GiB in "
-      f"{r['seconds']:.2f} s = {r['bits_per_second'] / 1e9:.2f} Gbps" + (f" (runs: {rates})" if repeat > 1 else ""))
-EOF
-    done
-}
-
+bench_init gw-bench
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- ours: the stack alone -------------------------------------------------------------------
@@ -176,100 +49,58 @@ echo "== our stack (gateway-bench) ==" >&2
 run "$BIN" --json --tag "$TAG" --cpu "$LOOP_CPU" --guest-cpu "$GUEST_CPU" --seconds "$SECS" --repeat "$REPEAT" \
     $(printf -- '--mtu %s ' "${MTUS[@]}") >"$WORK/stack.json"
 
-# --- gatewayd: the whole product path, guest → TAP → stack → host socket on 127.0.0.1 ----------
-echo "== gatewayd (iperf3 to host loopback through the gateway address) ==" >&2
-GWBIN="$(dirname "$BIN")"
-GWSOCK="$WORK/gatewayd.sock"
-cat >"$WORK/gatewayd.toml" <<TOML
-[dns]
-upstreams = ["127.0.0.1:9"]
-TOML
-spawn taskset -c "$LOOP_CPU" "$GWBIN/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWSOCK" \
-    --state-dir "$WORK/gatewayd-state" --shards 1 --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
-gwd=$LAST_PID
-for _ in $(seq 100); do [[ -S $GWSOCK ]] && break; sleep 0.1; done
-spawn iperf3 -s -B 127.0.0.1 -p 5404 --logfile "$WORK/iperf3-server-gatewayd.log"
+# The userspace peers map their gateway address to the host's loopback, where this server listens.
+free_port PORT
+spawn iperf3 -s -B 127.0.0.1 -p "$PORT" --logfile "$WORK/iperf3-server.log"
 server=$LAST_PID
-wait_listen 127.0.0.1 5404
+wait_listen 127.0.0.1 "$PORT"
+
+# --- gatewayd: the whole product path, guest → TAP → stack → host socket on 127.0.0.1 ----------
+# (Tools/bench-gateway.sh measures this path in more detail: latency and connection rate too.)
+echo "== gatewayd (iperf3 to host loopback through the gateway address) ==" >&2
+gatewayd_start "$GWBIN"
 for mtu in "${MTUS[@]}"; do
     ns=gwbench-$TAG-gwd$mtu
-    NAMESPACES+=("$ns")
-    ip netns add "$ns"
-    GATEWAYD_CONTROL="$GWSOCK" "$GWBIN/gatewayctl" attach "bench-$mtu" --netns "$ns" --mtu "$mtu" >/dev/null
-    gwaddr=$(GATEWAYD_CONTROL="$GWSOCK" "$GWBIN/gatewayctl" list --json | python3 -c \
-        "import json,sys; print([s for s in json.load(sys.stdin) if s['id']=='bench-$mtu'][0]['gatewayIPv4'])")
-    iperf_pair gatewayd "$mtu" "$ns" "$gwaddr" 5404 "$gwd"
-    GATEWAYD_CONTROL="$GWSOCK" "$GWBIN/gatewayctl" detach "bench-$mtu" >/dev/null
+    netns_add "$ns"
+    gatewayd_attach "$GWBIN" "bench-$mtu" "$ns" "$mtu"
+    iperf_pair gatewayd "$mtu" "$ns" "$GWD_GATEWAY" "$PORT" "$GWD_PID"
+    gatewayd_detach "$GWBIN" "bench-$mtu"
+done
+stop "$GWD_PID"
+
+# --- pasta -------------------------------------------------------------------------------------
+echo "== pasta (iperf3 to host loopback) ==" >&2
+ns=gwbench-$TAG-pasta
+netns_add "$ns" no-ipv6
+for mtu in "${MTUS[@]}"; do
+    pasta_start "$ns" "$mtu"
+    iperf_pair pasta "$mtu" "$ns" 10.0.2.2 "$PORT" "$PEER_PID"
+    peer_stop "$ns" gwpasta0
+done
+
+# --- slirp4netns -------------------------------------------------------------------------------
+echo "== slirp4netns (iperf3 to host loopback) ==" >&2
+ns=gwbench-$TAG-slirp
+netns_add "$ns" no-ipv6
+for mtu in "${MTUS[@]}"; do
+    slirp_start "$ns" "$mtu"
+    iperf_pair slirp4netns "$mtu" "$ns" 10.0.2.2 "$PORT" "$PEER_PID"
+    peer_stop "$ns" gwslirp0
 done
 stop "$server"
-stop "$gwd"
 
 # --- kernel veth: the ceiling, no userspace in the path ------------------------------------------
 echo "== kernel veth (iperf3) ==" >&2
 ns=gwbench-$TAG-kveth
-host_if=gwe-$TAG-kh
-guest_if=gwe-$TAG-kg
-NAMESPACES+=("$ns")
-ip netns add "$ns"
-LINKS+=("$host_if")
-ip link add "$host_if" type veth peer name "$guest_if" netns "$ns"
-ip addr add 10.0.4.1/24 dev "$host_if"
-ip link set "$host_if" up
-ip -n "$ns" link set lo up
-ip -n "$ns" addr add 10.0.4.2/24 dev "$guest_if"
-ip -n "$ns" link set "$guest_if" up
-spawn iperf3 -s -B 10.0.4.1 -p 5401 --logfile "$WORK/iperf3-server-veth.log"
+netns_add "$ns"
+subnet=$(free_subnet)
+veth_add "$ns" "gwk-$TAG-kh" "gwk-$TAG-kg" "$subnet"
+spawn iperf3 -s -B "$subnet.1" -p "$PORT" --logfile "$WORK/iperf3-server-veth.log"
 server=$LAST_PID
-wait_listen 10.0.4.1 5401
+wait_listen "$subnet.1" "$PORT"
 for mtu in "${MTUS[@]}"; do
-    ip link set "$host_if" mtu "$mtu"
-    ip -n "$ns" link set "$guest_if" mtu "$mtu"
-    iperf_pair veth "$mtu" "$ns" 10.0.4.1 5401
-done
-stop "$server"
-
-# --- pasta: gateway address mapped to the host's loopback --------------------------------------
-# pasta joins a namespace made here (--netns) rather than making its own: run as root it drops to
-# nobody, and could then not set up the user namespace its command mode needs. --runas 0 keeps
-# the rights to enter ours. By default (no --no-map-gw) TCP to the gateway address (-g) is
-# connected to 127.0.0.1 on the host, where the server listens.
-echo "== pasta (iperf3 to host loopback) ==" >&2
-ns=gwbench-$TAG-pasta
-NAMESPACES+=("$ns")
-ip netns add "$ns"
-ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-spawn iperf3 -s -B 127.0.0.1 -p 5402 --logfile "$WORK/iperf3-server-pasta.log"
-server=$LAST_PID
-wait_listen 127.0.0.1 5402
-for mtu in "${MTUS[@]}"; do
-    spawn taskset -c "$LOOP_CPU" pasta -q -f --runas 0 --log-file "$WORK/pasta-$mtu.log" --config-net -4 \
-        -I gwpasta0 -a 10.0.2.15 -n 24 -g 10.0.2.2 -m "$mtu" -t none -u none -T none -U none --netns "$ns"
-    peer=$LAST_PID
-    wait_address "$ns" gwpasta0 10.0.2.15
-    ip -n "$ns" link set gwpasta0 mtu "$mtu"
-    iperf_pair pasta "$mtu" "$ns" 10.0.2.2 5402 "$peer"
-    stop "$peer"
-    for _ in $(seq 50); do ip -n "$ns" link show gwpasta0 >/dev/null 2>&1 || break; sleep 0.05; done
-done
-stop "$server"
-
-# --- slirp4netns: 10.0.2.2 is the host's loopback unless --disable-host-loopback ---------------
-echo "== slirp4netns (iperf3 to host loopback) ==" >&2
-ns=gwbench-$TAG-slirp
-NAMESPACES+=("$ns")
-ip netns add "$ns"
-ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-spawn iperf3 -s -B 127.0.0.1 -p 5403 --logfile "$WORK/iperf3-server-slirp.log"
-server=$LAST_PID
-wait_listen 127.0.0.1 5403
-for mtu in "${MTUS[@]}"; do
-    spawn taskset -c "$LOOP_CPU" slirp4netns --configure --mtu="$mtu" --netns-type=path "/run/netns/$ns" gwslirp0 \
-        >"$WORK/slirp4netns-$mtu.log" 2>&1
-    peer=$LAST_PID
-    wait_address "$ns" gwslirp0 10.0.2.100
-    iperf_pair slirp4netns "$mtu" "$ns" 10.0.2.2 5403 "$peer"
-    stop "$peer"
-    for _ in $(seq 50); do ip -n "$ns" link show gwslirp0 >/dev/null 2>&1 || break; sleep 0.05; done
+    veth_set_mtu "$ns" "gwk-$TAG-kh" "gwk-$TAG-kg" "$mtu"
+    iperf_pair veth "$mtu" "$ns" "$subnet.1" "$PORT"
 done
 stop "$server"
 

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+# Request/response and connection-rate probes for bench-gateway.sh: a host-side server and a
+# guest-side client that print one JSON line. Loopback or benchmark-made addresses only.
+#
+#   bench-rr.py server --bind 127.0.0.1 --rr-port P --crr-port Q
+#   bench-rr.py rr  --host ADDR --port P [--round-trips 10000] [--warmup 500] [--dump FILE]
+#   bench-rr.py crr --host ADDR --port Q [--connections 2000] [--max-seconds 10]
+#
+# rr: one connection, TCP_NODELAY both ends, 1 byte each way per round trip, timed one by one.
+# crr: per connection connect, send 1 byte, read the echo, close; sequential, stops at the count
+# or the time limit, whichever comes first.
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+
+
+def serve_rr(listener):
+    while True:
+        c, _ = listener.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with c:
+            while True:
+                d = c.recv(1)
+                if not d:
+                    break
+                c.sendall(d)
+
+
+def serve_crr(listener):
+    while True:
+        c, _ = listener.accept()
+        with c:
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.settimeout(5)
+            try:
+                d = c.recv(1)
+                if d:
+                    c.sendall(d)
+                    # Wait for the client's FIN so that its side closes first and the TIME-WAIT
+                    # state stays in the guest, as with a real client.
+                    c.recv(1)
+            except OSError:
+                pass
+
+
+def listen(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(256)
+    return s
+
+
+def server(a):
+    rr = listen(a.bind, a.rr_port)
+    crr = listen(a.bind, a.crr_port)
+    threading.Thread(target=serve_rr, args=(rr,), daemon=True).start()
+    serve_crr(crr)
+
+
+def percentile(sorted_values, q):
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
+def rr(a):
+    c = socket.create_connection((a.host, a.port), timeout=10)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for _ in range(a.warmup):
+        c.sendall(b"x")
+        if c.recv(1) != b"x":
+            sys.exit("rr: short read during warm-up")
+    clock = time.perf_counter_ns
+    rtts = [0] * a.round_trips
+    for i in range(a.round_trips):
+        t = clock()
+        c.sendall(b"x")
+        if c.recv(1) != b"x":
+            sys.exit(f"rr: short read after {i} round trips")
+        rtts[i] = clock() - t
+    c.close()
+    if a.dump:
+        with open(a.dump, "w") as f:
+            f.write("\n".join(str(x) for x in rtts))
+    rtts.sort()
+    print(json.dumps(dict(round_trips=a.round_trips, median_us=percentile(rtts, 0.5) / 1e3,
+                          p99_us=percentile(rtts, 0.99) / 1e3, min_us=rtts[0] / 1e3,
+                          mean_us=sum(rtts) / len(rtts) / 1e3)))
+
+
+def crr(a):
+    done = errors = 0
+    first_error = None
+    t0 = time.perf_counter()
+    deadline = t0 + a.max_seconds
+    while done < a.connections and time.perf_counter() < deadline:
+        try:
+            s = socket.create_connection((a.host, a.port), timeout=5)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(b"x")
+            ok = s.recv(1) == b"x"
+            s.close()
+        except OSError as e:
+            ok = False
+            first_error = first_error or str(e)
+        if ok:
+            done += 1
+        else:
+            errors += 1
+            if errors > 20:
+                break
+    elapsed = time.perf_counter() - t0
+    print(json.dumps(dict(connections=done, errors=errors, first_error=first_error, seconds=elapsed,
+                          per_second=done / elapsed)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    sub = p.add_subparsers(dest="mode", required=True)
+    s = sub.add_parser("server")
+    s.add_argument("--bind", default="127.0.0.1")
+    s.add_argument("--rr-port", type=int, required=True)
+    s.add_argument("--crr-port", type=int, required=True)
+    r = sub.add_parser("rr")
+    r.add_argument("--host", required=True)
+    r.add_argument("--port", type=int, required=True)
+    r.add_argument("--round-trips", type=int, default=10000)
+    r.add_argument("--warmup", type=int, default=500)
+    r.add_argument("--dump", help="also write every round trip, in order, in ns, one a line, to this file")
+    c = sub.add_parser("crr")
+    c.add_argument("--host", required=True)
+    c.add_argument("--port", type=int, required=True)
+    c.add_argument("--connections", type=int, default=2000)
+    c.add_argument("--max-seconds", type=float, default=10)
+    a = p.parse_args()
+    {"server": server, "rr": rr, "crr": crr}[a.mode](a)
+
+
+if __name__ == "__main__":
+    main()
