@@ -46,23 +46,41 @@ fi
 cpu=max
 [[ $accel == kvm ]] && cpu=host
 append="console=ttyS0 panic=1 quiet loglevel=3"
-if [[ -n $cmd ]]; then append+=" gw.cmd=$(printf '%s\n' "$cmd" | base64 -w0)"; fi
+# A short command rides on the kernel command line (2048 bytes in all on x86); a longer one goes
+# through QEMU's firmware configuration device.
+fw_cfg=()
+cmd_file=
+if [[ -n $cmd ]]; then
+    encoded=$(printf '%s\n' "$cmd" | base64 -w0)
+    if ((${#encoded} <= 1024)); then
+        append+=" gw.cmd=$encoded"
+    else
+        cmd_file=$(mktemp)
+        printf '%s\n' "$cmd" > "$cmd_file"
+        fw_cfg=(-fw_cfg "name=opt/gateway/cmd,file=$cmd_file")
+    fi
+fi
 
 qemu=(qemu-system-x86_64
     -accel "$accel" -cpu "$cpu" -m "${GW_VM_MEMORY:-256}" -smp 1
     -nodefaults -no-user-config -nographic -serial stdio -monitor none -no-reboot
+    # SeaBIOS would otherwise reset and clear the terminal on the serial console.
+    -fw_cfg name=etc/sercon-port,string=0
     -kernel "$kit/vmlinuz" -initrd "$kit/initramfs.cpio.gz" -append "$append"
     -netdev "tap,id=net0,ifname=$tap,script=no,downscript=no,vnet_hdr=on"
-    -device "virtio-net-pci,netdev=net0,mac=$mac,romfile=")
+    -device "virtio-net-pci,netdev=net0,mac=$mac,romfile="
+    "${fw_cfg[@]}")
 
+# QEMU warns about the SeaBIOS setting's name; nothing else of its stderr is hidden.
+quiet_stderr() { grep -v --line-buffered 'fw_cfg item names should be prefixed' >&2 || true; }
 if [[ -z $cmd ]]; then
-    exec "${qemu[@]}"
+    exec "${qemu[@]}" 2> >(quiet_stderr)
 fi
 # The guest's console goes to stdout as it comes; its last "gw-exit: N" becomes our status.
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" $cmd_file' EXIT
 status=0
-timeout --kill-after=5 "${GW_VM_TIMEOUT:-300}" "${qemu[@]}" </dev/null | tr -d '\r' | tee "$log" || status=$?
+timeout --kill-after=5 "${GW_VM_TIMEOUT:-300}" "${qemu[@]}" </dev/null 2> >(quiet_stderr) | tr -d '\r' | tee "$log" || status=$?
 if ((status)); then
     echo "boot.sh: qemu exited with status $status" >&2
     exit "$status"

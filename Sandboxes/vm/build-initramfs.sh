@@ -57,7 +57,8 @@ if ((!force)) && [[ -f $out/initramfs.cpio.gz && -f $out/vmlinuz && "$(cat "$out
 fi
 
 # Module files with their dependencies, dependencies first (modules.dep lists each module's
-# dependencies, nearest last). virtio_pci is the transport QEMU's virtio-net-pci device sits on.
+# dependencies, nearest last). virtio_pci is the transport QEMU's virtio-net-pci device sits on;
+# qemu_fw_cfg lets boot.sh hand over a command too long for the kernel command line.
 declare -A seen=()
 order=()
 add_module() {
@@ -71,11 +72,12 @@ add_module() {
     for dep in "${reversed[@]}"; do add_module "$dep"; done
     order+=("$path")
 }
-for name in virtio_pci virtio_net; do
+for name in virtio_pci virtio_net qemu_fw_cfg; do
     path=$(grep -m1 -E "(^|/)${name}\.ko(\.xz|\.zst|\.gz)?:" "$moddir/modules.dep" | cut -d: -f1) || true
     if [[ -z $path ]]; then
         # Built into this kernel: nothing to load.
         grep -qE "(^|/)${name}\.ko" "$moddir/modules.builtin" && continue
+        [[ $name == qemu_fw_cfg ]] && continue
         echo "build-initramfs.sh: module $name not found for $version" >&2
         exit 1
     fi
@@ -85,7 +87,7 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
-mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/modules,usr/share/udhcpc}
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,etc/udhcpc,lib/modules}
 cp "$busybox" "$root/bin/busybox"
 for applet in $("$busybox" --list); do
     [[ $applet == busybox ]] || ln -sf busybox "$root/bin/$applet"
@@ -107,7 +109,7 @@ for path in "${order[@]}"; do
     echo "$base" >> "$root/etc/modules"
 done
 
-cat > "$root/usr/share/udhcpc/default.script" <<'SCRIPT'
+cat > "$root/etc/udhcpc/default.script" <<'SCRIPT'
 #!/bin/sh
 # udhcpc's hook: applies the lease (address, default route, resolvers) to the interface.
 case "$1" in
@@ -128,12 +130,13 @@ case "$1" in
 esac
 exit 0
 SCRIPT
-chmod 755 "$root/usr/share/udhcpc/default.script"
+chmod 755 "$root/etc/udhcpc/default.script"
 
 cat > "$root/init" <<'INIT'
 #!/bin/sh
-# PID 1 of the guest: virtio-net up, DHCP and SLAAC, then the command from gw.cmd (base64 of a
-# shell script, set by boot.sh) or a shell on the console; powers the VM off when either ends.
+# PID 1 of the guest: virtio-net up, DHCP and SLAAC, then the command boot.sh passed (QEMU fw_cfg
+# opt/gateway/cmd, or gw.cmd=BASE64 on the kernel command line) or a shell on the console; powers
+# the VM off when either ends.
 export PATH=/bin HOME=/root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -146,16 +149,22 @@ ip link set lo up
 i=0
 while ! ip link show eth0 >/dev/null 2>&1 && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
 ip link set eth0 up
-udhcpc -i eth0 -n -t 20 -T 1 -A 1 -x hostname:guest >/dev/null 2>&1 || echo "gw-init: no DHCP lease on eth0"
+udhcpc -i eth0 -s /etc/udhcpc/default.script -n -t 20 -T 1 -A 1 -x hostname:guest 2>/dev/null \
+    || echo "gw-init: no DHCP lease on eth0"
 # SLAAC runs in the kernel; give the router advertisement and duplicate address detection a moment.
 i=0
 while [ -z "$(ip -6 addr show dev eth0 scope global 2>/dev/null | grep -v tentative | grep inet6)" ] && [ $i -lt 30 ]; do
     usleep 100000; i=$((i + 1))
 done
 ip addr show dev eth0 | sed -n 's/^ *\(inet6\{0,1\} [^ ]*\).*/gw-addr: \1/p'
-cmd=$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^gw\.cmd=//p')
-if [ -n "$cmd" ]; then
-    echo "$cmd" | base64 -d > /tmp/gw-cmd
+fw=/sys/firmware/qemu_fw_cfg/by_name/opt/gateway/cmd/raw
+encoded=$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^gw\.cmd=//p')
+if [ -r $fw ]; then
+    cat $fw > /tmp/gw-cmd
+elif [ -n "$encoded" ]; then
+    echo "$encoded" | base64 -d > /tmp/gw-cmd
+fi
+if [ -s /tmp/gw-cmd ]; then
     sh /tmp/gw-cmd
     echo "gw-exit: $?"
 else

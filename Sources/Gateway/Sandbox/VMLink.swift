@@ -27,7 +27,7 @@ struct VMLink: Sendable {
     /// Names for sandbox `index`; `tag` (``GatewayConfiguration/hostDeviceTag``) keeps two
     /// gateways on one host apart.
     init(index: Int, tag: String) {
-        let id = tag + String(index)
+        let id = tag.isEmpty ? String(index) : "\(tag)-\(index)"
         vmTAP = InterfaceName.make(.vmTAP, id: id)
         gatewayTAP = InterfaceName.make(.gatewayTAP, id: id)
         bridge = InterfaceName.make(.bridge, id: id)

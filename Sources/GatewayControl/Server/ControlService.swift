@@ -228,7 +228,8 @@ public final class ControlService: Sendable {
 
     private func view(_ info: SandboxInfo, routes: [RouteView]? = nil) -> SandboxView {
         let all = routes ?? (try? self.routes()) ?? []
-        let dhcp = requests.withLock { $0[info.id]?.dhcp ?? false }
+        // A VM always configures itself by DHCP.
+        let dhcp = info.mode == SandboxSpec.Mode.vm(owner: nil, group: nil).name || requests.withLock { $0[info.id]?.dhcp ?? false }
         return SandboxView(info: info, dhcp: dhcp, ports: all.filter { $0.sandbox == info.id })
     }
 
