@@ -76,11 +76,18 @@ quiet_stderr() { grep -v --line-buffered 'fw_cfg item names should be prefixed' 
 if [[ -z $cmd ]]; then
     exec "${qemu[@]}" 2> >(quiet_stderr)
 fi
-# The guest's console goes to stdout as it comes; its last "gw-exit: N" becomes our status.
-log=$(mktemp)
-trap 'rm -f "$log" $cmd_file' EXIT
+# The guest's console goes to stdout line by line as it comes (sed -u: no block buffering in the
+# pipe); its last "gw-exit: N" becomes our status. QEMU runs in the background so that a TERM to
+# this script (bash defers traps while a foreground job runs) can reach it.
+work=$(mktemp -d)
+trap 'rm -rf "$work" $cmd_file' EXIT
+log=$work/console
+( timeout --kill-after=5 "${GW_VM_TIMEOUT:-300}" "${qemu[@]}" -pidfile "$work/qemu.pid" </dev/null \
+    2> >(quiet_stderr) | sed -u 's/\r$//' | tee "$log" ) &
+runner=$!
+trap 'kill -TERM "$(cat "$work/qemu.pid" 2>/dev/null)" 2>/dev/null; wait "$runner"; exit 143' TERM INT HUP
 status=0
-timeout --kill-after=5 "${GW_VM_TIMEOUT:-300}" "${qemu[@]}" </dev/null 2> >(quiet_stderr) | tr -d '\r' | tee "$log" || status=$?
+wait "$runner" || status=$?
 if ((status)); then
     echo "boot.sh: qemu exited with status $status" >&2
     exit "$status"

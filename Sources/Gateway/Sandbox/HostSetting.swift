@@ -9,7 +9,7 @@ enum HostSetting {
     /// Writes `value` to the file at `path`.
     /// - Parameter ifPresent: a missing file (a kernel without the feature) is not an error.
     static func write(_ value: String, to path: String, ifPresent: Bool = false) throws(GatewayError) {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        let fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)
         if fd < 0 {
             let e = errno
             if ifPresent && e == ENOENT { return }
