@@ -190,7 +190,8 @@ public final class Gateway: @unchecked Sendable {
     }
 
     private func startStack(
-        _ spec: SandboxSpec, link: OpenedLink, index: Int, shard: Int, policy: Policy, assignment a: AddressPlan.Assignment
+        _ spec: SandboxSpec, link: OpenedLink, index: Int, shard: Int, policy: Policy,
+        assignment a: AddressPlan.Assignment
     ) throws(GatewayError) -> SandboxInfo {
         let tap = link.tap
         let guestMAC = link.guestMAC

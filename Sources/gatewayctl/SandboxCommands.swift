@@ -38,7 +38,7 @@ struct Attach: ParsableCommand {
     @Option(help: "Egress policy: host-only, public, open, or one gatewayd's config defines.")
     var policy: String?
 
-    @Option(help: "The guest interface's MAC address (default: random in a namespace, from the sandbox's index for a VM).")
+    @Option(help: "The guest's MAC address (default: random in a namespace, from the sandbox's index for a VM).")
     var mac: String?
 
     @Flag(help: "Print JSON instead of text.")

@@ -53,8 +53,9 @@ import Wire
             SandboxInfo.self,
             from: Data(
                 """
-                {"id": "vm-1", "mode": "vm", "shard": 0, "tap": "gwv-0", "bridge": "gwb-0", "mac": "02:47:58:00:00:00",
-                 "gatewayMAC": "02:47:57:00:00:00", "guestIPv4": "10.88.0.2", "gatewayIPv4": "10.88.0.1", "prefixLength": 28,
+                {"id": "vm-1", "mode": "vm", "shard": 0, "tap": "gwv-0", "bridge": "gwb-0",
+                 "mac": "02:47:58:00:00:00", "gatewayMAC": "02:47:57:00:00:00",
+                 "guestIPv4": "10.88.0.2", "gatewayIPv4": "10.88.0.1", "prefixLength": 28,
                  "guestIPv6Prefix": "fd47:5700::/64", "gatewayIPv6": "fd47:5700::1", "mtu": 1500, "policy": "host-only",
                  "warning": "bridge-nf"}
                 """.utf8))
@@ -100,7 +101,8 @@ struct VMAttachCLITests {
         let attach = try h.ctl("attach", id, "--vm", "--owner", "4242", "--mac", "02:00:00:00:42:42")
         #expect(attach.status == 0, "\(attach.stderr)")
         #expect(attach.stdout.contains("mode         vm"))
-        #expect(attach.stdout.contains("tap          \(tap) (QEMU: -netdev tap,ifname=\(tap),script=no,downscript=no,vnet_hdr=on)"))
+        let qemu = "-netdev tap,ifname=\(tap),script=no,downscript=no,vnet_hdr=on"
+        #expect(attach.stdout.contains("tap          \(tap) (QEMU: \(qemu))"))
         #expect(attach.stdout.contains("mac          02:00:00:00:42:42 (the guest must use it"))
         #expect(attach.stdout.contains("bridge       gwb-\(tag)-0"))
         #expect(attach.stdout.contains("ipv4         by DHCP from"))
@@ -118,7 +120,8 @@ struct VMAttachCLITests {
         #expect(columns.count >= 5 && columns[1] == "vm" && columns[2] == "-" && columns[4] == tap, "\(row)")
         let views = try JSONDecoder().decode([SandboxView].self, from: Data(h.ctl("list", "--json").stdout.utf8))
         let view = try #require(views.first)
-        #expect(view.mode == "vm" && view.tap == tap && view.dhcp && view.namespace == nil && view.bridge == "gwb-\(tag)-0")
+        #expect(view.mode == "vm" && view.tap == tap && view.dhcp && view.namespace == nil)
+        #expect(view.bridge == "gwb-\(tag)-0")
 
         // A second VM takes the next index; the same ID again is refused.
         #expect(try h.ctl("attach", id, "--vm").status == 3)
@@ -134,7 +137,10 @@ struct VMAttachCLITests {
     @Test func commandLineChecksTheMode() throws {
         let h = try harness()
         defer { h.tearDown() }
-        for arguments in [["attach", "x"], ["attach", "x", "--vm", "--netns", "n"], ["attach", "x", "--netns", "n", "--owner", "1"]] {
+        let wrong = [
+            ["attach", "x"], ["attach", "x", "--vm", "--netns", "n"], ["attach", "x", "--netns", "n", "--owner", "1"],
+        ]
+        for arguments in wrong {
             let r = try runProgram(BuiltProducts.gatewayctl, arguments + ["--control", h.socketPath])
             #expect(r.status == 64, "\(arguments): \(r.stderr)")
         }

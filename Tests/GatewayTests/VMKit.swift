@@ -23,7 +23,8 @@ enum VMKit {
         guard TestHost.canCreateDevices else { return "they need root and /dev/net/tun" }
         if (try? TestHost.run(["sh", "-c", "command -v qemu-system-x86_64"])) == nil {
             let install = "apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null"
-            _ = try? TestHost.run(["sh", "-c", "DEBIAN_FRONTEND=noninteractive \(install) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \(install))"])
+            let script = "export DEBIAN_FRONTEND=noninteractive; \(install) || (apt-get update -qq && \(install))"
+            _ = try? TestHost.run(["sh", "-c", script])
             if (try? TestHost.run(["sh", "-c", "command -v qemu-system-x86_64"])) == nil {
                 return "qemu-system-x86 is not installed and could not be (Tools/install-deps.sh installs it)"
             }

@@ -40,12 +40,16 @@ struct VMSandboxTests {
         #expect(bridgeInfo.kind == "bridge" && bridgeInfo.isUp && bridgeInfo.mtu == 9000)
         for name in [vmTAP, gatewayTAP] {
             let link = try host.link(named: name)
-            #expect(link.kind == "tun" && link.masterIndex == bridgeInfo.index && link.isUp && link.mtu == 9000, "\(link)")
+            #expect(
+                link.kind == "tun" && link.masterIndex == bridgeInfo.index && link.isUp && link.mtu == 9000, "\(link)")
         }
         // The VM's TAP outlives gatewayd's fd and belongs to its owner; the gateway's does not persist.
         let persist = 0x0800  // IFF_PERSIST
-        let vmFlags = try #require(Self.setting("/sys/class/net/\(vmTAP)/tun_flags").flatMap { Int($0.dropFirst(2), radix: 16) })
-        let gwFlags = try #require(Self.setting("/sys/class/net/\(gatewayTAP)/tun_flags").flatMap { Int($0.dropFirst(2), radix: 16) })
+        func tunFlags(_ name: String) -> Int? {
+            Self.setting("/sys/class/net/\(name)/tun_flags").flatMap { Int($0.dropFirst(2), radix: 16) }
+        }
+        let vmFlags = try #require(tunFlags(vmTAP))
+        let gwFlags = try #require(tunFlags(gatewayTAP))
         #expect(vmFlags & persist != 0 && gwFlags & persist == 0)
         #expect(Self.setting("/sys/class/net/\(vmTAP)/owner") == "4242")
         #expect(Self.setting("/sys/class/net/\(vmTAP)/group") == "4343")
@@ -165,7 +169,8 @@ struct VMSandboxTests {
         defer { guest.terminate() }
         #expect(try guest.waitForExit(seconds: 120) == 7, "\(guest.transcript)")
         #expect(guest.lines.contains("02:00:5e:10:20:30"))
-        #expect(guest.value("gw-dhcp: ")?.hasPrefix("eth0 \(info.guestIPv4)/28 router \(info.gatewayIPv4)") == true, "\(guest.transcript)")
+        let lease = "eth0 \(info.guestIPv4)/28 router \(info.gatewayIPv4)"
+        #expect(guest.value("gw-dhcp: ")?.hasPrefix(lease) == true, "\(guest.transcript)")
     }
 
     @Test(.enabled(if: VMKit.isReady, "needs qemu-system-x86 and linux-image-cloud-amd64 (Tools/install-deps.sh)"))
@@ -187,13 +192,16 @@ struct VMSandboxTests {
         let payload = Data((0..<(384 * 1024)).map { _ in UInt8.random(in: 0...255) })
         try payload.write(to: URL(fileURLWithPath: directory + "/payload.bin"))
         let port = GatewayFixture.freePort()
-        _ = try f.background(["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", directory])
+        _ = try f.background([
+            "python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", directory,
+        ])
         try f.waitForListener(port: port)
         let published = try f.gateway.publish(sandboxID: spec.id, spec: "8080")
 
         // Only the host's own addresses could answer the guest if the host were on its segment.
-        let hostIPv4 = try TestHost.run(["sh", "-c", "ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n1"])
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let hostIPv4 = try TestHost.run([
+            "sh", "-c", "ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n1",
+        ]).trimmingCharacters(in: .whitespacesAndNewlines)
         let gw = info.gatewayIPv4
         let command = """
             GW=\(gw)
@@ -203,7 +211,8 @@ struct VMSandboxTests {
             fi
             ping6 -c 2 -w 3 -I eth0 ff02::1 2>/dev/null | sed -n 's/.* bytes from \\(.*\\): seq=.*/gw-ping6-from: \\1/p'
             arping -c 2 -w 3 -I eth0 $GW | sed -n 's/^Received \\([0-9]*\\) response.*/gw-arp-gateway: \\1/p'
-            [ -n "\(hostIPv4)" ] && arping -c 2 -w 3 -I eth0 \(hostIPv4) | sed -n 's/^Received \\([0-9]*\\) response.*/gw-arp-host: \\1/p'
+            [ -n "\(hostIPv4)" ] && arping -c 2 -w 3 -I eth0 \(hostIPv4) \\
+                | sed -n 's/^Received \\([0-9]*\\) response.*/gw-arp-host: \\1/p'
             mkdir -p /www && dd if=/dev/urandom of=/www/blob bs=1024 count=256 2>/dev/null
             echo "gw-served-sha256: $(sha256sum /www/blob | cut -d' ' -f1)"
             httpd -p 8080 -h /www && echo gw-serving
@@ -220,7 +229,8 @@ struct VMSandboxTests {
         // From the host: the guest's httpd through the published port.
         let fetched = directory + "/from-guest.bin"
         do {
-            try TestHost.run(["curl", "-sS", "--max-time", "30", "-o", fetched, "http://127.0.0.1:\(published.hostPort)/blob"])
+            let url = "http://127.0.0.1:\(published.hostPort)/blob"
+            try TestHost.run(["curl", "-sS", "--max-time", "30", "-o", fetched, url])
         } catch {
             let counters = try? f.gateway.ingressCounters(sandboxID: spec.id)
             Issue.record("\(error)\ningress: \(String(describing: counters))\nguest console:\n\(guest.transcript)")
@@ -231,7 +241,8 @@ struct VMSandboxTests {
         let transcript = guest.transcript
 
         // DHCP gave the sandbox's address and route, SLAAC its /64.
-        #expect(guest.value("gw-dhcp: ")?.hasPrefix("eth0 \(info.guestIPv4)/28 router \(gw) dns \(gw)") == true, "\(transcript)")
+        let lease = "eth0 \(info.guestIPv4)/28 router \(gw) dns \(gw)"
+        #expect(guest.value("gw-dhcp: ")?.hasPrefix(lease) == true, "\(transcript)")
         let prefix = try #require(IPv6Address(info.guestIPv6Prefix.split(separator: "/")[0]))
         let mac = try #require(MACAddress(info.mac))
         let slaac = IPv6Address(high: prefix.high, low: IPv6Address(linkLocalFrom: mac).low)
@@ -247,7 +258,9 @@ struct VMSandboxTests {
         // answers an echo to all nodes on the link.
         #expect(Int(guest.value("gw-arp-gateway: ") ?? "") ?? 0 >= 1, "\(transcript)")
         if !hostIPv4.isEmpty { #expect(guest.value("gw-arp-host: ") == "0", "\(transcript)") }
-        let onLink = [info.gatewayMAC, info.mac].compactMap { MACAddress($0) }.map { IPv6Address(linkLocalFrom: $0).description }
+        let onLink = [info.gatewayMAC, info.mac].compactMap { MACAddress($0) }.map {
+            IPv6Address(linkLocalFrom: $0).description
+        }
         let responders = Set(guest.values("gw-ping6-from: "))
         #expect(!responders.isEmpty && responders.isSubset(of: onLink), "\(responders) \(transcript)")
 

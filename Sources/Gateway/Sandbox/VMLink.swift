@@ -131,7 +131,8 @@ struct VMLink: Sendable {
         guard !on.isEmpty else { return nil }
         let switches = on.map { "net.bridge.bridge-nf-call-\($0)" }.joined(separator: ", ")
         return "\(switches) = 1 (br_netfilter): frames crossing \(bridge) pass the host's firewall FORWARD chains, "
-            + "where a DROP policy cuts the VM off; allow them (iptables -I FORWARD -i \(bridge) -o \(bridge) -j ACCEPT) "
+            + "where a DROP policy cuts the VM off; allow them "
+            + "(iptables -I FORWARD -i \(bridge) -o \(bridge) -j ACCEPT) "
             + "or set those switches to 0 if nothing on the host needs them"
     }
 }
