@@ -61,6 +61,7 @@ if [[ -n $cmd ]]; then
     fi
 fi
 
+# shellcheck disable=SC2054  # the commas are QEMU's option syntax
 qemu=(qemu-system-x86_64
     -accel "$accel" -cpu "$cpu" -m "${GW_VM_MEMORY:-256}" -smp 1
     -nodefaults -no-user-config -nographic -serial stdio -monitor none -no-reboot

@@ -14,7 +14,7 @@ while getopts "o:fh" opt; do
     case $opt in
         o) out=$OPTARG ;;
         f) force=1 ;;
-        *) sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//'; exit 64 ;;
+        *) sed -n '5,8p' "$0" | sed 's/^# \{0,1\}//'; exit 64 ;;
     esac
 done
 
@@ -34,7 +34,7 @@ fi
 
 # The newest cloud kernel that has both its image and its modules on disk.
 version=
-for dir in $(ls -d /lib/modules/*-cloud-amd64 2>/dev/null | sort -V -r); do
+for dir in $(find /lib/modules -mindepth 1 -maxdepth 1 -name '*-cloud-amd64' 2>/dev/null | sort -V -r); do
     v=${dir##*/}
     if [[ -r /boot/vmlinuz-$v ]]; then version=$v; break; fi
 done
