@@ -149,7 +149,7 @@ ip link set lo up
 i=0
 while ! ip link show eth0 >/dev/null 2>&1 && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
 ip link set eth0 up
-udhcpc -i eth0 -s /etc/udhcpc/default.script -n -t 20 -T 1 -A 1 -x hostname:guest 2>/dev/null \
+udhcpc -i eth0 -s /etc/udhcpc/default.script -O mtu -n -t 20 -T 1 -A 1 -x hostname:guest 2>/dev/null \
     || echo "gw-init: no DHCP lease on eth0"
 # SLAAC runs in the kernel; give the router advertisement and duplicate address detection a moment.
 i=0
