@@ -122,8 +122,9 @@ public final class Gateway: @unchecked Sendable {
     }
 
     private func placeholderInfo(_ spec: SandboxSpec) -> SandboxInfo {
-        SandboxInfo(id: spec.id, mode: spec.mode.name, shard: -1, tap: "", namespace: nil, mac: "", gatewayMAC: "", guestIPv4: "",
-                    gatewayIPv4: "", prefixLength: 0, guestIPv6Prefix: "", gatewayIPv6: "", mtu: spec.mtu, policy: spec.policy)
+        SandboxInfo(
+            id: spec.id, mode: spec.mode.name, shard: -1, tap: "", namespace: nil, mac: "", gatewayMAC: "", guestIPv4: "",
+            gatewayIPv4: "", prefixLength: 0, guestIPv6Prefix: "", gatewayIPv6: "", mtu: spec.mtu, policy: spec.policy)
     }
 
     /// The device a sandbox's stack reads and writes, and what the attach made around it.

@@ -229,7 +229,7 @@ public final class ControlService: Sendable {
     private func view(_ info: SandboxInfo, routes: [RouteView]? = nil) -> SandboxView {
         let all = routes ?? (try? self.routes()) ?? []
         // A VM always configures itself by DHCP.
-        let dhcp = info.mode == SandboxSpec.Mode.vm(owner: nil, group: nil).name || requests.withLock { $0[info.id]?.dhcp ?? false }
+        let dhcp = info.mode == "vm" || requests.withLock { $0[info.id]?.dhcp ?? false }
         return SandboxView(info: info, dhcp: dhcp, ports: all.filter { $0.sandbox == info.id })
     }
 
