@@ -2,8 +2,9 @@
 # Installs the Debian packages the build, the tests and the demo need; quiet when all are present.
 set -euo pipefail
 
+# qemu-system-x86 and linux-image-cloud-amd64: the VM guest kit (Sandboxes/vm) and its test.
 packages=(libnl-3-dev libnl-route-3-dev iproute2 iperf3 busybox-static curl ethtool netcat-openbsd iputils-ping
-          tcpdump python3 pkg-config)
+          tcpdump python3 pkg-config qemu-system-x86 linux-image-cloud-amd64 cpio)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

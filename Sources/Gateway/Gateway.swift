@@ -22,6 +22,10 @@ public struct GatewayConfiguration: Sendable {
     /// Names (and their subdomains) the gateway's DNS answers with NXDOMAIN.
     public var deniedNames: [String] = []
     public var publishing = PublishingConfiguration()
+    /// Goes into the names of the devices a VM sandbox gets in the host namespace, after the role
+    /// prefix (`gwv-<tag><index>`), so that two gateways on one host never pick the same names.
+    /// Lowercase letters and digits; empty for the one gatewayd of a host.
+    public var hostDeviceTag = ""
 
     public init(shards: Int? = nil) {
         self.shards = max(1, shards ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -43,6 +47,8 @@ public final class Gateway: @unchecked Sendable {
         var index: Int
         /// Confined to `shards[shard]`; touched only in tasks submitted there.
         var sandbox: UncheckedSendable<Sandbox>?
+        /// A VM sandbox's devices in the host namespace, deleted at detach.
+        var vmLink: VMLink?
     }
 
     private struct State {
@@ -74,8 +80,9 @@ public final class Gateway: @unchecked Sendable {
         dnsPolicy = try DNSPolicy(deniedSuffixes: configuration.deniedNames)
     }
 
-    /// Attaches a sandbox: creates its TAP in the namespace, configures it there (unless DHCP),
-    /// and starts its stack on the least-loaded shard.
+    /// Attaches a sandbox and starts its stack on the least-loaded shard. A namespace sandbox gets
+    /// its TAP in the namespace, configured there unless DHCP; a VM sandbox gets a TAP for its
+    /// monitor bridged to the stack's (see `VMLink`).
     public func attach(_ spec: SandboxSpec) throws(GatewayError) -> SandboxInfo {
         try SandboxSpec.validate(id: spec.id)
         guard (576...65_520).contains(spec.mtu) else {
@@ -115,15 +122,45 @@ public final class Gateway: @unchecked Sendable {
     }
 
     private func placeholderInfo(_ spec: SandboxSpec) -> SandboxInfo {
-        SandboxInfo(id: spec.id, mode: "netns", shard: -1, tap: "", namespace: nil, mac: "", gatewayMAC: "", guestIPv4: "",
-                    gatewayIPv4: "", prefixLength: 0, guestIPv6Prefix: "", gatewayIPv6: "", mtu: spec.mtu, policy: spec.policy)
+        SandboxInfo(
+            id: spec.id, mode: spec.mode.name, shard: -1, tap: "", namespace: nil, mac: "", gatewayMAC: "", guestIPv4: "",
+            gatewayIPv4: "", prefixLength: 0, guestIPv6Prefix: "", gatewayIPv6: "", mtu: spec.mtu, policy: spec.policy)
+    }
+
+    /// The device a sandbox's stack reads and writes, and what the attach made around it.
+    private struct OpenedLink {
+        var tap: TAPDevice
+        var tapName: String
+        var guestMAC: MACAddress
+        var namespace: String?
+        var vmLink: VMLink?
+        var warning: String?
     }
 
     private func build(_ spec: SandboxSpec, index: Int, shard: Int, policy: Policy) throws(GatewayError) -> SandboxInfo {
-        guard case .netns(let nsName) = spec.mode else {
-            throw GatewayError(.invalidArgument, "unsupported attach mode for sandbox '\(spec.id)'")
-        }
         let a = configuration.addresses.assignment(index: index)
+        let link: OpenedLink
+        switch spec.mode {
+        case .netns(let nsName):
+            link = try openNamespaceLink(spec, namespace: nsName, index: index, assignment: a)
+        case .vm(let owner, let group):
+            let vm = VMLink(index: index, tag: configuration.hostDeviceTag)
+            let (tap, warning) = try vm.create(sandbox: spec.id, mtu: spec.mtu, owner: owner, group: group)
+            link = OpenedLink(
+                tap: tap, tapName: vm.vmTAP, guestMAC: spec.guestMAC ?? a.guestMAC, namespace: nil, vmLink: vm,
+                warning: warning)
+        }
+        do {
+            return try startStack(spec, link: link, index: index, shard: shard, policy: policy, assignment: a)
+        } catch {
+            link.vmLink?.remove()
+            throw error
+        }
+    }
+
+    private func openNamespaceLink(
+        _ spec: SandboxSpec, namespace nsName: String, index: Int, assignment a: AddressPlan.Assignment
+    ) throws(GatewayError) -> OpenedLink {
         let namespace: NetworkNamespace
         do {
             namespace = try NetworkNamespace(named: nsName)
@@ -133,10 +170,8 @@ public final class Gateway: @unchecked Sendable {
         let tapName = InterfaceName.make(.gatewayTAP, id: String(index))
         var options = TAPDevice.Options()
         options.namespace = namespace
-        let tap: TAPDevice
-        let guestMAC: MACAddress
         do {
-            tap = try TAPDevice(name: tapName, options: options)
+            let tap = try TAPDevice(name: tapName, options: options)
             let nl = try NetlinkSocket(in: namespace)
             try nl.setMTU(of: tapName, to: spec.mtu)
             if let mac = spec.guestMAC { try nl.setMACAddress(of: tapName, to: mac) }
@@ -149,11 +184,18 @@ public final class Gateway: @unchecked Sendable {
             guard let mac = try nl.link(named: tapName).macAddress else {
                 throw LinkError(.system, operation: "read MAC", subject: tapName, reason: "device has no MAC address")
             }
-            guestMAC = mac
+            return OpenedLink(tap: tap, tapName: tapName, guestMAC: mac, namespace: nsName)
         } catch {
             throw GatewayError(.link, "attach sandbox '\(spec.id)': \(error)")
         }
+    }
 
+    private func startStack(
+        _ spec: SandboxSpec, link: OpenedLink, index: Int, shard: Int, policy: Policy,
+        assignment a: AddressPlan.Assignment
+    ) throws(GatewayError) -> SandboxInfo {
+        let tap = link.tap
+        let guestMAC = link.guestMAC
         var cfg = StackConfiguration(
             gatewayMAC: a.gatewayMAC, gatewayIPv4: a.gatewayIPv4, prefixLength: a.prefixLength, guestIPv4: a.guestIPv4,
             gatewayIPv6: a.gatewayIPv6, ipv6Prefix: a.ipv6Prefix, mtu: spec.mtu, vnetHeaderSize: tap.vnetHeaderSize,
@@ -168,8 +210,8 @@ public final class Gateway: @unchecked Sendable {
         let tcpResolver = configuration.dns.upstreams.first
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> UncheckedSendable<Sandbox> in
             let stack = Stack(configuration: stackConfiguration)
-            // The guest is known from the start (its MAC is read from the device), so the stack
-            // can reach it before it has sent anything.
+            // The guest is known from the start (its MAC is read from the device, or is the one a
+            // VM was told to use), so the stack can reach it before it has sent anything.
             stack.learnNeighbor(.v4(a.guestIPv4), mac: guestMAC, now: monotonicNanoseconds())
             let sandbox = Sandbox(id: spec.id, tap: tapBox.value, stack: stack, loop: loop, limits: limits)
             sandbox.egress.policy = { key, proto in
@@ -187,18 +229,20 @@ public final class Gateway: @unchecked Sendable {
             return UncheckedSendable(sandbox)
         }
         let info = SandboxInfo(
-            id: spec.id, mode: "netns", shard: shard, tap: tapName, namespace: nsName, mac: guestMAC.description,
+            id: spec.id, mode: spec.mode.name, shard: shard, tap: link.tapName, namespace: link.namespace,
+            bridge: link.vmLink?.bridge, mac: guestMAC.description,
             gatewayMAC: a.gatewayMAC.description, guestIPv4: a.guestIPv4.description, gatewayIPv4: a.gatewayIPv4.description,
             prefixLength: a.prefixLength, guestIPv6Prefix: "\(a.ipv6Prefix)/64", gatewayIPv6: a.gatewayIPv6.description,
-            mtu: spec.mtu, policy: spec.policy)
+            mtu: spec.mtu, policy: spec.policy, warning: link.warning)
         state.withLock { s in
             s.records[spec.id]?.info = info
             s.records[spec.id]?.sandbox = sandboxBox
+            s.records[spec.id]?.vmLink = link.vmLink
         }
         return info
     }
 
-    /// Detaches a sandbox: its flows are reset, its device removed, its addresses freed.
+    /// Detaches a sandbox: its flows are reset, its devices removed, its addresses freed.
     public func detach(_ id: String) throws(GatewayError) {
         let record = try state.withLock { s throws(GatewayError) -> Record in
             guard let r = s.records[id], r.sandbox != nil else {
@@ -215,6 +259,8 @@ public final class Gateway: @unchecked Sendable {
                 forwarder.value.forget(client: client)
             }
         }
+        // A namespace sandbox's TAP goes with its fd; a VM's persistent TAP and bridge do not.
+        record.vmLink?.remove()
         releasePublishedPorts(of: id)
         state.withLock { s in
             s.usedIndexes.remove(record.index)

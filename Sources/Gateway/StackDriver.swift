@@ -59,7 +59,14 @@ public final class StackDriver: @unchecked Sendable {
         while frames < batchSize {
             let n = read(fd, readBuffer.baseAddress, readBuffer.count)
             readCalls += 1
-            if n <= 0 { break }
+            if n <= 0 {
+                let e = errno
+                // EBADFD: the device was deleted under us (ip link del, another daemon's sweep, its
+                // namespace gone). Its fd then polls as an error for ever: stop watching it rather
+                // than spin the shard.
+                if n < 0 && e != EAGAIN && e != EWOULDBLOCK && e != EINTR { loop.unregister(fd: fd) }
+                break
+            }
             frames += 1
             if CaptureTaps.isActive { CaptureTaps.copy(self, readBuffer.baseAddress, n, inbound: true) }
             stack.receive(frame: UnsafeRawBufferPointer(rebasing: readBuffer[..<n]), now: monotonicNanoseconds())

@@ -5,7 +5,12 @@ import GatewayControl
 
 struct Attach: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Attach a network namespace as a sandbox and print its addresses.")
+        abstract: "Attach a network namespace or a VM as a sandbox and print its addresses.",
+        discussion: """
+            With --vm, gatewayd makes a TAP for the VM monitor to open by name and prints it with the MAC \
+            the guest must use, e.g. for QEMU: -netdev tap,id=n0,ifname=TAP,script=no,downscript=no,vnet_hdr=on \
+            -device virtio-net-pci,netdev=n0,mac=MAC. The guest configures itself by DHCP and SLAAC.
+            """)
 
     @OptionGroup var options: ControlOptions
 
@@ -13,9 +18,18 @@ struct Attach: ParsableCommand {
     var id: String
 
     @Option(help: "The network namespace (as 'ip netns list' shows it) to give a link.")
-    var netns: String
+    var netns: String?
 
-    @Flag(help: "Leave addressing to the guest's DHCP client instead of configuring it.")
+    @Flag(help: "Attach a VM: make a TAP for its monitor to open (instead of --netns).")
+    var vm = false
+
+    @Option(help: "With --vm: the user ID that may open the TAP without CAP_NET_ADMIN.")
+    var owner: UInt32?
+
+    @Option(help: "With --vm: the group ID that may open the TAP without CAP_NET_ADMIN.")
+    var group: UInt32?
+
+    @Flag(help: "Leave addressing to the guest's DHCP client instead of configuring it (a VM always does).")
     var dhcp = false
 
     @Option(help: "The link's MTU (576-65520).")
@@ -24,19 +38,27 @@ struct Attach: ParsableCommand {
     @Option(help: "Egress policy: host-only, public, open, or one gatewayd's config defines.")
     var policy: String?
 
-    @Option(help: "The guest interface's MAC address (default: random).")
+    @Option(help: "The guest's MAC address (default: random in a namespace, from the sandbox's index for a VM).")
     var mac: String?
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    func validate() throws {
+        if vm == (netns != nil) { throw ValidationError("give either --netns NAME or --vm") }
+        if !vm && (owner != nil || group != nil) { throw ValidationError("--owner and --group go with --vm") }
+    }
+
     func run() throws {
-        let request = AttachRequest(id: id, netns: netns, dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac)
+        let request = AttachRequest(
+            id: id, netns: netns, vm: vm ? AttachRequest.VM(owner: owner, group: group) : nil,
+            dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac)
         // Checked here, a bad value is reported before any round trip.
         _ = try perform { () throws(ControlError) in try request.spec() }
         let view = try perform { () throws(ControlError) in
             try options.client.call("POST", "/v1/sandboxes", body: request, as: SandboxView.self)
         }
+        if let warning = view.warning { printError("warning: \(warning)") }
         if json { return printJSON(view) }
         print(describe(view))
     }
@@ -45,9 +67,16 @@ struct Attach: ParsableCommand {
 /// A sandbox as "key  value" lines.
 func describe(_ s: SandboxView) -> String {
     var t = TextTable("sandbox", s.id)
-    t.add("namespace", s.namespace ?? "-")
-    t.add("tap", s.tap)
-    t.add("mac", s.mac)
+    t.add("mode", s.mode)
+    if s.mode == "vm" {
+        t.add("tap", "\(s.tap) (QEMU: -netdev tap,ifname=\(s.tap),script=no,downscript=no,vnet_hdr=on)")
+        t.add("mac", "\(s.mac) (the guest must use it; other source MACs are dropped)")
+        t.add("bridge", s.bridge ?? "-")
+    } else {
+        t.add("namespace", s.namespace ?? "-")
+        t.add("tap", s.tap)
+        t.add("mac", s.mac)
+    }
     t.add("ipv4", s.dhcp ? "by DHCP from \(s.gatewayIPv4)" : "\(s.guestIPv4)/\(s.prefixLength) via \(s.gatewayIPv4)")
     t.add("ipv6", "\(s.guestIPv6) (SLAAC in \(s.guestIPv6Prefix)) via \(s.gatewayIPv6)")
     t.add("gateway mac", s.gatewayMAC)
@@ -104,10 +133,10 @@ struct List: ParsableCommand {
             try options.client.call("GET", "/v1/sandboxes", as: [SandboxView].self)
         }
         if json { return printJSON(list) }
-        var t = TextTable("ID", "NETNS", "SHARD", "TAP", "MAC", "IPV4", "GATEWAY", "IPV6", "PORTS")
+        var t = TextTable("ID", "MODE", "NETNS", "SHARD", "TAP", "MAC", "IPV4", "GATEWAY", "IPV6", "PORTS")
         for s in list {
             t.add(
-                s.id, s.namespace ?? "-", String(s.shard), s.tap, s.mac,
+                s.id, s.mode, s.namespace ?? "-", String(s.shard), s.tap, s.mac,
                 s.dhcp ? "dhcp" : "\(s.guestIPv4)/\(s.prefixLength)", s.gatewayIPv4, s.guestIPv6,
                 s.ports.isEmpty ? "-" : s.ports.map(portText).joined(separator: ","))
         }

@@ -95,7 +95,7 @@ final class FakePublishing: PortPublishing, @unchecked Sendable {
     @Test(arguments: [
         ("", "the request has no body"),
         ("{", "it is not valid JSON"),
-        ("{\"id\": \"a\"}", "field 'netns' is missing"),
+        ("{\"id\": \"a\"}", "say what to attach: a namespace (\"netns\": NAME) or a VM (\"vm\": {})"),
         ("{\"id\": \"a\", \"netns\": \"n\", \"mtu\": \"big\"}", "field 'mtu' has the wrong type"),
         ("{\"id\": \"a b\", \"netns\": \"n\"}", "sandbox ID 'a b' is not valid"),
         ("{\"id\": \"a\", \"netns\": \"n\", \"mtu\": 10}", "MTU 10 is out of range"),

@@ -1,5 +1,5 @@
 // Gives each sandbox its own addresses from the gateway's pools: an IPv4 /28 and an IPv6 /64 per
-// sandbox index, and a gateway MAC derived from the index, so no two sandboxes share any.
+// sandbox index, and gateway and VM guest MACs derived from the index, so no two sandboxes share any.
 import Wire
 
 public struct AddressPlan: Sendable {
@@ -23,6 +23,9 @@ public struct AddressPlan: Sendable {
 
     public struct Assignment: Sendable, Hashable {
         public var gatewayMAC: MACAddress
+        /// The MAC a VM guest is told to use (its monitor cannot tell us one it picked itself):
+        /// locally administered and unicast (IEEE 802 bit 1 set, bit 0 clear), 02:47:58 + index.
+        public var guestMAC: MACAddress
         public var gatewayIPv4: IPv4Address
         public var guestIPv4: IPv4Address
         public var prefixLength: Int
@@ -36,6 +39,7 @@ public struct AddressPlan: Sendable {
         let prefix6 = IPv6Address(high: ipv6Pool.high | UInt64(index & 0xFFFF), low: 0)
         return Assignment(
             gatewayMAC: MACAddress(raw: 0x0247_5700_0000 | UInt64(index & 0xFF_FFFF)),
+            guestMAC: MACAddress(raw: 0x0247_5800_0000 | UInt64(index & 0xFF_FFFF)),
             gatewayIPv4: IPv4Address(raw: network.raw + 1),
             guestIPv4: IPv4Address(raw: network.raw + 2),
             prefixLength: ipv4SandboxPrefix,

@@ -5,6 +5,19 @@ public struct SandboxSpec: Sendable {
     public enum Mode: Sendable, Equatable {
         /// The TAP's netdev lives in the named network namespace (/run/netns/NAME).
         case netns(String)
+        /// A VM: gatewayd makes a persistent TAP (`gwv-N`) in the host namespace for the VM
+        /// monitor to open by name, bridged to the stack's own TAP. `owner` and `group` may open
+        /// it without CAP_NET_ADMIN (TUNSETOWNER, TUNSETGROUP). The guest configures itself by
+        /// DHCP and SLAAC and must use the MAC the gateway reports.
+        case vm(owner: UInt32?, group: UInt32?)
+
+        /// "netns" or "vm", as the control plane shows it.
+        public var name: String {
+            switch self {
+            case .netns: "netns"
+            case .vm: "vm"
+            }
+        }
     }
 
     public var id: String
@@ -14,7 +27,8 @@ public struct SandboxSpec: Sendable {
     public var mtu = 1500
     /// Egress policy profile: host-only, public or open.
     public var policy = "host-only"
-    /// The guest interface's MAC; nil keeps the kernel's random one.
+    /// The guest interface's MAC. nil: in a namespace, the kernel's random one; for a VM, one
+    /// derived from the sandbox's index (``AddressPlan/Assignment/guestMAC``).
     public var guestMAC: MACAddress?
 
     public init(id: String, mode: Mode) {
@@ -37,8 +51,11 @@ public struct SandboxInfo: Sendable, Codable, Hashable {
     public var id: String
     public var mode: String
     public var shard: Int
+    /// The sandbox's own interface: the TAP inside the namespace, or the TAP a VM monitor opens.
     public var tap: String
     public var namespace: String?
+    /// For a VM, the bridge joining its TAP to the gateway's (`gwb-N`).
+    public var bridge: String? = nil
     public var mac: String
     public var gatewayMAC: String
     public var guestIPv4: String
@@ -48,6 +65,9 @@ public struct SandboxInfo: Sendable, Codable, Hashable {
     public var gatewayIPv6: String
     public var mtu: Int
     public var policy: String
+    /// Something the operator should know that did not stop the attach (a host setting in the
+    /// way, say), and what to do about it.
+    public var warning: String? = nil
 }
 
 /// Per-sandbox counters for `stats`.

@@ -5,19 +5,37 @@ import Wire
 
 public struct AttachRequest: Codable, Sendable, Hashable {
     public var id: String
-    /// Name of the network namespace (/run/netns/NAME) the sandbox's interface goes into.
-    public var netns: String
+    /// Name of the network namespace (/run/netns/NAME) the sandbox's interface goes into. Exactly
+    /// one of `netns` and `vm` is given.
+    public var netns: String?
+    /// Attach a VM: gatewayd makes the TAP its monitor opens by name.
+    public var vm: VM?
     public var dhcp: Bool?
     public var mtu: Int?
     public var policy: String?
-    /// The guest interface's MAC ("02:00:00:00:00:01"); nil keeps the kernel's random one.
+    /// The guest interface's MAC ("02:00:00:00:00:01"); nil keeps the kernel's random one in a
+    /// namespace, and picks one from the sandbox's index for a VM.
     public var mac: String?
 
+    /// `"vm": {"owner": 1000, "group": 1000}`: who may open the VM's TAP without CAP_NET_ADMIN
+    /// (both optional; `"vm": {}` leaves it to root).
+    public struct VM: Codable, Sendable, Hashable {
+        public var owner: UInt32?
+        public var group: UInt32?
+
+        public init(owner: UInt32? = nil, group: UInt32? = nil) {
+            self.owner = owner
+            self.group = group
+        }
+    }
+
     public init(
-        id: String, netns: String, dhcp: Bool? = nil, mtu: Int? = nil, policy: String? = nil, mac: String? = nil
+        id: String, netns: String? = nil, vm: VM? = nil, dhcp: Bool? = nil, mtu: Int? = nil, policy: String? = nil,
+        mac: String? = nil
     ) {
         self.id = id
         self.netns = netns
+        self.vm = vm
         self.dhcp = dhcp
         self.mtu = mtu
         self.policy = policy
@@ -34,12 +52,30 @@ public struct AttachRequest: Codable, Sendable, Hashable {
         } catch {
             throw ControlError(error)
         }
-        guard Self.isValidNamespaceName(netns) else {
+        var spec: SandboxSpec
+        switch (netns, vm) {
+        case (let netns?, nil):
+            guard Self.isValidNamespaceName(netns) else {
+                throw ControlError(
+                    .invalidArgument, "namespace name '\(netns)' is not valid: use the name 'ip netns list' shows")
+            }
+            spec = SandboxSpec(id: id, mode: .netns(netns))
+            spec.dhcp = dhcp ?? false
+        case (nil, let vm?):
+            guard dhcp != false else {
+                throw ControlError(
+                    .invalidArgument,
+                    "a VM configures itself by DHCP and SLAAC (gatewayd cannot reach inside it): leave out dhcp")
+            }
+            spec = SandboxSpec(id: id, mode: .vm(owner: vm.owner, group: vm.group))
+            spec.dhcp = true
+        case (nil, nil):
             throw ControlError(
-                .invalidArgument, "namespace name '\(netns)' is not valid: use the name 'ip netns list' shows")
+                .invalidArgument, "say what to attach: a namespace (\"netns\": NAME) or a VM (\"vm\": {})")
+        case (_?, _?):
+            throw ControlError(
+                .invalidArgument, "attach a namespace (\"netns\") or a VM (\"vm\"), not both")
         }
-        var spec = SandboxSpec(id: id, mode: .netns(netns))
-        spec.dhcp = dhcp ?? false
         if let mtu {
             guard (576...65_520).contains(mtu) else {
                 throw ControlError(.invalidArgument, "MTU \(mtu) is out of range: use 576-65520 (1500 is Ethernet's)")

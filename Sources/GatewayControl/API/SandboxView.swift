@@ -5,12 +5,14 @@ import Wire
 
 public struct SandboxView: Codable, Sendable, Hashable {
     public var id: String
-    /// "netns" (later "vm", "bridge").
+    /// "netns" or "vm".
     public var mode: String
     public var shard: Int
-    /// The sandbox's interface (a TAP inside its namespace).
+    /// The sandbox's interface: a TAP inside its namespace, or the TAP a VM monitor opens.
     public var tap: String
     public var namespace: String?
+    /// For a VM, the bridge joining its TAP to the gateway's.
+    public var bridge: String?
     /// The guest interface's MAC.
     public var mac: String
     public var gatewayMAC: String
@@ -26,6 +28,8 @@ public struct SandboxView: Codable, Sendable, Hashable {
     public var dhcp: Bool
     /// Published ports leading to this sandbox.
     public var ports: [RouteView]
+    /// What the operator should know about the attach (a host setting in the way, say).
+    public var warning: String?
 
     public init(info: SandboxInfo, dhcp: Bool, ports: [RouteView]) {
         id = info.id
@@ -33,6 +37,7 @@ public struct SandboxView: Codable, Sendable, Hashable {
         shard = info.shard
         tap = info.tap
         namespace = info.namespace
+        bridge = info.bridge
         mac = info.mac
         gatewayMAC = info.gatewayMAC
         guestIPv4 = info.guestIPv4
@@ -45,6 +50,7 @@ public struct SandboxView: Codable, Sendable, Hashable {
         policy = info.policy
         self.dhcp = dhcp
         self.ports = ports
+        warning = info.warning
     }
 
     /// The address a guest forms from a /64 by SLAAC with an EUI-64 interface ID (RFC 4862 §5.5.3,

@@ -78,6 +78,9 @@ public struct DaemonConfiguration: Sendable {
     /// The name prefixes swept: those of the devices the gateway creates in the host namespace
     /// (gateway TAP, bridge, VM TAP, veth), never any other "gw…" device.
     public var sweepPrefixes = [InterfaceName.Role.gatewayTAP, .bridge, .vmTAP, .veth].map(\.prefix)
+    /// Put into the names of VM sandboxes' devices (`gwv-<tag><index>`), for a second gatewayd on
+    /// the host (with sweeping off).
+    public var hostDeviceTag = ""
 
     public init() {}
 
@@ -89,6 +92,7 @@ public struct DaemonConfiguration: Sendable {
         c.defaultPolicy = egressPolicy
         c.limits = limits
         c.dns = dnsConfiguration
+        c.hostDeviceTag = hostDeviceTag
         c.publishing.limits.maxInboundConnections = maxInboundConnections
         if let low = UInt16(exactly: publishedPortRange.lowerBound), let high = UInt16(exactly: publishedPortRange.upperBound) {
             c.publishing.autoPorts = AutoPortRange(ports: low...high)
@@ -160,6 +164,13 @@ public struct DaemonConfiguration: Sendable {
                     )
                 }
                 sweepPrefixes = list
+            case "host-device-tag":
+                let tag = try r.string(e, "host-device-tag")
+                guard tag.count <= 6, tag.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) })
+                else {
+                    throw r.error(e, "host-device-tag", "'\(tag)' is not 0-6 lowercase letters and digits")
+                }
+                hostDeviceTag = tag
             case "addresses": try applyAddresses(r.table(e, "addresses"), r)
             case "ports": try applyPorts(r.table(e, "ports"), r)
             case "limits": try applyLimits(r.table(e, "limits"), r)
@@ -170,7 +181,8 @@ public struct DaemonConfiguration: Sendable {
                     e, e.key,
                     known: [
                         "control", "control-mode", "state-dir", "shards", "pin-shards", "egress-policy", "log-format",
-                        "log-level", "metrics-address", "sweep-stale-devices", "sweep-prefixes", "addresses", "ports",
+                        "log-level", "metrics-address", "sweep-stale-devices", "sweep-prefixes", "host-device-tag",
+                        "addresses", "ports",
                         "limits", "dns",
                         "policies",
                     ])

@@ -160,10 +160,10 @@ public final class ControlService: Sendable {
     /// Attaches a sandbox and records it in the state directory.
     public func attach(_ request: AttachRequest) throws(ControlError) -> SandboxView {
         let spec = try request.spec(defaultPolicy: defaultPolicy)
-        guard FileManager.default.fileExists(atPath: namespaceDirectory + "/" + request.netns) else {
+        if let netns = request.netns, !FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns) {
             throw ControlError(
                 .namespaceNotFound,
-                "network namespace '\(request.netns)' does not exist: create it first (ip netns add \(request.netns)) "
+                "network namespace '\(netns)' does not exist: create it first (ip netns add \(netns)) "
                     + "or pass the name 'ip netns list' shows")
         }
         let info: SandboxInfo
@@ -185,9 +185,10 @@ public final class ControlService: Sendable {
         logger.info(
             "attached sandbox \(request.id)",
             metadata: [
-                "netns": "\(request.netns)", "tap": "\(info.tap)", "shard": "\(info.shard)",
-                "ipv4": "\(info.guestIPv4)",
+                "mode": "\(info.mode)", "netns": "\(request.netns ?? "-")", "tap": "\(info.tap)", "mac": "\(info.mac)",
+                "shard": "\(info.shard)", "ipv4": "\(info.guestIPv4)",
             ])
+        if let warning = info.warning { logger.warning("sandbox \(request.id): \(warning)") }
         return view(info)
     }
 
@@ -227,7 +228,8 @@ public final class ControlService: Sendable {
 
     private func view(_ info: SandboxInfo, routes: [RouteView]? = nil) -> SandboxView {
         let all = routes ?? (try? self.routes()) ?? []
-        let dhcp = requests.withLock { $0[info.id]?.dhcp ?? false }
+        // A VM always configures itself by DHCP.
+        let dhcp = info.mode == "vm" || requests.withLock { $0[info.id]?.dhcp ?? false }
         return SandboxView(info: info, dhcp: dhcp, ports: all.filter { $0.sandbox == info.id })
     }
 
@@ -334,7 +336,9 @@ public final class ControlService: Sendable {
     // MARK: - Restart
 
     /// Deals with the state files a previous run left (it was killed before it could detach):
-    /// each file is removed, and its sandbox attached again if its namespace still exists.
+    /// each file is removed, and its sandbox attached again if its namespace still exists. A VM
+    /// sandbox is not: the startup sweep took its TAP from under the VM, whose monitor would have
+    /// to open the new one.
     /// Returns the IDs restored.
     @discardableResult
     public func restoreLeftovers() -> [String] {
@@ -352,14 +356,19 @@ public final class ControlService: Sendable {
                 its device went with that process
                 """,
                 metadata: ["file": "\(leftover.path)"])
-            guard FileManager.default.fileExists(atPath: namespaceDirectory + "/" + request.netns) else {
-                logger.notice("not restoring sandbox \(request.id): its namespace \(request.netns) no longer exists")
+            guard let netns = request.netns else {
+                logger.notice(
+                    "not restoring VM sandbox \(request.id): attach it again and restart the VM on the new TAP")
+                continue
+            }
+            guard FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns) else {
+                logger.notice("not restoring sandbox \(request.id): its namespace \(netns) no longer exists")
                 continue
             }
             do {
                 _ = try attach(request)
                 restored.append(request.id)
-                logger.notice("restored sandbox \(request.id) in namespace \(request.netns)")
+                logger.notice("restored sandbox \(request.id) in namespace \(netns)")
             } catch {
                 logger.error("could not restore sandbox \(request.id): \(error.message)")
             }
