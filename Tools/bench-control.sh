@@ -41,6 +41,7 @@ BIN="$(swift build -c release --show-bin-path)"
 
 # --- bookkeeping and cleanup -----------------------------------------------------------------
 TAG=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+[[ -n $TAG ]] || { echo "could not make a run tag" >&2; exit 1; }
 WORK=$(mktemp -d "/tmp/gw-ctl-bench-$TAG.XXXXXX")
 PIDS=()
 
@@ -55,7 +56,8 @@ cleanup() {
     done
     # Every namespace made here carries this run's tag; so do the devices the daemons may leave.
     for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^gwfig-$TAG-"); do ip netns del "$n" 2>/dev/null; done
-    for n in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gw[a-z]-$TAG"); do
+    # Without a tag this pattern would match every gateway device on the host: never run it so.
+    [[ -n $TAG ]] && for n in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gw[a-z]-$TAG-"); do
         ip link del "$n" 2>/dev/null
     done
     rm -rf "$WORK"

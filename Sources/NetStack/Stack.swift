@@ -81,7 +81,7 @@ public final class Stack {
         deferredFlows.removeAll(keepingCapacity: true)
         for id in ids {
             guard let c = connections[id] else { continue }
-            c.flush(now: now, emit: segmentEmitter(id))
+            c.flush(now: now, emit: { self.emitSegment(id, $0) })
             collect(id, c)
         }
     }
@@ -232,27 +232,45 @@ public final class Stack {
     }
 
     func deliverIPv4(_ ip: IPv4Header, l4: UnsafeRawBufferPointer, checksumTrusted: Bool, now: UInt64) {
-        switch ip.protocolNumber {
+        if ip.protocolNumber == IPProtocol.icmp {
+            receiveICMPv4(ip, l4, now: now)
+        } else {
+            deliverTransport(ip.protocolNumber, l4: l4, source: .v4(ip.source), destination: .v4(ip.destination), checksumTrusted: checksumTrusted, now: now)
+        }
+    }
+
+    /// TCP and UDP of either family: checksum (unless the device vouched for it), then the flow.
+    private func deliverTransport(_ proto: UInt8, l4: UnsafeRawBufferPointer, source: IPAddress, destination: IPAddress, checksumTrusted: Bool, now: UInt64) {
+        switch proto {
         case IPProtocol.tcp:
-            guard checksumTrusted || TCPHeader.verifyChecksum(l4, source: ip.source, destination: ip.destination) else {
+            guard checksumTrusted || Self.verify(tcp: true, l4, source, destination) else {
                 counters.badChecksum += 1
                 return
             }
-            receiveTCP(l4, source: .v4(ip.source), destination: .v4(ip.destination), now: now)
+            receiveTCP(l4, source: source, destination: destination, now: now)
         case IPProtocol.udp:
             guard let udp = try? UDPHeader.parse(l4) else {
                 counters.malformed += 1
                 return
             }
-            guard checksumTrusted || UDPHeader.verifyChecksum(l4.slice(0, Int(udp.length)), source: ip.source, destination: ip.destination) else {
+            guard checksumTrusted || Self.verify(tcp: false, l4.slice(0, Int(udp.length)), source, destination) else {
                 counters.badChecksum += 1
                 return
             }
-            receiveUDP(udp, payload: l4.slice(UDPHeader.length, udp.payloadLength), source: .v4(ip.source), destination: .v4(ip.destination), now: now)
-        case IPProtocol.icmp:
-            receiveICMPv4(ip, l4, now: now)
+            receiveUDP(udp, payload: l4.slice(UDPHeader.length, udp.payloadLength), source: source, destination: destination, now: now)
         default:
             counters.unsupported += 1
+        }
+    }
+
+    private static func verify(tcp: Bool, _ l4: UnsafeRawBufferPointer, _ source: IPAddress, _ destination: IPAddress) -> Bool {
+        switch (source, destination) {
+        case (.v4(let s), .v4(let d)):
+            tcp ? TCPHeader.verifyChecksum(l4, source: s, destination: d) : UDPHeader.verifyChecksum(l4, source: s, destination: d)
+        case (.v6(let s), .v6(let d)):
+            tcp ? TCPHeader.verifyChecksum(l4, source: s, destination: d) : UDPHeader.verifyChecksum(l4, source: s, destination: d)
+        default:
+            false
         }
     }
 
@@ -284,27 +302,10 @@ public final class Stack {
 
     /// The upper layer of an unfragmented or reassembled IPv6 packet.
     func deliverIPv6(_ ip: IPv6Header, l4: UnsafeRawBufferPointer, checksumTrusted: Bool, mac: MACAddress, now: UInt64) {
-        switch ip.upperProtocol {
-        case IPProtocol.tcp:
-            guard checksumTrusted || TCPHeader.verifyChecksum(l4, source: ip.source, destination: ip.destination) else {
-                counters.badChecksum += 1
-                return
-            }
-            receiveTCP(l4, source: .v6(ip.source), destination: .v6(ip.destination), now: now)
-        case IPProtocol.udp:
-            guard let udp = try? UDPHeader.parse(l4) else {
-                counters.malformed += 1
-                return
-            }
-            guard checksumTrusted || UDPHeader.verifyChecksum(l4.slice(0, Int(udp.length)), source: ip.source, destination: ip.destination) else {
-                counters.badChecksum += 1
-                return
-            }
-            receiveUDP(udp, payload: l4.slice(UDPHeader.length, udp.payloadLength), source: .v6(ip.source), destination: .v6(ip.destination), now: now)
-        case IPProtocol.icmpv6:
+        if ip.upperProtocol == IPProtocol.icmpv6 {
             receiveICMPv6(ip, l4, mac: mac, now: now)
-        default:
-            counters.unsupported += 1
+        } else {
+            deliverTransport(ip.upperProtocol, l4: l4, source: .v6(ip.source), destination: .v6(ip.destination), checksumTrusted: checksumTrusted, now: now)
         }
     }
 
@@ -399,7 +400,7 @@ public final class Stack {
         for id in due {
             guard let c = connections[id] else { continue }
             lastScheduled[id] = nil  // its entry left the heap: whatever comes next is pushed anew
-            c.poll(now: now, emit: segmentEmitter(id))
+            c.poll(now: now, emit: { self.emitSegment(id, $0) })
             collect(id, c)
         }
         ipv4Reassembler.expire(now: now)
@@ -433,10 +434,10 @@ public final class Stack {
                 remove(id)
             } else {
                 if deferTCPOutput {
-                    conn.handle(seg, now: now, deferOutput: true, emit: segmentEmitter(id))
+                    conn.handle(seg, now: now, deferOutput: true, emit: { self.emitSegment(id, $0) })
                     if !deferredFlows.contains(id) { deferredFlows.append(id) }
                 } else {
-                    conn.handle(seg, now: now, emit: segmentEmitter(id))
+                    conn.handle(seg, now: now, emit: { self.emitSegment(id, $0) })
                 }
                 collect(id, conn)
                 return
@@ -497,16 +498,16 @@ public final class Stack {
         return UInt32(truncatingIfNeeded: now / 4000) &+ UInt32(truncatingIfNeeded: h.finalize())
     }
 
-    func segmentEmitter(_ id: TCPFlowID) -> (TCPSegmentOut) -> Void {
-        { [unowned self] out in
-            guard let key = self.flowKeys[id], let conn = self.connections[id] else { return }
-            guard let mac = self.neighbors.lookup(key.guestAddress) else {
-                self.counters.outputDropped += 1
-                return
-            }
-            if out.flags.contains(.rst) { self.counters.tcpResetsSent += 1 }
-            self.emitTCP(out, key: key, mac: mac, conn: conn)
+    /// Builds the frame for one segment a connection emits. Call sites pass it as a closure
+    /// literal (`emit: { emitSegment(id, $0) }`): non-escaping, so nothing is allocated per packet.
+    func emitSegment(_ id: TCPFlowID, _ out: TCPSegmentOut) {
+        guard let key = flowKeys[id], let conn = connections[id] else { return }
+        guard let mac = neighbors.lookup(key.guestAddress) else {
+            counters.outputDropped += 1
+            return
         }
+        if out.flags.contains(.rst) { counters.tcpResetsSent += 1 }
+        emitTCP(out, key: key, mac: mac, conn: conn)
     }
 
     private func emitTCP(_ out: TCPSegmentOut, key: FlowKey, mac: MACAddress, conn: TCPConnection?) {
@@ -577,13 +578,13 @@ public final class Stack {
 
     public func tcpAccept(_ id: TCPFlowID, now: UInt64) {
         guard let c = connections[id] else { return }
-        c.accept(now: now, emit: segmentEmitter(id))
+        c.accept(now: now, emit: { self.emitSegment(id, $0) })
         collect(id, c)
     }
 
     public func tcpRefuse(_ id: TCPFlowID, now: UInt64) {
         guard let c = connections[id] else { return }
-        c.refuse(emit: segmentEmitter(id))
+        c.refuse(emit: { self.emitSegment(id, $0) })
         _ = c.takeEvents()
         remove(id)
     }
@@ -593,7 +594,7 @@ public final class Stack {
         guard let c = connections[id] else { return 0 }
         let n = c.write(bytes)
         if n > 0 {
-            c.poll(now: now, emit: segmentEmitter(id))
+            c.poll(now: now, emit: { self.emitSegment(id, $0) })
             collect(id, c)
         }
         return n
@@ -610,7 +611,7 @@ public final class Stack {
         let n = fill(a, b)
         guard n > 0 else { return n }
         c.sendBuffer.commit(min(n, a.count + b.count))
-        c.poll(now: now, emit: segmentEmitter(id))
+        c.poll(now: now, emit: { self.emitSegment(id, $0) })
         collect(id, c)
         return n
     }
@@ -620,7 +621,7 @@ public final class Stack {
         guard let c = connections[id] else { return 0 }
         let n = c.read(into: buffer)
         if n > 0 {
-            c.poll(now: now, emit: segmentEmitter(id))
+            c.poll(now: now, emit: { self.emitSegment(id, $0) })
             collect(id, c)
         }
         return n
@@ -634,7 +635,7 @@ public final class Stack {
     public func tcpConsume(_ id: TCPFlowID, _ n: Int, now: UInt64) {
         guard let c = connections[id], n > 0 else { return }
         c.consume(n)
-        c.poll(now: now, emit: segmentEmitter(id))
+        c.poll(now: now, emit: { self.emitSegment(id, $0) })
         collect(id, c)
     }
 
@@ -645,13 +646,13 @@ public final class Stack {
     public func tcpShutdownWrite(_ id: TCPFlowID, now: UInt64) {
         guard let c = connections[id] else { return }
         c.shutdownWrite()
-        c.poll(now: now, emit: segmentEmitter(id))
+        c.poll(now: now, emit: { self.emitSegment(id, $0) })
         collect(id, c)
     }
 
     public func tcpAbort(_ id: TCPFlowID, now: UInt64) {
         guard let c = connections[id] else { return }
-        c.abort(emit: segmentEmitter(id))
+        c.abort(emit: { self.emitSegment(id, $0) })
         _ = c.takeEvents()
         remove(id)
     }
@@ -668,7 +669,7 @@ public final class Stack {
         flowKeys[id] = key
         flowsByKey[key] = id
         counters.tcpConnectionsOpened += 1
-        conn.poll(now: now, emit: segmentEmitter(id))
+        conn.poll(now: now, emit: { self.emitSegment(id, $0) })
         collect(id, conn)
         return id
     }

@@ -38,11 +38,7 @@ struct GatewayEgressTests {
         let fx = try GatewayFixture()
         defer { fx.tearDown() }
         // A destination that would be safe even if it leaked: an address on a veth this test made.
-        let host = "10.\(UInt8.random(in: 201...250)).\(UInt8.random(in: 0...255)).1"
-        let veth = fx.scratch.deviceName("e", "d")
-        try TestHost.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"])
-        try TestHost.run(["ip", "addr", "add", host + "/30", "dev", veth])
-        try TestHost.run(["ip", "link", "set", veth, "up"])
+        let host = try fx.ownHostAddress("d")
         let port = FreePort.next()
         _ = try fx.background(["python3", "-m", "http.server", String(port), "--bind", host])
         let (_, ns) = try fx.attach()  // host-only policy
@@ -174,11 +170,7 @@ struct GatewayEchoAndIdleTests {
         let fx = try GatewayFixture()
         defer { fx.tearDown() }
         // The target is an address on a veth this test made: safe whatever happens.
-        let host = "10.\(UInt8.random(in: 201...250)).\(UInt8.random(in: 0...255)).1"
-        let veth = fx.scratch.deviceName("e", "p")
-        try TestHost.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"])
-        try TestHost.run(["ip", "addr", "add", host + "/30", "dev", veth])
-        try TestHost.run(["ip", "link", "set", veth, "up"])
+        let host = try fx.ownHostAddress("p")
         let (open, nsOpen) = try fx.attach { $0.policy = "open" }
         let out = try fx.run(in: nsOpen, "ping -c 2 -i 0.2 -W 2 \(host)")
         #expect(out.contains("2 received"), "\(out)")
@@ -231,9 +223,10 @@ struct GatewayICMPErrorTests {
             "
             """)
         #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == "refused")
-        // TTL 1 toward an address beyond the gateway: the gateway answers with time exceeded
-        // (the echo never leaves the stack, and host-only policy would refuse it anyway).
-        let ping = try fx.run(in: ns, "ping -c 1 -t 1 -W 2 10.255.0.1 2>&1; true")
+        // TTL 1 toward an address beyond the gateway (the test's own veth address): the gateway
+        // answers with time exceeded; the echo never leaves the stack.
+        let beyond = try fx.ownHostAddress("t")
+        let ping = try fx.run(in: ns, "ping -c 1 -t 1 -W 2 \(beyond) 2>&1; true")
         #expect(ping.contains("Time to live exceeded") && ping.contains(info.gatewayIPv4), "\(ping)")
     }
 }

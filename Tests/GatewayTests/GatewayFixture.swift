@@ -33,6 +33,17 @@ final class GatewayFixture: @unchecked Sendable {
         return (try gateway.attach(spec), ns.name!)
     }
 
+    /// An address on a veth this test creates in the host namespace: a destination beyond the
+    /// gateway that is safe to address even if a bug let traffic out, since it is the test's own.
+    func ownHostAddress(_ suffix: String) throws -> String {
+        let host = "10.\(UInt8.random(in: 201...250)).\(UInt8.random(in: 0...255)).1"
+        let veth = scratch.deviceName("e", suffix)
+        try TestHost.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"])
+        try TestHost.run(["ip", "addr", "add", host + "/30", "dev", veth])
+        try TestHost.run(["ip", "link", "set", veth, "up"])
+        return host
+    }
+
     @discardableResult
     func run(in ns: String, _ command: String, timeout: Int = 60) throws -> String {
         try TestHost.run(["timeout", String(timeout), "ip", "netns", "exec", ns, "sh", "-c", command])

@@ -18,7 +18,6 @@ public final class DiagnosticServices {
 
     private let driver: StackDriver
     private var roles: [TCPFlowID: Role] = [:]
-    private var chunk: UnsafeMutableRawBufferPointer
 
     /// Bytes the byte source sends per connection.
     public var sourceLength: Int
@@ -39,7 +38,6 @@ public final class DiagnosticServices {
     public init(driver: StackDriver, sourceLength: Int = 1 << 30) {
         self.driver = driver
         self.sourceLength = sourceLength
-        chunk = .allocate(byteCount: 256 << 10, alignment: 16)
         fallback = { [unowned driver] event in
             // Nothing listens: refuse new flows so the guest's connect fails at once.
             if case .tcpConnectionRequest(let id, _) = event { driver.stack.tcpRefuse(id, now: monotonicNanoseconds()) }
@@ -47,7 +45,6 @@ public final class DiagnosticServices {
     }
 
     deinit {
-        chunk.deallocate()
         sourceBlockStorage?.deallocate()
     }
 

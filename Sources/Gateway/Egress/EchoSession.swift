@@ -23,7 +23,6 @@ final class EchoSession {
     private let rawIdentifier = UInt16.random(in: 1...UInt16.max)
     private let v6: Bool
     private var idle: IdleTimer?
-    private let buffer: UnsafeMutableRawBufferPointer
 
     init?(relay: EgressRelay, key: Key, hostDestination: IPAddress) {
         self.relay = relay
@@ -31,37 +30,23 @@ final class EchoSession {
         v6 = hostDestination.isIPv6
         let family = v6 ? AF_INET6 : AF_INET
         let proto = v6 ? Int32(IPPROTO_ICMPV6) : Int32(IPPROTO_ICMP)
-        var s = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), proto)
+        var s = HostSocket.make(family: family, type: Int32(SOCK_DGRAM.rawValue), protocol: proto)
         var isRaw = false
         if s < 0 {
-            s = socket(family, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), proto)
+            s = HostSocket.make(family: family, type: Int32(SOCK_RAW.rawValue), protocol: proto)
             isRaw = true
         }
         guard s >= 0 else { return nil }
         fd = s
         raw = isRaw
-        buffer = .allocate(byteCount: 65_536, alignment: 16)
         let address = HostSocket.Address(hostDestination, port: 0)
-        guard HostSocket.connect(fd, to: address) == 0 else {
-            Glibc.close(fd)
-            buffer.deallocate()
-            return nil
-        }
-        do {
-            try relay.loop.register(fd: fd, events: EPOLLIN.rawValue) { [unowned self] _ in self.receive() }
-        } catch {
-            Glibc.close(fd)
-            buffer.deallocate()
-            return nil
-        }
+        guard HostSocket.connectAndWatch(fd, to: address, on: relay.loop, { [unowned self] in self.receive() }) else { return nil }
         idle = IdleTimer(loop: relay.loop, timeout: relay.limits.echoIdleTimeout) { [weak self] in
             guard let self else { return }
             self.close()
             self.relay.echoExpired(self.key)
         }
     }
-
-    deinit { buffer.deallocate() }
 
     func send(sequence: UInt16, payload: [UInt8]) {
         idle?.lastActivity = monotonicNanoseconds()
@@ -84,6 +69,7 @@ final class EchoSession {
 
     private func receive() {
         let now = monotonicNanoseconds()
+        let buffer = relay.datagramBuffer
         for _ in 0..<64 {
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n < 0 { break }

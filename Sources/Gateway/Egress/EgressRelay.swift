@@ -64,10 +64,16 @@ public final class EgressRelay {
     private var tcp: [TCPFlowID: TCPRelay] = [:]
     private var udp: [FlowKey: UDPSession] = [:]
 
+    /// Receive space shared by the sandbox's UDP and echo sessions: each reads and hands its
+    /// datagrams to the stack before returning, all on the one loop thread.
+    let datagramBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+
     public init(driver: StackDriver, limits: EgressLimits = EgressLimits()) {
         self.driver = driver
         self.limits = limits
     }
+
+    deinit { datagramBuffer.deallocate() }
 
     /// The host address a guest destination stands for: the gateway's own addresses mean the
     /// host's loopback; anything else is itself.

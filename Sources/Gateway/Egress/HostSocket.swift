@@ -64,9 +64,25 @@ enum HostSocket {
     }
 
     /// A non-blocking, close-on-exec socket; -errno on failure.
-    static func make(family: Int32, type: Int32) -> Int32 {
-        let fd = socket(family, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    static func make(family: Int32, type: Int32, protocol proto: Int32 = 0) -> Int32 {
+        let fd = socket(family, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), proto)
         return fd >= 0 ? fd : -errno
+    }
+
+    /// Connects a datagram socket and registers it for reading; on any failure closes it and
+    /// returns false (the caller's session then does not exist).
+    static func connectAndWatch(_ fd: Int32, to address: Address, on loop: EventLoop, _ readable: @escaping () -> Void) -> Bool {
+        guard connect(fd, to: address) == 0 else {
+            close(fd)
+            return false
+        }
+        do {
+            try loop.register(fd: fd, events: EPOLLIN.rawValue) { _ in readable() }
+            return true
+        } catch {
+            close(fd)
+            return false
+        }
     }
 
     /// Starts a connect: 0 when done at once, EINPROGRESS when pending, else the errno.

@@ -12,7 +12,6 @@ final class UDPSession {
     let key: FlowKey
     private var fd: Int32
     private var idle: IdleTimer?
-    private let buffer: UnsafeMutableRawBufferPointer
 
     init?(relay: EgressRelay, key: FlowKey, destination: IPAddress) {
         self.relay = relay
@@ -20,28 +19,13 @@ final class UDPSession {
         let address = HostSocket.Address(destination, port: key.remotePort)
         fd = HostSocket.make(family: address.family, type: Int32(SOCK_DGRAM.rawValue))
         guard fd >= 0 else { return nil }
-        idle?.lastActivity = monotonicNanoseconds()
-        buffer = .allocate(byteCount: 65_536, alignment: 16)
-        guard HostSocket.connect(fd, to: address) == 0 else {
-            Glibc.close(fd)
-            buffer.deallocate()
-            return nil
-        }
-        do {
-            try relay.loop.register(fd: fd, events: EPOLLIN.rawValue) { [unowned self] _ in self.receive() }
-        } catch {
-            Glibc.close(fd)
-            buffer.deallocate()
-            return nil
-        }
+        guard HostSocket.connectAndWatch(fd, to: address, on: relay.loop, { [unowned self] in self.receive() }) else { return nil }
         idle = IdleTimer(loop: relay.loop, timeout: relay.limits.udpIdleTimeout) { [weak self] in
             guard let self else { return }
             self.close()
             self.relay.udpExpired(self.key)
         }
     }
-
-    deinit { buffer.deallocate() }
 
     /// The start of the last datagram sent, to quote in a port-unreachable to the guest.
     private var lastPrefix: [UInt8] = []
@@ -55,6 +39,7 @@ final class UDPSession {
 
     private func receive() {
         let now = monotonicNanoseconds()
+        let buffer = relay.datagramBuffer
         // A burst of replies per wake-up, each one datagram.
         for _ in 0..<64 {
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))

@@ -283,8 +283,14 @@ public final class TCPConnection {
     }
 
     /// The earliest time `poll` has work to do, for the owner's timer.
+    /// Read after every segment (the stack's deadline heap), so it builds no array.
     public var nextDeadline: UInt64? {
-        [retransmitAt, delayedAckAt, persistAt, timeWaitAt, probeAt].compactMap { $0 }.min()
+        func earlier(_ a: UInt64?, _ b: UInt64?) -> UInt64? {
+            guard let a else { return b }
+            guard let b else { return a }
+            return min(a, b)
+        }
+        return earlier(earlier(earlier(retransmitAt, delayedAckAt), earlier(persistAt, timeWaitAt)), probeAt)
     }
 
     private func armProbe(now: UInt64) {
