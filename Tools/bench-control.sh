@@ -342,6 +342,20 @@ for i in $(seq "$CYCLES"); do
     echo "$t * 1000" | bc >>"$WORK/detach-api.ms"
     ip netns del "$ns"
 done
+# VM sandboxes over the API: the daemon creates the monitor's TAP, its own TAP and the bridge.
+: >"$WORK/attach-vm.ms"
+: >"$WORK/detach-vm.ms"
+for i in $(seq "$CYCLES"); do
+    read -r code t < <(api -X POST -d "{\"id\":\"v$i\",\"vm\":{}}" http://gatewayd/v1/sandboxes)
+    [[ $code == 201 ]] || { echo "VM attach over the API answered $code" >&2; exit 1; }
+    echo "$t * 1000" | bc >>"$WORK/attach-vm.ms"
+    read -r code t < <(api -X DELETE "http://gatewayd/v1/sandboxes/v$i")
+    [[ $code == 200 ]] || { echo "VM detach over the API answered $code" >&2; exit 1; }
+    echo "$t * 1000" | bc >>"$WORK/detach-vm.ms"
+done
+read -r R[vatt50] R[vatt99] R[vattmin] R[vattmax] < <(summary "$WORK/attach-vm.ms")
+read -r R[vdet50] R[vdet99] R[vdetmin] R[vdetmax] < <(summary "$WORK/detach-vm.ms")
+echo "VM sandboxes over the API: attach median ${R[vatt50]} ms p99 ${R[vatt99]} ms; detach median ${R[vdet50]} ms p99 ${R[vdet99]} ms" >&2
 read -r R[aatt50] R[aatt99] R[aattmin] R[aattmax] < <(summary "$WORK/attach-api.ms")
 read -r R[adet50] R[adet99] R[adetmin] R[adetmax] < <(summary "$WORK/detach-api.ms")
 echo "over the API: attach median ${R[aatt50]} ms p99 ${R[aatt99]} ms; detach median ${R[adet50]} ms p99 ${R[adet99]} ms" >&2
@@ -431,6 +445,9 @@ done)
    the same over the API with curl (curl's time_total, no gatewayctl process start):
    attach  median ${R[aatt50]} ms  p99 ${R[aatt99]} ms  (min ${R[aattmin]}, max ${R[aattmax]})
    detach  median ${R[adet50]} ms  p99 ${R[adet99]} ms  (min ${R[adetmin]}, max ${R[adetmax]})
+   VM sandboxes over the API (monitor TAP + gateway TAP + bridge):
+   attach  median ${R[vatt50]} ms  p99 ${R[vatt99]} ms  (min ${R[vattmin]}, max ${R[vattmax]})
+   detach  median ${R[vdet50]} ms  p99 ${R[vdet99]} ms  (min ${R[vdetmin]}, max ${R[vdetmax]})
 
 4. $SANDBOXES idle namespace sandboxes on one gatewayd (2 shards)
    attached ${R[listed]} in ${R[attach_all_s]} s (ip netns add + gatewayctl attach each), detached in ${R[detach_all_s]} s
