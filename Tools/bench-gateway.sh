@@ -2,7 +2,7 @@
 # The gateway benchmark: gatewayd's egress (guest → gateway address → host 127.0.0.1) beside pasta,
 # slirp4netns and a kernel veth, in one run: iperf3 throughput, 1-byte ping-pong latency, connection rate.
 # Usage: sudo Tools/bench-gateway.sh [--seconds N] [--repeat N] [--mtu N]... [--paths LIST] [--cpu N]
-#            [--guest-cpu N] [--round-trips N] [--connections N] [--json FILE] [--skip-build]
+#            [--guest-cpu N] [--round-trips N] [--connections N] [--no-iperf] [--json FILE] [--skip-build]
 # --repeat N runs every measurement N times and keeps the best (for a machine shared with other work).
 # --paths: comma-separated subset of gatewayd,pasta,slirp4netns,veth (default all). Every server
 # listens on 127.0.0.1 or on an address of a veth made here; everything made here (processes,
@@ -18,6 +18,7 @@ PATHS=gatewayd,pasta,slirp4netns,veth
 ROUND_TRIPS=10000
 CONNECTIONS=2000
 CRR_SECONDS=10
+IPERF=1
 
 while (($#)); do
     case "$1" in
@@ -31,6 +32,7 @@ while (($#)); do
         --connections) CONNECTIONS=$2; shift 2 ;;
         --json) JSON_OUT=$(realpath -m "$2"); shift 2 ;;
         --skip-build) BUILD=0; shift ;;
+        --no-iperf) IPERF=0; shift ;;
         -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -177,6 +179,7 @@ for mtu in "${MTUS[@]}"; do
     for p in "${ORDER[@]}"; do path_up "$p" "$mtu"; done
     for r in $(seq "$REPEAT"); do
         for dir in up down; do
+            ((IPERF)) || break
             for p in "${ORDER[@]}"; do
                 iperf_once "${PATH_NS[$p]}" "${PATH_ADDR[$p]}" "$IPERF_PORT" "$dir" "$WORK/iperf-$p-$mtu-$dir" "$r" \
                     "${PATH_PID[$p]}"
@@ -191,7 +194,7 @@ for mtu in "${MTUS[@]}"; do
         fi
     done
     for p in "${ORDER[@]}"; do
-        for dir in up down; do iperf_best "$WORK/iperf-$p-$mtu-$dir" "$p" "$mtu" "$dir"; done
+        ((IPERF)) && for dir in up down; do iperf_best "$WORK/iperf-$p-$mtu-$dir" "$p" "$mtu" "$dir"; done
         if [[ $mtu == "$RR_MTU" ]]; then rr_best rr "$p"; rr_best crr "$p"; fi
         path_down "$p" "$mtu"
     done

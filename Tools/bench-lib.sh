@@ -199,6 +199,7 @@ gatewayd_start() {
     cat >"$WORK/gatewayd.toml" <<TOML
 pin-shards = false
 sweep-stale-devices = false
+${GWD_EXTRA_CONFIG:-}
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML

@@ -14,6 +14,8 @@ public struct GatewayConfiguration: Sendable {
     public var shards: Int
     /// Pin shard i to CPU i (mod CPU count).
     public var pinShards = true
+    /// How long a shard keeps polling for more I/O before it sleeps (see `EventLoop`); zero: never.
+    public var busyPoll: Duration = .microseconds(50)
     public var addresses = AddressPlan()
     public var defaultPolicy = "host-only"
     public var limits = EgressLimits()
@@ -64,7 +66,8 @@ public final class Gateway: @unchecked Sendable {
         let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         var loops: [EventLoop] = []
         for i in 0..<configuration.shards {
-            let loop = try EventLoop(name: "shard-\(i)", cpu: configuration.pinShards ? i % cpus : nil)
+            let loop = try EventLoop(
+                name: "shard-\(i)", cpu: configuration.pinShards ? i % cpus : nil, busyPoll: configuration.busyPoll)
             loop.startThread()
             loops.append(loop)
         }

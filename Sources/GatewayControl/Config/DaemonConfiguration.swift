@@ -54,6 +54,8 @@ public struct DaemonConfiguration: Sendable {
     /// nil: one shard per CPU.
     public var shards: Int?
     public var pinShards = true
+    /// Microseconds a shard keeps polling for I/O before it sleeps; 0 turns polling off.
+    public var busyPollMicroseconds = 50
     public var egressPolicy = "host-only"
     public var logFormat = LogFormat.human
     public var logLevel = Logger.Level.info
@@ -88,6 +90,7 @@ public struct DaemonConfiguration: Sendable {
     public var gatewayConfiguration: GatewayConfiguration {
         var c = GatewayConfiguration(shards: shards)
         c.pinShards = pinShards
+        c.busyPoll = .microseconds(busyPollMicroseconds)
         c.addresses = addresses
         c.defaultPolicy = egressPolicy
         c.limits = limits
@@ -141,6 +144,7 @@ public struct DaemonConfiguration: Sendable {
             case "state-dir": stateDirectory = try r.path(e, "state-dir")
             case "shards": shards = try r.int(e, "shards", in: 1...1024)
             case "pin-shards": pinShards = try r.bool(e, "pin-shards")
+            case "busy-poll-us": busyPollMicroseconds = try r.int(e, "busy-poll-us", in: 0...10_000)
             case "egress-policy": egressPolicy = try r.string(e, "egress-policy")
             case "log-format":
                 logFormat =
@@ -180,7 +184,7 @@ public struct DaemonConfiguration: Sendable {
                 throw r.unknown(
                     e, e.key,
                     known: [
-                        "control", "control-mode", "state-dir", "shards", "pin-shards", "egress-policy", "log-format",
+                        "control", "control-mode", "state-dir", "shards", "pin-shards", "busy-poll-us", "egress-policy", "log-format",
                         "log-level", "metrics-address", "sweep-stale-devices", "sweep-prefixes", "host-device-tag",
                         "addresses", "ports",
                         "limits", "dns",
