@@ -14,6 +14,7 @@ import Wire
         state-dir = "/var/lib/gw"
         shards = 3
         pin-shards = false
+        busy-poll-us = 20
         egress-policy = "ci"
         log-format = "json"
         log-level = "debug"
@@ -81,6 +82,7 @@ import Wire
         #expect(ci.defaultAction == .deny)
         let g = c.gatewayConfiguration
         #expect(g.shards == 3 && g.pinShards == false && g.defaultPolicy == "ci")
+        #expect(g.busyPoll == .microseconds(20))
         #expect(c.dnsConfiguration.upstreams.count == 3)
     }
 
@@ -90,6 +92,7 @@ import Wire
         #expect(c.controlPath == "/run/gatewayd/control.sock")
         #expect(c.controlMode == 0o660)
         #expect(c.egressPolicy == "host-only")
+        #expect(c.gatewayConfiguration.busyPoll == .microseconds(50))
         #expect(c.sweepPrefixes == ["gwt-", "gwb-", "gwv-", "gwe-"])
     }
 
@@ -108,6 +111,7 @@ import Wire
             says: "did you mean 'ipv4-pool'?"),
         Mistake(text: "\n\nshards = \"two\"\n", line: 3, key: "shards", says: "expected an integer, found a string"),
         Mistake(text: "shards = 0\n", line: 1, key: "shards", says: "0 is out of range: use 1-1024"),
+        Mistake(text: "busy-poll-us = -1\n", line: 1, key: "busy-poll-us", says: "-1 is out of range: use 0-10000"),
         Mistake(
             text: "[addresses]\nipv4-pool = \"10.88.1.0/16\"\n", line: 2, key: "addresses.ipv4-pool",
             says: "not an IPv4 network"),

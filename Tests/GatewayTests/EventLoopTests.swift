@@ -1,0 +1,100 @@
+// The shard event loop on its own: fd handlers, timers, cross-thread tasks, and busy polling
+// (picks up I/O that follows I/O without sleeping, and sleeps once the window has passed).
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import Synchronization
+import CGatewayShims
+@testable import Gateway
+
+/// A count shared between the loop thread and the test.
+private final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+    func add() { value.add(1, ordering: .relaxed) }
+    var count: Int { value.load(ordering: .relaxed) }
+}
+
+@Suite struct EventLoopTests {
+    /// A connected pair of non-blocking datagram sockets; [0] goes to the loop.
+    private func socketPair() throws -> (Int32, Int32) {
+        var fds: [Int32] = [0, 0]
+        let rc = socketpair(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds)
+        try #require(rc == 0)
+        return (fds[0], fds[1])
+    }
+
+    /// Starts `loop`, registers `fd` with a handler that drains it and counts datagrams.
+    private func watch(_ loop: EventLoop, _ fd: Int32, _ count: Counter) throws {
+        loop.startThread()
+        try loop.submitAndWait {
+            try loop.register(fd: fd, events: EPOLLIN.rawValue) { _ in
+                var b: UInt8 = 0
+                while read(fd, &b, 1) == 1 { count.add() }
+            }
+        }
+    }
+
+    private func waitFor(_ what: () -> Bool) async throws {
+        for _ in 0..<400 where !what() { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(what())
+    }
+
+    @Test func handlersTimersAndTasksRunOnTheLoop() async throws {
+        let loop = try EventLoop(name: "test-basic")
+        let (a, b) = try socketPair()
+        defer { loop.stop(); close(a); close(b) }
+        let count = Counter()
+        try watch(loop, a, count)
+        var one: UInt8 = 1
+        #expect(write(b, &one, 1) == 1)
+        try await waitFor { count.count == 1 }
+
+        let fired = Counter()
+        let cancelled = Counter()
+        try loop.submitAndWait {
+            #expect(loop.inLoop)
+            loop.schedule(at: monotonicNanoseconds() + 20_000_000) { fired.add() }
+            let t = loop.schedule(at: monotonicNanoseconds() + 10_000_000) { cancelled.add() }
+            loop.cancel(t)
+        }
+        #expect(!loop.inLoop)
+        try await waitFor { fired.count == 1 }
+        try await Task.sleep(for: .milliseconds(30))
+        #expect(cancelled.count == 0)
+    }
+
+    @Test func pollingPicksUpFollowingIOWithoutSleepingThenSleeps() async throws {
+        // A wide window so the second datagram surely lands inside it on a loaded machine.
+        let loop = try EventLoop(name: "test-poll", busyPoll: .milliseconds(300))
+        let (a, b) = try socketPair()
+        defer { loop.stop(); close(a); close(b) }
+        let count = Counter()
+        try watch(loop, a, count)
+        var one: UInt8 = 1
+        #expect(write(b, &one, 1) == 1)
+        try await waitFor { count.count == 1 }
+        let sleepsAfterFirst = try loop.submitAndWait { loop.sleeps }
+        #expect(write(b, &one, 1) == 1)
+        try await waitFor { count.count == 2 }
+        let (polled, sleepsAfterSecond) = try loop.submitAndWait { (loop.polledWakeups, loop.sleeps) }
+        #expect(polled == 1, "the second datagram came while the loop polled")
+        #expect(sleepsAfterSecond == sleepsAfterFirst, "the loop did not sleep in between")
+        // Quiet for longer than the window: the loop goes back to sleeping in epoll_wait.
+        try await waitFor { ((try? loop.submitAndWait { loop.sleeps }) ?? 0) > sleepsAfterSecond }
+    }
+
+    @Test func noPollingWhenTurnedOff() async throws {
+        let loop = try EventLoop(name: "test-nopoll")
+        let (a, b) = try socketPair()
+        defer { loop.stop(); close(a); close(b) }
+        let count = Counter()
+        try watch(loop, a, count)
+        var one: UInt8 = 1
+        for i in 1...3 {
+            #expect(write(b, &one, 1) == 1)
+            try await waitFor { count.count == i }
+        }
+        #expect(try loop.submitAndWait { loop.polledWakeups } == 0)
+    }
+}
