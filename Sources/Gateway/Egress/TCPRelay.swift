@@ -163,7 +163,9 @@ final class TCPRelay {
         let now = monotonicNanoseconds()
         while !upstreamEOF {
             var result = 0
+            var asked = 0
             let taken = stack.tcpWriteInPlace(id, now: now) { a, b in
+                asked = a.count + b.count
                 result = HostSocket.read(fd, a, b)
                 return max(result, 0)
             }
@@ -175,6 +177,12 @@ final class TCPRelay {
             if result > 0 {
                 relay.countFromHost(result)
                 lastActivity = now
+                // A short read emptied the socket: the watch is level-triggered, so more data
+                // wakes us again, and a read now would only return EAGAIN.
+                if result < asked {
+                    setInterest(interest | EPOLLIN.rawValue)
+                    return
+                }
                 continue
             }
             if result == -Int(EAGAIN) {

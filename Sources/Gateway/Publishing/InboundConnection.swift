@@ -206,7 +206,9 @@ final class InboundConnection {
         let now = monotonicNanoseconds()
         while !clientEOF {
             var result = 0
+            var asked = 0
             let taken = stack.tcpWriteInPlace(id, now: now) { a, b in
+                asked = a.count + b.count
                 result = HostSocket.read(fd, a, b)
                 return max(result, 0)
             }
@@ -218,6 +220,11 @@ final class InboundConnection {
             }
             if result > 0 {
                 relay.countToGuest(result)
+                // Short read: the socket is empty and its level-triggered watch says when not.
+                if result < asked {
+                    try? setInterest(interest | EPOLLIN.rawValue)
+                    return
+                }
                 continue
             }
             if result == -Int(EAGAIN) {
