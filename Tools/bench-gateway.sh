@@ -2,7 +2,9 @@
 # The gateway benchmark: gatewayd's egress (guest → gateway address → host 127.0.0.1) beside pasta,
 # slirp4netns and a kernel veth, in one run: iperf3 throughput, 1-byte ping-pong latency, connection rate.
 # Usage: sudo Tools/bench-gateway.sh [--seconds N] [--repeat N] [--mtu N]... [--paths LIST] [--cpu N]
-#            [--guest-cpu N] [--round-trips N] [--connections N] [--no-iperf] [--json FILE] [--skip-build]
+#            [--guest-cpu N] [--round-trips N] [--connections N] [--no-iperf] [--busy-poll-us N]
+#            [--json FILE] [--skip-build]
+# --no-iperf: latency and connection rate only. --busy-poll-us: gatewayd's setting (default 50; 0 off).
 # --repeat N runs every measurement N times and keeps the best (for a machine shared with other work).
 # --paths: comma-separated subset of gatewayd,pasta,slirp4netns,veth (default all). Every server
 # listens on 127.0.0.1 or on an address of a veth made here; everything made here (processes,
@@ -33,7 +35,8 @@ while (($#)); do
         --json) JSON_OUT=$(realpath -m "$2"); shift 2 ;;
         --skip-build) BUILD=0; shift ;;
         --no-iperf) IPERF=0; shift ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --busy-poll-us) export GWD_BUSY_POLL_US=$2; shift 2 ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -205,11 +208,11 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- one table, the targets, and JSON ------------------------------------------------------------
 python3 - "$WORK" "$DATE" "$SECS" "$REPEAT" "$LOOP_CPU" "$GUEST_CPU" "$LOAD_BEFORE" "$LOAD_AFTER" "$JSON_OUT" \
-    "$(getconf CLK_TCK)" "$RR_MTU" "$(uname -r)" "$(nproc)" "${MTUS[@]}" <<'EOF'
+    "$(getconf CLK_TCK)" "$RR_MTU" "$(uname -r)" "$(nproc)" "${GWD_BUSY_POLL_US:-50}" "${MTUS[@]}" <<'EOF'
 import json, os, sys
 (work, date, secs, repeat, loop_cpu, guest_cpu, load0, load1, json_out, clk, rr_mtu, kernel,
- cpus) = sys.argv[1:14]
-mtus = [int(m) for m in sys.argv[14:]]
+ cpus, busy_poll) = sys.argv[1:15]
+mtus = [int(m) for m in sys.argv[15:]]
 clk, rr_mtu, repeat = int(clk), int(rr_mtu), int(repeat)
 
 def load(name):
@@ -291,7 +294,8 @@ table = [header] + [[r["label"], str(r["mtu"]), f(r.get("up_gbps")), f(r.get("do
 w = [max(len(row[c]) for row in table) for c in range(len(header))]
 print(f"gateway benchmark {date}, kernel {kernel}, {cpus} CPUs; iperf3 single TCP stream ~{secs} s per transfer"
       + (f"; best of {repeat} runs for every figure" if repeat > 1 else ""))
-print(f"network process (gatewayd, pasta, slirp4netns) on CPU {loop_cpu}, guest-side tools on CPU {guest_cpu}; "
+print(f"gatewayd busy-poll-us = {busy_poll}; "
+      f"network process (gatewayd, pasta, slirp4netns) on CPU {loop_cpu}, guest-side tools on CPU {guest_cpu}; "
       f"load average before {load0}, after {load1}")
 print()
 for i, line in enumerate(table):
@@ -359,6 +363,7 @@ if targets:
 if json_out:
     json.dump(dict(date=date, kernel=kernel, cpus=int(cpus), seconds=float(secs), repeat=repeat,
                    loop_cpu=int(loop_cpu), guest_cpu=int(guest_cpu), load_before=load0, load_after=load1,
+                   gatewayd_busy_poll_us=int(busy_poll),
                    rows=rows, targets=targets), open(json_out, "w"), indent=2)
     print(f"\nJSON: {json_out}")
 EOF

@@ -190,7 +190,8 @@ veth_set_mtu() {
 
 # Starts the release gatewayd from BINDIR with its own control socket and state under WORK, one
 # shard on LOOP_CPU, host-only egress, and a DNS upstream (127.0.0.1:9, discard) that no real
-# resolver answers. Sets GWD_PID and GWD_SOCK.
+# resolver answers. GWD_BUSY_POLL_US sets its busy-poll-us (default 50, gatewayd's own default).
+# Sets GWD_PID and GWD_SOCK.
 gatewayd_start() {
     local bindir=$1
     GWD_SOCK="$WORK/gatewayd.sock"
@@ -199,7 +200,7 @@ gatewayd_start() {
     cat >"$WORK/gatewayd.toml" <<TOML
 pin-shards = false
 sweep-stale-devices = false
-${GWD_EXTRA_CONFIG:-}
+busy-poll-us = ${GWD_BUSY_POLL_US:-50}
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML
