@@ -1,8 +1,9 @@
-/* CPU pinning and per-thread namespace switching; see gateway_affinity.h. */
+/* CPU pinning, per-thread namespace switching and malloc trimming; see gateway_affinity.h. */
 #define _GNU_SOURCE
 #include "gateway_affinity.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -26,3 +27,5 @@ int gw_current_thread_single_cpu(void) {
 }
 
 int gw_setns_net(int fd) { return setns(fd, CLONE_NEWNET) < 0 ? -errno : 0; }
+
+void gw_release_free_memory(void) { malloc_trim(0); }

@@ -4,6 +4,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CGatewayShims
 import Link
 import NetStack
 import Synchronization
@@ -269,6 +270,9 @@ public final class Gateway: @unchecked Sendable {
             s.usedIndexes.remove(record.index)
             s.shardLoad[record.shard] -= 1
         }
+        // The sandbox's buffers were freed in the shard threads' malloc arenas, which keep freed
+        // memory for reuse: without this, RSS stays at its high-water mark after sandboxes go.
+        gw_release_free_memory()
     }
 
     /// The shard and object of an attached sandbox, for the extensions that drive it.

@@ -4,6 +4,7 @@ import Foundation
 import GatewayControl
 import GatewayTestSupport
 import Link
+import Testing
 
 /// The package's build products (swift build puts them in .build/debug).
 enum BuiltProducts {
@@ -135,6 +136,13 @@ final class DaemonHarness: @unchecked Sendable {
 
     func stateFiles() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: stateDirectory + "/sandboxes")) ?? []).sorted()
+    }
+
+    /// The daemon's resident set (VmRSS) in kilobytes.
+    func residentKilobytes() throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
+        return try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
     }
 
     func openFileCount() -> Int {

@@ -1,5 +1,6 @@
 // A DNS resolver for tests: a thread with a UDP socket on 127.0.0.1 (ephemeral port) that
 // answers from a table, stays silent, answers huge, fails, or sends decoys before answering.
+import CGatewayShims
 import Foundation
 import Synchronization
 import Wire

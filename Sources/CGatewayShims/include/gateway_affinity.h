@@ -1,4 +1,5 @@
-/* CPU affinity and network-namespace switching for the calling thread, wrapped for Swift. */
+/* CPU affinity and network-namespace switching for the calling thread, and giving freed memory
+   back, wrapped for Swift. */
 #ifndef GATEWAY_AFFINITY_H
 #define GATEWAY_AFFINITY_H
 
@@ -8,5 +9,7 @@ int gw_pin_current_thread(int cpu);
 int gw_current_thread_single_cpu(void);
 /* setns(fd, CLONE_NEWNET) for the calling thread; 0 or -errno. */
 int gw_setns_net(int fd);
+/* Returns memory freed in every malloc arena to the system (malloc_trim(0)). */
+void gw_release_free_memory(void);
 
 #endif
