@@ -190,6 +190,12 @@ public final class Gateway: @unchecked Sendable {
             }
             return OpenedLink(tap: tap, tapName: tapName, guestMAC: mac, namespace: nsName)
         } catch {
+            if let e = error as? LinkError, e.code == .nameTaken, e.subject == tapName {
+                throw GatewayError(
+                    .deviceExists,
+                    "attach sandbox '\(spec.id)': namespace '\(nsName)' already has a device \(tapName) (another "
+                        + "gateway's, or left by a crashed run): remove it (ip -n \(nsName) link del \(tapName))")
+            }
             throw GatewayError(.link, "attach sandbox '\(spec.id)': \(error)")
         }
     }

@@ -11,6 +11,8 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
         public static let exhausted = Code(raw: 6)
         public static let link = Code(raw: 7)
         public static let policyDenied = Code(raw: 8)
+        /// A device the sandbox needs has a name that something else already uses.
+        public static let deviceExists = Code(raw: 9)
     }
 
     public let code: Code

@@ -114,6 +114,14 @@ struct EndToEndTests {
             noNamespace.stderr.contains(
                 "network namespace 'gwtest-\(h.scratch.tag)-missing' does not exist: create it first"))
 
+        // The next sandbox takes address block 1, whose TAP name a leftover device holds.
+        let crowded = try h.scratch.namespace().name!
+        try TestHost.run(["ip", "-n", crowded, "link", "add", "gwt-1", "type", "bridge"])
+        let deviceTaken = try h.ctl("attach", "crowded-\(h.scratch.tag)", "--netns", crowded)
+        #expect(deviceTaken.status == 3)
+        #expect(deviceTaken.stderr.contains("namespace '\(crowded)' already has a device gwt-1"), "\(deviceTaken.stderr)")
+        #expect(try h.ctl("list").stdout.contains("crowded-") == false)
+
         let badSpec = try h.ctl("publish", id, "80:0/tcp")
         #expect(badSpec.status == 4)
         #expect(badSpec.stderr.contains("bad port SPEC '80:0/tcp'"))

@@ -50,7 +50,7 @@ struct VMLink: Sendable {
         // that another gateway, or a crashed run the sweep has not seen yet, left there.
         for name in names where (try? nl.link(named: name)) != nil {
             throw GatewayError(
-                .link,
+                .deviceExists,
                 "attach VM sandbox '\(id)': device \(name) already exists (another gateway's, or left by a crashed "
                     + "run): remove it (ip link del \(name)) or restart gatewayd, which sweeps them")
         }

@@ -10,6 +10,7 @@ public struct ControlError: Error, Sendable, Hashable, Codable, CustomStringConv
 
         public static let unknownSandbox = Code(rawValue: "unknownSandbox")
         public static let sandboxExists = Code(rawValue: "sandboxExists")
+        public static let deviceExists = Code(rawValue: "deviceExists")
         public static let namespaceNotFound = Code(rawValue: "namespaceNotFound")
         public static let invalidArgument = Code(rawValue: "invalidArgument")
         public static let badSpec = Code(rawValue: "badSpec")
@@ -43,6 +44,7 @@ public struct ControlError: Error, Sendable, Hashable, Codable, CustomStringConv
             switch error.code {
             case .unknownSandbox: .unknownSandbox
             case .sandboxExists: .sandboxExists
+            case .deviceExists: .deviceExists
             case .invalidArgument: .invalidArgument
             case .portInUse: .portInUse
             case .exhausted: .exhausted
@@ -56,7 +58,7 @@ public struct ControlError: Error, Sendable, Hashable, Codable, CustomStringConv
     public var httpStatus: Int {
         switch code {
         case .unknownSandbox, .namespaceNotFound, .notFound, .unknownRoute: 404
-        case .sandboxExists, .portInUse: 409
+        case .sandboxExists, .deviceExists, .portInUse: 409
         case .invalidArgument, .badSpec, .policyDenied: 400
         case .methodNotAllowed: 405
         case .exhausted, .busy: 503
