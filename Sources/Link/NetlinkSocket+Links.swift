@@ -204,11 +204,15 @@ extension NetlinkSocket {
     /// Deletes every device in this namespace whose name starts with `prefix`: what a crashed run
     /// left behind. Run at daemon start, and by tests with a prefix of their own.
     /// Best effort: every match is tried; the first failure is thrown after the rest were tried.
-    /// - Parameter prefix: must start with the project prefix ("gw"), so no sweep can reach
-    ///   devices the gateway never made.
+    /// - Parameters:
+    ///   - prefix: must start with the project prefix ("gw"), so no sweep can reach devices the
+    ///     gateway never made.
+    ///   - rest: decides on the rest of each matching name (after `prefix`); by default all go.
     /// - Returns: the names that are gone (a veth peer counts when its other end took it along).
     @discardableResult
-    public func sweepStaleDevices(prefix: String = InterfaceName.projectPrefix) throws(LinkError) -> [String] {
+    public func sweepStaleDevices(
+        prefix: String = InterfaceName.projectPrefix, where rest: (Substring) -> Bool = { _ in true }
+    ) throws(LinkError) -> [String] {
         let operation = "sweep stale devices"
         guard prefix.hasPrefix(InterfaceName.projectPrefix) else {
             throw LinkError(
@@ -217,7 +221,7 @@ extension NetlinkSocket {
         }
         var removed: [String] = []
         var firstFailure: LinkError? = nil
-        for link in try links() where link.name.hasPrefix(prefix) {
+        for link in try links() where link.name.hasPrefix(prefix) && rest(link.name.dropFirst(prefix.count)) {
             do {
                 try deleteLink(index: link.index, operation: operation, subject: link.name)
                 removed.append(link.name)

@@ -169,6 +169,15 @@ import Wire
         }
     }
 
+    @Test func sweepTakesOnlyTheNamesThisDaemonMakes() {
+        var c = DaemonConfiguration()
+        for name in ["gwv-0", "gwb-12", "gwt-3", "gwe-9999"] { #expect(c.makesDevice(named: name), "\(name)") }
+        for name in ["gwv-", "gwv-a1", "gwv-1x", "gwk-1", "eth0", "gwv-ci-1"] { #expect(!c.makesDevice(named: name), "\(name)") }
+        c.hostDeviceTag = "ci"
+        #expect(c.makesDevice(named: "gwv-ci-1") && c.makesDevice(named: "gwb-ci-40"))
+        for name in ["gwv-1", "gwv-cix-1", "gwv-ci-", "gwv-ci1"] { #expect(!c.makesDevice(named: name), "\(name)") }
+    }
+
     @Test func unreadableFileIsReported() {
         #expect {
             _ = try DaemonConfiguration.load(path: "/nonexistent/gatewayd.toml")

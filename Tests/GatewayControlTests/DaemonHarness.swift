@@ -138,6 +138,17 @@ final class DaemonHarness: @unchecked Sendable {
         ((try? FileManager.default.contentsOfDirectory(atPath: stateDirectory + "/sandboxes")) ?? []).sorted()
     }
 
+    /// Makes the daemon name its host-namespace devices `gwv-TAG-N` (and gwb-, gwt-) with the
+    /// test's tag, and sweep those prefixes at start. Call before `start`.
+    func tagHostDevices() throws {
+        let tag = scratch.tag
+        var config = try String(contentsOfFile: configPath, encoding: .utf8)
+        config = config.replacingOccurrences(
+            of: "sweep-prefixes = [\"gwv-\(tag)\"]",
+            with: "sweep-prefixes = [\"gwv-\(tag)\", \"gwb-\(tag)\", \"gwt-\(tag)\"]\nhost-device-tag = \"\(tag)\"")
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
     /// The daemon's resident set (VmRSS) in kilobytes.
     func residentKilobytes() throws -> Int {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)

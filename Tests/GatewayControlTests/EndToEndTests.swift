@@ -214,16 +214,24 @@ struct EndToEndTests {
     @Test func startupSweepsStaleDevices() throws {
         let h = try DaemonHarness()
         defer { h.tearDown() }
-        // A persistent VM TAP such as a crashed run leaves in the host namespace.
-        let stale = "gwv-\(h.scratch.tag)"
-        try TestHost.run(["ip", "tuntap", "add", "dev", stale, "mode", "tap"])
-        let bystander = h.scratch.deviceName("b", "keep")
-        try TestHost.run(["ip", "link", "add", bystander, "type", "bridge"])
+        try h.tagHostDevices()
+        let tag = h.scratch.tag
+        // A persistent VM TAP and a bridge such as a crashed run of this daemon leaves.
+        let stale = ["gwv-\(tag)-7", "gwb-\(tag)-12"]
+        try TestHost.run(["ip", "tuntap", "add", "dev", stale[0], "mode", "tap"])
+        try TestHost.run(["ip", "link", "add", stale[1], "type", "bridge"])
+        // Under the same prefixes but not names this daemon makes: another gateway's (other
+        // tag), a hand-made one, and one under no sweep prefix at all.
+        let bystanders = ["gwv-\(tag)x-1", "gwb-\(tag)-lab", h.scratch.deviceName("b", "keep")]
+        defer { for name in bystanders + stale { try? h.scratch.host.deleteLink(named: name) } }
+        for name in bystanders { try TestHost.run(["ip", "link", "add", name, "type", "bridge"]) }
         try h.start()
         let names = try h.scratch.host.links().map(\.name)
-        #expect(!names.contains(stale))
-        #expect(names.contains(bystander))
-        #expect(h.log().contains("removed stale device \(stale)"))
+        for name in stale {
+            #expect(!names.contains(name))
+            #expect(h.log().contains("removed stale device \(name)"))
+        }
+        for name in bystanders { #expect(names.contains(name), "\(name) must survive the sweep") }
     }
 
     @Test func captureWhileTheGuestPingsReadsInTcpdump() throws {

@@ -70,12 +70,7 @@ struct VMAttachCLITests {
     /// A daemon whose VM devices carry the test's tag, swept by it and by the teardown.
     func harness() throws -> DaemonHarness {
         let h = try DaemonHarness()
-        let tag = h.scratch.tag
-        var config = try String(contentsOfFile: h.configPath, encoding: .utf8)
-        config = config.replacingOccurrences(
-            of: "sweep-prefixes = [\"gwv-\(tag)\"]",
-            with: "sweep-prefixes = [\"gwv-\(tag)\", \"gwb-\(tag)\", \"gwt-\(tag)\"]\nhost-device-tag = \"\(tag)\"")
-        try config.write(toFile: h.configPath, atomically: true, encoding: .utf8)
+        try h.tagHostDevices()
         return h
     }
 

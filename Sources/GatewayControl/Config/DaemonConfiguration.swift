@@ -86,6 +86,19 @@ public struct DaemonConfiguration: Sendable {
 
     public init() {}
 
+    /// Whether `name` is one this daemon gives the devices it makes in the host namespace: a role
+    /// prefix, this daemon's host-device tag and a dash when it has one, then a sandbox index.
+    public func makesDevice(named name: String) -> Bool {
+        let roles = [InterfaceName.Role.gatewayTAP, .bridge, .vmTAP, .veth].map(\.prefix)
+        guard let role = roles.first(where: { name.hasPrefix($0) }) else { return false }
+        var rest = name.dropFirst(role.count)
+        if !hostDeviceTag.isEmpty {
+            guard rest.hasPrefix(hostDeviceTag + "-") else { return false }
+            rest = rest.dropFirst(hostDeviceTag.count + 1)
+        }
+        return !rest.isEmpty && rest.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+    }
+
     /// The settings the in-process Gateway takes.
     public var gatewayConfiguration: GatewayConfiguration {
         var c = GatewayConfiguration(shards: shards)

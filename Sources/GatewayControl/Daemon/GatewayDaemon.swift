@@ -32,7 +32,7 @@ public final class GatewayDaemon: Sendable {
                     + "stop it first or pass another --control"
             )
         }
-        if configuration.sweepStaleDevices { Self.sweep(prefixes: configuration.sweepPrefixes, logger: logger) }
+        if configuration.sweepStaleDevices { Self.sweep(configuration, logger: logger) }
         let store = try StateStore(directory: configuration.stateDirectory)
         do {
             gateway = try Gateway(configuration: configuration.gatewayConfiguration)
@@ -61,11 +61,15 @@ public final class GatewayDaemon: Sendable {
             ])
     }
 
-    static func sweep(prefixes: [String], logger: Logger) {
+    /// Removes the devices a crashed run of this daemon left: names under a sweep prefix that this
+    /// daemon's naming makes (see `DaemonConfiguration.makesDevice(named:)`), never another
+    /// gateway's (its host-device tag differs) or anything else that merely starts alike.
+    static func sweep(_ configuration: DaemonConfiguration, logger: Logger) {
         do {
             let host = try NetlinkSocket()
-            for prefix in prefixes {
-                for name in try host.sweepStaleDevices(prefix: prefix) {
+            for prefix in configuration.sweepPrefixes {
+                let own = { (rest: Substring) in configuration.makesDevice(named: prefix + rest) }
+                for name in try host.sweepStaleDevices(prefix: prefix, where: own) {
                     logger.notice("removed stale device \(name) left by an earlier run")
                 }
             }
