@@ -299,6 +299,12 @@ public final class Gateway: @unchecked Sendable {
         return try shards[record.shard].submitAndWaitTyped { () throws(GatewayError) -> SandboxStats in box.value.stats() }
     }
 
+    /// Per shard: wake-ups whose I/O arrived while the shard polled (no sleep needed), and the
+    /// times it went to sleep in epoll_wait. Only counted when busy polling is on.
+    public func shardPolling() -> [(polledWakeups: Int, sleeps: Int)] {
+        shards.map { loop in (try? loop.submitAndWait { (loop.polledWakeups, loop.sleeps) }) ?? (0, 0) }
+    }
+
     /// Detaches everything and stops the shards.
     public func shutdown() {
         for info in list() { try? detach(info.id) }

@@ -176,6 +176,8 @@ final class FakePublishing: PortPublishing, @unchecked Sendable {
         #expect(text.contains("# TYPE gatewayd_sandboxes gauge\ngatewayd_sandboxes 0\n"))
         #expect(text.contains("gatewayd_shard_sandboxes{shard=\"0\"} 0\n"))
         #expect(text.contains("gatewayd_shard_sandboxes{shard=\"1\"} 0\n"))
+        #expect(text.contains("# TYPE gatewayd_shard_polled_wakeups_total counter\n"))
+        #expect(text.contains("gatewayd_shard_sleeps_total{shard=\"1\"} "))
     }
 
     @Test func leftoversWithoutNamespaceAreCleanedNotRestored() throws {

@@ -1,5 +1,5 @@
 // What /metrics shows of a running gateway: per sandbox its bytes, frames, flows and drops by
-// reason; per shard its sandbox count. Read on demand (a scrape asks every shard once).
+// reason; per shard its sandbox count and busy polling. Read on demand (a scrape asks every shard once).
 import Gateway
 
 public enum GatewayMetrics {
@@ -14,6 +14,16 @@ public enum GatewayMetrics {
         var perShard = Array(repeating: 0, count: gateway.shardCount)
         for s in sandboxes where perShard.indices.contains(s.shard) { perShard[s.shard] += 1 }
         for (shard, n) in perShard.enumerated() { p.sample("gatewayd_shard_sandboxes", ["shard": String(shard)], n) }
+
+        let polling = gateway.shardPolling()
+        p.family(
+            "gatewayd_shard_polled_wakeups_total", .counter,
+            help: "I/O a shard found while busy polling, without sleeping (busy-poll-us).")
+        for (shard, s) in polling.enumerated() {
+            p.sample("gatewayd_shard_polled_wakeups_total", ["shard": String(shard)], s.polledWakeups)
+        }
+        p.family("gatewayd_shard_sleeps_total", .counter, help: "Times a busy-polling shard went to sleep for I/O.")
+        for (shard, s) in polling.enumerated() { p.sample("gatewayd_shard_sleeps_total", ["shard": String(shard)], s.sleeps) }
 
         p.family("gatewayd_published_ports", .gauge, help: "Host ports published into sandboxes.")
         p.sample("gatewayd_published_ports", routes.count)
