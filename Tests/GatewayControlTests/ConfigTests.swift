@@ -81,13 +81,14 @@ import Wire
         #expect(ci.rules.count == 2 + (try Policy.profile(named: "host-only")).rules.count)
         #expect(ci.rules[0] == PolicyRule("allow egress tcp 203.0.113.0/24 ports 443"))
         #expect(ci.defaultAction == .deny)
-        #expect(ci.deniedNames == ["builds.internal"])
-        #expect(c.dnsDeniedNames == ["ads.example", "Tracker.Example.", "_dmarc.example", "."])
         let g = c.gatewayConfiguration
         #expect(g.shards == 3 && g.pinShards == false && g.defaultPolicy == "ci")
+        #expect(c.dnsConfiguration.upstreams.count == 3)
+        // Denied names, global and the policy's, and both handed to the gateway.
+        #expect(ci.deniedNames == ["builds.internal"])
+        #expect(c.dnsDeniedNames == ["ads.example", "Tracker.Example.", "_dmarc.example", "."])
         #expect(g.policies == c.policies && g.deniedNames == c.dnsDeniedNames)
         #expect(try g.policy(named: "ci") == ci)
-        #expect(c.dnsConfiguration.upstreams.count == 3)
     }
 
     @Test func emptyFileKeepsDefaults() throws {
