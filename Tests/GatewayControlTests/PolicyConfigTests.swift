@@ -130,14 +130,10 @@ struct PolicyConfigEndToEndTests {
         defer { h.tearDown() }
         let servers = BackgroundProcesses()
         defer { servers.stop() }
-        let allowed = Int.random(in: 41000...44999)
-        let other = allowed + 1
-        for port in [allowed, other] {
-            try servers.start(["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", "/"])
-        }
+        // Ports the kernel picks, so that no other test's socket can hold one already.
+        let allowed = try servers.startReporting(["python3", "-u", "-c", Self.okServer])
+        let other = try servers.startReporting(["python3", "-u", "-c", Self.okServer])
         let resolverPort = try servers.startReporting(["python3", "-u", "-c", Self.anyNameResolver])
-        try servers.waitForListener(tcp: allowed)
-        try servers.waitForListener(tcp: other)
 
         let config = try String(contentsOfFile: h.configPath, encoding: .utf8) + """
 
@@ -227,6 +223,22 @@ struct PolicyConfigEndToEndTests {
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// An HTTP server on 127.0.0.1 answering "ok" to every GET; prints its port once it listens.
+    static let okServer = """
+        import http.server
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+            def log_message(self, *args):
+                pass
+        s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        print(s.server_address[1])
+        s.serve_forever()
+        """
+
     /// A loopback resolver that answers every A query with 192.0.2.7 (RFC 5737 documentation
     /// space) and any other type with no records; prints its port first.
     static let anyNameResolver = """
@@ -253,17 +265,7 @@ struct PolicyConfigEndToEndTests {
 final class BackgroundProcesses: @unchecked Sendable {
     private var processes: [Process] = []
 
-    func start(_ arguments: [String]) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = arguments
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        processes.append(p)
-    }
-
-    /// Starts a program that prints a port number on its first line, and returns that port.
+    /// Starts a program that prints the port it bound on its first line, and returns that port.
     func startReporting(_ arguments: [String]) throws -> Int {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -281,15 +283,6 @@ final class BackgroundProcesses: @unchecked Sendable {
             throw HarnessError("\(arguments) printed no port")
         }
         return port
-    }
-
-    func waitForListener(tcp port: Int, seconds: Double = 10) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if (try? TestHost.run(["sh", "-c", "ss -ltnH 'sport = :\(port)' | grep -q LISTEN"])) != nil { return }
-            usleep(50_000)
-        }
-        throw HarnessError("nothing listens on 127.0.0.1:\(port)")
     }
 
     func stop() {
