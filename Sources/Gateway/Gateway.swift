@@ -19,10 +19,14 @@ public struct GatewayConfiguration: Sendable {
     public var busyPoll: Duration = .microseconds(50)
     public var addresses = AddressPlan()
     public var defaultPolicy = "host-only"
+    /// Policies by name beside the built-in profiles (`Policy.profileNames`); a name defined
+    /// here is looked up before the profiles.
+    public var policies: [String: Policy] = [:]
     public var limits = EgressLimits()
     /// Upstream resolvers and local names for the DNS every sandbox's queries go to.
     public var dns = DNSConfiguration.system()
-    /// Names (and their subdomains) the gateway's DNS answers with NXDOMAIN.
+    /// Names (and their subdomains) the gateway's DNS answers with NXDOMAIN for every sandbox;
+    /// a policy's `deniedNames` add to these for the sandboxes under it.
     public var deniedNames: [String] = []
     public var publishing = PublishingConfiguration()
     /// Goes into the names of the devices a VM sandbox gets in the host namespace, after the role
@@ -33,6 +37,20 @@ public struct GatewayConfiguration: Sendable {
     public init(shards: Int? = nil) {
         self.shards = max(1, shards ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
+
+    /// The names `policy(named:)` knows: the built-in profiles, then the defined policies.
+    public var policyNames: [String] {
+        Policy.profileNames + policies.keys.filter { !Policy.profileNames.contains($0) }.sorted()
+    }
+
+    /// The policy a sandbox asking for `name` runs: a defined one, else a built-in profile.
+    /// Throws `.invalidArgument` listing the names there are.
+    public func policy(named name: String) throws(GatewayError) -> Policy {
+        if let p = policies[name] { return p }
+        if let p = try? Policy.profile(named: name) { return p }
+        throw GatewayError(
+            .invalidArgument, "unknown policy '\(name)': use one of \(policyNames.joined(separator: ", "))")
+    }
 }
 
 public final class Gateway: @unchecked Sendable {
@@ -40,7 +58,11 @@ public final class Gateway: @unchecked Sendable {
     let shards: [EventLoop]
     /// One DNS forwarder per shard (one socket per family, shared by the shard's sandboxes).
     private let forwarders: [UncheckedSendable<DNSForwarder>]
-    private let dnsPolicy: DNSPolicy
+    /// What the DNS denies a sandbox under a built-in profile: `configuration.deniedNames`.
+    private let baseDNSPolicy: DNSPolicy
+    /// The same plus each defined policy's own denied names, by policy name; built once here so
+    /// that a bad name fails at start and attach only looks it up.
+    private let policyDNSPolicies: [String: DNSPolicy]
     /// Published ports' allocator and routing table, shared by all shards (Gateway+Publishing).
     let publishing: PublishingState
 
@@ -81,7 +103,16 @@ public final class Gateway: @unchecked Sendable {
             fwd.append(try loop.submitAndWaitTyped { UncheckedSendable(DNSForwarder(loop: loop, configuration: dnsConfiguration)) })
         }
         forwarders = fwd
-        dnsPolicy = try DNSPolicy(deniedSuffixes: configuration.deniedNames)
+        baseDNSPolicy = try DNSPolicy(deniedSuffixes: configuration.deniedNames)
+        var perPolicy: [String: DNSPolicy] = [:]
+        for (name, policy) in configuration.policies where !policy.deniedNames.isEmpty {
+            do {
+                perPolicy[name] = try DNSPolicy(deniedSuffixes: configuration.deniedNames + policy.deniedNames)
+            } catch {
+                throw GatewayError(.invalidArgument, "policy '\(name)': \(error.message)")
+            }
+        }
+        policyDNSPolicies = perPolicy
     }
 
     /// Attaches a sandbox and starts its stack on the least-loaded shard. A namespace sandbox gets
@@ -94,10 +125,12 @@ public final class Gateway: @unchecked Sendable {
         }
         let policy: Policy
         do {
-            policy = try Policy.profile(named: spec.policy)
+            policy = try configuration.policy(named: spec.policy)
         } catch {
-            throw GatewayError(.invalidArgument, "sandbox '\(spec.id)': \(error)")
+            throw GatewayError(.invalidArgument, "sandbox '\(spec.id)': \(error.message)")
         }
+        // A built-in profile spelled in another case finds no entry, as it has no names of its own.
+        let dnsPolicy = policyDNSPolicies[spec.policy] ?? baseDNSPolicy
         // Reserve the ID, an address block and a shard before touching the system.
         let (index, shard) = try state.withLock { s throws(GatewayError) -> (Int, Int) in
             guard s.records[spec.id] == nil else {
@@ -113,7 +146,7 @@ public final class Gateway: @unchecked Sendable {
             return (index, shard)
         }
         do {
-            let info = try build(spec, index: index, shard: shard, policy: policy)
+            let info = try build(spec, index: index, shard: shard, policy: policy, dnsPolicy: dnsPolicy)
             return info
         } catch {
             state.withLock { s in
@@ -141,7 +174,9 @@ public final class Gateway: @unchecked Sendable {
         var warning: String?
     }
 
-    private func build(_ spec: SandboxSpec, index: Int, shard: Int, policy: Policy) throws(GatewayError) -> SandboxInfo {
+    private func build(
+        _ spec: SandboxSpec, index: Int, shard: Int, policy: Policy, dnsPolicy: DNSPolicy
+    ) throws(GatewayError) -> SandboxInfo {
         let a = configuration.addresses.assignment(index: index)
         let link: OpenedLink
         switch spec.mode {
@@ -155,7 +190,8 @@ public final class Gateway: @unchecked Sendable {
                 warning: warning)
         }
         do {
-            return try startStack(spec, link: link, index: index, shard: shard, policy: policy, assignment: a)
+            return try startStack(
+                spec, link: link, index: index, shard: shard, policy: policy, dnsPolicy: dnsPolicy, assignment: a)
         } catch {
             link.vmLink?.remove()
             throw error
@@ -201,7 +237,7 @@ public final class Gateway: @unchecked Sendable {
     }
 
     private func startStack(
-        _ spec: SandboxSpec, link: OpenedLink, index: Int, shard: Int, policy: Policy,
+        _ spec: SandboxSpec, link: OpenedLink, index: Int, shard: Int, policy: Policy, dnsPolicy: DNSPolicy,
         assignment a: AddressPlan.Assignment
     ) throws(GatewayError) -> SandboxInfo {
         let tap = link.tap

@@ -43,11 +43,13 @@ import Wire
             '9.9.9.9:53',
         ]
         local-names = ["host.gateway.internal", "h\\u00e9te.internal"]
+        denied-names = ["ads.example", "Tracker.Example.", "_dmarc.example", "."]
 
         [policies.ci]
         extends = "host-only"
         rules = ["allow egress tcp 203.0.113.0/24 ports 443", "deny egress udp any"]
         default = "deny"
+        denied-names = ["builds.internal"]
         """
 
     @Test func fullFileSetsEverything() throws {
@@ -84,6 +86,11 @@ import Wire
         #expect(g.shards == 3 && g.pinShards == false && g.defaultPolicy == "ci")
         #expect(g.busyPoll == .microseconds(20))
         #expect(c.dnsConfiguration.upstreams.count == 3)
+        // Denied names, global and the policy's, and both handed to the gateway.
+        #expect(ci.deniedNames == ["builds.internal"])
+        #expect(c.dnsDeniedNames == ["ads.example", "Tracker.Example.", "_dmarc.example", "."])
+        #expect(g.policies == c.policies && g.deniedNames == c.dnsDeniedNames)
+        #expect(try g.policy(named: "ci") == ci)
     }
 
     @Test func emptyFileKeepsDefaults() throws {
@@ -130,6 +137,28 @@ import Wire
             text: "[policies.x]\nrules = [\"allow egress tcp any ports 99999\"]\n", line: 2, key: "policies.x.rules",
             says: "rule 1"),
         Mistake(text: "[policies.open]\nrules = []\n", line: 1, key: "policies.open", says: "built-in profile"),
+        Mistake(text: "[policies.Public]\nrules = []\n", line: 1, key: "policies.Public", says: "built-in profile"),
+        Mistake(
+            text: "[dns]\nupstreams = []\ndenied-names = [\"ok.test\", \"ads example.com\"]\n", line: 3,
+            key: "dns.denied-names", says: "'ads example.com' is not a DNS name"),
+        Mistake(text: "[dns]\ndenied-names = [\"a..b\"]\n", line: 2, key: "dns.denied-names", says: "not a DNS name"),
+        Mistake(text: "[dns]\ndenied-names = [\"\"]\n", line: 2, key: "dns.denied-names", says: "not a DNS name"),
+        Mistake(text: "[dns]\ndenied-names = [\".x\"]\n", line: 2, key: "dns.denied-names", says: "not a DNS name"),
+        Mistake(
+            text: "[dns]\ndenied-names = [\"\(String(repeating: "a", count: 64)).test\"]\n", line: 2,
+            key: "dns.denied-names", says: "not a DNS name"),
+        Mistake(
+            text: "[dns]\ndenied-names = [\"\(Array(repeating: "abcdefg", count: 32).joined(separator: "."))\"]\n",
+            line: 2, key: "dns.denied-names", says: "not a DNS name"),
+        Mistake(text: "[dns]\ndenied-names = [\"h\u{e9}te.test\"]\n", line: 2, key: "dns.denied-names", says: "xn--"),
+        Mistake(text: "[dns]\ndenied-names = \"ads.test\"\n", line: 2, key: "dns.denied-names", says: "an array of strings"),
+        Mistake(text: "[dns]\ndenied-name = []\n", line: 2, key: "dns.denied-name", says: "did you mean 'denied-names'?"),
+        Mistake(
+            text: "[policies.ci]\nrules = []\n\ndenied-names = [\"ok.test\", \"bad/name\"]\n", line: 4,
+            key: "policies.ci.denied-names", says: "'bad/name' is not a DNS name"),
+        Mistake(
+            text: "[policies.ci]\ndenied-names = [1]\n", line: 2, key: "policies.ci.denied-names",
+            says: "found an integer in it"),
         Mistake(text: "egress-policy = \"strict\"\n", line: 1, key: "egress-policy", says: "unknown policy 'strict'"),
         Mistake(text: "log-format = \"xml\"\n", line: 1, key: "log-format", says: "not one of human, json"),
         Mistake(text: "metrics-address = \"9464\"\n", line: 1, key: "metrics-address", says: "not HOST:PORT"),

@@ -1,5 +1,5 @@
-// A sandbox's traffic policy: ordered rules, first match wins, then a default; the named
-// profiles operators start from; and reading a policy from lines of rule text.
+// A sandbox's traffic policy: ordered rules, first match wins, then a default, and the DNS names
+// it may not resolve; the named profiles operators start from; reading rules from lines of text.
 import Wire
 
 /// Ordered rules and a default action. Evaluated once per new flow (not per packet), on the
@@ -7,10 +7,15 @@ import Wire
 public struct Policy: Hashable, Sendable, CustomStringConvertible {
     public var rules: [PolicyRule]
     public var defaultAction: PolicyAction
+    /// Names (and their subdomains) the gateway's DNS answers with NXDOMAIN for sandboxes under
+    /// this policy, on top of `GatewayConfiguration.deniedNames` (see `DNSPolicy`). Names, not
+    /// addresses: a guest that knows an address still reaches it if the rules allow it.
+    public var deniedNames: [String]
 
-    public init(rules: [PolicyRule] = [], default defaultAction: PolicyAction) {
+    public init(rules: [PolicyRule] = [], default defaultAction: PolicyAction, deniedNames: [String] = []) {
         self.rules = rules
         self.defaultAction = defaultAction
+        self.deniedNames = deniedNames
     }
 
     /// Reads one rule per line (see `PolicyRule(parsing:)`); blank lines and `#` comments are

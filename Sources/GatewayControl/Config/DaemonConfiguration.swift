@@ -1,5 +1,6 @@
 // Everything gatewayd can be told, from its TOML config file and then its flags: paths, shards,
-// logging, address pools, published-port range, limits, DNS upstreams and named policies.
+// logging, address pools, published-port range, limits, DNS upstreams and denied names, and named
+// policies.
 import Foundation
 import Gateway
 import Link
@@ -73,6 +74,9 @@ public struct DaemonConfiguration: Sendable {
     /// DNS resolvers to forward to; empty means the host's (resolv.conf).
     public var dnsUpstreams: [HostPort] = []
     public var dnsLocalNames = ["host.gateway.internal"]
+    /// Names (and their subdomains) every sandbox's DNS answers with NXDOMAIN; a policy's own
+    /// `denied-names` add to these.
+    public var dnsDeniedNames: [String] = []
     /// Policies defined in the file, by name, in addition to the built-in profiles.
     public var policies: [String: Policy] = [:]
     /// Remove devices with the gateway's role prefixes left in the host namespace by a crash.
@@ -106,6 +110,8 @@ public struct DaemonConfiguration: Sendable {
         c.busyPoll = .microseconds(busyPollMicroseconds)
         c.addresses = addresses
         c.defaultPolicy = egressPolicy
+        c.policies = policies
+        c.deniedNames = dnsDeniedNames
         c.limits = limits
         c.dns = dnsConfiguration
         c.hostDeviceTag = hostDeviceTag
@@ -318,23 +324,26 @@ public struct DaemonConfiguration: Sendable {
                 }
                 dnsUpstreams = list
             case "local-names": dnsLocalNames = try r.strings(e, key)
+            case "denied-names": dnsDeniedNames = try r.dnsNames(e, key)
             default:
-                throw r.unknown(e, key, known: ["upstreams", "local-names"])
+                throw r.unknown(e, key, known: ["upstreams", "local-names", "denied-names"])
             }
         }
     }
 
     /// `[policies.NAME]` tables: `rules` (policy rule text, first match wins), then the rules of
-    /// the profile named by `extends`, then `default`.
+    /// the profile named by `extends`, then `default`; `denied-names` for its sandboxes' DNS.
     private mutating func applyPolicies(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
         for p in t.entries {
             let name = p.key
-            guard !Policy.profileNames.contains(name) else {
+            // Profiles are found in any case, so "Public" beside "public" would only confuse.
+            guard !Policy.profileNames.contains(name.lowercased()) else {
                 throw r.error(p, "policies." + name, "'\(name)' is a built-in profile: give your policy another name")
             }
             var rules: [PolicyRule] = []
             var base: Policy?
             var defaultAction: PolicyAction?
+            var deniedNames: [String] = []
             for e in try r.table(p, "policies." + name).entries {
                 let key = "policies.\(name).\(e.key)"
                 switch e.key {
@@ -353,12 +362,14 @@ public struct DaemonConfiguration: Sendable {
                     defaultAction = try r.choice(e, key, PolicyAction.allCases.map(\.rawValue)).flatMap {
                         PolicyAction(rawValue: $0)
                     }
+                case "denied-names": deniedNames = try r.dnsNames(e, key)
                 default:
-                    throw r.unknown(e, key, known: ["rules", "extends", "default"])
+                    throw r.unknown(e, key, known: ["rules", "extends", "default", "denied-names"])
                 }
             }
             policies[name] = Policy(
-                rules: rules + (base?.rules ?? []), default: defaultAction ?? base?.defaultAction ?? .deny)
+                rules: rules + (base?.rules ?? []), default: defaultAction ?? base?.defaultAction ?? .deny,
+                deniedNames: deniedNames)
         }
     }
 
@@ -428,6 +439,35 @@ struct ConfigReader {
             out.append(s)
         }
         return out
+    }
+
+    /// Domain names as an operator writes them: dot-separated labels of ASCII letters, digits,
+    /// `-` and `_` (RFC 1035 §2.3.1, with the underscore of service names), each 1-63 bytes
+    /// (§2.3.4), at most 253 characters, one trailing dot allowed; "." alone means every name.
+    func dnsNames(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> [String] {
+        let names = try strings(e, key)
+        for name in names where !Self.isDNSName(name) {
+            throw error(
+                e, key,
+                "'\(name)' is not a DNS name: write labels of letters, digits, '-' and '_' joined by dots, "
+                    + "e.g. ads.example.com (an internationalised name in its xn-- form)")
+        }
+        return names
+    }
+
+    static func isDNSName(_ name: String) -> Bool {
+        if name == "." { return true }
+        var text = Substring(name)
+        if text.hasSuffix(".") { text = text.dropLast() }
+        guard !text.isEmpty, text.utf8.count <= 253 else { return false }
+        for label in text.split(separator: ".", omittingEmptySubsequences: false) {
+            guard (1...63).contains(label.utf8.count) else { return false }
+            let ok = label.utf8.allSatisfy { b in
+                (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x5F
+            }
+            guard ok else { return false }
+        }
+        return true
     }
 
     func table(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> TOMLDocument.Table {
