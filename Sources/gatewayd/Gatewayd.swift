@@ -91,7 +91,7 @@ struct Gatewayd: ParsableCommand {
             c.shards = shards
         }
         if let egressPolicy {
-            let known = ["host-only", "public", "open"] + c.policies.keys.sorted()
+            let known = c.gatewayConfiguration.policyNames
             guard known.contains(egressPolicy) else {
                 throw flagError(
                     "--egress-policy", "unknown policy '\(egressPolicy)': use one of \(known.joined(separator: ", "))")

@@ -85,6 +85,7 @@ import Wire
         let g = c.gatewayConfiguration
         #expect(g.shards == 3 && g.pinShards == false && g.defaultPolicy == "ci")
         #expect(g.busyPoll == .microseconds(20))
+        #expect(g.publishing.defaultHostIP == IPAddress("::1"))
         #expect(c.dnsConfiguration.upstreams.count == 3)
         // Denied names, global and the policy's, and both handed to the gateway.
         #expect(ci.deniedNames == ["builds.internal"])

@@ -53,8 +53,9 @@ struct PublishSpecTests {
     }
 
     @Test func defaultHostAddressIsLoopback() throws {
-        #expect(try PublishSpec(parsing: "80").resolvedHostIP == .v4(.loopback))
-        #expect(try PublishSpec(parsing: "[::1]::80").resolvedHostIP == .v6(.loopback))
+        #expect(try PublishSpec(parsing: "80").hostIP == nil)
+        #expect(PublishingConfiguration().defaultHostIP == .v4(.loopback))
+        #expect(try PublishSpec(parsing: "[::1]::80").hostIP == .v6(.loopback))
     }
 
     @Test(arguments: [

@@ -472,6 +472,18 @@ struct PublishedPortTests {
         #expect(fx.gateway.routes().filter { $0.sandbox == info.id }.count == 4)
     }
 
+    @Test func specsWithoutAHostAddressBindTheConfiguredDefault() throws {
+        let fx = try PublishedPortFixture { $0.publishing.defaultHostIP = .v6(.loopback) }
+        defer { fx.tearDown() }
+        let (info, _) = try fx.attach()
+        let route = try fx.gateway.publish(sandboxID: info.id, spec: "80")
+        #expect(route.hostIP == "::1")
+        #expect(try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::81").hostIP == "127.0.0.1")
+        // The listener really is on ::1 (connecting there does not fail).
+        _ = try fx.python(
+            "import socket; s = socket.create_connection(('::1', \(route.hostPort)), timeout=5); s.close()")
+    }
+
     @Test func conflictsNameWhoHoldsThePort() throws {
         let fx = try PublishedPortFixture()
         defer { fx.tearDown() }

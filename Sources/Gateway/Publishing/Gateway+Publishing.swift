@@ -19,7 +19,7 @@ extension Gateway {
         guard spec.guestPort != 0 else {
             throw GatewayError(.invalidArgument, "publish spec '\(spec)': the guest port must be 1-65535")
         }
-        let address = spec.resolvedHostIP
+        let address = spec.hostIP ?? configuration.publishing.defaultHostIP
         let proto = spec.protocol
         let (port, socket) = try publishing.allocator.reserve(
             address: address, protocol: proto, port: spec.hostPort, owner: sandboxID

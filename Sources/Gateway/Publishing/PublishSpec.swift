@@ -3,7 +3,8 @@
 import Wire
 
 public struct PublishSpec: Sendable, Hashable, CustomStringConvertible {
-    /// The host address to listen on; nil means `defaultHostIP`.
+    /// The host address to listen on; nil means the gateway's default (`[ports] bind`, else
+    /// `defaultHostIP`).
     public var hostIP: IPAddress?
     /// The host port; nil or 0 means "pick one" (from the allocator's range).
     public var hostPort: UInt16?
@@ -125,9 +126,6 @@ public struct PublishSpec: Sendable, Hashable, CustomStringConvertible {
         }
         return s + "\(guestPort)/\(`protocol`)"
     }
-
-    /// The host address this spec listens on.
-    public var resolvedHostIP: IPAddress { hostIP ?? Self.defaultHostIP }
 
     /// True when `binding` (a published port leading to `guestPort`) is what this spec names:
     /// the protocol and guest port agree, and so do the host address and port where given.

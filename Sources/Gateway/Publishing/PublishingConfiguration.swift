@@ -1,5 +1,6 @@
 // Settings of published ports: where automatic host ports come from, the per-sandbox limits of
 // inbound traffic, and the ingress policy hook.
+import Wire
 
 /// Decides whether a client may reach a sandbox's published port; called once per accepted TCP
 /// connection and once per new UDP peer, on the sandbox's shard. A denied TCP client is reset.
@@ -8,6 +9,8 @@ public typealias IngressHook = @Sendable (_ peer: IPEndpoint, _ guestPort: UInt1
 public struct PublishingConfiguration: Sendable {
     /// Automatic host ports; nil reads the kernel's ephemeral range and reserved ports.
     public var autoPorts: AutoPortRange?
+    /// The host address a port binds when its spec names none.
+    public var defaultHostIP = PublishSpec.defaultHostIP
     public var limits = IngressLimits()
     /// The ingress policy every sandbox starts with: allow everything.
     public var ingressAllowed: IngressHook = { _, _, _ in true }

@@ -116,6 +116,7 @@ public struct DaemonConfiguration: Sendable {
         c.dns = dnsConfiguration
         c.hostDeviceTag = hostDeviceTag
         c.publishing.limits.maxInboundConnections = maxInboundConnections
+        if let bind = IPAddress(publishBindAddress) { c.publishing.defaultHostIP = bind }
         if let low = UInt16(exactly: publishedPortRange.lowerBound), let high = UInt16(exactly: publishedPortRange.upperBound) {
             c.publishing.autoPorts = AutoPortRange(ports: low...high)
         }
