@@ -25,6 +25,7 @@ final class FakeResolver: @unchecked Sendable {
     }
 
     let behavior: Behavior
+    let tcpBehavior: Behavior
     let port: UInt16
     private let fd: Int32
     private let decoyFD: Int32
@@ -45,8 +46,10 @@ final class FakeResolver: @unchecked Sendable {
     /// - Parameters:
     ///   - ipv6: listen on ::1 instead of 127.0.0.1.
     ///   - tcp: also answer over TCP on the same port.
-    init(_ behavior: Behavior, ipv6: Bool = false, tcp: Bool = false) throws {
+    ///   - tcpBehavior: how to answer over TCP, when not as over UDP.
+    init(_ behavior: Behavior, ipv6: Bool = false, tcp: Bool = false, tcpBehavior: Behavior? = nil) throws {
         self.behavior = behavior
+        self.tcpBehavior = tcpBehavior ?? behavior
         address = ipv6 ? .v6(.loopback) : .v4(.loopback)
         var fd: Int32 = -1
         var listener: Int32? = nil
@@ -234,7 +237,7 @@ final class FakeResolver: @unchecked Sendable {
             guard length > 0, let query = readExactly(c, length) else { return }
             tcpLog.withLock { $0.append(query) }
             let n: Int
-            switch behavior {
+            switch tcpBehavior {
             case .silent:
                 continue
             case .table(let table), .decoysThenTable(let table):
