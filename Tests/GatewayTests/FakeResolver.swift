@@ -241,7 +241,7 @@ final class FakeResolver: @unchecked Sendable {
             case .silent:
                 continue
             case .table(let table), .decoysThenTable(let table):
-                n = answer(query, table: table, into: &out)
+                n = answer(query, table: table, tcp: true, into: &out)
             case .huge(let count), .large(let count):
                 n = FakeResolver.build(query, into: &out) { builder in
                     for i in 0..<count { builder.appendA(FakeResolver.largeAddress(i), ttl: 30) }
@@ -255,10 +255,14 @@ final class FakeResolver: @unchecked Sendable {
         }
     }
 
-    private func answer(_ query: [UInt8], table: [String: [IPv4Address]], into out: inout [UInt8]) -> Int {
-        let name = query.withUnsafeBytes { (try? DNSMessage.parse($0))?.question?.name.text.lowercased() } ?? ""
+    /// The table's answer; over UDP (`tcp` false) cut to the query's size limit with TC set.
+    private func answer(_ query: [UInt8], table: [String: [IPv4Address]], tcp: Bool = false, into out: inout [UInt8]) -> Int {
+        let message = query.withUnsafeBytes { b in
+            (try? DNSMessage.parse(b)).map { ($0.question?.name.text.lowercased() ?? "", $0.edns?.effectivePayloadSize ?? 512) }
+        }
+        let (name, udpLimit) = message ?? ("", 512)
         guard let addresses = table[name] else { return FakeResolver.build(query, code: .nameError, into: &out) { _ in } }
-        return FakeResolver.build(query, into: &out) { builder in
+        return FakeResolver.build(query, limit: tcp ? 65535 : udpLimit, into: &out) { builder in
             for a in addresses { builder.appendA(a, ttl: 300) }
         }
     }

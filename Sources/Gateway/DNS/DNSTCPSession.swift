@@ -30,6 +30,9 @@ final class DNSTCPSession {
     /// True while this session calls the DNS hook: an answer given at once must not drive the
     /// stack's events from inside their own delivery.
     private var inHook = false
+    /// The guest sent FIN: what is already received is all there will be. (The stack's
+    /// `tcpIsReadClosed` only turns true once those bytes are consumed.)
+    private var peerFinished = false
     private var lastActivity = monotonicNanoseconds()
     private var idleTimer: EventLoop.TimerID?
 
@@ -58,6 +61,7 @@ final class DNSTCPSession {
             finish()
             return
         }
+        if ev.contains(.peerClosed) { peerFinished = true }
         // Room in the send buffer may also let reading resume (see `mayRead`).
         flush()
         readQueries()
@@ -116,8 +120,8 @@ final class DNSTCPSession {
                 return stopReading(now: now)
             }
         }
-        if phase == .open && stack.tcpIsReadClosed(id) {
-            // Guest FIN: a partial message left behind can never complete.
+        if phase == .open && mayRead && (peerFinished || stack.tcpIsReadClosed(id)) {
+            // Guest FIN and every whole message taken: a partial one left behind never completes.
             stopReading(now: now)
         }
     }
