@@ -109,6 +109,14 @@ elif mode == "idle":
     print(describe(answer(s)))
     start = time.monotonic()
     print(ending(s), "after %.2f" % (time.monotonic() - start))
+elif mode == "reset":
+    # reset SERVER NAME: ask, then abort the connection (RST) before the answer can come.
+    s = socket.create_connection((server, 53), timeout=5)
+    s.sendall(framed(query(1, sys.argv[3])))
+    time.sleep(0.1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    print("reset")
 elif mode == "many":
     # many SERVER N: N connections at once; how each fares.
     held = []
@@ -244,6 +252,27 @@ struct GatewayDNSTCPTests {
         #expect(parts.first == "eof", "\(out)")
         let elapsed = Double(parts.last ?? "") ?? -1
         #expect(elapsed >= 0.8 && elapsed < 4, "\(out)")
+    }
+
+    /// A guest that resets its connection while its query is upstream: the late answer finds
+    /// no connection and is dropped, and the gateway goes on serving.
+    @Test func answerAfterGuestResetIsDropped() throws {
+        let silent = try FakeResolver(.silent)
+        defer { silent.stop() }
+        let fx = try GatewayFixture { cfg in
+            cfg.dns = DNSConfiguration(upstreams: [silent.upstream], attemptTimeout: .milliseconds(300))
+            cfg.limits.maxDNSTCPSessions = 1
+        }
+        defer { fx.tearDown() }
+        let (info, ns) = try fx.attach()
+        let gw = info.gatewayIPv4
+        #expect(try client(fx, ns, "reset \(gw) slow.test") == ["reset"])
+        #expect(eventually { !silent.queries.isEmpty })
+        // The SERVFAIL for it is made after 300 ms, with the connection long gone.
+        usleep(600_000)
+        // The one session slot is free again, and a query over TCP still gets its SERVFAIL.
+        let out = try client(fx, ns, "ask \(gw) slow.test host.gateway.internal").sorted()
+        #expect(out.count == 2 && out[0].hasPrefix("id=1 rcode=2 tc=0 an=0") && out[1].hasPrefix("id=2 rcode=0 tc=0 an=1"), "\(out)")
     }
 
     /// Beyond the per-sandbox cap, new connections are reset; those open keep working.
