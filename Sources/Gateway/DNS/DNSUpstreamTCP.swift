@@ -97,10 +97,11 @@ final class DNSUpstreamTCP {
 
     private func write() {
         while written < outgoing.count {
+            // send(2) with MSG_NOSIGNAL: an upstream that already reset must not raise SIGPIPE.
             let n = outgoing.withUnsafeBytes { b in
-                HostSocket.write(fd, UnsafeRawBufferPointer(rebasing: b[written...]), UnsafeRawBufferPointer(start: nil, count: 0))
+                send(fd, b.baseAddress! + written, b.count - written, Int32(MSG_NOSIGNAL))
             }
-            if n == -Int(EAGAIN) { return }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             guard n > 0 else { return finish(nil) }
             written += n
         }
