@@ -113,8 +113,8 @@ final class DNSTCPSession {
             inHook = false
             stack.tcpConsume(id, 2 + length, now: now)
             if !accepted {
-                // The hook drops it and will never answer: nothing more on this stream can be
-                // trusted (RFC 7766 §6.2.1 leaves it to the server to close).
+                // The hook drops it (too short for a header, or a response) and will never
+                // answer: a peer sending such things is not speaking DNS, so stop listening.
                 inFlight -= 1
                 relay.dnsTCPProtocolError()
                 return stopReading(now: now)
@@ -143,8 +143,8 @@ final class DNSTCPSession {
         guard phase != .done else { return }
         inFlight -= 1
         lastActivity = monotonicNanoseconds()
-        // A query longer than 65535 bytes cannot be framed; the hook never makes one, but an
-        // answer that cannot be sent is dropped rather than corrupting the stream.
+        // An answer longer than 65535 bytes cannot be framed; the hook never makes one, but
+        // one that cannot be sent is dropped rather than corrupting the stream.
         if answer.count <= 65535 {
             pending.append(UInt8(truncatingIfNeeded: answer.count >> 8))
             pending.append(UInt8(truncatingIfNeeded: answer.count))
