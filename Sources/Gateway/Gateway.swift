@@ -253,7 +253,9 @@ public final class Gateway: @unchecked Sendable {
         let tapBox = UncheckedSendable(tap)
         let forwarder = forwarders[shard]
         let dnsContext = DNSQueryContext(gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy, client: UInt64(index))
-        let tcpResolver = configuration.dns.upstreams.first
+        let tcpDNSContext = DNSQueryContext(
+            gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy,
+            maxReplySize: DNSQueryContext.tcpReplySize, client: UInt64(index))
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> UncheckedSendable<Sandbox> in
             let stack = Stack(configuration: stackConfiguration)
             // The guest is known from the start (its MAC is read from the device, or is the one a
@@ -267,10 +269,9 @@ public final class Gateway: @unchecked Sendable {
                     protocol: PolicyProtocol(ipProtocol: proto) ?? .any, port: key.remotePort)
                 return decision.isAllowed ? .allow : .deny
             }
-            sandbox.egress.dns = { _, query, reply in
-                query.withUnsafeBytes { forwarder.value.handle(query: $0, context: dnsContext, reply: reply) }
+            sandbox.egress.dns = { _, overTCP, query, reply in
+                forwarder.value.handle(query: query, context: overTCP ? tcpDNSContext : dnsContext, reply: reply)
             }
-            sandbox.egress.dnsOverTCP = tcpResolver
             try sandbox.start()
             return UncheckedSendable(sandbox)
         }

@@ -24,7 +24,7 @@ final class ForwarderHarness: @unchecked Sendable {
         let done = DispatchSemaphore(value: 0)
         let f = forwarder
         loop.submit {
-            query.withUnsafeBytes { bytes in
+            _ = query.withUnsafeBytes { bytes in
                 f.handle(query: bytes, context: context) { reply in
                     inbox.append(reply)
                     done.signal()
@@ -39,7 +39,7 @@ final class ForwarderHarness: @unchecked Sendable {
     func send(_ query: [UInt8], _ context: DNSQueryContext = ForwarderHarness.context, replies: Inbox) {
         let f = forwarder
         try! loop.submitAndWait {
-            query.withUnsafeBytes { bytes in
+            _ = query.withUnsafeBytes { bytes in
                 f.handle(query: bytes, context: context) { reply in replies.append(reply) }
             }
         }

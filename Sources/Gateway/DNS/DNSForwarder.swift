@@ -1,5 +1,6 @@
 // A shard's DNS service for its sandboxes: answers the gateway's own names, refuses names the
-// sandbox's policy denies, and forwards the rest to the host's resolvers over UDP.
+// sandbox's policy denies, and forwards the rest to the host's resolvers over UDP (over TCP when
+// a UDP answer comes back truncated and the guest can take more).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,6 +53,11 @@ public final class DNSForwarder: @unchecked Sendable {
         public var unmatchedResponses = 0
         /// Upstream sends that failed at once (the next upstream is tried).
         public var sendFailures = 0
+        /// Truncated UDP answers asked again over TCP, because the guest could take more.
+        public var tcpRetries = 0
+        /// Of those, the ones that failed (no connection, timeout, closed early, wrong answer):
+        /// the guest got the truncated UDP answer instead.
+        public var tcpRetryFailures = 0
     }
 
     /// One guest query waiting for an upstream.
@@ -66,15 +72,21 @@ public final class DNSForwarder: @unchecked Sendable {
         /// We added the OPT record (the guest sent none but can take more than 512 bytes), so it
         /// comes out of the answer again.
         let addedOPT: Bool
+        /// The payload size the UDP query asks upstream for (512 without an OPT record).
+        let askedSize: Int
         let client: UInt64
         let reply: ([UInt8]) -> Void
         var upstream = 0
         var id: UInt16 = 0
         var timer: EventLoop.TimerID?
+        /// The exchange over TCP that follows a truncated UDP answer, while it runs.
+        var tcp: DNSUpstreamTCP?
+        /// That truncated UDP answer, for the guest if the TCP exchange fails.
+        var truncatedAnswer: [UInt8] = []
 
         init(
             guestQuery: [UInt8], upstreamQuery: [UInt8], guestID: UInt16, limit: Int, guestHasEDNS: Bool,
-            addedOPT: Bool, client: UInt64, reply: @escaping ([UInt8]) -> Void
+            addedOPT: Bool, askedSize: Int, client: UInt64, reply: @escaping ([UInt8]) -> Void
         ) {
             self.guestQuery = guestQuery
             self.upstreamQuery = upstreamQuery
@@ -82,6 +94,7 @@ public final class DNSForwarder: @unchecked Sendable {
             self.limit = limit
             self.guestHasEDNS = guestHasEDNS
             self.addedOPT = addedOPT
+            self.askedSize = askedSize
             self.client = client
             self.reply = reply
         }
@@ -122,14 +135,24 @@ public final class DNSForwarder: @unchecked Sendable {
     /// bytes, at most once, and may be called before `handle` returns; it is never called for
     /// input that is dropped (too short for a DNS header, or a response) or once the query is
     /// forgotten (`forget(client:)`, `close()`).
+    /// - Returns: false when the input was dropped and no reply will come (a TCP caller closes
+    ///   the connection then).
+    @discardableResult
     public func handle(
         query bytes: UnsafeRawBufferPointer, context: DNSQueryContext, reply: @escaping ([UInt8]) -> Void
-    ) {
+    ) -> Bool {
         counters.queries += 1
         guard !closed, let header = try? DNSHeader.parse(bytes), !header.isResponse else {
             counters.dropped += 1
-            return
+            return false
         }
+        handle(header, bytes, context: context, reply)
+        return true
+    }
+
+    private func handle(
+        _ header: DNSHeader, _ bytes: UnsafeRawBufferPointer, context: DNSQueryContext, _ reply: @escaping ([UInt8]) -> Void
+    ) {
         guard let query = try? DNSMessage.parse(bytes) else {
             // RFC 1035 §4.1.1: FORMERR; only the header can be trusted, so only it comes back.
             counters.formatErrors += 1
@@ -171,6 +194,8 @@ public final class DNSForwarder: @unchecked Sendable {
     public func forget(client: UInt64) {
         for (id, entry) in outstanding where entry.client == client {
             if let timer = entry.timer { loop.cancel(timer) }
+            entry.tcp?.cancel()
+            entry.tcp = nil
             outstanding[id] = nil
         }
         perClient[client] = nil
@@ -182,6 +207,8 @@ public final class DNSForwarder: @unchecked Sendable {
         closed = true
         for entry in outstanding.values {
             if let timer = entry.timer { loop.cancel(timer) }
+            entry.tcp?.cancel()
+            entry.tcp = nil
         }
         outstanding.removeAll()
         perClient.removeAll()
@@ -245,12 +272,14 @@ public final class DNSForwarder: @unchecked Sendable {
         let guestQuery = Array(UnsafeRawBufferPointer(rebasing: query.bytes[..<query.endOffset]))
         var upstreamQuery = guestQuery
         var addedOPT = false
+        var askedSize = 512
         // Ask upstream for what the guest can take, no more (the guest's UDP limit) and no less
         // (a TCP guest that advertised 512 or nothing).
         let wanted = UInt16(max(min(limit, Int(configuration.upstreamPayloadSize)), 512))
         if let opt = DNSForwarder.optRecord(in: query) {
             upstreamQuery[opt.classOffset] = UInt8(wanted >> 8)
             upstreamQuery[opt.classOffset + 1] = UInt8(wanted & 0xFF)
+            askedSize = Int(wanted)
         } else if limit > 512 && query.header.additionalCount < UInt16.max {
             // Root owner, TYPE OPT, CLASS = payload size, TTL 0, no RDATA (RFC 6891 §6.1.2).
             upstreamQuery += [0, 0, 41, UInt8(wanted >> 8), UInt8(wanted & 0xFF), 0, 0, 0, 0, 0, 0]
@@ -258,10 +287,12 @@ public final class DNSForwarder: @unchecked Sendable {
             upstreamQuery[10] = UInt8(count >> 8)
             upstreamQuery[11] = UInt8(count & 0xFF)
             addedOPT = true
+            askedSize = Int(wanted)
         }
         let entry = Outstanding(
             guestQuery: guestQuery, upstreamQuery: upstreamQuery, guestID: query.header.id, limit: limit,
-            guestHasEDNS: query.edns != nil, addedOPT: addedOPT, client: context.client, reply: reply
+            guestHasEDNS: query.edns != nil, addedOPT: addedOPT, askedSize: askedSize, client: context.client,
+            reply: reply
         )
         guard !configuration.upstreams.isEmpty else { return replyServerFailure(entry) }
         guard outstanding.count < configuration.maxOutstanding,
@@ -319,8 +350,12 @@ public final class DNSForwarder: @unchecked Sendable {
     private func attemptTimedOut(_ entry: Outstanding, id: UInt16) {
         guard outstanding[id] === entry else { return }
         counters.upstreamTimeouts += 1
-        outstanding[id] = nil
         entry.timer = nil
+        if let tcp = entry.tcp {
+            tcp.cancel()
+            return tcpRetryFailed(entry)
+        }
+        outstanding[id] = nil
         attempt(entry, from: entry.upstream + 1)
     }
 
@@ -366,7 +401,7 @@ public final class DNSForwarder: @unchecked Sendable {
 
     private func handleResponse(count n: Int, from address: IPAddress, port: UInt16) {
         let bytes = UnsafeRawBufferPointer(rebasing: receiveBuffer[..<n])
-        guard n >= DNSHeader.length, let entry = outstanding[bytes.be16(0)],
+        guard n >= DNSHeader.length, let entry = outstanding[bytes.be16(0)], entry.tcp == nil,
               configuration.upstreams[entry.upstream].0 == address, configuration.upstreams[entry.upstream].1 == port,
               let response = try? DNSMessage.parse(bytes), response.header.isResponse,
               questionMatches(response, entry) else {
@@ -375,7 +410,17 @@ public final class DNSForwarder: @unchecked Sendable {
         }
         if let timer = entry.timer { loop.cancel(timer) }
         entry.timer = nil
+        // RFC 7766 §5: a truncated answer is asked again over TCP, when the guest can take more
+        // than we could ask for over UDP.
+        if response.header.truncated && entry.limit > entry.askedSize {
+            return retryOverTCP(entry, truncated: bytes)
+        }
         outstanding[entry.id] = nil
+        finish(response, in: receiveBuffer, entry)
+    }
+
+    /// Relays an answer that came from the entry's current upstream, or moves on to the next.
+    private func finish(_ response: DNSMessage, in buffer: UnsafeMutableRawBufferPointer, _ entry: Outstanding) {
         let code = response.responseCode
         // Another upstream may do better (what the resolver library does with these codes).
         if (code == .serverFailure || code == .refused) && entry.upstream + 1 < configuration.upstreams.count {
@@ -383,7 +428,62 @@ public final class DNSForwarder: @unchecked Sendable {
         }
         release(entry)
         counters.answered += 1
-        deliver(response, entry)
+        deliver(response, in: buffer, entry)
+    }
+
+    // MARK: - Retry over TCP
+
+    /// The same query (same ID, still reserved in `outstanding`) to the same upstream over TCP,
+    /// under a fresh attempt timeout.
+    private func retryOverTCP(_ entry: Outstanding, truncated: UnsafeRawBufferPointer) {
+        counters.tcpRetries += 1
+        entry.truncatedAnswer = Array(truncated)
+        let (address, port) = configuration.upstreams[entry.upstream]
+        let id = entry.id
+        entry.tcp = entry.upstreamQuery.withUnsafeBytes { query in
+            DNSUpstreamTCP(loop: loop, query: query, to: address, port: port) { [weak self, weak entry] answer in
+                guard let self, let entry, self.outstanding[id] === entry else { return }
+                self.tcpAnswered(entry, answer)
+            }
+        }
+        entry.timer = loop.schedule(at: monotonicNanoseconds() + timeout) { [weak self] in
+            self?.attemptTimedOut(entry, id: id)
+        }
+    }
+
+    private func tcpAnswered(_ entry: Outstanding, _ answer: [UInt8]?) {
+        entry.tcp = nil
+        if let timer = entry.timer { loop.cancel(timer) }
+        entry.timer = nil
+        guard let answer, answer.count >= DNSHeader.length, answer.count <= receiveBuffer.count else {
+            return tcpRetryFailed(entry)
+        }
+        answer.withUnsafeBytes { receiveBuffer.copyMemory(from: $0) }
+        let bytes = UnsafeRawBufferPointer(rebasing: receiveBuffer[..<answer.count])
+        guard bytes.be16(0) == entry.id, let response = try? DNSMessage.parse(bytes), response.header.isResponse,
+              questionMatches(response, entry) else {
+            counters.unmatchedResponses += 1
+            return tcpRetryFailed(entry)
+        }
+        outstanding[entry.id] = nil
+        finish(response, in: receiveBuffer, entry)
+    }
+
+    /// The TCP exchange failed: the guest gets the truncated UDP answer, TC set, with whatever
+    /// records it holds. It knows the answer is partial, and a truncated answer tells it more
+    /// than SERVFAIL would (the name exists, and what the upstream could fit).
+    private func tcpRetryFailed(_ entry: Outstanding) {
+        counters.tcpRetryFailures += 1
+        outstanding[entry.id] = nil
+        release(entry)
+        let answer = entry.truncatedAnswer
+        entry.truncatedAnswer = []
+        answer.withUnsafeBytes { receiveBuffer.copyMemory(from: $0) }
+        guard let response = try? DNSMessage.parse(UnsafeRawBufferPointer(rebasing: receiveBuffer[..<answer.count])) else {
+            return replyServerFailure(entry)
+        }
+        counters.answered += 1
+        deliver(response, in: receiveBuffer, entry)
     }
 
     /// The answer must be to the question we asked (RFC 5452 §9.1).
@@ -397,21 +497,21 @@ public final class DNSForwarder: @unchecked Sendable {
 
     /// Relays an upstream answer under the guest's ID: without the OPT record we added, and cut
     /// to header and question with TC when larger than the guest can take.
-    private func deliver(_ response: DNSMessage, _ entry: Outstanding) {
+    private func deliver(_ response: DNSMessage, in buffer: UnsafeMutableRawBufferPointer, _ entry: Outstanding) {
         var length = response.endOffset
         if entry.addedOPT, let opt = DNSForwarder.optRecord(in: response), opt.end == response.endOffset {
             length = opt.start
             let count = response.header.additionalCount - 1
-            receiveBuffer.setBE16(count, 10)
+            buffer.setBE16(count, 10)
             // Extended codes cannot be said without the OPT record (RFC 6891 §6.1.3).
             if let edns = response.edns, edns.extendedRcode != 0 {
-                let flags = UnsafeRawBufferPointer(receiveBuffer).be16(2)
-                receiveBuffer.setBE16(flags & 0xFFF0 | UInt16(DNSResponseCode.serverFailure.rawValue), 2)
+                let flags = UnsafeRawBufferPointer(buffer).be16(2)
+                buffer.setBE16(flags & 0xFFF0 | UInt16(DNSResponseCode.serverFailure.rawValue), 2)
             }
         }
         if length <= entry.limit {
-            receiveBuffer.setBE16(entry.guestID, 0)
-            entry.reply(Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[..<length])))
+            buffer.setBE16(entry.guestID, 0)
+            entry.reply(Array(UnsafeRawBufferPointer(rebasing: buffer[..<length])))
             return
         }
         counters.truncated += 1

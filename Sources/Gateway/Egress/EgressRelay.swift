@@ -24,6 +24,14 @@ public struct EgressLimits: Sendable {
     /// Echo requests beyond the gateway wait this long for a reply before the session is dropped.
     public var echoIdleTimeout: Duration = .seconds(30)
     public var maxEchoSessions = 64
+    /// DNS-over-TCP connections one sandbox may hold open at once; SYNs beyond are reset.
+    public var maxDNSTCPSessions = 64
+    /// Queries one DNS-over-TCP connection may have waiting for answers before the gateway
+    /// stops reading more from it (RFC 7766 §6.2.1.1 pipelining, bounded).
+    public var maxDNSTCPQueriesInFlight = 16
+    /// A DNS-over-TCP connection with no query in flight and no traffic for this long is closed
+    /// by the gateway (RFC 7766 §6.2.3 suggests seconds, not minutes).
+    public var dnsTCPIdleTimeout: Duration = .seconds(10)
     public init() {}
 }
 
@@ -44,6 +52,14 @@ public struct EgressCounters: Sendable {
     public var echoRequests = 0
     public var echoReplies = 0
     public var echoDenied = 0
+    /// DNS-over-TCP connections accepted, and those reset because the sandbox had too many.
+    public var dnsTCPSessions = 0
+    public var dnsTCPRefused = 0
+    /// Queries read from DNS-over-TCP connections.
+    public var dnsTCPQueries = 0
+    /// Connections the gateway closed: idle, or after a message it could not take.
+    public var dnsTCPIdleCloses = 0
+    public var dnsTCPProtocolErrors = 0
 }
 
 public final class EgressRelay {
@@ -55,13 +71,16 @@ public final class EgressRelay {
 
     /// Decides each new flow: (flow, protocol number) → verdict.
     public var policy: (FlowKey, UInt8) -> EgressVerdict = { _, _ in .allow }
-    /// Answers guest DNS over UDP (any destination, port 53); nil relays it like other UDP.
-    public var dns: ((FlowKey, [UInt8], @escaping ([UInt8]) -> Void) -> Void)?
-    /// Where guest DNS over TCP (port 53, any destination) goes: the first upstream resolver.
-    /// Such flows bypass the egress policy, as DNS over UDP does.
-    public var dnsOverTCP: (IPAddress, UInt16)?
+    /// Answers guest DNS to port 53 of any destination: the flow, whether the query came over
+    /// TCP, the query, and where its answer goes (called at most once, perhaps before the hook
+    /// returns). Returns false when the query is dropped and no answer will come. Over UDP nil
+    /// relays DNS like other UDP; over TCP nil relays it like other TCP, under the egress policy.
+    /// Both transports bypass the egress policy when set: the gateway answers them itself.
+    public var dns: ((FlowKey, _ overTCP: Bool, UnsafeRawBufferPointer, @escaping ([UInt8]) -> Void) -> Bool)?
 
     private var tcp: [TCPFlowID: TCPRelay] = [:]
+    /// Guest DNS-over-TCP connections, answered by `dns` (DNSTCPSession).
+    private var dnsTCP: [TCPFlowID: DNSTCPSession] = [:]
     private var udp: [FlowKey: UDPSession] = [:]
 
     /// Receive space shared by the sandbox's UDP and echo sessions: each reads and hands its
@@ -102,7 +121,11 @@ public final class EgressRelay {
         case .tcpConnectionRequest(let id, let key):
             openTCP(id, key)
         case .tcp(let id, let ev):
-            tcp[id]?.stackEvents(ev)
+            if let session = dnsTCP[id] {
+                session.stackEvents(ev)
+            } else {
+                tcp[id]?.stackEvents(ev)
+            }
         case .udp(let key, let payload):
             forwardUDP(key, payload)
         case .echoRequest(let source, let destination, let identifier, let sequence, let payload):
@@ -112,10 +135,16 @@ public final class EgressRelay {
 
     private func openTCP(_ id: TCPFlowID, _ key: FlowKey) {
         let now = monotonicNanoseconds()
-        if key.remotePort == 53, let (resolver, port) = dnsOverTCP, tcp.count < limits.maxTCPRelays {
-            let relay = TCPRelay(relay: self, id: id, key: key, destination: resolver, port: port)
-            tcp[id] = relay
-            relay.start()
+        if key.remotePort == 53, dns != nil {
+            guard dnsTCP.count < limits.maxDNSTCPSessions else {
+                counters.dnsTCPRefused += 1
+                stack.tcpRefuse(id, now: now)
+                return
+            }
+            let session = DNSTCPSession(relay: self, id: id, key: key)
+            dnsTCP[id] = session
+            counters.dnsTCPSessions += 1
+            session.start()
             return
         }
         guard case .allow = policy(key, IPProtocol.tcp), tcp.count < limits.maxTCPRelays else {
@@ -151,9 +180,11 @@ public final class EgressRelay {
     private func forwardUDP(_ key: FlowKey, _ payload: [UInt8]) {
         if key.remotePort == 53, let dns {
             let d = driver
-            dns(key, payload) { reply in
-                reply.withUnsafeBytes { d.stack.sendUDP(key, payload: $0, now: monotonicNanoseconds()) }
-                d.afterWork()
+            _ = payload.withUnsafeBytes { query in
+                dns(key, false, query) { reply in
+                    reply.withUnsafeBytes { d.stack.sendUDP(key, payload: $0, now: monotonicNanoseconds()) }
+                    d.afterWork()
+                }
             }
             return
         }
@@ -176,6 +207,27 @@ public final class EgressRelay {
         counters.udpSessions += 1
         s.send(payload)
     }
+
+    // MARK: - DNS over TCP
+
+    /// Hands one query from a DNS-over-TCP session to the hook.
+    func answerDNS(
+        _ key: FlowKey, overTCP: Bool, _ query: UnsafeRawBufferPointer, _ reply: @escaping ([UInt8]) -> Void
+    ) -> Bool {
+        dns?(key, overTCP, query, reply) ?? false
+    }
+
+    /// An answer for a DNS-over-TCP flow; dropped when the flow has gone (the guest reset it,
+    /// or the sandbox detached) since its query was asked.
+    func dnsTCPAnswered(_ id: TCPFlowID, _ answer: [UInt8]) {
+        dnsTCP[id]?.answered(answer)
+    }
+
+    func dnsTCPFinished(_ id: TCPFlowID) { dnsTCP[id] = nil }
+    func dnsTCPQuery() { counters.dnsTCPQueries += 1 }
+    func dnsTCPIdleClose() { counters.dnsTCPIdleCloses += 1 }
+    func dnsTCPProtocolError() { counters.dnsTCPProtocolErrors += 1 }
+    public var dnsTCPSessionCount: Int { dnsTCP.count }
 
     // MARK: - ICMP echo
 
@@ -216,6 +268,8 @@ public final class EgressRelay {
     public func closeAll() {
         for r in tcp.values { r.abortBoth() }
         tcp.removeAll()
+        for s in dnsTCP.values { s.abort() }
+        dnsTCP.removeAll()
         for s in udp.values { s.close() }
         udp.removeAll()
         for s in echo.values { s.close() }

@@ -1,0 +1,146 @@
+// One DNS exchange over TCP with an upstream resolver (RFC 1035 §4.2.2, RFC 7766): non-blocking
+// connect on the shard's loop, one length-prefixed query out, one length-prefixed answer in, close.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGatewayShims
+import Wire
+
+/// Used by the forwarder when a UDP answer came back truncated but the guest can take more. The
+/// caller owns the deadline (its attempt timer) and calls `cancel()` when it fires. Confined to
+/// the loop's thread.
+final class DNSUpstreamTCP {
+    private enum Phase {
+        case connecting
+        case writing
+        case reading
+        case done
+    }
+
+    private let loop: EventLoop
+    private var fd: Int32 = -1
+    private var phase = Phase.connecting
+    /// The length prefix and the query, as they go on the wire.
+    private let outgoing: [UInt8]
+    private var written = 0
+    /// The length prefix, then the answer; sized once the prefix is in.
+    private var incoming: [UInt8] = [0, 0]
+    private var received = 0
+    private var completion: (([UInt8]?) -> Void)?
+
+    /// Starts the exchange. `completion` gets the answer's bytes (without the prefix), or nil when
+    /// the upstream could not be reached, closed early or sent an empty message; it is called at
+    /// most once, on the loop thread, never from within `init` and never after `cancel()`.
+    init(loop: EventLoop, query: UnsafeRawBufferPointer, to address: IPAddress, port: UInt16,
+         completion: @escaping ([UInt8]?) -> Void) {
+        self.loop = loop
+        var out = [UInt8](repeating: 0, count: 2 + query.count)
+        out[0] = UInt8(truncatingIfNeeded: query.count >> 8)
+        out[1] = UInt8(truncatingIfNeeded: query.count)
+        for i in 0..<query.count { out[2 + i] = query[i] }
+        outgoing = out
+        self.completion = completion
+        let destination = HostSocket.Address(address, port: port)
+        // A query with our OPT record added may no longer fit the two-byte length.
+        let s = query.count <= 65535 ? HostSocket.make(family: destination.family, type: Int32(SOCK_STREAM.rawValue)) : -1
+        guard s >= 0 else {
+            failSoon()
+            return
+        }
+        fd = s
+        let rc = HostSocket.connect(fd, to: destination)
+        guard rc == 0 || rc == EINPROGRESS else {
+            failSoon()
+            return
+        }
+        do {
+            try loop.register(fd: fd, events: EPOLLOUT.rawValue) { [weak self] events in self?.socketEvent(events) }
+        } catch {
+            failSoon()
+        }
+    }
+
+    deinit { closeSocket() }
+
+    /// Stops the exchange without calling the completion.
+    func cancel() {
+        completion = nil
+        phase = .done
+        closeSocket()
+    }
+
+    /// Failing inside `init` would call back into a caller still setting up: report on the
+    /// loop's next turn instead.
+    private func failSoon() {
+        closeSocket()
+        phase = .done
+        _ = loop.schedule(at: 0) { [weak self] in self?.finish(nil) }
+    }
+
+    private func socketEvent(_ events: UInt32) {
+        // Finishing may drop the last reference to this object.
+        withExtendedLifetime(self) {
+            switch phase {
+            case .connecting:
+                guard HostSocket.pendingError(fd) == 0 else { return finish(nil) }
+                phase = .writing
+                write()
+            case .writing:
+                write()
+            case .reading:
+                read()
+            case .done:
+                return
+            }
+        }
+    }
+
+    private func write() {
+        while written < outgoing.count {
+            // send(2) with MSG_NOSIGNAL: an upstream that already reset must not raise SIGPIPE.
+            let n = outgoing.withUnsafeBytes { b in
+                send(fd, b.baseAddress! + written, b.count - written, Int32(MSG_NOSIGNAL))
+            }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            guard n > 0 else { return finish(nil) }
+            written += n
+        }
+        phase = .reading
+        loop.modify(fd: fd, events: EPOLLIN.rawValue)
+        read()
+    }
+
+    private func read() {
+        while true {
+            let n = incoming.withUnsafeMutableBytes { b in
+                HostSocket.read(fd, UnsafeMutableRawBufferPointer(rebasing: b[received...]), UnsafeMutableRawBufferPointer(start: nil, count: 0))
+            }
+            if n == -Int(EAGAIN) { return }
+            guard n > 0 else { return finish(nil) }
+            received += n
+            if received == 2 && incoming.count == 2 {
+                let length = Int(incoming[0]) << 8 | Int(incoming[1])
+                guard length > 0 else { return finish(nil) }
+                incoming += [UInt8](repeating: 0, count: length)
+            }
+            if received == incoming.count && incoming.count > 2 {
+                return finish(Array(incoming[2...]))
+            }
+        }
+    }
+
+    private func finish(_ answer: [UInt8]?) {
+        phase = .done
+        closeSocket()
+        let done = completion
+        completion = nil
+        done?(answer)
+    }
+
+    private func closeSocket() {
+        guard fd >= 0 else { return }
+        loop.unregister(fd: fd)
+        close(fd)
+        fd = -1
+    }
+}
