@@ -64,37 +64,51 @@ private final class Counter: Sendable {
         #expect(cancelled.count == 0)
     }
 
+    /// Registers `first` and `second`: a datagram on `first` makes the handler send one to
+    /// `feed` (the other end of `second`), so the second event is waiting when the loop next
+    /// looks, whatever the machine's load.
+    private func chain(_ loop: EventLoop, first: Int32, second: Int32, feed: Int32, _ count: Counter) throws {
+        loop.startThread()
+        try loop.submitAndWait {
+            try loop.register(fd: first, events: EPOLLIN.rawValue) { _ in
+                var b: UInt8 = 0
+                while read(first, &b, 1) == 1 { count.add() }
+                var one: UInt8 = 1
+                _ = write(feed, &one, 1)
+            }
+            try loop.register(fd: second, events: EPOLLIN.rawValue) { _ in
+                var b: UInt8 = 0
+                while read(second, &b, 1) == 1 { count.add() }
+            }
+        }
+    }
+
     @Test func pollingPicksUpFollowingIOWithoutSleepingThenSleeps() async throws {
-        // A wide window so the second datagram surely lands inside it on a loaded machine.
-        let loop = try EventLoop(name: "test-poll", busyPoll: .milliseconds(300))
+        let loop = try EventLoop(name: "test-poll", busyPoll: .milliseconds(200))
         let (a, b) = try socketPair()
-        defer { loop.stop(); close(a); close(b) }
+        let (c, d) = try socketPair()
+        defer { loop.stop(); for fd in [a, b, c, d] { close(fd) } }
         let count = Counter()
-        try watch(loop, a, count)
+        try chain(loop, first: a, second: c, feed: d, count)
         var one: UInt8 = 1
         #expect(write(b, &one, 1) == 1)
-        try await waitFor { count.count == 1 }
-        let sleepsAfterFirst = try loop.submitAndWait { loop.sleeps }
-        #expect(write(b, &one, 1) == 1)
         try await waitFor { count.count == 2 }
-        let (polled, sleepsAfterSecond) = try loop.submitAndWait { (loop.polledWakeups, loop.sleeps) }
-        #expect(polled == 1, "the second datagram came while the loop polled")
-        #expect(sleepsAfterSecond == sleepsAfterFirst, "the loop did not sleep in between")
+        let (polled, sleeps) = try loop.submitAndWait { (loop.polledWakeups, loop.sleeps) }
+        #expect(polled >= 1, "the second datagram was found while polling")
         // Quiet for longer than the window: the loop goes back to sleeping in epoll_wait.
-        try await waitFor { ((try? loop.submitAndWait { loop.sleeps }) ?? 0) > sleepsAfterSecond }
+        try await waitFor { ((try? loop.submitAndWait { loop.sleeps }) ?? 0) > sleeps }
     }
 
     @Test func noPollingWhenTurnedOff() async throws {
         let loop = try EventLoop(name: "test-nopoll")
         let (a, b) = try socketPair()
-        defer { loop.stop(); close(a); close(b) }
+        let (c, d) = try socketPair()
+        defer { loop.stop(); for fd in [a, b, c, d] { close(fd) } }
         let count = Counter()
-        try watch(loop, a, count)
+        try chain(loop, first: a, second: c, feed: d, count)
         var one: UInt8 = 1
-        for i in 1...3 {
-            #expect(write(b, &one, 1) == 1)
-            try await waitFor { count.count == i }
-        }
-        #expect(try loop.submitAndWait { loop.polledWakeups } == 0)
+        #expect(write(b, &one, 1) == 1)
+        try await waitFor { count.count == 2 }
+        #expect(try loop.submitAndWait { (loop.polledWakeups, loop.sleeps) } == (0, 0))
     }
 }

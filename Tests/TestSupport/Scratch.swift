@@ -48,6 +48,9 @@ public final class Scratch {
     private var namespaceNames: [String] = []
 
     public init() throws {
+        // A test writing to a child that died (a killed server's pipe) must see EPIPE and fail,
+        // not take the whole test process down with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
         tag = String((0..<5).map { _ in alphabet.randomElement()! })
         host = try NetlinkSocket()

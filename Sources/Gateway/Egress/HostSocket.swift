@@ -119,12 +119,19 @@ enum HostSocket {
         return n >= 0 ? n : -Int(errno)
     }
 
-    /// writev from up to two regions: bytes written or -errno.
+    /// Gathers up to two regions into one send: bytes written or -errno. sendmsg with
+    /// MSG_NOSIGNAL rather than writev: a peer that has reset must cost this flow an EPIPE, not
+    /// the whole process a SIGPIPE.
     static func write(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
         var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress), iov_len: a.count),
                    iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count))
         let n = withUnsafeMutablePointer(to: &iov) {
-            $0.withMemoryRebound(to: iovec.self, capacity: 2) { writev(fd, $0, b.count > 0 ? 2 : 1) }
+            $0.withMemoryRebound(to: iovec.self, capacity: 2) { vectors in
+                var message = msghdr()
+                message.msg_iov = vectors
+                message.msg_iovlen = b.count > 0 ? 2 : 1
+                return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+            }
         }
         return n >= 0 ? n : -Int(errno)
     }

@@ -88,9 +88,12 @@ public final class GatewayDaemon: Sendable {
     }
 
     /// Routes SIGTERM and SIGINT to `waitForTerminationSignal` instead of their default action
-    /// (exit without detaching). A handler, not a blocked mask: the runtime may already have
-    /// started threads that would not inherit a mask. Call first thing in main.
+    /// (exit without detaching), and ignores SIGPIPE: a write to a socket whose peer has gone is
+    /// that flow's error, never the end of every sandbox. A handler, not a blocked mask: the
+    /// runtime may already have started threads that would not inherit a mask. Call first thing
+    /// in main.
     public static func installTerminationHandlers() {
+        signal(SIGPIPE, SIG_IGN)
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
