@@ -2,9 +2,10 @@
 # The gateway benchmark: gatewayd's egress (guest → gateway address → host 127.0.0.1) beside pasta,
 # slirp4netns and a kernel veth, in one run: iperf3 throughput, 1-byte ping-pong latency, connection rate.
 # Usage: sudo Tools/bench-gateway.sh [--seconds N] [--repeat N] [--mtu N]... [--paths LIST] [--cpu N]
-#            [--guest-cpu N] [--round-trips N] [--connections N] [--no-iperf] [--busy-poll-us N]
+#            [--guest-cpu N] [--round-trips N] [--connections N] [--no-iperf] [--busy-poll-us N] [--pace-ms N]
 #            [--json FILE] [--skip-build]
 # --no-iperf: latency and connection rate only. --busy-poll-us: gatewayd's setting (default 50; 0 off).
+# --pace-ms N: the ping-pong sleeps N ms between round trips (sparse traffic; see CPU µs/RT).
 # --repeat N runs every measurement N times and keeps the best (for a machine shared with other work).
 # --paths: comma-separated subset of gatewayd,pasta,slirp4netns,veth (default all). Every server
 # listens on 127.0.0.1 or on an address of a veth made here; everything made here (processes,
@@ -21,6 +22,7 @@ ROUND_TRIPS=10000
 CONNECTIONS=2000
 CRR_SECONDS=10
 IPERF=1
+export PACE_MS=0
 
 while (($#)); do
     case "$1" in
@@ -36,7 +38,8 @@ while (($#)); do
         --skip-build) BUILD=0; shift ;;
         --no-iperf) IPERF=0; shift ;;
         --busy-poll-us) export GWD_BUSY_POLL_US=$2; shift 2 ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --pace-ms) PACE_MS=$2; shift 2 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -68,7 +71,7 @@ rr_once() {
     [[ -n $peer_pid ]] && before=$(cpu_ticks "$peer_pid") waited=$(run_wait_ns "$peer_pid")
     if [[ $kind == rr ]]; then
         run ip netns exec "$ns" taskset -c "$GUEST_CPU" python3 "$RR" rr --host "$addr" --port "$RR_PORT" \
-            --round-trips "$ROUND_TRIPS" >"$out.json"
+            --round-trips "$ROUND_TRIPS" --pace-ms "$PACE_MS" >"$out.json"
     else
         run ip netns exec "$ns" taskset -c "$GUEST_CPU" python3 "$RR" crr --host "$addr" --port "$CRR_PORT" \
             --connections "$CONNECTIONS" --max-seconds "$CRR_SECONDS" >"$out.json"
@@ -308,7 +311,9 @@ print()
 print("↑ guest→host, ↓ host→guest: iperf3's receiver figure. CPU: utime+stime of the whole network process")
 print("  (/proc/PID/stat) per 10^9 payload bytes, per round trip, per connection; busy = CPU time ÷ wall time;")
 print("  wait = time its threads sat runnable without a CPU (schedstat) ÷ wall time, or per round trip: other load.")
-print(f"RTT: 1-byte TCP ping-pong over one connection (TCP_NODELAY), median and 99th percentile; conn/s:")
+pace = float(os.environ.get("PACE_MS", "0"))
+print(f"RTT: 1-byte TCP ping-pong over one connection (TCP_NODELAY), median and 99th percentile"
+      + (f", {pace:g} ms apart (--pace-ms)" if pace else "") + "; conn/s:")
 print(f"  sequential connect, 1 byte each way, close. Both at MTU {rr_mtu}, python3 client in the guest, server")
 print("  on host 127.0.0.1 (veth: on the host end of the veth).")
 for r in rows:
@@ -363,7 +368,7 @@ if targets:
 if json_out:
     json.dump(dict(date=date, kernel=kernel, cpus=int(cpus), seconds=float(secs), repeat=repeat,
                    loop_cpu=int(loop_cpu), guest_cpu=int(guest_cpu), load_before=load0, load_after=load1,
-                   gatewayd_busy_poll_us=int(busy_poll),
+                   gatewayd_busy_poll_us=int(busy_poll), rr_pace_ms=pace,
                    rows=rows, targets=targets), open(json_out, "w"), indent=2)
     print(f"\nJSON: {json_out}")
 EOF

@@ -80,6 +80,8 @@ def rr(a):
         if c.recv(1) != b"x":
             sys.exit(f"rr: short read after {i} round trips")
         rtts[i] = clock() - t
+        if a.pace_ms:
+            time.sleep(a.pace_ms / 1e3)
     c.close()
     if a.dump:
         with open(a.dump, "w") as f:
@@ -128,6 +130,8 @@ def main():
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--round-trips", type=int, default=10000)
     r.add_argument("--warmup", type=int, default=500)
+    r.add_argument("--pace-ms", type=float, default=0,
+                   help="sleep this long between round trips (sparse traffic: what an idle-ish path costs)")
     r.add_argument("--dump", help="also write every round trip, in order, in ns, one a line, to this file")
     c = sub.add_parser("crr")
     c.add_argument("--host", required=True)
