@@ -45,6 +45,7 @@ final class Sandbox {
                 "unsupported": c.unsupported, "spoofed": c.spoofed, "outputDropped": c.outputDropped,
                 "tcpDenied": e.tcpDenied, "tcpConnectFailed": e.tcpConnectFailed, "udpDenied": e.udpDenied,
                 "udpSessionLimit": e.udpSessionLimitDrops, "deviceWriteFailed": driver.writeFailures,
+                "dnsTCPSessionLimit": e.dnsTCPRefused, "dnsTCPMalformed": e.dnsTCPProtocolErrors,
             ])
     }
 }
