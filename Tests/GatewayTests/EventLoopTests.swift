@@ -83,16 +83,24 @@ private final class Counter: Sendable {
         }
     }
 
-    @Test func pollingPicksUpFollowingIOWithoutSleepingThenSleeps() async throws {
-        let loop = try EventLoop(name: "test-poll", busyPoll: .milliseconds(200))
+    /// Runs `chain` on `loop` over two fresh socket pairs: sends the first datagram and waits
+    /// until both were handled. Returns the descriptors for the caller to close.
+    private func runChain(_ loop: EventLoop) async throws -> [Int32] {
         let (a, b) = try socketPair()
         let (c, d) = try socketPair()
-        defer { loop.stop(); for fd in [a, b, c, d] { close(fd) } }
         let count = Counter()
         try chain(loop, first: a, second: c, feed: d, count)
         var one: UInt8 = 1
         #expect(write(b, &one, 1) == 1)
         try await waitFor { count.count == 2 }
+        return [a, b, c, d]
+    }
+
+    @Test func pollingPicksUpFollowingIOWithoutSleepingThenSleeps() async throws {
+        let loop = try EventLoop(name: "test-poll", busyPoll: .milliseconds(200))
+        defer { loop.stop() }
+        let fds = try await runChain(loop)
+        defer { for fd in fds { close(fd) } }
         let (polled, sleeps) = try loop.submitAndWait { (loop.polledWakeups, loop.sleeps) }
         #expect(polled >= 1, "the second datagram was found while polling")
         // Quiet for longer than the window: the loop goes back to sleeping in epoll_wait.
@@ -101,14 +109,9 @@ private final class Counter: Sendable {
 
     @Test func noPollingWhenTurnedOff() async throws {
         let loop = try EventLoop(name: "test-nopoll")
-        let (a, b) = try socketPair()
-        let (c, d) = try socketPair()
-        defer { loop.stop(); for fd in [a, b, c, d] { close(fd) } }
-        let count = Counter()
-        try chain(loop, first: a, second: c, feed: d, count)
-        var one: UInt8 = 1
-        #expect(write(b, &one, 1) == 1)
-        try await waitFor { count.count == 2 }
+        defer { loop.stop() }
+        let fds = try await runChain(loop)
+        defer { for fd in fds { close(fd) } }
         #expect(try loop.submitAndWait { (loop.polledWakeups, loop.sleeps) } == (0, 0))
     }
 }
