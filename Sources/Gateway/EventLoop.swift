@@ -41,7 +41,9 @@ public final class EventLoop: @unchecked Sendable {
     /// blocks: an answer that comes back within it is picked up without a wake-up, which on a
     /// virtual CPU costs more than the work itself. 0 turns polling off.
     public let busyPollNanoseconds: UInt64
-    /// Wake-ups that found work while polling, and the times the loop went to sleep.
+    /// Passes that handled fd events; of those, the ones found while polling; and the times the
+    /// loop went to sleep (the last two only with polling on).
+    public private(set) var wakeups = 0
     public private(set) var polledWakeups = 0
     public private(set) var sleeps = 0
 
@@ -207,6 +209,7 @@ public final class EventLoop: @unchecked Sendable {
                     }
                 }
             }
+            if handled { wakeups += 1 }
             if handled && busyPollNanoseconds > 0 {
                 if polling { polledWakeups += 1 }
                 lastIO = monotonicNanoseconds()

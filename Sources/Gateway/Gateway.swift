@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import CGatewayShims
+import Dispatch
 import Link
 import NetStack
 import Synchronization
@@ -53,6 +54,13 @@ public struct GatewayConfiguration: Sendable {
     }
 }
 
+/// How a shard's loop has been spending its passes (see `Gateway.shardActivity`).
+public struct ShardActivity: Sendable, Hashable {
+    public var wakeups = 0
+    public var polledWakeups = 0
+    public var sleeps = 0
+}
+
 public final class Gateway: @unchecked Sendable {
     public let configuration: GatewayConfiguration
     let shards: [EventLoop]
@@ -83,6 +91,8 @@ public final class Gateway: @unchecked Sendable {
     }
 
     private let state: Mutex<State>
+    /// A trim of freed memory is scheduled (see `releaseFreedMemorySoon`).
+    private let trimPending = Mutex(false)
 
     public init(configuration: GatewayConfiguration = GatewayConfiguration()) throws(GatewayError) {
         self.configuration = configuration
@@ -313,9 +323,23 @@ public final class Gateway: @unchecked Sendable {
             s.usedIndexes.remove(record.index)
             s.shardLoad[record.shard] -= 1
         }
-        // The sandbox's buffers were freed in the shard threads' malloc arenas, which keep freed
-        // memory for reuse: without this, RSS stays at its high-water mark after sandboxes go.
-        gw_release_free_memory()
+        releaseFreedMemorySoon()
+    }
+
+    /// The sandboxes' buffers were freed in the shard threads' malloc arenas, which keep freed
+    /// memory for reuse: without trimming, RSS stays at its high-water mark after sandboxes go.
+    /// Trimming locks each arena while it walks it, so a burst of detaches shares one trim,
+    /// made off the control and shard threads a moment after the first of them.
+    private func releaseFreedMemorySoon() {
+        let first = trimPending.withLock { pending in
+            defer { pending = true }
+            return !pending
+        }
+        guard first else { return }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(100)) { [weak self] in
+            self?.trimPending.withLock { $0 = false }
+            gw_release_free_memory()
+        }
     }
 
     /// The shard and object of an attached sandbox, for the extensions that drive it.
@@ -336,10 +360,15 @@ public final class Gateway: @unchecked Sendable {
         return try shards[record.shard].submitAndWaitTyped { () throws(GatewayError) -> SandboxStats in box.value.stats() }
     }
 
-    /// Per shard: wake-ups whose I/O arrived while the shard polled (no sleep needed), and the
-    /// times it went to sleep in epoll_wait. Only counted when busy polling is on.
-    public func shardPolling() -> [(polledWakeups: Int, sleeps: Int)] {
-        shards.map { loop in (try? loop.submitAndWait { (loop.polledWakeups, loop.sleeps) }) ?? (0, 0) }
+    /// Per shard: passes of its loop that handled I/O; of those, the ones whose I/O arrived
+    /// while it polled (no sleep needed); and the times it went to sleep in epoll_wait (the last
+    /// two only with busy polling on).
+    public func shardActivity() -> [ShardActivity] {
+        shards.map { loop in
+            (try? loop.submitAndWait {
+                ShardActivity(wakeups: loop.wakeups, polledWakeups: loop.polledWakeups, sleeps: loop.sleeps)
+            }) ?? ShardActivity()
+        }
     }
 
     /// Detaches everything and stops the shards.

@@ -91,10 +91,10 @@ struct Gatewayd: ParsableCommand {
             c.shards = shards
         }
         if let egressPolicy {
-            let known = c.gatewayConfiguration.policyNames
-            guard known.contains(egressPolicy) else {
-                throw flagError(
-                    "--egress-policy", "unknown policy '\(egressPolicy)': use one of \(known.joined(separator: ", "))")
+            do {
+                _ = try c.gatewayConfiguration.policy(named: egressPolicy)
+            } catch {
+                throw flagError("--egress-policy", error.message)
             }
             c.egressPolicy = egressPolicy
         }

@@ -199,6 +199,42 @@ struct GatewayEchoAndIdleTests {
         #expect(out.contains("ConnectionResetError") || out.contains("b''"), "\(out)")
         #expect(Date().timeIntervalSince(start) < 8)
     }
+
+    /// Both directions have finished on the host socket but the guest has not acknowledged the
+    /// gateway's FIN (its link went down): the shard must not spin on the socket's hang-up,
+    /// which epoll reports whatever the interest, for as long as the guest takes.
+    @Test func finishedUpstreamDoesNotSpinWhileTheGuestLingers() throws {
+        let fx = try GatewayFixture()
+        defer { fx.tearDown() }
+        let port = FreePort.next()
+        _ = try fx.background(["python3", "-c", """
+            import socket, time
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", \(port))); s.listen()
+            c, _ = s.accept()
+            while c.recv(100): pass
+            time.sleep(1.5)
+            c.sendall(b"bye"); c.close(); time.sleep(60)
+            """])
+        try fx.waitForListener(port: port)
+        let (info, ns) = try fx.attach()
+        // The guest sends and half-closes, then stays; its link goes down before the answer.
+        _ = try fx.background(["ip", "netns", "exec", ns, "python3", "-c", """
+            import socket, time
+            s = socket.create_connection(("\(info.gatewayIPv4)", \(port)))
+            s.sendall(b"hi"); s.shutdown(socket.SHUT_WR); time.sleep(60)
+            """])
+        Thread.sleep(forTimeInterval: 0.8)
+        try fx.run(in: ns, "ip link set \(info.tap) down")
+        // The answer and the upstream's FIN come at ~1.5 s; the gateway's FIN to the guest then
+        // waits for an acknowledgement that cannot come.
+        Thread.sleep(forTimeInterval: 1.5)
+        let before = fx.gateway.shardActivity().map(\.wakeups).reduce(0, +)
+        Thread.sleep(forTimeInterval: 1)
+        let after = fx.gateway.shardActivity().map(\.wakeups).reduce(0, +)
+        #expect(after - before < 200, "the shards handled I/O \(after - before) times in a quiet second")
+        #expect(try fx.gateway.stats(info.id).tcpFlowsActive == 1, "the flow waits for the guest")
+    }
 }
 
 @Suite(.serialized, .enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))

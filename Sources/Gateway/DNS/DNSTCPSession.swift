@@ -138,6 +138,11 @@ final class DNSTCPSession {
 
     // MARK: - Answers
 
+    /// Answers queued for a guest that does not read them, beyond which it is reset: reading
+    /// stops at 64 KiB queued, but answers to the queries already in flight (up to 16 of up to
+    /// 64 KiB each) still arrive.
+    static let maxUnreadAnswerBytes = 256 * 1024
+
     /// An answer from the hook, for a query of this connection.
     func answered(_ answer: [UInt8]) {
         guard phase != .done else { return }
@@ -149,6 +154,14 @@ final class DNSTCPSession {
             pending.append(UInt8(truncatingIfNeeded: answer.count >> 8))
             pending.append(UInt8(truncatingIfNeeded: answer.count))
             pending += answer
+        }
+        if pending.count - pendingOffset > Self.maxUnreadAnswerBytes {
+            // The guest keeps asking but does not read: reset it rather than hold its answers.
+            relay.dnsTCPUnreadReset()
+            abort()
+            relay.dnsTCPFinished(id)
+            if !inHook { relay.driver.afterWork() }
+            return
         }
         guard !inHook else { return }
         flush()
@@ -217,6 +230,10 @@ final class DNSTCPSession {
     }
 
     private func finish() {
+        // Bytes the guest sent with its FIN after ours are read by no one; the stack keeps a
+        // closed connection until its receive buffer is empty.
+        let unread = stack.tcpReadableBytes(id)
+        if unread > 0 { stack.tcpConsume(id, unread, now: monotonicNanoseconds()) }
         phase = .done
         if let t = idleTimer { relay.loop.cancel(t) }
         idleTimer = nil

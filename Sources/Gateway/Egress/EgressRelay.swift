@@ -60,6 +60,8 @@ public struct EgressCounters: Sendable {
     /// Connections the gateway closed: idle, or after a message it could not take.
     public var dnsTCPIdleCloses = 0
     public var dnsTCPProtocolErrors = 0
+    /// Connections reset because the guest left too many answers unread.
+    public var dnsTCPUnreadResets = 0
 }
 
 public final class EgressRelay {
@@ -227,6 +229,7 @@ public final class EgressRelay {
     func dnsTCPQuery() { counters.dnsTCPQueries += 1 }
     func dnsTCPIdleClose() { counters.dnsTCPIdleCloses += 1 }
     func dnsTCPProtocolError() { counters.dnsTCPProtocolErrors += 1 }
+    func dnsTCPUnreadReset() { counters.dnsTCPUnreadResets += 1 }
     public var dnsTCPSessionCount: Int { dnsTCP.count }
 
     // MARK: - ICMP echo

@@ -126,7 +126,10 @@ final class TCPRelay {
     func stackEvents(_ ev: TCPEvents) {
         guard phase != .done else { return }
         if ev.contains(.closed) {
-            finishFromStack()
+            // The guest's last bytes can come with its FIN after ours, in the event that ends
+            // the connection: they still go upstream (pushing also passes the FIN on).
+            if phase == .relaying && fd >= 0 { pushToHost() }
+            if phase != .done { finishFromStack() }
             return
         }
         guard phase == .relaying else { return }
@@ -155,6 +158,7 @@ final class TCPRelay {
         if stack.tcpIsReadClosed(id) && !upstreamWriteShut {
             upstreamWriteShut = true
             shutdown(fd, Int32(SHUT_WR))
+            closeIfBothShut()
         }
     }
 
@@ -193,6 +197,7 @@ final class TCPRelay {
                 upstreamEOF = true
                 setInterest(interest & ~EPOLLIN.rawValue)
                 stack.tcpShutdownWrite(id, now: now)
+                closeIfBothShut()
                 return
             }
             resetBoth()
@@ -223,6 +228,15 @@ final class TCPRelay {
     }
 
     // MARK: - Endings
+
+    /// FIN has gone both ways on the host socket: it has nothing more to give or take, and
+    /// epoll would report its hang-up on every wait (whatever the interest) until the guest's
+    /// side ends, which takes as long as the guest does to acknowledge. Closed now; the flow
+    /// stays in the table until the stack reports `.closed`.
+    private func closeIfBothShut() {
+        guard upstreamEOF && upstreamWriteShut && fd >= 0 else { return }
+        closeSocket(reset: false)
+    }
 
     /// The stack's connection ended (FIN handshake done, guest RST, retransmissions ran out).
     private func finishFromStack() {

@@ -46,6 +46,7 @@ final class Sandbox {
                 "tcpDenied": e.tcpDenied, "tcpConnectFailed": e.tcpConnectFailed, "udpDenied": e.udpDenied,
                 "udpSessionLimit": e.udpSessionLimitDrops, "deviceWriteFailed": driver.writeFailures,
                 "dnsTCPSessionLimit": e.dnsTCPRefused, "dnsTCPMalformed": e.dnsTCPProtocolErrors,
+                "dnsTCPUnread": e.dnsTCPUnreadResets,
             ])
     }
 }

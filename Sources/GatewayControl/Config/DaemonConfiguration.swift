@@ -84,8 +84,8 @@ public struct DaemonConfiguration: Sendable {
     /// The name prefixes swept: those of the devices the gateway creates in the host namespace
     /// (gateway TAP, bridge, VM TAP, veth), never any other "gw…" device.
     public var sweepPrefixes = [InterfaceName.Role.gatewayTAP, .bridge, .vmTAP, .veth].map(\.prefix)
-    /// Put into the names of VM sandboxes' devices (`gwv-<tag><index>`), for a second gatewayd on
-    /// the host (with sweeping off).
+    /// Put into the names of VM sandboxes' devices (`gwv-<tag>-<index>`), for a second gatewayd
+    /// on the host: each sweeps only names with its own tag.
     public var hostDeviceTag = ""
 
     public init() {}
@@ -212,12 +212,12 @@ public struct DaemonConfiguration: Sendable {
                     ])
             }
         }
-        let known = Policy.profileNames + policies.keys.sorted()
-        if !known.contains(egressPolicy) {
+        // Resolved as attach resolves a sandbox's policy (profiles in any case).
+        do {
+            _ = try gatewayConfiguration.policy(named: egressPolicy)
+        } catch {
             let line = document.root["egress-policy"]?.line
-            throw ConfigError(
-                file: file, line: line, key: "egress-policy",
-                "unknown policy '\(egressPolicy)': use one of \(known.joined(separator: ", "))")
+            throw ConfigError(file: file, line: line, key: "egress-policy", error.message)
         }
     }
 

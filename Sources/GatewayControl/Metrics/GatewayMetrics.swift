@@ -15,7 +15,9 @@ public enum GatewayMetrics {
         for s in sandboxes where perShard.indices.contains(s.shard) { perShard[s.shard] += 1 }
         for (shard, n) in perShard.enumerated() { p.sample("gatewayd_shard_sandboxes", ["shard": String(shard)], n) }
 
-        let polling = gateway.shardPolling()
+        let polling = gateway.shardActivity()
+        p.family("gatewayd_shard_wakeups_total", .counter, help: "Passes of a shard's loop that handled I/O.")
+        for (shard, s) in polling.enumerated() { p.sample("gatewayd_shard_wakeups_total", ["shard": String(shard)], s.wakeups) }
         p.family(
             "gatewayd_shard_polled_wakeups_total", .counter,
             help: "I/O a shard found while busy polling, without sleeping (busy-poll-us).")
