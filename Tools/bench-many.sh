@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# Many sandboxes at once: N namespaces per path all running iperf3 together, gatewayd (one process,
+# one shard per CPU) beside N pasta processes and N kernel veths. Aggregate throughput, fairness
+# between sandboxes, CPU per GB, and one extra sandbox's round-trip time while the N others load the path.
+# Usage: sudo Tools/bench-many.sh [--sandboxes N] [--seconds S] [--mtu M] [--paths LIST] [--round-trips N]
+#            [--json FILE] [--skip-build]
+# --sandboxes: namespaces per path (default 8). --seconds: each iperf3 transfer (default 5).
+# --mtu: of every path (default 1500). --paths: comma-separated subset of gatewayd,pasta,veth (default all).
+# --round-trips: of the latency probe (default 1000). Nothing is pinned: not the clients, not the
+# servers, not pasta; gatewayd pins its own shards (pin-shards = true). Every server listens on
+# 127.0.0.1 or on an address of a veth made here; everything made here (processes, namespaces
+# gwmany-TAG-*, devices gwm-TAG-*) is removed at the end, on failure and on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source Tools/bench-lib.sh
+
+N=8
+SECS=5
+MTU=1500
+PATHS=gatewayd,pasta,veth
+ROUND_TRIPS=1000
+JSON_OUT=
+BUILD=1
+
+while (($#)); do
+    case "$1" in
+        --sandboxes) N=$2; shift 2 ;;
+        --seconds) SECS=$2; shift 2 ;;
+        --mtu) MTU=$2; shift 2 ;;
+        --paths) PATHS=$2; shift 2 ;;
+        --round-trips) ROUND_TRIPS=$2; shift 2 ;;
+        --json) JSON_OUT=$(realpath -m "$2"); shift 2 ;;
+        --skip-build) BUILD=0; shift ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+if ! [[ $N =~ ^[0-9]+$ ]] || ((N < 1 || N > 200)); then echo "--sandboxes takes 1-200" >&2; exit 2; fi
+if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 2)); then echo "--seconds takes a whole number ≥ 2" >&2; exit 2; fi
+want() { [[ ",$PATHS," == *",$1,"* ]]; }
+ORDER=()
+for p in gatewayd pasta veth; do want "$p" && ORDER+=("$p"); done
+((${#ORDER[@]})) || { echo "--paths names none of gatewayd, pasta, veth" >&2; exit 2; }
+
+bench_require_root bench-many.sh
+bench_install_packages passt iperf3 python3 iproute2 util-linux libnl-3-dev libnl-route-3-dev pkg-config
+
+if want gatewayd; then
+    if ((BUILD)); then
+        echo "building gatewayd and gatewayctl (release)…" >&2
+        swift build -c release --product gatewayd >&2
+        swift build -c release --product gatewayctl >&2
+    fi
+    BINDIR="$(swift build -c release --show-bin-path)"
+    for b in gatewayd gatewayctl; do
+        [[ -x $BINDIR/$b ]] || { echo "$BINDIR/$b is missing: run without --skip-build" >&2; exit 1; }
+    done
+fi
+
+bench_init gw-benchmany
+RR="$(pwd)/Tools/bench-rr.py"
+CPUS=$(nproc)
+# pasta_start pins pasta with `taskset -c LOOP_CPU`: every CPU is the same as no pinning.
+LOOP_CPU=0-$((CPUS - 1))
+
+# bench_cleanup removes what it recorded; this also sweeps anything of this run's tag that a
+# half-finished setup step made before it could be recorded.
+many_cleanup() {
+    bench_cleanup
+    local n l
+    for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^gwmany-$TAG-"); do ip netns del "$n" 2>/dev/null; done
+    for l in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gwm-$TAG-"); do
+        ip link del "$l" 2>/dev/null
+    done
+    return 0
+}
+trap many_cleanup EXIT
+
+# One gatewayd with the default shard count (one per CPU), each shard pinned to its CPU by
+# gatewayd itself: the way it is meant to run with many sandboxes. No sweep of stale devices
+# (it would take other runs' devices); a DNS upstream no resolver answers. Sets GWD_PID, GWD_SOCK.
+gatewayd_start_sharded() {
+    GWD_SOCK="$WORK/gatewayd.sock"
+    cat >"$WORK/gatewayd.toml" <<TOML
+pin-shards = true
+sweep-stale-devices = false
+busy-poll-us = ${GWD_BUSY_POLL_US:-50}
+[dns]
+upstreams = ["127.0.0.1:9"]
+TOML
+    spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" \
+        --state-dir "$WORK/gatewayd-state" --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
+    GWD_PID=$LAST_PID
+    for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && return 0; sleep 0.1; done
+    echo "gatewayd did not open $GWD_SOCK; its log:" >&2
+    cat "$WORK/gatewayd.log" >&2
+    return 1
+}
+
+# Sandbox I of a path: its namespace, the address its client dials, the iperf3 port it uses.
+# I = 0 is the latency probe; 1…N carry the load. NETPIDS: the path's network processes.
+declare -A SB_NS SB_ADDR NETPIDS
+PORTS=()
+for i in $(seq "$N"); do free_port "PORTS[$i]"; done
+free_port RR_PORT
+free_port CRR_PORT
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+echo "setting up ${ORDER[*]}: $N sandboxes each and one latency probe…" >&2
+# Servers on the host's loopback, shared by gatewayd and pasta (both carry their gateway address
+# to 127.0.0.1) since the paths take turns; unpinned.
+if want gatewayd || want pasta; then
+    for i in $(seq "$N"); do
+        spawn iperf3 -s -B 127.0.0.1 -p "${PORTS[$i]}" --logfile "$WORK/iperf3-server-lo-$i.log"
+    done
+    spawn python3 "$RR" server --bind 127.0.0.1 --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+    for i in $(seq "$N"); do wait_listen 127.0.0.1 "${PORTS[$i]}"; done
+    wait_listen 127.0.0.1 "$RR_PORT"
+fi
+
+if want gatewayd; then
+    gatewayd_start_sharded
+    for i in $(seq 0 "$N"); do
+        ns=gwmany-$TAG-gwd-$i
+        netns_add "$ns"
+        gatewayd_attach "$BINDIR" "many-$TAG-$i" "$ns" "$MTU"
+        SB_NS[gatewayd,$i]=$ns SB_ADDR[gatewayd,$i]=$GWD_GATEWAY
+    done
+    NETPIDS[gatewayd]=$GWD_PID
+    "$BINDIR/gatewayctl" --control "$GWD_SOCK" list --json >"$WORK/gatewayd-list.json"
+fi
+
+if want pasta; then
+    NETPIDS[pasta]=
+    for i in $(seq 0 "$N"); do
+        ns=gwmany-$TAG-pasta-$i
+        netns_add "$ns" no-ipv6
+        pasta_start "$ns" "$MTU"
+        SB_NS[pasta,$i]=$ns SB_ADDR[pasta,$i]=10.0.2.2
+        ((i == 0)) || NETPIDS[pasta]+=" $PEER_PID"
+    done
+fi
+
+if want veth; then
+    NETPIDS[veth]=
+    for i in $(seq 0 "$N"); do
+        ns=gwmany-$TAG-veth-$i
+        netns_add "$ns"
+        subnet=$(free_subnet)
+        veth_add "$ns" "gwm-$TAG-h$i" "gwm-$TAG-g$i" "$subnet" "$MTU"
+        SB_NS[veth,$i]=$ns SB_ADDR[veth,$i]=$subnet.1
+        if ((i == 0)); then
+            spawn python3 "$RR" server --bind "$subnet.1" --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+            wait_listen "$subnet.1" "$RR_PORT"
+        else
+            spawn iperf3 -s -B "$subnet.1" -p "${PORTS[$i]}" --logfile "$WORK/iperf3-server-veth-$i.log"
+            wait_listen "$subnet.1" "${PORTS[$i]}"
+        fi
+    done
+fi
+
+# utime+stime, in clock ticks, of all the listed processes together.
+sum_ticks() {
+    local t=0 p
+    for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done
+    echo "$t"
+}
+
+# Busy (non-idle, non-iowait) clock ticks of the whole machine, from /proc/stat's first line.
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+
+# The latency probe (sandbox 0 of PATH): ROUND_TRIPS one-byte round trips to the path's RR
+# server; JSON to OUT, and its start and end (ns since the epoch) to OUT.time.
+rr_probe() {
+    local path=$1 out=$2 t0
+    t0=$(date +%s%N)
+    run timeout -k 2 60 ip netns exec "${SB_NS[$path,0]}" python3 "$RR" rr --host "${SB_ADDR[$path,0]}" \
+        --port "$RR_PORT" --round-trips "$ROUND_TRIPS" >"$out" || {
+        echo "$path: the latency probe failed" >&2
+        rm -f "$out"
+    }
+    echo "$t0 $(date +%s%N)" >"$out.time"
+}
+
+# One phase of PATH: all N clients started together, guest→host (up), host→guest (down, -R), or
+# guest→host with the latency probe running in sandbox 0 after a second of load (load). Leaves
+# WORK/PATH-PHASE-I.json per sandbox and WORK/PATH-PHASE.meta (wall ns, network process ticks,
+# machine ticks, failed clients, start and end ns). iperf3 3.12 now and then hangs at the end of
+# a reverse test: each client is killed SECS+15 s after it started, and a phase in which any
+# client failed is run once more, whole, so that the N always ran together.
+run_phase() {
+    local path=$1 phase=$2 flag='' attempt i rc failed t0 t1 c0 c1 m0 m1 base="$WORK/$1-$2"
+    local -a pids
+    [[ $phase == down ]] && flag=-R
+    for attempt in 1 2; do
+        pids=()
+        failed=0
+        # shellcheck disable=SC2086
+        c0=$(sum_ticks ${NETPIDS[$path]})
+        m0=$(machine_ticks)
+        t0=$(date +%s%N)
+        for i in $(seq "$N"); do
+            spawn timeout -k 2 $((SECS + 15)) ip netns exec "${SB_NS[$path,$i]}" \
+                iperf3 -c "${SB_ADDR[$path,$i]}" -p "${PORTS[$i]}" -t "$SECS" -J $flag >"$base-$i.json"
+            pids+=("$LAST_PID")
+        done
+        if [[ $phase == load ]]; then
+            sleep 1
+            rr_probe "$path" "$base-rr.json"
+        fi
+        for i in $(seq "$N"); do
+            rc=0
+            wait "${pids[$((i - 1))]}" || rc=$?
+            forget "${pids[$((i - 1))]}"
+            if ((rc != 0)); then
+                failed=$((failed + 1))
+                echo "$path $phase: iperf3 in sandbox $i exited $rc (attempt $attempt of 2)" >&2
+            fi
+        done
+        t1=$(date +%s%N)
+        # shellcheck disable=SC2086
+        c1=$(sum_ticks ${NETPIDS[$path]})
+        m1=$(machine_ticks)
+        ((failed == 0)) && break
+        sleep 2
+    done
+    echo "$((t1 - t0)) $((c1 - c0)) $((m1 - m0)) $failed $t0 $t1" >"$base.meta"
+    python3 - "$base" "$N" "$path" "$phase" <<'EOF' >&2
+import json, sys
+base, n, path, phase = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rates = []
+for i in range(1, n + 1):
+    try:
+        rates.append(json.load(open(f"{base}-{i}.json"))["end"]["sum_received"]["bits_per_second"] / 1e9)
+    except (OSError, ValueError, KeyError):
+        pass
+s = f"{path} {phase}: {sum(rates):.2f} Gbps over {len(rates)} of {n} sandboxes"
+if rates:
+    s += f" (min {min(rates):.2f}, max {max(rates):.2f})"
+try:
+    r = json.load(open(f"{base}-rr.json"))
+    s += f"; probe RTT median {r['median_us']:.1f} µs, p99 {r['p99_us']:.1f} µs"
+except (OSError, ValueError):
+    pass
+print(s)
+EOF
+}
+
+# The paths take turns phase by phase, so that load from elsewhere on the machine falls on each alike.
+for p in "${ORDER[@]}"; do rr_probe "$p" "$WORK/$p-idle-rr.json"; done
+for phase in up down load; do
+    echo "== phase $phase: ${ORDER[*]} ==" >&2
+    for p in "${ORDER[@]}"; do run_phase "$p" "$phase"; done
+done
+if want gatewayd; then stop "$GWD_PID"; fi
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- one table and JSON --------------------------------------------------------------------------
+python3 - "$WORK" "$DATE" "$N" "$SECS" "$MTU" "$ROUND_TRIPS" "$LOAD_BEFORE" "$LOAD_AFTER" "$JSON_OUT" \
+    "$(getconf CLK_TCK)" "$(uname -r)" "$CPUS" "${GWD_BUSY_POLL_US:-50}" "${ORDER[@]}" <<'EOF'
+import json, os, statistics, sys
+(work, date, n, secs, mtu, round_trips, load0, load1, json_out, clk, kernel, cpus, busy_poll) = sys.argv[1:14]
+order = sys.argv[14:]
+n, clk, cpus = int(n), int(clk), int(cpus)
+
+def load(name):
+    try:
+        return json.load(open(os.path.join(work, name)))
+    except (OSError, ValueError):
+        return None
+
+labels = {"gatewayd": "gatewayd (1 process)", "pasta": f"pasta ({n} processes)", "veth": f"kernel veth ×{n}"}
+phases = [("up", "↑ guest→host"), ("down", "↓ host→guest"), ("load", "↑ + RTT probe")]
+rows = []
+for path in order:
+    idle = load(f"{path}-idle-rr.json")
+    for phase, plabel in phases:
+        base = f"{path}-{phase}"
+        rates, nbytes = [], 0
+        for i in range(1, n + 1):
+            it = load(f"{base}-{i}.json")
+            if it and "end" in it and "sum_received" in it["end"]:
+                r = it["end"]["sum_received"]
+                rates.append(r["bits_per_second"] / 1e9)
+                nbytes += r["bytes"]
+        wall_ns, net_ticks, mach_ticks, failed, t0, t1 = (int(x) for x in open(os.path.join(work, base + ".meta")).read().split())
+        row = dict(path=path, label=labels[path], phase=phase, phase_label=plabel, sandboxes=n, reported=len(rates),
+                   failed_clients=failed, per_sandbox_gbps=[round(x, 4) for x in rates], wall_s=wall_ns / 1e9)
+        if rates:
+            row.update(aggregate_gbps=sum(rates), min_gbps=min(rates), median_gbps=statistics.median(rates),
+                       max_gbps=max(rates), jain=sum(rates) ** 2 / (len(rates) * sum(x * x for x in rates)))
+        if nbytes:
+            gb = nbytes / 1e9
+            row["bytes"] = nbytes
+            if path != "veth":
+                row["net_cpu_s"] = net_ticks / clk
+                row["net_cpu_s_per_gb"] = net_ticks / clk / gb
+                row["net_busy"] = net_ticks / clk / (wall_ns / 1e9)
+            row["machine_cpu_s_per_gb"] = mach_ticks / clk / gb
+            row["machine_busy"] = mach_ticks / clk / (wall_ns / 1e9) / cpus
+        if phase == "load":
+            rr = load(f"{base}-rr.json")
+            if rr:
+                row.update(rtt_median_us=rr["median_us"], rtt_p99_us=rr["p99_us"])
+                p0, p1 = (int(x) for x in open(os.path.join(work, base + "-rr.json.time")).read().split())
+                # The probe must have ended while the clients were still sending (they started at t0).
+                row["probe_within_load"] = p1 <= t0 + int(secs) * 10**9
+                row["probe_seconds"] = (p1 - p0) / 1e9
+            if idle:
+                row.update(idle_rtt_median_us=idle["median_us"], idle_rtt_p99_us=idle["p99_us"])
+        rows.append(row)
+
+shards = None
+lst = load("gatewayd-list.json")
+if lst:
+    counts = {}
+    for s in lst:
+        counts[s.get("shard")] = counts.get(s.get("shard"), 0) + 1
+    shards = counts
+
+def f(v, fmt="{:.2f}"):
+    return "-" if v is None else fmt.format(v)
+
+header = ["path", "phase", "agg Gbps", "min", "median", "max", "Jain", "net CPU s/GB", "net busy",
+          "machine CPU s/GB", "machine busy", "RTT p50 µs", "RTT p99 µs", "idle p50 µs"]
+table = [header]
+for r in rows:
+    table.append([r["label"] if r["phase"] == "up" else "", r["phase_label"], f(r.get("aggregate_gbps")),
+                  f(r.get("min_gbps")), f(r.get("median_gbps")), f(r.get("max_gbps")), f(r.get("jain"), "{:.3f}"),
+                  f(r.get("net_cpu_s_per_gb")), f(r.get("net_busy") and r["net_busy"] * 100, "{:.0f}%"),
+                  f(r.get("machine_cpu_s_per_gb")), f(r.get("machine_busy") and r["machine_busy"] * 100, "{:.0f}%"),
+                  f(r.get("rtt_median_us"), "{:.1f}"), f(r.get("rtt_p99_us"), "{:.1f}"),
+                  f(r.get("idle_rtt_median_us"), "{:.1f}")])
+w = [max(len(row[c]) for row in table) for c in range(len(header))]
+print(f"many-sandbox benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} sandboxes per path, iperf3 one TCP "
+      f"stream each, ~{secs} s, MTU {mtu}")
+print(f"gatewayd: one process, {cpus} shards pinned by itself (pin-shards = true), busy-poll-us = {busy_poll}"
+      + (", sandboxes per shard " + ", ".join(f"{k}: {v}" for k, v in sorted(shards.items())) if shards else "")
+      + "; clients, servers and pasta unpinned")
+print(f"load average before {load0}, after {load1}")
+print()
+for i, line in enumerate(table):
+    print("  ".join(c.ljust(w[j]) if j < 2 else c.rjust(w[j]) for j, c in enumerate(line)))
+    if i == 0:
+        print("  ".join("-" * x for x in w))
+print()
+print("agg: sum of the N clients' iperf3 receiver figures; min / median / max: one sandbox's; Jain: fairness")
+print("  index (Σx)² / (N·Σx²), 1 = all equal, 1/N = one sandbox took everything.")
+print("net CPU: utime+stime (/proc/PID/stat) of gatewayd's one process, or of the N pasta processes summed,")
+print("  over the phase, per 10^9 payload bytes; busy = that ÷ wall time (may pass 100 % with 2+ CPUs).")
+print("machine CPU: all CPUs' non-idle time (/proc/stat) over the phase per 10^9 bytes, including the iperf3s;")
+print(f"  machine busy = share of the {cpus} CPUs in use.")
+print(f"RTT: one more sandbox on the same path, {round_trips} one-byte TCP round trips (bench-rr.py rr) started one")
+print("  second into the ↑ phase, to a server on 127.0.0.1 (veth: its own host end); idle p50: the same probe")
+print("  before any load.")
+for r in rows:
+    if r["reported"] < n:
+        print(f"note: {r['label']} {r['phase_label']}: only {r['reported']} of {n} clients reported")
+    elif r["failed_clients"]:
+        print(f"note: {r['label']} {r['phase_label']}: the phase was run twice ({r['failed_clients']} clients failed first)")
+    if r.get("probe_within_load") is False:
+        print(f"note: {r['label']}: the RTT probe ({r['probe_seconds']:.1f} s) outlasted the load; "
+              "use more --seconds or fewer --round-trips")
+
+if json_out:
+    with open(json_out, "w") as fh:
+        json.dump(dict(date=date, kernel=kernel, cpus=cpus, sandboxes=n, seconds=int(secs), mtu=int(mtu),
+                       round_trips=int(round_trips), busy_poll_us=int(busy_poll), load_before=load0,
+                       load_after=load1, gatewayd_sandboxes_per_shard=shards, rows=rows), fh, indent=1)
+    print(f"JSON: {json_out}")
+EOF
