@@ -168,8 +168,9 @@ sum_ticks() {
     echo "$t"
 }
 
-# Busy (non-idle, non-iowait) clock ticks of the whole machine, from /proc/stat's first line.
-machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+# Busy clock ticks of the whole machine (user, nice, system, irq, softirq: not idle, iowait or the
+# hypervisor's steal), from /proc/stat's first line.
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
 
 # The latency probe (sandbox 0 of PATH): ROUND_TRIPS one-byte round trips to the path's RR
 # server; JSON to OUT, and its start and end (ns since the epoch) to OUT.time.
@@ -313,13 +314,14 @@ for path in order:
                 row.update(idle_rtt_median_us=idle["median_us"], idle_rtt_p99_us=idle["p99_us"])
         rows.append(row)
 
-shards = None
+shards, probe_shard = None, None
 lst = load("gatewayd-list.json")
 if lst:
-    counts = {}
+    shards = {}
     for s in lst:
-        counts[s.get("shard")] = counts.get(s.get("shard"), 0) + 1
-    shards = counts
+        shards[s.get("shard")] = shards.get(s.get("shard"), 0) + 1
+        if s.get("id", "").endswith("-0"):
+            probe_shard = s.get("shard")
 
 def f(v, fmt="{:.2f}"):
     return "-" if v is None else fmt.format(v)
@@ -338,7 +340,8 @@ w = [max(len(row[c]) for row in table) for c in range(len(header))]
 print(f"many-sandbox benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} sandboxes per path, iperf3 one TCP "
       f"stream each, ~{secs} s, MTU {mtu}")
 print(f"gatewayd: one process, {cpus} shards pinned by itself (pin-shards = true), busy-poll-us = {busy_poll}"
-      + (", sandboxes per shard " + ", ".join(f"{k}: {v}" for k, v in sorted(shards.items())) if shards else "")
+      + (", sandboxes per shard " + ", ".join(f"{k}: {v}" for k, v in sorted(shards.items()))
+       + f" (the probe's, on shard {probe_shard}, included)" if shards else "")
       + "; clients, servers and pasta unpinned")
 print(f"load average before {load0}, after {load1}")
 print()
@@ -369,6 +372,7 @@ if json_out:
     with open(json_out, "w") as fh:
         json.dump(dict(date=date, kernel=kernel, cpus=cpus, sandboxes=n, seconds=int(secs), mtu=int(mtu),
                        round_trips=int(round_trips), busy_poll_us=int(busy_poll), load_before=load0,
-                       load_after=load1, gatewayd_sandboxes_per_shard=shards, rows=rows), fh, indent=1)
+                       load_after=load1, gatewayd_sandboxes_per_shard=shards,
+                       gatewayd_probe_shard=probe_shard, rows=rows), fh, indent=1)
     print(f"JSON: {json_out}")
 EOF
