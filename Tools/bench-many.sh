@@ -2,11 +2,13 @@
 # Many sandboxes at once: N namespaces per path all running iperf3 together, gatewayd (one process,
 # one shard per CPU) beside N pasta processes and N kernel veths. Aggregate throughput, fairness
 # between sandboxes, CPU per GB, and one extra sandbox's round-trip time while the N others load the path.
-# Usage: sudo Tools/bench-many.sh [--sandboxes N] [--seconds S] [--mtu M] [--paths LIST] [--round-trips N]
-#            [--json FILE] [--skip-build]
+# Usage: sudo Tools/bench-many.sh [--sandboxes N] [--seconds S] [--load-seconds S] [--mtu M] [--paths LIST]
+#            [--round-trips N] [--json FILE] [--skip-build]
 # --sandboxes: namespaces per path (default 8). --seconds: each iperf3 transfer (default 5).
-# --mtu: of every path (default 1500). --paths: comma-separated subset of gatewayd,pasta,veth (default all).
-# --round-trips: of the latency probe (default 1000). Nothing is pinned: not the clients, not the
+# --load-seconds: the transfers while the latency probe runs (default --seconds + 5; the probe
+# starts 1 s in and must end before them). --mtu: of every path (default 1500). --paths: comma-
+# separated subset of gatewayd,pasta,veth (default all). --round-trips: of the latency probe
+# (default 1000, after 500 unmeasured). Nothing is pinned: not the clients, not the
 # servers, not pasta; gatewayd pins its own shards (pin-shards = true). Every server listens on
 # 127.0.0.1 or on an address of a veth made here; everything made here (processes, namespaces
 # gwmany-TAG-*, devices gwm-TAG-*) is removed at the end, on failure and on Ctrl-C.
@@ -16,6 +18,7 @@ source Tools/bench-lib.sh
 
 N=8
 SECS=5
+LOAD_SECS=
 MTU=1500
 PATHS=gatewayd,pasta,veth
 ROUND_TRIPS=1000
@@ -26,17 +29,20 @@ while (($#)); do
     case "$1" in
         --sandboxes) N=$2; shift 2 ;;
         --seconds) SECS=$2; shift 2 ;;
+        --load-seconds) LOAD_SECS=$2; shift 2 ;;
         --mtu) MTU=$2; shift 2 ;;
         --paths) PATHS=$2; shift 2 ;;
         --round-trips) ROUND_TRIPS=$2; shift 2 ;;
         --json) JSON_OUT=$(realpath -m "$2"); shift 2 ;;
         --skip-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
 if ! [[ $N =~ ^[0-9]+$ ]] || ((N < 1 || N > 200)); then echo "--sandboxes takes 1-200" >&2; exit 2; fi
 if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 2)); then echo "--seconds takes a whole number ≥ 2" >&2; exit 2; fi
+LOAD_SECS=${LOAD_SECS:-$((SECS + 5))}
+if ! [[ $LOAD_SECS =~ ^[0-9]+$ ]] || ((LOAD_SECS < 2)); then echo "--load-seconds takes a whole number ≥ 2" >&2; exit 2; fi
 want() { [[ ",$PATHS," == *",$1,"* ]]; }
 ORDER=()
 for p in gatewayd pasta veth; do want "$p" && ORDER+=("$p"); done
@@ -98,8 +104,9 @@ TOML
 }
 
 # Sandbox I of a path: its namespace, the address its client dials, the iperf3 port it uses.
-# I = 0 is the latency probe; 1…N carry the load. NETPIDS: the path's network processes.
-declare -A SB_NS SB_ADDR NETPIDS
+# I = 0 is the latency probe; 1…N carry the load. NETPIDS: the path's network processes (the N
+# load sandboxes'); OWNPIDS: every long-lived process the path uses (those, the probe's, servers).
+declare -A SB_NS SB_ADDR NETPIDS OWNPIDS
 PORTS=()
 for i in $(seq "$N"); do free_port "PORTS[$i]"; done
 free_port RR_PORT
@@ -111,11 +118,14 @@ DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 echo "setting up ${ORDER[*]}: $N sandboxes each and one latency probe…" >&2
 # Servers on the host's loopback, shared by gatewayd and pasta (both carry their gateway address
 # to 127.0.0.1) since the paths take turns; unpinned.
+LO_SERVERS=
 if want gatewayd || want pasta; then
     for i in $(seq "$N"); do
         spawn iperf3 -s -B 127.0.0.1 -p "${PORTS[$i]}" --logfile "$WORK/iperf3-server-lo-$i.log"
+        LO_SERVERS+=" $LAST_PID"
     done
     spawn python3 "$RR" server --bind 127.0.0.1 --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+    LO_SERVERS+=" $LAST_PID"
     for i in $(seq "$N"); do wait_listen 127.0.0.1 "${PORTS[$i]}"; done
     wait_listen 127.0.0.1 "$RR_PORT"
 fi
@@ -129,22 +139,26 @@ if want gatewayd; then
         SB_NS[gatewayd,$i]=$ns SB_ADDR[gatewayd,$i]=$GWD_GATEWAY
     done
     NETPIDS[gatewayd]=$GWD_PID
+    OWNPIDS[gatewayd]="$GWD_PID$LO_SERVERS"
     "$BINDIR/gatewayctl" --control "$GWD_SOCK" list --json >"$WORK/gatewayd-list.json"
 fi
 
 if want pasta; then
     NETPIDS[pasta]=
+    OWNPIDS[pasta]=$LO_SERVERS
     for i in $(seq 0 "$N"); do
         ns=gwmany-$TAG-pasta-$i
         netns_add "$ns" no-ipv6
         pasta_start "$ns" "$MTU"
         SB_NS[pasta,$i]=$ns SB_ADDR[pasta,$i]=10.0.2.2
         ((i == 0)) || NETPIDS[pasta]+=" $PEER_PID"
+        OWNPIDS[pasta]+=" $PEER_PID"
     done
 fi
 
 if want veth; then
     NETPIDS[veth]=
+    OWNPIDS[veth]=
     for i in $(seq 0 "$N"); do
         ns=gwmany-$TAG-veth-$i
         netns_add "$ns"
@@ -153,9 +167,11 @@ if want veth; then
         SB_NS[veth,$i]=$ns SB_ADDR[veth,$i]=$subnet.1
         if ((i == 0)); then
             spawn python3 "$RR" server --bind "$subnet.1" --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+            OWNPIDS[veth]+=" $LAST_PID"
             wait_listen "$subnet.1" "$RR_PORT"
         else
             spawn iperf3 -s -B "$subnet.1" -p "${PORTS[$i]}" --logfile "$WORK/iperf3-server-veth-$i.log"
+            OWNPIDS[veth]+=" $LAST_PID"
             wait_listen "$subnet.1" "${PORTS[$i]}"
         fi
     done
@@ -171,6 +187,10 @@ sum_ticks() {
 # Busy clock ticks of the whole machine (user, nice, system, irq, softirq: not idle, iowait or the
 # hypervisor's steal), from /proc/stat's first line.
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
+
+# CPU ticks of everything this run started that has ended and been waited for (the clients and
+# the probe): this shell's cutime + cstime (/proc/PID/stat fields 16 and 17).
+waited_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; }
 
 # The latency probe (sandbox 0 of PATH): ROUND_TRIPS one-byte round trips to the path's RR
 # server; JSON to OUT, and its start and end (ns since the epoch) to OUT.time.
@@ -192,19 +212,22 @@ rr_probe() {
 # a reverse test: each client is killed SECS+15 s after it started, and a phase in which any
 # client failed is run once more, whole, so that the N always ran together.
 run_phase() {
-    local path=$1 phase=$2 flag='' attempt i rc failed t0 t1 c0 c1 m0 m1 base="$WORK/$1-$2"
+    local path=$1 phase=$2 flag='' secs=$SECS attempt i rc failed t0 t1 c0 c1 m0 m1 o0 o1 base="$WORK/$1-$2"
     local -a pids
     [[ $phase == down ]] && flag=-R
+    [[ $phase == load ]] && secs=$LOAD_SECS
     for attempt in 1 2; do
         pids=()
         failed=0
         # shellcheck disable=SC2086
         c0=$(sum_ticks ${NETPIDS[$path]})
         m0=$(machine_ticks)
+        # shellcheck disable=SC2086
+        o0=$(($(sum_ticks ${OWNPIDS[$path]}) + $(waited_ticks)))
         t0=$(date +%s%N)
         for i in $(seq "$N"); do
-            spawn timeout -k 2 $((SECS + 15)) ip netns exec "${SB_NS[$path,$i]}" \
-                iperf3 -c "${SB_ADDR[$path,$i]}" -p "${PORTS[$i]}" -t "$SECS" -J $flag >"$base-$i.json"
+            spawn timeout -k 2 $((secs + 15)) ip netns exec "${SB_NS[$path,$i]}" \
+                iperf3 -c "${SB_ADDR[$path,$i]}" -p "${PORTS[$i]}" -t "$secs" -J $flag >"$base-$i.json"
             pids+=("$LAST_PID")
         done
         if [[ $phase == load ]]; then
@@ -224,10 +247,12 @@ run_phase() {
         # shellcheck disable=SC2086
         c1=$(sum_ticks ${NETPIDS[$path]})
         m1=$(machine_ticks)
+        # shellcheck disable=SC2086
+        o1=$(($(sum_ticks ${OWNPIDS[$path]}) + $(waited_ticks)))
         ((failed == 0)) && break
         sleep 2
     done
-    echo "$((t1 - t0)) $((c1 - c0)) $((m1 - m0)) $failed $t0 $t1" >"$base.meta"
+    echo "$((t1 - t0)) $((c1 - c0)) $((m1 - m0)) $failed $t0 $t1 $((o1 - o0)) $secs" >"$base.meta"
     python3 - "$base" "$N" "$path" "$phase" <<'EOF' >&2
 import json, sys
 base, n, path, phase = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -260,11 +285,12 @@ if want gatewayd; then stop "$GWD_PID"; fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- one table and JSON --------------------------------------------------------------------------
-python3 - "$WORK" "$DATE" "$N" "$SECS" "$MTU" "$ROUND_TRIPS" "$LOAD_BEFORE" "$LOAD_AFTER" "$JSON_OUT" \
+python3 - "$WORK" "$DATE" "$N" "$SECS" "$LOAD_SECS" "$MTU" "$ROUND_TRIPS" "$LOAD_BEFORE" "$LOAD_AFTER" "$JSON_OUT" \
     "$(getconf CLK_TCK)" "$(uname -r)" "$CPUS" "${GWD_BUSY_POLL_US:-50}" "${ORDER[@]}" <<'EOF'
 import json, os, statistics, sys
-(work, date, n, secs, mtu, round_trips, load0, load1, json_out, clk, kernel, cpus, busy_poll) = sys.argv[1:14]
-order = sys.argv[14:]
+(work, date, n, secs, load_secs, mtu, round_trips, load0, load1, json_out, clk, kernel, cpus,
+ busy_poll) = sys.argv[1:15]
+order = sys.argv[15:]
 n, clk, cpus = int(n), int(clk), int(cpus)
 
 def load(name):
@@ -287,8 +313,10 @@ for path in order:
                 r = it["end"]["sum_received"]
                 rates.append(r["bits_per_second"] / 1e9)
                 nbytes += r["bytes"]
-        wall_ns, net_ticks, mach_ticks, failed, t0, t1 = (int(x) for x in open(os.path.join(work, base + ".meta")).read().split())
-        row = dict(path=path, label=labels[path], phase=phase, phase_label=plabel, sandboxes=n, reported=len(rates),
+        wall_ns, net_ticks, mach_ticks, failed, t0, t1, own_ticks, psecs = (
+            int(x) for x in open(os.path.join(work, base + ".meta")).read().split())
+        row = dict(path=path, label=labels[path], phase=phase, phase_label=plabel, sandboxes=n, seconds=psecs,
+                   reported=len(rates),
                    failed_clients=failed, per_sandbox_gbps=[round(x, 4) for x in rates], wall_s=wall_ns / 1e9)
         if rates:
             row.update(aggregate_gbps=sum(rates), min_gbps=min(rates), median_gbps=statistics.median(rates),
@@ -300,18 +328,20 @@ for path in order:
                 row["net_cpu_s"] = net_ticks / clk
                 row["net_cpu_s_per_gb"] = net_ticks / clk / gb
                 row["net_busy"] = net_ticks / clk / (wall_ns / 1e9)
+            row["run_cpu_s_per_gb"] = own_ticks / clk / gb
             row["machine_cpu_s_per_gb"] = mach_ticks / clk / gb
             row["machine_busy"] = mach_ticks / clk / (wall_ns / 1e9) / cpus
         if phase == "load":
             rr = load(f"{base}-rr.json")
             if rr:
-                row.update(rtt_median_us=rr["median_us"], rtt_p99_us=rr["p99_us"])
+                row.update(rtt_median_us=rr["median_us"], rtt_p99_us=rr["p99_us"], rtt_mean_us=rr["mean_us"])
                 p0, p1 = (int(x) for x in open(os.path.join(work, base + "-rr.json.time")).read().split())
                 # The probe must have ended while the clients were still sending (they started at t0).
-                row["probe_within_load"] = p1 <= t0 + int(secs) * 10**9
+                row["probe_within_load"] = p1 <= t0 + psecs * 10**9
                 row["probe_seconds"] = (p1 - p0) / 1e9
             if idle:
-                row.update(idle_rtt_median_us=idle["median_us"], idle_rtt_p99_us=idle["p99_us"])
+                row.update(idle_rtt_median_us=idle["median_us"], idle_rtt_p99_us=idle["p99_us"],
+                           idle_rtt_mean_us=idle["mean_us"])
         rows.append(row)
 
 shards, probe_shard = None, None
@@ -327,18 +357,18 @@ def f(v, fmt="{:.2f}"):
     return "-" if v is None else fmt.format(v)
 
 header = ["path", "phase", "agg Gbps", "min", "median", "max", "Jain", "net CPU s/GB", "net busy",
-          "machine CPU s/GB", "machine busy", "RTT p50 µs", "RTT p99 µs", "idle p50 µs"]
+          "all CPU s/GB", "machine busy", "RTT p50 µs", "RTT p99 µs", "RTT mean µs", "idle p50 µs"]
 table = [header]
 for r in rows:
     table.append([r["label"] if r["phase"] == "up" else "", r["phase_label"], f(r.get("aggregate_gbps")),
                   f(r.get("min_gbps")), f(r.get("median_gbps")), f(r.get("max_gbps")), f(r.get("jain"), "{:.3f}"),
                   f(r.get("net_cpu_s_per_gb")), f(r.get("net_busy") and r["net_busy"] * 100, "{:.0f}%"),
-                  f(r.get("machine_cpu_s_per_gb")), f(r.get("machine_busy") and r["machine_busy"] * 100, "{:.0f}%"),
-                  f(r.get("rtt_median_us"), "{:.1f}"), f(r.get("rtt_p99_us"), "{:.1f}"),
+                  f(r.get("run_cpu_s_per_gb")), f(r.get("machine_busy") and r["machine_busy"] * 100, "{:.0f}%"),
+                  f(r.get("rtt_median_us"), "{:.1f}"), f(r.get("rtt_p99_us"), "{:.1f}"), f(r.get("rtt_mean_us"), "{:.1f}"),
                   f(r.get("idle_rtt_median_us"), "{:.1f}")])
 w = [max(len(row[c]) for row in table) for c in range(len(header))]
 print(f"many-sandbox benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} sandboxes per path, iperf3 one TCP "
-      f"stream each, ~{secs} s, MTU {mtu}")
+      f"stream each, {secs} s ({load_secs} s with the probe), MTU {mtu}")
 print(f"gatewayd: one process, {cpus} shards pinned by itself (pin-shards = true), busy-poll-us = {busy_poll}"
       + (", sandboxes per shard " + ", ".join(f"{k}: {v}" for k, v in sorted(shards.items()))
        + f" (the probe's, on shard {probe_shard}, included)" if shards else "")
@@ -354,11 +384,12 @@ print("agg: sum of the N clients' iperf3 receiver figures; min / median / max: o
 print("  index (Σx)² / (N·Σx²), 1 = all equal, 1/N = one sandbox took everything.")
 print("net CPU: utime+stime (/proc/PID/stat) of gatewayd's one process, or of the N pasta processes summed,")
 print("  over the phase, per 10^9 payload bytes; busy = that ÷ wall time (may pass 100 % with 2+ CPUs).")
-print("machine CPU: all CPUs' non-idle time (/proc/stat) over the phase per 10^9 bytes, including the iperf3s;")
-print(f"  machine busy = share of the {cpus} CPUs in use.")
+print("all CPU: of everything the path's phase ran (clients, servers, network processes, the probe) per")
+print("  10^9 bytes: other load on the machine excluded. machine busy: all CPUs' non-idle time (/proc/stat,")
+print(f"  without steal) ÷ ({cpus} × wall time), whoever used it.")
 print(f"RTT: one more sandbox on the same path, {round_trips} one-byte TCP round trips (bench-rr.py rr) started one")
-print("  second into the ↑ phase, to a server on 127.0.0.1 (veth: its own host end); idle p50: the same probe")
-print("  before any load.")
+print("  second into a third ↑ phase, to a server on 127.0.0.1 (veth: its own host end); idle p50: the same")
+print("  probe before any load.")
 for r in rows:
     if r["reported"] < n:
         print(f"note: {r['label']} {r['phase_label']}: only {r['reported']} of {n} clients reported")
@@ -370,7 +401,8 @@ for r in rows:
 
 if json_out:
     with open(json_out, "w") as fh:
-        json.dump(dict(date=date, kernel=kernel, cpus=cpus, sandboxes=n, seconds=int(secs), mtu=int(mtu),
+        json.dump(dict(date=date, kernel=kernel, cpus=cpus, sandboxes=n, seconds=int(secs),
+                       load_seconds=int(load_secs), mtu=int(mtu),
                        round_trips=int(round_trips), busy_poll_us=int(busy_poll), load_before=load0,
                        load_after=load1, gatewayd_sandboxes_per_shard=shards,
                        gatewayd_probe_shard=probe_shard, rows=rows), fh, indent=1)
