@@ -3,13 +3,14 @@
 # one shard per CPU) beside N pasta processes and N kernel veths. Aggregate throughput, fairness
 # between sandboxes, CPU per GB, and one extra sandbox's round-trip time while the N others load the path.
 # Usage: sudo Tools/bench-many.sh [--sandboxes N] [--seconds S] [--load-seconds S] [--mtu M] [--paths LIST]
-#            [--round-trips N] [--json FILE] [--skip-build]
+#            [--round-trips N] [--no-pin-shards] [--gatewayd-nice N] [--json FILE] [--skip-build]
 # --sandboxes: namespaces per path (default 8). --seconds: each iperf3 transfer (default 5).
 # --load-seconds: the transfers while the latency probe runs (default --seconds + 5; the probe
 # starts 1 s in and must end before them). --mtu: of every path (default 1500). --paths: comma-
 # separated subset of gatewayd,pasta,veth (default all). --round-trips: of the latency probe
-# (default 1000, after 500 unmeasured). Nothing is pinned: not the clients, not the
-# servers, not pasta; gatewayd pins its own shards (pin-shards = true). Every server listens on
+# (default 1000, after 500 unmeasured). --no-pin-shards: gatewayd's pin-shards = false;
+# --gatewayd-nice N: gatewayd runs at that nice level (diagnostics). Nothing else is pinned: not
+# the clients, not the servers, not pasta; gatewayd pins its own shards. Every server listens on
 # 127.0.0.1 or on an address of a veth made here; everything made here (processes, namespaces
 # gwmany-TAG-*, devices gwm-TAG-*) is removed at the end, on failure and on Ctrl-C.
 set -euo pipefail
@@ -24,6 +25,8 @@ PATHS=gatewayd,pasta,veth
 ROUND_TRIPS=1000
 JSON_OUT=
 BUILD=1
+PIN_SHARDS=true
+GWD_NICE=0
 
 while (($#)); do
     case "$1" in
@@ -35,7 +38,9 @@ while (($#)); do
         --round-trips) ROUND_TRIPS=$2; shift 2 ;;
         --json) JSON_OUT=$(realpath -m "$2"); shift 2 ;;
         --skip-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --no-pin-shards) PIN_SHARDS=false; shift ;;
+        --gatewayd-nice) GWD_NICE=$2; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -83,18 +88,18 @@ many_cleanup() {
 trap many_cleanup EXIT
 
 # One gatewayd with the default shard count (one per CPU), each shard pinned to its CPU by
-# gatewayd itself: the way it is meant to run with many sandboxes. No sweep of stale devices
+# gatewayd itself (unless --no-pin-shards): the way it is meant to run with many sandboxes. No sweep of stale devices
 # (it would take other runs' devices); a DNS upstream no resolver answers. Sets GWD_PID, GWD_SOCK.
 gatewayd_start_sharded() {
     GWD_SOCK="$WORK/gatewayd.sock"
     cat >"$WORK/gatewayd.toml" <<TOML
-pin-shards = true
+pin-shards = $PIN_SHARDS
 sweep-stale-devices = false
 busy-poll-us = ${GWD_BUSY_POLL_US:-50}
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML
-    spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" \
+    spawn nice -n "$GWD_NICE" "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" \
         --state-dir "$WORK/gatewayd-state" --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
     GWD_PID=$LAST_PID
     for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && return 0; sleep 0.1; done
@@ -184,6 +189,13 @@ sum_ticks() {
     echo "$t"
 }
 
+# Nanoseconds the listed processes' threads together sat runnable without a CPU (run_wait_ns).
+sum_wait() {
+    local t=0 p
+    for p in "$@"; do t=$((t + $(run_wait_ns "$p"))); done
+    echo "$t"
+}
+
 # Busy clock ticks of the whole machine (user, nice, system, irq, softirq: not idle, iowait or the
 # hypervisor's steal), from /proc/stat's first line.
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
@@ -212,7 +224,7 @@ rr_probe() {
 # a reverse test: each client is killed SECS+15 s after it started, and a phase in which any
 # client failed is run once more, whole, so that the N always ran together.
 run_phase() {
-    local path=$1 phase=$2 flag='' secs=$SECS attempt i rc failed t0 t1 c0 c1 m0 m1 o0 o1 base="$WORK/$1-$2"
+    local path=$1 phase=$2 flag='' secs=$SECS attempt i rc failed t0 t1 c0 c1 m0 m1 o0 o1 w0 w1 base="$WORK/$1-$2"
     local -a pids
     [[ $phase == down ]] && flag=-R
     [[ $phase == load ]] && secs=$LOAD_SECS
@@ -221,6 +233,8 @@ run_phase() {
         failed=0
         # shellcheck disable=SC2086
         c0=$(sum_ticks ${NETPIDS[$path]})
+        # shellcheck disable=SC2086
+        w0=$(sum_wait ${NETPIDS[$path]})
         m0=$(machine_ticks)
         # shellcheck disable=SC2086
         o0=$(($(sum_ticks ${OWNPIDS[$path]}) + $(waited_ticks)))
@@ -246,13 +260,15 @@ run_phase() {
         t1=$(date +%s%N)
         # shellcheck disable=SC2086
         c1=$(sum_ticks ${NETPIDS[$path]})
+        # shellcheck disable=SC2086
+        w1=$(sum_wait ${NETPIDS[$path]})
         m1=$(machine_ticks)
         # shellcheck disable=SC2086
         o1=$(($(sum_ticks ${OWNPIDS[$path]}) + $(waited_ticks)))
         ((failed == 0)) && break
         sleep 2
     done
-    echo "$((t1 - t0)) $((c1 - c0)) $((m1 - m0)) $failed $t0 $t1 $((o1 - o0)) $secs" >"$base.meta"
+    echo "$((t1 - t0)) $((c1 - c0)) $((m1 - m0)) $failed $t0 $t1 $((o1 - o0)) $secs $((w1 - w0))" >"$base.meta"
     python3 - "$base" "$N" "$path" "$phase" <<'EOF' >&2
 import json, sys
 base, n, path, phase = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -286,11 +302,11 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- one table and JSON --------------------------------------------------------------------------
 python3 - "$WORK" "$DATE" "$N" "$SECS" "$LOAD_SECS" "$MTU" "$ROUND_TRIPS" "$LOAD_BEFORE" "$LOAD_AFTER" "$JSON_OUT" \
-    "$(getconf CLK_TCK)" "$(uname -r)" "$CPUS" "${GWD_BUSY_POLL_US:-50}" "${ORDER[@]}" <<'EOF'
+    "$(getconf CLK_TCK)" "$(uname -r)" "$CPUS" "${GWD_BUSY_POLL_US:-50}" "$PIN_SHARDS" "$GWD_NICE" "${ORDER[@]}" <<'EOF'
 import json, os, statistics, sys
 (work, date, n, secs, load_secs, mtu, round_trips, load0, load1, json_out, clk, kernel, cpus,
- busy_poll) = sys.argv[1:15]
-order = sys.argv[15:]
+ busy_poll, pin_shards, gwd_nice) = sys.argv[1:17]
+order = sys.argv[17:]
 n, clk, cpus = int(n), int(clk), int(cpus)
 
 def load(name):
@@ -313,7 +329,7 @@ for path in order:
                 r = it["end"]["sum_received"]
                 rates.append(r["bits_per_second"] / 1e9)
                 nbytes += r["bytes"]
-        wall_ns, net_ticks, mach_ticks, failed, t0, t1, own_ticks, psecs = (
+        wall_ns, net_ticks, mach_ticks, failed, t0, t1, own_ticks, psecs, net_wait_ns = (
             int(x) for x in open(os.path.join(work, base + ".meta")).read().split())
         row = dict(path=path, label=labels[path], phase=phase, phase_label=plabel, sandboxes=n, seconds=psecs,
                    reported=len(rates),
@@ -328,6 +344,7 @@ for path in order:
                 row["net_cpu_s"] = net_ticks / clk
                 row["net_cpu_s_per_gb"] = net_ticks / clk / gb
                 row["net_busy"] = net_ticks / clk / (wall_ns / 1e9)
+                row["net_wait"] = net_wait_ns / wall_ns
             row["run_cpu_s_per_gb"] = own_ticks / clk / gb
             row["machine_cpu_s_per_gb"] = mach_ticks / clk / gb
             row["machine_busy"] = mach_ticks / clk / (wall_ns / 1e9) / cpus
@@ -353,23 +370,40 @@ if lst:
         if s.get("id", "").endswith("-0"):
             probe_shard = s.get("shard")
 
+# gatewayd's throughput shard by shard (sandbox i is many-TAG-i).
+shard_of = {}
+for s in lst or []:
+    try:
+        shard_of[int(s["id"].rsplit("-", 1)[1])] = s["shard"]
+    except (KeyError, ValueError):
+        pass
+for r in rows:
+    if r["path"] == "gatewayd" and shard_of and len(r["per_sandbox_gbps"]) == n:
+        per = {}
+        for i, x in enumerate(r["per_sandbox_gbps"], start=1):
+            per.setdefault(shard_of.get(i), []).append(x)
+        r["per_shard_gbps"] = {str(k): round(sum(v), 3) for k, v in sorted(per.items(), key=lambda kv: str(kv[0]))}
+        r["per_shard_sandboxes"] = {str(k): len(v) for k, v in sorted(per.items(), key=lambda kv: str(kv[0]))}
+
 def f(v, fmt="{:.2f}"):
     return "-" if v is None else fmt.format(v)
 
-header = ["path", "phase", "agg Gbps", "min", "median", "max", "Jain", "net CPU s/GB", "net busy",
+header = ["path", "phase", "agg Gbps", "min", "median", "max", "Jain", "net CPU s/GB", "net busy", "net wait",
           "all CPU s/GB", "machine busy", "RTT p50 µs", "RTT p99 µs", "RTT mean µs", "idle p50 µs"]
 table = [header]
 for r in rows:
     table.append([r["label"] if r["phase"] == "up" else "", r["phase_label"], f(r.get("aggregate_gbps")),
                   f(r.get("min_gbps")), f(r.get("median_gbps")), f(r.get("max_gbps")), f(r.get("jain"), "{:.3f}"),
                   f(r.get("net_cpu_s_per_gb")), f(r.get("net_busy") and r["net_busy"] * 100, "{:.0f}%"),
+                  f(r.get("net_wait") and r["net_wait"] * 100, "{:.0f}%"),
                   f(r.get("run_cpu_s_per_gb")), f(r.get("machine_busy") and r["machine_busy"] * 100, "{:.0f}%"),
                   f(r.get("rtt_median_us"), "{:.1f}"), f(r.get("rtt_p99_us"), "{:.1f}"), f(r.get("rtt_mean_us"), "{:.1f}"),
                   f(r.get("idle_rtt_median_us"), "{:.1f}")])
 w = [max(len(row[c]) for row in table) for c in range(len(header))]
 print(f"many-sandbox benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} sandboxes per path, iperf3 one TCP "
       f"stream each, {secs} s ({load_secs} s with the probe), MTU {mtu}")
-print(f"gatewayd: one process, {cpus} shards pinned by itself (pin-shards = true), busy-poll-us = {busy_poll}"
+print(f"gatewayd: one process, {cpus} shards, pin-shards = {pin_shards}, busy-poll-us = {busy_poll}"
+      + (f", nice {gwd_nice}" if gwd_nice != "0" else "")
       + (", sandboxes per shard " + ", ".join(f"{k}: {v}" for k, v in sorted(shards.items()))
        + f" (the probe's, on shard {probe_shard}, included)" if shards else "")
       + "; clients, servers and pasta unpinned")
@@ -383,13 +417,18 @@ print()
 print("agg: sum of the N clients' iperf3 receiver figures; min / median / max: one sandbox's; Jain: fairness")
 print("  index (Σx)² / (N·Σx²), 1 = all equal, 1/N = one sandbox took everything.")
 print("net CPU: utime+stime (/proc/PID/stat) of gatewayd's one process, or of the N pasta processes summed,")
-print("  over the phase, per 10^9 payload bytes; busy = that ÷ wall time (may pass 100 % with 2+ CPUs).")
+print("  over the phase, per 10^9 payload bytes; busy = that ÷ wall time (may pass 100 % with 2+ CPUs);")
+print("  wait = time their threads sat runnable without a CPU (schedstat) ÷ wall time.")
 print("all CPU: of everything the path's phase ran (clients, servers, network processes, the probe) per")
 print("  10^9 bytes: other load on the machine excluded. machine busy: all CPUs' non-idle time (/proc/stat,")
 print(f"  without steal) ÷ ({cpus} × wall time), whoever used it.")
 print(f"RTT: one more sandbox on the same path, {round_trips} one-byte TCP round trips (bench-rr.py rr) started one")
 print("  second into a third ↑ phase, to a server on 127.0.0.1 (veth: its own host end); idle p50: the same")
 print("  probe before any load.")
+for r in rows:
+    if r.get("per_shard_gbps"):
+        print(f"gatewayd {r['phase_label']} by shard: " + ", ".join(
+            f"shard {k} {v:.2f} Gbps ({r['per_shard_sandboxes'][k]} sandboxes)" for k, v in r["per_shard_gbps"].items()))
 for r in rows:
     if r["reported"] < n:
         print(f"note: {r['label']} {r['phase_label']}: only {r['reported']} of {n} clients reported")
@@ -404,7 +443,8 @@ if json_out:
         json.dump(dict(date=date, kernel=kernel, cpus=cpus, sandboxes=n, seconds=int(secs),
                        load_seconds=int(load_secs), mtu=int(mtu),
                        round_trips=int(round_trips), busy_poll_us=int(busy_poll), load_before=load0,
-                       load_after=load1, gatewayd_sandboxes_per_shard=shards,
+                       load_after=load1, gatewayd_pin_shards=pin_shards == "true", gatewayd_nice=int(gwd_nice),
+                       gatewayd_sandboxes_per_shard=shards,
                        gatewayd_probe_shard=probe_shard, rows=rows), fh, indent=1)
     print(f"JSON: {json_out}")
 EOF
