@@ -5,10 +5,10 @@
 # Usage: sudo Tools/bench-many.sh [--sandboxes N] [--seconds S] [--load-seconds S] [--mtu M] [--paths LIST]
 #            [--round-trips N] [--no-pin-shards] [--gatewayd-nice N] [--json FILE] [--skip-build]
 # --sandboxes: namespaces per path (default 8). --seconds: each iperf3 transfer (default 5).
-# --load-seconds: the transfers while the latency probe runs (default --seconds + 5; the probe
+# --load-seconds: the transfers while the latency probe runs (default --seconds + 10; the probe
 # starts 1 s in and must end before them). --mtu: of every path (default 1500). --paths: comma-
 # separated subset of gatewayd,pasta,veth (default all). --round-trips: of the latency probe
-# (default 1000, after 500 unmeasured). --no-pin-shards: gatewayd's pin-shards = false;
+# (default 1000, after 100 unmeasured). --no-pin-shards: gatewayd's pin-shards = false;
 # --gatewayd-nice N: gatewayd runs at that nice level (diagnostics). Nothing else is pinned: not
 # the clients, not the servers, not pasta; gatewayd pins its own shards. Every server listens on
 # 127.0.0.1 or on an address of a veth made here; everything made here (processes, namespaces
@@ -46,7 +46,7 @@ while (($#)); do
 done
 if ! [[ $N =~ ^[0-9]+$ ]] || ((N < 1 || N > 200)); then echo "--sandboxes takes 1-200" >&2; exit 2; fi
 if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 2)); then echo "--seconds takes a whole number ≥ 2" >&2; exit 2; fi
-LOAD_SECS=${LOAD_SECS:-$((SECS + 5))}
+LOAD_SECS=${LOAD_SECS:-$((SECS + 10))}
 if ! [[ $LOAD_SECS =~ ^[0-9]+$ ]] || ((LOAD_SECS < 2)); then echo "--load-seconds takes a whole number ≥ 2" >&2; exit 2; fi
 want() { [[ ",$PATHS," == *",$1,"* ]]; }
 ORDER=()
@@ -210,7 +210,7 @@ rr_probe() {
     local path=$1 out=$2 t0
     t0=$(date +%s%N)
     run timeout -k 2 60 ip netns exec "${SB_NS[$path,0]}" python3 "$RR" rr --host "${SB_ADDR[$path,0]}" \
-        --port "$RR_PORT" --round-trips "$ROUND_TRIPS" >"$out" || {
+        --port "$RR_PORT" --round-trips "$ROUND_TRIPS" --warmup 100 >"$out" || {
         echo "$path: the latency probe failed" >&2
         rm -f "$out"
     }
