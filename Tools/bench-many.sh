@@ -210,7 +210,7 @@ rr_probe() {
     local path=$1 out=$2 t0
     t0=$(date +%s%N)
     run timeout -k 2 60 ip netns exec "${SB_NS[$path,0]}" python3 "$RR" rr --host "${SB_ADDR[$path,0]}" \
-        --port "$RR_PORT" --round-trips "$ROUND_TRIPS" --warmup 100 >"$out" || {
+        --port "$RR_PORT" --round-trips "$ROUND_TRIPS" --warmup 100 --dump "$out.rtts" >"$out" || {
         echo "$path: the latency probe failed" >&2
         rm -f "$out"
     }
@@ -272,12 +272,17 @@ run_phase() {
     python3 - "$base" "$N" "$path" "$phase" <<'EOF' >&2
 import json, sys
 base, n, path, phase = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-rates = []
+rates, errors = [], {}
 for i in range(1, n + 1):
     try:
-        rates.append(json.load(open(f"{base}-{i}.json"))["end"]["sum_received"]["bits_per_second"] / 1e9)
-    except (OSError, ValueError, KeyError):
-        pass
+        it = json.load(open(f"{base}-{i}.json"))
+    except (OSError, ValueError) as e:
+        errors[i] = f"no JSON ({e.__class__.__name__})"
+        continue
+    try:
+        rates.append(it["end"]["sum_received"]["bits_per_second"] / 1e9)
+    except KeyError:
+        errors[i] = it.get("error", "no sum_received")
 s = f"{path} {phase}: {sum(rates):.2f} Gbps over {len(rates)} of {n} sandboxes"
 if rates:
     s += f" (min {min(rates):.2f}, max {max(rates):.2f})"
@@ -287,6 +292,8 @@ try:
 except (OSError, ValueError):
     pass
 print(s)
+for i, e in sorted(errors.items()):
+    print(f"  sandbox {i}: {e}")
 EOF
 }
 
@@ -296,7 +303,13 @@ for phase in up down load; do
     echo "== phase $phase: ${ORDER[*]} ==" >&2
     for p in "${ORDER[@]}"; do run_phase "$p" "$phase"; done
 done
-if want gatewayd; then stop "$GWD_PID"; fi
+if want gatewayd; then
+    # Its counters, drops among them, for every sandbox (the probe's too) over the whole run.
+    for i in $(seq 0 "$N"); do
+        "$BINDIR/gatewayctl" --control "$GWD_SOCK" stats "many-$TAG-$i" --json >"$WORK/gatewayd-stats-$i.json" || true
+    done
+    stop "$GWD_PID"
+fi
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -322,17 +335,19 @@ for path in order:
     idle = load(f"{path}-idle-rr.json")
     for phase, plabel in phases:
         base = f"{path}-{phase}"
-        rates, nbytes = [], 0
+        rates, nbytes, errors = [], 0, []
         for i in range(1, n + 1):
             it = load(f"{base}-{i}.json")
             if it and "end" in it and "sum_received" in it["end"]:
                 r = it["end"]["sum_received"]
                 rates.append(r["bits_per_second"] / 1e9)
                 nbytes += r["bytes"]
+            else:
+                errors.append((it or {}).get("error", "no JSON from iperf3"))
         wall_ns, net_ticks, mach_ticks, failed, t0, t1, own_ticks, psecs, net_wait_ns = (
             int(x) for x in open(os.path.join(work, base + ".meta")).read().split())
         row = dict(path=path, label=labels[path], phase=phase, phase_label=plabel, sandboxes=n, seconds=psecs,
-                   reported=len(rates),
+                   reported=len(rates), client_errors=errors,
                    failed_clients=failed, per_sandbox_gbps=[round(x, 4) for x in rates], wall_s=wall_ns / 1e9)
         if rates:
             row.update(aggregate_gbps=sum(rates), min_gbps=min(rates), median_gbps=statistics.median(rates),
@@ -356,10 +371,27 @@ for path in order:
                 # The probe must have ended while the clients were still sending (they started at t0).
                 row["probe_within_load"] = p1 <= t0 + psecs * 10**9
                 row["probe_seconds"] = (p1 - p0) / 1e9
+                try:
+                    rtts = [int(x) / 1e3 for x in open(os.path.join(work, base + "-rr.json.rtts")).read().split()]
+                except OSError:
+                    rtts = []
+                if rtts:
+                    row["rtt_max_us"] = max(rtts)
+                    row["rtt_slow"] = {f"over_{t}_ms": sum(1 for x in rtts if x > t * 1e3) for t in (1, 10, 100)}
+                    # How much of the probe's time the slowest 1 % of round trips took.
+                    top = sorted(rtts)[-max(1, len(rtts) // 100):]
+                    row["rtt_top1pct_share"] = sum(top) / sum(rtts)
             if idle:
                 row.update(idle_rtt_median_us=idle["median_us"], idle_rtt_p99_us=idle["p99_us"],
                            idle_rtt_mean_us=idle["mean_us"])
         rows.append(row)
+
+drops = {}
+for i in range(0, n + 1):
+    st = load(f"gatewayd-stats-{i}.json")
+    for k, v in ((st or {}).get("drops") or {}).items():
+        if v:
+            drops.setdefault(k, {})[i] = v
 
 shards, probe_shard = None, None
 lst = load("gatewayd-list.json")
@@ -389,7 +421,7 @@ def f(v, fmt="{:.2f}"):
     return "-" if v is None else fmt.format(v)
 
 header = ["path", "phase", "agg Gbps", "min", "median", "max", "Jain", "net CPU s/GB", "net busy", "net wait",
-          "all CPU s/GB", "machine busy", "RTT p50 µs", "RTT p99 µs", "RTT mean µs", "idle p50 µs"]
+          "all CPU s/GB", "machine busy", "RTT p50 µs", "RTT p99 µs", "RTT mean µs", "RTT max ms", "idle p50 µs"]
 table = [header]
 for r in rows:
     table.append([r["label"] if r["phase"] == "up" else "", r["phase_label"], f(r.get("aggregate_gbps")),
@@ -398,6 +430,7 @@ for r in rows:
                   f(r.get("net_wait") and r["net_wait"] * 100, "{:.0f}%"),
                   f(r.get("run_cpu_s_per_gb")), f(r.get("machine_busy") and r["machine_busy"] * 100, "{:.0f}%"),
                   f(r.get("rtt_median_us"), "{:.1f}"), f(r.get("rtt_p99_us"), "{:.1f}"), f(r.get("rtt_mean_us"), "{:.1f}"),
+                  f(r.get("rtt_max_us") and r["rtt_max_us"] / 1e3, "{:.1f}"),
                   f(r.get("idle_rtt_median_us"), "{:.1f}")])
 w = [max(len(row[c]) for row in table) for c in range(len(header))]
 print(f"many-sandbox benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} sandboxes per path, iperf3 one TCP "
@@ -425,15 +458,23 @@ print(f"  without steal) ÷ ({cpus} × wall time), whoever used it.")
 print(f"RTT: one more sandbox on the same path, {round_trips} one-byte TCP round trips (bench-rr.py rr) started one")
 print("  second into a third ↑ phase, to a server on 127.0.0.1 (veth: its own host end); idle p50: the same")
 print("  probe before any load.")
+if drops:
+    print("gatewayd drops over the run (sandbox: count; 0 is the probe): " + "; ".join(
+        f"{k} " + ", ".join(f"{i}: {v}" for i, v in sorted(d.items())) for k, d in sorted(drops.items())))
 for r in rows:
     if r.get("per_shard_gbps"):
         print(f"gatewayd {r['phase_label']} by shard: " + ", ".join(
             f"shard {k} {v:.2f} Gbps ({r['per_shard_sandboxes'][k]} sandboxes)" for k, v in r["per_shard_gbps"].items()))
 for r in rows:
     if r["reported"] < n:
-        print(f"note: {r['label']} {r['phase_label']}: only {r['reported']} of {n} clients reported")
+        print(f"note: {r['label']} {r['phase_label']}: only {r['reported']} of {n} clients reported"
+              + (f" (first error: {r['client_errors'][0]})" if r["client_errors"] else ""))
     elif r["failed_clients"]:
         print(f"note: {r['label']} {r['phase_label']}: the phase was run twice ({r['failed_clients']} clients failed first)")
+    if r.get("rtt_slow") and r["rtt_slow"]["over_10_ms"]:
+        sl = r["rtt_slow"]
+        print(f"{r['label']} RTT probe under load: {sl['over_1_ms']} round trips over 1 ms, {sl['over_10_ms']} over 10 ms, "
+              f"{sl['over_100_ms']} over 100 ms; the slowest 1 % took {r['rtt_top1pct_share'] * 100:.0f} % of its time")
     if r.get("probe_within_load") is False:
         print(f"note: {r['label']}: the RTT probe ({r['probe_seconds']:.1f} s) outlasted the load; "
               "use more --seconds or fewer --round-trips")
@@ -445,6 +486,6 @@ if json_out:
                        round_trips=int(round_trips), busy_poll_us=int(busy_poll), load_before=load0,
                        load_after=load1, gatewayd_pin_shards=pin_shards == "true", gatewayd_nice=int(gwd_nice),
                        gatewayd_sandboxes_per_shard=shards,
-                       gatewayd_probe_shard=probe_shard, rows=rows), fh, indent=1)
+                       gatewayd_probe_shard=probe_shard, gatewayd_drops=drops, rows=rows), fh, indent=1)
     print(f"JSON: {json_out}")
 EOF
