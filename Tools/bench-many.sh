@@ -204,11 +204,21 @@ machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; 
 # the probe): this shell's cutime + cstime (/proc/PID/stat fields 16 and 17).
 waited_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; }
 
-# The latency probe (sandbox 0 of PATH): ROUND_TRIPS one-byte round trips to the path's RR
-# server; JSON to OUT, and its start and end (ns since the epoch) to OUT.time.
+# The latency probe (sandbox 0 of PATH): first one fresh connection's connect + one round trip
+# (to OUT.connect, in ms), then ROUND_TRIPS one-byte round trips over another connection to the
+# path's RR server; JSON to OUT, its start and end (ns since the epoch) to OUT.time, every round
+# trip (ns) to OUT.rtts.
 rr_probe() {
     local path=$1 out=$2 t0
     t0=$(date +%s%N)
+    run timeout -k 2 60 ip netns exec "${SB_NS[$path,0]}" python3 -c '
+import socket, sys, time
+t = time.perf_counter()
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=50)
+c.sendall(b"x")
+assert c.recv(1) == b"x"
+print(f"{(time.perf_counter() - t) * 1e3:.3f}")
+c.close()' "${SB_ADDR[$path,0]}" "$RR_PORT" >"$out.connect" || echo "$path: the probe's first connection failed" >&2
     run timeout -k 2 60 ip netns exec "${SB_NS[$path,0]}" python3 "$RR" rr --host "${SB_ADDR[$path,0]}" \
         --port "$RR_PORT" --round-trips "$ROUND_TRIPS" --warmup 100 --dump "$out.rtts" >"$out" || {
         echo "$path: the latency probe failed" >&2
@@ -375,7 +385,14 @@ for path in order:
                     rtts = [int(x) / 1e3 for x in open(os.path.join(work, base + "-rr.json.rtts")).read().split()]
                 except OSError:
                     rtts = []
+                try:
+                    row["probe_connect_ms"] = float(open(os.path.join(work, base + "-rr.json.connect")).read())
+                except (OSError, ValueError):
+                    pass
                 if rtts:
+                    # What the probe spent outside its timed round trips: interpreter start, the
+                    # first connection, connecting again, 100 warm-up round trips.
+                    row["probe_untimed_s"] = row["probe_seconds"] - sum(rtts) / 1e6
                     row["rtt_max_us"] = max(rtts)
                     row["rtt_slow"] = {f"over_{t}_ms": sum(1 for x in rtts if x > t * 1e3) for t in (1, 10, 100)}
                     # How much of the probe's time the slowest 1 % of round trips took.
@@ -475,6 +492,9 @@ for r in rows:
         sl = r["rtt_slow"]
         print(f"{r['label']} RTT probe under load: {sl['over_1_ms']} round trips over 1 ms, {sl['over_10_ms']} over 10 ms, "
               f"{sl['over_100_ms']} over 100 ms; the slowest 1 % took {r['rtt_top1pct_share'] * 100:.0f} % of its time")
+    if r.get("probe_connect_ms") is not None:
+        print(f"{r['label']} RTT probe under load: first connection + 1 round trip {r['probe_connect_ms']:.1f} ms; "
+              f"{r.get('probe_untimed_s', 0):.1f} of the probe's {r['probe_seconds']:.1f} s outside the timed round trips")
     if r.get("probe_within_load") is False:
         print(f"note: {r['label']}: the RTT probe ({r['probe_seconds']:.1f} s) outlasted the load; "
               "use more --seconds or fewer --round-trips")
