@@ -497,7 +497,7 @@ for r in rows:
               f"{r.get('probe_untimed_s', 0):.1f} of the probe's {r['probe_seconds']:.1f} s outside the timed round trips")
     if r.get("probe_within_load") is False:
         print(f"note: {r['label']}: the RTT probe ({r['probe_seconds']:.1f} s) outlasted the load; "
-              "use more --seconds or fewer --round-trips")
+              "use more --load-seconds or fewer --round-trips")
 
 if json_out:
     with open(json_out, "w") as fh:
