@@ -1,0 +1,511 @@
+#!/usr/bin/env bash
+# Many sandboxes at once: N namespaces per path all running iperf3 together, gatewayd (one process,
+# one shard per CPU) beside N pasta processes and N kernel veths. Aggregate throughput, fairness
+# between sandboxes, CPU per GB, and one extra sandbox's round-trip time while the N others load the path.
+# Usage: sudo Tools/bench-many.sh [--sandboxes N] [--seconds S] [--load-seconds S] [--mtu M] [--paths LIST]
+#            [--round-trips N] [--no-pin-shards] [--gatewayd-nice N] [--json FILE] [--skip-build]
+# --sandboxes: namespaces per path (default 8). --seconds: each iperf3 transfer (default 5).
+# --load-seconds: the transfers while the latency probe runs (default --seconds + 10; the probe
+# starts 1 s in and must end before them). --mtu: of every path (default 1500). --paths: comma-
+# separated subset of gatewayd,pasta,veth (default all). --round-trips: of the latency probe
+# (default 1000, after 100 unmeasured). --no-pin-shards: gatewayd's pin-shards = false;
+# --gatewayd-nice N: gatewayd runs at that nice level (diagnostics). Nothing else is pinned: not
+# the clients, not the servers, not pasta; gatewayd pins its own shards. Every server listens on
+# 127.0.0.1 or on an address of a veth made here; everything made here (processes, namespaces
+# gwmany-TAG-*, devices gwm-TAG-*) is removed at the end, on failure and on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source Tools/bench-lib.sh
+
+N=8
+SECS=5
+LOAD_SECS=
+MTU=1500
+PATHS=gatewayd,pasta,veth
+ROUND_TRIPS=1000
+JSON_OUT=
+BUILD=1
+PIN_SHARDS=true
+GWD_NICE=0
+
+while (($#)); do
+    case "$1" in
+        --sandboxes) N=$2; shift 2 ;;
+        --seconds) SECS=$2; shift 2 ;;
+        --load-seconds) LOAD_SECS=$2; shift 2 ;;
+        --mtu) MTU=$2; shift 2 ;;
+        --paths) PATHS=$2; shift 2 ;;
+        --round-trips) ROUND_TRIPS=$2; shift 2 ;;
+        --json) JSON_OUT=$(realpath -m "$2"); shift 2 ;;
+        --skip-build) BUILD=0; shift ;;
+        --no-pin-shards) PIN_SHARDS=false; shift ;;
+        --gatewayd-nice) GWD_NICE=$2; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+if ! [[ $N =~ ^[0-9]+$ ]] || ((N < 1 || N > 200)); then echo "--sandboxes takes 1-200" >&2; exit 2; fi
+if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 2)); then echo "--seconds takes a whole number ≥ 2" >&2; exit 2; fi
+LOAD_SECS=${LOAD_SECS:-$((SECS + 10))}
+if ! [[ $LOAD_SECS =~ ^[0-9]+$ ]] || ((LOAD_SECS < 2)); then echo "--load-seconds takes a whole number ≥ 2" >&2; exit 2; fi
+want() { [[ ",$PATHS," == *",$1,"* ]]; }
+ORDER=()
+for p in gatewayd pasta veth; do want "$p" && ORDER+=("$p"); done
+((${#ORDER[@]})) || { echo "--paths names none of gatewayd, pasta, veth" >&2; exit 2; }
+
+bench_require_root bench-many.sh
+bench_install_packages passt iperf3 python3 iproute2 util-linux libnl-3-dev libnl-route-3-dev pkg-config
+
+if want gatewayd; then
+    if ((BUILD)); then
+        echo "building gatewayd and gatewayctl (release)…" >&2
+        swift build -c release --product gatewayd >&2
+        swift build -c release --product gatewayctl >&2
+    fi
+    BINDIR="$(swift build -c release --show-bin-path)"
+    for b in gatewayd gatewayctl; do
+        [[ -x $BINDIR/$b ]] || { echo "$BINDIR/$b is missing: run without --skip-build" >&2; exit 1; }
+    done
+fi
+
+bench_init gw-benchmany
+RR="$(pwd)/Tools/bench-rr.py"
+CPUS=$(nproc)
+# pasta_start pins pasta with `taskset -c LOOP_CPU`: every CPU is the same as no pinning.
+LOOP_CPU=0-$((CPUS - 1))
+
+# bench_cleanup removes what it recorded; this also sweeps anything of this run's tag that a
+# half-finished setup step made before it could be recorded.
+many_cleanup() {
+    bench_cleanup
+    local n l
+    for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^gwmany-$TAG-"); do ip netns del "$n" 2>/dev/null; done
+    for l in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gwm-$TAG-"); do
+        ip link del "$l" 2>/dev/null
+    done
+    return 0
+}
+trap many_cleanup EXIT
+
+# One gatewayd with the default shard count (one per CPU), each shard pinned to its CPU by
+# gatewayd itself (unless --no-pin-shards): the way it is meant to run with many sandboxes. No sweep of stale devices
+# (it would take other runs' devices); a DNS upstream no resolver answers. Sets GWD_PID, GWD_SOCK.
+gatewayd_start_sharded() {
+    GWD_SOCK="$WORK/gatewayd.sock"
+    cat >"$WORK/gatewayd.toml" <<TOML
+pin-shards = $PIN_SHARDS
+sweep-stale-devices = false
+busy-poll-us = ${GWD_BUSY_POLL_US:-50}
+[dns]
+upstreams = ["127.0.0.1:9"]
+TOML
+    spawn nice -n "$GWD_NICE" "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" \
+        --state-dir "$WORK/gatewayd-state" --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
+    GWD_PID=$LAST_PID
+    for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && return 0; sleep 0.1; done
+    echo "gatewayd did not open $GWD_SOCK; its log:" >&2
+    cat "$WORK/gatewayd.log" >&2
+    return 1
+}
+
+# Sandbox I of a path: its namespace, the address its client dials, the iperf3 port it uses.
+# I = 0 is the latency probe; 1…N carry the load. NETPIDS: the path's network processes (the N
+# load sandboxes'); OWNPIDS: every long-lived process the path uses (those, the probe's, servers).
+declare -A SB_NS SB_ADDR NETPIDS OWNPIDS
+PORTS=()
+for i in $(seq "$N"); do free_port "PORTS[$i]"; done
+free_port RR_PORT
+free_port CRR_PORT
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+echo "setting up ${ORDER[*]}: $N sandboxes each and one latency probe…" >&2
+# Servers on the host's loopback, shared by gatewayd and pasta (both carry their gateway address
+# to 127.0.0.1) since the paths take turns; unpinned.
+LO_SERVERS=
+if want gatewayd || want pasta; then
+    for i in $(seq "$N"); do
+        spawn iperf3 -s -B 127.0.0.1 -p "${PORTS[$i]}" --logfile "$WORK/iperf3-server-lo-$i.log"
+        LO_SERVERS+=" $LAST_PID"
+    done
+    spawn python3 "$RR" server --bind 127.0.0.1 --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+    LO_SERVERS+=" $LAST_PID"
+    for i in $(seq "$N"); do wait_listen 127.0.0.1 "${PORTS[$i]}"; done
+    wait_listen 127.0.0.1 "$RR_PORT"
+fi
+
+if want gatewayd; then
+    gatewayd_start_sharded
+    for i in $(seq 0 "$N"); do
+        ns=gwmany-$TAG-gwd-$i
+        netns_add "$ns"
+        gatewayd_attach "$BINDIR" "many-$TAG-$i" "$ns" "$MTU"
+        SB_NS[gatewayd,$i]=$ns SB_ADDR[gatewayd,$i]=$GWD_GATEWAY
+    done
+    NETPIDS[gatewayd]=$GWD_PID
+    OWNPIDS[gatewayd]="$GWD_PID$LO_SERVERS"
+    "$BINDIR/gatewayctl" --control "$GWD_SOCK" list --json >"$WORK/gatewayd-list.json"
+fi
+
+if want pasta; then
+    NETPIDS[pasta]=
+    OWNPIDS[pasta]=$LO_SERVERS
+    for i in $(seq 0 "$N"); do
+        ns=gwmany-$TAG-pasta-$i
+        netns_add "$ns" no-ipv6
+        pasta_start "$ns" "$MTU"
+        SB_NS[pasta,$i]=$ns SB_ADDR[pasta,$i]=10.0.2.2
+        ((i == 0)) || NETPIDS[pasta]+=" $PEER_PID"
+        OWNPIDS[pasta]+=" $PEER_PID"
+    done
+fi
+
+if want veth; then
+    NETPIDS[veth]=
+    OWNPIDS[veth]=
+    for i in $(seq 0 "$N"); do
+        ns=gwmany-$TAG-veth-$i
+        netns_add "$ns"
+        subnet=$(free_subnet)
+        veth_add "$ns" "gwm-$TAG-h$i" "gwm-$TAG-g$i" "$subnet" "$MTU"
+        SB_NS[veth,$i]=$ns SB_ADDR[veth,$i]=$subnet.1
+        if ((i == 0)); then
+            spawn python3 "$RR" server --bind "$subnet.1" --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+            OWNPIDS[veth]+=" $LAST_PID"
+            wait_listen "$subnet.1" "$RR_PORT"
+        else
+            spawn iperf3 -s -B "$subnet.1" -p "${PORTS[$i]}" --logfile "$WORK/iperf3-server-veth-$i.log"
+            OWNPIDS[veth]+=" $LAST_PID"
+            wait_listen "$subnet.1" "${PORTS[$i]}"
+        fi
+    done
+fi
+
+# utime+stime, in clock ticks, of all the listed processes together.
+sum_ticks() {
+    local t=0 p
+    for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done
+    echo "$t"
+}
+
+# Nanoseconds the listed processes' threads together sat runnable without a CPU (run_wait_ns).
+sum_wait() {
+    local t=0 p
+    for p in "$@"; do t=$((t + $(run_wait_ns "$p"))); done
+    echo "$t"
+}
+
+# Busy clock ticks of the whole machine (user, nice, system, irq, softirq: not idle, iowait or the
+# hypervisor's steal), from /proc/stat's first line.
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
+
+# CPU ticks of everything this run started that has ended and been waited for (the clients and
+# the probe): this shell's cutime + cstime (/proc/PID/stat fields 16 and 17).
+waited_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; }
+
+# The latency probe (sandbox 0 of PATH): first one fresh connection's connect + one round trip
+# (to OUT.connect, in ms), then ROUND_TRIPS one-byte round trips over another connection to the
+# path's RR server; JSON to OUT, its start and end (ns since the epoch) to OUT.time, every round
+# trip (ns) to OUT.rtts.
+rr_probe() {
+    local path=$1 out=$2 t0
+    t0=$(date +%s%N)
+    run timeout -k 2 60 ip netns exec "${SB_NS[$path,0]}" python3 -c '
+import socket, sys, time
+t = time.perf_counter()
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=50)
+c.sendall(b"x")
+assert c.recv(1) == b"x"
+print(f"{(time.perf_counter() - t) * 1e3:.3f}")
+c.close()' "${SB_ADDR[$path,0]}" "$RR_PORT" >"$out.connect" || echo "$path: the probe's first connection failed" >&2
+    run timeout -k 2 60 ip netns exec "${SB_NS[$path,0]}" python3 "$RR" rr --host "${SB_ADDR[$path,0]}" \
+        --port "$RR_PORT" --round-trips "$ROUND_TRIPS" --warmup 100 --dump "$out.rtts" >"$out" || {
+        echo "$path: the latency probe failed" >&2
+        rm -f "$out"
+    }
+    echo "$t0 $(date +%s%N)" >"$out.time"
+}
+
+# One phase of PATH: all N clients started together, guest→host (up), host→guest (down, -R), or
+# guest→host with the latency probe running in sandbox 0 after a second of load (load). Leaves
+# WORK/PATH-PHASE-I.json per sandbox and WORK/PATH-PHASE.meta (wall ns, network process ticks,
+# machine ticks, failed clients, start and end ns). iperf3 3.12 now and then hangs at the end of
+# a reverse test: each client is killed SECS+15 s after it started, and a phase in which any
+# client failed is run once more, whole, so that the N always ran together.
+run_phase() {
+    local path=$1 phase=$2 flag='' secs=$SECS attempt i rc failed t0 t1 c0 c1 m0 m1 o0 o1 w0 w1 base="$WORK/$1-$2"
+    local -a pids
+    [[ $phase == down ]] && flag=-R
+    [[ $phase == load ]] && secs=$LOAD_SECS
+    for attempt in 1 2; do
+        pids=()
+        failed=0
+        # shellcheck disable=SC2086
+        c0=$(sum_ticks ${NETPIDS[$path]})
+        # shellcheck disable=SC2086
+        w0=$(sum_wait ${NETPIDS[$path]})
+        m0=$(machine_ticks)
+        # shellcheck disable=SC2086
+        o0=$(($(sum_ticks ${OWNPIDS[$path]}) + $(waited_ticks)))
+        t0=$(date +%s%N)
+        for i in $(seq "$N"); do
+            spawn timeout -k 2 $((secs + 15)) ip netns exec "${SB_NS[$path,$i]}" \
+                iperf3 -c "${SB_ADDR[$path,$i]}" -p "${PORTS[$i]}" -t "$secs" -J $flag >"$base-$i.json"
+            pids+=("$LAST_PID")
+        done
+        if [[ $phase == load ]]; then
+            sleep 1
+            rr_probe "$path" "$base-rr.json"
+        fi
+        for i in $(seq "$N"); do
+            rc=0
+            wait "${pids[$((i - 1))]}" || rc=$?
+            forget "${pids[$((i - 1))]}"
+            if ((rc != 0)); then
+                failed=$((failed + 1))
+                echo "$path $phase: iperf3 in sandbox $i exited $rc (attempt $attempt of 2)" >&2
+            fi
+        done
+        t1=$(date +%s%N)
+        # shellcheck disable=SC2086
+        c1=$(sum_ticks ${NETPIDS[$path]})
+        # shellcheck disable=SC2086
+        w1=$(sum_wait ${NETPIDS[$path]})
+        m1=$(machine_ticks)
+        # shellcheck disable=SC2086
+        o1=$(($(sum_ticks ${OWNPIDS[$path]}) + $(waited_ticks)))
+        ((failed == 0)) && break
+        sleep 2
+    done
+    echo "$((t1 - t0)) $((c1 - c0)) $((m1 - m0)) $failed $t0 $t1 $((o1 - o0)) $secs $((w1 - w0))" >"$base.meta"
+    python3 - "$base" "$N" "$path" "$phase" <<'EOF' >&2
+import json, sys
+base, n, path, phase = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rates, errors = [], {}
+for i in range(1, n + 1):
+    try:
+        it = json.load(open(f"{base}-{i}.json"))
+    except (OSError, ValueError) as e:
+        errors[i] = f"no JSON ({e.__class__.__name__})"
+        continue
+    try:
+        rates.append(it["end"]["sum_received"]["bits_per_second"] / 1e9)
+    except KeyError:
+        errors[i] = it.get("error", "no sum_received")
+s = f"{path} {phase}: {sum(rates):.2f} Gbps over {len(rates)} of {n} sandboxes"
+if rates:
+    s += f" (min {min(rates):.2f}, max {max(rates):.2f})"
+try:
+    r = json.load(open(f"{base}-rr.json"))
+    s += f"; probe RTT median {r['median_us']:.1f} µs, p99 {r['p99_us']:.1f} µs"
+except (OSError, ValueError):
+    pass
+print(s)
+for i, e in sorted(errors.items()):
+    print(f"  sandbox {i}: {e}")
+EOF
+}
+
+# The paths take turns phase by phase, so that load from elsewhere on the machine falls on each alike.
+for p in "${ORDER[@]}"; do rr_probe "$p" "$WORK/$p-idle-rr.json"; done
+for phase in up down load; do
+    echo "== phase $phase: ${ORDER[*]} ==" >&2
+    for p in "${ORDER[@]}"; do run_phase "$p" "$phase"; done
+done
+if want gatewayd; then
+    # Its counters, drops among them, for every sandbox (the probe's too) over the whole run.
+    for i in $(seq 0 "$N"); do
+        "$BINDIR/gatewayctl" --control "$GWD_SOCK" stats "many-$TAG-$i" --json >"$WORK/gatewayd-stats-$i.json" || true
+    done
+    stop "$GWD_PID"
+fi
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- one table and JSON --------------------------------------------------------------------------
+python3 - "$WORK" "$DATE" "$N" "$SECS" "$LOAD_SECS" "$MTU" "$ROUND_TRIPS" "$LOAD_BEFORE" "$LOAD_AFTER" "$JSON_OUT" \
+    "$(getconf CLK_TCK)" "$(uname -r)" "$CPUS" "${GWD_BUSY_POLL_US:-50}" "$PIN_SHARDS" "$GWD_NICE" "${ORDER[@]}" <<'EOF'
+import json, os, statistics, sys
+(work, date, n, secs, load_secs, mtu, round_trips, load0, load1, json_out, clk, kernel, cpus,
+ busy_poll, pin_shards, gwd_nice) = sys.argv[1:17]
+order = sys.argv[17:]
+n, clk, cpus = int(n), int(clk), int(cpus)
+
+def load(name):
+    try:
+        return json.load(open(os.path.join(work, name)))
+    except (OSError, ValueError):
+        return None
+
+labels = {"gatewayd": "gatewayd (1 process)", "pasta": f"pasta ({n} processes)", "veth": f"kernel veth ×{n}"}
+phases = [("up", "↑ guest→host"), ("down", "↓ host→guest"), ("load", "↑ + RTT probe")]
+rows = []
+for path in order:
+    idle = load(f"{path}-idle-rr.json")
+    for phase, plabel in phases:
+        base = f"{path}-{phase}"
+        rates, nbytes, errors = [], 0, []
+        for i in range(1, n + 1):
+            it = load(f"{base}-{i}.json")
+            if it and "end" in it and "sum_received" in it["end"]:
+                r = it["end"]["sum_received"]
+                rates.append(r["bits_per_second"] / 1e9)
+                nbytes += r["bytes"]
+            else:
+                errors.append((it or {}).get("error", "no JSON from iperf3"))
+        wall_ns, net_ticks, mach_ticks, failed, t0, t1, own_ticks, psecs, net_wait_ns = (
+            int(x) for x in open(os.path.join(work, base + ".meta")).read().split())
+        row = dict(path=path, label=labels[path], phase=phase, phase_label=plabel, sandboxes=n, seconds=psecs,
+                   reported=len(rates), client_errors=errors,
+                   failed_clients=failed, per_sandbox_gbps=[round(x, 4) for x in rates], wall_s=wall_ns / 1e9)
+        if rates:
+            row.update(aggregate_gbps=sum(rates), min_gbps=min(rates), median_gbps=statistics.median(rates),
+                       max_gbps=max(rates), jain=sum(rates) ** 2 / (len(rates) * sum(x * x for x in rates)))
+        if nbytes:
+            gb = nbytes / 1e9
+            row["bytes"] = nbytes
+            if path != "veth":
+                row["net_cpu_s"] = net_ticks / clk
+                row["net_cpu_s_per_gb"] = net_ticks / clk / gb
+                row["net_busy"] = net_ticks / clk / (wall_ns / 1e9)
+                row["net_wait"] = net_wait_ns / wall_ns
+            row["run_cpu_s_per_gb"] = own_ticks / clk / gb
+            row["machine_cpu_s_per_gb"] = mach_ticks / clk / gb
+            row["machine_busy"] = mach_ticks / clk / (wall_ns / 1e9) / cpus
+        if phase == "load":
+            rr = load(f"{base}-rr.json")
+            if rr:
+                row.update(rtt_median_us=rr["median_us"], rtt_p99_us=rr["p99_us"], rtt_mean_us=rr["mean_us"])
+                p0, p1 = (int(x) for x in open(os.path.join(work, base + "-rr.json.time")).read().split())
+                # The probe must have ended while the clients were still sending (they started at t0).
+                row["probe_within_load"] = p1 <= t0 + psecs * 10**9
+                row["probe_seconds"] = (p1 - p0) / 1e9
+                try:
+                    rtts = [int(x) / 1e3 for x in open(os.path.join(work, base + "-rr.json.rtts")).read().split()]
+                except OSError:
+                    rtts = []
+                try:
+                    row["probe_connect_ms"] = float(open(os.path.join(work, base + "-rr.json.connect")).read())
+                except (OSError, ValueError):
+                    pass
+                if rtts:
+                    # What the probe spent outside its timed round trips: interpreter start, the
+                    # first connection, connecting again, 100 warm-up round trips.
+                    row["probe_untimed_s"] = row["probe_seconds"] - sum(rtts) / 1e6
+                    row["rtt_max_us"] = max(rtts)
+                    row["rtt_slow"] = {f"over_{t}_ms": sum(1 for x in rtts if x > t * 1e3) for t in (1, 10, 100)}
+                    # How much of the probe's time the slowest 1 % of round trips took.
+                    top = sorted(rtts)[-max(1, len(rtts) // 100):]
+                    row["rtt_top1pct_share"] = sum(top) / sum(rtts)
+            if idle:
+                row.update(idle_rtt_median_us=idle["median_us"], idle_rtt_p99_us=idle["p99_us"],
+                           idle_rtt_mean_us=idle["mean_us"])
+        rows.append(row)
+
+drops = {}
+for i in range(0, n + 1):
+    st = load(f"gatewayd-stats-{i}.json")
+    for k, v in ((st or {}).get("drops") or {}).items():
+        if v:
+            drops.setdefault(k, {})[i] = v
+
+shards, probe_shard = None, None
+lst = load("gatewayd-list.json")
+if lst:
+    shards = {}
+    for s in lst:
+        shards[s.get("shard")] = shards.get(s.get("shard"), 0) + 1
+        if s.get("id", "").endswith("-0"):
+            probe_shard = s.get("shard")
+
+# gatewayd's throughput shard by shard (sandbox i is many-TAG-i).
+shard_of = {}
+for s in lst or []:
+    try:
+        shard_of[int(s["id"].rsplit("-", 1)[1])] = s["shard"]
+    except (KeyError, ValueError):
+        pass
+for r in rows:
+    if r["path"] == "gatewayd" and shard_of and len(r["per_sandbox_gbps"]) == n:
+        per = {}
+        for i, x in enumerate(r["per_sandbox_gbps"], start=1):
+            per.setdefault(shard_of.get(i), []).append(x)
+        r["per_shard_gbps"] = {str(k): round(sum(v), 3) for k, v in sorted(per.items(), key=lambda kv: str(kv[0]))}
+        r["per_shard_sandboxes"] = {str(k): len(v) for k, v in sorted(per.items(), key=lambda kv: str(kv[0]))}
+
+def f(v, fmt="{:.2f}"):
+    return "-" if v is None else fmt.format(v)
+
+header = ["path", "phase", "agg Gbps", "min", "median", "max", "Jain", "net CPU s/GB", "net busy", "net wait",
+          "all CPU s/GB", "machine busy", "RTT p50 µs", "RTT p99 µs", "RTT mean µs", "RTT max ms", "idle p50 µs"]
+table = [header]
+for r in rows:
+    table.append([r["label"] if r["phase"] == "up" else "", r["phase_label"], f(r.get("aggregate_gbps")),
+                  f(r.get("min_gbps")), f(r.get("median_gbps")), f(r.get("max_gbps")), f(r.get("jain"), "{:.3f}"),
+                  f(r.get("net_cpu_s_per_gb")), f(r.get("net_busy") and r["net_busy"] * 100, "{:.0f}%"),
+                  f(r.get("net_wait") and r["net_wait"] * 100, "{:.0f}%"),
+                  f(r.get("run_cpu_s_per_gb")), f(r.get("machine_busy") and r["machine_busy"] * 100, "{:.0f}%"),
+                  f(r.get("rtt_median_us"), "{:.1f}"), f(r.get("rtt_p99_us"), "{:.1f}"), f(r.get("rtt_mean_us"), "{:.1f}"),
+                  f(r.get("rtt_max_us") and r["rtt_max_us"] / 1e3, "{:.1f}"),
+                  f(r.get("idle_rtt_median_us"), "{:.1f}")])
+w = [max(len(row[c]) for row in table) for c in range(len(header))]
+print(f"many-sandbox benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} sandboxes per path, iperf3 one TCP "
+      f"stream each, {secs} s ({load_secs} s with the probe), MTU {mtu}")
+print(f"gatewayd: one process, {cpus} shards, pin-shards = {pin_shards}, busy-poll-us = {busy_poll}"
+      + (f", nice {gwd_nice}" if gwd_nice != "0" else "")
+      + (", sandboxes per shard " + ", ".join(f"{k}: {v}" for k, v in sorted(shards.items()))
+       + f" (the probe's, on shard {probe_shard}, included)" if shards else "")
+      + "; clients, servers and pasta unpinned")
+print(f"load average before {load0}, after {load1}")
+print()
+for i, line in enumerate(table):
+    print("  ".join(c.ljust(w[j]) if j < 2 else c.rjust(w[j]) for j, c in enumerate(line)))
+    if i == 0:
+        print("  ".join("-" * x for x in w))
+print()
+print("agg: sum of the N clients' iperf3 receiver figures; min / median / max: one sandbox's; Jain: fairness")
+print("  index (Σx)² / (N·Σx²), 1 = all equal, 1/N = one sandbox took everything.")
+print("net CPU: utime+stime (/proc/PID/stat) of gatewayd's one process, or of the N pasta processes summed,")
+print("  over the phase, per 10^9 payload bytes; busy = that ÷ wall time (may pass 100 % with 2+ CPUs);")
+print("  wait = time their threads sat runnable without a CPU (schedstat) ÷ wall time.")
+print("all CPU: of everything the path's phase ran (clients, servers, network processes, the probe) per")
+print("  10^9 bytes: other load on the machine excluded. machine busy: all CPUs' non-idle time (/proc/stat,")
+print(f"  without steal) ÷ ({cpus} × wall time), whoever used it.")
+print(f"RTT: one more sandbox on the same path, {round_trips} one-byte TCP round trips (bench-rr.py rr) started one")
+print("  second into a third ↑ phase, to a server on 127.0.0.1 (veth: its own host end); idle p50: the same")
+print("  probe before any load.")
+if drops:
+    print("gatewayd drops over the run (sandbox: count; 0 is the probe): " + "; ".join(
+        f"{k} " + ", ".join(f"{i}: {v}" for i, v in sorted(d.items())) for k, d in sorted(drops.items())))
+for r in rows:
+    if r.get("per_shard_gbps"):
+        print(f"gatewayd {r['phase_label']} by shard: " + ", ".join(
+            f"shard {k} {v:.2f} Gbps ({r['per_shard_sandboxes'][k]} sandboxes)" for k, v in r["per_shard_gbps"].items()))
+for r in rows:
+    if r["reported"] < n:
+        print(f"note: {r['label']} {r['phase_label']}: only {r['reported']} of {n} clients reported"
+              + (f" (first error: {r['client_errors'][0]})" if r["client_errors"] else ""))
+    elif r["failed_clients"]:
+        print(f"note: {r['label']} {r['phase_label']}: the phase was run twice ({r['failed_clients']} clients failed first)")
+    if r.get("rtt_slow") and r["rtt_slow"]["over_10_ms"]:
+        sl = r["rtt_slow"]
+        print(f"{r['label']} RTT probe under load: {sl['over_1_ms']} round trips over 1 ms, {sl['over_10_ms']} over 10 ms, "
+              f"{sl['over_100_ms']} over 100 ms; the slowest 1 % took {r['rtt_top1pct_share'] * 100:.0f} % of its time")
+    if r.get("probe_connect_ms") is not None:
+        print(f"{r['label']} RTT probe under load: first connection + 1 round trip {r['probe_connect_ms']:.1f} ms; "
+              f"{r.get('probe_untimed_s', 0):.1f} of the probe's {r['probe_seconds']:.1f} s outside the timed round trips")
+    if r.get("probe_within_load") is False:
+        print(f"note: {r['label']}: the RTT probe ({r['probe_seconds']:.1f} s) outlasted the load; "
+              "use more --load-seconds or fewer --round-trips")
+
+if json_out:
+    with open(json_out, "w") as fh:
+        json.dump(dict(date=date, kernel=kernel, cpus=cpus, sandboxes=n, seconds=int(secs),
+                       load_seconds=int(load_secs), mtu=int(mtu),
+                       round_trips=int(round_trips), busy_poll_us=int(busy_poll), load_before=load0,
+                       load_after=load1, gatewayd_pin_shards=pin_shards == "true", gatewayd_nice=int(gwd_nice),
+                       gatewayd_sandboxes_per_shard=shards,
+                       gatewayd_probe_shard=probe_shard, gatewayd_drops=drops, rows=rows), fh, indent=1)
+    print(f"JSON: {json_out}")
+EOF
