@@ -3,13 +3,13 @@
 # one shard per CPU) beside N pasta processes and N kernel veths. Aggregate throughput, fairness
 # between sandboxes, CPU per GB, and one extra sandbox's round-trip time while the N others load the path.
 # Usage: sudo Tools/bench-many.sh [--sandboxes N] [--seconds S] [--load-seconds S] [--mtu M] [--paths LIST]
-#            [--round-trips N] [--no-pin-shards] [--gatewayd-nice N] [--json FILE] [--skip-build]
+#            [--round-trips N] [--no-pin-shards] [--shard-nice N] [--json FILE] [--skip-build]
 # --sandboxes: namespaces per path (default 8). --seconds: each iperf3 transfer (default 5).
 # --load-seconds: the transfers while the latency probe runs (default --seconds + 10; the probe
 # starts 1 s in and must end before them). --mtu: of every path (default 1500). --paths: comma-
 # separated subset of gatewayd,pasta,veth (default all). --round-trips: of the latency probe
 # (default 1000, after 100 unmeasured). --no-pin-shards: gatewayd's pin-shards = false;
-# --gatewayd-nice N: gatewayd runs at that nice level (diagnostics). Nothing else is pinned: not
+# --shard-nice N: gatewayd's shard-nice (default its own, -10). Nothing else is pinned: not
 # the clients, not the servers, not pasta; gatewayd pins its own shards. Every server listens on
 # 127.0.0.1 or on an address of a veth made here; everything made here (processes, namespaces
 # gwmany-TAG-*, devices gwm-TAG-*) is removed at the end, on failure and on Ctrl-C.
@@ -26,7 +26,7 @@ ROUND_TRIPS=1000
 JSON_OUT=
 BUILD=1
 PIN_SHARDS=true
-GWD_NICE=0
+GWD_NICE=-10
 
 while (($#)); do
     case "$1" in
@@ -39,7 +39,7 @@ while (($#)); do
         --json) JSON_OUT=$(realpath -m "$2"); shift 2 ;;
         --skip-build) BUILD=0; shift ;;
         --no-pin-shards) PIN_SHARDS=false; shift ;;
-        --gatewayd-nice) GWD_NICE=$2; shift 2 ;;
+        --shard-nice) GWD_NICE=$2; shift 2 ;;
         -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -96,10 +96,11 @@ gatewayd_start_sharded() {
 pin-shards = $PIN_SHARDS
 sweep-stale-devices = false
 busy-poll-us = ${GWD_BUSY_POLL_US:-50}
+shard-nice = $GWD_NICE
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML
-    spawn nice -n "$GWD_NICE" "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" \
+    spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" \
         --state-dir "$WORK/gatewayd-state" --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
     GWD_PID=$LAST_PID
     for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && return 0; sleep 0.1; done
@@ -453,7 +454,7 @@ w = [max(len(row[c]) for row in table) for c in range(len(header))]
 print(f"many-sandbox benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} sandboxes per path, iperf3 one TCP "
       f"stream each, {secs} s ({load_secs} s with the probe), MTU {mtu}")
 print(f"gatewayd: one process, {cpus} shards, pin-shards = {pin_shards}, busy-poll-us = {busy_poll}"
-      + (f", nice {gwd_nice}" if gwd_nice != "0" else "")
+      + f", shard-nice = {gwd_nice}"
       + (", sandboxes per shard " + ", ".join(f"{k}: {v}" for k, v in sorted(shards.items()))
        + f" (the probe's, on shard {probe_shard}, included)" if shards else "")
       + "; clients, servers and pasta unpinned")

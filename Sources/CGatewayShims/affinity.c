@@ -6,6 +6,9 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int gw_pin_current_thread(int cpu) {
     if (cpu < 0 || cpu >= CPU_SETSIZE) return -EINVAL;
@@ -29,3 +32,12 @@ int gw_current_thread_single_cpu(void) {
 int gw_setns_net(int fd) { return setns(fd, CLONE_NEWNET) < 0 ? -errno : 0; }
 
 void gw_release_free_memory(void) { malloc_trim(0); }
+
+int gw_set_thread_nice(int nice) {
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    return setpriority(PRIO_PROCESS, (id_t)tid, nice) == 0 ? 0 : -errno;
+}
+
+int gw_thread_nice(void) {
+    return getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+}

@@ -47,9 +47,13 @@ public final class EventLoop: @unchecked Sendable {
     public private(set) var polledWakeups = 0
     public private(set) var sleeps = 0
 
-    public init(name: String, cpu: Int? = nil, busyPoll: Duration = .zero) throws(GatewayError) {
+    /// The nice value the loop's thread takes when it starts (nil: the process's).
+    public let nice: Int32?
+
+    public init(name: String, cpu: Int? = nil, busyPoll: Duration = .zero, nice: Int32? = nil) throws(GatewayError) {
         self.name = name
         self.cpu = cpu
+        self.nice = nice
         busyPollNanoseconds = busyPoll.nanosecondCount
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epfd >= 0 else { throw GatewayError(.system, "epoll_create1 for \(name): \(errnoText())") }
@@ -251,7 +255,13 @@ public final class EventLoop: @unchecked Sendable {
     /// Starts a thread (pinned when `cpu` is set) that runs the loop.
     public func startThread() {
         let loop = self
-        let thread = Thread { loop.pinIfNeeded(); loop.run() }
+        let thread = Thread {
+            loop.pinIfNeeded()
+            // Without CAP_SYS_NICE a negative value is refused; the loop then runs at the
+            // process's priority, which only costs latency under load.
+            if let nice = loop.nice { _ = gw_set_thread_nice(nice) }
+            loop.run()
+        }
         thread.start()
     }
 

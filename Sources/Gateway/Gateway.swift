@@ -18,6 +18,11 @@ public struct GatewayConfiguration: Sendable {
     public var pinShards = true
     /// How long a shard keeps polling for more I/O before it sleeps (see `EventLoop`); zero: never.
     public var busyPoll: Duration = .microseconds(50)
+    /// The shards' nice value. A frame waits for its shard to get a CPU, and the sandboxes'
+    /// own work competes for the same CPUs: at the default, the data path comes first (as the
+    /// kernel's own packet processing does), so one sandbox's load does not add a scheduler
+    /// slice to every other sandbox's round trip. nil leaves the process's.
+    public var shardNice: Int32? = -10
     public var addresses = AddressPlan()
     public var defaultPolicy = "host-only"
     /// Policies by name beside the built-in profiles (`Policy.profileNames`); a name defined
@@ -100,7 +105,8 @@ public final class Gateway: @unchecked Sendable {
         var loops: [EventLoop] = []
         for i in 0..<configuration.shards {
             let loop = try EventLoop(
-                name: "shard-\(i)", cpu: configuration.pinShards ? i % cpus : nil, busyPoll: configuration.busyPoll)
+                name: "shard-\(i)", cpu: configuration.pinShards ? i % cpus : nil, busyPoll: configuration.busyPoll,
+                nice: configuration.shardNice)
             loop.startThread()
             loops.append(loop)
         }

@@ -96,6 +96,16 @@ private final class Counter: Sendable {
         return [a, b, c, d]
     }
 
+    @Test func theLoopThreadTakesItsNiceValue() throws {
+        let loop = try EventLoop(name: "test-nice", nice: -7)
+        let plain = try EventLoop(name: "test-plain")
+        defer { loop.stop(); plain.stop() }
+        loop.startThread()
+        plain.startThread()
+        #expect(try loop.submitAndWait { gw_thread_nice() } == -7)
+        #expect(try plain.submitAndWait { gw_thread_nice() } == gw_thread_nice())
+    }
+
     @Test func pollingPicksUpFollowingIOWithoutSleepingThenSleeps() async throws {
         let loop = try EventLoop(name: "test-poll", busyPoll: .milliseconds(200))
         defer { loop.stop() }

@@ -9,6 +9,10 @@ int gw_pin_current_thread(int cpu);
 int gw_current_thread_single_cpu(void);
 /* setns(fd, CLONE_NEWNET) for the calling thread; 0 or -errno. */
 int gw_setns_net(int fd);
+/* Sets the calling thread's nice value (Linux schedules threads apart); 0 or -errno. */
+int gw_set_thread_nice(int nice);
+/* The calling thread's nice value. */
+int gw_thread_nice(void);
 /* Returns memory freed in every malloc arena to the system (malloc_trim(0)). */
 void gw_release_free_memory(void);
 

@@ -57,6 +57,8 @@ public struct DaemonConfiguration: Sendable {
     public var pinShards = true
     /// Microseconds a shard keeps polling for I/O before it sleeps; 0 turns polling off.
     public var busyPollMicroseconds = 50
+    /// The shards' nice value (-20…19); 0 leaves them at the process's.
+    public var shardNice = -10
     public var egressPolicy = "host-only"
     public var logFormat = LogFormat.human
     public var logLevel = Logger.Level.info
@@ -108,6 +110,7 @@ public struct DaemonConfiguration: Sendable {
         var c = GatewayConfiguration(shards: shards)
         c.pinShards = pinShards
         c.busyPoll = .microseconds(busyPollMicroseconds)
+        c.shardNice = shardNice == 0 ? nil : Int32(shardNice)
         c.addresses = addresses
         c.defaultPolicy = egressPolicy
         c.policies = policies
@@ -165,6 +168,7 @@ public struct DaemonConfiguration: Sendable {
             case "shards": shards = try r.int(e, "shards", in: 1...1024)
             case "pin-shards": pinShards = try r.bool(e, "pin-shards")
             case "busy-poll-us": busyPollMicroseconds = try r.int(e, "busy-poll-us", in: 0...10_000)
+            case "shard-nice": shardNice = try r.int(e, "shard-nice", in: -20...19)
             case "egress-policy": egressPolicy = try r.string(e, "egress-policy")
             case "log-format":
                 logFormat =
@@ -204,7 +208,7 @@ public struct DaemonConfiguration: Sendable {
                 throw r.unknown(
                     e, e.key,
                     known: [
-                        "control", "control-mode", "state-dir", "shards", "pin-shards", "busy-poll-us", "egress-policy", "log-format",
+                        "control", "control-mode", "state-dir", "shards", "pin-shards", "busy-poll-us", "shard-nice", "egress-policy", "log-format",
                         "log-level", "metrics-address", "sweep-stale-devices", "sweep-prefixes", "host-device-tag",
                         "addresses", "ports",
                         "limits", "dns",
