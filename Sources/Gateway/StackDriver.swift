@@ -21,9 +21,10 @@ public final class StackDriver: @unchecked Sendable {
     /// Frames, and bytes, read per wake-up before the other fds of the shard get their turn
     /// (the device's watch is level-triggered, so what is left is read on the next pass). The
     /// byte bound keeps one busy sandbox's turn short when its frames are 64 KB segments: 128
-    /// of those held every other sandbox on the shard for milliseconds (a round trip under
-    /// load took ~10 ms at 128 frames, 2.9 ms at 256 KB, 48 µs at 64 KB, with no loss of
-    /// throughput; Tools/README-bench-many.md).
+    /// of those held every other sandbox on the shard for milliseconds. With eight sandboxes
+    /// loading the shards, another one's round trip took ~10 ms at 128 frames a turn and
+    /// 0.05–3 ms at 64 KB (with the shards' raised priority), at the same throughput
+    /// (Tools/README-bench-many.md).
     public var batchSize = 128
     public var batchBytes = 64 * 1024
 
