@@ -241,6 +241,10 @@ final class TCPRelay {
     /// The stack's connection ended (FIN handshake done, guest RST, retransmissions ran out).
     private func finishFromStack() {
         let wasConnected = phase == .relaying
+        // Whatever the upstream could not take now is dropped: the stack keeps a closed
+        // connection until its receive buffer is empty.
+        let unread = stack.tcpReadableBytes(id)
+        if unread > 0 { stack.tcpConsume(id, unread, now: monotonicNanoseconds()) }
         phase = .done
         closeSocket(reset: !(upstreamEOF && upstreamWriteShut))
         relay.tcpFinished(id, wasConnected: wasConnected)
