@@ -51,15 +51,7 @@ want() { [[ ",$PATHS," == *",$1,"* ]]; }
 bench_require_root bench-gateway.sh
 bench_install_packages passt slirp4netns iperf3 python3 iproute2 util-linux libnl-3-dev libnl-route-3-dev pkg-config
 
-if ((BUILD)); then
-    echo "building gatewayd and gatewayctl (release)…" >&2
-    swift build -c release --product gatewayd >&2
-    swift build -c release --product gatewayctl >&2
-fi
-BINDIR="$(swift build -c release --show-bin-path)"
-for b in gatewayd gatewayctl; do
-    [[ -x $BINDIR/$b ]] || { echo "$BINDIR/$b is missing: run without --skip-build" >&2; exit 1; }
-done
+bench_gatewayd_binaries "$BUILD"
 
 bench_init gw-benchgw
 RR="$(pwd)/Tools/bench-rr.py"

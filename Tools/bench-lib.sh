@@ -188,6 +188,20 @@ veth_set_mtu() {
     ip -n "$ns" link set "$guest_if" mtu "$mtu"
 }
 
+# Builds the release gatewayd and gatewayctl when $1 is 1, and sets BINDIR to where they are;
+# fails when either is missing (a --skip-build run without an earlier build).
+bench_gatewayd_binaries() {
+    if (($1)); then
+        echo "building gatewayd and gatewayctl (release)…" >&2
+        swift build -c release --product gatewayd >&2
+        swift build -c release --product gatewayctl >&2
+    fi
+    BINDIR="$(swift build -c release --show-bin-path)"
+    for b in gatewayd gatewayctl; do
+        [[ -x $BINDIR/$b ]] || { echo "$BINDIR/$b is missing: run without --skip-build" >&2; return 1; }
+    done
+}
+
 # Starts the release gatewayd from BINDIR with its own control socket and state under WORK, one
 # shard on LOOP_CPU, host-only egress, and a DNS upstream (127.0.0.1:9, discard) that no real
 # resolver answers. GWD_BUSY_POLL_US sets its busy-poll-us (default 50, gatewayd's own default).

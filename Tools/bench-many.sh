@@ -56,17 +56,7 @@ for p in gatewayd pasta veth; do want "$p" && ORDER+=("$p"); done
 bench_require_root bench-many.sh
 bench_install_packages passt iperf3 python3 iproute2 util-linux libnl-3-dev libnl-route-3-dev pkg-config
 
-if want gatewayd; then
-    if ((BUILD)); then
-        echo "building gatewayd and gatewayctl (release)…" >&2
-        swift build -c release --product gatewayd >&2
-        swift build -c release --product gatewayctl >&2
-    fi
-    BINDIR="$(swift build -c release --show-bin-path)"
-    for b in gatewayd gatewayctl; do
-        [[ -x $BINDIR/$b ]] || { echo "$BINDIR/$b is missing: run without --skip-build" >&2; exit 1; }
-    done
-fi
+if want gatewayd; then bench_gatewayd_binaries "$BUILD"; fi
 
 bench_init gw-benchmany
 RR="$(pwd)/Tools/bench-rr.py"
