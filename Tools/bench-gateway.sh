@@ -271,8 +271,8 @@ for name, label in paths:
             rows.append(row)
 rows.sort(key=lambda r: r["mtu"])  # stable: groups by MTU, keeps the path order
 
-def f(v, fmt="{:.2f}"):
-    return "-" if v is None else fmt.format(v)
+sys.path.insert(0, "Tools")
+from bench_table import f, print_table
 
 header = ["path", "MTU", "↑ Gbps", "↓ Gbps", "CPU s/GB ↑", "CPU s/GB ↓", "busy ↑", "busy ↓", "wait ↑", "wait ↓",
           "RTT p50 µs", "RTT p99 µs", "CPU µs/RT", "wait µs/RT", "conn/s", "CPU µs/conn"]
@@ -286,19 +286,13 @@ table = [header] + [[r["label"], str(r["mtu"]), f(r.get("up_gbps")), f(r.get("do
                      f(r.get("rr_cpu_us"), "{:.1f}"), f(r.get("rr_wait_us"), "{:.1f}"),
                      f(r.get("crr_per_second"), "{:.0f}"),
                      f(r.get("crr_cpu_us"), "{:.0f}")] for r in rows]
-w = [max(len(row[c]) for row in table) for c in range(len(header))]
 print(f"gateway benchmark {date}, kernel {kernel}, {cpus} CPUs; iperf3 single TCP stream ~{secs} s per transfer"
       + (f"; best of {repeat} runs for every figure" if repeat > 1 else ""))
 print(f"gatewayd busy-poll-us = {busy_poll}; "
       f"network process (gatewayd, pasta, slirp4netns) on CPU {loop_cpu}, guest-side tools on CPU {guest_cpu}; "
       f"load average before {load0}, after {load1}")
 print()
-for i, line in enumerate(table):
-    if i > 1 and rows[i - 1]["mtu"] != rows[i - 2]["mtu"]:
-        print()
-    print("  ".join(c.ljust(w[j]) if j == 0 else c.rjust(w[j]) for j, c in enumerate(line)))
-    if i == 0:
-        print("  ".join("-" * x for x in w))
+print_table(table, blank_before=lambda i: i > 1 and rows[i - 1]["mtu"] != rows[i - 2]["mtu"])
 print()
 print("↑ guest→host, ↓ host→guest: iperf3's receiver figure. CPU: utime+stime of the whole network process")
 print("  (/proc/PID/stat) per 10^9 payload bytes, per round trip, per connection; busy = CPU time ÷ wall time;")

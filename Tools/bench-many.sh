@@ -425,8 +425,8 @@ for r in rows:
         r["per_shard_gbps"] = {str(k): round(sum(v), 3) for k, v in sorted(per.items(), key=lambda kv: str(kv[0]))}
         r["per_shard_sandboxes"] = {str(k): len(v) for k, v in sorted(per.items(), key=lambda kv: str(kv[0]))}
 
-def f(v, fmt="{:.2f}"):
-    return "-" if v is None else fmt.format(v)
+sys.path.insert(0, "Tools")
+from bench_table import f, print_table
 
 header = ["path", "phase", "agg Gbps", "min", "median", "max", "Jain", "net CPU s/GB", "net busy", "net wait",
           "all CPU s/GB", "machine busy", "RTT p50 µs", "RTT p99 µs", "RTT mean µs", "RTT max ms", "idle p50 µs"]
@@ -440,7 +440,6 @@ for r in rows:
                   f(r.get("rtt_median_us"), "{:.1f}"), f(r.get("rtt_p99_us"), "{:.1f}"), f(r.get("rtt_mean_us"), "{:.1f}"),
                   f(r.get("rtt_max_us") and r["rtt_max_us"] / 1e3, "{:.1f}"),
                   f(r.get("idle_rtt_median_us"), "{:.1f}")])
-w = [max(len(row[c]) for row in table) for c in range(len(header))]
 print(f"many-sandbox benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} sandboxes per path, iperf3 one TCP "
       f"stream each, {secs} s ({load_secs} s with the probe), MTU {mtu}")
 print(f"gatewayd: one process, {cpus} shards, pin-shards = {pin_shards}, busy-poll-us = {busy_poll}"
@@ -450,10 +449,7 @@ print(f"gatewayd: one process, {cpus} shards, pin-shards = {pin_shards}, busy-po
       + "; clients, servers and pasta unpinned")
 print(f"load average before {load0}, after {load1}")
 print()
-for i, line in enumerate(table):
-    print("  ".join(c.ljust(w[j]) if j < 2 else c.rjust(w[j]) for j, c in enumerate(line)))
-    if i == 0:
-        print("  ".join("-" * x for x in w))
+print_table(table, left=2)
 print()
 print("agg: sum of the N clients' iperf3 receiver figures; min / median / max: one sandbox's; Jain: fairness")
 print("  index (Σx)² / (N·Σx²), 1 = all equal, 1/N = one sandbox took everything.")

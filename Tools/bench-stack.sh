@@ -150,26 +150,20 @@ iperf_rows("pasta", "pasta, iperf3 to host loopback")
 iperf_rows("slirp4netns", "slirp4netns, iperf3 to host loopback")
 rows.sort(key=lambda r: r["mtu"])  # stable: groups by MTU, keeps the order above
 
-def f(v, fmt="{:.2f}"):
-    return "-" if v is None else fmt.format(v)
+sys.path.insert(0, "Tools")
+from bench_table import f, print_table
 
 header = ["path", "MTU", "guest→host Gbps", "host→guest Gbps", "CPU s/GB ↑", "CPU s/GB ↓", "busy ↑", "busy ↓",
           "B/frame ↑", "B/frame ↓"]
 table = [header] + [[r["path"], str(r["mtu"]), f(r.get("up")), f(r.get("down")), f(r.get("up_cpu")),
                      f(r.get("down_cpu")), f(r.get("up_busy"), "{:.0f}%"), f(r.get("down_busy"), "{:.0f}%"),
                      f(r.get("up_bpf"), "{:.0f}"), f(r.get("down_bpf"), "{:.0f}")] for r in rows]
-w = [max(len(row[c]) for row in table) for c in range(len(header))]
 print(f"stack benchmark {stack['date']}, kernel {stack['kernel']}, {stack['cpus']} CPUs, single TCP stream, "
       f"~{secs} s per transfer" + (f", fastest of {repeat} runs each" if int(repeat) > 1 else ""))
 print(f"network process (our loop, pasta, slirp4netns) on CPU {loop_cpu}, guest-side tools on CPU {guest_cpu}; "
       f"load average before {load0}, after {load1}")
 print()
-for i, row in enumerate(table):
-    if i > 1 and rows[i - 1]["mtu"] != rows[i - 2]["mtu"]:
-        print()
-    print("  ".join(c.ljust(w[j]) if j == 0 else c.rjust(w[j]) for j, c in enumerate(row)))
-    if i == 0:
-        print("  ".join("-" * x for x in w))
+print_table(table, blank_before=lambda i: i > 1 and rows[i - 1]["mtu"] != rows[i - 2]["mtu"])
 print()
 print("* ours is the stack alone: the guest talks to the stack's own discard (port 9) and byte source")
 print("  (port 19) on 10.0.2.2, no host socket behind it; the peers carry the bytes on to an iperf3")

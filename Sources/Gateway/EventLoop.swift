@@ -5,6 +5,7 @@ import Glibc
 #endif
 import Synchronization
 import CGatewayShims
+import NetStack
 
 /// Monotonic nanoseconds, the clock every stack and timer in a shard runs on.
 @inline(__always)
@@ -29,7 +30,7 @@ public final class EventLoop: @unchecked Sendable {
     private let pending = Mutex<[@Sendable () -> Void]>([])
     private let stopping = Atomic<Bool>(false)
 
-    private var timerHeap: [(deadline: UInt64, id: UInt64)] = []
+    private var timerHeap = DeadlineHeap<UInt64>()
     private var timerActions: [UInt64: () -> Void] = [:]
     private var nextTimerID: UInt64 = 1
 
@@ -114,42 +115,12 @@ public final class EventLoop: @unchecked Sendable {
         let id = nextTimerID
         nextTimerID += 1
         timerActions[id] = action
-        timerHeap.append((deadline, id))
-        siftUp(timerHeap.count - 1)
+        timerHeap.insert(.init(deadline: deadline, id: id))
         return TimerID(raw: id)
     }
 
     /// Cancelled timers stay in the heap and are skipped when they surface.
     public func cancel(_ id: TimerID) { timerActions[id.raw] = nil }
-
-    private func siftUp(_ i: Int) {
-        var i = i
-        while i > 0 {
-            let p = (i - 1) / 2
-            if timerHeap[p].deadline <= timerHeap[i].deadline { break }
-            timerHeap.swapAt(p, i)
-            i = p
-        }
-    }
-
-    private func popTimer() -> (deadline: UInt64, id: UInt64) {
-        let top = timerHeap[0]
-        let last = timerHeap.removeLast()
-        if !timerHeap.isEmpty {
-            timerHeap[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < timerHeap.count && timerHeap[l].deadline < timerHeap[m].deadline { m = l }
-                if r < timerHeap.count && timerHeap[r].deadline < timerHeap[m].deadline { m = r }
-                if m == i { break }
-                timerHeap.swapAt(i, m)
-                i = m
-            }
-        }
-        return top
-    }
 
     // MARK: - Cross-thread
 
@@ -239,13 +210,13 @@ public final class EventLoop: @unchecked Sendable {
     private func runTimers() {
         let now = monotonicNanoseconds()
         while let top = timerHeap.first, top.deadline <= now {
-            let t = popTimer()
-            if let action = timerActions.removeValue(forKey: t.id) { action() }
+            timerHeap.popMin()
+            if let action = timerActions.removeValue(forKey: top.id) { action() }
         }
     }
 
     private func millisecondsToNextTimer() -> Int32 {
-        while let top = timerHeap.first, timerActions[top.id] == nil { _ = popTimer() }
+        while let top = timerHeap.first, timerActions[top.id] == nil { timerHeap.popMin() }
         guard let top = timerHeap.first else { return 1000 }
         let now = monotonicNanoseconds()
         if top.deadline <= now { return 0 }

@@ -1,18 +1,25 @@
-// A binary min-heap of connection deadlines, so the stack finds its next timer and its due
-// connections without scanning every connection.
+// A binary min-heap of deadlines with an ID each: the stack finds its next timer and its due
+// connections without scanning every connection, and a shard's event loop its next timer.
 
-struct DeadlineEntry {
-    var deadline: UInt64
-    var id: TCPFlowID
-}
+public struct DeadlineHeap<ID> {
+    public struct Entry {
+        public var deadline: UInt64
+        public var id: ID
+        @inlinable public init(deadline: UInt64, id: ID) {
+            self.deadline = deadline
+            self.id = id
+        }
+    }
 
-struct DeadlineHeap {
-    private var items: [DeadlineEntry] = []
+    @usableFromInline var items: [Entry] = []
 
-    var first: DeadlineEntry? { items.first }
-    var count: Int { items.count }
+    public init() {}
 
-    mutating func insert(_ e: DeadlineEntry) {
+    @inlinable public var first: Entry? { items.first }
+    @inlinable public var count: Int { items.count }
+
+    @inlinable
+    public mutating func insert(_ e: Entry) {
         items.append(e)
         var i = items.count - 1
         while i > 0 {
@@ -23,8 +30,9 @@ struct DeadlineHeap {
         }
     }
 
+    @inlinable
     @discardableResult
-    mutating func popMin() -> DeadlineEntry? {
+    public mutating func popMin() -> Entry? {
         guard !items.isEmpty else { return nil }
         let top = items[0]
         let last = items.removeLast()

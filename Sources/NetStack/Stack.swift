@@ -56,7 +56,7 @@ public final class Stack {
     private var timeWaitOrder: [TCPFlowID] = []
     private var timeWaitSet: Set<TCPFlowID> = []
     /// Connection timers, earliest first; may hold stale entries (see `nextDeadline`).
-    private var deadlines = DeadlineHeap()
+    private var deadlines = DeadlineHeap<TCPFlowID>()
     private var lastScheduled: [TCPFlowID: UInt64] = [:]
     /// Per-stack secret for RFC 6528 initial sequence numbers.
     private let isnSecret: UInt64
@@ -534,7 +534,7 @@ public final class Stack {
         if !ev.isEmpty { events.append(.tcp(id, ev)) }
         if let d = conn.nextDeadline, lastScheduled[id] != d {
             lastScheduled[id] = d
-            deadlines.insert(DeadlineEntry(deadline: d, id: id))
+            deadlines.insert(.init(deadline: d, id: id))
         }
         if conn.state == .timeWait && !timeWaitSet.contains(id) {
             timeWaitSet.insert(id)
@@ -640,6 +640,12 @@ public final class Stack {
     }
 
     public func tcpReadableBytes(_ id: TCPFlowID) -> Int { connections[id]?.receiveBuffer.count ?? 0 }
+
+    /// Takes every unread byte without looking at it: for a layer above that will read no more.
+    /// (A closed connection stays until its receive buffer is empty, for its last bytes to be read.)
+    public func tcpDiscardReadable(_ id: TCPFlowID, now: UInt64) {
+        tcpConsume(id, tcpReadableBytes(id), now: now)
+    }
 
     public func tcpIsReadClosed(_ id: TCPFlowID) -> Bool { connections[id]?.isReadClosed ?? true }
 

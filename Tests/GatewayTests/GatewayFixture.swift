@@ -9,7 +9,7 @@ import Wire
 final class GatewayFixture: @unchecked Sendable {
     let scratch: Scratch
     let gateway: Gateway
-    private var processes: [Process] = []
+    private let processes = BackgroundProcesses()
     private var tempDirs: [String] = []
 
     init(shards: Int = 2, configure: (inout GatewayConfiguration) -> Void = { _ in }) throws {
@@ -53,16 +53,7 @@ final class GatewayFixture: @unchecked Sendable {
     static func freePort() -> UInt16 { UInt16.random(in: 20000...39999) }
 
     /// Starts a background process; it is killed at teardown.
-    func background(_ arguments: [String]) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = arguments
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        processes.append(p)
-        return p
-    }
+    func background(_ arguments: [String]) throws -> Process { try processes.start(arguments) }
 
     /// python's http.server on 127.0.0.1 serving a directory with `files`; returns the port.
     func httpServer(files: [String: Data]) throws -> UInt16 {
@@ -78,21 +69,11 @@ final class GatewayFixture: @unchecked Sendable {
 
     /// Waits until something listens on the port (TCP), or has bound it (UDP).
     func waitForListener(port: UInt16, udp: Bool = false, seconds: Double = 10) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        let query = udp ? "ss -lunH 'sport = :\(port)' | grep -q ." : "ss -ltnH 'sport = :\(port)' | grep -q LISTEN"
-        while Date() < deadline {
-            if (try? TestHost.run(["sh", "-c", query])) != nil { return }
-            usleep(50_000)
-        }
-        throw TimedOut()
+        try TestHost.waitForListener(port: port, udp: udp, seconds: seconds)
     }
 
     func tearDown() {
-        // SIGKILL: children may inherit a mask that blocks SIGTERM from the test runner.
-        for p in processes where p.isRunning {
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-        }
+        processes.killAll()
         gateway.shutdown()
         for d in tempDirs { try? FileManager.default.removeItem(atPath: d) }
         scratch.cleanUp()

@@ -9,7 +9,7 @@ import Wire
 final class PublishedPortFixture: @unchecked Sendable {
     let scratch: Scratch
     let gateway: Gateway
-    private var processes: [Process] = []
+    private let processes = BackgroundProcesses()
 
     init(shards: Int = 2, configure: (inout GatewayConfiguration) -> Void = { _ in }) throws {
         scratch = try Scratch()
@@ -46,37 +46,18 @@ final class PublishedPortFixture: @unchecked Sendable {
         _ = try background(["ip", "netns", "exec", ns, "python3", "-u", "-c", code])
     }
 
-    func background(_ arguments: [String]) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = arguments
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        processes.append(p)
-        return p
-    }
+    func background(_ arguments: [String]) throws -> Process { try processes.start(arguments) }
 
     /// Waits until something listens on `port` (TCP, or bound for UDP) in a namespace, or on the host.
     func waitForListener(port: UInt16, in ns: String? = nil, udp: Bool = false, seconds: Double = 10) throws {
-        let ss = "ss -\(udp ? "u" : "t")lnH 'sport = :\(port)' | grep -q ."
-        let command = ns.map { "ip netns exec \($0) sh -c \"\(ss)\"" } ?? ss
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if (try? TestHost.run(["sh", "-c", command])) != nil { return }
-            usleep(50_000)
-        }
-        throw TimedOut()
+        try TestHost.waitForListener(port: port, in: ns, udp: udp, seconds: seconds)
     }
 
     /// A host port in a band of its own, unlikely to be taken.
     static func freePort() -> UInt16 { UInt16.random(in: 50000...59999) }
 
     func tearDown() {
-        for p in processes where p.isRunning {
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-        }
+        processes.killAll()
         gateway.shutdown()
         scratch.cleanUp()
     }

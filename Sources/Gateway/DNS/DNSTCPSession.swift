@@ -80,8 +80,7 @@ final class DNSTCPSession {
         if phase != .open {
             // Whatever follows a bad message or our FIN is not read; it is taken so that the
             // guest's window and its own FIN are not held up.
-            let n = stack.tcpReadableBytes(id)
-            if n > 0 { stack.tcpConsume(id, n, now: now) }
+            stack.tcpDiscardReadable(id, now: now)
             return
         }
         defer { flush() }
@@ -132,8 +131,7 @@ final class DNSTCPSession {
 
     private func stopReading(now: UInt64) {
         phase = .draining
-        let n = stack.tcpReadableBytes(id)
-        if n > 0 { stack.tcpConsume(id, n, now: now) }
+        stack.tcpDiscardReadable(id, now: now)
     }
 
     // MARK: - Answers
@@ -230,10 +228,8 @@ final class DNSTCPSession {
     }
 
     private func finish() {
-        // Bytes the guest sent with its FIN after ours are read by no one; the stack keeps a
-        // closed connection until its receive buffer is empty.
-        let unread = stack.tcpReadableBytes(id)
-        if unread > 0 { stack.tcpConsume(id, unread, now: monotonicNanoseconds()) }
+        // Bytes the guest sent with its FIN after ours are read by no one.
+        stack.tcpDiscardReadable(id, now: monotonicNanoseconds())
         phase = .done
         if let t = idleTimer { relay.loop.cancel(t) }
         idleTimer = nil

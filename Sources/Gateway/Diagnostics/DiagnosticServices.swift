@@ -121,7 +121,7 @@ public final class DiagnosticServices {
             if stack.tcpIsReadClosed(id) { stack.tcpShutdownWrite(id, now: now) }
         case .source(var remaining, var offset):
             // Drain anything the guest sends, then fill the send buffer from the source block.
-            if let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 { stack.tcpConsume(id, a.count + b.count, now: now) }
+            stack.tcpDiscardReadable(id, now: now)
             let block = sourceBlock
             while remaining > 0 {
                 let room = min(stack.tcpWritableBytes(id), remaining, block.count - offset)

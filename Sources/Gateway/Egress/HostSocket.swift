@@ -103,6 +103,15 @@ enum HostSocket {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// Stops watching `fd` and closes it (so that the peer sees RST when `reset`), leaving -1;
+    /// nothing when it is -1 already.
+    static func unwatchAndClose(_ fd: inout Int32, on loop: EventLoop, reset: Bool = false) {
+        guard fd >= 0 else { return }
+        loop.unregister(fd: fd)
+        if reset { closeWithReset(fd) } else { Glibc.close(fd) }
+        fd = -1
+    }
+
     /// Closes so that the peer sees RST, not FIN (SO_LINGER with zero timeout).
     static func closeWithReset(_ fd: Int32) {
         var l = linger(l_onoff: 1, l_linger: 0)

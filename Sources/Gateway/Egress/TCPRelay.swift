@@ -241,10 +241,8 @@ final class TCPRelay {
     /// The stack's connection ended (FIN handshake done, guest RST, retransmissions ran out).
     private func finishFromStack() {
         let wasConnected = phase == .relaying
-        // Whatever the upstream could not take now is dropped: the stack keeps a closed
-        // connection until its receive buffer is empty.
-        let unread = stack.tcpReadableBytes(id)
-        if unread > 0 { stack.tcpConsume(id, unread, now: monotonicNanoseconds()) }
+        // Whatever the upstream could not take now is dropped.
+        stack.tcpDiscardReadable(id, now: monotonicNanoseconds())
         phase = .done
         closeSocket(reset: !(upstreamEOF && upstreamWriteShut))
         relay.tcpFinished(id, wasConnected: wasConnected)
@@ -270,10 +268,7 @@ final class TCPRelay {
     private func closeSocket(reset: Bool) {
         if let t = idleTimer { loop.cancel(t) }
         idleTimer = nil
-        guard fd >= 0 else { return }
-        loop.unregister(fd: fd)
-        if reset { HostSocket.closeWithReset(fd) } else { close(fd) }
-        fd = -1
+        HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
         interest = 0
     }
 }

@@ -55,13 +55,9 @@ final class UDPSession {
         relay.driver.afterWork()
     }
 
-
     func close() {
         idle?.cancel()
         idle = nil
-        guard fd >= 0 else { return }
-        relay.loop.unregister(fd: fd)
-        Glibc.close(fd)
-        fd = -1
+        HostSocket.unwatchAndClose(&fd, on: relay.loop)
     }
 }

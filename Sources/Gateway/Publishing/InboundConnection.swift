@@ -351,10 +351,8 @@ final class InboundConnection {
 
     private func closeSocket(reset: Bool) {
         guard fd >= 0 else { return }
-        if registered { loop.unregister(fd: fd) }
         registered = false
-        if reset { HostSocket.closeWithReset(fd) } else { close(fd) }
-        fd = -1
+        HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
         interest = 0
         tail?.deallocate()
         tail = nil
