@@ -39,6 +39,15 @@ public struct GatewayConfiguration: Sendable {
     /// prefix (`gwv-<tag><index>`), so that two gateways on one host never pick the same names.
     /// Lowercase letters and digits; empty for the one gatewayd of a host.
     public var hostDeviceTag = ""
+    /// Bytes of TCP buffers one sandbox may hold and promise (a policy's or an attach's own
+    /// overrides it). At the budget its windows close and its relays stop reading host sockets.
+    public var memoryBudget = 32 << 20
+    /// Bytes of TCP buffers all sandboxes together may hold; default a quarter of the machine's memory.
+    public var globalMemoryBudget = Gateway.physicalMemory > 0 ? Gateway.physicalMemory / 4 : 1 << 40
+    /// Buffer chunk size (a power of two, 4 KiB or more).
+    public var bufferChunkSize = 16 << 10
+    /// How often each shard gives idle buffer memory back to the system.
+    public var memoryTrimInterval: Duration = .seconds(1)
 
     public init(shards: Int? = nil) {
         self.shards = max(1, shards ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -78,6 +87,10 @@ public final class Gateway: @unchecked Sendable {
     private let policyDNSPolicies: [String: DNSPolicy]
     /// Published ports' allocator and routing table, shared by all shards (Gateway+Publishing).
     let publishing: PublishingState
+    /// One buffer pool per shard, used only on its thread.
+    private let pools: [UncheckedSendable<BufferPool>]
+    /// The limit every sandbox's memory budget also draws from.
+    public let sharedMemoryBudget: SharedMemoryBudget
 
     private struct Record {
         var info: SandboxInfo
@@ -119,6 +132,22 @@ public final class Gateway: @unchecked Sendable {
             fwd.append(try loop.submitAndWaitTyped { UncheckedSendable(DNSForwarder(loop: loop, configuration: dnsConfiguration)) })
         }
         forwarders = fwd
+        sharedMemoryBudget = SharedMemoryBudget(limit: configuration.globalMemoryBudget)
+        var shardPools: [UncheckedSendable<BufferPool>] = []
+        let chunkSize = configuration.bufferChunkSize
+        let trimEvery = configuration.memoryTrimInterval.nanosecondCount
+        guard chunkSize >= 4096, chunkSize & (chunkSize - 1) == 0 else {
+            throw GatewayError(.invalidArgument, "buffer chunk size \(chunkSize) must be a power of two of at least 4096")
+        }
+        for loop in loops {
+            let pool = try loop.submitAndWaitTyped { () throws(GatewayError) -> UncheckedSendable<BufferPool> in
+                let pool = BufferPool(chunkSize: chunkSize)
+                Self.trimPeriodically(pool, on: loop, every: trimEvery)
+                return UncheckedSendable(pool)
+            }
+            shardPools.append(pool)
+        }
+        pools = shardPools
         baseDNSPolicy = try DNSPolicy(deniedSuffixes: configuration.deniedNames)
         var perPolicy: [String: DNSPolicy] = [:]
         for (name, policy) in configuration.policies where !policy.deniedNames.isEmpty {
@@ -138,6 +167,11 @@ public final class Gateway: @unchecked Sendable {
         try SandboxSpec.validate(id: spec.id)
         guard (576...65_520).contains(spec.mtu) else {
             throw GatewayError(.invalidArgument, "MTU \(spec.mtu) for sandbox '\(spec.id)' is out of range (576-65520)")
+        }
+        if let b = spec.memoryBudget, b < Self.minimumMemoryBudget {
+            throw GatewayError(
+                .invalidArgument,
+                "memory budget \(b) for sandbox '\(spec.id)' is too small: at least \(Self.minimumMemoryBudget) bytes (1 MiB)")
         }
         let policy: Policy
         do {
@@ -272,8 +306,13 @@ public final class Gateway: @unchecked Sendable {
         let tcpDNSContext = DNSQueryContext(
             gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy,
             maxReplySize: DNSQueryContext.tcpReplySize, client: UInt64(index))
+        let pool = pools[shard]
+        let budget = spec.memoryBudget ?? policy.memoryBudget ?? configuration.memoryBudget
+        let shared = sharedMemoryBudget
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> UncheckedSendable<Sandbox> in
-            let stack = Stack(configuration: stackConfiguration)
+            let stack = Stack(
+                configuration: stackConfiguration, bufferPool: pool.value,
+                memoryBudget: MemoryBudget(limit: budget, shared: shared))
             // The guest is known from the start (its MAC is read from the device, or is the one a
             // VM was told to use), so the stack can reach it before it has sent anything.
             stack.learnNeighbor(.v4(a.guestIPv4), mac: guestMAC, now: monotonicNanoseconds())
@@ -377,6 +416,39 @@ public final class Gateway: @unchecked Sendable {
         }
     }
 
+    /// Gives the pool's idle chunks back to the system every `interval` nanoseconds, for as
+    /// long as the loop runs.
+    private static func trimPeriodically(_ pool: BufferPool, on loop: EventLoop, every interval: UInt64) {
+        guard interval > 0 else { return }
+        _ = loop.schedule(at: monotonicNanoseconds() + interval) { [weak pool] in
+            guard let pool else { return }
+            pool.trim()
+            trimPeriodically(pool, on: loop, every: interval)
+        }
+    }
+
+    /// Each shard's buffer pool: bytes in use, kept warm, mapped; chunks given back so far.
+    public func bufferPoolStats() -> [BufferPoolStats] {
+        zip(shards, pools).map { loop, pool in
+            (try? loop.submitAndWait {
+                let p = pool.value
+                return BufferPoolStats(
+                    inUseBytes: p.chunksInUse * p.chunkSize, warmBytes: p.warmChunks * p.chunkSize,
+                    mappedBytes: p.mappedBytes, releasedBytesTotal: p.chunksReleased * p.chunkSize)
+            }) ?? BufferPoolStats()
+        }
+    }
+
+    /// Below this a sandbox could not keep even a few connections' windows open.
+    public static let minimumMemoryBudget = 1 << 20
+
+    /// The machine's memory in bytes (0 if unknown).
+    public static var physicalMemory: Int {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES))
+        let size = sysconf(Int32(_SC_PAGESIZE))
+        return pages > 0 && size > 0 ? pages * size : 0
+    }
+
     /// Detaches everything and stops the shards.
     public func shutdown() {
         for info in list() { try? detach(info.id) }
@@ -386,6 +458,14 @@ public final class Gateway: @unchecked Sendable {
             loop.stop()
         }
     }
+}
+
+/// One shard's buffer pool, for /metrics.
+public struct BufferPoolStats: Sendable, Hashable {
+    public var inUseBytes = 0
+    public var warmBytes = 0
+    public var mappedBytes = 0
+    public var releasedBytesTotal = 0
 }
 
 /// Carries a loop-confined object through a Sendable closure to the loop that owns it.

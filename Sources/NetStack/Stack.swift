@@ -61,6 +61,18 @@ public final class Stack {
     /// Per-stack secret for RFC 6528 initial sequence numbers.
     private let isnSecret: UInt64
 
+    /// Where the connections' buffer chunks come from (the shard's pool, shared by its stacks).
+    public let bufferPool: BufferPool
+    /// What this sandbox's connections may promise and hold.
+    public let memoryBudget: MemoryBudget
+    /// Connections the budget cut short, to reopen when memory frees up.
+    private var memoryWaiters: [TCPFlowID] = []
+    /// When to look at `memoryWaiters` again if nothing here frees memory (another sandbox may,
+    /// through the shared budget).
+    private var memoryRetryAt: UInt64?
+    /// How often a connection waiting for memory is looked at again.
+    static let memoryRetryInterval: UInt64 = 10_000_000
+
     /// Link-layer addresses of the guest, learned from its frames (ARP, NDP, any IP source).
     public internal(set) var neighbors = NeighborTable(capacity: 64)
     /// Records the guest's link address ahead of its first frame (the gateway knows it from the
@@ -101,8 +113,10 @@ public final class Stack {
     /// Extra headroom in front of the Ethernet header.
     var headroom: Int { configuration.vnetHeaderSize }
 
-    public init(configuration: StackConfiguration) {
+    public init(configuration: StackConfiguration, bufferPool: BufferPool? = nil, memoryBudget: MemoryBudget? = nil) {
         self.configuration = configuration
+        self.bufferPool = bufferPool ?? BufferPool()
+        self.memoryBudget = memoryBudget ?? .unlimited()
         output = FrameQueue(frameCapacity: configuration.vnetHeaderSize + 14 + 60 + 60 + 65_536)
         dhcp = DHCPServer(configuration: configuration)
         var rng = SystemRandomNumberGenerator()
@@ -385,6 +399,7 @@ public final class Stack {
         if let d = ipv4Reassembler.nextDeadline, best == nil || d < best! { best = d }
         if let d = ipv6Reassembler.nextDeadline, best == nil || d < best! { best = d }
         if let d = faults?.nextDeadline, best == nil || d < best! { best = d }
+        if let d = memoryRetryAt, best == nil || d < best! { best = d }
         return best
     }
 
@@ -403,6 +418,7 @@ public final class Stack {
             c.poll(now: now, emit: { self.emitSegment(id, $0) })
             collect(id, c)
         }
+        if let t = memoryRetryAt, now >= t { wakeMemoryWaiters(now: now) }
         ipv4Reassembler.expire(now: now)
         ipv6Reassembler.expire(now: now)
         if let faults {
@@ -440,6 +456,8 @@ public final class Stack {
                     conn.handle(seg, now: now, emit: { self.emitSegment(id, $0) })
                 }
                 collect(id, conn)
+                // An ACK that freed send buffer may be what a connection waiting for memory needs.
+                if !memoryWaiters.isEmpty { wakeMemoryWaiters(now: now) }
                 return
             }
         }
@@ -462,7 +480,9 @@ public final class Stack {
         nextFlowID += 1
         var cfg = configuration.tcp
         if case .v6 = source { cfg.localMSS = configuration.mtu - 60 }
-        let conn = TCPConnection(passiveSYN: seg, iss: initialSequenceNumber(key, now: now), configuration: cfg, now: now)
+        let conn = TCPConnection(
+            passiveSYN: seg, iss: initialSequenceNumber(key, now: now), configuration: cfg, now: now, pool: bufferPool,
+            budget: memoryBudget)
         connections[id] = conn
         flowKeys[id] = key
         flowsByKey[key] = id
@@ -544,9 +564,33 @@ public final class Stack {
                 remove(oldest)
             }
         }
+        if conn.waitingForMemory && !memoryWaiters.contains(id) {
+            memoryWaiters.append(id)
+            if memoryRetryAt == nil { memoryRetryAt = 0 }
+        }
         if conn.state == .closed && (conn.receiveBuffer.isEmpty || conn.closeReason != .normal) {
             remove(id)
         }
+    }
+
+    /// Reopens the windows and send buffers of connections the budget cut short, if memory is
+    /// there now; else looks again a little later.
+    func wakeMemoryWaiters(now: UInt64) {
+        memoryRetryAt = nil
+        guard !memoryWaiters.isEmpty else { return }
+        guard memoryBudget.available > 0 else {
+            memoryRetryAt = now + Self.memoryRetryInterval
+            return
+        }
+        let ids = memoryWaiters
+        memoryWaiters.removeAll(keepingCapacity: true)
+        for id in ids {
+            guard let c = connections[id] else { continue }
+            c.memoryAvailable()
+            c.poll(now: now, emit: { self.emitSegment(id, $0) })
+            collect(id, c)
+        }
+        if !memoryWaiters.isEmpty && memoryRetryAt == 0 { memoryRetryAt = now + Self.memoryRetryInterval }
     }
 
     func remove(_ id: TCPFlowID) {
@@ -556,6 +600,7 @@ public final class Stack {
             counters.tcpTailProbes += c.tailProbes
             counters.tcpRetransmittedSegments += c.retransmittedSegments
         }
+        connections[id]?.releaseMemory()
         connections[id] = nil
         if let key = flowKeys.removeValue(forKey: id) { flowsByKey[key] = nil }
         lastScheduled[id] = nil
@@ -602,15 +647,31 @@ public final class Stack {
 
     public func tcpWritableBytes(_ id: TCPFlowID) -> Int { connections[id]?.writableBytes ?? 0 }
 
+    /// The most one `tcpWriteInPlace` offers: as much as one readv's regions reach.
+    public var tcpWriteInPlaceLimit: Int { BufferRegions.capacity * bufferPool.chunkSize }
+
     /// Lets `fill` write straight into the connection's send buffer (a readv from a host socket,
-    /// no intermediate copy); `fill` gets the free space as up to two regions and returns how
-    /// many bytes it wrote. Sends what the windows allow. Returns the bytes taken.
-    public func tcpWriteInPlace(_ id: TCPFlowID, now: UInt64, _ fill: (UnsafeMutableRawBufferPointer, UnsafeMutableRawBufferPointer) -> Int) -> Int {
-        guard let c = connections[id], c.writableBytes > 0 else { return 0 }
-        let (a, b) = c.sendBuffer.writableRegions()
-        let n = fill(a, b)
+    /// no intermediate copy); `fill` gets free space as regions (memory taken from the pool and
+    /// the budget for them; what it leaves unfilled goes back) and returns how many bytes it
+    /// wrote. Sends what the windows allow. Returns the bytes taken; 0 without calling `fill`
+    /// when the buffer is full or the budget has nothing to give (the connection then reports
+    /// `.writable` once it has).
+    public func tcpWriteInPlace(_ id: TCPFlowID, now: UInt64, _ fill: (BufferRegions) -> Int) -> Int {
+        guard let c = connections[id] else { return 0 }
+        let allowed = c.reserveSend(tcpWriteInPlaceLimit)
+        guard allowed > 0 else {
+            collect(id, c)
+            return 0
+        }
+        let regions = c.sendBuffer.writableRegions(max: allowed)
+        let n = fill(regions)
+        if n > 0 {
+            c.sendBuffer.commit(min(n, regions.byteCount))
+        } else {
+            c.sendBuffer.releaseUnwritten()
+        }
+        c.settleSend()
         guard n > 0 else { return n }
-        c.sendBuffer.commit(min(n, a.count + b.count))
         c.poll(now: now, emit: { self.emitSegment(id, $0) })
         collect(id, c)
         return n
@@ -623,12 +684,13 @@ public final class Stack {
         if n > 0 {
             c.poll(now: now, emit: { self.emitSegment(id, $0) })
             collect(id, c)
+            if !memoryWaiters.isEmpty { wakeMemoryWaiters(now: now) }
         }
         return n
     }
 
-    /// The guest's unread bytes, as up to two regions, for a zero-copy writev; then `tcpConsume`.
-    public func tcpReadableRegions(_ id: TCPFlowID) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)? {
+    /// The guest's unread bytes, as regions, for a zero-copy writev; then `tcpConsume`.
+    public func tcpReadableRegions(_ id: TCPFlowID) -> BufferRegions? {
         connections[id]?.receiveBuffer.readableRegions()
     }
 
@@ -637,9 +699,18 @@ public final class Stack {
         c.consume(n)
         c.poll(now: now, emit: { self.emitSegment(id, $0) })
         collect(id, c)
+        if !memoryWaiters.isEmpty { wakeMemoryWaiters(now: now) }
     }
 
     public func tcpReadableBytes(_ id: TCPFlowID) -> Int { connections[id]?.receiveBuffer.count ?? 0 }
+
+    /// Copies the guest's unread bytes from the start, without consuming them; returns how many.
+    public func tcpPeek(_ id: TCPFlowID, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        connections[id]?.receiveBuffer.peek(into: buffer) ?? 0
+    }
+
+    /// Bytes of buffer chunks the connections hold now.
+    public var tcpBufferedBytes: Int { memoryBudget.heldBytes }
 
     /// Takes every unread byte without looking at it: for a layer above that will read no more.
     /// (A closed connection stays until its receive buffer is empty, for its last bytes to be read.)
@@ -670,7 +741,9 @@ public final class Stack {
         nextFlowID += 1
         var cfg = configuration.tcp
         if key.guestAddress.isV6 { cfg.localMSS = configuration.mtu - 60 }
-        let conn = TCPConnection(activeISS: initialSequenceNumber(key, now: now), configuration: cfg, now: now)
+        let conn = TCPConnection(
+            activeISS: initialSequenceNumber(key, now: now), configuration: cfg, now: now, pool: bufferPool,
+            budget: memoryBudget)
         connections[id] = conn
         flowKeys[id] = key
         flowsByKey[key] = id

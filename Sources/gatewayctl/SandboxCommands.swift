@@ -41,6 +41,9 @@ struct Attach: ParsableCommand {
     @Option(help: "The guest's MAC address (default: random in a namespace, from the sandbox's index for a VM).")
     var mac: String?
 
+    @Option(help: "TCP buffer memory the sandbox may hold, in MiB (default: its policy's, else gatewayd's).")
+    var memoryBudgetMib: Int?
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
@@ -50,9 +53,10 @@ struct Attach: ParsableCommand {
     }
 
     func run() throws {
-        let request = AttachRequest(
+        var request = AttachRequest(
             id: id, netns: netns, vm: vm ? AttachRequest.VM(owner: owner, group: group) : nil,
             dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac)
+        request.memoryBudgetMiB = memoryBudgetMib
         // Checked here, a bad value is reported before any round trip.
         _ = try perform { () throws(ControlError) in try request.spec() }
         let view = try perform { () throws(ControlError) in
@@ -167,6 +171,11 @@ struct Stats: ParsableCommand {
         t.add("to/from host", "\(s.bytesToHost) / \(s.bytesFromHost) bytes")
         t.add("tcp flows", "\(s.tcpFlowsActive) open, \(s.tcpFlowsTotal) total")
         t.add("udp sessions", String(s.udpSessions))
+        let m = s.memory
+        t.add(
+            "tcp buffers",
+            "\(m.heldBytes >> 10) KiB held (peak \(m.peakHeldBytes >> 10)), \(m.reservedBytes >> 10) of \(m.budgetBytes >> 10) KiB budget reserved"
+                + (m.budgetShortfalls > 0 ? String(format: ", at budget %.1f s (%d times)", m.secondsAtBudget, m.budgetShortfalls) : ""))
         let drops = s.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         t.add("drops", drops.isEmpty ? "none" : drops.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         print(t.rendered)

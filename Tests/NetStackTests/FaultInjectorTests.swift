@@ -484,7 +484,7 @@ final class FaultyLink {
     /// Found by the test above: a receive ring that emptied moved its head back to 0, and with
     /// it the out-of-order bytes already stored past the readable end.
     @Test func receiveRingKeepsOutOfOrderBytesWhenItEmpties() {
-        let ring = ByteRing(capacity: 64)
+        let ring = ChunkedBuffer(capacity: 64, pool: BufferPool(chunkSize: 4096), budget: .unlimited())
         let a = pattern(10, seed: 1)
         let b = pattern(10, seed: 2)
         let c = pattern(10, seed: 3)

@@ -85,23 +85,20 @@ final class DNSTCPSession {
         }
         defer { flush() }
         while phase == .open && mayRead {
-            guard let (a, b) = stack.tcpReadableRegions(id), a.count + b.count >= 2 else { break }
-            let length = Int(byte(0, a, b)) << 8 | Int(byte(1, a, b))
+            let available = stack.tcpReadableBytes(id)
+            guard available >= 2 else { break }
+            // The message may span the receive buffer's chunks: gather it in one place.
+            let out = relay.datagramBuffer
+            _ = stack.tcpPeek(id, into: UnsafeMutableRawBufferPointer(rebasing: out[..<2]))
+            let length = Int(out[0]) << 8 | Int(out[1])
             guard length > 0 else {
                 // RFC 1035 §4.2.2 has no empty message; the stream cannot be framed past it.
                 relay.dnsTCPProtocolError()
                 return stopReading(now: now)
             }
-            guard a.count + b.count >= 2 + length else { break }
-            let message: UnsafeRawBufferPointer
-            if a.count >= 2 + length {
-                message = UnsafeRawBufferPointer(rebasing: a[2..<(2 + length)])
-            } else {
-                // The message wraps around the receive ring: gather it.
-                let out = relay.datagramBuffer
-                for i in 0..<length { out[i] = byte(2 + i, a, b) }
-                message = UnsafeRawBufferPointer(rebasing: out[..<length])
-            }
+            guard available >= 2 + length else { break }
+            _ = stack.tcpPeek(id, into: UnsafeMutableRawBufferPointer(rebasing: out[..<(2 + length)]))
+            let message = UnsafeRawBufferPointer(rebasing: out[2..<(2 + length)])
             lastActivity = now
             inFlight += 1
             relay.dnsTCPQuery()
@@ -123,10 +120,6 @@ final class DNSTCPSession {
             // Guest FIN and every whole message taken: a partial one left behind never completes.
             stopReading(now: now)
         }
-    }
-
-    private func byte(_ i: Int, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> UInt8 {
-        i < a.count ? a[i] : b[i - a.count]
     }
 
     private func stopReading(now: UInt64) {

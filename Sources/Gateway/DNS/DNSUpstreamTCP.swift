@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import CGatewayShims
+import NetStack
 import Wire
 
 /// Used by the forwarder when a UDP answer came back truncated but the guest can take more. The
@@ -113,7 +114,7 @@ final class DNSUpstreamTCP {
     private func read() {
         while true {
             let n = incoming.withUnsafeMutableBytes { b in
-                HostSocket.read(fd, UnsafeMutableRawBufferPointer(rebasing: b[received...]), UnsafeMutableRawBufferPointer(start: nil, count: 0))
+                HostSocket.read(fd, BufferRegions(UnsafeMutableRawBufferPointer(rebasing: b[received...])))
             }
             if n == -Int(EAGAIN) { return }
             guard n > 0 else { return finish(nil) }

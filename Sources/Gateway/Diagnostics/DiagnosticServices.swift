@@ -99,11 +99,11 @@ public final class DiagnosticServices {
             // Move only what the send side can take, so nothing is buffered twice.
             while true {
                 let room = stack.tcpWritableBytes(id)
-                guard room > 0, let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 else { break }
+                guard room > 0, let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 else { break }
                 var moved = 0
-                for r in [a, b] where r.count > 0 && moved < room {
-                    let part = UnsafeRawBufferPointer(rebasing: r[..<min(r.count, room - moved)])
-                    moved += stack.tcpWrite(id, part, now: now)
+                for i in 0..<regions.count where moved < room {
+                    let r = UnsafeRawBufferPointer(regions[i])
+                    moved += stack.tcpWrite(id, UnsafeRawBufferPointer(rebasing: r[..<min(r.count, room - moved)]), now: now)
                 }
                 received[id, default: 0] += moved
                 sent[id, default: 0] += moved
@@ -112,11 +112,10 @@ public final class DiagnosticServices {
             }
             if stack.tcpIsReadClosed(id) && stack.tcpReadableBytes(id) == 0 { stack.tcpShutdownWrite(id, now: now) }
         case .discard:
-            while let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 {
-                if a.count > 0 { onDiscard(id, a) }
-                if b.count > 0 { onDiscard(id, b) }
-                received[id, default: 0] += a.count + b.count
-                stack.tcpConsume(id, a.count + b.count, now: now)
+            while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
+                for i in 0..<regions.count { onDiscard(id, UnsafeRawBufferPointer(regions[i])) }
+                received[id, default: 0] += regions.byteCount
+                stack.tcpConsume(id, regions.byteCount, now: now)
             }
             if stack.tcpIsReadClosed(id) { stack.tcpShutdownWrite(id, now: now) }
         case .source(var remaining, var offset):

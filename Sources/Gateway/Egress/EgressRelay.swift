@@ -87,7 +87,8 @@ public final class EgressRelay {
 
     /// Receive space shared by the sandbox's UDP and echo sessions: each reads and hands its
     /// datagrams to the stack before returning, all on the one loop thread.
-    let datagramBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+    /// Room for the largest datagram, or a DNS-over-TCP message with its two-byte length.
+    let datagramBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + 2, alignment: 16)
 
     public init(driver: StackDriver, limits: EgressLimits = EgressLimits()) {
         self.driver = driver

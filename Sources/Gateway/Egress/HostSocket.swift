@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import CGatewayShims
+import NetStack
 import Wire
 
 enum HostSocket {
@@ -119,29 +120,37 @@ enum HostSocket {
         close(fd)
     }
 
-    /// readv into up to two regions: bytes read, 0 at EOF, -errno on error (-EAGAIN: nothing now).
-    static func read(_ fd: Int32, _ a: UnsafeMutableRawBufferPointer, _ b: UnsafeMutableRawBufferPointer) -> Int {
-        var iov = (iovec(iov_base: a.baseAddress, iov_len: a.count), iovec(iov_base: b.baseAddress, iov_len: b.count))
-        let n = withUnsafeMutablePointer(to: &iov) {
-            $0.withMemoryRebound(to: iovec.self, capacity: 2) { readv(fd, $0, b.count > 0 ? 2 : 1) }
+    /// readv into a buffer's regions: bytes read, 0 at EOF, -errno on error (-EAGAIN: nothing now).
+    static func read(_ fd: Int32, _ regions: BufferRegions) -> Int {
+        let n = withIOVecs(regions) { readv(fd, $0.baseAddress, Int32($0.count)) }
+        return n >= 0 ? n : -Int(errno)
+    }
+
+    /// Gathers a buffer's regions into one send: bytes written or -errno. sendmsg with
+    /// MSG_NOSIGNAL rather than writev: a peer that has reset must cost this flow an EPIPE, not
+    /// the whole process a SIGPIPE.
+    static func write(_ fd: Int32, _ regions: BufferRegions) -> Int {
+        let n = withIOVecs(regions) { vectors in
+            var message = msghdr()
+            message.msg_iov = vectors.baseAddress
+            message.msg_iovlen = vectors.count
+            return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
         }
         return n >= 0 ? n : -Int(errno)
     }
 
-    /// Gathers up to two regions into one send: bytes written or -errno. sendmsg with
-    /// MSG_NOSIGNAL rather than writev: a peer that has reset must cost this flow an EPIPE, not
-    /// the whole process a SIGPIPE.
-    static func write(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
-        var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress), iov_len: a.count),
-                   iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count))
-        let n = withUnsafeMutablePointer(to: &iov) {
-            $0.withMemoryRebound(to: iovec.self, capacity: 2) { vectors in
-                var message = msghdr()
-                message.msg_iov = vectors
-                message.msg_iovlen = b.count > 0 ? 2 : 1
-                return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+    /// One readable region, for callers holding plain bytes.
+    static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
+        write(fd, BufferRegions(UnsafeMutableRawBufferPointer(mutating: bytes)))
+    }
+
+    private static func withIOVecs(_ regions: BufferRegions, _ body: (UnsafeMutableBufferPointer<iovec>) -> Int) -> Int {
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(1, regions.count)) { vectors in
+            for i in 0..<regions.count {
+                let r = regions[i]
+                vectors[i] = iovec(iov_base: r.baseAddress, iov_len: r.count)
             }
+            return body(UnsafeMutableBufferPointer(rebasing: vectors[..<regions.count]))
         }
-        return n >= 0 ? n : -Int(errno)
     }
 }

@@ -140,8 +140,8 @@ final class TCPRelay {
     /// Guest bytes → host socket.
     private func pushToHost() {
         let now = monotonicNanoseconds()
-        while let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 {
-            let n = HostSocket.write(fd, a, b)
+        while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
+            let n = HostSocket.write(fd, regions)
             if n == -Int(EAGAIN) {
                 setInterest(interest | EPOLLOUT.rawValue)
                 return
@@ -168,13 +168,14 @@ final class TCPRelay {
         while !upstreamEOF {
             var result = 0
             var asked = 0
-            let taken = stack.tcpWriteInPlace(id, now: now) { a, b in
-                asked = a.count + b.count
-                result = HostSocket.read(fd, a, b)
+            let taken = stack.tcpWriteInPlace(id, now: now) { regions in
+                asked = regions.byteCount
+                result = HostSocket.read(fd, regions)
                 return max(result, 0)
             }
             if taken == 0 && result == 0 && stack.tcpWritableBytes(id) == 0 {
-                // The guest's window is full: stop reading until it drains (backpressure).
+                // The guest's window is full, or the sandbox's memory budget is: stop reading
+                // until it drains (backpressure; the stack reports `.writable` then).
                 setInterest(interest & ~EPOLLIN.rawValue)
                 return
             }

@@ -11,6 +11,8 @@ public struct Policy: Hashable, Sendable, CustomStringConvertible {
     /// this policy, on top of `GatewayConfiguration.deniedNames` (see `DNSPolicy`). Names, not
     /// addresses: a guest that knows an address still reaches it if the rules allow it.
     public var deniedNames: [String]
+    /// Bytes of TCP buffers each sandbox under this policy may hold; nil: the gateway's default.
+    public var memoryBudget: Int? = nil
 
     public init(rules: [PolicyRule] = [], default defaultAction: PolicyAction, deniedNames: [String] = []) {
         self.rules = rules

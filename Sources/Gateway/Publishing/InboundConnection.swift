@@ -145,9 +145,7 @@ final class InboundConnection {
     private func pushToClient() {
         let now = monotonicNanoseconds()
         if let tail, tailEnd > tailStart {
-            let n = HostSocket.write(
-                fd, UnsafeRawBufferPointer(rebasing: tail[tailStart..<tailEnd]),
-                UnsafeRawBufferPointer(start: nil, count: 0))
+            let n = HostSocket.write(fd, UnsafeRawBufferPointer(rebasing: tail[tailStart..<tailEnd]))
             if n == -Int(EAGAIN) {
                 try? setInterest(interest | EPOLLOUT.rawValue)
                 return
@@ -160,8 +158,8 @@ final class InboundConnection {
                 return
             }
         }
-        while !ringRetired, let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 {
-            let n = HostSocket.write(fd, a, b)
+        while !ringRetired, let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
+            let n = HostSocket.write(fd, regions)
             if n == -Int(EAGAIN) {
                 try? setInterest(interest | EPOLLOUT.rawValue)
                 return
@@ -190,11 +188,10 @@ final class InboundConnection {
     private func retireRingIfBothClosed() {
         guard guestFIN && clientEOF && !ringRetired, stack.tcpState(id) != nil else { return }
         ringRetired = true
-        guard let (a, b) = stack.tcpReadableRegions(id), a.count + b.count > 0 else { return }
-        let n = a.count + b.count
+        let n = stack.tcpReadableBytes(id)
+        guard n > 0 else { return }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 16)
-        buffer.copyMemory(from: a)
-        if b.count > 0 { UnsafeMutableRawBufferPointer(rebasing: buffer[a.count...]).copyMemory(from: b) }
+        _ = stack.tcpPeek(id, into: buffer)
         tail = buffer
         tailStart = 0
         tailEnd = n
@@ -207,9 +204,9 @@ final class InboundConnection {
         while !clientEOF {
             var result = 0
             var asked = 0
-            let taken = stack.tcpWriteInPlace(id, now: now) { a, b in
-                asked = a.count + b.count
-                result = HostSocket.read(fd, a, b)
+            let taken = stack.tcpWriteInPlace(id, now: now) { regions in
+                asked = regions.byteCount
+                result = HostSocket.read(fd, regions)
                 return max(result, 0)
             }
             if taken == 0 && result == 0 && stack.tcpWritableBytes(id) == 0 {

@@ -47,6 +47,19 @@ final class Sandbox {
                 "udpSessionLimit": e.udpSessionLimitDrops, "deviceWriteFailed": driver.writeFailures,
                 "dnsTCPSessionLimit": e.dnsTCPRefused, "dnsTCPMalformed": e.dnsTCPProtocolErrors,
                 "dnsTCPUnread": e.dnsTCPUnreadResets,
-            ])
+            ],
+            memory: memory())
+    }
+
+    func memory() -> SandboxMemory {
+        let b = driver.stack.memoryBudget
+        var m = SandboxMemory()
+        m.heldBytes = b.heldBytes
+        m.peakHeldBytes = b.peakHeldBytes
+        m.reservedBytes = b.reserved
+        m.budgetBytes = b.limit
+        m.budgetShortfalls = b.shortfalls
+        m.secondsAtBudget = Double(b.timeAtLimit(now: monotonicNanoseconds())) / 1e9
+        return m
     }
 }

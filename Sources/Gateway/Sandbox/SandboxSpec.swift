@@ -30,6 +30,9 @@ public struct SandboxSpec: Sendable {
     /// The guest interface's MAC. nil: in a namespace, the kernel's random one; for a VM, one
     /// derived from the sandbox's index (``AddressPlan/Assignment/guestMAC``).
     public var guestMAC: MACAddress?
+    /// Bytes of TCP buffers the sandbox may hold and promise; nil: its policy's, else the
+    /// gateway's default (`GatewayConfiguration.memoryBudget`).
+    public var memoryBudget: Int?
 
     public init(id: String, mode: Mode) {
         self.id = id
@@ -83,4 +86,20 @@ public struct SandboxStats: Sendable, Codable, Hashable {
     public var bytesToHost: UInt64
     public var bytesFromHost: UInt64
     public var drops: [String: Int]
+    public var memory = SandboxMemory()
+}
+
+/// A sandbox's TCP buffer memory against its budget.
+public struct SandboxMemory: Sendable, Codable, Hashable {
+    /// Bytes of buffer chunks its connections hold now, and the most they have held.
+    public var heldBytes = 0
+    public var peakHeldBytes = 0
+    /// Bytes promised (receive windows) or buffered, against `budgetBytes`.
+    public var reservedBytes = 0
+    public var budgetBytes = 0
+    /// Times the budget cut a window or a host read short, and the time spent so.
+    public var budgetShortfalls = 0
+    public var secondsAtBudget = 0.0
+
+    public init() {}
 }

@@ -16,6 +16,8 @@ public struct AttachRequest: Codable, Sendable, Hashable {
     /// The guest interface's MAC ("02:00:00:00:00:01"); nil keeps the kernel's random one in a
     /// namespace, and picks one from the sandbox's index for a VM.
     public var mac: String?
+    /// TCP buffer memory the sandbox may hold, in MiB; nil: its policy's, else the daemon's.
+    public var memoryBudgetMiB: Int?
 
     /// `"vm": {"owner": 1000, "group": 1000}`: who may open the VM's TAP without CAP_NET_ADMIN
     /// (both optional; `"vm": {}` leaves it to root).
@@ -83,6 +85,13 @@ public struct AttachRequest: Codable, Sendable, Hashable {
             spec.mtu = mtu
         }
         spec.policy = policy ?? defaultPolicy
+        if let memoryBudgetMiB {
+            guard (1...1_048_576).contains(memoryBudgetMiB) else {
+                throw ControlError(
+                    .invalidArgument, "memory budget \(memoryBudgetMiB) MiB is out of range: use 1-1048576")
+            }
+            spec.memoryBudget = memoryBudgetMiB << 20
+        }
         if let mac {
             guard let address = MACAddress(mac), address.raw & 0x0100_0000_0000 == 0, address.raw != 0 else {
                 throw ControlError(

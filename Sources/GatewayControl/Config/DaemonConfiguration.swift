@@ -89,6 +89,13 @@ public struct DaemonConfiguration: Sendable {
     /// Put into the names of VM sandboxes' devices (`gwv-<tag>-<index>`), for a second gatewayd
     /// on the host: each sweeps only names with its own tag.
     public var hostDeviceTag = ""
+    /// `[memory]`: TCP buffer memory one sandbox may hold (policies and attach may override),
+    /// all sandboxes together (nil: a quarter of the machine's), the chunk size, how often idle
+    /// memory goes back to the system.
+    public var sandboxMemoryBudgetMiB = 32
+    public var globalMemoryBudgetMiB: Int?
+    public var bufferChunkKiB = 16
+    public var memoryTrimIntervalMilliseconds = 1000
 
     public init() {}
 
@@ -118,6 +125,10 @@ public struct DaemonConfiguration: Sendable {
         c.limits = limits
         c.dns = dnsConfiguration
         c.hostDeviceTag = hostDeviceTag
+        c.memoryBudget = sandboxMemoryBudgetMiB << 20
+        if let g = globalMemoryBudgetMiB { c.globalMemoryBudget = g << 20 }
+        c.bufferChunkSize = bufferChunkKiB << 10
+        c.memoryTrimInterval = .milliseconds(memoryTrimIntervalMilliseconds)
         c.publishing.limits.maxInboundConnections = maxInboundConnections
         if let bind = IPAddress(publishBindAddress) { c.publishing.defaultHostIP = bind }
         if let low = UInt16(exactly: publishedPortRange.lowerBound), let high = UInt16(exactly: publishedPortRange.upperBound) {
@@ -204,6 +215,7 @@ public struct DaemonConfiguration: Sendable {
             case "limits": try applyLimits(r.table(e, "limits"), r)
             case "dns": try applyDNS(r.table(e, "dns"), r)
             case "policies": try applyPolicies(r.table(e, "policies"), r)
+            case "memory": try applyMemory(r.table(e, "memory"), r)
             default:
                 throw r.unknown(
                     e, e.key,
@@ -212,7 +224,7 @@ public struct DaemonConfiguration: Sendable {
                         "log-level", "metrics-address", "sweep-stale-devices", "sweep-prefixes", "host-device-tag",
                         "addresses", "ports",
                         "limits", "dns",
-                        "policies",
+                        "policies", "memory",
                     ])
             }
         }
@@ -311,6 +323,24 @@ public struct DaemonConfiguration: Sendable {
         }
     }
 
+    private mutating func applyMemory(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
+        for e in t.entries {
+            let key = "memory." + e.key
+            switch e.key {
+            case "sandbox-budget-mib": sandboxMemoryBudgetMiB = try r.int(e, key, in: 1...1_048_576)
+            case "global-budget-mib": globalMemoryBudgetMiB = try r.int(e, key, in: 1...16_777_216)
+            case "chunk-kib":
+                let k = try r.int(e, key, in: 4...1024)
+                guard k & (k - 1) == 0 else { throw r.error(e, key, "\(k) is not a power of two (4, 8, 16, … 1024)") }
+                bufferChunkKiB = k
+            case "trim-interval-ms": memoryTrimIntervalMilliseconds = try r.int(e, key, in: 10...600_000)
+            default:
+                throw r.unknown(
+                    e, key, known: ["sandbox-budget-mib", "global-budget-mib", "chunk-kib", "trim-interval-ms"])
+            }
+        }
+    }
+
     private mutating func applyDNS(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
         for e in t.entries {
             let key = "dns." + e.key
@@ -349,6 +379,7 @@ public struct DaemonConfiguration: Sendable {
             var base: Policy?
             var defaultAction: PolicyAction?
             var deniedNames: [String] = []
+            var memoryBudget: Int?
             for e in try r.table(p, "policies." + name).entries {
                 let key = "policies.\(name).\(e.key)"
                 switch e.key {
@@ -368,13 +399,16 @@ public struct DaemonConfiguration: Sendable {
                         PolicyAction(rawValue: $0)
                     }
                 case "denied-names": deniedNames = try r.dnsNames(e, key)
+                case "memory-budget-mib": memoryBudget = try r.int(e, key, in: 1...1_048_576) << 20
                 default:
-                    throw r.unknown(e, key, known: ["rules", "extends", "default", "denied-names"])
+                    throw r.unknown(e, key, known: ["rules", "extends", "default", "denied-names", "memory-budget-mib"])
                 }
             }
-            policies[name] = Policy(
+            var policy = Policy(
                 rules: rules + (base?.rules ?? []), default: defaultAction ?? base?.defaultAction ?? .deny,
                 deniedNames: deniedNames)
+            policy.memoryBudget = memoryBudget
+            policies[name] = policy
         }
     }
 

@@ -27,6 +27,22 @@ public enum GatewayMetrics {
         p.family("gatewayd_shard_sleeps_total", .counter, help: "Times a busy-polling shard went to sleep for I/O.")
         for (shard, s) in polling.enumerated() { p.sample("gatewayd_shard_sleeps_total", ["shard": String(shard)], s.sleeps) }
 
+        let pools = gateway.bufferPoolStats()
+        p.family("gatewayd_shard_buffer_bytes", .gauge, help: "TCP buffer memory of a shard's pool; state: in_use, warm (free, resident), mapped.")
+        for (shard, s) in pools.enumerated() {
+            p.sample("gatewayd_shard_buffer_bytes", ["shard": String(shard), "state": "in_use"], s.inUseBytes)
+            p.sample("gatewayd_shard_buffer_bytes", ["shard": String(shard), "state": "warm"], s.warmBytes)
+            p.sample("gatewayd_shard_buffer_bytes", ["shard": String(shard), "state": "mapped"], s.mappedBytes)
+        }
+        p.family("gatewayd_shard_buffer_released_bytes_total", .counter, help: "Idle buffer memory given back to the system.")
+        for (shard, s) in pools.enumerated() {
+            p.sample("gatewayd_shard_buffer_released_bytes_total", ["shard": String(shard)], s.releasedBytesTotal)
+        }
+        p.family("gatewayd_memory_budget_reserved_bytes", .gauge, help: "TCP buffer memory reserved by all sandboxes, against the global budget.")
+        p.sample("gatewayd_memory_budget_reserved_bytes", gateway.sharedMemoryBudget.reserved)
+        p.family("gatewayd_memory_budget_bytes", .gauge, help: "The global TCP buffer memory budget.")
+        p.sample("gatewayd_memory_budget_bytes", gateway.sharedMemoryBudget.limit)
+
         p.family("gatewayd_published_ports", .gauge, help: "Host ports published into sandboxes.")
         p.sample("gatewayd_published_ports", routes.count)
 
@@ -53,6 +69,16 @@ public enum GatewayMetrics {
         for s in stats { p.sample("gatewayd_sandbox_tcp_flows_total", ["sandbox": s.id], s.tcpFlowsTotal) }
         p.family("gatewayd_sandbox_udp_sessions", .gauge, help: "UDP sessions open now.")
         for s in stats { p.sample("gatewayd_sandbox_udp_sessions", ["sandbox": s.id], s.udpSessions) }
+        p.family("gatewayd_sandbox_buffer_bytes", .gauge, help: "TCP buffer memory a sandbox holds now.")
+        for s in stats { p.sample("gatewayd_sandbox_buffer_bytes", ["sandbox": s.id], s.memory.heldBytes) }
+        p.family("gatewayd_sandbox_memory_reserved_bytes", .gauge, help: "TCP buffer memory a sandbox promised or holds, against its budget.")
+        for s in stats { p.sample("gatewayd_sandbox_memory_reserved_bytes", ["sandbox": s.id], s.memory.reservedBytes) }
+        p.family("gatewayd_sandbox_memory_budget_bytes", .gauge, help: "A sandbox's TCP buffer memory budget.")
+        for s in stats { p.sample("gatewayd_sandbox_memory_budget_bytes", ["sandbox": s.id], s.memory.budgetBytes) }
+        p.family("gatewayd_sandbox_memory_budget_shortfalls_total", .counter, help: "Windows or host reads the budget cut short.")
+        for s in stats { p.sample("gatewayd_sandbox_memory_budget_shortfalls_total", ["sandbox": s.id], s.memory.budgetShortfalls) }
+        p.family("gatewayd_sandbox_memory_at_budget_seconds_total", .counter, help: "Time a sandbox spent at its memory budget.")
+        for s in stats { p.sample("gatewayd_sandbox_memory_at_budget_seconds_total", ["sandbox": s.id], s.memory.secondsAtBudget) }
         p.family("gatewayd_sandbox_drops_total", .counter, help: "Frames or flows dropped, by reason.")
         for s in stats {
             for (reason, n) in s.drops.sorted(by: { $0.key < $1.key }) {

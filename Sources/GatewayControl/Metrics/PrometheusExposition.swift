@@ -33,6 +33,10 @@ public struct PrometheusExposition: Sendable {
         sample(name, labels, String(value))
     }
 
+    public mutating func sample(_ name: String, _ labels: KeyValuePairs<String, String>, _ value: Double) {
+        sample(name, labels, String(value))
+    }
+
     private mutating func sample(_ name: String, _ labels: KeyValuePairs<String, String>, _ value: String) {
         text += name
         if !labels.isEmpty {

@@ -3,8 +3,12 @@
 public struct TCPConfiguration: Sendable {
     /// Bytes the layer above may queue towards the guest before `write` accepts no more.
     public var sendBufferSize = 1 << 20
-    /// Bytes from the guest held until the layer above reads them; this is the window we offer.
+    /// Bytes from the guest held until the layer above reads them: the largest window we offer.
     public var receiveBufferSize = 1 << 20
+    /// The window a new connection offers; it doubles each time the guest fills it, up to
+    /// `receiveBufferSize`. Every open connection reserves its window in the sandbox's memory
+    /// budget, so this is what an idle connection costs the budget.
+    public var initialReceiveWindow = 32 * 1024
     /// The MSS we announce: the guest link's MTU less the IP and TCP headers.
     public var localMSS: Int = 1460
     /// The largest payload we put in one segment to the guest. Above the MSS when the link

@@ -65,7 +65,7 @@ public final class TCPConnection {
     private var maxSndWnd = 0
     private var sndScale: UInt8 = 0
     /// The layer above's bytes, head = the byte at SND.UNA (once the SYN is acknowledged).
-    public let sendBuffer: ByteRing
+    public let sendBuffer: ChunkedBuffer
     /// The layer above has no more to send: a FIN follows the buffer.
     private var finQueued = false
     private var finSent = false
@@ -76,7 +76,7 @@ public final class TCPConnection {
     private var rcvScale: UInt8 = 0
     /// Right edge last advertised; the window never moves it left (RFC 9293 §3.8.6.2.2).
     private var rcvAdvertisedEdge = SequenceNumber(0)
-    public let receiveBuffer: ByteRing
+    public let receiveBuffer: ChunkedBuffer
     private var assembler: Assembler
     /// Sequence number of a FIN that arrived ahead of missing data.
     private var pendingFin: SequenceNumber?
@@ -129,6 +129,22 @@ public final class TCPConnection {
     private var lastAdvertisedWindow = 0
     private var synAckOptions = TCPOptions()
 
+    // Memory (see `MemoryBudget`): what this connection promised or holds, and how far its
+    // receive window has grown.
+    private let budget: MemoryBudget
+    /// Reserved for the receive side: at least the bytes buffered plus the window promised.
+    private var rcvReserved = 0
+    /// Reserved for the send side: the bytes buffered (more only while a write is under way).
+    private var sndReserved = 0
+    /// The receive window this connection aims to offer. It starts small, so that a sandbox's
+    /// idle connections promise little, and doubles each time the guest fills it.
+    private var rcvWindowTarget: Int
+    private var rcvSinceGrowth = 0
+    /// The latest time a call brought, for the budget's time-at-limit.
+    private var clock: UInt64
+    /// The budget cut a window or a read short: the stack retries when memory frees up.
+    public internal(set) var waitingForMemory = false
+
     // Counters for the layer above's statistics.
     public private(set) var retransmittedSegments = 0
     public private(set) var droppedOutOfWindow = 0
@@ -144,16 +160,22 @@ public final class TCPConnection {
     }
 
     /// A connection for a SYN from the guest; nothing is sent until `accept` or `refuse`.
-    public init(passiveSYN syn: TCPSegmentIn, iss: UInt32, configuration: TCPConfiguration, now: UInt64) {
+    public init(
+        passiveSYN syn: TCPSegmentIn, iss: UInt32, configuration: TCPConfiguration, now: UInt64,
+        pool: BufferPool = BufferPool(), budget: MemoryBudget = .unlimited()
+    ) {
         self.configuration = configuration
+        self.budget = budget
+        clock = now
+        rcvWindowTarget = min(configuration.receiveBufferSize, max(configuration.initialReceiveWindow, 2 * configuration.localMSS))
         state = .synPending
         self.iss = SequenceNumber(iss)
         sndUna = self.iss
         sndNxt = self.iss
         sndMax = self.iss
         recover = self.iss
-        sendBuffer = ByteRing(capacity: configuration.sendBufferSize)
-        receiveBuffer = ByteRing(capacity: configuration.receiveBufferSize)
+        sendBuffer = ChunkedBuffer(capacity: configuration.sendBufferSize, pool: pool, budget: budget)
+        receiveBuffer = ChunkedBuffer(capacity: configuration.receiveBufferSize, pool: pool, budget: budget)
         assembler = Assembler(maxRanges: configuration.maxOutOfOrderRanges)
         rto = configuration.initialRTO.nanoseconds
         cwnd = configuration.initialWindowSegments * configuration.localMSS
@@ -168,16 +190,22 @@ public final class TCPConnection {
     }
 
     /// A connection the gateway opens into the guest (published ports); the SYN goes out on the first `poll`.
-    public init(activeISS iss: UInt32, configuration: TCPConfiguration, now: UInt64) {
+    public init(
+        activeISS iss: UInt32, configuration: TCPConfiguration, now: UInt64,
+        pool: BufferPool = BufferPool(), budget: MemoryBudget = .unlimited()
+    ) {
         self.configuration = configuration
+        self.budget = budget
+        clock = now
+        rcvWindowTarget = min(configuration.receiveBufferSize, max(configuration.initialReceiveWindow, 2 * configuration.localMSS))
         state = .synSent
         self.iss = SequenceNumber(iss)
         sndUna = self.iss
         sndNxt = self.iss
         sndMax = self.iss
         recover = self.iss
-        sendBuffer = ByteRing(capacity: configuration.sendBufferSize)
-        receiveBuffer = ByteRing(capacity: configuration.receiveBufferSize)
+        sendBuffer = ChunkedBuffer(capacity: configuration.sendBufferSize, pool: pool, budget: budget)
+        receiveBuffer = ChunkedBuffer(capacity: configuration.receiveBufferSize, pool: pool, budget: budget)
         assembler = Assembler(maxRanges: configuration.maxOutOfOrderRanges)
         rto = configuration.initialRTO.nanoseconds
         cwnd = configuration.initialWindowSegments * configuration.localMSS
@@ -196,6 +224,7 @@ public final class TCPConnection {
     /// The upstream is connected: answer the guest's SYN.
     public func accept(now: UInt64, emit: (TCPSegmentOut) -> Void) {
         guard state == .synPending else { return }
+        clock = now
         state = .synReceived
         sendSYN(ack: true, now: now, emit: emit)
     }
@@ -209,21 +238,45 @@ public final class TCPConnection {
 
     /// Queues bytes for the guest; returns how many fit (backpressure: the rest is the caller's).
     public func write(_ bytes: UnsafeRawBufferPointer) -> Int {
+        let allowed = reserveSend(bytes.count)
+        guard allowed > 0 else { return 0 }
+        let n = sendBuffer.append(UnsafeRawBufferPointer(rebasing: bytes[..<allowed]))
+        settleSend()
+        return n
+    }
+
+    /// Room left in the send buffer, as far as the budget lets it be filled now.
+    public var writableBytes: Int {
         switch state {
         case .synPending, .synSent, .synReceived, .established, .closeWait:
-            guard !finQueued else { return 0 }
-            return sendBuffer.append(bytes)
-        default:
-            return 0
+            finQueued ? 0 : min(sendBuffer.free, sndReserved - sendBuffer.count + budget.available)
+        default: 0
         }
     }
 
-    /// Room left in the send buffer.
-    public var writableBytes: Int {
+    /// Reserves room for up to `n` more bytes in the send buffer (the caller then writes and
+    /// calls `settleSend`); returns the bytes it may write, 0 when closed for writing.
+    func reserveSend(_ n: Int) -> Int {
         switch state {
-        case .synPending, .synSent, .synReceived, .established, .closeWait: finQueued ? 0 : sendBuffer.free
-        default: 0
+        case .synPending, .synSent, .synReceived, .established, .closeWait:
+            guard !finQueued else { return 0 }
+        default:
+            return 0
         }
+        let want = min(n, sendBuffer.free)
+        let need = sendBuffer.count + want - sndReserved
+        if need > 0 {
+            let got = budget.reserve(need, now: clock)
+            sndReserved += got
+            if got < need { waitingForMemory = true }
+        }
+        return max(0, min(want, sndReserved - sendBuffer.count))
+    }
+
+    /// Releases what a write reserved and did not use.
+    func settleSend() {
+        budget.release(sndReserved - sendBuffer.count)
+        sndReserved = sendBuffer.count
     }
 
     /// Reads the guest's in-order bytes. After a read that reopens the window enough, a window
@@ -243,14 +296,43 @@ public final class TCPConnection {
     private func noteRead() {
         // After the guest's FIN nothing more can come: a window update would only draw an RST
         // from a guest that has closed.
-        guard !peerFinReceived else { return }
-        // Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): update only when the window grew by
-        // a full segment or half the buffer.
-        let window = currentReceiveWindow
+        if peerFinReceived || !state.isSynchronized {
+            releaseReceiveSlack()
+            return
+        }
+        // Under memory pressure, room this connection is not promising goes back to the
+        // budget at once, for whichever connection asks first.
+        if budget.isAtLimit { releaseReceiveSlack() }
+        offerWindowUpdateIfGrown()
+    }
+
+    /// Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): a window update goes out only when the
+    /// window grew by a full segment or half the buffer.
+    private func offerWindowUpdateIfGrown() {
+        let window = grantReceiveWindow()
         if window - lastAdvertisedWindow >= min(configuration.receiveBufferSize / 2, 2 * configuration.localMSS) {
             ackNow = true
         }
     }
+
+    /// Memory freed up after the budget cut this connection short: reopen its window, and let
+    /// the layer above fill its send buffer again.
+    func memoryAvailable() {
+        waitingForMemory = false
+        if state.isSynchronized && !peerFinReceived { offerWindowUpdateIfGrown() }
+        if writableBytes > 0 { events.insert(.writable) }
+    }
+
+    /// Every buffer and reservation goes back: the connection is leaving the stack.
+    func releaseMemory() {
+        sendBuffer.removeAll()
+        receiveBuffer.removeAll()
+        budget.release(sndReserved + rcvReserved)
+        sndReserved = 0
+        rcvReserved = 0
+    }
+
+    deinit { budget.release(sndReserved + rcvReserved) }
 
     /// True once the guest's FIN has been consumed in order and every byte before it was read.
     public var isReadClosed: Bool { peerFinReceived && receiveBuffer.isEmpty }
@@ -307,6 +389,7 @@ public final class TCPConnection {
     /// - Parameter deferOutput: leave the ACK (and any data the ACK lets out) for a later
     ///   `flush`, so a batch of segments draws one ACK instead of one each.
     public func handle(_ seg: TCPSegmentIn, now: UInt64, deferOutput: Bool = false, emit: (TCPSegmentOut) -> Void) {
+        clock = now
         switch state {
         case .closed:
             return
@@ -372,7 +455,8 @@ public final class TCPConnection {
         var seq = seg.seq
         var payload = seg.payload
         var fin = seg.flags.contains(.fin)
-        let window = currentReceiveWindow
+        // Everything the budget holds room for is acceptable: at least the window promised.
+        let window = receiveRoom
 
         // 1. Acceptability (RFC 9293 §3.10.7.4, first check).
         let segLen = seg.length
@@ -497,6 +581,8 @@ public final class TCPConnection {
             if sndUna == iss { acked -= 1 }
             let dataAcked = min(acked, sendBuffer.count)
             sendBuffer.consume(dataAcked)
+            budget.release(dataAcked)
+            sndReserved -= dataAcked
             let finAcked = finSent && ack == sndMax && acked > dataAcked
             sndUna = ack
             if sndNxt < sndUna { sndNxt = sndUna }
@@ -560,6 +646,7 @@ public final class TCPConnection {
                 let extra = assembler.advance(by: n)
                 receiveBuffer.commit(n + extra)
                 rcvNxt += n + extra
+                growReceiveWindow(by: n + extra)
                 events.insert(.readable)
                 unackedSegments += max(1, n / max(1, configuration.localMSS))
                 // ACK at once when out-of-order data just got filled in, or two segments are
@@ -584,6 +671,7 @@ public final class TCPConnection {
             pendingFin = nil
             peerFinReceived = true
             ackNow = true
+            releaseReceiveSlack()
             events.insert([.peerClosed, .readable])
             switch state {
             case .synReceived, .established: state = .closeWait
@@ -595,11 +683,21 @@ public final class TCPConnection {
         }
     }
 
+    /// Doubles the window target each time the guest has sent a whole target's worth, while
+    /// the budget has room for it (receive-buffer auto-tuning, like slow start).
+    private func growReceiveWindow(by n: Int) {
+        rcvSinceGrowth += n
+        guard rcvSinceGrowth >= rcvWindowTarget, rcvWindowTarget < receiveBuffer.capacity else { return }
+        rcvSinceGrowth = 0
+        if budget.available >= rcvWindowTarget { rcvWindowTarget = min(2 * rcvWindowTarget, receiveBuffer.capacity) }
+    }
+
     // MARK: - Timers and output
 
     /// Runs due timers and sends what the windows allow. Call after `write`, `read`,
     /// `shutdownWrite`, and when `nextDeadline` passes.
     public func poll(now: UInt64, emit: (TCPSegmentOut) -> Void) {
+        clock = now
         if let t = timeWaitAt, now >= t {
             enterClosed(.normal, notify: false)
             return
@@ -792,7 +890,7 @@ public final class TCPConnection {
             options.timestamp = TCPTimestamp(value: UInt32(truncatingIfNeeded: now / 1_000_000), echo: 0)
         }
         // The window in a SYN is never scaled (RFC 7323 §2.2).
-        let window = UInt16(clamping: min(currentReceiveWindow, 65535))
+        let window = UInt16(clamping: min(grantReceiveWindow(), 65535))
         lastAdvertisedWindow = Int(window)
         rcvAdvertisedEdge = rcvNxt + Int(window)
         emit(TCPSegmentOut(seq: iss.raw, ack: ack ? rcvNxt.raw : 0, flags: ack ? [.syn, .ack] : [.syn], window: window, options: options, payloadOffset: 0, payloadLength: 0))
@@ -824,14 +922,37 @@ public final class TCPConnection {
         cwnd = configuration.initialWindowSegments * peerMSS
     }
 
-    /// Receive window: free space in the buffer less what out-of-order data already occupies
-    /// past the in-order point is still free to be written, so the whole free space counts.
-    var currentReceiveWindow: Int {
-        receiveBuffer.free
+    /// Bytes past RCV.NXT the connection can store: what it reserved less what it buffers.
+    /// Out-of-order data past the in-order point lies inside this room, so all of it counts.
+    private var receiveRoom: Int { rcvReserved - receiveBuffer.count }
+
+    /// Reserves what the window should be now (up to the target, as far as the budget goes) and
+    /// returns it. Never less than what was promised: the promise is already reserved.
+    private func grantReceiveWindow() -> Int {
+        let want = min(receiveBuffer.capacity, rcvWindowTarget) - receiveBuffer.count
+        let room = receiveRoom
+        if want > room {
+            let got = budget.reserve(want - room, now: clock)
+            rcvReserved += got
+            // A window that cannot take even a segment leaves the guest waiting: the stack
+            // reopens it when memory frees up.
+            if got < want - room && receiveRoom < min(want, configuration.localMSS) { waitingForMemory = true }
+        }
+        return receiveRoom
+    }
+
+    /// Gives back reserved room beyond the bytes buffered and the window promised.
+    private func releaseReceiveSlack() {
+        let promised = peerFinReceived || !state.isSynchronized ? 0 : max(0, rcvAdvertisedEdge - rcvNxt)
+        let keep = receiveBuffer.count + promised
+        if rcvReserved > keep {
+            budget.release(rcvReserved - keep)
+            rcvReserved = keep
+        }
     }
 
     private func advertiseWindow() -> UInt16 {
-        var window = currentReceiveWindow
+        var window = grantReceiveWindow()
         // Never move the right edge left.
         let edgeWindow = rcvAdvertisedEdge - rcvNxt
         if window < edgeWindow { window = edgeWindow }
@@ -914,6 +1035,10 @@ public final class TCPConnection {
         retransmitAt = nil
         persistAt = nil
         timeWaitAt = now + configuration.timeWait.nanoseconds
+        // Only its few words of state stay: everything sent is acknowledged, nothing more comes.
+        sendBuffer.removeAll()
+        settleSend()
+        releaseReceiveSlack()
     }
 
     private func enterClosed(_ reason: TCPCloseReason, notify: Bool) {
@@ -924,6 +1049,10 @@ public final class TCPConnection {
         delayedAckAt = nil
         persistAt = nil
         timeWaitAt = nil
+        // Unsent bytes have nowhere to go; unread ones stay for the layer above to read.
+        sendBuffer.removeAll()
+        settleSend()
+        releaseReceiveSlack()
         if !alreadyReported { events.insert(.closed) }
     }
 }
