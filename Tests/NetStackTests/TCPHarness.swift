@@ -24,7 +24,7 @@ final class TCPHarness {
     static let ourISN: UInt32 = 50_000
 
     /// A passive connection: the guest's SYN has arrived; accept it unless told not to.
-    init(configuration: TCPConfiguration = TCPConfiguration(), guestISN: UInt32 = TCPHarness.guestISN, ourISN: UInt32 = TCPHarness.ourISN, synOptions: TCPOptions? = nil, accept: Bool = true) {
+    init(configuration: TCPConfiguration = TCPConfiguration(), guestISN: UInt32 = TCPHarness.guestISN, ourISN: UInt32 = TCPHarness.ourISN, synOptions: TCPOptions? = nil, accept: Bool = true, budget: MemoryBudget = .unlimited(), pool: BufferPool = BufferPool()) {
         var opts = TCPOptions()
         if let synOptions { opts = synOptions } else {
             opts.mss = 1460
@@ -33,7 +33,7 @@ final class TCPHarness {
             opts.timestamp = TCPTimestamp(value: 1, echo: 0)
         }
         let syn = TCPSegmentIn(seq: guestISN, flags: [.syn], window: 64240, options: opts)
-        conn = TCPConnection(passiveSYN: syn, iss: ourISN, configuration: configuration, now: now)
+        conn = TCPConnection(passiveSYN: syn, iss: ourISN, configuration: configuration, now: now, pool: pool, budget: budget)
         self.ourISN = ourISN
         guestSeq = guestISN &+ 1
         if accept { conn.accept(now: now, emit: record) }

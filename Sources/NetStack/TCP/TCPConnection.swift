@@ -665,6 +665,9 @@ public final class TCPConnection {
             }
             // Out of order: an immediate duplicate ACK (with SACK blocks) drives fast retransmit.
             ackNow = true
+        } else if fin && offset > 0 {
+            // A FIN ahead of missing data: a duplicate ACK tells the guest what is missing.
+            ackNow = true
         }
         if let f = pendingFin, f == rcvNxt, !peerFinReceived {
             rcvNxt += 1
@@ -929,6 +932,8 @@ public final class TCPConnection {
     /// Reserves what the window should be now (up to the target, as far as the budget goes) and
     /// returns it. Never less than what was promised: the promise is already reserved.
     private func grantReceiveWindow() -> Int {
+        // After the guest's FIN no more data can come: nothing to promise.
+        if peerFinReceived || state == .closed { return receiveRoom }
         let want = min(receiveBuffer.capacity, rcvWindowTarget) - receiveBuffer.count
         let room = receiveRoom
         if want > room {
