@@ -189,14 +189,17 @@ veth_set_mtu() {
 }
 
 # Builds the release gatewayd and gatewayctl when $1 is 1, and sets BINDIR to where they are;
-# fails when either is missing (a --skip-build run without an earlier build).
+# fails when either is missing (a --skip-build run without an earlier build). GWD_BINDIR, when
+# set, names another build's binaries to use instead (another commit's, for before/after figures).
 bench_gatewayd_binaries() {
-    if (($1)); then
+    if [[ -n ${GWD_BINDIR:-} ]]; then
+        BINDIR=$GWD_BINDIR
+    elif (($1)); then
         echo "building gatewayd and gatewayctl (release)…" >&2
         swift build -c release --product gatewayd >&2
         swift build -c release --product gatewayctl >&2
     fi
-    BINDIR="$(swift build -c release --show-bin-path)"
+    [[ -n ${GWD_BINDIR:-} ]] || BINDIR="$(swift build -c release --show-bin-path)"
     for b in gatewayd gatewayctl; do
         [[ -x $BINDIR/$b ]] || { echo "$BINDIR/$b is missing: run without --skip-build" >&2; return 1; }
     done

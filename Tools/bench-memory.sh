@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Memory under load: one gatewayd serving N busy sandboxes beside one pasta process per sandbox,
+# on the same workloads, in one run: peak RSS (all of gatewayd; the sum of the pasta processes),
+# RSS per busy sandbox, RSS 10 s after the traffic stopped. Optionally, single-stream throughput
+# and connections/s of this build beside another build's gatewayd (before/after a change).
+# Usage: sudo Tools/bench-memory.sh [--sandboxes LIST] [--seconds N] [--rounds N] [--paths LIST]
+#            [--baseline-bindir DIR] [--skip-build]
+# --sandboxes: comma-separated sandbox counts (default 1,4,200). Workloads, for each count:
+#   seq    every sandbox makes sequential 1 MiB HTTP GETs for --seconds (default 15) from a
+#          loopback server that closes first (HTTP/1.0, as any "Connection: close" server);
+#   rounds every sandbox fetches 1 MiB, --rounds times (default 5), all sandboxes at once.
+# --paths: gatewayd,pasta (default both). --baseline-bindir DIR: a release bin directory of another
+# build (gatewayd and gatewayctl); Tools/bench-gateway.sh then runs for this build and that one,
+# taking turns, with --paths gatewayd. Traffic goes to 127.0.0.1 only; everything made here is
+# removed at the end, on failure and on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source Tools/bench-lib.sh
+
+BUILD=1
+COUNTS=1,4,200
+LOAD_SECS=15
+ROUNDS=5
+PATHS=gatewayd,pasta
+BASELINE=
+while (($#)); do
+    case "$1" in
+        --sandboxes) COUNTS=$2; shift 2 ;;
+        --seconds) LOAD_SECS=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
+        --paths) PATHS=$2; shift 2 ;;
+        --baseline-bindir) BASELINE=$(realpath "$2"); shift 2 ;;
+        --skip-build) BUILD=0; shift ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+want() { [[ ",$PATHS," == *",$1,"* ]]; }
+
+bench_require_root bench-memory.sh
+bench_install_packages passt iperf3 python3 iproute2 curl util-linux libnl-3-dev libnl-route-3-dev pkg-config
+bench_gatewayd_binaries "$BUILD"
+bench_init gw-benchmem
+
+# The loopback file server: HTTP/1.0, so it closes every connection after its answer.
+mkdir -p "$WORK/www"
+head -c $((1 << 20)) /dev/urandom >"$WORK/www/blob"
+free_port HTTP_PORT
+spawn python3 -m http.server "$HTTP_PORT" --bind 127.0.0.1 --directory "$WORK/www"
+wait_listen 127.0.0.1 "$HTTP_PORT"
+
+rss_kb() { awk '/^VmRSS:/ {s += $2} END {print s + 0}' "$@" 2>/dev/null; }
+
+# Sum of VmRSS (kB) of the PIDs given.
+rss_of() {
+    local files=() p
+    for p in "$@"; do files+=("/proc/$p/status"); done
+    rss_kb "${files[@]}"
+}
+
+RESULTS="$WORK/results"
+: >"$RESULTS"
+
+# One row: PATH N WORKLOAD IDLE_KB PEAK_KB AFTER_KB FETCHED
+record() { echo "$*" >>"$RESULTS"; }
+
+make_namespaces() {
+    local n=$1 label=$2 i
+    NS_LIST=()
+    for i in $(seq "$n"); do
+        netns_add "gwbench-$TAG-$label$i" no-ipv6
+        NS_LIST+=("gwbench-$TAG-$label$i")
+    done
+}
+
+drop_namespaces() {
+    local ns keep=() n
+    for ns in "${NS_LIST[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    for n in "${NAMESPACES[@]}"; do [[ " ${NS_LIST[*]} " == *" $n "* ]] || keep+=("$n"); done
+    NAMESPACES=("${keep[@]}")
+}
+
+bench_gatewayd() {
+    local n=$1 kind idle peak after i
+    make_namespaces "$n" g
+    # Two shards (one per CPU), as gatewayd runs by default on this machine.
+    cat >"$WORK/gatewayd.toml" <<TOML
+sweep-stale-devices = false
+[dns]
+upstreams = ["127.0.0.1:9"]
+[addresses]
+ipv4-pool = "10.92.0.0/16"
+TOML
+    GWD_SOCK="$WORK/gatewayd.sock"
+    spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" --state-dir "$WORK/state" \
+        --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
+    GWD_PID=$LAST_PID
+    for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && break; sleep 0.1; done
+    i=0
+    for ns in "${NS_LIST[@]}"; do
+        "$BINDIR/gatewayctl" --control "$GWD_SOCK" attach "m$i" --netns "$ns" >/dev/null
+        i=$((i + 1))
+    done
+    # Every sandbox's gateway address differs (it means the host): each namespace dials its own.
+    for kind in seq rounds; do
+        idle=$(rss_of "$GWD_PID")
+        run_load_per_sandbox "$kind" "$GWD_PID"
+        sleep 10
+        after=$(rss_of "$GWD_PID")
+        record gatewayd "$n" "$kind" "$idle" "$PEAK_KB" "$after" "$FETCHED"
+        echo "gatewayd N=$n $kind: idle $((idle / 1024)) MiB, peak $((PEAK_KB / 1024)) MiB, 10 s after $((after / 1024)) MiB, $FETCHED GETs" >&2
+    done
+    stop "$GWD_PID"
+    drop_namespaces
+}
+
+# As run_load, but each namespace dials its own sandbox's gateway address (from gatewayctl list).
+run_load_per_sandbox() {
+    local kind=$1 pid=$2
+    declare -A GW
+    local line
+    while read -r line; do GW[${line%% *}]=${line#* }; done < <("$BINDIR/gatewayctl" --control "$GWD_SOCK" list --json |
+        python3 -c "import json,sys; [print(s['namespace'], s['gatewayIPv4']) for s in json.load(sys.stdin)]")
+    local script clients=() i=0 ns
+    for ns in "${NS_LIST[@]}"; do
+        local addr=${GW[$ns]}
+        if [[ $kind == seq ]]; then
+            script="end=\$(( \$(date +%s) + $LOAD_SECS )); n=0
+                while [ \$(date +%s) -lt \$end ]; do curl -sf -o /dev/null http://$addr:$HTTP_PORT/blob && n=\$((n+1)); done; echo \$n"
+        else
+            script="n=0; for r in \$(seq $ROUNDS); do curl -sf -o /dev/null http://$addr:$HTTP_PORT/blob && n=\$((n+1)); done; echo \$n"
+        fi
+        spawn ip netns exec "$ns" sh -c "$script" >"$WORK/fetched-$i"
+        clients+=("$LAST_PID")
+        i=$((i + 1))
+    done
+    sample_until_done "$pid" "${clients[@]}"
+}
+
+# Samples RSS of PID(s) (comma-separated in $1) every 0.2 s until every client PID has exited.
+sample_until_done() {
+    local pids p running=1 now
+    IFS=, read -r -a pids <<<"$1"
+    shift
+    local clients=("$@")
+    PEAK_KB=$(rss_of "${pids[@]}")
+    while ((running)); do
+        running=0
+        for p in "${clients[@]}"; do kill -0 "$p" 2>/dev/null && { running=1; break; }; done
+        now=$(rss_of "${pids[@]}")
+        ((now > PEAK_KB)) && PEAK_KB=$now
+        sleep 0.2
+    done
+    for p in "${clients[@]}"; do wait "$p" 2>/dev/null || true; forget "$p"; done
+    FETCHED=$(cat "$WORK"/fetched-* | awk '{s += $1} END {print s + 0}')
+    rm -f "$WORK"/fetched-*
+}
+
+bench_pasta() {
+    local n=$1 kind idle peak after ns pids=() script clients i
+    make_namespaces "$n" p
+    for ns in "${NS_LIST[@]}"; do
+        spawn pasta -q -f --runas 0 --log-file "$WORK/pasta-$ns.log" --config-net -4 -I gwpasta0 -a 10.0.2.15 -n 24 \
+            -g 10.0.2.2 -t none -u none -T none -U none --netns "$ns"
+        pids+=("$LAST_PID")
+    done
+    for ns in "${NS_LIST[@]}"; do wait_address "$ns" gwpasta0 10.0.2.15; done
+    local joined
+    joined=$(IFS=,; echo "${pids[*]}")
+    for kind in seq rounds; do
+        idle=$(rss_of "${pids[@]}")
+        clients=()
+        i=0
+        for ns in "${NS_LIST[@]}"; do
+            if [[ $kind == seq ]]; then
+                script="end=\$(( \$(date +%s) + $LOAD_SECS )); n=0
+                    while [ \$(date +%s) -lt \$end ]; do curl -sf -o /dev/null http://10.0.2.2:$HTTP_PORT/blob && n=\$((n+1)); done; echo \$n"
+            else
+                script="n=0; for r in \$(seq $ROUNDS); do curl -sf -o /dev/null http://10.0.2.2:$HTTP_PORT/blob && n=\$((n+1)); done; echo \$n"
+            fi
+            spawn ip netns exec "$ns" sh -c "$script" >"$WORK/fetched-$i"
+            clients+=("$LAST_PID")
+            i=$((i + 1))
+        done
+        sample_until_done "$joined" "${clients[@]}"
+        sleep 10
+        after=$(rss_of "${pids[@]}")
+        record pasta "$n" "$kind" "$idle" "$PEAK_KB" "$after" "$FETCHED"
+        echo "pasta ×$n $kind: idle $((idle / 1024)) MiB, peak $((PEAK_KB / 1024)) MiB, 10 s after $((after / 1024)) MiB, $FETCHED GETs" >&2
+    done
+    for p in "${pids[@]}"; do stop "$p"; done
+    drop_namespaces
+}
+
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+IFS=, read -r -a COUNT_LIST <<<"$COUNTS"
+for n in "${COUNT_LIST[@]}"; do
+    want gatewayd && bench_gatewayd "$n"
+    want pasta && bench_pasta "$n"
+done
+
+echo
+echo "Memory under load, $DATE, $(nproc) CPUs; workloads: seq = sequential 1 MiB GETs for $LOAD_SECS s per sandbox, rounds = $ROUNDS × 1 MiB per sandbox, all at once"
+python3 - "$RESULTS" <<'EOF'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+print(f"{'path':<9} {'N':>4} {'load':<7} {'idle MiB':>9} {'peak MiB':>9} {'per busy sandbox':>17} {'10 s after':>11} {'GETs':>6}")
+for path, n, kind, idle, peak, after, got in rows:
+    n, idle, peak, after, got = int(n), int(idle), int(peak), int(after), int(got)
+    # gatewayd: the growth over its idle size, shared by N; pasta: each process whole.
+    per = (peak - idle) / n if path == "gatewayd" else peak / n
+    print(f"{path:<9} {n:>4} {kind:<7} {idle / 1024:>9.1f} {peak / 1024:>9.1f} {per / 1024:>13.2f} MiB {after / 1024:>8.1f} MiB {got:>6}")
+print("per busy sandbox: gatewayd = (peak - idle) / N of its one process; pasta = peak of all N processes / N")
+EOF
+
+if [[ -n $BASELINE ]]; then
+    echo
+    echo "Throughput and connection rate, this build beside $BASELINE (bench-gateway.sh --paths gatewayd, taking turns):"
+    for turn in 1 2; do
+        for build in this baseline; do
+            echo "-- $build (turn $turn)"
+            if [[ $build == this ]]; then
+                Tools/bench-gateway.sh --paths gatewayd --skip-build --seconds 4 2>&1 |
+                    grep -E "Gbps|connections:|ping-pong" || true
+            else
+                GWD_BINDIR=$BASELINE Tools/bench-gateway.sh --paths gatewayd --skip-build --seconds 4 2>&1 |
+                    grep -E "Gbps|connections:|ping-pong" || true
+            fi
+        done
+    done
+fi
