@@ -46,7 +46,7 @@ bench_init gw-benchmem
 mkdir -p "$WORK/www"
 head -c $((1 << 20)) /dev/urandom >"$WORK/www/blob"
 free_port HTTP_PORT
-spawn python3 -m http.server "$HTTP_PORT" --bind 127.0.0.1 --directory "$WORK/www"
+spawn python3 -m http.server "$HTTP_PORT" --bind 127.0.0.1 --directory "$WORK/www" >"$WORK/http.log" 2>&1
 wait_listen 127.0.0.1 "$HTTP_PORT"
 
 rss_kb() { awk '/^VmRSS:/ {s += $2} END {print s + 0}' "$@" 2>/dev/null; }
