@@ -41,6 +41,11 @@ struct Attach: ParsableCommand {
     @Option(help: "The guest's MAC address (default: random in a namespace, from the sandbox's index for a VM).")
     var mac: String?
 
+    @Option(
+        name: .customLong("publish"),
+        help: "Publish a port with the attach (repeatable): \(PublishRequest.syntax). If one fails, the attach is undone.")
+    var publish: [String] = []
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
@@ -50,9 +55,10 @@ struct Attach: ParsableCommand {
     }
 
     func run() throws {
+        let ports = try publish.map { text in try perform { () throws(ControlError) in try PublishRequest(parsing: text) } }
         let request = AttachRequest(
             id: id, netns: netns, vm: vm ? AttachRequest.VM(owner: owner, group: group) : nil,
-            dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac)
+            dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac, ports: ports.isEmpty ? nil : ports)
         // Checked here, a bad value is reported before any round trip.
         _ = try perform { () throws(ControlError) in try request.spec() }
         let view = try perform { () throws(ControlError) in
@@ -84,6 +90,7 @@ func describe(_ s: SandboxView) -> String {
     t.add("mtu", String(s.mtu))
     t.add("policy", s.policy)
     t.add("ports", s.ports.isEmpty ? "-" : s.ports.map(portText).joined(separator: ", "))
+    for warning in s.restoreWarnings ?? [] { t.add("restore", warning) }
     return t.rendered
 }
 
@@ -141,6 +148,9 @@ struct List: ParsableCommand {
                 s.ports.isEmpty ? "-" : s.ports.map(portText).joined(separator: ","))
         }
         print(t.rendered)
+        for s in list {
+            for warning in s.restoreWarnings ?? [] { printError("warning: sandbox \(s.id): \(warning)") }
+        }
     }
 }
 

@@ -11,6 +11,12 @@ public struct SandboxSpec: Sendable {
         /// DHCP and SLAAC and must use the MAC the gateway reports.
         case vm(owner: UInt32?, group: UInt32?)
 
+        /// The namespace's name, for a namespace sandbox.
+        public var namespace: String? {
+            if case .netns(let name) = self { return name }
+            return nil
+        }
+
         /// "netns" or "vm", as the control plane shows it.
         public var name: String {
             switch self {
@@ -30,6 +36,9 @@ public struct SandboxSpec: Sendable {
     /// The guest interface's MAC. nil: in a namespace, the kernel's random one; for a VM, one
     /// derived from the sandbox's index (``AddressPlan/Assignment/guestMAC``).
     public var guestMAC: MACAddress?
+    /// The address block (``AddressPlan/assignment(index:)``) to take; nil takes the first free
+    /// one. A restart asks for the block a sandbox had, so its guest keeps its addresses.
+    public var addressBlock: Int?
 
     public init(id: String, mode: Mode) {
         self.id = id
@@ -65,6 +74,8 @@ public struct SandboxInfo: Sendable, Codable, Hashable {
     public var gatewayIPv6: String
     public var mtu: Int
     public var policy: String
+    /// The index of the sandbox's address block (see ``SandboxSpec/addressBlock``).
+    public var addressBlock: Int = 0
     /// Something the operator should know that did not stop the attach (a host setting in the
     /// way, say), and what to do about it.
     public var warning: String? = nil

@@ -2,7 +2,7 @@ import Gateway
 import Link
 import Logging
 
-// gatewayd's life: sweep a crashed run's devices, start the gateway, deal with the sandboxes a
+// gatewayd's life: sweep a crashed run's devices, start the gateway, restore the sandboxes a
 // killed run left in the state directory, serve the control API, and on SIGTERM/SIGINT detach
 // every sandbox (removing its device) before exiting.
 #if canImport(Glibc)
@@ -42,6 +42,9 @@ public final class GatewayDaemon: Sendable {
         service = ControlService(
             gateway: gateway, store: store, publishing: publishing ?? GatewayPublishing(gateway: gateway), logger: logger,
             defaultPolicy: configuration.egressPolicy)
+        // Before the API answers, so that no attach or publish can take a block or a host port
+        // that a restored sandbox held.
+        let restored = service.restoreLeftovers()
         server = ControlServer(service: service)
         do {
             try server.bind(unixSocket: configuration.controlPath, mode: configuration.controlMode)
@@ -51,7 +54,6 @@ public final class GatewayDaemon: Sendable {
             gateway.shutdown()
             throw error
         }
-        let restored = service.restoreLeftovers()
         logger.notice(
             "gatewayd listening",
             metadata: [
