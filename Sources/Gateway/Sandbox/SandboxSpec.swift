@@ -74,8 +74,9 @@ public struct SandboxInfo: Sendable, Codable, Hashable {
     public var gatewayIPv6: String
     public var mtu: Int
     public var policy: String
-    /// The index of the sandbox's address block (see ``SandboxSpec/addressBlock``).
-    public var addressBlock: Int = 0
+    /// The index of the sandbox's address block (see ``SandboxSpec/addressBlock``); attach always
+    /// sets it, and it is optional only so that an info encoded without it still decodes.
+    public var addressBlock: Int? = nil
     /// Something the operator should know that did not stop the attach (a host setting in the
     /// way, say), and what to do about it.
     public var warning: String? = nil

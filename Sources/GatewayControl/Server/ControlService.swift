@@ -167,7 +167,7 @@ public final class ControlService: Sendable {
     /// the address block it holds: what its state file is made of.
     private struct Attached {
         var request: AttachRequest
-        var addressBlock: Int
+        var addressBlock: Int?
     }
 
     /// Attaches a sandbox, publishes the ports it asks for, and records it in the state directory.
@@ -224,7 +224,7 @@ public final class ControlService: Sendable {
             "attached sandbox \(request.id)",
             metadata: [
                 "mode": "\(info.mode)", "netns": "\(request.netns ?? "-")", "tap": "\(info.tap)", "mac": "\(info.mac)",
-                "shard": "\(info.shard)", "ipv4": "\(info.guestIPv4)", "block": "\(info.addressBlock)",
+                "shard": "\(info.shard)", "ipv4": "\(info.guestIPv4)", "block": "\(info.addressBlock.map(String.init) ?? "-")",
                 "ports": "\(published.map { "\($0.hostIP):\($0.hostPort)->\($0.guestPort)/\($0.protocol)" }.joined(separator: ","))",
             ])
         if let warning = info.warning { logger.warning("sandbox \(request.id): \(warning)") }
