@@ -220,6 +220,34 @@ struct RestartTests {
         #expect(h.stop(SIGTERM) == 0)
     }
 
+    /// A file an older gatewayd wrote (the bare attach request, no block) is restored on a free
+    /// block after the sandboxes whose files name theirs, so it cannot take one of those blocks
+    /// although its ID comes first; it is then rewritten in the current format.
+    @Test func filesOfAnOlderGatewaydAreRestoredOnAFreeBlock() throws {
+        let h = try DaemonHarness()
+        defer { h.tearDown() }
+        try h.start()
+        let tag = h.scratch.tag
+        let nsNew = try h.scratch.namespace().name!
+        let nsOld = try h.scratch.namespace().name!
+        let current = "z-\(tag)"
+        let old = "a-\(tag)"
+        let attached = try h.ctl("attach", current, "--netns", nsNew, "--json")
+        let view = try JSONDecoder().decode(SandboxView.self, from: Data(attached.stdout.utf8))
+        h.stop(SIGKILL)
+        let legacy = h.stateDirectory + "/sandboxes/\(old).json"
+        try Data(#"{"id": "\#(old)", "netns": "\#(nsOld)", "mac": "02:00:00:00:00:42"}"#.utf8)
+            .write(to: URL(fileURLWithPath: legacy))
+
+        try h.start()
+        let after = try list(h)
+        #expect(after.map(\.id) == [old, current])
+        #expect(after.last?.guestIPv4 == view.guestIPv4)
+        #expect(after.first?.mac == "02:00:00:00:00:42" && after.first?.guestIPv4 != view.guestIPv4)
+        let rewritten = try String(contentsOfFile: legacy, encoding: .utf8)
+        #expect(rewritten.contains("\"formatVersion\" : 1") && rewritten.contains("\"addressBlock\" : 1"), "\(rewritten)")
+    }
+
     /// `attach --publish`: the ports come with the attach; when the second one conflicts, the
     /// attach is undone: no sandbox, no device, no port, no state file, and the ID free again.
     @Test func attachWithPortsPublishesThemOrUndoesTheAttach() throws {
@@ -236,8 +264,12 @@ struct RestartTests {
         let view = try JSONDecoder().decode(SandboxView.self, from: Data(attached.stdout.utf8))
         #expect(Set(view.ports.map { "\($0.guestPort)/\($0.protocol)" }) == ["80/tcp", "53/udp"])
         let taken = try #require(view.ports.first { $0.protocol == "tcp" }).hostPort
-        let state = try String(contentsOfFile: h.stateDirectory + "/sandboxes/\(first).json", encoding: .utf8)
-        #expect(state.contains("\"hostPort\" : \(taken)"))
+        let state = try JSONDecoder().decode(
+            SandboxState.self,
+            from: Data(contentsOf: URL(fileURLWithPath: h.stateDirectory + "/sandboxes/\(first).json")))
+        #expect(Set(state.sandbox.ports ?? []) == Set(view.ports.map {
+            PublishRequest(hostIP: $0.hostIP, hostPort: $0.hostPort, guestPort: $0.guestPort, protocol: $0.protocol)
+        }))
         let text = try h.ctl("attach", "p3-\(tag)", "--netns", try h.scratch.namespace().name!, "--publish", "81")
         #expect(text.status == 0 && text.stdout.contains("ports        127.0.0.1:"), "\(text.stdout)")
 
@@ -250,6 +282,12 @@ struct RestartTests {
         #expect(try routes(h) == routesBefore)
         #expect(!h.links(in: ns2).contains { $0.hasPrefix("gwt-") })
         #expect(!h.stateFiles().contains("\(second).json"))
+        // Unpublish updates the state file as publish does.
+        #expect(try h.ctl("unpublish", first, "\(taken)/tcp").status == 0)
+        let trimmed = try JSONDecoder().decode(
+            SandboxState.self,
+            from: Data(contentsOf: URL(fileURLWithPath: h.stateDirectory + "/sandboxes/\(first).json")))
+        #expect(trimmed.sandbox.ports?.map { "\($0.guestPort)/\($0.protocol)" } == ["53/udp"])
         // A spec that does not parse is refused before anything is sent.
         let bad = try h.ctl("attach", second, "--netns", ns2, "--publish", "nope")
         #expect(bad.status == 4 && bad.stderr.contains("bad port SPEC 'nope'"), "\(bad.stderr)")

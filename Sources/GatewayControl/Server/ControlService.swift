@@ -216,6 +216,8 @@ public final class ControlService: Sendable {
         // A restore gives the guest the MAC it had, so its SLAAC address and neighbours hold.
         var kept = request
         if kept.mac == nil { kept.mac = info.mac }
+        // The policy it runs, not the daemon's default of the day, which a restart may change.
+        if kept.policy == nil { kept.policy = spec.policy }
         kept.ports = nil
         requests.withLock { $0[request.id] = Attached(request: kept, addressBlock: info.addressBlock) }
         if !warnings.isEmpty { restoreWarnings.withLock { $0[request.id] = warnings } }
