@@ -43,7 +43,9 @@ struct Attach: ParsableCommand {
 
     @Option(
         name: .customLong("publish"),
-        help: "Publish a port with the attach (repeatable): \(PublishRequest.syntax). If one fails, the attach is undone.")
+        help: ArgumentHelp(
+            "Publish a port with the attach (repeatable): \(PublishRequest.syntax). If one fails, the attach is undone.",
+            valueName: "SPEC"))
     var publish: [String] = []
 
     @Flag(help: "Print JSON instead of text.")
