@@ -239,7 +239,8 @@ public final class Gateway: @unchecked Sendable {
             link = try openNamespaceLink(spec, namespace: nsName, index: index, assignment: a)
         case .vm(let owner, let group):
             let vm = VMLink(index: index, tag: configuration.hostDeviceTag)
-            let (tap, warning) = try vm.create(sandbox: spec.id, mtu: spec.mtu, owner: owner, group: group)
+            let (tap, warning) = try vm.create(
+                sandbox: spec.id, mtu: spec.mtu, owner: owner, group: group, reuse: spec.reuseVMDevices)
             link = OpenedLink(
                 tap: tap, tapName: vm.vmTAP, guestMAC: spec.guestMAC ?? a.guestMAC, namespace: nil, vmLink: vm,
                 warning: warning)

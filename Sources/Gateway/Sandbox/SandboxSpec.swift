@@ -39,6 +39,9 @@ public struct SandboxSpec: Sendable {
     /// The address block (``AddressPlan/assignment(index:)``) to take; nil takes the first free
     /// one. A restart asks for the block a sandbox had, so its guest keeps its addresses.
     public var addressBlock: Int?
+    /// For a VM restored after a gatewayd crash: take over the VM TAP and bridge that outlived
+    /// the process (its monitor may still hold the TAP) instead of refusing them as taken.
+    public var reuseVMDevices = false
 
     public init(id: String, mode: Mode) {
         self.id = id

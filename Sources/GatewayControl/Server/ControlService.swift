@@ -182,6 +182,7 @@ public final class ControlService: Sendable {
     ) throws(ControlError) -> SandboxView {
         var spec = try request.spec(defaultPolicy: defaultPolicy)
         spec.addressBlock = addressBlock
+        spec.reuseVMDevices = saved != nil
         let ports = request.ports ?? []
         for port in ports { try port.validate() }
         if !ports.isEmpty && publishing == nil { throw notWired("publishing a port") }
@@ -421,9 +422,9 @@ public final class ControlService: Sendable {
     /// it could detach them), each with the address block, MAC and published ports it had, so
     /// its guest notices nothing but the reset of the flows that were open. A file that cannot
     /// be used is logged and set aside, never fatal; a port another process took meanwhile is
-    /// logged and shown in `list` (`restoreWarnings`), and the rest restored. A VM sandbox is not
-    /// restored: the startup sweep took its TAP from under the VM, whose monitor would have to
-    /// open the new one.
+    /// logged and shown in `list` (`restoreWarnings`), and the rest restored. A VM sandbox takes
+    /// over the TAP and bridge that outlived the killed run (the startup sweep leaves them), so
+    /// a VM monitor that holds the TAP keeps its link; one whose TAP is gone is not restored.
     /// Returns the IDs restored.
     @discardableResult
     public func restoreLeftovers() -> [String] {
@@ -452,13 +453,18 @@ public final class ControlService: Sendable {
                 its device went with that process
                 """,
                 metadata: ["file": "\(leftover.path)"])
-            guard let netns = request.netns else {
-                store.removeLeftover(leftover)
-                logger.notice(
-                    "not restoring VM sandbox \(request.id): attach it again and restart the VM on the new TAP")
-                continue
-            }
-            guard FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns) else {
+            if request.vm != nil {
+                // Its VM keeps its link only through the TAP and bridge the sweep left for it.
+                guard let block = state.addressBlock, gateway.vmLinkSurvives(addressBlock: block) else {
+                    if let block = state.addressBlock { gateway.discardVMDevices(addressBlock: block) }
+                    store.removeLeftover(leftover)
+                    logger.notice(
+                        "not restoring VM sandbox \(request.id): its TAP is gone; attach it again and restart the VM on the new TAP")
+                    continue
+                }
+            } else if let netns = request.netns,
+                !FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns)
+            {
                 store.removeLeftover(leftover)
                 logger.notice("not restoring sandbox \(request.id): its namespace \(netns) no longer exists")
                 continue
@@ -466,8 +472,9 @@ public final class ControlService: Sendable {
             do {
                 let view = try attach(request, addressBlock: state.addressBlock, restoring: state)
                 restored.append(request.id)
+                let place = request.netns.map { "in namespace \($0)" } ?? "on its VM's TAP \(view.tap)"
                 logger.notice(
-                    "restored sandbox \(request.id) in namespace \(netns)",
+                    "restored sandbox \(request.id) \(place)",
                     metadata: ["ipv4": "\(view.guestIPv4)", "ports": "\(view.ports.count)"])
                 for warning in view.restoreWarnings ?? [] { logger.warning("sandbox \(request.id): \(warning)") }
             } catch {
