@@ -186,9 +186,8 @@ public final class Gateway: @unchecked Sendable {
             guard s.records[spec.id] == nil else {
                 throw GatewayError(.sandboxExists, "sandbox '\(spec.id)' is already attached: detach it first or pick another ID")
             }
-            guard let index = (0..<configuration.addresses.capacity).first(where: { !s.usedIndexes.contains($0) }) else {
-                throw GatewayError(.exhausted, "no free address block for sandbox '\(spec.id)': all \(configuration.addresses.capacity) are in use")
-            }
+            try Self.checkNamespaceFree(spec, s.records.values.lazy.map(\.info))
+            let index = try pickAddressBlock(spec, used: s.usedIndexes, records: s.records.values.lazy.map { ($0.index, $0.info.id) })
             let shard = s.shardLoad.indices.min { s.shardLoad[$0] < s.shardLoad[$1] } ?? 0
             s.usedIndexes.insert(index)
             s.shardLoad[shard] += 1
@@ -208,10 +207,50 @@ public final class Gateway: @unchecked Sendable {
         }
     }
 
+    /// One sandbox per namespace: a second would find the first one's default route (and its
+    /// addresses) in the way, so it is refused before anything is made.
+    private static func checkNamespaceFree(
+        _ spec: SandboxSpec, _ attached: some Sequence<SandboxInfo>
+    ) throws(GatewayError) {
+        guard let ns = spec.mode.namespace, let other = attached.first(where: { $0.namespace == ns }) else { return }
+        throw GatewayError(
+            .deviceExists,
+            "namespace '\(ns)' already has sandbox '\(other.id)': one namespace holds one sandbox "
+                + "(detach '\(other.id)' first or give '\(spec.id)' a namespace of its own)")
+    }
+
+    /// The block a spec asks for, when it is in the pool and free; else the first free one.
+    private func pickAddressBlock(
+        _ spec: SandboxSpec, used: Set<Int>, records: some Sequence<(Int, String)>
+    ) throws(GatewayError) -> Int {
+        let capacity = configuration.addresses.capacity
+        guard let wanted = spec.addressBlock else {
+            guard let index = (0..<capacity).first(where: { !used.contains($0) }) else {
+                throw GatewayError(.exhausted, "no free address block for sandbox '\(spec.id)': all \(capacity) are in use")
+            }
+            return index
+        }
+        guard (0..<capacity).contains(wanted) else {
+            throw GatewayError(
+                .invalidArgument,
+                "address block \(wanted) for sandbox '\(spec.id)' is outside the pool (0-\(capacity - 1))")
+        }
+        if used.contains(wanted) {
+            // A sandbox being detached has left the records but not yet given its block back.
+            let holder = records.first { $0.0 == wanted }.map { "sandbox '\($0.1)'" } ?? "a sandbox being detached"
+            let network = configuration.addresses.assignment(index: wanted).gatewayIPv4
+            throw GatewayError(
+                .sandboxExists,
+                "address block \(wanted) (gateway \(network)) for sandbox '\(spec.id)' is held by \(holder)")
+        }
+        return wanted
+    }
+
     private func placeholderInfo(_ spec: SandboxSpec) -> SandboxInfo {
         SandboxInfo(
-            id: spec.id, mode: spec.mode.name, shard: -1, tap: "", namespace: nil, mac: "", gatewayMAC: "", guestIPv4: "",
-            gatewayIPv4: "", prefixLength: 0, guestIPv6Prefix: "", gatewayIPv6: "", mtu: spec.mtu, policy: spec.policy)
+            id: spec.id, mode: spec.mode.name, shard: -1, tap: "", namespace: spec.mode.namespace, mac: "",
+            gatewayMAC: "", guestIPv4: "", gatewayIPv4: "", prefixLength: 0, guestIPv6Prefix: "", gatewayIPv6: "",
+            mtu: spec.mtu, policy: spec.policy)
     }
 
     /// The device a sandbox's stack reads and writes, and what the attach made around it.
@@ -234,7 +273,8 @@ public final class Gateway: @unchecked Sendable {
             link = try openNamespaceLink(spec, namespace: nsName, index: index, assignment: a)
         case .vm(let owner, let group):
             let vm = VMLink(index: index, tag: configuration.hostDeviceTag)
-            let (tap, warning) = try vm.create(sandbox: spec.id, mtu: spec.mtu, owner: owner, group: group)
+            let (tap, warning) = try vm.create(
+                sandbox: spec.id, mtu: spec.mtu, owner: owner, group: group, reuse: spec.reuseVMDevices)
             link = OpenedLink(
                 tap: tap, tapName: vm.vmTAP, guestMAC: spec.guestMAC ?? a.guestMAC, namespace: nil, vmLink: vm,
                 warning: warning)
@@ -335,7 +375,7 @@ public final class Gateway: @unchecked Sendable {
             bridge: link.vmLink?.bridge, mac: guestMAC.description,
             gatewayMAC: a.gatewayMAC.description, guestIPv4: a.guestIPv4.description, gatewayIPv4: a.gatewayIPv4.description,
             prefixLength: a.prefixLength, guestIPv6Prefix: "\(a.ipv6Prefix)/64", gatewayIPv6: a.gatewayIPv6.description,
-            mtu: spec.mtu, policy: spec.policy, warning: link.warning)
+            mtu: spec.mtu, policy: spec.policy, addressBlock: index, warning: link.warning)
         state.withLock { s in
             s.records[spec.id]?.info = info
             s.records[spec.id]?.sandbox = sandboxBox

@@ -44,6 +44,13 @@ struct Attach: ParsableCommand {
     @Option(help: "TCP buffer memory the sandbox may hold, in MiB (default: its policy's, else gatewayd's).")
     var memoryBudgetMib: Int?
 
+    @Option(
+        name: .customLong("publish"),
+        help: ArgumentHelp(
+            "Publish a port with the attach (repeatable): \(PublishRequest.syntax). If one fails, the attach is undone.",
+            valueName: "SPEC"))
+    var publish: [String] = []
+
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
@@ -53,9 +60,10 @@ struct Attach: ParsableCommand {
     }
 
     func run() throws {
+        let ports = try publish.map { text in try perform { () throws(ControlError) in try PublishRequest(parsing: text) } }
         var request = AttachRequest(
             id: id, netns: netns, vm: vm ? AttachRequest.VM(owner: owner, group: group) : nil,
-            dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac)
+            dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac, ports: ports.isEmpty ? nil : ports)
         request.memoryBudgetMiB = memoryBudgetMib
         // Checked here, a bad value is reported before any round trip.
         _ = try perform { () throws(ControlError) in try request.spec() }
@@ -88,6 +96,7 @@ func describe(_ s: SandboxView) -> String {
     t.add("mtu", String(s.mtu))
     t.add("policy", s.policy)
     t.add("ports", s.ports.isEmpty ? "-" : s.ports.map(portText).joined(separator: ", "))
+    for warning in s.restoreWarnings ?? [] { t.add("restore", warning) }
     return t.rendered
 }
 
@@ -145,6 +154,9 @@ struct List: ParsableCommand {
                 s.ports.isEmpty ? "-" : s.ports.map(portText).joined(separator: ","))
         }
         print(t.rendered)
+        for s in list {
+            for warning in s.restoreWarnings ?? [] { printError("warning: sandbox \(s.id): \(warning)") }
+        }
     }
 }
 

@@ -141,9 +141,96 @@ struct VMAttachCLITests {
         }
     }
 
-    /// After kill -9 the VM's devices are swept at the next start and its sandbox is not
-    /// attached again (its monitor holds a TAP that is gone); the ID is free for a new attach.
-    @Test func restartAfterKillDoesNotRestoreVMs() throws {
+    /// A VM stand-in: a process that holds the VM TAP open, as a monitor does, and asks for the
+    /// gateway's MAC by ARP through it before the daemon is killed and again after `go` appears,
+    /// appending "before ok" / "after ok" (or "none") to `out`.
+    static let vmStandIn = """
+        import fcntl, os, select, socket, struct, sys, time
+        name, mac, ip, gateway, go, out = sys.argv[1:7]
+        fd = os.open('/dev/net/tun', os.O_RDWR)
+        fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', name.encode(), 0x0002 | 0x1000))  # TUNSETIFF: TAP, no PI
+        m = bytes.fromhex(mac.replace(':', ''))
+        request = (b'\\xff' * 6 + m + b'\\x08\\x06' + struct.pack('!HHBBH', 1, 0x0800, 6, 4, 1) + m
+                   + socket.inet_aton(ip) + b'\\x00' * 6 + socket.inet_aton(gateway))
+        def exchange():
+            deadline, resend = time.time() + 5, 0
+            while time.time() < deadline:
+                if time.time() >= resend:
+                    try: os.write(fd, request)
+                    except OSError: pass
+                    resend = time.time() + 0.5
+                if select.select([fd], [], [], 0.1)[0]:
+                    try: f = os.read(fd, 65536)
+                    except OSError: continue
+                    if f[12:14] == b'\\x08\\x06' and f[20:22] == b'\\x00\\x02' and f[28:32] == socket.inet_aton(gateway):
+                        return 'ok'
+            return 'none'
+        open(out, 'a').write('before ' + exchange() + '\\n')
+        while not os.path.exists(go): time.sleep(0.05)
+        open(out, 'a').write('after ' + exchange() + '\\n')
+        """
+
+    func waitForLine(_ path: String, _ prefix: String) -> String {
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) { return String(line) }
+            usleep(50_000)
+        }
+        return "no \(prefix) line"
+    }
+
+    func index(_ h: DaemonHarness, _ name: String) -> Int32? { try? h.scratch.host.link(named: name).index }
+
+    /// After kill -9 the VM's TAP and bridge outlive the process; the next start leaves them to
+    /// the restore, which takes them over with a new gateway TAP: a VM that held its TAP open
+    /// throughout reaches its gateway again, with the same MAC and addresses.
+    @Test func restartAfterKillGivesTheVMItsLinkBack() throws {
+        let h = try harness()
+        let processes = GatewayTestSupport.BackgroundProcesses()
+        defer {
+            processes.killAll()
+            h.tearDown()
+            sweep(h)
+        }
+        try h.start()
+        let tag = h.scratch.tag
+        let id = "vm-\(tag)"
+        let (tap, bridge, gatewayTAP) = ("gwv-\(tag)-0", "gwb-\(tag)-0", "gwt-\(tag)-0")
+        let attached = try h.ctl("attach", id, "--vm", "--json")
+        #expect(attached.status == 0, "\(attached.stderr)")
+        let view = try JSONDecoder().decode(SandboxView.self, from: Data(attached.stdout.utf8))
+        #expect(h.stateFiles() == ["\(id).json"])
+        let out = h.directory + "/vm.out"
+        let go = h.directory + "/vm.go"
+        _ = try processes.start(["python3", "-c", Self.vmStandIn, tap, view.mac, view.guestIPv4, view.gatewayIPv4, go, out])
+        #expect(waitForLine(out, "before") == "before ok")
+        let indexes = [index(h, tap), index(h, bridge)]
+
+        h.stop(SIGKILL)
+        // The persistent TAP and the bridge outlive the process; the gateway's TAP goes with it.
+        let leftover = hostLinks(h)
+        #expect(leftover.isSuperset(of: [tap, bridge]))
+        #expect(!leftover.contains(gatewayTAP))
+
+        try h.start()
+        #expect(h.log().contains("restored sandbox \(id) on its VM's TAP \(tap)"), "\(h.log())")
+        #expect(hostLinks(h).isSuperset(of: [tap, bridge, gatewayTAP]))
+        #expect([index(h, tap), index(h, bridge)] == indexes, "taken over, not made anew")
+        let after = try JSONDecoder().decode([SandboxView].self, from: Data(h.ctl("list", "--json").stdout.utf8))
+        let restored = try #require(after.first)
+        #expect(after.count == 1 && restored.id == id && restored.mode == "vm" && restored.tap == tap)
+        #expect(restored.mac == view.mac && restored.guestIPv4 == view.guestIPv4 && restored.bridge == bridge)
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(waitForLine(out, "after") == "after ok")
+        #expect(h.stateFiles() == ["\(id).json"])
+        #expect(h.stop(SIGTERM) == 0)
+        #expect(hostLinks(h).isDisjoint(with: [tap, bridge, gatewayTAP]))
+    }
+
+    /// A VM whose TAP did not survive (deleted while gatewayd was down) is not restored: what is
+    /// left of its devices is removed with its state file, and the ID is free for a new attach.
+    @Test func restartDoesNotRestoreAVMWhoseTAPIsGone() throws {
         let h = try harness()
         defer {
             h.tearDown()
@@ -153,16 +240,12 @@ struct VMAttachCLITests {
         let tag = h.scratch.tag
         let id = "vm-\(tag)"
         #expect(try h.ctl("attach", id, "--vm").status == 0)
-        #expect(h.stateFiles() == ["\(id).json"])
         h.stop(SIGKILL)
-        // The persistent TAP and the bridge outlive the process; the gateway's TAP goes with it.
-        let leftover = hostLinks(h)
-        #expect(leftover.isSuperset(of: ["gwv-\(tag)-0", "gwb-\(tag)-0"]))
-        #expect(!leftover.contains("gwt-\(tag)-0"))
+        try TestHost.run(["ip", "link", "del", "gwv-\(tag)-0"])
 
         try h.start()
-        #expect(hostLinks(h).isDisjoint(with: ["gwv-\(tag)-0", "gwb-\(tag)-0"]))
-        #expect(h.log().contains("not restoring VM sandbox \(id)"))
+        #expect(hostLinks(h).isDisjoint(with: ["gwv-\(tag)-0", "gwb-\(tag)-0", "gwt-\(tag)-0"]))
+        #expect(h.log().contains("not restoring VM sandbox \(id): its TAP is gone"))
         #expect(h.stateFiles().isEmpty)
         #expect(try JSONDecoder().decode([SandboxView].self, from: Data(h.ctl("list", "--json").stdout.utf8)).isEmpty)
         #expect(try h.ctl("attach", id, "--vm").status == 0)

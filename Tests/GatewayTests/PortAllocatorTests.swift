@@ -123,6 +123,20 @@ struct PortAllocatorTests {
         #expect(a.count == 0)
     }
 
+    /// An address that is not the host's is the caller's mistake (400), not a system failure (500).
+    @Test func anAddressOfNoInterfaceIsAnInvalidArgument() throws {
+        let a = PortAllocator(range: AutoPortRange(ports: 100...105))
+        for port: UInt16? in [8080, nil] {
+            let e = #expect(throws: GatewayError.self) {
+                try a.reserve(address: Self.other4, protocol: .udp, port: port, owner: "sb") { _ in
+                    .notLocal("cannot publish on \(Self.other4): it is not an address of this host")
+                }
+            }
+            #expect(e?.code == .invalidArgument && e?.message.contains("\(Self.other4)") == true)
+        }
+        #expect(a.count == 0)
+    }
+
     @Test func releaseIsPerOwnerAndIdempotent() throws {
         let a = PortAllocator(range: AutoPortRange(ports: 100...105))
         let b = HostBinding(address: Self.lo4, port: 8080, protocol: .tcp)

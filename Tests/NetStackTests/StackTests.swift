@@ -103,6 +103,37 @@ import Wire
         #expect(h.sequenceNumber == 77)
     }
 
+    /// What a restarted gateway's new stack meets: the guest's segments for flows of the old one.
+    /// Each is answered with a reset at once (RFC 9293 §3.10.7.1), from the frame alone (no ARP
+    /// exchange first), so the guest's socket fails instead of retransmitting into silence; a
+    /// reset from the guest is not answered, and nothing creates a connection.
+    @Test func aFreshStackResetsEveryOldFlowAtOnce() throws {
+        let s = Stack(configuration: config)
+        let remote = IPv4Address(127, 0, 0, 1)
+        // Data with ACK: the reset takes its sequence number from the segment's ACK.
+        s.receive(Guest.tcp(to: remote, srcPort: 41000, dstPort: 80, seq: 1000, ack: 5000, flags: [.ack, .psh], payload: [1, 2]))
+        var frames = try s.sentFrames()
+        #expect(frames.count == 1)
+        let frame = try #require(frames.first)
+        let (h, payload, ok) = try frame.tcp()
+        #expect(h.flags == [.rst] && h.sequenceNumber == 5000 && payload.isEmpty && ok)
+        #expect(h.sourcePort == 80 && h.destinationPort == 41000)
+        #expect(frame.eth.destination == Guest.mac && frame.ipv4?.destination == Guest.ipv4)
+        // FIN with ACK, as a guest closing an idle flow sends.
+        s.receive(Guest.tcp(to: remote, srcPort: 41001, dstPort: 80, seq: 7, ack: 9, flags: [.ack, .fin]))
+        let (fin, _, _) = try #require(try s.sentFrames().first).tcp()
+        #expect(fin.flags == [.rst] && fin.sequenceNumber == 9)
+        // Without ACK: RST+ACK acknowledging everything the segment occupied (the FIN counts one).
+        s.receive(Guest.tcp(to: remote, srcPort: 41002, dstPort: 80, seq: 100, flags: [.fin], payload: [1, 2, 3]))
+        let (bare, _, _) = try #require(try s.sentFrames().first).tcp()
+        #expect(bare.flags == [.rst, .ack] && bare.sequenceNumber == 0 && bare.acknowledgmentNumber == 104)
+        // A reset is never answered.
+        s.receive(Guest.tcp(to: remote, srcPort: 41003, dstPort: 80, seq: 1, ack: 1, flags: [.rst, .ack]))
+        frames = try s.sentFrames()
+        #expect(frames.isEmpty)
+        #expect(s.tcpConnectionCount == 0 && s.events().isEmpty)
+    }
+
     @Test func largeWritesGoOutAsGSOFramesWithPartialChecksums() throws {
         let s = Stack(configuration: config)  // offloads on
         let dst = IPv4Address(127, 0, 0, 1)

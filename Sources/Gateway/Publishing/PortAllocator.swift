@@ -14,6 +14,9 @@ public final class PortAllocator: Sendable {
         case bound(Int32)
         /// EADDRINUSE: something outside this allocator holds it.
         case inUse
+        /// EADDRNOTAVAIL: the address is not one of this host's, which is the caller's mistake,
+        /// not the system's; the message names the address.
+        case notLocal(String)
         /// Any other failure, with a message naming the address.
         case failed(String)
     }
@@ -67,6 +70,8 @@ public final class PortAllocator: Sendable {
                     return (port, fd)
                 case .inUse:
                     throw GatewayError(.portInUse, "host port \(wanted) is in use by another process on this host")
+                case .notLocal(let message):
+                    throw GatewayError(.invalidArgument, message)
                 case .failed(let message):
                     throw GatewayError(.system, message)
                 }
@@ -86,6 +91,8 @@ public final class PortAllocator: Sendable {
                     return (here, fd)
                 case .inUse:
                     continue
+                case .notLocal(let message):
+                    throw GatewayError(.invalidArgument, message)
                 case .failed(let message):
                     throw GatewayError(.system, message)
                 }

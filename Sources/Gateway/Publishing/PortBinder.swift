@@ -39,7 +39,9 @@ enum PortBinder {
         close(fd)
         if err == EADDRINUSE { return .inUse }
         if err == EADDRNOTAVAIL {
-            return .failed("cannot \(what) \(binding): \(binding.address) is not an address of this host")
+            return .notLocal(
+                "cannot publish on \(binding.address): it is not an address of this host "
+                    + "(publish on one that 'ip address' lists, or on 127.0.0.1)")
         }
         return .failed("cannot \(what) \(binding): \(errnoText(err))")
     }

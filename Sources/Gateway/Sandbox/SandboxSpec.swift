@@ -11,6 +11,12 @@ public struct SandboxSpec: Sendable {
         /// DHCP and SLAAC and must use the MAC the gateway reports.
         case vm(owner: UInt32?, group: UInt32?)
 
+        /// The namespace's name, for a namespace sandbox.
+        public var namespace: String? {
+            if case .netns(let name) = self { return name }
+            return nil
+        }
+
         /// "netns" or "vm", as the control plane shows it.
         public var name: String {
             switch self {
@@ -33,6 +39,12 @@ public struct SandboxSpec: Sendable {
     /// Bytes of TCP buffers the sandbox may hold and promise; nil: its policy's, else the
     /// gateway's default (`GatewayConfiguration.memoryBudget`).
     public var memoryBudget: Int?
+    /// The address block (``AddressPlan/assignment(index:)``) to take; nil takes the first free
+    /// one. A restart asks for the block a sandbox had, so its guest keeps its addresses.
+    public var addressBlock: Int?
+    /// For a VM restored after a gatewayd crash: take over the VM TAP and bridge that outlived
+    /// the process (its monitor may still hold the TAP) instead of refusing them as taken.
+    public var reuseVMDevices = false
 
     public init(id: String, mode: Mode) {
         self.id = id
@@ -68,6 +80,9 @@ public struct SandboxInfo: Sendable, Codable, Hashable {
     public var gatewayIPv6: String
     public var mtu: Int
     public var policy: String
+    /// The index of the sandbox's address block (see ``SandboxSpec/addressBlock``); attach always
+    /// sets it, and it is optional only so that an info encoded without it still decodes.
+    public var addressBlock: Int? = nil
     /// Something the operator should know that did not stop the attach (a host setting in the
     /// way, say), and what to do about it.
     public var warning: String? = nil

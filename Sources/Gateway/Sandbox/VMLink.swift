@@ -37,14 +37,25 @@ struct VMLink: Sendable {
 
     /// Creates the three devices, up, and returns the open gateway TAP and, when a host setting
     /// may get in the way, a warning for the operator. On failure nothing is left behind.
+    /// `reuse` (a restart restoring the sandbox): the VM TAP and bridge a killed run left are
+    /// taken over rather than refused, so a VM monitor holding the TAP keeps its link.
     func create(
-        sandbox id: String, mtu: Int, owner: UInt32?, group: UInt32?
+        sandbox id: String, mtu: Int, owner: UInt32?, group: UInt32?, reuse: Bool = false
     ) throws(GatewayError) -> (tap: TAPDevice, warning: String?) {
         let nl: NetlinkSocket
         do {
             nl = try NetlinkSocket()
         } catch {
             throw GatewayError(.link, "attach VM sandbox '\(id)': \(error)")
+        }
+        if reuse && survives(nl) {
+            do {
+                return try adopt(nl, mtu: mtu)
+            } catch {
+                // The VM's devices stay (its monitor may hold the TAP); the next start sweeps them.
+                try? nl.deleteLink(named: gatewayTAP)
+                throw GatewayError(.link, "restore VM sandbox '\(id)' on \(vmTAP): \(error)")
+            }
         }
         // TUNSETIFF would quietly attach to a free TAP of the name: never take over a device
         // that another gateway, or a crashed run the sweep has not seen yet, left there.
@@ -107,6 +118,30 @@ struct VMLink: Sendable {
         }
     }
 
+    /// Whether the devices a VM keeps across a gatewayd crash are there: its persistent TAP and
+    /// the bridge (the gateway's own TAP went with the process).
+    func survives(_ nl: NetlinkSocket) -> Bool {
+        (try? nl.link(named: vmTAP)) != nil && (try? nl.link(named: bridge)) != nil
+    }
+
+    /// Makes a new gateway TAP and joins it to the surviving bridge, with the settings `build`
+    /// gives it; the VM TAP and the bridge keep theirs. One the sweep left is replaced.
+    private func adopt(_ nl: NetlinkSocket, mtu: Int) throws(GatewayError) -> (tap: TAPDevice, warning: String?) {
+        do {
+            if (try? nl.link(named: gatewayTAP)) != nil { try nl.deleteLink(named: gatewayTAP) }
+            let tap = try TAPDevice(name: gatewayTAP)
+            try HostSetting.write("1", to: "/proc/sys/net/ipv6/conf/\(gatewayTAP)/disable_ipv6", ifPresent: true)
+            try nl.setMTU(of: gatewayTAP, to: mtu)
+            try nl.enslave(gatewayTAP, toBridge: bridge)
+            for name in names { try nl.setLink(named: name, up: true) }
+            return (tap, Self.bridgeNetfilterWarning(bridge: bridge))
+        } catch let error as GatewayError {
+            throw error
+        } catch {
+            throw GatewayError(.link, "\(error)")
+        }
+    }
+
     /// Deletes the devices (a persistent TAP needs an explicit delete; a VM monitor that still
     /// has it open loses it). Best effort: one already gone is no failure.
     func remove() {
@@ -134,5 +169,27 @@ struct VMLink: Sendable {
             + "where a DROP policy cuts the VM off; allow them "
             + "(iptables -I FORWARD -i \(bridge) -o \(bridge) -j ACCEPT) "
             + "or set those switches to 0 if nothing on the host needs them"
+    }
+}
+
+extension Gateway {
+    /// The devices of a VM sandbox on address block `addressBlock` that outlive a gatewayd crash
+    /// (its persistent TAP and its bridge): the startup sweep leaves them for the restore.
+    public static func survivingVMDevices(addressBlock: Int, hostDeviceTag: String) -> [String] {
+        let link = VMLink(index: addressBlock, tag: hostDeviceTag)
+        return [link.vmTAP, link.bridge]
+    }
+
+    /// Whether a VM sandbox on `addressBlock` still has the devices `survivingVMDevices` names,
+    /// so that a restore can give its VM its link back.
+    public func vmLinkSurvives(addressBlock: Int) -> Bool {
+        guard let nl = try? NetlinkSocket() else { return false }
+        return VMLink(index: addressBlock, tag: configuration.hostDeviceTag).survives(nl)
+    }
+
+    /// Deletes what is left of the devices of a VM sandbox on `addressBlock` that is not
+    /// restored after all (the sweep left them for a restore that did not happen).
+    public func discardVMDevices(addressBlock: Int) {
+        VMLink(index: addressBlock, tag: configuration.hostDeviceTag).remove()
     }
 }

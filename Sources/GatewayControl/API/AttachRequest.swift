@@ -18,6 +18,9 @@ public struct AttachRequest: Codable, Sendable, Hashable {
     public var mac: String?
     /// TCP buffer memory the sandbox may hold, in MiB; nil: its policy's, else the daemon's.
     public var memoryBudgetMiB: Int?
+    /// Ports to publish with the attach, as `POST /v1/sandboxes/ID/ports` takes them; if one
+    /// cannot be published the attach is undone. In a state file: the ports as bound.
+    public var ports: [PublishRequest]?
 
     /// `"vm": {"owner": 1000, "group": 1000}`: who may open the VM's TAP without CAP_NET_ADMIN
     /// (both optional; `"vm": {}` leaves it to root).
@@ -33,7 +36,7 @@ public struct AttachRequest: Codable, Sendable, Hashable {
 
     public init(
         id: String, netns: String? = nil, vm: VM? = nil, dhcp: Bool? = nil, mtu: Int? = nil, policy: String? = nil,
-        mac: String? = nil
+        mac: String? = nil, ports: [PublishRequest]? = nil
     ) {
         self.id = id
         self.netns = netns
@@ -42,6 +45,7 @@ public struct AttachRequest: Codable, Sendable, Hashable {
         self.mtu = mtu
         self.policy = policy
         self.mac = mac
+        self.ports = ports
     }
 
     /// Where a named namespace lives (iproute2's convention).

@@ -30,8 +30,11 @@ public struct SandboxView: Codable, Sendable, Hashable {
     public var ports: [RouteView]
     /// What the operator should know about the attach (a host setting in the way, say).
     public var warning: String?
+    /// What a restart could not bring back as it was (a host port another process took
+    /// meanwhile, say); absent when everything was restored or the sandbox was not restored.
+    public var restoreWarnings: [String]?
 
-    public init(info: SandboxInfo, dhcp: Bool, ports: [RouteView]) {
+    public init(info: SandboxInfo, dhcp: Bool, ports: [RouteView], restoreWarnings: [String]? = nil) {
         id = info.id
         mode = info.mode
         shard = info.shard
@@ -51,6 +54,7 @@ public struct SandboxView: Codable, Sendable, Hashable {
         self.dhcp = dhcp
         self.ports = ports
         warning = info.warning
+        self.restoreWarnings = restoreWarnings
     }
 
     /// The address a guest forms from a /64 by SLAAC with an EUI-64 interface ID (RFC 4862 §5.5.3,

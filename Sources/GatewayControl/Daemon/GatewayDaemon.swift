@@ -2,7 +2,7 @@ import Gateway
 import Link
 import Logging
 
-// gatewayd's life: sweep a crashed run's devices, start the gateway, deal with the sandboxes a
+// gatewayd's life: sweep a crashed run's devices, start the gateway, restore the sandboxes a
 // killed run left in the state directory, serve the control API, and on SIGTERM/SIGINT detach
 // every sandbox (removing its device) before exiting.
 #if canImport(Glibc)
@@ -32,8 +32,10 @@ public final class GatewayDaemon: Sendable {
                     + "stop it first or pass another --control"
             )
         }
-        if configuration.sweepStaleDevices { Self.sweep(configuration, logger: logger) }
         let store = try StateStore(directory: configuration.stateDirectory)
+        if configuration.sweepStaleDevices {
+            Self.sweep(configuration, logger: logger, keeping: Self.restorableVMDevices(store, configuration))
+        }
         do {
             gateway = try Gateway(configuration: configuration.gatewayConfiguration)
         } catch {
@@ -42,6 +44,9 @@ public final class GatewayDaemon: Sendable {
         service = ControlService(
             gateway: gateway, store: store, publishing: publishing ?? GatewayPublishing(gateway: gateway), logger: logger,
             defaultPolicy: configuration.egressPolicy)
+        // Before the API answers, so that no attach or publish can take a block or a host port
+        // that a restored sandbox held.
+        let restored = service.restoreLeftovers()
         server = ControlServer(service: service)
         do {
             try server.bind(unixSocket: configuration.controlPath, mode: configuration.controlMode)
@@ -51,7 +56,6 @@ public final class GatewayDaemon: Sendable {
             gateway.shutdown()
             throw error
         }
-        let restored = service.restoreLeftovers()
         logger.notice(
             "gatewayd listening",
             metadata: [
@@ -64,11 +68,13 @@ public final class GatewayDaemon: Sendable {
     /// Removes the devices a crashed run of this daemon left: names under a sweep prefix that this
     /// daemon's naming makes (see `DaemonConfiguration.makesDevice(named:)`), never another
     /// gateway's (its host-device tag differs) or anything else that merely starts alike.
-    static func sweep(_ configuration: DaemonConfiguration, logger: Logger) {
+    static func sweep(_ configuration: DaemonConfiguration, logger: Logger, keeping kept: Set<String> = []) {
         do {
             let host = try NetlinkSocket()
             for prefix in configuration.sweepPrefixes {
-                let own = { (rest: Substring) in configuration.makesDevice(named: prefix + rest) }
+                let own = { (rest: Substring) in
+                    configuration.makesDevice(named: prefix + rest) && !kept.contains(prefix + rest)
+                }
                 for name in try host.sweepStaleDevices(prefix: prefix, where: own) {
                     logger.notice("removed stale device \(name) left by an earlier run")
                 }
@@ -76,6 +82,17 @@ public final class GatewayDaemon: Sendable {
         } catch {
             logger.warning("could not sweep stale devices: \(error)")
         }
+    }
+
+    /// The devices of the VM sandboxes the state directory holds that outlived the killed run
+    /// (a VM TAP its monitor may still hold, and its bridge): the restore takes them over.
+    static func restorableVMDevices(_ store: StateStore, _ configuration: DaemonConfiguration) -> Set<String> {
+        var names: Set<String> = []
+        for leftover in store.leftovers() {
+            guard let state = leftover.state, state.sandbox.vm != nil, let block = state.addressBlock else { continue }
+            names.formUnion(Gateway.survivingVMDevices(addressBlock: block, hostDeviceTag: configuration.hostDeviceTag))
+        }
+        return names
     }
 
     /// Detaches every sandbox, stops listening and stops the shards.

@@ -15,7 +15,13 @@ public final class ControlService: Sendable {
     /// Where named namespaces live; tests point it elsewhere.
     let namespaceDirectory: String
     /// What each sandbox was attached with (the Gateway does not keep `dhcp` or the request).
-    private let requests = Mutex<[String: AttachRequest]>([:])
+    private let requests = Mutex<[String: Attached]>([:])
+    /// Held while a state file is written or removed, so the file always ends as the latest
+    /// change made it: two publishes at once cannot leave the older port list on disk, and a
+    /// publish finishing after a detach cannot bring the file back.
+    private let stateLock = Mutex(())
+    /// What the restart could not bring back, per restored sandbox (see `SandboxView`).
+    private let restoreWarnings = Mutex<[String: [String]]>([:])
     private let activeCaptures = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     /// Captures at once: each holds a thread of the server's pool while it runs.
@@ -157,9 +163,29 @@ public final class ControlService: Sendable {
 
     // MARK: - Sandboxes
 
-    /// Attaches a sandbox and records it in the state directory.
+    /// An attached sandbox's request (its MAC filled in, ports left to the routing table) and
+    /// the address block it holds: what its state file is made of.
+    private struct Attached {
+        var request: AttachRequest
+        var addressBlock: Int?
+    }
+
+    /// Attaches a sandbox, publishes the ports it asks for, and records it in the state directory.
     public func attach(_ request: AttachRequest) throws(ControlError) -> SandboxView {
-        let spec = try request.spec(defaultPolicy: defaultPolicy)
+        try attach(request, addressBlock: nil, restoring: nil)
+    }
+
+    /// `restoring`: the state file a restart restores the sandbox from. Then a port that cannot be
+    /// published again is reported and skipped; otherwise it undoes the attach.
+    private func attach(
+        _ request: AttachRequest, addressBlock: Int?, restoring saved: SandboxState?
+    ) throws(ControlError) -> SandboxView {
+        var spec = try request.spec(defaultPolicy: defaultPolicy)
+        spec.addressBlock = addressBlock
+        spec.reuseVMDevices = saved != nil
+        let ports = request.ports ?? []
+        for port in ports { try port.validate() }
+        if !ports.isEmpty && publishing == nil { throw notWired("publishing a port") }
         if let netns = request.netns, !FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns) {
             throw ControlError(
                 .namespaceNotFound,
@@ -172,24 +198,74 @@ public final class ControlService: Sendable {
         } catch {
             throw ControlError(error)
         }
-        requests.withLock { $0[request.id] = request }
-        // A restore gives the guest the MAC it had, so its SLAAC address and neighbours hold.
-        var saved = request
-        if saved.mac == nil { saved.mac = info.mac }
-        do {
-            try store?.save(saved)
-        } catch {
-            // The sandbox works; only a restart after a crash would not find it again.
-            logger.warning("sandbox \(request.id): \(error.message)")
+        var warnings: [String] = []
+        var published: [RouteView] = []
+        for port in ports {
+            do throws(ControlError) {
+                guard let publishing else { throw notWired("publishing a port") }
+                published.append(try publishing.publish(sandbox: request.id, spec: port))
+            } catch {
+                if saved != nil {
+                    warnings.append("port \(port) was not published again: \(error.message)")
+                    continue
+                }
+                undoAttach(request.id, published: published)
+                throw ControlError(
+                    error.code, "sandbox '\(request.id)' was not attached: port \(port): \(error.message)")
+            }
         }
+        // A restore gives the guest the MAC it had, so its SLAAC address and neighbours hold.
+        var kept = request
+        if kept.mac == nil { kept.mac = info.mac }
+        // The policy it runs, not the daemon's default of the day, which a restart may change.
+        if kept.policy == nil { kept.policy = spec.policy }
+        kept.ports = nil
+        requests.withLock { $0[request.id] = Attached(request: kept, addressBlock: info.addressBlock) }
+        if !warnings.isEmpty { restoreWarnings.withLock { $0[request.id] = warnings } }
+        persist(request.id, unlessEqualTo: saved)
         logger.info(
             "attached sandbox \(request.id)",
             metadata: [
                 "mode": "\(info.mode)", "netns": "\(request.netns ?? "-")", "tap": "\(info.tap)", "mac": "\(info.mac)",
-                "shard": "\(info.shard)", "ipv4": "\(info.guestIPv4)",
+                "shard": "\(info.shard)", "ipv4": "\(info.guestIPv4)", "block": "\(info.addressBlock.map(String.init) ?? "-")",
+                "ports": "\(published.map { "\($0.hostIP):\($0.hostPort)->\($0.guestPort)/\($0.protocol)" }.joined(separator: ","))",
             ])
         if let warning = info.warning { logger.warning("sandbox \(request.id): \(warning)") }
         return view(info)
+    }
+
+    /// Takes back an attach whose ports could not all be published: the ports that were, then
+    /// the sandbox (which frees whatever else it holds).
+    private func undoAttach(_ id: String, published: [RouteView]) {
+        for route in published {
+            try? publishing?.unpublish(
+                sandbox: id,
+                spec: PublishRequest(
+                    hostIP: route.hostIP, hostPort: route.hostPort, guestPort: route.guestPort, protocol: route.protocol))
+        }
+        try? gateway.detach(id)
+    }
+
+    /// Writes sandbox `id`'s state file from what is attached now (nothing once it is detached);
+    /// skipped when the file already holds `unchanged`, as a restored sandbox's usually does.
+    private func persist(_ id: String, unlessEqualTo unchanged: SandboxState? = nil) {
+        guard let store else { return }
+        stateLock.withLock { _ in
+            guard let attached = requests.withLock({ $0[id] }) else { return }
+            var request = attached.request
+            let ports = ((try? routes()) ?? []).filter { $0.sandbox == id }.map {
+                PublishRequest(hostIP: $0.hostIP, hostPort: $0.hostPort, guestPort: $0.guestPort, protocol: $0.protocol)
+            }
+            request.ports = ports.isEmpty ? nil : ports
+            let state = SandboxState(addressBlock: attached.addressBlock, sandbox: request)
+            guard state != unchanged else { return }
+            do throws(ControlError) {
+                try store.save(state)
+            } catch {
+                // The sandbox works; only a restart after a crash would not find it as it is.
+                logger.warning("sandbox \(id): \(error.message)")
+            }
+        }
     }
 
     public func detach(_ id: String) throws(ControlError) {
@@ -198,8 +274,11 @@ public final class ControlService: Sendable {
         } catch {
             throw ControlError(error)
         }
-        requests.withLock { _ = $0.removeValue(forKey: id) }
-        store?.remove(id: id)
+        stateLock.withLock { _ in
+            requests.withLock { _ = $0.removeValue(forKey: id) }
+            store?.remove(id: id)
+        }
+        restoreWarnings.withLock { _ = $0.removeValue(forKey: id) }
         logger.info("detached sandbox \(id)")
     }
 
@@ -229,8 +308,10 @@ public final class ControlService: Sendable {
     private func view(_ info: SandboxInfo, routes: [RouteView]? = nil) -> SandboxView {
         let all = routes ?? (try? self.routes()) ?? []
         // A VM always configures itself by DHCP.
-        let dhcp = info.mode == "vm" || requests.withLock { $0[info.id]?.dhcp ?? false }
-        return SandboxView(info: info, dhcp: dhcp, ports: all.filter { $0.sandbox == info.id })
+        let dhcp = info.mode == "vm" || requests.withLock { $0[info.id]?.request.dhcp ?? false }
+        return SandboxView(
+            info: info, dhcp: dhcp, ports: all.filter { $0.sandbox == info.id },
+            restoreWarnings: restoreWarnings.withLock { $0[info.id] })
     }
 
     static func unknown(_ id: String) -> ControlError {
@@ -259,6 +340,7 @@ public final class ControlService: Sendable {
         try spec.validate()
         guard let publishing else { throw notWired("publishing a port") }
         let route = try publishing.publish(sandbox: id, spec: spec)
+        persist(id)
         logger.info(
             "published \(route.hostIP):\(route.hostPort)/\(route.protocol) to sandbox \(id) port \(route.guestPort)")
         return route
@@ -269,6 +351,7 @@ public final class ControlService: Sendable {
         try spec.validate()
         guard let publishing else { throw notWired("unpublishing a port") }
         try publishing.unpublish(sandbox: id, spec: spec)
+        persist(id)
         logger.info("unpublished \(spec) from sandbox \(id)")
     }
 
@@ -335,42 +418,68 @@ public final class ControlService: Sendable {
 
     // MARK: - Restart
 
-    /// Deals with the state files a previous run left (it was killed before it could detach):
-    /// each file is removed, and its sandbox attached again if its namespace still exists. A VM
-    /// sandbox is not: the startup sweep took its TAP from under the VM, whose monitor would have
-    /// to open the new one.
+    /// Attaches again the sandboxes whose state files a previous run left (it was killed before
+    /// it could detach them), each with the address block, MAC and published ports it had, so
+    /// its guest notices nothing but the reset of the flows that were open. A file that cannot
+    /// be used is logged and set aside, never fatal; a port another process took meanwhile is
+    /// logged and shown in `list` (`restoreWarnings`), and the rest restored. A VM sandbox takes
+    /// over the TAP and bridge that outlived the killed run (the startup sweep leaves them), so
+    /// a VM monitor that holds the TAP keeps its link; one whose TAP is gone is not restored.
     /// Returns the IDs restored.
     @discardableResult
     public func restoreLeftovers() -> [String] {
         guard let store else { return [] }
-        var restored: [String] = []
+        var found: [(leftover: StateStore.Leftover, state: SandboxState)] = []
         for leftover in store.leftovers() {
-            store.removeLeftover(leftover)
-            guard let request = leftover.request else {
-                logger.warning("removed unreadable state file \(leftover.path)")
+            guard let state = leftover.state else {
+                let kept = store.reject(leftover)
+                logger.error(
+                    "skipped state file \(leftover.path): \(leftover.problem ?? "it cannot be used"); kept as \(kept)")
                 continue
             }
+            found.append((leftover, state))
+        }
+        // Files that name their block first, so that one from an older gatewayd (which did not
+        // record blocks) cannot take a block another sandbox's guest is configured for.
+        found.sort { a, b in
+            (a.state.addressBlock == nil ? 1 : 0, a.state.sandbox.id) < (b.state.addressBlock == nil ? 1 : 0, b.state.sandbox.id)
+        }
+        var restored: [String] = []
+        for (leftover, state) in found {
+            let request = state.sandbox
             logger.notice(
                 """
                 sandbox \(request.id) was still attached when the previous gatewayd stopped; \
                 its device went with that process
                 """,
                 metadata: ["file": "\(leftover.path)"])
-            guard let netns = request.netns else {
-                logger.notice(
-                    "not restoring VM sandbox \(request.id): attach it again and restart the VM on the new TAP")
-                continue
-            }
-            guard FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns) else {
+            if request.vm != nil {
+                // Its VM keeps its link only through the TAP and bridge the sweep left for it.
+                guard let block = state.addressBlock, gateway.vmLinkSurvives(addressBlock: block) else {
+                    if let block = state.addressBlock { gateway.discardVMDevices(addressBlock: block) }
+                    store.removeLeftover(leftover)
+                    logger.notice(
+                        "not restoring VM sandbox \(request.id): its TAP is gone; attach it again and restart the VM on the new TAP")
+                    continue
+                }
+            } else if let netns = request.netns,
+                !FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns)
+            {
+                store.removeLeftover(leftover)
                 logger.notice("not restoring sandbox \(request.id): its namespace \(netns) no longer exists")
                 continue
             }
             do {
-                _ = try attach(request)
+                let view = try attach(request, addressBlock: state.addressBlock, restoring: state)
                 restored.append(request.id)
-                logger.notice("restored sandbox \(request.id) in namespace \(netns)")
+                let place = request.netns.map { "in namespace \($0)" } ?? "on its VM's TAP \(view.tap)"
+                logger.notice(
+                    "restored sandbox \(request.id) \(place)",
+                    metadata: ["ipv4": "\(view.guestIPv4)", "ports": "\(view.ports.count)"])
+                for warning in view.restoreWarnings ?? [] { logger.warning("sandbox \(request.id): \(warning)") }
             } catch {
-                logger.error("could not restore sandbox \(request.id): \(error.message)")
+                let kept = store.reject(leftover)
+                logger.error("could not restore sandbox \(request.id): \(error.message); its state file is kept as \(kept)")
             }
         }
         return restored
