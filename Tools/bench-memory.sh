@@ -4,15 +4,16 @@
 # RSS per busy sandbox, RSS 10 s after the traffic stopped. Optionally, single-stream throughput
 # and connections/s of this build beside another build's gatewayd (before/after a change).
 # Usage: sudo Tools/bench-memory.sh [--sandboxes LIST] [--seconds N] [--rounds N] [--paths LIST]
-#            [--baseline-bindir DIR] [--skip-build]
+#            [--baseline-bindir DIR] [--no-budget-pair] [--skip-build]
 # --sandboxes: comma-separated sandbox counts (default 1,4,200). Workloads, for each count:
 #   seq    every sandbox makes sequential 1 MiB HTTP GETs for --seconds (default 15) from a
 #          loopback server that closes first (HTTP/1.0, as any "Connection: close" server);
 #   rounds every sandbox fetches 1 MiB, --rounds times (default 5), all sandboxes at once.
 # --paths: gatewayd,pasta (default both). --baseline-bindir DIR: a release bin directory of another
 # build (gatewayd and gatewayctl); Tools/bench-gateway.sh then runs for this build and that one,
-# taking turns, with --paths gatewayd. Traffic goes to 127.0.0.1 only; everything made here is
-# removed at the end, on failure and on Ctrl-C.
+# taking turns, with --paths gatewayd. Unless --no-budget-pair: a neighbour's 256 MiB download
+# timed alone and beside a sandbox held to a 1 MiB budget downloading at once.
+# Traffic goes to 127.0.0.1 only; everything made here is removed at the end, on failure and on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Tools/bench-lib.sh
@@ -23,6 +24,7 @@ LOAD_SECS=15
 ROUNDS=5
 PATHS=gatewayd,pasta
 BASELINE=
+PAIR=1
 while (($#)); do
     case "$1" in
         --sandboxes) COUNTS=$2; shift 2 ;;
@@ -31,7 +33,8 @@ while (($#)); do
         --paths) PATHS=$2; shift 2 ;;
         --baseline-bindir) BASELINE=$(realpath "$2"); shift 2 ;;
         --skip-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --no-budget-pair) PAIR=0; shift ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -192,6 +195,47 @@ bench_pasta() {
     drop_namespaces
 }
 
+# A neighbour's 256 MiB download alone, then beside a sandbox held to a 1 MiB budget downloading
+# the same at once: the neighbour's time should not change beyond noise. Sets PAIR_LINE.
+bench_budget_pair() {
+    head -c $((256 << 20)) /dev/urandom >"$WORK/www/big"
+    make_namespaces 2 b
+    cat >"$WORK/gatewayd.toml" <<TOML
+sweep-stale-devices = false
+[dns]
+upstreams = ["127.0.0.1:9"]
+[addresses]
+ipv4-pool = "10.93.0.0/16"
+TOML
+    GWD_SOCK="$WORK/gatewayd.sock"
+    spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" --state-dir "$WORK/state-b" \
+        --egress-policy host-only >"$WORK/gatewayd-b.log" 2>&1
+    GWD_PID=$LAST_PID
+    for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && break; sleep 0.1; done
+    "$BINDIR/gatewayctl" --control "$GWD_SOCK" attach neighbour --netns "${NS_LIST[0]}" >/dev/null
+    "$BINDIR/gatewayctl" --control "$GWD_SOCK" attach tight --netns "${NS_LIST[1]}" --memory-budget-mib 1 >/dev/null
+    local gw0 gw1 alone=() beside=() t0 t1 r
+    gw0=$("$BINDIR/gatewayctl" --control "$GWD_SOCK" list --json | python3 -c "import json,sys; print([s['gatewayIPv4'] for s in json.load(sys.stdin) if s['id']=='neighbour'][0])")
+    gw1=$("$BINDIR/gatewayctl" --control "$GWD_SOCK" list --json | python3 -c "import json,sys; print([s['gatewayIPv4'] for s in json.load(sys.stdin) if s['id']=='tight'][0])")
+    for r in 1 2 3; do
+        t0=$EPOCHREALTIME
+        ip netns exec "${NS_LIST[0]}" curl -sf -o /dev/null "http://$gw0:$HTTP_PORT/big"
+        alone+=("$(awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN {printf "%.2f", a - b}')")
+        spawn ip netns exec "${NS_LIST[1]}" curl -sf -o /dev/null "http://$gw1:$HTTP_PORT/big"
+        local other=$LAST_PID
+        t0=$EPOCHREALTIME
+        ip netns exec "${NS_LIST[0]}" curl -sf -o /dev/null "http://$gw0:$HTTP_PORT/big"
+        beside+=("$(awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN {printf "%.2f", a - b}')")
+        wait "$other" || true
+        forget "$other"
+    done
+    local stats
+    stats=$("$BINDIR/gatewayctl" --control "$GWD_SOCK" stats tight --json | python3 -c "import json,sys; m=json.load(sys.stdin)['memory']; print(f\"tight sandbox: peak held {m['peakHeldBytes'] >> 10} KiB of a {m['budgetBytes'] >> 10} KiB budget, {m['budgetShortfalls']} shortfalls, {m['secondsAtBudget']:.1f} s at budget\")")
+    PAIR_LINE="neighbour's 256 MiB download, seconds: alone ${alone[*]}; beside a 1 MiB-budget sandbox downloading the same ${beside[*]} ($stats)"
+    stop "$GWD_PID"
+    drop_namespaces
+}
+
 DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 IFS=, read -r -a COUNT_LIST <<<"$COUNTS"
 for n in "${COUNT_LIST[@]}"; do
@@ -212,6 +256,10 @@ for path, n, kind, idle, peak, after, got in rows:
     print(f"{path:<9} {n:>4} {kind:<7} {idle / 1024:>9.1f} {peak / 1024:>9.1f} {per / 1024:>13.2f} MiB {after / 1024:>8.1f} MiB {got:>6}")
 print("per busy sandbox: gatewayd = (peak - idle) / N of its one process; pasta = peak of all N processes / N")
 EOF
+
+PAIR_LINE=
+if want gatewayd && ((PAIR)); then bench_budget_pair; fi
+[[ -z $PAIR_LINE ]] || { echo; echo "Budget: $PAIR_LINE"; }
 
 if [[ -n $BASELINE ]]; then
     echo
