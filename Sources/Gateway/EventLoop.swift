@@ -51,6 +51,19 @@ public final class EventLoop: @unchecked Sendable {
     /// The nice value the loop's thread takes when it starts (nil: the process's).
     public let nice: Int32?
 
+    /// Where the loop's device readers put each frame they read: one read is handled whole
+    /// before the next, so the sandboxes of a shard share this buffer rather than each keeping
+    /// 64 KB of its own resident after its first large frame.
+    public var frameReadBuffer: UnsafeMutableRawBufferPointer {
+        if let b = readBufferStorage { return b }
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.frameReadBufferSize, alignment: 16)
+        readBufferStorage = b
+        return b
+    }
+    /// A virtio-net header (at most 12 bytes) and the largest frame a TAP gives.
+    public static let frameReadBufferSize = 12 + 65_550
+    private var readBufferStorage: UnsafeMutableRawBufferPointer?
+
     public init(name: String, cpu: Int? = nil, busyPoll: Duration = .zero, nice: Int32? = nil) throws(GatewayError) {
         self.name = name
         self.cpu = cpu
@@ -70,6 +83,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     deinit {
+        readBufferStorage?.deallocate()
         close(wakeFD)
         close(epfd)
     }

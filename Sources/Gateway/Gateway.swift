@@ -87,8 +87,9 @@ public final class Gateway: @unchecked Sendable {
     private let policyDNSPolicies: [String: DNSPolicy]
     /// Published ports' allocator and routing table, shared by all shards (Gateway+Publishing).
     let publishing: PublishingState
-    /// One buffer pool per shard, used only on its thread.
+    /// One buffer pool and one output frame pool per shard, used only on its thread.
     private let pools: [UncheckedSendable<BufferPool>]
+    private let framePools: [UncheckedSendable<FramePool>]
     /// The limit every sandbox's memory budget also draws from.
     public let sharedMemoryBudget: SharedMemoryBudget
 
@@ -134,20 +135,25 @@ public final class Gateway: @unchecked Sendable {
         forwarders = fwd
         sharedMemoryBudget = SharedMemoryBudget(limit: configuration.globalMemoryBudget)
         var shardPools: [UncheckedSendable<BufferPool>] = []
+        var shardFramePools: [UncheckedSendable<FramePool>] = []
         let chunkSize = configuration.bufferChunkSize
         let trimEvery = configuration.memoryTrimInterval.nanosecondCount
         guard chunkSize >= 4096, chunkSize & (chunkSize - 1) == 0 else {
             throw GatewayError(.invalidArgument, "buffer chunk size \(chunkSize) must be a power of two of at least 4096")
         }
         for loop in loops {
-            let pool = try loop.submitAndWaitTyped { () throws(GatewayError) -> UncheckedSendable<BufferPool> in
+            let (pool, frames) = try loop.submitAndWaitTyped {
+                () throws(GatewayError) -> (UncheckedSendable<BufferPool>, UncheckedSendable<FramePool>) in
                 let pool = BufferPool(chunkSize: chunkSize)
-                Self.trimPeriodically(pool, on: loop, every: trimEvery)
-                return UncheckedSendable(pool)
+                let frames = FramePool()
+                Self.trimPeriodically(pool, frames, on: loop, every: trimEvery)
+                return (UncheckedSendable(pool), UncheckedSendable(frames))
             }
             shardPools.append(pool)
+            shardFramePools.append(frames)
         }
         pools = shardPools
+        framePools = shardFramePools
         baseDNSPolicy = try DNSPolicy(deniedSuffixes: configuration.deniedNames)
         var perPolicy: [String: DNSPolicy] = [:]
         for (name, policy) in configuration.policies where !policy.deniedNames.isEmpty {
@@ -347,12 +353,13 @@ public final class Gateway: @unchecked Sendable {
             gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy,
             maxReplySize: DNSQueryContext.tcpReplySize, client: UInt64(index))
         let pool = pools[shard]
+        let framePool = framePools[shard]
         let budget = spec.memoryBudget ?? policy.memoryBudget ?? configuration.memoryBudget
         let shared = sharedMemoryBudget
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> UncheckedSendable<Sandbox> in
             let stack = Stack(
                 configuration: stackConfiguration, bufferPool: pool.value,
-                memoryBudget: MemoryBudget(limit: budget, shared: shared))
+                memoryBudget: MemoryBudget(limit: budget, shared: shared), framePool: framePool.value)
             // The guest is known from the start (its MAC is read from the device, or is the one a
             // VM was told to use), so the stack can reach it before it has sent anything.
             stack.learnNeighbor(.v4(a.guestIPv4), mac: guestMAC, now: monotonicNanoseconds())
@@ -456,14 +463,17 @@ public final class Gateway: @unchecked Sendable {
         }
     }
 
-    /// Gives the pool's idle chunks back to the system every `interval` nanoseconds, for as
-    /// long as the loop runs.
-    private static func trimPeriodically(_ pool: BufferPool, on loop: EventLoop, every interval: UInt64) {
+    /// Gives the pools' idle chunks and frames back to the system every `interval`
+    /// nanoseconds, for as long as the loop runs.
+    private static func trimPeriodically(
+        _ pool: BufferPool, _ frames: FramePool, on loop: EventLoop, every interval: UInt64
+    ) {
         guard interval > 0 else { return }
-        _ = loop.schedule(at: monotonicNanoseconds() + interval) { [weak pool] in
-            guard let pool else { return }
+        _ = loop.schedule(at: monotonicNanoseconds() + interval) { [weak pool, weak frames] in
+            guard let pool, let frames else { return }
             pool.trim()
-            trimPeriodically(pool, on: loop, every: interval)
+            frames.trim()
+            trimPeriodically(pool, frames, on: loop, every: interval)
         }
     }
 

@@ -17,6 +17,7 @@ public final class StackDriver: @unchecked Sendable {
 
     private var timer: EventLoop.TimerID?
     private var timerDeadline: UInt64?
+    /// The shard's (see `EventLoop.frameReadBuffer`).
     private let readBuffer: UnsafeMutableRawBufferPointer
     /// Frames, and bytes, read per wake-up before the other fds of the shard get their turn
     /// (the device's watch is level-triggered, so what is left is read on the next pass). The
@@ -37,13 +38,11 @@ public final class StackDriver: @unchecked Sendable {
         self.loop = loop
         self.fd = fd
         self.stack = stack
-        readBuffer = .allocate(byteCount: stack.configuration.vnetHeaderSize + 65_550, alignment: 16)
+        readBuffer = loop.frameReadBuffer
         // One ACK per read batch, sent after the layer above consumed (so it carries the
         // reopened window) instead of one per 64 KB frame.
         stack.deferTCPOutput = true
     }
-
-    deinit { readBuffer.deallocate() }
 
     /// Registers the device with the loop; call on the loop thread.
     public func start() throws(GatewayError) {

@@ -113,11 +113,19 @@ public final class Stack {
     /// Extra headroom in front of the Ethernet header.
     var headroom: Int { configuration.vnetHeaderSize }
 
-    public init(configuration: StackConfiguration, bufferPool: BufferPool? = nil, memoryBudget: MemoryBudget? = nil) {
+    /// - Parameters: the pools and budget a gateway's shard shares among its stacks; by
+    ///   default the stack gets its own, and no memory limit.
+    public init(
+        configuration: StackConfiguration, bufferPool: BufferPool? = nil, memoryBudget: MemoryBudget? = nil,
+        framePool: FramePool? = nil
+    ) {
         self.configuration = configuration
         self.bufferPool = bufferPool ?? BufferPool()
         self.memoryBudget = memoryBudget ?? .unlimited()
-        output = FrameQueue(frameCapacity: configuration.vnetHeaderSize + 14 + 60 + 60 + 65_536)
+        let frameCapacity = configuration.vnetHeaderSize + 14 + 60 + 60 + 65_536
+        let frames = framePool ?? FramePool(frameCapacity: frameCapacity)
+        precondition(frames.frameCapacity >= frameCapacity, "frame pool's frames are too small for this stack")
+        output = FrameQueue(pool: frames)
         dhcp = DHCPServer(configuration: configuration)
         var rng = SystemRandomNumberGenerator()
         isnSecret = rng.next()

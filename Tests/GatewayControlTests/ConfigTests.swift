@@ -53,6 +53,31 @@ import Wire
         denied-names = ["builds.internal"]
         """
 
+    @Test func memoryBudgetsReachTheGatewayAndItsPolicies() throws {
+        var c = DaemonConfiguration()
+        try c.apply(
+            toml: """
+                [memory]
+                sandbox-budget-mib = 8
+                global-budget-mib = 512
+                chunk-kib = 32
+                trim-interval-ms = 250
+                [policies.big]
+                extends = "host-only"
+                memory-budget-mib = 96
+                """, file: "gw.toml")
+        let g = c.gatewayConfiguration
+        #expect(g.memoryBudget == 8 << 20)
+        #expect(g.globalMemoryBudget == 512 << 20)
+        #expect(g.bufferChunkSize == 32 << 10)
+        #expect(g.memoryTrimInterval == .milliseconds(250))
+        #expect(try g.policy(named: "big").memoryBudget == 96 << 20)
+        #expect(try g.policy(named: "host-only").memoryBudget == nil)
+        var bad = DaemonConfiguration()
+        #expect(throws: ConfigError.self) { try bad.apply(toml: "[memory]\nchunk-kib = 24\n", file: "gw.toml") }
+        #expect(throws: ConfigError.self) { try bad.apply(toml: "[memory]\nsandbox-budget-mib = 0\n", file: "gw.toml") }
+    }
+
     @Test func fullFileSetsEverything() throws {
         var c = DaemonConfiguration()
         try c.apply(toml: Self.full, file: "gw.toml")

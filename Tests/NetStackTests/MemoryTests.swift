@@ -275,3 +275,24 @@ import Wire
         #expect(second.tcpWritableBytes(ids[1]) > 0)
     }
 }
+
+@Suite struct FramePoolTests {
+    /// Two stacks on one pool: the second reuses the frames the first's burst left, and frames
+    /// idle for a whole trim interval are freed, down to the ones kept warm.
+    @Test func stacksShareFramesAndIdleOnesAreFreed() throws {
+        let pool = FramePool(keepWarm: 1)
+        var cfg = StackConfiguration()
+        cfg.offloads = false
+        let a = Stack(configuration: cfg, framePool: pool)
+        let b = Stack(configuration: cfg, framePool: pool)
+        for i in 0..<5 { a.receive(Guest.arpRequest(for: cfg.gatewayIPv4), now: UInt64(i + 1)) }
+        #expect(try a.sentFrames().count == 5)
+        #expect(pool.allocated == 5)
+        for i in 0..<5 { b.receive(Guest.arpRequest(for: cfg.gatewayIPv4), now: UInt64(i + 1)) }
+        #expect(try b.sentFrames().count == 5)
+        #expect(pool.allocated == 5, "the second stack's burst took the first's frames")
+        #expect(pool.trim() == 0, "freed during this interval")
+        #expect(pool.trim() == 4)
+        #expect(pool.allocated == 1 && pool.freeFrames == 1)
+    }
+}
