@@ -64,7 +64,7 @@ rss_of() {
 RESULTS="$WORK/results"
 : >"$RESULTS"
 
-# One row: PATH N WORKLOAD IDLE_KB PEAK_KB AFTER_KB FETCHED
+# One row: PATH N WORKLOAD IDLE_KB PEAK_KB AFTER_KB FETCHED LATE_KB (10 and 35 s after)
 record() { echo "$*" >>"$RESULTS"; }
 
 make_namespaces() {
@@ -110,8 +110,11 @@ TOML
         run_load_per_sandbox "$kind" "$GWD_PID"
         sleep 10
         after=$(rss_of "$GWD_PID")
-        record gatewayd "$n" "$kind" "$idle" "$PEAK_KB" "$after" "$FETCHED"
-        echo "gatewayd N=$n $kind: idle $((idle / 1024)) MiB, peak $((PEAK_KB / 1024)) MiB, 10 s after $((after / 1024)) MiB, $FETCHED GETs" >&2
+        # TIME-WAIT (30 s) has ended for every connection by then.
+        sleep 25
+        late=$(rss_of "$GWD_PID")
+        record gatewayd "$n" "$kind" "$idle" "$PEAK_KB" "$after" "$FETCHED" "$late"
+        echo "gatewayd N=$n $kind: idle $((idle / 1024)) MiB, peak $((PEAK_KB / 1024)) MiB, 10 s after $((after / 1024)) MiB, 35 s after $((late / 1024)) MiB, $FETCHED GETs" >&2
     done
     stop "$GWD_PID"
     drop_namespaces
@@ -188,7 +191,9 @@ bench_pasta() {
         sample_until_done "$joined" "${clients[@]}"
         sleep 10
         after=$(rss_of "${pids[@]}")
-        record pasta "$n" "$kind" "$idle" "$PEAK_KB" "$after" "$FETCHED"
+        sleep 25
+        late=$(rss_of "${pids[@]}")
+        record pasta "$n" "$kind" "$idle" "$PEAK_KB" "$after" "$FETCHED" "$late"
         echo "pasta ×$n $kind: idle $((idle / 1024)) MiB, peak $((PEAK_KB / 1024)) MiB, 10 s after $((after / 1024)) MiB, $FETCHED GETs" >&2
     done
     for p in "${pids[@]}"; do stop "$p"; done
@@ -256,13 +261,14 @@ echo "Memory under load, $DATE, $(nproc) CPUs; workloads: seq = sequential 1 MiB
 python3 - "$RESULTS" <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-print(f"{'path':<9} {'N':>4} {'load':<7} {'idle MiB':>9} {'peak MiB':>9} {'per busy sandbox':>17} {'10 s after':>11} {'GETs':>6}")
-for path, n, kind, idle, peak, after, got in rows:
-    n, idle, peak, after, got = int(n), int(idle), int(peak), int(after), int(got)
+print(f"{'path':<9} {'N':>4} {'load':<7} {'idle MiB':>9} {'peak MiB':>9} {'per busy sandbox':>17} {'10 s after':>11} {'35 s after':>11} {'GETs':>6}")
+for path, n, kind, idle, peak, after, got, late in rows:
+    n, idle, peak, after, got, late = int(n), int(idle), int(peak), int(after), int(got), int(late)
     # gatewayd: the growth over its idle size, shared by N; pasta: each process whole.
     per = (peak - idle) / n if path == "gatewayd" else peak / n
-    print(f"{path:<9} {n:>4} {kind:<7} {idle / 1024:>9.1f} {peak / 1024:>9.1f} {per / 1024:>13.2f} MiB {after / 1024:>8.1f} MiB {got:>6}")
-print("per busy sandbox: gatewayd = (peak - idle) / N of its one process; pasta = peak of all N processes / N")
+    print(f"{path:<9} {n:>4} {kind:<7} {idle / 1024:>9.1f} {peak / 1024:>9.1f} {per / 1024:>13.2f} MiB {after / 1024:>8.1f} MiB {late / 1024:>8.1f} MiB {got:>6}")
+print("per busy sandbox: gatewayd = (peak - idle) / N of its one process; pasta = peak of all N processes / N;")
+print("35 s after: every connection's TIME-WAIT (30 s) has ended")
 EOF
 
 PAIR_LINE=
