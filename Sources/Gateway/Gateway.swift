@@ -111,7 +111,7 @@ public final class Gateway: @unchecked Sendable {
 
     private let state: Mutex<State>
     /// A trim of freed memory is scheduled (see `releaseFreedMemorySoon`).
-    private let trimPending = Mutex(false)
+    private let trimPending = SharedFlag()
 
     public init(configuration: GatewayConfiguration = GatewayConfiguration()) throws(GatewayError) {
         self.configuration = configuration
@@ -141,12 +141,14 @@ public final class Gateway: @unchecked Sendable {
         guard chunkSize >= 4096, chunkSize & (chunkSize - 1) == 0 else {
             throw GatewayError(.invalidArgument, "buffer chunk size \(chunkSize) must be a power of two of at least 4096")
         }
+        let trimFlag = trimPending
+        let releaseTrimmed: @Sendable () -> Void = { Self.releaseFreedMemorySoon(trimFlag) }
         for loop in loops {
             let (pool, frames) = try loop.submitAndWaitTyped {
                 () throws(GatewayError) -> (UncheckedSendable<BufferPool>, UncheckedSendable<FramePool>) in
                 let pool = BufferPool(chunkSize: chunkSize)
                 let frames = FramePool()
-                Self.trimPeriodically(pool, frames, on: loop, every: trimEvery)
+                Self.trimPeriodically(pool, frames, on: loop, every: trimEvery, then: releaseTrimmed)
                 return (UncheckedSendable(pool), UncheckedSendable(frames))
             }
             shardPools.append(pool)
@@ -422,14 +424,13 @@ public final class Gateway: @unchecked Sendable {
     /// memory for reuse: without trimming, RSS stays at its high-water mark after sandboxes go.
     /// Trimming locks each arena while it walks it, so a burst of detaches shares one trim,
     /// made off the control and shard threads a moment after the first of them.
-    private func releaseFreedMemorySoon() {
-        let first = trimPending.withLock { pending in
-            defer { pending = true }
-            return !pending
-        }
-        guard first else { return }
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(100)) { [weak self] in
-            self?.trimPending.withLock { $0 = false }
+    private func releaseFreedMemorySoon() { Self.releaseFreedMemorySoon(trimPending) }
+
+    private static func releaseFreedMemorySoon(_ trimPending: SharedFlag) {
+        guard trimPending.value.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(100)) {
+            trimPending.value.store(false, ordering: .releasing)
             gw_release_free_memory()
         }
     }
@@ -464,16 +465,20 @@ public final class Gateway: @unchecked Sendable {
     }
 
     /// Gives the pools' idle chunks and frames back to the system every `interval`
-    /// nanoseconds, for as long as the loop runs.
+    /// nanoseconds, for as long as the loop runs. When that released anything a burst of traffic
+    /// has ended, and what its connections and relays freed in malloc's arenas is given back too
+    /// (`released`, once per burst: trimming locks each arena while it walks it).
     private static func trimPeriodically(
-        _ pool: BufferPool, _ frames: FramePool, on loop: EventLoop, every interval: UInt64
+        _ pool: BufferPool, _ frames: FramePool, on loop: EventLoop, every interval: UInt64,
+        then released: @escaping @Sendable () -> Void
     ) {
         guard interval > 0 else { return }
         _ = loop.schedule(at: monotonicNanoseconds() + interval) { [weak pool, weak frames] in
             guard let pool, let frames else { return }
-            pool.trim()
-            frames.trim()
-            trimPeriodically(pool, frames, on: loop, every: interval)
+            let chunks = pool.trim()
+            let idleFrames = frames.trim()
+            if chunks > 0 || idleFrames > 0 { released() }
+            trimPeriodically(pool, frames, on: loop, every: interval, then: released)
         }
     }
 
@@ -508,6 +513,11 @@ public final class Gateway: @unchecked Sendable {
             loop.stop()
         }
     }
+}
+
+/// A flag shared by threads (a trim is scheduled).
+final class SharedFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }
 
 /// One shard's buffer pool, for /metrics.
