@@ -98,6 +98,8 @@ public final class Gateway: @unchecked Sendable {
     private let state: Mutex<State>
     /// A trim of freed memory is scheduled (see `releaseFreedMemorySoon`).
     private let trimPending = Mutex(false)
+    /// Closes detached sandboxes' TAPs off the control path, several at once.
+    let reaper = DeviceReaper()
 
     public init(configuration: GatewayConfiguration = GatewayConfiguration()) throws(GatewayError) {
         self.configuration = configuration
@@ -224,6 +226,9 @@ public final class Gateway: @unchecked Sendable {
             throw GatewayError(.link, "namespace '\(nsName)' for sandbox '\(spec.id)' does not exist: create it first (ip netns add \(nsName))")
         }
         let tapName = InterfaceName.make(.gatewayTAP, id: String(index))
+        // A sandbox detached a moment ago with this index may still have its device (same
+        // name) in this namespace: its close is under way on the reaper.
+        reaper.waitUntilClosed(index: index)
         var options = TAPDevice.Options()
         options.namespace = namespace
         do {
@@ -322,7 +327,10 @@ public final class Gateway: @unchecked Sendable {
                 forwarder.value.forget(client: client)
             }
         }
-        // A namespace sandbox's TAP goes with its fd; a VM's persistent TAP and bridge do not.
+        // A namespace sandbox's TAP goes with its fd, closed on the reaper: the close waits for
+        // the kernel to remove the device, which need not hold up the answer. A VM's
+        // persistent TAP and bridge are deleted here.
+        if let box = record.sandbox, record.vmLink == nil { reaper.retire(box.value.tap, index: record.index) }
         record.vmLink?.remove()
         releasePublishedPorts(of: id)
         state.withLock { s in
@@ -380,6 +388,9 @@ public final class Gateway: @unchecked Sendable {
     /// Detaches everything and stops the shards.
     public func shutdown() {
         for info in list() { try? detach(info.id) }
+        // Every device must be gone before the process exits (its exit would otherwise close
+        // the rest one at a time).
+        reaper.drain()
         for (i, loop) in shards.enumerated() {
             let f = forwarders[i]
             try? loop.submitAndWaitTyped { () throws(GatewayError) in f.value.close() }

@@ -59,6 +59,8 @@ final class TCPRelay {
         guard s >= 0 else { return fail() }
         fd = s
         HostSocket.setNoDelay(fd)
+        // Until the flow ends gracefully, a crash of this process resets the upstream.
+        HostSocket.setAbortiveClose(fd, true)
         let rc = HostSocket.connect(fd, to: address)
         if rc != 0 && rc != EINPROGRESS { return connectError(rc) }
         do {
@@ -268,6 +270,8 @@ final class TCPRelay {
     private func closeSocket(reset: Bool) {
         if let t = idleTimer { loop.cancel(t) }
         idleTimer = nil
+        // A graceful end: the upstream gets every byte and a FIN, not the crash-time reset.
+        if !reset && fd >= 0 { HostSocket.setAbortiveClose(fd, false) }
         HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
         interest = 0
     }

@@ -351,6 +351,8 @@ final class InboundConnection {
 
     private func closeSocket(reset: Bool) {
         guard fd >= 0 else { return }
+        // A graceful end: the client gets every byte and a FIN, not the crash-time reset.
+        if !reset { HostSocket.setAbortiveClose(fd, false) }
         registered = false
         HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
         interest = 0

@@ -170,6 +170,9 @@ final class IngressRelay {
             return
         }
         HostSocket.setNoDelay(fd)
+        // Until the connection ends gracefully, a crash of this process resets the client
+        // instead of handing it a FIN after a cut-off stream.
+        HostSocket.setAbortiveClose(fd, true)
         let c = InboundConnection(relay: self, id: id, key: key, binding: port.binding, socket: fd)
         do {
             try c.start()
