@@ -35,6 +35,8 @@ public struct GatewayConfiguration: Sendable {
     /// a policy's `deniedNames` add to these for the sandboxes under it.
     public var deniedNames: [String] = []
     public var publishing = PublishingConfiguration()
+    /// The control plane's reserve of file descriptors and each sandbox's budget.
+    public var descriptors = DescriptorLimits()
     /// Goes into the names of the devices a VM sandbox gets in the host namespace, after the role
     /// prefix (`gwv-<tag><index>`), so that two gateways on one host never pick the same names.
     /// Lowercase letters and digits; empty for the one gatewayd of a host.
@@ -100,9 +102,12 @@ public final class Gateway: @unchecked Sendable {
     private let trimPending = Mutex(false)
     /// Closes detached sandboxes' TAPs off the control path, several at once.
     let reaper = DeviceReaper()
+    /// The descriptors the sandboxes' devices and flows hold, within the open files limit.
+    public let descriptorLedger: DescriptorLedger
 
     public init(configuration: GatewayConfiguration = GatewayConfiguration()) throws(GatewayError) {
         self.configuration = configuration
+        descriptorLedger = DescriptorLedger(limits: configuration.descriptors)
         let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         var loops: [EventLoop] = []
         for i in 0..<configuration.shards {
@@ -163,9 +168,21 @@ public final class Gateway: @unchecked Sendable {
             s.records[spec.id] = Record(info: placeholderInfo(spec), shard: shard, index: index, sandbox: nil)
             return (index, shard)
         }
-        do {
-            let info = try build(spec, index: index, shard: shard, policy: policy, dnsPolicy: dnsPolicy)
-            return info
+        do throws(GatewayError) {
+            // The device's descriptor, given back once the reaper has closed it.
+            guard descriptorLedger.take() else {
+                throw GatewayError(.exhausted, descriptorLedger.exhaustedMessage(sandbox: spec.id))
+            }
+            do throws(GatewayError) {
+                return try build(spec, index: index, shard: shard, policy: policy, dnsPolicy: dnsPolicy)
+            } catch {
+                descriptorLedger.give()
+                // Out of descriptors shows up as whatever the call that needed one made of it.
+                if DescriptorLedger.processOutOfDescriptors() {
+                    throw GatewayError(.exhausted, descriptorLedger.exhaustedMessage(sandbox: spec.id) + " (\(error))")
+                }
+                throw error
+            }
         } catch {
             state.withLock { s in
                 s.records[spec.id] = nil
@@ -273,10 +290,13 @@ public final class Gateway: @unchecked Sendable {
         let limits = configuration.limits
         let tapBox = UncheckedSendable(tap)
         let forwarder = forwarders[shard]
+        let descriptors = DescriptorBudget(ledger: descriptorLedger, limit: descriptorLedger.perSandbox)
         let dnsContext = DNSQueryContext(gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy, client: UInt64(index))
+            .counting(against: descriptors)
         let tcpDNSContext = DNSQueryContext(
             gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy,
-            maxReplySize: DNSQueryContext.tcpReplySize, client: UInt64(index))
+            maxReplySize: DNSQueryContext.tcpReplySize, client: UInt64(index)
+        ).counting(against: descriptors)
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> UncheckedSendable<Sandbox> in
             let stack = Stack(configuration: stackConfiguration)
             // The guest is known from the start (its MAC is read from the device, or is the one a
@@ -293,6 +313,7 @@ public final class Gateway: @unchecked Sendable {
             sandbox.egress.dns = { _, overTCP, query, reply in
                 forwarder.value.handle(query: query, context: overTCP ? tcpDNSContext : dnsContext, reply: reply)
             }
+            sandbox.limitDescriptors(descriptors)
             try sandbox.start()
             return UncheckedSendable(sandbox)
         }
@@ -328,9 +349,12 @@ public final class Gateway: @unchecked Sendable {
             }
         }
         // A namespace sandbox's TAP goes with its fd, closed on the reaper: the close waits for
-        // the kernel to remove the device, which need not hold up the answer. A VM's
-        // persistent TAP and bridge are deleted here.
-        if let box = record.sandbox, record.vmLink == nil { reaper.retire(box.value.tap, index: record.index) }
+        // the kernel to remove the device, which need not hold up the answer. A VM's TAP is
+        // persistent: its fd closes there too, and its devices are deleted here.
+        if let box = record.sandbox {
+            let ledger = descriptorLedger
+            reaper.retire(box.value.tap, index: record.index) { ledger.give() }
+        }
         record.vmLink?.remove()
         releasePublishedPorts(of: id)
         state.withLock { s in

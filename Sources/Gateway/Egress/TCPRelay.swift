@@ -31,6 +31,8 @@ final class TCPRelay {
     private var upstreamWriteShut = false
     private var lastActivity = monotonicNanoseconds()
     private var idleTimer: EventLoop.TimerID?
+    /// Held against the sandbox's descriptor budget for as long as the relay exists.
+    var descriptor: DescriptorSlot?
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }

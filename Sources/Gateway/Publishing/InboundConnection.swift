@@ -27,6 +27,8 @@ final class InboundConnection {
     private(set) var phase = Phase.connecting
     private var timer: EventLoop.TimerID?
     private var interest: UInt32 = 0
+    /// Held against the sandbox's descriptor budget until the socket closes.
+    var descriptor: DescriptorSlot?
     private var registered = false
     /// The client has shut down both directions or gone: epoll reports EPOLLHUP whatever the
     /// interest, so with nothing to do the socket leaves the loop instead of waking it forever.
@@ -355,6 +357,7 @@ final class InboundConnection {
         if !reset { HostSocket.setAbortiveClose(fd, false) }
         registered = false
         HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
+        descriptor = nil
         interest = 0
         tail?.deallocate()
         tail = nil

@@ -10,7 +10,7 @@ import Synchronization
 final class DeviceReaper: Sendable {
     private struct State {
         /// Devices waiting for a thread, with the sandbox index whose name they carry.
-        var queue: [(index: Int, tap: TAPDevice)] = []
+        var queue: [(index: Int, tap: TAPDevice, closed: @Sendable () -> Void)] = []
         /// Devices not yet closed (queued or closing), by sandbox index.
         var pending: [Int: Int] = [:]
         var pendingTotal = 0
@@ -26,11 +26,12 @@ final class DeviceReaper: Sendable {
         self.maxWorkers = max(1, maxWorkers)
     }
 
-    /// Takes a device whose stack has stopped and closes it on a reaper thread. The device
+    /// Takes a device whose stack has stopped and closes it on a reaper thread, then calls
+    /// `closed`. The device
     /// keeps its name (`gwt-<index>` in the namespace) until then: see `waitUntilClosed`.
-    func retire(_ tap: TAPDevice, index: Int) {
+    func retire(_ tap: TAPDevice, index: Int, closed: @escaping @Sendable () -> Void = {}) {
         let spawn = state.withLock { s -> Bool in
-            s.queue.append((index, tap))
+            s.queue.append((index, tap, closed))
             s.pending[index, default: 0] += 1
             s.pendingTotal += 1
             guard s.workers < maxWorkers else { return false }
@@ -42,7 +43,7 @@ final class DeviceReaper: Sendable {
 
     private func work() {
         while true {
-            let item = state.withLock { s -> (index: Int, tap: TAPDevice)? in
+            let item = state.withLock { s -> (index: Int, tap: TAPDevice, closed: @Sendable () -> Void)? in
                 if s.queue.isEmpty {
                     s.workers -= 1
                     return nil
@@ -52,6 +53,7 @@ final class DeviceReaper: Sendable {
             guard let item else { return }
             // Here is the wait for the kernel; the index is free only once the name is.
             item.tap.close()
+            item.closed()
             state.withLock { s in
                 s.pendingTotal -= 1
                 if let n = s.pending[item.index], n > 1 { s.pending[item.index] = n - 1 } else { s.pending[item.index] = nil }

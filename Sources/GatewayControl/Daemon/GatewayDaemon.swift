@@ -42,7 +42,9 @@ public final class GatewayDaemon: Sendable {
         service = ControlService(
             gateway: gateway, store: store, publishing: publishing ?? GatewayPublishing(gateway: gateway), logger: logger,
             defaultPolicy: configuration.egressPolicy)
-        server = ControlServer(service: service)
+        server = ControlServer(
+            service: service, idleTimeout: configuration.controlIdleTimeout,
+            requestTimeout: configuration.controlRequestTimeout)
         do {
             try server.bind(unixSocket: configuration.controlPath, mode: configuration.controlMode)
             if let m = configuration.metricsAddress { try server.bind(metricsHost: m.host, port: m.port) }

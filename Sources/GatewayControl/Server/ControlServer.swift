@@ -16,10 +16,19 @@ public final class ControlServer: Sendable {
     private let threadPool: NIOThreadPool
     private let channels = Mutex<[any Channel]>([])
     private let socketPath = Mutex<String?>(nil)
+    private let timeouts: ControlDeadlineHandler.Timeouts
 
-    /// - Parameter threads: pool threads for requests; a running capture holds one.
-    public init(service: ControlService, threads: Int = ControlService.maxCaptures + 4) {
+    /// - Parameters:
+    ///   - threads: pool threads for requests; a running capture holds one.
+    ///   - idleTimeout: a connection with no request for this long is closed.
+    ///   - requestTimeout: a request whose head and body are not in this long after its first
+    ///     byte is dropped with its connection.
+    public init(
+        service: ControlService, threads: Int = ControlService.maxCaptures + 4, idleTimeout: Duration = .seconds(60),
+        requestTimeout: Duration = .seconds(10)
+    ) {
         self.service = service
+        timeouts = .init(idle: idleTimeout.timeAmount, request: requestTimeout.timeAmount)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         threadPool = NIOThreadPool(numberOfThreads: threads)
         threadPool.start()
@@ -69,10 +78,13 @@ public final class ControlServer: Sendable {
     private func bootstrap(metricsOnly: Bool) -> ServerBootstrap {
         let service = service
         let pool = threadPool
+        let timeouts = timeouts
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Idle and slow clients must not keep descriptors the control plane needs.
+                    try channel.pipeline.syncOperations.addHandler(ControlDeadlineHandler(timeouts: timeouts))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
                         ControlHTTPHandler(service: service, threadPool: pool, metricsOnly: metricsOnly))
