@@ -178,7 +178,7 @@ public final class Gateway: @unchecked Sendable {
             } catch {
                 descriptorLedger.give()
                 // Out of descriptors shows up as whatever the call that needed one made of it.
-                if DescriptorLedger.processOutOfDescriptors() {
+                if DescriptorLedger.outOfDescriptors(after: error) {
                     throw GatewayError(.exhausted, descriptorLedger.exhaustedMessage(sandbox: spec.id) + " (\(error))")
                 }
                 throw error

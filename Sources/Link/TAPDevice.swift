@@ -58,7 +58,8 @@ public final class TAPDevice: Sendable {
     public let ifindex: Int32
     /// Bytes of virtio-net header before each frame.
     public let vnetHeaderSize: Int
-    /// The options it was opened with.
+    /// The options it was opened with; the namespace only for a multi-queue device, which
+    /// needs it to open more queues (a handle kept open costs a descriptor per device).
     public let options: Options
     /// The fd is still open (``close()`` not called yet).
     private let isOpen = Atomic<Bool>(true)
@@ -88,7 +89,9 @@ public final class TAPDevice: Sendable {
         self.name = name
         self.ifindex = ifindex
         self.vnetHeaderSize = options.vnetHeaderSize
-        self.options = options
+        var kept = options
+        if !options.multiQueue { kept.namespace = nil }
+        self.options = kept
     }
 
     deinit { close() }

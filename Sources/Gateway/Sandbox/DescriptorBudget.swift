@@ -66,6 +66,17 @@ public final class DescriptorLedger: Sendable {
             + "detach sandboxes or raise the limit (LimitNOFILE= or ulimit -n)"
     }
 
+    /// Whether `error` is, or the process now is, out of descriptors (EMFILE or ENFILE): the
+    /// call that failed for want of one may have reported it in its own words, and the
+    /// descriptors it held may be free again by the time the error arrives here.
+    static func outOfDescriptors(after error: any Error) -> Bool {
+        let text = "\(error)"
+        for e in [EMFILE, ENFILE] {
+            if let s = strerror(e), text.contains(String(cString: s)) { return true }
+        }
+        return processOutOfDescriptors()
+    }
+
     /// Whether the process cannot open another descriptor right now (EMFILE or ENFILE).
     static func processOutOfDescriptors() -> Bool {
         let probe = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
