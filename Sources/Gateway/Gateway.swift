@@ -243,9 +243,10 @@ public final class Gateway: @unchecked Sendable {
             throw GatewayError(.link, "namespace '\(nsName)' for sandbox '\(spec.id)' does not exist: create it first (ip netns add \(nsName))")
         }
         let tapName = InterfaceName.make(.gatewayTAP, id: String(index))
-        // A sandbox detached a moment ago with this index may still have its device (same
-        // name) in this namespace: its close is under way on the reaper.
-        reaper.waitUntilClosed(index: index)
+        // A sandbox detached from this namespace a moment ago may still have its device there
+        // (the same name if it had this index, and a default route either way): its close is
+        // under way on the reaper.
+        reaper.waitUntilClosed(namespace: nsName)
         var options = TAPDevice.Options()
         options.namespace = namespace
         do {
@@ -353,7 +354,7 @@ public final class Gateway: @unchecked Sendable {
         // persistent: its fd closes there too, and its devices are deleted here.
         if let box = record.sandbox {
             let ledger = descriptorLedger
-            reaper.retire(box.value.tap, index: record.index) { ledger.give() }
+            reaper.retire(box.value.tap, namespace: record.info.namespace) { ledger.give() }
         }
         record.vmLink?.remove()
         releasePublishedPorts(of: id)

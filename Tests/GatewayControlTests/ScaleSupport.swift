@@ -4,6 +4,7 @@
 import Foundation
 import GatewayControl
 import GatewayTestSupport
+import Link
 
 /// Namespaces `gwtest-TAG-bN` made with one `ip -batch` (a thousand take seconds, not minutes)
 /// and removed the same way; `remove()` runs from the test's `defer`.
@@ -31,9 +32,10 @@ final class NamespaceBatch {
 
     /// Namespaces (of these) that still have a gateway TAP in them.
     func withGatewayDevices() -> [String] {
-        names.filter { ns in
-            let out = (try? TestHost.run(["ip", "-n", ns, "-o", "link", "show"])) ?? ""
-            return out.contains("gwt-")
+        // Netlink in-process: a thousand `ip` processes would take longer than the shutdown.
+        names.filter { name in
+            guard let ns = try? NetworkNamespace(named: name), let nl = try? NetlinkSocket(in: ns) else { return false }
+            return ((try? nl.links()) ?? []).contains { $0.name.hasPrefix("gwt-") }
         }
     }
 }

@@ -8,11 +8,17 @@ import Link
 import Synchronization
 
 final class DeviceReaper: Sendable {
+    private struct Item {
+        var namespace: String?
+        var tap: TAPDevice
+        var closed: @Sendable () -> Void
+    }
+
     private struct State {
-        /// Devices waiting for a thread, with the sandbox index whose name they carry.
-        var queue: [(index: Int, tap: TAPDevice, closed: @Sendable () -> Void)] = []
-        /// Devices not yet closed (queued or closing), by sandbox index.
-        var pending: [Int: Int] = [:]
+        /// Devices waiting for a thread.
+        var queue: [Item] = []
+        /// Devices not yet closed (queued or closing), by namespace.
+        var pending: [String: Int] = [:]
         var pendingTotal = 0
         var workers = 0
     }
@@ -27,12 +33,12 @@ final class DeviceReaper: Sendable {
     }
 
     /// Takes a device whose stack has stopped and closes it on a reaper thread, then calls
-    /// `closed`. The device
-    /// keeps its name (`gwt-<index>` in the namespace) until then: see `waitUntilClosed`.
-    func retire(_ tap: TAPDevice, index: Int, closed: @escaping @Sendable () -> Void = {}) {
+    /// `closed`. Until then the device keeps its name, addresses and default route in
+    /// `namespace`: see `waitUntilClosed`.
+    func retire(_ tap: TAPDevice, namespace: String?, closed: @escaping @Sendable () -> Void = {}) {
         let spawn = state.withLock { s -> Bool in
-            s.queue.append((index, tap, closed))
-            s.pending[index, default: 0] += 1
+            s.queue.append(Item(namespace: namespace, tap: tap, closed: closed))
+            if let namespace { s.pending[namespace, default: 0] += 1 }
             s.pendingTotal += 1
             guard s.workers < maxWorkers else { return false }
             s.workers += 1
@@ -43,20 +49,21 @@ final class DeviceReaper: Sendable {
 
     private func work() {
         while true {
-            let item = state.withLock { s -> (index: Int, tap: TAPDevice, closed: @Sendable () -> Void)? in
+            let next = state.withLock { s -> Item? in
                 if s.queue.isEmpty {
                     s.workers -= 1
                     return nil
                 }
                 return s.queue.removeFirst()
             }
-            guard let item else { return }
-            // Here is the wait for the kernel; the index is free only once the name is.
+            guard let item = next else { return }
+            // Here is the wait for the kernel; the namespace is clear only once the device is gone.
             item.tap.close()
             item.closed()
             state.withLock { s in
                 s.pendingTotal -= 1
-                if let n = s.pending[item.index], n > 1 { s.pending[item.index] = n - 1 } else { s.pending[item.index] = nil }
+                guard let ns = item.namespace else { return }
+                if let n = s.pending[ns], n > 1 { s.pending[ns] = n - 1 } else { s.pending[ns] = nil }
             }
         }
     }
@@ -64,15 +71,16 @@ final class DeviceReaper: Sendable {
     /// Devices not yet closed.
     var pendingCount: Int { state.withLock { $0.pendingTotal } }
 
-    /// Whether a device named after sandbox index `index` is still being removed.
-    func isClosing(index: Int) -> Bool { state.withLock { $0.pending[index] != nil } }
+    /// Whether a device of namespace `namespace` is still being removed.
+    func isClosing(namespace: String) -> Bool { state.withLock { $0.pending[namespace] != nil } }
 
-    /// Waits until no device of sandbox index `index` is left, so that a new sandbox given the
-    /// same index can take the same device name in the same namespace. Bounded: a close that
-    /// takes longer than `limit` lets the caller go on (and find the name taken, if it is).
-    func waitUntilClosed(index: Int, limit: Duration = .seconds(10)) {
+    /// Waits until no retired device is left in `namespace`, so that a new sandbox there finds
+    /// neither the old device's name (its index may be the same) nor its default route and
+    /// addresses. Bounded: a close that takes longer than `limit` lets the caller go on (and
+    /// find what is still there, if anything is).
+    func waitUntilClosed(namespace: String, limit: Duration = .seconds(10)) {
         let deadline = monotonicNanoseconds() + limit.nanosecondCount
-        while isClosing(index: index) && monotonicNanoseconds() < deadline { usleep(500) }
+        while isClosing(namespace: namespace) && monotonicNanoseconds() < deadline { usleep(500) }
     }
 
     /// Waits until every retired device is closed, up to `limit`.
