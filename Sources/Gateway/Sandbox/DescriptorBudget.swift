@@ -4,6 +4,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CGatewayShims
 import Synchronization
 
 public struct DescriptorLimits: Sendable {
