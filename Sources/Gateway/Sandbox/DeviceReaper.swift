@@ -25,10 +25,11 @@ final class DeviceReaper: Sendable {
 
     private let state = Mutex(State())
     /// Threads closing at once. Each close mostly sleeps in the kernel waiting for a grace
-    /// period that the others' closes share, so more threads than CPUs still help.
+    /// period that the others' closes share, so more threads than CPUs still help: SIGTERM
+    /// with 1,000 sandboxes took 3.1 s with 16, 1.2 s with 64, 1.1 s with 128.
     let maxWorkers: Int
 
-    init(maxWorkers: Int = 16) {
+    init(maxWorkers: Int = 64) {
         self.maxWorkers = max(1, maxWorkers)
     }
 
