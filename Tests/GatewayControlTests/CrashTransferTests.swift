@@ -44,7 +44,9 @@ struct CrashTransferTests {
         mode, host, port, total = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
         if mode == "serve":
             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port)); s.listen(8); c, _ = s.accept()
+            s.bind((host, port)); s.listen(8)
+            if len(sys.argv) > 5: open(sys.argv[5], "w").write(str(s.getsockname()[1]))
+            c, _ = s.accept()
         else:
             c = socket.create_connection((host, port), timeout=5)
         chunk = b"x" * 65536
@@ -57,12 +59,14 @@ struct CrashTransferTests {
         time.sleep(600)
         """
 
-    /// A server that reads what one client sends: "eof N" or "error NAME N" in a file.
+    /// A server that reads what one client sends: "eof N" or "error NAME N" in a file (and
+    /// the port it got in another).
     static let sink = """
         import socket, sys
         host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, port)); s.listen(8); c, _ = s.accept()
+        s = socket.socket(); s.bind((host, port)); s.listen(8)
+        open(out + ".port", "w").write(str(s.getsockname()[1]))
+        c, _ = s.accept()
         n, last = 0, 0
         try:
             while True:
@@ -88,8 +92,9 @@ struct CrashTransferTests {
         let files = "/tmp/gw-crash-\(h.scratch.tag)"
         defer {
             for f in ["published", "upload", "download"] {
-                try? FileManager.default.removeItem(atPath: "\(files)-\(f)")
-                try? FileManager.default.removeItem(atPath: "\(files)-\(f).progress")
+                for suffix in ["", ".progress", ".port"] {
+                    try? FileManager.default.removeItem(atPath: "\(files)-\(f)\(suffix)")
+                }
             }
         }
 
@@ -105,17 +110,16 @@ struct CrashTransferTests {
         _ = try startPython(Self.reader, ["127.0.0.1", String(hostPort), "\(files)-published"], processes: processes)
 
         // 2. Egress upload: the guest writes to a sink on the host's loopback (via the gateway).
-        let sinkPort = testPort()
-        _ = try startPython(Self.sink, ["127.0.0.1", String(sinkPort), "\(files)-upload"], processes: processes)
-        try TestHost.waitForListener(port: sinkPort)
+        _ = try startPython(Self.sink, ["127.0.0.1", "0", "\(files)-upload"], processes: processes)
+        let sinkPort = try #require(waitForFile("\(files)-upload.port").flatMap { Int($0) }, "no sink")
         _ = try startPython(
             Self.writer, ["connect", gateway, String(sinkPort), String(Self.total)], in: ns, processes: processes)
 
         // 3. Egress download: a host server writes, the guest reads.
-        let sourcePort = sinkPort + 1
         _ = try startPython(
-            Self.writer, ["serve", "127.0.0.1", String(sourcePort), String(Self.total)], processes: processes)
-        try TestHost.waitForListener(port: sourcePort)
+            Self.writer, ["serve", "127.0.0.1", "0", String(Self.total), "\(files)-download.port"],
+            processes: processes)
+        let sourcePort = try #require(waitForFile("\(files)-download.port").flatMap { Int($0) }, "no source")
         _ = try startPython(Self.reader, [gateway, String(sourcePort), "\(files)-download"], in: ns, processes: processes)
 
         // All three under way (a few MiB each), then the crash.

@@ -95,30 +95,30 @@ struct DescriptorLimitTests {
         let neighbourGateway = try h.addresses(of: "neighbour").gateway
 
         // On the host's loopback: one server that holds every connection, one that sends 1 MiB.
-        let holdPort = testPort()
-        let sendPort = holdPort + 1
+        let portFiles = "/tmp/gw-greedy-ports-\(h.scratch.tag)"
+        defer { ["hold", "send"].forEach { try? FileManager.default.removeItem(atPath: "\(portFiles)-\($0)") } }
         _ = try startPython(
             """
             import socket, sys
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(4096)
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4096)
+            open(sys.argv[1], "w").write(str(s.getsockname()[1]))
             held = []
             while True:
                 c, _ = s.accept(); held.append(c)
-            """, [String(holdPort)], processes: processes)
+            """, ["\(portFiles)-hold"], processes: processes)
         _ = try startPython(
             """
             import socket, sys, threading
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(128)
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(128)
+            open(sys.argv[1], "w").write(str(s.getsockname()[1]))
             def serve(c):
                 try: c.sendall(b"x" * (1 << 20))
                 finally: c.close()
             while True:
                 c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
-            """, [String(sendPort)], processes: processes)
-        try TestHost.waitForListener(port: holdPort)
-        try TestHost.waitForListener(port: sendPort)
+            """, ["\(portFiles)-send"], processes: processes)
+        let holdPort = try #require(waitForFile("\(portFiles)-hold").flatMap { Int($0) }, "no hold server")
+        let sendPort = try #require(waitForFile("\(portFiles)-send").flatMap { Int($0) }, "no download server")
 
         // The greedy guest: 600 connections, each held; reports how many got through.
         let greedyReport = "/tmp/gw-greedy-\(h.scratch.tag)"

@@ -104,8 +104,5 @@ func waitForFile(_ path: String, seconds: Double = 30, until done: (String) -> B
     return nil
 }
 
-/// A free-looking TCP port on the host for a test server, away from gatewayd's range.
-func testPort() -> UInt16 { UInt16.random(in: 41_000...48_999) }
-
 /// The shared helper (a type of the same name in this target has another shape).
 typealias TestProcesses = GatewayTestSupport.BackgroundProcesses
