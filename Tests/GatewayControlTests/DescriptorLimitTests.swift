@@ -213,6 +213,43 @@ struct DescriptorLimitTests {
     }
 }
 
+extension DescriptorLimitTests {
+    /// Control connections beyond three quarters of the reserve (24 of 32 here) are answered
+    /// 503 `busy` and closed; once the others go, requests are served again.
+    @Test func connectionsBeyondTheReserveAreTurnedAway() throws {
+        let h = try DaemonHarness()
+        defer { h.tearDown() }
+        try h.addConfigTables("[descriptors]\ncontrol-reserve = 32")
+        try h.start()
+        var held = try (0..<24).map { _ in try connectUnix(h.socketPath) }
+        defer { held.forEach { close($0) } }
+        // The first 24 accepted before the extra ones arrive.
+        _ = h.settledFileCount()
+        let extra = try (0..<6).map { _ in try connectUnix(h.socketPath) }
+        defer { extra.forEach { close($0) } }
+        for fd in extra {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var text = ""
+            while true {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n <= 0 { break }
+                text += String(decoding: buffer[..<n], as: UTF8.self)
+            }
+            #expect(text.hasPrefix("HTTP/1.1 503") && text.contains("\"busy\""), "\(text)")
+        }
+        // The held ones are still served.
+        let request = "GET /v1/health HTTP/1.1\r\nHost: gatewayd\r\n\r\n"
+        #expect(send(held[0], request, request.utf8.count, Int32(MSG_NOSIGNAL)) == request.utf8.count)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(held[0], &buffer, buffer.count, 0)
+        #expect(n > 0 && String(decoding: buffer[..<max(n, 0)], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        held.forEach { close($0) }
+        held.removeAll()
+        usleep(200_000)
+        #expect(try h.ctl("list", timeout: 10).status == 0)
+    }
+}
+
 /// A connected, blocking Unix stream socket.
 func connectUnix(_ path: String) throws -> Int32 {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

@@ -44,7 +44,8 @@ public final class GatewayDaemon: Sendable {
             defaultPolicy: configuration.egressPolicy)
         server = ControlServer(
             service: service, idleTimeout: configuration.controlIdleTimeout,
-            requestTimeout: configuration.controlRequestTimeout)
+            requestTimeout: configuration.controlRequestTimeout,
+            maxConnections: configuration.descriptors.controlReserve * 3 / 4)
         do {
             try server.bind(unixSocket: configuration.controlPath, mode: configuration.controlMode)
             if let m = configuration.metricsAddress { try server.bind(metricsHost: m.host, port: m.port) }

@@ -1,6 +1,8 @@
 // Closes control API connections that hold a descriptor without using it: one that stays idle
-// between requests, and one whose request (head and body) takes too long to arrive.
+// between requests, one whose request (head and body) takes too long to arrive, and any beyond
+// the number the control plane's descriptor reserve allows.
 import NIOCore
+import Synchronization
 
 /// What `ControlHTTPHandler` tells the deadline handler (as outbound user events).
 enum ControlConnectionEvent: Sendable {
@@ -83,6 +85,49 @@ final class ControlDeadlineHandler: ChannelDuplexHandler {
         deadline?.cancel()
         let channel = context.channel
         deadline = context.eventLoop.scheduleTask(in: delay) { channel.close(promise: nil) }
+    }
+}
+
+/// Counts the control connections open at once and turns away those beyond the maximum.
+final class ControlConnectionLimit: Sendable {
+    let max: Int
+    private let open = Atomic<Int>(0)
+
+    init(max: Int) { self.max = Swift.max(1, max) }
+
+    /// Counts a new connection until it closes; false when it is one too many.
+    func admit(_ channel: any Channel) -> Bool {
+        let n = open.wrappingAdd(1, ordering: .relaxed).newValue
+        channel.closeFuture.whenComplete { [self] _ in open.subtract(1, ordering: .relaxed) }
+        return n <= max
+    }
+
+    /// Answers 503 `busy` without reading the request, then closes.
+    final class Refusal: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+
+        func handlerAdded(context: ChannelHandlerContext) {
+            if context.channel.isActive { refuse(context) }
+        }
+
+        func channelActive(context: ChannelHandlerContext) { refuse(context) }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+        private var refused = false
+
+        private func refuse(_ context: ChannelHandlerContext) {
+            guard !refused else { return }
+            refused = true
+            let body = #"{"error":{"code":"busy","message":"too many control connections open at once: try again"}}"#
+            let text =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: "
+                + "\(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+            let channel = context.channel
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: text))).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        }
     }
 }
 
