@@ -2,7 +2,8 @@
 # Detach and shutdown at scale: attaches N namespace sandboxes, times detaches (and re-attaches)
 # of a sample of them with N attached, then times SIGTERM until gatewayd has exited and checks
 # that no device is left in any namespace.
-# Usage: sudo Tools/bench-scale.sh [--sandboxes N] [--samples N] [--debug] [--skip-build]
+# Usage: sudo Tools/bench-scale.sh [--sandboxes N] [--samples N] [--debug] [--skip-build] [--bin DIR]
+# --bin runs the gatewayd and gatewayctl in DIR (e.g. an earlier build, for a before/after).
 # Every namespace made here carries the run's tag and is removed at the end, on failure too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,13 +12,15 @@ SANDBOXES=1000
 SAMPLES=200
 CONFIG=release
 BUILD=1
+BIN=""
 while (($#)); do
     case "$1" in
         --sandboxes) SANDBOXES=$2; shift 2 ;;
         --samples) SAMPLES=$2; shift 2 ;;
         --debug) CONFIG=debug; shift ;;
         --skip-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --bin) BIN=$2; BUILD=0; shift 2 ;;
+        -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -29,7 +32,8 @@ if ((BUILD)); then
     swift build -c "$CONFIG" --product gatewayd >&2
     swift build -c "$CONFIG" --product gatewayctl >&2
 fi
-BIN="$(swift build -c "$CONFIG" --show-bin-path)"
+[[ -n $BIN ]] || BIN="$(swift build -c "$CONFIG" --show-bin-path)"
+[[ -x $BIN/gatewayd && -x $BIN/gatewayctl ]] || { echo "no gatewayd and gatewayctl in $BIN" >&2; exit 1; }
 
 TAG=$(tr -dc 'a-z0-9' </dev/urandom | head -c 5 || true)
 [[ -n $TAG ]] || { echo "could not make a run tag" >&2; exit 1; }
