@@ -164,6 +164,10 @@ struct DescriptorLimitTests {
         let list = try h.ctl("list", timeout: 10)
         #expect(list.status == 0 && list.stdout.contains("greedy") && list.stdout.contains("neighbour"))
         #expect(try h.drops(of: "neighbour")["descriptorBudget", default: 0] == 0)
+        // Two devices and the greedy guest's 100 flows, counted.
+        let metrics = try TestHost.run(["curl", "-sS", "--unix-socket", h.socketPath, "http://gatewayd/metrics"])
+        let inUse = metrics.split(separator: "\n").first { $0.hasPrefix("gatewayd_descriptors{kind=\"in_use\"}") }
+        #expect(inUse.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 >= 102 } == true, "\(metrics)")
     }
 
     /// Idle connections and clients that send a request a byte at a time are closed after the
