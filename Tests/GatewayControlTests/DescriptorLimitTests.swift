@@ -16,8 +16,8 @@ struct DescriptorLimitTests {
     /// systemd's default soft limit (1,024) with a higher hard one: gatewayd lifts the soft
     /// limit itself, says so, and 600 sandboxes (600 TAPs alone) attach.
     @Test func raisesItsSoftLimitAndAttaches600() throws {
-        let hard = min(OpenFilesLimit.current().hard, 4096)
-        try #require(hard >= 2048, "the test needs a hard open files limit of 2048 or more")
+        // Root may set any hard limit for the child, whatever the test runner's own.
+        let hard = 4096
         let h = try DaemonHarness()
         defer { h.tearDown() }
         let spaces = try NamespaceBatch(tag: h.scratch.tag, count: 600)
