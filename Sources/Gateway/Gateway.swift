@@ -35,6 +35,8 @@ public struct GatewayConfiguration: Sendable {
     /// a policy's `deniedNames` add to these for the sandboxes under it.
     public var deniedNames: [String] = []
     public var publishing = PublishingConfiguration()
+    /// The control plane's reserve of file descriptors and each sandbox's budget.
+    public var descriptors = DescriptorLimits()
     /// Goes into the names of the devices a VM sandbox gets in the host namespace, after the role
     /// prefix (`gwv-<tag><index>`), so that two gateways on one host never pick the same names.
     /// Lowercase letters and digits; empty for the one gatewayd of a host.
@@ -112,9 +114,14 @@ public final class Gateway: @unchecked Sendable {
     private let state: Mutex<State>
     /// A trim of freed memory is scheduled (see `releaseFreedMemorySoon`).
     private let trimPending = SharedFlag()
+    /// Closes detached sandboxes' TAPs off the control path, several at once.
+    let reaper = DeviceReaper()
+    /// The descriptors the sandboxes' devices and flows hold, within the open files limit.
+    public let descriptorLedger: DescriptorLedger
 
     public init(configuration: GatewayConfiguration = GatewayConfiguration()) throws(GatewayError) {
         self.configuration = configuration
+        descriptorLedger = DescriptorLedger(limits: configuration.descriptors)
         let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         var loops: [EventLoop] = []
         for i in 0..<configuration.shards {
@@ -202,9 +209,21 @@ public final class Gateway: @unchecked Sendable {
             s.records[spec.id] = Record(info: placeholderInfo(spec), shard: shard, index: index, sandbox: nil)
             return (index, shard)
         }
-        do {
-            let info = try build(spec, index: index, shard: shard, policy: policy, dnsPolicy: dnsPolicy)
-            return info
+        do throws(GatewayError) {
+            // The device's descriptor, given back once the reaper has closed it.
+            guard descriptorLedger.take() else {
+                throw GatewayError(.exhausted, descriptorLedger.exhaustedMessage(sandbox: spec.id))
+            }
+            do throws(GatewayError) {
+                return try build(spec, index: index, shard: shard, policy: policy, dnsPolicy: dnsPolicy)
+            } catch {
+                descriptorLedger.give()
+                // Out of descriptors shows up as whatever the call that needed one made of it.
+                if DescriptorLedger.outOfDescriptors(after: error) {
+                    throw GatewayError(.exhausted, descriptorLedger.exhaustedMessage(sandbox: spec.id) + " (\(error))")
+                }
+                throw error
+            }
         } catch {
             state.withLock { s in
                 s.records[spec.id] = nil
@@ -306,6 +325,10 @@ public final class Gateway: @unchecked Sendable {
             throw GatewayError(.link, "namespace '\(nsName)' for sandbox '\(spec.id)' does not exist: create it first (ip netns add \(nsName))")
         }
         let tapName = InterfaceName.make(.gatewayTAP, id: String(index))
+        // A sandbox detached from this namespace a moment ago may still have its device there
+        // (the same name if it had this index, and a default route either way): its close is
+        // under way on the reaper.
+        reaper.waitUntilClosed(namespace: nsName)
         var options = TAPDevice.Options()
         options.namespace = namespace
         do {
@@ -350,10 +373,13 @@ public final class Gateway: @unchecked Sendable {
         let limits = configuration.limits
         let tapBox = UncheckedSendable(tap)
         let forwarder = forwarders[shard]
+        let descriptors = DescriptorBudget(ledger: descriptorLedger, limit: descriptorLedger.perSandbox)
         let dnsContext = DNSQueryContext(gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy, client: UInt64(index))
+            .counting(against: descriptors)
         let tcpDNSContext = DNSQueryContext(
             gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy,
-            maxReplySize: DNSQueryContext.tcpReplySize, client: UInt64(index))
+            maxReplySize: DNSQueryContext.tcpReplySize, client: UInt64(index)
+        ).counting(against: descriptors)
         let pool = pools[shard]
         let framePool = framePools[shard]
         let budget = spec.memoryBudget ?? policy.memoryBudget ?? configuration.memoryBudget
@@ -376,6 +402,7 @@ public final class Gateway: @unchecked Sendable {
             sandbox.egress.dns = { _, overTCP, query, reply in
                 forwarder.value.handle(query: query, context: overTCP ? tcpDNSContext : dnsContext, reply: reply)
             }
+            sandbox.limitDescriptors(descriptors)
             try sandbox.start()
             return UncheckedSendable(sandbox)
         }
@@ -410,7 +437,13 @@ public final class Gateway: @unchecked Sendable {
                 forwarder.value.forget(client: client)
             }
         }
-        // A namespace sandbox's TAP goes with its fd; a VM's persistent TAP and bridge do not.
+        // A namespace sandbox's TAP goes with its fd, closed on the reaper: the close waits for
+        // the kernel to remove the device, which need not hold up the answer. A VM's TAP is
+        // persistent: its fd closes there too, and its devices are deleted here.
+        if let box = record.sandbox {
+            let ledger = descriptorLedger
+            reaper.retire(box.value.tap, namespace: record.info.namespace) { ledger.give() }
+        }
         record.vmLink?.remove()
         releasePublishedPorts(of: id)
         state.withLock { s in
@@ -507,6 +540,9 @@ public final class Gateway: @unchecked Sendable {
     /// Detaches everything and stops the shards.
     public func shutdown() {
         for info in list() { try? detach(info.id) }
+        // Every device must be gone before the process exits (its exit would otherwise close
+        // the rest one at a time).
+        reaper.drain()
         for (i, loop) in shards.enumerated() {
             let f = forwarders[i]
             try? loop.submitAndWaitTyped { () throws(GatewayError) in f.value.close() }

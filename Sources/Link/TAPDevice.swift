@@ -1,6 +1,7 @@
 // A TAP device opened for the gateway: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR with offloads, so the
 // guest side may hand over (and accept) 64 KiB TSO segments behind a virtio-net header.
 import CGatewayShims
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -57,8 +58,11 @@ public final class TAPDevice: Sendable {
     public let ifindex: Int32
     /// Bytes of virtio-net header before each frame.
     public let vnetHeaderSize: Int
-    /// The options it was opened with.
+    /// The options it was opened with; the namespace only for a multi-queue device, which
+    /// needs it to open more queues (a handle kept open costs a descriptor per device).
     public let options: Options
+    /// The fd is still open (``close()`` not called yet).
+    private let isOpen = Atomic<Bool>(true)
 
     /// Creates the TAP device `name`, or attaches to it when it already exists as a free TAP
     /// (a persistent one left for us). The name must carry the project prefix.
@@ -85,10 +89,19 @@ public final class TAPDevice: Sendable {
         self.name = name
         self.ifindex = ifindex
         self.vnetHeaderSize = options.vnetHeaderSize
-        self.options = options
+        var kept = options
+        if !options.multiQueue { kept.namespace = nil }
+        self.options = kept
     }
 
-    deinit { close(fileDescriptor) }
+    deinit { close() }
+
+    /// Closes the fd now rather than at deinit; a device that is not persistent goes with its
+    /// last queue, and this call waits while the kernel removes it (tens of milliseconds). Only
+    /// once nothing reads or writes the fd any more; later calls do nothing.
+    public func close() {
+        if isOpen.exchange(false, ordering: .acquiringAndReleasing) { Glibc.close(fileDescriptor) }
+    }
 
     /// Opens one more queue of a multi-queue device: another fd whose frames the kernel spreads
     /// by flow, for another shard to serve.
@@ -147,7 +160,7 @@ public final class TAPDevice: Sendable {
     ) {
         let fd = try attach(name: name, options: options, operation: operation)
         func fail(_ rc: Int32, _ what: String) -> LinkError {
-            close(fd)
+            Glibc.close(fd)
             return LinkError(errno: -rc, operation: what, subject: name)
         }
         var rc = gw_tun_set_vnet_hdr_size(fd, Int32(options.vnetHeaderSize))

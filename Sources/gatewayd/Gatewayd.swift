@@ -63,6 +63,12 @@ struct Gatewayd: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "gatewayd")
+        // Before the gateway sizes its descriptor budgets from the limit.
+        let limit = OpenFilesLimit.raiseToHard()
+        if limit.error != 0 {
+            logger.warning(
+                "could not raise the open files limit from \(limit.before) to \(limit.hard): \(String(cString: strerror(limit.error)))")
+        }
         let daemon: GatewayDaemon
         do {
             daemon = try GatewayDaemon(configuration: settings, logger: logger)
@@ -70,6 +76,16 @@ struct Gatewayd: ParsableCommand {
             logger.critical("cannot start: \(error.message)")
             throw ExitCode.failure
         }
+        let ledger = daemon.gateway.descriptorLedger
+        logger.notice(
+            limit.before == limit.after
+                ? "open files limit \(limit.after) (hard limit \(limit.hard))"
+                : "open files limit raised from \(limit.before) to \(limit.after) (hard limit \(limit.hard))",
+            metadata: [
+                "soft-before": "\(limit.before)", "soft": "\(limit.after)", "hard": "\(limit.hard)",
+                "data-path": "\(ledger.capacity)", "per-sandbox": "\(ledger.perSandbox)",
+                "control-reserve": "\(ledger.controlReserve)",
+            ])
         let signal = GatewayDaemon.waitForTerminationSignal()
         logger.notice("received \(signal == SIGINT ? "SIGINT" : "SIGTERM")")
         daemon.stop()

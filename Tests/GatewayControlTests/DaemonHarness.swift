@@ -55,6 +55,8 @@ final class DaemonHarness: @unchecked Sendable {
     let configPath: String
     let logPath: String
     private(set) var process: Process?
+    /// A command gatewayd runs under, e.g. ["prlimit", "--nofile=1024:4096", "--"]; empty: none.
+    var launcher: [String] = []
 
     init() throws {
         scratch = try Scratch()
@@ -82,6 +84,10 @@ final class DaemonHarness: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: BuiltProducts.gatewayd)
         p.arguments = ["--config", configPath, "--control", socketPath, "--state-dir", stateDirectory]
+        if !launcher.isEmpty {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = launcher + [BuiltProducts.gatewayd] + (p.arguments ?? [])
+        }
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         }

@@ -83,6 +83,8 @@ public final class DNSForwarder: @unchecked Sendable {
         var tcp: DNSUpstreamTCP?
         /// That truncated UDP answer, for the guest if the TCP exchange fails.
         var truncatedAnswer: [UInt8] = []
+        /// The asking sandbox's descriptor budget (`DNSQueryContext.descriptors`).
+        var descriptors: DescriptorBudget?
 
         init(
             guestQuery: [UInt8], upstreamQuery: [UInt8], guestID: UInt16, limit: Int, guestHasEDNS: Bool,
@@ -294,6 +296,7 @@ public final class DNSForwarder: @unchecked Sendable {
             guestHasEDNS: query.edns != nil, addedOPT: addedOPT, askedSize: askedSize, client: context.client,
             reply: reply
         )
+        entry.descriptors = context.descriptors
         guard !configuration.upstreams.isEmpty else { return replyServerFailure(entry) }
         guard outstanding.count < configuration.maxOutstanding,
               perClient[context.client, default: 0] < configuration.maxOutstandingPerClient else {
@@ -440,12 +443,20 @@ public final class DNSForwarder: @unchecked Sendable {
         entry.truncatedAnswer = Array(truncated)
         let (address, port) = configuration.upstreams[entry.upstream]
         let id = entry.id
+        // The socket counts against the asking sandbox; without one left, the guest gets the
+        // truncated answer (and may ask over TCP itself).
+        var slot: DescriptorSlot?
+        if let budget = entry.descriptors {
+            guard let taken = budget.take() else { return tcpRetryFailed(entry) }
+            slot = taken
+        }
         entry.tcp = entry.upstreamQuery.withUnsafeBytes { query in
             DNSUpstreamTCP(loop: loop, query: query, to: address, port: port) { [weak self, weak entry] answer in
                 guard let self, let entry, self.outstanding[id] === entry else { return }
                 self.tcpAnswered(entry, answer)
             }
         }
+        entry.tcp?.descriptor = slot
         entry.timer = loop.schedule(at: monotonicNanoseconds() + timeout) { [weak self] in
             self?.attemptTimedOut(entry, id: id)
         }

@@ -20,6 +20,8 @@ public struct DNSQueryContext: Sendable {
     public var datagramLimit: Int
     /// Who asked, for the per-client cap and `DNSForwarder.forget(client:)`: a sandbox ID.
     public var client: UInt64
+    /// The asking sandbox's descriptor budget, which a retry over TCP takes its socket from.
+    var descriptors: DescriptorBudget?
 
     public init(
         gatewayIPv4: IPv4Address?, gatewayIPv6: IPv6Address? = nil, policy: DNSPolicy = .none,
@@ -31,6 +33,13 @@ public struct DNSQueryContext: Sendable {
         self.maxReplySize = maxReplySize
         self.datagramLimit = datagramLimit
         self.client = client
+    }
+
+    /// The same, with retries over TCP counted against `budget`.
+    func counting(against budget: DescriptorBudget) -> DNSQueryContext {
+        var c = self
+        c.descriptors = budget
+        return c
     }
 
     /// The reply size limit for `query`.

@@ -28,6 +28,8 @@ final class DNSUpstreamTCP {
     private var incoming: [UInt8] = [0, 0]
     private var received = 0
     private var completion: (([UInt8]?) -> Void)?
+    /// Held against the asking sandbox's descriptor budget while the socket is open.
+    var descriptor: DescriptorSlot?
 
     /// Starts the exchange. `completion` gets the answer's bytes (without the prefix), or nil when
     /// the upstream could not be reached, closed early or sent an empty message; it is called at
@@ -139,6 +141,7 @@ final class DNSUpstreamTCP {
     }
 
     private func closeSocket() {
+        descriptor = nil
         guard fd >= 0 else { return }
         loop.unregister(fd: fd)
         close(fd)

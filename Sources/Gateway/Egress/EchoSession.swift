@@ -23,6 +23,8 @@ final class EchoSession {
     private let rawIdentifier = UInt16.random(in: 1...UInt16.max)
     private let v6: Bool
     private var idle: IdleTimer?
+    /// Held against the sandbox's descriptor budget until the socket closes.
+    var descriptor: DescriptorSlot?
 
     init?(relay: EgressRelay, key: Key, hostDestination: IPAddress) {
         self.relay = relay
@@ -95,5 +97,6 @@ final class EchoSession {
         idle?.cancel()
         idle = nil
         HostSocket.unwatchAndClose(&fd, on: relay.loop)
+        descriptor = nil
     }
 }

@@ -80,6 +80,9 @@ public final class EgressRelay {
     /// Both transports bypass the egress policy when set: the gateway answers them itself.
     public var dns: ((FlowKey, _ overTCP: Bool, UnsafeRawBufferPointer, @escaping ([UInt8]) -> Void) -> Bool)?
 
+    /// Where each host socket of the sandbox's flows is counted (set by the gateway).
+    var descriptors = DescriptorBudget.unlimited()
+
     private var tcp: [TCPFlowID: TCPRelay] = [:]
     /// Guest DNS-over-TCP connections, answered by `dns` (DNSTCPSession).
     private var dnsTCP: [TCPFlowID: DNSTCPSession] = [:]
@@ -155,7 +158,13 @@ public final class EgressRelay {
             stack.tcpRefuse(id, now: now)
             return
         }
+        // Refused like a flow over the limit: the guest sees RST (counted by the budget).
+        guard let slot = descriptors.take() else {
+            stack.tcpRefuse(id, now: now)
+            return
+        }
         let relay = TCPRelay(relay: self, id: id, key: key, destination: hostDestination(key.remoteAddress), port: key.remotePort)
+        relay.descriptor = slot
         tcp[id] = relay
         relay.start()
     }
@@ -205,7 +214,10 @@ public final class EgressRelay {
             counters.udpSessionLimitDrops += 1
             return
         }
+        // Dropped like a datagram over the session limit (counted by the budget).
+        guard let slot = descriptors.take() else { return }
         guard let s = UDPSession(relay: self, key: key, destination: hostDestination(key.remoteAddress)) else { return }
+        s.descriptor = slot
         udp[key] = s
         counters.udpSessions += 1
         s.send(payload)
@@ -245,12 +257,13 @@ public final class EgressRelay {
         }
         let key = EchoSession.Key(guest: source, destination: destination, identifier: identifier)
         if echo[key] == nil {
-            guard echo.count < limits.maxEchoSessions,
+            guard echo.count < limits.maxEchoSessions, let slot = descriptors.take(),
                 let s = EchoSession(relay: self, key: key, hostDestination: hostDestination(destination))
             else {
                 counters.echoDenied += 1
                 return
             }
+            s.descriptor = slot
             echo[key] = s
         }
         counters.echoRequests += 1

@@ -115,9 +115,17 @@ enum HostSocket {
 
     /// Closes so that the peer sees RST, not FIN (SO_LINGER with zero timeout).
     static func closeWithReset(_ fd: Int32) {
-        var l = linger(l_onoff: 1, l_linger: 0)
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+        setAbortiveClose(fd, true)
         close(fd)
+    }
+
+    /// SO_LINGER {on, 0} (or off again). A flow's socket carries it while the flow is open: if
+    /// the process dies, the kernel's close then resets the peer instead of sending a FIN that
+    /// would make a cut-off transfer look complete. shutdown(SHUT_WR) still sends a FIN with it
+    /// on; only close() resets, so a graceful end turns it off just before its close.
+    static func setAbortiveClose(_ fd: Int32, _ on: Bool) {
+        var l = linger(l_onoff: on ? 1 : 0, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
     }
 
     /// readv into a buffer's regions: bytes read, 0 at EOF, -errno on error (-EAGAIN: nothing now).

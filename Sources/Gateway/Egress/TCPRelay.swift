@@ -31,6 +31,8 @@ final class TCPRelay {
     private var upstreamWriteShut = false
     private var lastActivity = monotonicNanoseconds()
     private var idleTimer: EventLoop.TimerID?
+    /// Held against the sandbox's descriptor budget for as long as the relay exists.
+    var descriptor: DescriptorSlot?
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
@@ -59,6 +61,8 @@ final class TCPRelay {
         guard s >= 0 else { return fail() }
         fd = s
         HostSocket.setNoDelay(fd)
+        // Until the flow ends gracefully, a crash of this process resets the upstream.
+        HostSocket.setAbortiveClose(fd, true)
         let rc = HostSocket.connect(fd, to: address)
         if rc != 0 && rc != EINPROGRESS { return connectError(rc) }
         do {
@@ -269,6 +273,8 @@ final class TCPRelay {
     private func closeSocket(reset: Bool) {
         if let t = idleTimer { loop.cancel(t) }
         idleTimer = nil
+        // A graceful end: the upstream gets every byte and a FIN, not the crash-time reset.
+        if !reset && fd >= 0 { HostSocket.setAbortiveClose(fd, false) }
         HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
         interest = 0
     }

@@ -12,6 +12,8 @@ final class UDPSession {
     let key: FlowKey
     private var fd: Int32
     private var idle: IdleTimer?
+    /// Held against the sandbox's descriptor budget until the socket closes.
+    var descriptor: DescriptorSlot?
 
     init?(relay: EgressRelay, key: FlowKey, destination: IPAddress) {
         self.relay = relay
@@ -59,5 +61,6 @@ final class UDPSession {
         idle?.cancel()
         idle = nil
         HostSocket.unwatchAndClose(&fd, on: relay.loop)
+        descriptor = nil
     }
 }

@@ -27,6 +27,8 @@ final class InboundConnection {
     private(set) var phase = Phase.connecting
     private var timer: EventLoop.TimerID?
     private var interest: UInt32 = 0
+    /// Held against the sandbox's descriptor budget until the socket closes.
+    var descriptor: DescriptorSlot?
     private var registered = false
     /// The client has shut down both directions or gone: epoll reports EPOLLHUP whatever the
     /// interest, so with nothing to do the socket leaves the loop instead of waking it forever.
@@ -348,8 +350,11 @@ final class InboundConnection {
 
     private func closeSocket(reset: Bool) {
         guard fd >= 0 else { return }
+        // A graceful end: the client gets every byte and a FIN, not the crash-time reset.
+        if !reset { HostSocket.setAbortiveClose(fd, false) }
         registered = false
         HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
+        descriptor = nil
         interest = 0
         tail?.deallocate()
         tail = nil

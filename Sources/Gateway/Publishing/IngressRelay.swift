@@ -16,6 +16,8 @@ final class IngressRelay {
     /// The ingress policy: consulted for each accepted TCP client and each new UDP peer.
     var ingressAllowed: IngressHook = { _, _, _ in true }
     private(set) var counters = IngressCounters()
+    /// Where listeners and accepted connections are counted (set by the gateway).
+    var descriptors = DescriptorBudget.unlimited()
 
     private var ports: [HostBinding: PublishedPort] = [:]
     private var connections: [TCPFlowID: InboundConnection] = [:]
@@ -61,8 +63,16 @@ final class IngressRelay {
             Glibc.close(socket)
             throw GatewayError(.portInUse, "host port \(binding) is already published by this sandbox")
         }
+        guard let slot = descriptors.take() else {
+            Glibc.close(socket)
+            throw GatewayError(
+                .exhausted,
+                "\(binding) was not published: the sandbox holds all \(descriptors.limit) descriptors of its budget "
+                    + "(or the gateway all it may use); close connections or unpublish ports first")
+        }
         let port = PublishedPort(
             relay: self, binding: binding, guestPort: guestPort, preserveSource: preserveSource, socket: socket)
+        port.descriptor = slot
         do {
             try port.start()
         } catch {
@@ -164,13 +174,22 @@ final class IngressRelay {
             HostSocket.closeWithReset(fd)
             return
         }
+        // The client is reset like one over the connection limit (counted by the budget).
+        guard let slot = descriptors.take() else {
+            HostSocket.closeWithReset(fd)
+            return
+        }
         guard let (id, key) = connectIntoGuest(port, peer: peer) else {
             counters.tcpConnectFailed += 1
             HostSocket.closeWithReset(fd)
             return
         }
         HostSocket.setNoDelay(fd)
+        // Until the connection ends gracefully, a crash of this process resets the client
+        // instead of handing it a FIN after a cut-off stream.
+        HostSocket.setAbortiveClose(fd, true)
         let c = InboundConnection(relay: self, id: id, key: key, binding: port.binding, socket: fd)
+        c.descriptor = slot
         do {
             try c.start()
         } catch {

@@ -12,6 +12,8 @@ final class PublishedPort {
     let preserveSource: Bool
     private(set) var fd: Int32
     private var resumeTimer: EventLoop.TimerID?
+    /// Held against the sandbox's descriptor budget until the socket closes.
+    var descriptor: DescriptorSlot?
 
     init(relay: IngressRelay, binding: HostBinding, guestPort: UInt16, preserveSource: Bool, socket: Int32) {
         self.relay = relay
@@ -52,5 +54,6 @@ final class PublishedPort {
         relay.loop.unregister(fd: fd)
         Glibc.close(fd)
         fd = -1
+        descriptor = nil
     }
 }

@@ -23,6 +23,12 @@ final class Sandbox {
 
     func start() throws(GatewayError) { try driver.start() }
 
+    /// The budget every host socket of this sandbox's data path is counted against.
+    func limitDescriptors(_ budget: DescriptorBudget) {
+        egress.descriptors = budget
+        ingress.descriptors = budget
+    }
+
     /// Ends every flow (guests and upstreams see resets) and stops reading the device. The
     /// device itself goes when the TAP's last fd closes, with this object.
     func stop() {
@@ -46,7 +52,7 @@ final class Sandbox {
                 "tcpDenied": e.tcpDenied, "tcpConnectFailed": e.tcpConnectFailed, "udpDenied": e.udpDenied,
                 "udpSessionLimit": e.udpSessionLimitDrops, "deviceWriteFailed": driver.writeFailures,
                 "dnsTCPSessionLimit": e.dnsTCPRefused, "dnsTCPMalformed": e.dnsTCPProtocolErrors,
-                "dnsTCPUnread": e.dnsTCPUnreadResets,
+                "dnsTCPUnread": e.dnsTCPUnreadResets, "descriptorBudget": egress.descriptors.refused,
             ],
             memory: memory())
     }

@@ -96,6 +96,12 @@ public struct DaemonConfiguration: Sendable {
     public var globalMemoryBudgetMiB: Int?
     public var bufferChunkKiB = 16
     public var memoryTrimIntervalMilliseconds = 1000
+    /// The control plane's reserve of descriptors and each sandbox's budget (`[descriptors]`).
+    public var descriptors = DescriptorLimits()
+    /// A control API connection with no request for this long is closed.
+    public var controlIdleTimeout: Duration = .seconds(60)
+    /// A control API request must be in (head and body) this long after its first byte.
+    public var controlRequestTimeout: Duration = .seconds(10)
 
     public init() {}
 
@@ -129,6 +135,7 @@ public struct DaemonConfiguration: Sendable {
         if let g = globalMemoryBudgetMiB { c.globalMemoryBudget = g << 20 }
         c.bufferChunkSize = bufferChunkKiB << 10
         c.memoryTrimInterval = .milliseconds(memoryTrimIntervalMilliseconds)
+        c.descriptors = descriptors
         c.publishing.limits.maxInboundConnections = maxInboundConnections
         if let bind = IPAddress(publishBindAddress) { c.publishing.defaultHostIP = bind }
         if let low = UInt16(exactly: publishedPortRange.lowerBound), let high = UInt16(exactly: publishedPortRange.upperBound) {
@@ -192,6 +199,11 @@ public struct DaemonConfiguration: Sendable {
                         Logger.Level(rawValue: $0)
                     } ?? .info
             case "metrics-address": metricsAddress = try r.hostPort(e, "metrics-address")
+            case "control-idle-timeout-ms":
+                controlIdleTimeout = .milliseconds(try r.int(e, "control-idle-timeout-ms", in: 10...86_400_000))
+            case "control-request-timeout-ms":
+                controlRequestTimeout = .milliseconds(try r.int(e, "control-request-timeout-ms", in: 10...3_600_000))
+            case "descriptors": try applyDescriptors(r.table(e, "descriptors"), r)
             case "sweep-stale-devices": sweepStaleDevices = try r.bool(e, "sweep-stale-devices")
             case "sweep-prefixes":
                 let list = try r.strings(e, "sweep-prefixes")
@@ -220,7 +232,8 @@ public struct DaemonConfiguration: Sendable {
                 throw r.unknown(
                     e, e.key,
                     known: [
-                        "control", "control-mode", "state-dir", "shards", "pin-shards", "busy-poll-us", "shard-nice", "egress-policy", "log-format",
+                        "control", "control-mode", "control-idle-timeout-ms", "control-request-timeout-ms",
+                        "descriptors", "state-dir", "shards", "pin-shards", "busy-poll-us", "shard-nice", "egress-policy", "log-format",
                         "log-level", "metrics-address", "sweep-stale-devices", "sweep-prefixes", "host-device-tag",
                         "addresses", "ports",
                         "limits", "dns",
@@ -337,6 +350,17 @@ public struct DaemonConfiguration: Sendable {
             default:
                 throw r.unknown(
                     e, key, known: ["sandbox-budget-mib", "global-budget-mib", "chunk-kib", "trim-interval-ms"])
+            }
+        }
+    }
+
+    private mutating func applyDescriptors(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
+        for e in t.entries {
+            let key = "descriptors." + e.key
+            switch e.key {
+            case "per-sandbox": descriptors.perSandbox = try r.int(e, key, in: 1...10_000_000)
+            case "control-reserve": descriptors.controlReserve = try r.int(e, key, in: 16...1_000_000)
+            default: throw r.unknown(e, key, known: ["per-sandbox", "control-reserve"])
             }
         }
     }

@@ -47,7 +47,10 @@ public final class GatewayDaemon: Sendable {
         // Before the API answers, so that no attach or publish can take a block or a host port
         // that a restored sandbox held.
         let restored = service.restoreLeftovers()
-        server = ControlServer(service: service)
+        server = ControlServer(
+            service: service, idleTimeout: configuration.controlIdleTimeout,
+            requestTimeout: configuration.controlRequestTimeout,
+            maxConnections: configuration.descriptors.controlReserve * 3 / 4)
         do {
             try server.bind(unixSocket: configuration.controlPath, mode: configuration.controlMode)
             if let m = configuration.metricsAddress { try server.bind(metricsHost: m.host, port: m.port) }

@@ -46,6 +46,14 @@ public enum GatewayMetrics {
         p.family("gatewayd_published_ports", .gauge, help: "Host ports published into sandboxes.")
         p.sample("gatewayd_published_ports", routes.count)
 
+        let ledger = gateway.descriptorLedger
+        p.family(
+            "gatewayd_descriptors", .gauge,
+            help: "File descriptors the data path holds (devices, flow sockets), may hold, and the process limit.")
+        p.sample("gatewayd_descriptors", ["kind": "in_use"], ledger.inUse)
+        p.sample("gatewayd_descriptors", ["kind": "data_path_limit"], ledger.capacity)
+        p.sample("gatewayd_descriptors", ["kind": "process_limit"], ledger.processLimit)
+
         // A sandbox detached between list() and stats() is simply skipped.
         let stats = sandboxes.compactMap { try? gateway.stats($0.id) }
         p.family("gatewayd_sandbox_bytes_total", .counter, help: "Frame bytes on the sandbox link; in: from the guest.")

@@ -41,6 +41,8 @@ final class ControlHTTPHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            // No deadline runs while the request is served (a capture streams for long).
+            context.triggerUserOutboundEvent(ControlConnectionEvent.requestReceived, promise: nil)
             let bytes = body.map { Array($0.readableBytesView) } ?? []
             body = nil
             if tooLarge {
@@ -89,7 +91,11 @@ final class ControlHTTPHandler: ChannelInboundHandler {
                     wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
             }
             let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-            if !keepAlive { done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
+            if keepAlive {
+                context.triggerUserOutboundEvent(ControlConnectionEvent.responseSent, promise: nil)
+            } else {
+                done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+            }
         case .stream(let produce):
             // Chunked: the length is not known until the stream ends; the connection ends with it.
             headers.add(name: "Transfer-Encoding", value: "chunked")

@@ -16,10 +16,23 @@ public final class ControlServer: Sendable {
     private let threadPool: NIOThreadPool
     private let channels = Mutex<[any Channel]>([])
     private let socketPath = Mutex<String?>(nil)
+    private let timeouts: ControlDeadlineHandler.Timeouts
+    private let connections: ControlConnectionLimit
 
-    /// - Parameter threads: pool threads for requests; a running capture holds one.
-    public init(service: ControlService, threads: Int = ControlService.maxCaptures + 4) {
+    /// - Parameters:
+    ///   - threads: pool threads for requests; a running capture holds one.
+    ///   - idleTimeout: a connection with no request for this long is closed.
+    ///   - requestTimeout: a request whose head and body are not in this long after its first
+    ///     byte is dropped with its connection.
+    ///   - maxConnections: connections open at once; one more is answered 503 `busy` and closed,
+    ///     so that clients cannot take the descriptors kept for the control plane.
+    public init(
+        service: ControlService, threads: Int = ControlService.maxCaptures + 4, idleTimeout: Duration = .seconds(60),
+        requestTimeout: Duration = .seconds(10), maxConnections: Int = 48
+    ) {
         self.service = service
+        connections = ControlConnectionLimit(max: maxConnections)
+        timeouts = .init(idle: idleTimeout.timeAmount, request: requestTimeout.timeAmount)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         threadPool = NIOThreadPool(numberOfThreads: threads)
         threadPool.start()
@@ -69,10 +82,18 @@ public final class ControlServer: Sendable {
     private func bootstrap(metricsOnly: Bool) -> ServerBootstrap {
         let service = service
         let pool = threadPool
+        let timeouts = timeouts
+        let connections = connections
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard connections.admit(channel) else {
+                        try channel.pipeline.syncOperations.addHandler(ControlConnectionLimit.Refusal())
+                        return
+                    }
+                    // Idle and slow clients must not keep descriptors the control plane needs.
+                    try channel.pipeline.syncOperations.addHandler(ControlDeadlineHandler(timeouts: timeouts))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
                         ControlHTTPHandler(service: service, threadPool: pool, metricsOnly: metricsOnly))
