@@ -83,22 +83,47 @@ drop_namespaces() {
     NAMESPACES=("${keep[@]}")
 }
 
-bench_gatewayd() {
-    local n=$1 kind idle peak after i
-    make_namespaces "$n" g
-    # Two shards (one per CPU), as gatewayd runs by default on this machine.
-    cat >"$WORK/gatewayd.toml" <<TOML
+# Starts gatewayd as it runs by default here (one shard per CPU), with its own config, socket
+# and state under WORK and the IPv4 pool POOL (a /16); sets GWD_PID and GWD_SOCK.
+gatewayd_start_default() {
+    local pool=$1 label=$2
+    cat >"$WORK/gatewayd-$label.toml" <<TOML
 sweep-stale-devices = false
 [dns]
 upstreams = ["127.0.0.1:9"]
 [addresses]
-ipv4-pool = "10.92.0.0/16"
+ipv4-pool = "$pool"
 TOML
-    GWD_SOCK="$WORK/gatewayd.sock"
-    spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" --state-dir "$WORK/state" \
-        --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
+    GWD_SOCK="$WORK/gatewayd-$label.sock"
+    spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd-$label.toml" --control "$GWD_SOCK" \
+        --state-dir "$WORK/state-$label" --egress-policy host-only >"$WORK/gatewayd-$label.log" 2>&1
     GWD_PID=$LAST_PID
     for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && break; sleep 0.1; done
+}
+
+# Fills GW (declared by the caller) with each attached sandbox's gateway IPv4, keyed by FIELD
+# (id or namespace).
+sandbox_gateways() {
+    local field=$1 line
+    while read -r line; do GW[${line%% *}]=${line#* }; done < <("$BINDIR/gatewayctl" --control "$GWD_SOCK" list --json |
+        python3 -c "import json,sys; [print(s['$field'], s['gatewayIPv4']) for s in json.load(sys.stdin)]")
+}
+
+# The workload KIND for a guest whose host address is ADDR; prints the GETs it completed.
+load_script() {
+    local kind=$1 addr=$2
+    if [[ $kind == seq ]]; then
+        echo "end=\$(( \$(date +%s) + $LOAD_SECS )); n=0
+            while [ \$(date +%s) -lt \$end ]; do curl -sf -o /dev/null http://$addr:$HTTP_PORT/blob && n=\$((n+1)); done; echo \$n"
+    else
+        echo "n=0; for r in \$(seq $ROUNDS); do curl -sf -o /dev/null http://$addr:$HTTP_PORT/blob && n=\$((n+1)); done; echo \$n"
+    fi
+}
+
+bench_gatewayd() {
+    local n=$1 kind idle after late i
+    make_namespaces "$n" g
+    gatewayd_start_default 10.92.0.0/16 load
     i=0
     for ns in "${NS_LIST[@]}"; do
         "$BINDIR/gatewayctl" --control "$GWD_SOCK" attach "m$i" --netns "$ns" >/dev/null
@@ -120,23 +145,14 @@ TOML
     drop_namespaces
 }
 
-# As run_load, but each namespace dials its own sandbox's gateway address (from gatewayctl list).
+# The workload in every namespace at once, each dialing its own sandbox's gateway address.
 run_load_per_sandbox() {
     local kind=$1 pid=$2
     declare -A GW
-    local line
-    while read -r line; do GW[${line%% *}]=${line#* }; done < <("$BINDIR/gatewayctl" --control "$GWD_SOCK" list --json |
-        python3 -c "import json,sys; [print(s['namespace'], s['gatewayIPv4']) for s in json.load(sys.stdin)]")
-    local script clients=() i=0 ns
+    sandbox_gateways namespace
+    local clients=() i=0 ns
     for ns in "${NS_LIST[@]}"; do
-        local addr=${GW[$ns]}
-        if [[ $kind == seq ]]; then
-            script="end=\$(( \$(date +%s) + $LOAD_SECS )); n=0
-                while [ \$(date +%s) -lt \$end ]; do curl -sf -o /dev/null http://$addr:$HTTP_PORT/blob && n=\$((n+1)); done; echo \$n"
-        else
-            script="n=0; for r in \$(seq $ROUNDS); do curl -sf -o /dev/null http://$addr:$HTTP_PORT/blob && n=\$((n+1)); done; echo \$n"
-        fi
-        spawn ip netns exec "$ns" sh -c "$script" >"$WORK/fetched-$i"
+        spawn ip netns exec "$ns" sh -c "$(load_script "$kind" "${GW[$ns]}")" >"$WORK/fetched-$i"
         clients+=("$LAST_PID")
         i=$((i + 1))
     done
@@ -163,7 +179,7 @@ sample_until_done() {
 }
 
 bench_pasta() {
-    local n=$1 kind idle peak after ns pids=() script clients i
+    local n=$1 kind idle peak after ns pids=() clients i late
     make_namespaces "$n" p
     for ns in "${NS_LIST[@]}"; do
         spawn pasta -q -f --runas 0 --log-file "$WORK/pasta-$ns.log" --config-net -4 -I gwpasta0 -a 10.0.2.15 -n 24 \
@@ -178,13 +194,7 @@ bench_pasta() {
         clients=()
         i=0
         for ns in "${NS_LIST[@]}"; do
-            if [[ $kind == seq ]]; then
-                script="end=\$(( \$(date +%s) + $LOAD_SECS )); n=0
-                    while [ \$(date +%s) -lt \$end ]; do curl -sf -o /dev/null http://10.0.2.2:$HTTP_PORT/blob && n=\$((n+1)); done; echo \$n"
-            else
-                script="n=0; for r in \$(seq $ROUNDS); do curl -sf -o /dev/null http://10.0.2.2:$HTTP_PORT/blob && n=\$((n+1)); done; echo \$n"
-            fi
-            spawn ip netns exec "$ns" sh -c "$script" >"$WORK/fetched-$i"
+            spawn ip netns exec "$ns" sh -c "$(load_script "$kind" 10.0.2.2)" >"$WORK/fetched-$i"
             clients+=("$LAST_PID")
             i=$((i + 1))
         done
@@ -206,26 +216,13 @@ bench_pasta() {
 bench_budget_pair() {
     head -c $((256 << 20)) /dev/urandom >"$WORK/www/big"
     make_namespaces 3 b
-    cat >"$WORK/gatewayd.toml" <<TOML
-sweep-stale-devices = false
-[dns]
-upstreams = ["127.0.0.1:9"]
-[addresses]
-ipv4-pool = "10.93.0.0/16"
-TOML
-    GWD_SOCK="$WORK/gatewayd.sock"
-    spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" --state-dir "$WORK/state-b" \
-        --egress-policy host-only >"$WORK/gatewayd-b.log" 2>&1
-    GWD_PID=$LAST_PID
-    for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && break; sleep 0.1; done
+    gatewayd_start_default 10.93.0.0/16 pair
     local ctl=("$BINDIR/gatewayctl" --control "$GWD_SOCK")
     "${ctl[@]}" attach neighbour --netns "${NS_LIST[0]}" >/dev/null
     "${ctl[@]}" attach roomy --netns "${NS_LIST[1]}" >/dev/null
     "${ctl[@]}" attach tight --netns "${NS_LIST[2]}" --memory-budget-mib 1 >/dev/null
     declare -A GW
-    local line
-    while read -r line; do GW[${line%% *}]=${line#* }; done < <("${ctl[@]}" list --json |
-        python3 -c "import json,sys; [print(s['id'], s['gatewayIPv4']) for s in json.load(sys.stdin)]")
+    sandbox_gateways id
     local roomy=() tight=() r other t0 kind ns
     for r in 1 2 3 4 5; do
         for kind in roomy tight; do
