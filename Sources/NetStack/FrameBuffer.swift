@@ -41,7 +41,7 @@ public final class FramePool {
     /// Frames that exist now, in use or free.
     public private(set) var allocated = 0
 
-    public init(frameCapacity: Int = FramePool.standardCapacity, keepWarm: Int = 32) {
+    public init(frameCapacity: Int = FramePool.standardCapacity, keepWarm: Int = 8) {
         self.frameCapacity = frameCapacity
         self.keepWarm = keepWarm
     }

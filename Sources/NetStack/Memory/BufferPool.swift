@@ -33,7 +33,7 @@ public final class BufferPool {
     /// Slabs the system refused (mmap failed); takes then fail until memory frees up.
     public private(set) var mapFailures = 0
 
-    public init(chunkSize: Int = 16 * 1024, slabChunks: Int = 64, keepWarm: Int = 64) {
+    public init(chunkSize: Int = 16 * 1024, slabChunks: Int = 64, keepWarm: Int = 32) {
         precondition(chunkSize >= 4096 && chunkSize & (chunkSize - 1) == 0, "chunk size must be a power of two ≥ 4 KiB")
         self.chunkSize = chunkSize
         chunkShift = chunkSize.trailingZeroBitCount
