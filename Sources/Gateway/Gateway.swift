@@ -112,8 +112,8 @@ public final class Gateway: @unchecked Sendable {
     }
 
     private let state: Mutex<State>
-    /// A trim of freed memory is scheduled (see `releaseFreedMemorySoon`).
-    private let trimPending = SharedFlag()
+    /// Trims malloc's arenas after detaches and after bursts of traffic.
+    private let memoryTrimmer = MemoryTrimmer(quietDelay: StackConfiguration().tcp.timeWait + .seconds(2))
     /// Closes detached sandboxes' TAPs off the control path, several at once.
     let reaper = DeviceReaper()
     /// The descriptors the sandboxes' devices and flows hold, within the open files limit.
@@ -148,8 +148,11 @@ public final class Gateway: @unchecked Sendable {
         guard chunkSize >= 4096, chunkSize & (chunkSize - 1) == 0 else {
             throw GatewayError(.invalidArgument, "buffer chunk size \(chunkSize) must be a power of two of at least 4096")
         }
-        let trimFlag = trimPending
-        let releaseTrimmed: @Sendable () -> Void = { Self.releaseFreedMemorySoon(trimFlag) }
+        let trimmer = memoryTrimmer
+        let releaseTrimmed: @Sendable () -> Void = {
+            trimmer.soon()
+            trimmer.afterQuiet()
+        }
         for loop in loops {
             let (pool, frames) = try loop.submitAndWaitTyped {
                 () throws(GatewayError) -> (UncheckedSendable<BufferPool>, UncheckedSendable<FramePool>) in
@@ -455,18 +458,8 @@ public final class Gateway: @unchecked Sendable {
 
     /// The sandboxes' buffers were freed in the shard threads' malloc arenas, which keep freed
     /// memory for reuse: without trimming, RSS stays at its high-water mark after sandboxes go.
-    /// Trimming locks each arena while it walks it, so a burst of detaches shares one trim,
-    /// made off the control and shard threads a moment after the first of them.
-    private func releaseFreedMemorySoon() { Self.releaseFreedMemorySoon(trimPending) }
-
-    private static func releaseFreedMemorySoon(_ trimPending: SharedFlag) {
-        guard trimPending.value.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
-        else { return }
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(100)) {
-            trimPending.value.store(false, ordering: .releasing)
-            gw_release_free_memory()
-        }
-    }
+    /// A burst of detaches shares one trim, made off the control and shard threads.
+    private func releaseFreedMemorySoon() { memoryTrimmer.soon() }
 
     /// The shard and object of an attached sandbox, for the extensions that drive it.
     func attachedSandbox(_ id: String) -> (shard: Int, sandbox: UncheckedSendable<Sandbox>)? {
@@ -500,7 +493,7 @@ public final class Gateway: @unchecked Sendable {
     /// Gives the pools' idle chunks and frames back to the system every `interval`
     /// nanoseconds, for as long as the loop runs. When that released anything a burst of traffic
     /// has ended, and what its connections and relays freed in malloc's arenas is given back too
-    /// (`released`, once per burst: trimming locks each arena while it walks it).
+    /// (`released`: now, and once its connections' TIME-WAIT is over).
     private static func trimPeriodically(
         _ pool: BufferPool, _ frames: FramePool, on loop: EventLoop, every interval: UInt64,
         then released: @escaping @Sendable () -> Void
@@ -549,11 +542,6 @@ public final class Gateway: @unchecked Sendable {
             loop.stop()
         }
     }
-}
-
-/// A flag shared by threads (a trim is scheduled).
-final class SharedFlag: Sendable {
-    let value = Atomic<Bool>(false)
 }
 
 /// One shard's buffer pool, for /metrics.
