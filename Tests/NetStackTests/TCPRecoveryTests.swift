@@ -95,19 +95,24 @@ private func sack(_ start: UInt32, _ end: UInt32) -> TCPOptions {
         #expect(h.conn.state == .established)
     }
 
-    /// RFC 6582 §3.2 step 3: the ACK that covers everything outstanding when recovery began
-    /// deflates the window to ssthresh when enough is still in flight.
-    @Test func fullAckDeflatesCwndToSsthresh() {
+    /// Eight segments out, the second lost: the third, fourth and fifth draw the duplicate ACKs
+    /// that start NewReno recovery with 7000 in flight (ssthresh 3500, cwnd 3500 + 3 × 1000).
+    private func recoveringFromSecondSegmentLoss() -> TCPHarness {
         let h = harness()
         h.write(bytes(8000))
         #expect(h.poll().count == 8)
         h.guest(ack: Self.una + 1000)
-        // Segment 2 lost; 3, 4 and 5 draw the duplicate ACKs that start recovery with
-        // 7000 in flight: ssthresh 3500, cwnd 3500 + 3 × 1000.
         for _ in 0..<3 { h.guest(ack: Self.una + 1000) }
         #expect(h.conn.fastRecoveries == 1)
         #expect(h.conn.ssthresh == 3500)
         #expect(h.conn.cwnd == 6500)
+        return h
+    }
+
+    /// RFC 6582 §3.2 step 3: the ACK that covers everything outstanding when recovery began
+    /// deflates the window to ssthresh when enough is still in flight.
+    @Test func fullAckDeflatesCwndToSsthresh() {
+        let h = recoveringFromSecondSegmentLoss()
         // New data goes out as further duplicate ACKs (6, 7, 8, then two new segments)
         // inflate the window one segment each.
         h.write(bytes(4000, seed: 1))
@@ -123,12 +128,7 @@ private func sack(_ start: UInt32, _ end: UInt32) -> TCPOptions {
     /// The same step with little left in flight: cwnd is FlightSize + one segment, so the end
     /// of recovery does not release a burst of ssthresh bytes at once.
     @Test func fullAckWithLittleInFlightDeflatesBelowSsthresh() {
-        let h = harness()
-        h.write(bytes(8000))
-        #expect(h.poll().count == 8)
-        h.guest(ack: Self.una + 1000)
-        for _ in 0..<3 { h.guest(ack: Self.una + 1000) }
-        #expect(h.conn.cwnd == 6500)
+        let h = recoveringFromSecondSegmentLoss()
         h.guest(ack: Self.una + 8000)
         #expect(h.conn.sndUna == h.conn.sndNxt)
         #expect(h.conn.cwnd == 2000)
