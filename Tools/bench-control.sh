@@ -7,6 +7,7 @@
 # namespace and device made here is removed at the end, on failure and on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source Tools/bench-lib.sh
 
 SECS=4
 CONNS=2000
@@ -24,91 +25,21 @@ while (($#)); do
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
-if [[ $(id -u) -ne 0 ]]; then
-    echo "bench-control.sh makes namespaces and devices: run it as root" >&2
-    exit 1
-fi
+bench_require_root bench-control.sh
 
 Tools/install-deps.sh >&2
-command -v pasta >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq passt >/dev/null
-if ((BUILD)); then
-    echo "building gatewayd and gatewayctl (release)…" >&2
-    swift build -c release --product gatewayd >&2
-    swift build -c release --product gatewayctl >&2
-fi
-BIN="$(swift build -c release --show-bin-path)"
-[[ -x $BIN/gatewayd && -x $BIN/gatewayctl ]] || { echo "no release build in $BIN: run without --skip-build" >&2; exit 1; }
+command -v pasta >/dev/null || bench_install_packages passt
+bench_gatewayd_binaries "$BUILD"
 
-# --- bookkeeping and cleanup -----------------------------------------------------------------
-TAG=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-[[ -n $TAG ]] || { echo "could not make a run tag" >&2; exit 1; }
-WORK=$(mktemp -d "/tmp/gw-ctl-bench-$TAG.XXXXXX")
-PIDS=()
-
-cleanup() {
-    set +e
-    local p n
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    # Every namespace made here carries this run's tag; so do the devices the daemons may leave.
-    for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^gwfig-$TAG-"); do ip netns del "$n" 2>/dev/null; done
-    # Without a tag this pattern would match every gateway device on the host: never run it so.
-    [[ -n $TAG ]] && for n in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gw[a-z]-$TAG-"); do
-        ip link del "$n" 2>/dev/null
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'echo "interrupted: cleaning up" >&2; exit 130' INT TERM HUP
+bench_init gw-ctl-bench
 # 1,000 TAP descriptors plus their host sockets and epoll registrations exceed the usual 1,024.
 ulimit -n "$(ulimit -Hn)"
 
-spawn() {
-    "$@" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-
-stop() {
-    local pid=$1 keep=() p
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-# Waits until something listens on TCP PORT, in namespace NS ("" = the host).
-wait_listen() {
-    local ns=$1 port=$2
-    for _ in $(seq 200); do
-        if [[ -z $ns ]]; then ss -Hltn "sport = :$port" | grep -q . && return 0
-        else ip netns exec "$ns" ss -Hltn "sport = :$port" | grep -q . && return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listens on port $port${ns:+ in $ns}" >&2
-    return 1
-}
-
-# A host port no socket uses, below the ephemeral range (where the thousands of TIME-WAIT sockets
-# of the connection test live) and outside gatewayd's 30000-39999.
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 9000))
-        ss -Htan "( sport = :$p )" | grep -q . || { echo "$p"; return; }
-    done
-}
-
-# Starts a gatewayd with its own socket, state directory, address pool, and a device sweep limited
-# to this run's tag (the default sweep would remove other gatewayd instances' devices).
+# Starts a gatewayd NAME with SHARDS shards (pinned to CPU when given), its own address pool, and a
+# device sweep limited to this run's tag (the default sweep would remove other gatewayd instances'
+# devices). Sets GWD (its PID) and CTL (gatewayctl talking to it).
 start_gatewayd() { # name shards [cpu]
-    local name=$1 shards=$2 cpu=${3:-}
+    local name=$1 shards=$2
     cat >"$WORK/$name.toml" <<TOML
 shards = $shards
 pin-shards = false
@@ -119,15 +50,9 @@ ipv6-pool = "fd47:5777::/48"
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML
-    local pin=()
-    [[ -n $cpu ]] && pin=(taskset -c "$cpu")
-    spawn "${pin[@]}" "$BIN/gatewayd" --config "$WORK/$name.toml" --control "$WORK/$name.sock" \
-        --state-dir "$WORK/$name-state" >"$WORK/$name.log" 2>&1
-    GWD=$LAST_PID
-    CTL=("$BIN/gatewayctl" --control "$WORK/$name.sock")
-    for _ in $(seq 200); do "${CTL[@]}" list >/dev/null 2>&1 && return 0; sleep 0.05; done
-    echo "gatewayd did not come up:" >&2; cat "$WORK/$name.log" >&2
-    return 1
+    GWD_CPUS=${3:-} gatewayd_spawn "$BINDIR" "$name"
+    GWD=$GWD_PID
+    CTL=("$BINDIR/gatewayctl" --control "$GWD_SOCK")
 }
 
 cat >"$WORK/onebyte.py" <<'PY'
@@ -183,7 +108,7 @@ iperf_both() {
         f="$WORK/iperf-$label$flag.json"
         client iperf3 -c "$(client_addr)" -p "$port" -t "$SECS" -J $flag >"$f" && ! grep -q '"error"' "$f" || {
             grep '"error"' "$f" >&2; return 1; }
-        out+=("$(python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 1e9))' "$f")")
+        out+=("$(json_get '"%.2f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9)' <"$f")")
     done
     echo "${out[*]}"
 }
@@ -223,21 +148,13 @@ declare -A R
 # --- the second client: a namespace reaching the host over a veth made here ----------------------
 # From there the host's address on that veth is not loopback, so pasta must take its TAP path (from the host's
 # own loopback it splices sockets instead); ours takes the same path either way.
-# A /24 no route of the host uses yet (other tools may be running beside this one).
-while :; do
-    NET=10.$((200 + RANDOM % 50)).$((RANDOM % 250))
-    ip route | grep -q "^$NET\." || ip -o addr | grep -q " $NET\." || break
-done
+# A /24 no address or route of the host uses yet (other tools may be running beside this one).
+NET=$(free_subnet)
 HOST_ADDR=$NET.1
-# gwf-: a prefix no gatewayd sweeps by default (gwe- is, and other runs on this machine may start one).
-CLIENT_NS=gwfig-$TAG-client
-ip netns add "$CLIENT_NS"
-ip link add "gwf-$TAG-h" type veth peer name "gwf-$TAG-c" netns "$CLIENT_NS"
-ip addr add $HOST_ADDR/24 dev "gwf-$TAG-h"
-ip link set "gwf-$TAG-h" up
-ip -n "$CLIENT_NS" addr add $NET.2/24 dev "gwf-$TAG-c"
-ip -n "$CLIENT_NS" link set "gwf-$TAG-c" up
-ip -n "$CLIENT_NS" link set lo up
+# gwk-: a prefix no gatewayd sweeps (gwe- is, and other runs on this machine may start one).
+CLIENT_NS=gwbench-$TAG-client
+netns_add "$CLIENT_NS"
+veth_add "$CLIENT_NS" "gwk-$TAG-h" "gwk-$TAG-c" "$NET"
 for _ in $(seq 100); do ip netns exec "$CLIENT_NS" ping -c1 -W1 "$HOST_ADDR" >/dev/null 2>&1 && break; sleep 0.05; done
 
 # --- 1 and 2: published port, ours -------------------------------------------------------------
@@ -245,20 +162,19 @@ for _ in $(seq 100); do ip netns exec "$CLIENT_NS" ping -c1 -W1 "$HOST_ADDR" >/d
 # the flow to the guest through the sandbox's stack and TAP.
 echo "== published port through gatewayd ==" >&2
 start_gatewayd pub 1 0
-ns=gwfig-$TAG-gw
-ip netns add "$ns"
+ns=gwbench-$TAG-gw
+netns_add "$ns"
 "${CTL[@]}" attach pub --netns "$ns" >/dev/null
 spawn ip netns exec "$ns" iperf3 -s -p 5201 --logfile "$WORK/iperf3-gw.log"
 spawn ip netns exec "$ns" python3 "$WORK/onebyte.py" 5202
-wait_listen "$ns" 5201
-wait_listen "$ns" 5202
-port_json() { python3 -c 'import json,sys; print(json.load(sys.stdin)["hostPort"])'; }
-GP1=$("${CTL[@]}" publish pub 5201 --json | port_json)
-GP2=$("${CTL[@]}" publish pub 5202 --json | port_json)
-GP3=$("${CTL[@]}" publish pub $HOST_ADDR:0:5201 --json | port_json)
-GP4=$("${CTL[@]}" publish pub $HOST_ADDR:0:5202 --json | port_json)
+wait_listen "" 5201 "$ns"
+wait_listen "" 5202 "$ns"
+GP1=$("${CTL[@]}" publish pub 5201 --json | json_get 'd["hostPort"]')
+GP2=$("${CTL[@]}" publish pub 5202 --json | json_get 'd["hostPort"]')
+GP3=$("${CTL[@]}" publish pub $HOST_ADDR:0:5201 --json | json_get 'd["hostPort"]')
+GP4=$("${CTL[@]}" publish pub $HOST_ADDR:0:5202 --json | json_get 'd["hostPort"]')
 echo "gatewayd: 127.0.0.1:$GP1/$GP2 and $HOST_ADDR:$GP3/$GP4 → guest 5201/5202" >&2
-stats() { "${CTL[@]}" stats pub --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["bytesIn"] + s["bytesOut"])'; }
+stats() { "${CTL[@]}" stats pub --json | json_get 'd["bytesIn"] + d["bytesOut"]'; }
 b0=$(stats)
 CLIENT=lo measure_ports gw "$GP1" "$GP2"
 b1=$(stats)
@@ -274,25 +190,22 @@ stop "$GWD"
 # host's loopback takes pasta's splice path (socket to socket onto the namespace's loopback), not
 # its TAP: see README-bench-control.md.
 echo "== pasta -t ==" >&2
-ns=gwfig-$TAG-pasta
-ip netns add "$ns"
-ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+ns=gwbench-$TAG-pasta
+netns_add "$ns" no-ipv6
 spawn ip netns exec "$ns" iperf3 -s -p 5201 --logfile "$WORK/iperf3-pasta.log"
 spawn ip netns exec "$ns" python3 "$WORK/onebyte.py" 5202
-PP=()
-while ((${#PP[@]} < 4)); do
-    p=$(free_port)
-    [[ " ${PP[*]} " == *" $p "* ]] || PP+=("$p")
-done
-tapbytes() { ip -n "$ns" -s -j link show gwpasta0 | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["stats64"]; print(s["rx"]["bytes"] + s["tx"]["bytes"])'; }
+# Below the ephemeral ports (where the thousands of TIME-WAIT sockets of the connection test
+# live) and outside gatewayd's 30000-39999.
+free_port PP0; free_port PP1; free_port PP2; free_port PP3
+tapbytes() { ip -n "$ns" -s -j link show gwpasta0 | json_get 'd[0]["stats64"]["rx"]["bytes"] + d[0]["stats64"]["tx"]["bytes"]'; }
 # This pasta takes one bind address for all its -t options, so one instance per client variant.
 pasta_run() { # client bind-address iperf-port cps-port
     spawn taskset -c 0 pasta -q -f --runas 0 --log-file "$WORK/pasta-$1.log" --config-net -4 -I gwpasta0 \
         -a 10.0.2.15 -n 24 -g 10.0.2.2 -t "$2/$3:5201" -t "$2/$4:5202" -u none -T none -U none --netns "$ns"
     local pasta=$LAST_PID b0 b1
-    wait_listen "" "$3"
-    wait_listen "" "$4"
-    for _ in $(seq 100); do ip -n "$ns" -4 -o addr show dev gwpasta0 2>/dev/null | grep -q 10.0.2.15 && break; sleep 0.05; done
+    wait_listen "$2" "$3"
+    wait_listen "$2" "$4"
+    wait_address "$ns" gwpasta0 10.0.2.15
     # Until the guest has sent a frame this pasta does not know the guest's MAC, and connections it
     # forwards through its TAP are reset; one ping (unanswered: ICMP is off) teaches it.
     ip netns exec "$ns" ping -c1 -W1 10.0.2.2 >/dev/null 2>&1 || true
@@ -300,11 +213,10 @@ pasta_run() { # client bind-address iperf-port cps-port
     CLIENT=$1 measure_ports pasta "$3" "$4"
     b1=$(tapbytes)
     R[pasta_$1_tap_mb]=$(((b1 - b0) / 1000000))
-    stop "$pasta"
-    for _ in $(seq 50); do ip -n "$ns" link show gwpasta0 >/dev/null 2>&1 || break; sleep 0.05; done
+    PEER_PID=$pasta peer_stop "$ns" gwpasta0
 }
-pasta_run lo 127.0.0.1 "${PP[0]}" "${PP[1]}"
-pasta_run veth "$HOST_ADDR" "${PP[2]}" "${PP[3]}"
+pasta_run lo 127.0.0.1 "$PP0" "$PP1"
+pasta_run veth "$HOST_ADDR" "$PP2" "$PP3"
 ip netns del "$ns"
 
 # --- 3: attach and detach latency ----------------------------------------------------------------
@@ -315,8 +227,8 @@ start_gatewayd ctl 2
 : >"$WORK/attach.ms"
 : >"$WORK/detach.ms"
 for i in $(seq "$CYCLES"); do
-    ns=gwfig-$TAG-c$i
-    ip netns add "$ns"
+    ns=gwbench-$TAG-c$i
+    netns_add "$ns"
     t0=$(now_ns)
     "${CTL[@]}" attach "c$i" --netns "$ns" >/dev/null
     t1=$(now_ns)
@@ -332,8 +244,8 @@ done
 : >"$WORK/detach-api.ms"
 api() { curl -sS -o /dev/null -w '%{http_code} %{time_total}\n' --unix-socket "$WORK/ctl.sock" "$@"; }
 for i in $(seq "$CYCLES"); do
-    ns=gwfig-$TAG-a$i
-    ip netns add "$ns"
+    ns=gwbench-$TAG-a$i
+    netns_add "$ns"
     read -r code t < <(api -X POST -d "{\"id\":\"a$i\",\"netns\":\"$ns\"}" http://gatewayd/v1/sandboxes)
     [[ $code == 201 ]] || { echo "attach over the API answered $code" >&2; exit 1; }
     echo "$t * 1000" | bc >>"$WORK/attach-api.ms"
@@ -371,16 +283,19 @@ R[fd0]=$(fd_count "$GWD")
 host_gw() { ip -o link | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^gw' | sort || true; }
 host_gw >"$WORK/gw-before"
 t0=$(now_ns)
+# Plain ip netns add (recorded for cleanup): the figure is for "ip netns add + gatewayctl attach",
+# and netns_add would time bringing up each loopback as well.
 for i in $(seq "$SANDBOXES"); do
-    ip netns add "gwfig-$TAG-s$i"
-    "${CTL[@]}" attach "s$i" --netns "gwfig-$TAG-s$i" >/dev/null
+    NAMESPACES+=("gwbench-$TAG-s$i")
+    ip netns add "gwbench-$TAG-s$i"
+    "${CTL[@]}" attach "s$i" --netns "gwbench-$TAG-s$i" >/dev/null
 done
 t1=$(now_ns)
 R[attach_all_s]=$(echo "scale=1; ($t1 - $t0) / 1000000000" | bc)
 sleep 2
 R[rss1]=$(rss_kib "$GWD")
 R[fd1]=$(fd_count "$GWD")
-R[listed]=$("${CTL[@]}" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+R[listed]=$("${CTL[@]}" list --json | json_get 'len(d)')
 echo "attached ${R[listed]} in ${R[attach_all_s]} s: RSS ${R[rss0]} → ${R[rss1]} KiB, fds ${R[fd0]} → ${R[fd1]}" >&2
 t0=$(now_ns)
 for i in $(seq "$SANDBOXES"); do "${CTL[@]}" detach "s$i" >/dev/null; done
@@ -389,16 +304,16 @@ R[detach_all_s]=$(echo "scale=1; ($t1 - $t0) / 1000000000" | bc)
 sleep 2
 R[rss2]=$(rss_kib "$GWD")
 R[fd2]=$(fd_count "$GWD")
-R[listed2]=$("${CTL[@]}" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+R[listed2]=$("${CTL[@]}" list --json | json_get 'len(d)')
 # After detach each namespace should hold only its loopback.
 R[ns_with_devices]=0
 for i in $(seq "$SANDBOXES"); do
-    n=$(ip -n "gwfig-$TAG-s$i" -o link | grep -vc ': lo:' || true)
+    n=$(ip -n "gwbench-$TAG-s$i" -o link | grep -vc ': lo:' || true)
     ((n == 0)) || R[ns_with_devices]=$((R[ns_with_devices] + 1))
 done
 # A second round into the same namespaces tells a leak (RSS grows again by as much) from memory the
 # allocator kept after the first round (RSS stays put).
-for i in $(seq "$SANDBOXES"); do "${CTL[@]}" attach "s$i" --netns "gwfig-$TAG-s$i" >/dev/null; done
+for i in $(seq "$SANDBOXES"); do "${CTL[@]}" attach "s$i" --netns "gwbench-$TAG-s$i" >/dev/null; done
 sleep 2
 R[rss3]=$(rss_kib "$GWD")
 R[fd3]=$(fd_count "$GWD")
@@ -407,7 +322,7 @@ sleep 2
 R[rss4]=$(rss_kib "$GWD")
 R[fd4]=$(fd_count "$GWD")
 echo "second round: RSS ${R[rss3]} KiB attached, ${R[rss4]} KiB detached; fds ${R[fd3]}, ${R[fd4]}" >&2
-for i in $(seq "$SANDBOXES"); do ip netns del "gwfig-$TAG-s$i"; done
+for i in $(seq "$SANDBOXES"); do ip netns del "gwbench-$TAG-s$i"; done
 host_gw >"$WORK/gw-after"
 R[host_gw_new]=$(comm -13 "$WORK/gw-before" "$WORK/gw-after" | wc -l)
 R[host_gw_names]=$(comm -13 "$WORK/gw-before" "$WORK/gw-after" | tr '\n' ' ')

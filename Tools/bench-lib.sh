@@ -1,4 +1,4 @@
-# Shared pieces of the benchmark scripts (bench-stack.sh, bench-gateway.sh): what a run made and
+# Shared pieces of the benchmark scripts (bench-stack.sh, bench-gateway.sh, …): what a run made and
 # its removal, process helpers, iperf3 runs, and the setup of each compared path. Sourced, not run.
 #
 # The caller sets `set -euo pipefail`, calls bench_init, and may set before sourcing or after:
@@ -98,14 +98,16 @@ run() {
     return $rc
 }
 
-# Waits until something listens on TCP ADDR:PORT in the host namespace.
+# Waits until something listens on TCP ADDR:PORT (ADDR "" = any address) in namespace NS, or in
+# the host namespace when NS is left out.
 wait_listen() {
-    local addr=$1 port=$2
+    local addr=$1 port=$2 ns=${3:-} filter
+    if [[ -n $addr ]]; then filter="src $addr:$port"; else filter="sport = :$port"; fi
     for _ in $(seq 100); do
-        ss -Hltn "src $addr:$port" 2>/dev/null | grep -q . && return 0
+        ${ns:+ip netns exec "$ns"} ss -Hltn "$filter" 2>/dev/null | grep -q . && return 0
         sleep 0.05
     done
-    echo "nothing listens on $addr:$port" >&2
+    echo "nothing listens on ${addr:-*}:$port${ns:+ in $ns}" >&2
     return 1
 }
 
@@ -205,13 +207,28 @@ bench_gatewayd_binaries() {
     done
 }
 
+# Starts BINDIR's gatewayd as NAME: config WORK/NAME.toml (the caller writes it), control socket
+# WORK/NAME.sock, state WORK/NAME-state, log WORK/NAME.log, then ARGS; pinned by taskset to the
+# CPUs in GWD_CPUS when that is set. Returns once the control socket answers, so a gatewayctl
+# right after it is not refused. Sets GWD_PID and GWD_SOCK.
+gatewayd_spawn() {
+    local bindir=$1 name=$2
+    shift 2
+    GWD_SOCK="$WORK/$name.sock"
+    spawn ${GWD_CPUS:+taskset -c "$GWD_CPUS"} "$bindir/gatewayd" --config "$WORK/$name.toml" --control "$GWD_SOCK" \
+        --state-dir "$WORK/$name-state" "$@" >"$WORK/$name.log" 2>&1
+    GWD_PID=$LAST_PID
+    for _ in $(seq 200); do "$bindir/gatewayctl" --control "$GWD_SOCK" list >/dev/null 2>&1 && return 0; sleep 0.05; done
+    echo "gatewayd did not answer on $GWD_SOCK; its log:" >&2
+    cat "$WORK/$name.log" >&2
+    return 1
+}
+
 # Starts the release gatewayd from BINDIR with its own control socket and state under WORK, one
 # shard on LOOP_CPU, host-only egress, and a DNS upstream (127.0.0.1:9, discard) that no real
 # resolver answers. GWD_BUSY_POLL_US sets its busy-poll-us (default 50, gatewayd's own default).
 # Sets GWD_PID and GWD_SOCK.
 gatewayd_start() {
-    local bindir=$1
-    GWD_SOCK="$WORK/gatewayd.sock"
     # pin-shards off: the shard thread then keeps taskset's CPU instead of choosing CPU 0 itself.
     # No sweep of stale devices: that would take the devices of other runs on this machine too.
     cat >"$WORK/gatewayd.toml" <<TOML
@@ -221,21 +238,15 @@ busy-poll-us = ${GWD_BUSY_POLL_US:-50}
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML
-    spawn taskset -c "$LOOP_CPU" "$bindir/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" \
-        --state-dir "$WORK/gatewayd-state" --shards 1 --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
-    GWD_PID=$LAST_PID
-    for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && return 0; sleep 0.1; done
-    echo "gatewayd did not open $GWD_SOCK; its log:" >&2
-    cat "$WORK/gatewayd.log" >&2
-    return 1
+    GWD_CPUS=$LOOP_CPU gatewayd_spawn "$1" gatewayd --shards 1 --egress-policy host-only
 }
 
 # Attaches NS to the running gatewayd as sandbox ID at MTU; sets GWD_GATEWAY to its gateway IPv4.
 gatewayd_attach() {
     local bindir=$1 id=$2 ns=$3 mtu=$4
     "$bindir/gatewayctl" --control "$GWD_SOCK" attach "$id" --netns "$ns" --mtu "$mtu" >/dev/null
-    GWD_GATEWAY=$("$bindir/gatewayctl" --control "$GWD_SOCK" list --json | python3 -c \
-        "import json,sys; print([s for s in json.load(sys.stdin) if s['id']=='$id'][0]['gatewayIPv4'])")
+    GWD_GATEWAY=$("$bindir/gatewayctl" --control "$GWD_SOCK" list --json |
+        json_get "[s for s in d if s['id'] == '$id'][0]['gatewayIPv4']")
 }
 
 gatewayd_detach() {
@@ -272,6 +283,12 @@ peer_stop() {
 }
 
 # --- measurements -----------------------------------------------------------------------------
+
+# Prints the Python expression EXPR, evaluated with d bound to the JSON document on stdin: the one
+# way these scripts read a field of gatewayctl's, iperf3's or ip's JSON.
+json_get() {
+    python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
+}
 
 # One iperf3 client run from inside NS, JSON on stdout. iperf3 3.12 now and then hangs at the end
 # of a reverse (-R) test, after the data went, waiting for the server's results: a run that does

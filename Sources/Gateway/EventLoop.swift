@@ -68,7 +68,7 @@ public final class EventLoop: @unchecked Sendable {
         self.name = name
         self.cpu = cpu
         self.nice = nice
-        busyPollNanoseconds = busyPoll.nanosecondCount
+        busyPollNanoseconds = busyPoll.nanoseconds
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epfd >= 0 else { throw GatewayError(.system, "epoll_create1 for \(name): \(errnoText())") }
         wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))

@@ -144,7 +144,7 @@ public final class Gateway: @unchecked Sendable {
         var shardPools: [UncheckedSendable<BufferPool>] = []
         var shardFramePools: [UncheckedSendable<FramePool>] = []
         let chunkSize = configuration.bufferChunkSize
-        let trimEvery = configuration.memoryTrimInterval.nanosecondCount
+        let trimEvery = configuration.memoryTrimInterval.nanoseconds
         guard chunkSize >= 4096, chunkSize & (chunkSize - 1) == 0 else {
             throw GatewayError(.invalidArgument, "buffer chunk size \(chunkSize) must be a power of two of at least 4096")
         }
@@ -427,7 +427,7 @@ public final class Gateway: @unchecked Sendable {
     public func detach(_ id: String) throws(GatewayError) {
         let record = try state.withLock { s throws(GatewayError) -> Record in
             guard let r = s.records[id], r.sandbox != nil else {
-                throw GatewayError(.unknownSandbox, "no sandbox '\(id)' is attached (gatewayctl list shows those that are)")
+                throw GatewayError.unknownSandbox(id)
             }
             s.records[id] = nil
             return r
@@ -474,7 +474,7 @@ public final class Gateway: @unchecked Sendable {
     public func stats(_ id: String) throws(GatewayError) -> SandboxStats {
         let record = state.withLock { $0.records[id] }
         guard let record, let box = record.sandbox else {
-            throw GatewayError(.unknownSandbox, "no sandbox '\(id)' is attached (gatewayctl list shows those that are)")
+            throw GatewayError.unknownSandbox(id)
         }
         return try shards[record.shard].submitAndWaitTyped { () throws(GatewayError) -> SandboxStats in box.value.stats() }
     }

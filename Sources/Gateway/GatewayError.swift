@@ -24,4 +24,10 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { message }
+
+    /// The one wording for an ID that names no attached sandbox, so every operation and the
+    /// control API say it alike.
+    public static func unknownSandbox(_ id: String) -> GatewayError {
+        GatewayError(.unknownSandbox, "no sandbox '\(id)' is attached (gatewayctl list shows those that are)")
+    }
 }

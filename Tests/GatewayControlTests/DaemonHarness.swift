@@ -98,12 +98,14 @@ final class DaemonHarness: @unchecked Sendable {
         p.standardInput = FileHandle.nullDevice
         try p.run()
         process = p
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if ControlClient(socketPath: socketPath).isReachable() { return }
-            if !p.isRunning { throw HarnessError("gatewayd exited with \(p.terminationStatus): \(log())") }
-            usleep(50_000)
+        var exited = false
+        let up = eventually(seconds: 20, every: 0.05) {
+            if ControlClient(socketPath: socketPath).isReachable() { return true }
+            exited = !p.isRunning
+            return exited
         }
+        if exited { throw HarnessError("gatewayd exited with \(p.terminationStatus): \(log())") }
+        if up { return }
         throw HarnessError("gatewayd did not open \(socketPath) within 20 s: \(log())")
     }
 
@@ -115,8 +117,7 @@ final class DaemonHarness: @unchecked Sendable {
         guard let p = process else { return nil }
         defer { process = nil }
         if p.isRunning { kill(p.processIdentifier, signal) }
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(20_000) }
+        _ = eventually(seconds: timeout) { !p.isRunning }
         if p.isRunning {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()

@@ -184,8 +184,7 @@ struct DescriptorLimitTests {
         defer { (idle + slow).forEach { close($0) } }
         for fd in slow { _ = send(fd, "GET /v1/sandboxes HTTP/1.1\r\n", 28, Int32(MSG_NOSIGNAL)) }
         // Accepted (each holds a descriptor of gatewayd's) before the clock starts.
-        let accepted = Date().addingTimeInterval(0.25)
-        while h.openFileCount() < before + 30 && Date() < accepted { usleep(5_000) }
+        _ = eventually(seconds: 0.25, every: 0.005) { h.openFileCount() >= before + 30 }
         #expect(h.openFileCount() >= before + 30)
 
         // Keep trickling header bytes for 3 s (well past both timeouts) and see who is closed.

@@ -69,7 +69,7 @@ struct EndToEndTests {
                             "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',\(guestPort)));s.listen()\nwhile True:\n c,_=s.accept();c.sendall(b'from the guest');c.close()"]
         try server.run()
         defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
-        usleep(500_000)
+        try TestHost.waitForListener(port: UInt16(guestPort), in: ns)
 
         let pub = try h.ctl("publish", id, String(guestPort))
         #expect(pub.status == 0, "\(pub.stderr)")
@@ -250,13 +250,9 @@ struct EndToEndTests {
         capture.standardError = err
         try capture.run()
         // The capture is registered once the pcap header has been written.
-        let deadline = Date().addingTimeInterval(10)
-        while (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0 < 24 && Date() < deadline {
-            usleep(20_000)
-        }
+        _ = eventually(seconds: 10) { (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0 >= 24 }
         try TestHost.run(["ip", "netns", "exec", ns, "ping", "-c", "5", "-i", "0.2", "-W", "2", view.gatewayIPv4])
-        let waitUntil = Date().addingTimeInterval(20)
-        while capture.isRunning && Date() < waitUntil { usleep(20_000) }
+        _ = eventually(seconds: 20) { !capture.isRunning }
         if capture.isRunning { capture.terminate() }
         capture.waitUntilExit()
         #expect(capture.terminationStatus == 0)
@@ -327,10 +323,10 @@ struct EndToEndTests {
         let attached = try h.residentKilobytes()
         try detachAll()
         // Detach trims freed memory a moment later, once per burst.
-        var after = try h.residentKilobytes()
-        for _ in 0..<30 where after - before >= (attached - before) / 2 {
-            Thread.sleep(forTimeInterval: 0.1)
+        var after = 0
+        _ = try eventually(seconds: 3, every: 0.1) {
             after = try h.residentKilobytes()
+            return after - before < (attached - before) / 2
         }
         // Each idle sandbox holds tens of kilobytes (buffers, stack state); once they are gone
         // most of that must leave the process, not stay cached in malloc's arenas.

@@ -75,12 +75,10 @@ struct RestartTests {
     }
 
     static func waitFor(_ path: String, containing text: String, seconds: Double = 10) -> String {
-        let deadline = Date().addingTimeInterval(seconds)
         var content = ""
-        while Date() < deadline {
+        _ = eventually(seconds: seconds, every: 0.05) {
             content = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            if content.contains(text) { break }
-            usleep(50_000)
+            return content.contains(text)
         }
         return content
     }

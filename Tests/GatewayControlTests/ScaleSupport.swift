@@ -96,12 +96,12 @@ func startPython(
 
 /// The text a helper wrote to `path`, once it is there (within `seconds`).
 func waitForFile(_ path: String, seconds: Double = 30, until done: (String) -> Bool = { !$0.isEmpty }) -> String? {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if let text = try? String(contentsOfFile: path, encoding: .utf8), done(text) { return text }
-        usleep(50_000)
+    var text: String?
+    let found = eventually(seconds: seconds, every: 0.05) {
+        text = try? String(contentsOfFile: path, encoding: .utf8)
+        return text.map(done) ?? false
     }
-    return nil
+    return found ? text : nil
 }
 
 /// The shared helper (a type of the same name in this target has another shape).

@@ -69,9 +69,7 @@ struct ShutdownScaleTests {
         try TestHost.run(["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "2", h.addresses(of: "again").gateway])
         // Every device closed: the descriptors come back (a TAP and nothing else per sandbox).
         #expect(try client.send("DELETE", "/v1/sandboxes/again").0 == 200)
-        let deadline = Date().addingTimeInterval(5)
-        while h.links(in: ns).contains(where: { $0.hasPrefix("gwt-") }) && Date() < deadline { usleep(20_000) }
-        #expect(!h.links(in: ns).contains { $0.hasPrefix("gwt-") })
+        #expect(eventually { !h.links(in: ns).contains { $0.hasPrefix("gwt-") } })
         #expect(h.stop(SIGTERM, timeout: 30) == 0)
         #expect(others.withGatewayDevices().isEmpty)
     }

@@ -171,13 +171,13 @@ struct VMAttachCLITests {
         """
 
     func waitForLine(_ path: String, _ prefix: String) -> String {
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline {
+        var line: Substring?
+        _ = eventually(seconds: 15, every: 0.05) {
             let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) { return String(line) }
-            usleep(50_000)
+            line = text.split(separator: "\n").first { $0.hasPrefix(prefix) }
+            return line != nil
         }
-        return "no \(prefix) line"
+        return line.map(String.init) ?? "no \(prefix) line"
     }
 
     func index(_ h: DaemonHarness, _ name: String) -> Int32? { try? h.scratch.host.link(named: name).index }

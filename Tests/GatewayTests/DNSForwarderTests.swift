@@ -2,6 +2,7 @@
 // denied names, forwarding under the guest's ID, failover, SERVFAIL, TC, malformed queries, caps.
 import Foundation
 import Gateway
+import GatewayTestSupport
 import Synchronization
 import Testing
 import Wire
@@ -69,16 +70,6 @@ final class Inbox: Sendable {
     private let storage = Mutex<[[UInt8]]>([])
     func append(_ reply: [UInt8]) { storage.withLock { $0.append(reply) } }
     var items: [[UInt8]] { storage.withLock { $0 } }
-}
-
-/// Polls `condition` until it holds or `seconds` pass.
-func eventually(seconds: Double = 5, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
 }
 
 func makeQuery(id: UInt16, _ name: String, _ type: DNSRecordType = .a, edns: UInt16? = nil) -> [UInt8] {

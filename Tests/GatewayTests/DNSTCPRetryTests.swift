@@ -2,6 +2,7 @@
 // upstream's UDP answer was truncated, and the truncated answer when the TCP exchange fails.
 import Foundation
 import Gateway
+import GatewayTestSupport
 import Testing
 import Wire
 

@@ -180,24 +180,38 @@ struct GatewayEchoAndIdleTests {
         _ = open
     }
 
-    /// A relayed flow idle past the timeout is reset on both sides.
+    /// A relayed flow idle past the timeout is reset on both sides: an RST, not a FIN, so
+    /// neither end mistakes the cut for the other's orderly end of data.
     @Test func idleTCPFlowIsReset() throws {
         let fx = try GatewayFixture { $0.limits.tcpIdleTimeout = .seconds(1) }
         defer { fx.tearDown() }
         let port = FreePort.next()
+        // The server, like the client, waits for data that never comes, and writes how its
+        // wait ended: bytes, b'' for a FIN, or the error's name.
+        let upstreamEnd = NSTemporaryDirectory() + "gw-idle-\(fx.scratch.tag)"
+        defer { try? FileManager.default.removeItem(atPath: upstreamEnd) }
         _ = try fx.background(["python3", "-c", """
-            import socket, time
+            import socket
             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", \(port))); s.listen()
-            c, _ = s.accept(); time.sleep(30)
+            c, _ = s.accept(); c.settimeout(30)
+            try: end = repr(c.recv(10))
+            except Exception as e: end = type(e).__name__
+            open("\(upstreamEnd)", "w").write(end)
             """])
         try fx.waitForListener(port: port)
         let (info, ns) = try fx.attach()
         let start = Date()
         // The client waits for data that never comes: the gateway resets it after ~1 s idle.
         let out = try fx.run(in: ns, "python3 -c \"import socket; s=socket.create_connection(('\(info.gatewayIPv4)', \(port))); print(repr(s.recv(10)))\" 2>&1; true", timeout: 20)
-        #expect(out.contains("ConnectionResetError") || out.contains("b''"), "\(out)")
+        #expect(out.contains("ConnectionResetError"), "the guest saw \(out)")
         #expect(Date().timeIntervalSince(start) < 8)
+        var upstream = ""
+        _ = eventually {
+            upstream = (try? String(contentsOfFile: upstreamEnd, encoding: .utf8)) ?? ""
+            return !upstream.isEmpty
+        }
+        #expect(upstream == "ConnectionResetError", "the upstream saw \(upstream)")
     }
 
     /// Both directions have finished on the host socket but the guest has not acknowledged the

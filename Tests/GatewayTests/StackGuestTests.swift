@@ -90,17 +90,6 @@ struct UncheckedBox<T>: @unchecked Sendable {
     init(_ v: T) { value = v }
 }
 
-/// Polls `condition` until it holds or `seconds` pass.
-func waitFor(seconds: Double = 30, _ condition: () -> Bool) throws {
-    let deadline = Date().addingTimeInterval(seconds)
-    while !condition() {
-        if Date() > deadline { throw TimedOut() }
-        usleep(20_000)
-    }
-}
-
-struct TimedOut: Error {}
-
 @Suite(.serialized, .enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
 struct StackGuestAddressingTests {
     /// busybox udhcpc in the guest gets its address, router, DNS and MTU from the stack's DHCP server.
@@ -140,10 +129,9 @@ struct StackGuestAddressingTests {
         try fx.guest("sysctl -qw net.ipv6.conf.\(fx.tapName).accept_ra=2; ip link set \(fx.tapName) down; ip link set \(fx.tapName) up")
         // The kernel solicits a router when the link comes up; wait for the SLAAC address.
         var addr = ""
-        for _ in 0..<50 {
+        _ = try eventually(every: 0.1) {
             addr = try fx.guest("ip -6 -o addr show dev \(fx.tapName) scope global")
-            if addr.contains("fd00::2:") { break }
-            usleep(100_000)
+            return addr.contains("fd00::2:")
         }
         #expect(addr.contains("fd00::2:"), "no SLAAC address: \(addr)")
         let out = try fx.guest("ping -6 -c 2 -i 0.2 -W 2 fd00:0:0:2::2")

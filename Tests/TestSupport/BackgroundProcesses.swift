@@ -37,11 +37,6 @@ extension TestHost {
     public static func waitForListener(port: UInt16, in ns: String? = nil, udp: Bool = false, seconds: Double = 10) throws {
         let ss = "ss -\(udp ? "u" : "t")lnH 'sport = :\(port)' | grep -q ."
         let command = ns.map { "ip netns exec \($0) sh -c \"\(ss)\"" } ?? ss
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if (try? run(["sh", "-c", command])) != nil { return }
-            usleep(50_000)
-        }
-        throw TimedOut()
+        try waitFor(seconds: seconds, every: 0.05) { (try? run(["sh", "-c", command])) != nil }
     }
 }

@@ -33,13 +33,6 @@ private enum Samples {
     static let gateway6 = IPv6Address("fd00::1")!
 }
 
-private func expectError(
-    _ code: WireError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void
-) {
-    let error = #expect(throws: WireError.self, sourceLocation: sourceLocation) { try body() }
-    #expect(error?.code == code, sourceLocation: sourceLocation)
-}
-
 private func parse4(_ bytes: [UInt8], verify: Bool = true) throws -> ICMPv4Message {
     try bytes.withUnsafeBytes { try ICMPv4Message.parse($0, verifyChecksum: verify) }
 }

@@ -55,13 +55,6 @@ private func emit(_ header: TCPHeader) throws -> [UInt8] {
     return out
 }
 
-private func expectError(
-    _ code: WireError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void
-) {
-    let error = #expect(throws: WireError.self, sourceLocation: sourceLocation) { try body() }
-    #expect(error?.code == code, sourceLocation: sourceLocation)
-}
-
 @Suite struct TCPHeaderTests {
     @Test func linuxSYN() throws {
         let h = try parse(Samples.linuxSYN)

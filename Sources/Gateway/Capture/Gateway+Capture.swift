@@ -9,7 +9,7 @@ extension Gateway {
         sandbox id: String, capacity: Int = 4096, byteCapacity: Int = 16 << 20, snapLength: Int = 65_535
     ) throws(GatewayError) -> FrameCapture {
         guard let info = list().first(where: { $0.id == id }) else {
-            throw GatewayError(.unknownSandbox, "no sandbox '\(id)' is attached (gatewayctl list shows those that are)")
+            throw GatewayError.unknownSandbox(id)
         }
         guard shards.indices.contains(info.shard), let mac = MACAddress(info.gatewayMAC) else {
             throw GatewayError(.system, "sandbox '\(id)' has no shard or gateway MAC to capture on")

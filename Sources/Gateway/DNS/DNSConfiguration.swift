@@ -1,5 +1,6 @@
 // Settings of a shard's DNS forwarder: where to forward, which names it answers itself, and the
 // bounds (timeouts, outstanding queries, sizes) that keep one sandbox from exhausting it.
+import NetStack
 import Wire
 
 public struct DNSConfiguration: Sendable {
@@ -48,8 +49,5 @@ public struct DNSConfiguration: Sendable {
         DNSConfiguration(upstreams: ResolvConf.nameServers(path: path))
     }
 
-    var attemptTimeoutNanoseconds: UInt64 {
-        let (seconds, attoseconds) = attemptTimeout.components
-        return UInt64(max(seconds, 0)) * 1_000_000_000 + UInt64(max(attoseconds, 0) / 1_000_000_000)
-    }
+    var attemptTimeoutNanoseconds: UInt64 { attemptTimeout.nanoseconds }
 }

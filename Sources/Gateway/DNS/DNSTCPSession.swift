@@ -197,7 +197,7 @@ final class DNSTCPSession {
     /// closed one more timeout after that (the guest does not read its answers or does not
     /// finish its side), or whose queries went unanswered for a minute, is reset.
     private func armIdleTimer(at deadline: UInt64? = nil) {
-        let idle = limits.dnsTCPIdleTimeout.nanosecondCount
+        let idle = limits.dnsTCPIdleTimeout.nanoseconds
         idleTimer = relay.loop.schedule(at: deadline ?? lastActivity + idle) { [weak self] in
             guard let self, self.phase != .done else { return }
             self.idleTimer = nil

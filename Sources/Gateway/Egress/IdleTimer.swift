@@ -1,5 +1,6 @@
 // Ends a relay session after a quiet spell: one timer per session, re-armed lazily from the
 // last activity instead of on every packet.
+import NetStack
 
 final class IdleTimer {
     private let loop: EventLoop
@@ -10,7 +11,7 @@ final class IdleTimer {
 
     init(loop: EventLoop, timeout: Duration, expired: @escaping () -> Void) {
         self.loop = loop
-        self.timeout = timeout.nanosecondCount
+        self.timeout = timeout.nanoseconds
         arm(expired)
     }
 

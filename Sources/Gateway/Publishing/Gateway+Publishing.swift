@@ -13,8 +13,7 @@ extension Gateway {
     ///   or process that holds the port), `.exhausted` (no automatic port left), `.system`.
     public func publish(sandboxID: String, spec: PublishSpec) throws(GatewayError) -> PublishedPortInfo {
         guard let sandbox = attachedSandbox(sandboxID) else {
-            throw GatewayError(
-                .unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
+            throw GatewayError.unknownSandbox(sandboxID)
         }
         guard spec.guestPort != 0 else {
             throw GatewayError(.invalidArgument, "publish spec '\(spec)': the guest port must be 1-65535")
@@ -60,8 +59,7 @@ extension Gateway {
     /// ports are free again when this returns.
     public func unpublish(sandboxID: String, spec: PublishSpec) throws(GatewayError) {
         guard let sandbox = attachedSandbox(sandboxID) else {
-            throw GatewayError(
-                .unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
+            throw GatewayError.unknownSandbox(sandboxID)
         }
         let bindings = publishing.routes.entries(sandbox: sandboxID)
             .filter { spec.matches($0.binding, guestPort: $0.target.guestPort) }
@@ -89,8 +87,7 @@ extension Gateway {
     /// Replaces a sandbox's ingress policy; it applies to clients accepted from now on.
     public func setIngressPolicy(sandboxID: String, _ allowed: @escaping IngressHook) throws(GatewayError) {
         guard let sandbox = attachedSandbox(sandboxID) else {
-            throw GatewayError(
-                .unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
+            throw GatewayError.unknownSandbox(sandboxID)
         }
         let box = sandbox.sandbox
         try shards[sandbox.shard].submitAndWaitTyped { () throws(GatewayError) in
@@ -101,8 +98,7 @@ extension Gateway {
     /// The inbound counters of a sandbox.
     public func ingressCounters(sandboxID: String) throws(GatewayError) -> IngressCounters {
         guard let sandbox = attachedSandbox(sandboxID) else {
-            throw GatewayError(
-                .unknownSandbox, "no sandbox '\(sandboxID)' is attached (gatewayctl list shows those that are)")
+            throw GatewayError.unknownSandbox(sandboxID)
         }
         let box = sandbox.sandbox
         return try shards[sandbox.shard].submitAndWaitTyped { () throws(GatewayError) -> IngressCounters in

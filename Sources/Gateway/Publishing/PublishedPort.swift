@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import CGatewayShims
+import NetStack
 
 final class PublishedPort {
     unowned let relay: IngressRelay
@@ -39,7 +40,7 @@ final class PublishedPort {
     func pause(for d: Duration) {
         guard fd >= 0, resumeTimer == nil else { return }
         relay.loop.modify(fd: fd, events: 0)
-        resumeTimer = relay.loop.schedule(at: monotonicNanoseconds() + d.nanosecondCount) { [weak self] in
+        resumeTimer = relay.loop.schedule(at: monotonicNanoseconds() + d.nanoseconds) { [weak self] in
             guard let self, self.fd >= 0 else { return }
             self.resumeTimer = nil
             self.relay.loop.modify(fd: self.fd, events: EPOLLIN.rawValue)

@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import Link
+import NetStack
 import Synchronization
 
 final class DeviceReaper: Sendable {
@@ -80,13 +81,13 @@ final class DeviceReaper: Sendable {
     /// addresses. Bounded: a close that takes longer than `limit` lets the caller go on (and
     /// find what is still there, if anything is).
     func waitUntilClosed(namespace: String, limit: Duration = .seconds(10)) {
-        let deadline = monotonicNanoseconds() + limit.nanosecondCount
+        let deadline = monotonicNanoseconds() + limit.nanoseconds
         while isClosing(namespace: namespace) && monotonicNanoseconds() < deadline { usleep(500) }
     }
 
     /// Waits until every retired device is closed, up to `limit`.
     func drain(limit: Duration = .seconds(60)) {
-        let deadline = monotonicNanoseconds() + limit.nanosecondCount
+        let deadline = monotonicNanoseconds() + limit.nanoseconds
         while pendingCount > 0 && monotonicNanoseconds() < deadline { usleep(1_000) }
     }
 }

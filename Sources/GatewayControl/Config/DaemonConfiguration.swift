@@ -179,66 +179,55 @@ public struct DaemonConfiguration: Sendable {
         }
         let r = ConfigReader(file: file)
         for e in document.root.entries {
-            switch e.key {
-            case "control": controlPath = try r.path(e, "control")
-            case "control-mode": controlMode = try r.mode(e, "control-mode")
-            case "state-dir": stateDirectory = try r.path(e, "state-dir")
-            case "shards": shards = try r.int(e, "shards", in: 1...1024)
-            case "pin-shards": pinShards = try r.bool(e, "pin-shards")
-            case "busy-poll-us": busyPollMicroseconds = try r.int(e, "busy-poll-us", in: 0...10_000)
-            case "shard-nice": shardNice = try r.int(e, "shard-nice", in: -20...19)
-            case "egress-policy": egressPolicy = try r.string(e, "egress-policy")
-            case "log-format":
+            switch try r.key(e, e.key, RootKey.self) {
+            case .control: controlPath = try r.path(e, e.key)
+            case .controlMode: controlMode = try r.mode(e, e.key)
+            case .stateDir: stateDirectory = try r.path(e, e.key)
+            case .shards: shards = try r.int(e, e.key, in: 1...1024)
+            case .pinShards: pinShards = try r.bool(e, e.key)
+            case .busyPollUs: busyPollMicroseconds = try r.int(e, e.key, in: 0...10_000)
+            case .shardNice: shardNice = try r.int(e, e.key, in: -20...19)
+            case .egressPolicy: egressPolicy = try r.string(e, e.key)
+            case .logFormat:
                 logFormat =
-                    try r.choice(e, "log-format", LogFormat.allCases.map(\.rawValue)).flatMap {
+                    try r.choice(e, e.key, LogFormat.allCases.map(\.rawValue)).flatMap {
                         LogFormat(rawValue: $0)
                     } ?? .human
-            case "log-level":
+            case .logLevel:
                 logLevel =
-                    try r.choice(e, "log-level", Logger.Level.allCases.map(\.rawValue)).flatMap {
+                    try r.choice(e, e.key, Logger.Level.allCases.map(\.rawValue)).flatMap {
                         Logger.Level(rawValue: $0)
                     } ?? .info
-            case "metrics-address": metricsAddress = try r.hostPort(e, "metrics-address")
-            case "control-idle-timeout-ms":
-                controlIdleTimeout = .milliseconds(try r.int(e, "control-idle-timeout-ms", in: 10...86_400_000))
-            case "control-request-timeout-ms":
-                controlRequestTimeout = .milliseconds(try r.int(e, "control-request-timeout-ms", in: 10...3_600_000))
-            case "descriptors": try applyDescriptors(r.table(e, "descriptors"), r)
-            case "sweep-stale-devices": sweepStaleDevices = try r.bool(e, "sweep-stale-devices")
-            case "sweep-prefixes":
-                let list = try r.strings(e, "sweep-prefixes")
+            case .metricsAddress: metricsAddress = try r.hostPort(e, e.key)
+            case .controlIdleTimeoutMs:
+                controlIdleTimeout = .milliseconds(try r.int(e, e.key, in: 10...86_400_000))
+            case .controlRequestTimeoutMs:
+                controlRequestTimeout = .milliseconds(try r.int(e, e.key, in: 10...3_600_000))
+            case .descriptors: try applyDescriptors(r.table(e, e.key), r)
+            case .sweepStaleDevices: sweepStaleDevices = try r.bool(e, e.key)
+            case .sweepPrefixes:
+                let list = try r.strings(e, e.key)
                 if let bad = list.first(where: { !$0.hasPrefix(InterfaceName.projectPrefix) || $0.count < 3 }) {
                     throw r.error(
-                        e, "sweep-prefixes",
+                        e, e.key,
                         "'\(bad)' does not start with 'gw' and one more character: "
                             + "only the gateway's devices may be swept"
                     )
                 }
                 sweepPrefixes = list
-            case "host-device-tag":
-                let tag = try r.string(e, "host-device-tag")
+            case .hostDeviceTag:
+                let tag = try r.string(e, e.key)
                 guard tag.count <= 6, tag.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) })
                 else {
-                    throw r.error(e, "host-device-tag", "'\(tag)' is not 0-6 lowercase letters and digits")
+                    throw r.error(e, e.key, "'\(tag)' is not 0-6 lowercase letters and digits")
                 }
                 hostDeviceTag = tag
-            case "addresses": try applyAddresses(r.table(e, "addresses"), r)
-            case "ports": try applyPorts(r.table(e, "ports"), r)
-            case "limits": try applyLimits(r.table(e, "limits"), r)
-            case "dns": try applyDNS(r.table(e, "dns"), r)
-            case "policies": try applyPolicies(r.table(e, "policies"), r)
-            case "memory": try applyMemory(r.table(e, "memory"), r)
-            default:
-                throw r.unknown(
-                    e, e.key,
-                    known: [
-                        "control", "control-mode", "control-idle-timeout-ms", "control-request-timeout-ms",
-                        "descriptors", "state-dir", "shards", "pin-shards", "busy-poll-us", "shard-nice", "egress-policy", "log-format",
-                        "log-level", "metrics-address", "sweep-stale-devices", "sweep-prefixes", "host-device-tag",
-                        "addresses", "ports",
-                        "limits", "dns",
-                        "policies", "memory",
-                    ])
+            case .addresses: try applyAddresses(r.table(e, e.key), r)
+            case .ports: try applyPorts(r.table(e, e.key), r)
+            case .limits: try applyLimits(r.table(e, e.key), r)
+            case .dns: try applyDNS(r.table(e, e.key), r)
+            case .policies: try applyPolicies(r.table(e, e.key), r)
+            case .memory: try applyMemory(r.table(e, e.key), r)
             }
         }
         // Resolved as attach resolves a sandbox's policy (profiles in any case).
@@ -250,21 +239,103 @@ public struct DaemonConfiguration: Sendable {
         }
     }
 
+    // Each table's keys are written once, in an enum in the order "unknown key" errors list
+    // them; the compiler then holds each table's `switch` to handling every one.
+
+    /// Top-level keys.
+    private enum RootKey: String, ConfigKeys {
+        case control
+        case controlMode = "control-mode"
+        case controlIdleTimeoutMs = "control-idle-timeout-ms"
+        case controlRequestTimeoutMs = "control-request-timeout-ms"
+        case descriptors
+        case stateDir = "state-dir"
+        case shards
+        case pinShards = "pin-shards"
+        case busyPollUs = "busy-poll-us"
+        case shardNice = "shard-nice"
+        case egressPolicy = "egress-policy"
+        case logFormat = "log-format"
+        case logLevel = "log-level"
+        case metricsAddress = "metrics-address"
+        case sweepStaleDevices = "sweep-stale-devices"
+        case sweepPrefixes = "sweep-prefixes"
+        case hostDeviceTag = "host-device-tag"
+        case addresses
+        case ports
+        case limits
+        case dns
+        case policies
+        case memory
+    }
+
+    /// Keys of `[addresses]`.
+    private enum AddressesKey: String, ConfigKeys {
+        case ipv4Pool = "ipv4-pool"
+        case ipv4SandboxPrefix = "ipv4-sandbox-prefix"
+        case ipv6Pool = "ipv6-pool"
+    }
+
+    /// Keys of `[ports]`.
+    private enum PortsKey: String, ConfigKeys {
+        case range
+        case bind
+        case maxInboundConnections = "max-inbound-connections"
+    }
+
+    /// Keys of `[limits]`.
+    private enum LimitsKey: String, ConfigKeys {
+        case tcpRelays = "tcp-relays"
+        case udpSessions = "udp-sessions"
+        case connectTimeoutMs = "connect-timeout-ms"
+        case udpIdleTimeoutS = "udp-idle-timeout-s"
+    }
+
+    /// Keys of `[memory]`.
+    private enum MemoryKey: String, ConfigKeys {
+        case sandboxBudgetMib = "sandbox-budget-mib"
+        case globalBudgetMib = "global-budget-mib"
+        case chunkKib = "chunk-kib"
+        case trimIntervalMs = "trim-interval-ms"
+    }
+
+    /// Keys of `[descriptors]`.
+    private enum DescriptorsKey: String, ConfigKeys {
+        case perSandbox = "per-sandbox"
+        case controlReserve = "control-reserve"
+    }
+
+    /// Keys of `[dns]`.
+    private enum DNSKey: String, ConfigKeys {
+        case upstreams
+        case localNames = "local-names"
+        case deniedNames = "denied-names"
+    }
+
+    /// Keys of `[policies.NAME]`.
+    private enum PolicyKey: String, ConfigKeys {
+        case rules
+        case extends
+        case `default`
+        case deniedNames = "denied-names"
+        case memoryBudgetMib = "memory-budget-mib"
+    }
+
     private mutating func applyAddresses(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
         var v4Prefix: (IPv4Address, Int)?
         var sandboxPrefix = addresses.ipv4SandboxPrefix
         for e in t.entries {
             let key = "addresses." + e.key
-            switch e.key {
-            case "ipv4-pool":
+            switch try r.key(e, key, AddressesKey.self) {
+            case .ipv4Pool:
                 let text = try r.string(e, key)
                 guard let p = Self.ipv4Prefix(text) else {
                     throw r.error(
                         e, key, "'\(text)' is not an IPv4 network: write it as ADDRESS/LENGTH, e.g. 10.88.0.0/16")
                 }
                 v4Prefix = p
-            case "ipv4-sandbox-prefix": sandboxPrefix = try r.int(e, key, in: 8...30)
-            case "ipv6-pool":
+            case .ipv4SandboxPrefix: sandboxPrefix = try r.int(e, key, in: 8...30)
+            case .ipv6Pool:
                 let text = try r.string(e, key)
                 let parts = text.split(separator: "/")
                 guard parts.count == 2, let a = IPv6Address(parts[0]), parts[1] == "48", a.low == 0,
@@ -274,8 +345,6 @@ public struct DaemonConfiguration: Sendable {
                         e, key, "'\(text)' is not an IPv6 /48: each sandbox takes a /64 of it, e.g. fd47:5700::/48")
                 }
                 addresses.ipv6Pool = a
-            default:
-                throw r.unknown(e, key, known: ["ipv4-pool", "ipv4-sandbox-prefix", "ipv6-pool"])
             }
         }
         if let (network, length) = v4Prefix {
@@ -296,8 +365,8 @@ public struct DaemonConfiguration: Sendable {
     private mutating func applyPorts(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
         for e in t.entries {
             let key = "ports." + e.key
-            switch e.key {
-            case "range":
+            switch try r.key(e, key, PortsKey.self) {
+            case .range:
                 let text = try r.string(e, key)
                 let parts = text.split(separator: "-")
                 guard parts.count == 2, let lo = Int(parts[0]), let hi = Int(parts[1]), 1 <= lo, lo <= hi, hi <= 65_535
@@ -306,7 +375,7 @@ public struct DaemonConfiguration: Sendable {
                         e, key, "'\(text)' is not a port range: write FIRST-LAST within 1-65535, e.g. 30000-39999")
                 }
                 publishedPortRange = lo...hi
-            case "bind":
+            case .bind:
                 let text = try r.string(e, key)
                 guard IPAddress(text) != nil else {
                     throw r.error(
@@ -314,9 +383,7 @@ public struct DaemonConfiguration: Sendable {
                     )
                 }
                 publishBindAddress = text
-            case "max-inbound-connections": maxInboundConnections = try r.int(e, key, in: 1...1_000_000)
-            default:
-                throw r.unknown(e, key, known: ["range", "bind", "max-inbound-connections"])
+            case .maxInboundConnections: maxInboundConnections = try r.int(e, key, in: 1...1_000_000)
             }
         }
     }
@@ -324,14 +391,11 @@ public struct DaemonConfiguration: Sendable {
     private mutating func applyLimits(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
         for e in t.entries {
             let key = "limits." + e.key
-            switch e.key {
-            case "tcp-relays": limits.maxTCPRelays = try r.int(e, key, in: 1...1_000_000)
-            case "udp-sessions": limits.maxUDPSessions = try r.int(e, key, in: 1...1_000_000)
-            case "connect-timeout-ms": limits.connectTimeout = .milliseconds(try r.int(e, key, in: 1...600_000))
-            case "udp-idle-timeout-s": limits.udpIdleTimeout = .seconds(try r.int(e, key, in: 1...86_400))
-            default:
-                throw r.unknown(
-                    e, key, known: ["tcp-relays", "udp-sessions", "connect-timeout-ms", "udp-idle-timeout-s"])
+            switch try r.key(e, key, LimitsKey.self) {
+            case .tcpRelays: limits.maxTCPRelays = try r.int(e, key, in: 1...1_000_000)
+            case .udpSessions: limits.maxUDPSessions = try r.int(e, key, in: 1...1_000_000)
+            case .connectTimeoutMs: limits.connectTimeout = .milliseconds(try r.int(e, key, in: 1...600_000))
+            case .udpIdleTimeoutS: limits.udpIdleTimeout = .seconds(try r.int(e, key, in: 1...86_400))
             }
         }
     }
@@ -339,17 +403,14 @@ public struct DaemonConfiguration: Sendable {
     private mutating func applyMemory(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
         for e in t.entries {
             let key = "memory." + e.key
-            switch e.key {
-            case "sandbox-budget-mib": sandboxMemoryBudgetMiB = try r.int(e, key, in: 1...1_048_576)
-            case "global-budget-mib": globalMemoryBudgetMiB = try r.int(e, key, in: 1...16_777_216)
-            case "chunk-kib":
+            switch try r.key(e, key, MemoryKey.self) {
+            case .sandboxBudgetMib: sandboxMemoryBudgetMiB = try r.int(e, key, in: 1...1_048_576)
+            case .globalBudgetMib: globalMemoryBudgetMiB = try r.int(e, key, in: 1...16_777_216)
+            case .chunkKib:
                 let k = try r.int(e, key, in: 4...1024)
                 guard k & (k - 1) == 0 else { throw r.error(e, key, "\(k) is not a power of two (4, 8, 16, … 1024)") }
                 bufferChunkKiB = k
-            case "trim-interval-ms": memoryTrimIntervalMilliseconds = try r.int(e, key, in: 10...600_000)
-            default:
-                throw r.unknown(
-                    e, key, known: ["sandbox-budget-mib", "global-budget-mib", "chunk-kib", "trim-interval-ms"])
+            case .trimIntervalMs: memoryTrimIntervalMilliseconds = try r.int(e, key, in: 10...600_000)
             }
         }
     }
@@ -357,10 +418,9 @@ public struct DaemonConfiguration: Sendable {
     private mutating func applyDescriptors(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
         for e in t.entries {
             let key = "descriptors." + e.key
-            switch e.key {
-            case "per-sandbox": descriptors.perSandbox = try r.int(e, key, in: 1...10_000_000)
-            case "control-reserve": descriptors.controlReserve = try r.int(e, key, in: 16...1_000_000)
-            default: throw r.unknown(e, key, known: ["per-sandbox", "control-reserve"])
+            switch try r.key(e, key, DescriptorsKey.self) {
+            case .perSandbox: descriptors.perSandbox = try r.int(e, key, in: 1...10_000_000)
+            case .controlReserve: descriptors.controlReserve = try r.int(e, key, in: 16...1_000_000)
             }
         }
     }
@@ -368,8 +428,8 @@ public struct DaemonConfiguration: Sendable {
     private mutating func applyDNS(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
         for e in t.entries {
             let key = "dns." + e.key
-            switch e.key {
-            case "upstreams":
+            switch try r.key(e, key, DNSKey.self) {
+            case .upstreams:
                 var list: [HostPort] = []
                 for text in try r.strings(e, key) {
                     if IPAddress(text) != nil {
@@ -382,10 +442,8 @@ public struct DaemonConfiguration: Sendable {
                     }
                 }
                 dnsUpstreams = list
-            case "local-names": dnsLocalNames = try r.strings(e, key)
-            case "denied-names": dnsDeniedNames = try r.dnsNames(e, key)
-            default:
-                throw r.unknown(e, key, known: ["upstreams", "local-names", "denied-names"])
+            case .localNames: dnsLocalNames = try r.strings(e, key)
+            case .deniedNames: dnsDeniedNames = try r.dnsNames(e, key)
             }
         }
     }
@@ -406,8 +464,8 @@ public struct DaemonConfiguration: Sendable {
             var memoryBudget: Int?
             for e in try r.table(p, "policies." + name).entries {
                 let key = "policies.\(name).\(e.key)"
-                switch e.key {
-                case "rules":
+                switch try r.key(e, key, PolicyKey.self) {
+                case .rules:
                     for (i, text) in try r.strings(e, key).enumerated() {
                         do {
                             rules.append(try PolicyRule(parsing: text))
@@ -415,17 +473,15 @@ public struct DaemonConfiguration: Sendable {
                             throw r.error(e, key, "rule \(i + 1) (\"\(text)\"): \(error.reason)")
                         }
                     }
-                case "extends":
+                case .extends:
                     let profile = try r.choice(e, key, Policy.profileNames) ?? "host-only"
                     base = try? Policy.profile(named: profile)
-                case "default":
+                case .`default`:
                     defaultAction = try r.choice(e, key, PolicyAction.allCases.map(\.rawValue)).flatMap {
                         PolicyAction(rawValue: $0)
                     }
-                case "denied-names": deniedNames = try r.dnsNames(e, key)
-                case "memory-budget-mib": memoryBudget = try r.int(e, key, in: 1...1_048_576) << 20
-                default:
-                    throw r.unknown(e, key, known: ["rules", "extends", "default", "denied-names", "memory-budget-mib"])
+                case .deniedNames: deniedNames = try r.dnsNames(e, key)
+                case .memoryBudgetMib: memoryBudget = try r.int(e, key, in: 1...1_048_576) << 20
                 }
             }
             var policy = Policy(
@@ -447,6 +503,9 @@ public struct DaemonConfiguration: Sendable {
     }
 }
 
+/// A table's keys: the raw value is the key as written in the file.
+protocol ConfigKeys: RawRepresentable<String>, CaseIterable {}
+
 /// Typed reads of config entries, each failure naming the key and its line.
 struct ConfigReader {
     let file: String
@@ -457,6 +516,12 @@ struct ConfigReader {
 
     private func expected(_ e: TOMLDocument.Table.Entry, _ key: String, _ what: String) -> ConfigError {
         error(e, key, "expected \(what), found \(e.value.typeName)")
+    }
+
+    /// The entry's key as one of a table's known keys, or an error that lists them.
+    func key<Key: ConfigKeys>(_ e: TOMLDocument.Table.Entry, _ key: String, _: Key.Type) throws(ConfigError) -> Key {
+        guard let k = Key(rawValue: e.key) else { throw unknown(e, key, known: Key.allCases.map(\.rawValue)) }
+        return k
     }
 
     func unknown(_ e: TOMLDocument.Table.Entry, _ key: String, known: [String]) -> ConfigError {

@@ -315,7 +315,7 @@ public final class ControlService: Sendable {
     }
 
     static func unknown(_ id: String) -> ControlError {
-        ControlError(.unknownSandbox, "no sandbox '\(id)' is attached (gatewayctl list shows those that are)")
+        ControlError(GatewayError.unknownSandbox(id))
     }
 
     private func requireSandbox(_ id: String) throws(ControlError) {

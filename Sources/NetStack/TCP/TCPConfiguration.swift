@@ -36,11 +36,3 @@ public struct TCPConfiguration: Sendable {
         return shift
     }
 }
-
-extension Duration {
-    /// Whole nanoseconds, for arithmetic on the stack's UInt64 clock.
-    var nanoseconds: UInt64 {
-        let (s, a) = components
-        return UInt64(max(0, s)) * 1_000_000_000 + UInt64(max(0, a / 1_000_000_000))
-    }
-}

@@ -160,26 +160,13 @@ public final class TCPConnection {
     }
 
     /// A connection for a SYN from the guest; nothing is sent until `accept` or `refuse`.
-    public init(
+    public convenience init(
         passiveSYN syn: TCPSegmentIn, iss: UInt32, configuration: TCPConfiguration, now: UInt64,
         pool: BufferPool = BufferPool(), budget: MemoryBudget = .unlimited()
     ) {
-        self.configuration = configuration
-        self.budget = budget
-        clock = now
-        rcvWindowTarget = min(configuration.receiveBufferSize, max(configuration.initialReceiveWindow, 2 * configuration.localMSS))
-        state = .synPending
-        self.iss = SequenceNumber(iss)
-        sndUna = self.iss
-        sndNxt = self.iss
-        sndMax = self.iss
-        recover = self.iss
-        sendBuffer = ChunkedBuffer(capacity: configuration.sendBufferSize, pool: pool, budget: budget)
-        receiveBuffer = ChunkedBuffer(capacity: configuration.receiveBufferSize, pool: pool, budget: budget)
-        assembler = Assembler(maxRanges: configuration.maxOutOfOrderRanges)
-        rto = configuration.initialRTO.nanoseconds
-        cwnd = configuration.initialWindowSegments * configuration.localMSS
-        wantWindowScale = syn.options.windowScale != nil
+        self.init(
+            state: .synPending, iss: iss, wantWindowScale: syn.options.windowScale != nil,
+            configuration: configuration, now: now, pool: pool, budget: budget)
         irs = syn.seq
         rcvNxt = syn.seq + 1
         adoptPeerOptions(syn)
@@ -190,15 +177,27 @@ public final class TCPConnection {
     }
 
     /// A connection the gateway opens into the guest (published ports); the SYN goes out on the first `poll`.
-    public init(
+    public convenience init(
         activeISS iss: UInt32, configuration: TCPConfiguration, now: UInt64,
         pool: BufferPool = BufferPool(), budget: MemoryBudget = .unlimited()
+    ) {
+        self.init(
+            state: .synSent, iss: iss, wantWindowScale: true, configuration: configuration, now: now, pool: pool,
+            budget: budget)
+        ackNow = true  // makes the first poll send the SYN
+    }
+
+    /// What both directions of opening share: sequence space from the ISS, buffers, timers and
+    /// windows at their configured starting values. `now` starts the clock the budget charges by.
+    private init(
+        state: TCPState, iss: UInt32, wantWindowScale: Bool, configuration: TCPConfiguration, now: UInt64,
+        pool: BufferPool, budget: MemoryBudget
     ) {
         self.configuration = configuration
         self.budget = budget
         clock = now
         rcvWindowTarget = min(configuration.receiveBufferSize, max(configuration.initialReceiveWindow, 2 * configuration.localMSS))
-        state = .synSent
+        self.state = state
         self.iss = SequenceNumber(iss)
         sndUna = self.iss
         sndNxt = self.iss
@@ -209,8 +208,7 @@ public final class TCPConnection {
         assembler = Assembler(maxRanges: configuration.maxOutOfOrderRanges)
         rto = configuration.initialRTO.nanoseconds
         cwnd = configuration.initialWindowSegments * configuration.localMSS
-        wantWindowScale = true
-        ackNow = true  // makes the first poll send the SYN
+        self.wantWindowScale = wantWindowScale
     }
 
     // MARK: - The layer above
@@ -233,7 +231,7 @@ public final class TCPConnection {
     public func refuse(emit: (TCPSegmentOut) -> Void) {
         guard state == .synPending else { return }
         emit(TCPSegmentOut(seq: 0, ack: rcvNxt.raw, flags: [.rst, .ack], window: 0, options: TCPOptions(), payloadOffset: 0, payloadLength: 0))
-        enterClosed(.aborted, notify: false)
+        enterClosed(.aborted)
     }
 
     /// Queues bytes for the guest; returns how many fit (backpressure: the rest is the caller's).
@@ -354,14 +352,14 @@ public final class TCPConnection {
             refuse(emit: emit)
             return
         case .closed, .timeWait:
-            enterClosed(.aborted, notify: false)
+            enterClosed(.aborted)
             return
         case .synSent:
             break
         default:
             emit(TCPSegmentOut(seq: sndNxt.raw, ack: rcvNxt.raw, flags: [.rst, .ack], window: 0, options: TCPOptions(), payloadOffset: 0, payloadLength: 0))
         }
-        enterClosed(.aborted, notify: false)
+        enterClosed(.aborted)
     }
 
     /// The earliest time `poll` has work to do, for the owner's timer.
@@ -396,7 +394,7 @@ public final class TCPConnection {
         case .synPending:
             // The guest retransmits its SYN while the upstream dials: stay silent. An RST
             // (the guest gave up) ends it.
-            if seg.flags.contains(.rst) && seg.seq == rcvNxt { enterClosed(.reset, notify: true) }
+            if seg.flags.contains(.rst) && seg.seq == rcvNxt { enterClosed(.reset) }
             return
         case .synSent:
             handleInSYNSent(seg, now: now, emit: emit)
@@ -421,7 +419,7 @@ public final class TCPConnection {
             return
         }
         if seg.flags.contains(.rst) {
-            if seg.flags.contains(.ack) { enterClosed(.refused, notify: true) }
+            if seg.flags.contains(.ack) { enterClosed(.refused) }
             return
         }
         guard seg.flags.contains(.syn) else { return }
@@ -484,7 +482,7 @@ public final class TCPConnection {
         if seg.flags.contains(.rst) && state == .timeWait { return }
         if seg.flags.contains(.rst) {
             if seq == rcvNxt {
-                enterClosed(.reset, notify: true)
+                enterClosed(.reset)
             } else {
                 ackNow = true
             }
@@ -608,7 +606,7 @@ public final class TCPConnection {
                 switch state {
                 case .finWait1: state = .finWait2
                 case .closing: enterTimeWait(now: now)
-                case .lastAck: enterClosed(.normal, notify: true)
+                case .lastAck: enterClosed(.normal)
                 default: break
                 }
             }
@@ -702,7 +700,7 @@ public final class TCPConnection {
     public func poll(now: UInt64, emit: (TCPSegmentOut) -> Void) {
         clock = now
         if let t = timeWaitAt, now >= t {
-            enterClosed(.normal, notify: false)
+            enterClosed(.normal)
             return
         }
         if state == .closed { return }
@@ -746,7 +744,7 @@ public final class TCPConnection {
             if state != .synSent {
                 emit(TCPSegmentOut(seq: sndNxt.raw, ack: rcvNxt.raw, flags: [.rst, .ack], window: 0, options: TCPOptions(), payloadOffset: 0, payloadLength: 0))
             }
-            enterClosed(.timedOut, notify: true)
+            enterClosed(.timedOut)
             return
         }
         retransmittedSegments += 1
@@ -821,11 +819,10 @@ public final class TCPConnection {
                     }
                     break
                 }
-                var length = max(0, min(unsent, usable, segmentLimit))
+                let length = max(0, min(unsent, usable, segmentLimit))
                 // Sender SWS avoidance: hold back a runt while data is in flight and more is queued
                 // that the window, not the queue, limits.
                 if length > 0 && length < min(segmentLimit, peerMSS) && length < unsent && inFlightData > 0 { break }
-                if length < 0 { length = 0 }
                 var flags: TCPFlags = [.ack]
                 let isLast = length == unsent
                 if isLast && length > 0 { flags.insert(.psh) }
@@ -1046,7 +1043,9 @@ public final class TCPConnection {
         releaseReceiveSlack()
     }
 
-    private func enterClosed(_ reason: TCPCloseReason, notify: Bool) {
+    /// Every way to CLOSED reports `.closed` once; a connection already reported on its way
+    /// through TIME-WAIT is not reported again.
+    private func enterClosed(_ reason: TCPCloseReason) {
         let alreadyReported = state == .timeWait
         state = .closed
         closeReason = reason

@@ -10,13 +10,11 @@ public struct RecursiveDNSServers: RandomAccessCollection, Hashable, Sendable {
     public static let infiniteLifetime: UInt32 = 0xFFFF_FFFF
 
     public var lifetime: UInt32
-    private var storage: (IPv6Address, IPv6Address, IPv6Address)
-    public private(set) var count: Int
+    private var list = FixedList<3, IPv6Address>(filler: .any)
+    public var count: Int { list.count }
 
     public init(lifetime: UInt32) {
         self.lifetime = lifetime
-        storage = (.any, .any, .any)
-        count = 0
     }
 
     /// Servers from a sequence; those beyond `capacity` are dropped.
@@ -26,36 +24,17 @@ public struct RecursiveDNSServers: RandomAccessCollection, Hashable, Sendable {
     }
 
     public var startIndex: Int { 0 }
-    public var endIndex: Int { count }
-    public var isFull: Bool { count == Self.capacity }
+    public var endIndex: Int { list.count }
+    public var isFull: Bool { list.isFull }
 
     public subscript(position: Int) -> IPv6Address {
-        get {
-            precondition(position >= 0 && position < count, "DNS server index out of range")
-            switch position {
-            case 0: return storage.0
-            case 1: return storage.1
-            default: return storage.2
-            }
-        }
-        set {
-            precondition(position >= 0 && position < count, "DNS server index out of range")
-            switch position {
-            case 0: storage.0 = newValue
-            case 1: storage.1 = newValue
-            default: storage.2 = newValue
-            }
-        }
+        get { list[position] }
+        set { list[position] = newValue }
     }
 
     /// Adds a server at the end; false (and nothing changes) when full.
     @discardableResult
-    public mutating func append(_ address: IPv6Address) -> Bool {
-        guard count < Self.capacity else { return false }
-        count += 1
-        self[count - 1] = address
-        return true
-    }
+    public mutating func append(_ address: IPv6Address) -> Bool { list.append(address) }
 
     /// Option bytes `emit` writes: 8 + 16 per address (length 1 + 2n units), none when empty.
     public var optionLength: Int { count == 0 ? 0 : 8 + 16 * count }
@@ -84,16 +63,5 @@ public struct RecursiveDNSServers: RandomAccessCollection, Hashable, Sendable {
             buffer.setIPv6(a, o)
             o += 16
         }
-    }
-
-    // The lifetime and the addresses in use take part in equality; stale slots do not.
-    public static func == (a: RecursiveDNSServers, b: RecursiveDNSServers) -> Bool {
-        a.lifetime == b.lifetime && a.elementsEqual(b)
-    }
-
-    public func hash(into h: inout Hasher) {
-        h.combine(lifetime)
-        h.combine(count)
-        for a in self { h.combine(a) }
     }
 }
