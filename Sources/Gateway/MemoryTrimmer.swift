@@ -2,6 +2,7 @@
 // over, not after each: a trim locks every arena while it walks it.
 import CGatewayShims
 import Dispatch
+import NetStack
 import Synchronization
 
 final class MemoryTrimmer: Sendable {
@@ -13,7 +14,7 @@ final class MemoryTrimmer: Sendable {
 
     /// - Parameter quietDelay: how long after the last `afterQuiet` its trim runs.
     init(quietDelay: Duration) {
-        self.quietDelay = quietDelay.nanosecondCount
+        self.quietDelay = quietDelay.nanoseconds
     }
 
     /// A trim a moment from now, shared with every other asked for meanwhile (a burst of detaches).
