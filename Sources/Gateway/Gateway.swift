@@ -515,7 +515,8 @@ public final class Gateway: @unchecked Sendable {
                 let p = pool.value
                 return BufferPoolStats(
                     inUseBytes: p.chunksInUse * p.chunkSize, warmBytes: p.warmChunks * p.chunkSize,
-                    mappedBytes: p.mappedBytes, releasedBytesTotal: p.chunksReleased * p.chunkSize)
+                    mappedBytes: p.mappedBytes, releasedBytesTotal: p.chunksReleased * p.chunkSize,
+                    mapFailures: p.mapFailures)
             }) ?? BufferPoolStats()
         }
     }
@@ -550,6 +551,8 @@ public struct BufferPoolStats: Sendable, Hashable {
     public var warmBytes = 0
     public var mappedBytes = 0
     public var releasedBytesTotal = 0
+    /// Slabs the system refused to map (buffers then take no more bytes until memory frees).
+    public var mapFailures = 0
 }
 
 /// Carries a loop-confined object through a Sendable closure to the loop that owns it.

@@ -717,9 +717,6 @@ public final class Stack {
         connections[id]?.receiveBuffer.peek(into: buffer) ?? 0
     }
 
-    /// Bytes of buffer chunks the connections hold now.
-    public var tcpBufferedBytes: Int { memoryBudget.heldBytes }
-
     /// Takes every unread byte without looking at it: for a layer above that will read no more.
     /// (A closed connection stays until its receive buffer is empty, for its last bytes to be read.)
     public func tcpDiscardReadable(_ id: TCPFlowID, now: UInt64) {

@@ -38,6 +38,8 @@ public enum GatewayMetrics {
         for (shard, s) in pools.enumerated() {
             p.sample("gatewayd_shard_buffer_released_bytes_total", ["shard": String(shard)], s.releasedBytesTotal)
         }
+        p.family("gatewayd_shard_buffer_map_failures_total", .counter, help: "Buffer slabs the system refused to map.")
+        for (shard, s) in pools.enumerated() { p.sample("gatewayd_shard_buffer_map_failures_total", ["shard": String(shard)], s.mapFailures) }
         p.family("gatewayd_memory_budget_reserved_bytes", .gauge, help: "TCP buffer memory reserved by all sandboxes, against the global budget.")
         p.sample("gatewayd_memory_budget_reserved_bytes", gateway.sharedMemoryBudget.reserved)
         p.family("gatewayd_memory_budget_bytes", .gauge, help: "The global TCP buffer memory budget.")

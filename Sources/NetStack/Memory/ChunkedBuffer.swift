@@ -52,8 +52,6 @@ public final class ChunkedBuffer {
     public private(set) var count = 0
     /// End of the furthest write past the head (out-of-order data may lie beyond `count`).
     private var writtenEnd = 0
-    /// Writes that found no memory (the system refused a slab): the bytes were not taken.
-    public private(set) var allocationFailures = 0
 
     public init(capacity: Int, pool: BufferPool, budget: MemoryBudget) {
         precondition(capacity > 0)
@@ -183,8 +181,8 @@ public final class ChunkedBuffer {
     private func cover(upTo end: Int) -> Int {
         let needed = (headOffset + end + pool.chunkSize - 1) >> pool.chunkShift
         while chunks.count < needed {
+            // The system refused a slab (counted by the pool): the bytes past here are not taken.
             guard let c = pool.take() else {
-                allocationFailures += 1
                 return max(0, chunks.count * pool.chunkSize - headOffset)
             }
             chunks.append(c)
