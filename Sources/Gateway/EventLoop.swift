@@ -91,9 +91,21 @@ public final class EventLoop: @unchecked Sendable {
     /// True on the loop's own thread.
     public var inLoop: Bool { threadID.load(ordering: .relaxed) == UInt(pthread_self()) }
 
+    /// Traps (debug builds) when the loop's confined state is touched from another thread once
+    /// the loop runs: the data path takes no lock, so that would be a data race.
+    @inline(__always)
+    public func assertInLoop(_ function: StaticString = #function) {
+        assert(threadID.load(ordering: .relaxed) == 0 || inLoop, "\(name): \(function) called off the loop's thread")
+    }
+
+    /// epoll_ctl calls that failed after a registration succeeded (a bug: an fd closed while
+    /// watched, or watched twice).
+    public private(set) var epollFailures = 0
+
     // MARK: - File descriptors (loop thread only)
 
     public func register(fd: Int32, events: UInt32, handler: @escaping Handler) throws(GatewayError) {
+        assertInLoop()
         let token = freeTokens.popLast() ?? { handlers.append(nil); return handlers.count - 1 }()
         handlers[token] = handler
         var ev = epoll_event()
@@ -108,16 +120,18 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     public func modify(fd: Int32, events: UInt32) {
+        assertInLoop()
         guard let token = fdToken[fd] else { return }
         var ev = epoll_event()
         ev.events = events
         ev.data.u64 = UInt64(token)
-        epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev)
+        if epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) != 0 { epollFailures += 1 }
     }
 
     public func unregister(fd: Int32) {
+        assertInLoop()
         guard let token = fdToken.removeValue(forKey: fd) else { return }
-        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
+        if epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil) != 0 { epollFailures += 1 }
         handlers[token] = nil
         freeTokens.append(token)
     }
@@ -126,6 +140,7 @@ public final class EventLoop: @unchecked Sendable {
 
     @discardableResult
     public func schedule(at deadline: UInt64, _ action: @escaping () -> Void) -> TimerID {
+        assertInLoop()
         let id = nextTimerID
         nextTimerID += 1
         timerActions[id] = action
@@ -134,7 +149,10 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Cancelled timers stay in the heap and are skipped when they surface.
-    public func cancel(_ id: TimerID) { timerActions[id.raw] = nil }
+    public func cancel(_ id: TimerID) {
+        assertInLoop()
+        timerActions[id.raw] = nil
+    }
 
     // MARK: - Cross-thread
 

@@ -75,6 +75,7 @@ public struct ShardActivity: Sendable, Hashable {
     public var wakeups = 0
     public var polledWakeups = 0
     public var sleeps = 0
+    public var epollFailures = 0
 }
 
 public final class Gateway: @unchecked Sendable {
@@ -485,7 +486,9 @@ public final class Gateway: @unchecked Sendable {
     public func shardActivity() -> [ShardActivity] {
         shards.map { loop in
             (try? loop.submitAndWait {
-                ShardActivity(wakeups: loop.wakeups, polledWakeups: loop.polledWakeups, sleeps: loop.sleeps)
+                ShardActivity(
+                    wakeups: loop.wakeups, polledWakeups: loop.polledWakeups, sleeps: loop.sleeps,
+                    epollFailures: loop.epollFailures)
             }) ?? ShardActivity()
         }
     }

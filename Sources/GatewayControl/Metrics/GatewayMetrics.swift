@@ -26,6 +26,10 @@ public enum GatewayMetrics {
         }
         p.family("gatewayd_shard_sleeps_total", .counter, help: "Times a busy-polling shard went to sleep for I/O.")
         for (shard, s) in polling.enumerated() { p.sample("gatewayd_shard_sleeps_total", ["shard": String(shard)], s.sleeps) }
+        p.family("gatewayd_shard_epoll_failures_total", .counter, help: "epoll_ctl calls that failed on a watched fd (a bug).")
+        for (shard, s) in polling.enumerated() {
+            p.sample("gatewayd_shard_epoll_failures_total", ["shard": String(shard)], s.epollFailures)
+        }
 
         let pools = gateway.bufferPoolStats()
         p.family("gatewayd_shard_buffer_bytes", .gauge, help: "TCP buffer memory of a shard's pool; state: in_use, warm (free, resident), mapped.")
