@@ -164,6 +164,54 @@ struct PublishedPortEndingsTests {
         #expect(try fx.gateway.ingressCounters(sandboxID: info.id).tcpActive == 0)
     }
 
+    /// The guest sends and closes first; the client half-closes only later, so the guest
+    /// acknowledges the gateway's FIN and the stack's connection ends (LAST-ACK, then closed)
+    /// while bytes are still unread, past what the kernel's socket buffers hold: they must all
+    /// arrive, then a clean EOF, not a reset. (Sizes around those buffers, so that some of
+    /// the answer is still in the stack when its connection ends.)
+    @Test(arguments: [4_000_000, 4_500_000, 5_000_000, 5_500_000])
+    func guestBytesUnreadWhenTheGuestAcknowledgesTheLastFINStillArrive(size: Int) throws {
+        let fx = try PublishedPortFixture()
+        defer { fx.tearDown() }
+        let (info, ns) = try fx.attach()
+        try fx.guestServer(
+            in: ns,
+            """
+            import socket
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", 9001))
+            s.listen(4)
+            while True:
+                c, _ = s.accept()
+                c.sendall(bytes(range(256)) * (\(size) // 256))
+                c.close()
+            """)
+        try fx.waitForListener(port: 9001, in: ns)
+        let down = try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::9001").hostPort
+        let result = try fx.python(
+            """
+            import socket, time
+            c = socket.create_connection(("127.0.0.1", \(down)))
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            time.sleep(1)
+            c.shutdown(socket.SHUT_WR)
+            time.sleep(1)
+            got = bytearray()
+            try:
+                while True:
+                    d = c.recv(65536)
+                    if not d: break
+                    got += d
+                end = "eof"
+            except ConnectionResetError:
+                end = "reset"
+            print(bytes(got) == bytes(range(256)) * (\(size) // 256), len(got), end)
+            """)
+        #expect(result == "True \(size / 256 * 256) eof")
+        try waitFor(seconds: 5) { (try? fx.gateway.ingressCounters(sandboxID: info.id).tcpActive) == 0 }
+    }
+
     /// Readers slower than the senders at both ends (microsandbox #1307 dropped the bytes that
     /// did not fit when its relay channel filled): every byte arrives, in order, both ways.
     @Test func slowReadersAtEitherEndLoseNoBytes() throws {

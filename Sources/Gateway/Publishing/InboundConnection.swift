@@ -39,15 +39,6 @@ final class InboundConnection {
     private var guestFIN = false
     /// The guest's FIN and every byte before it reached the client: shutdown(SHUT_WR) done.
     private var clientWriteShut = false
-    /// Once FIN has gone both ways the guest may close for good at any moment and answer a late
-    /// window update with RST, and the stack drops a reset connection's unread bytes. So the
-    /// bytes the stack still holds then move here (at most its receive buffer) and the stack's
-    /// connection is left to finish on its own.
-    private var tail: UnsafeMutableRawBufferPointer?
-    private var tailStart = 0
-    private var tailEnd = 0
-    /// Every byte the guest sent is in `tail` or already with the client.
-    private var ringRetired = false
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
@@ -59,8 +50,6 @@ final class InboundConnection {
         self.binding = binding
         fd = socket
     }
-
-    deinit { tail?.deallocate() }
 
     /// Watches the client for errors only (its bytes wait until the guest answers) and starts
     /// the clock on the guest's answer.
@@ -100,7 +89,6 @@ final class InboundConnection {
         case .relaying, .done:
             break
         }
-        retireRingIfBothClosed()
         if ev.contains(.readable) || ev.contains(.peerClosed) { pushToClient() }
         if phase == .relaying && ev.contains(.writable) && !clientEOF && interest & EPOLLIN.rawValue == 0 {
             pullFromClient()
@@ -142,25 +130,13 @@ final class InboundConnection {
         }
     }
 
-    /// Guest bytes → client socket, straight from the connection's receive ring (or the tail
-    /// taken out of it).
+    /// Guest bytes → client socket, straight from the connection's receive ring.
     private func pushToClient() {
         let now = monotonicNanoseconds()
-        if let tail, tailEnd > tailStart {
-            let n = HostSocket.write(fd, UnsafeRawBufferPointer(rebasing: tail[tailStart..<tailEnd]))
-            if n == -Int(EAGAIN) {
-                try? setInterest(interest | EPOLLOUT.rawValue)
-                return
-            }
-            if n < 0 { return resetBoth() }
-            relay.countFromGuest(n)
-            tailStart += n
-            if tailEnd > tailStart {
-                try? setInterest(interest | EPOLLOUT.rawValue)
-                return
-            }
-        }
-        while !ringRetired, let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
+        // A connection the stack no longer has may have lost bytes (a reset drops them at
+        // once): only a live one that read the FIN says the guest's stream is complete.
+        var complete = stack.tcpState(id) != nil && stack.tcpIsReadClosed(id)
+        while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
             let n = HostSocket.write(fd, regions)
             if n == -Int(EAGAIN) {
                 try? setInterest(interest | EPOLLOUT.rawValue)
@@ -168,12 +144,13 @@ final class InboundConnection {
             }
             if n < 0 { return resetBoth() }
             relay.countFromGuest(n)
+            // Taking the last bytes of a connection that has already ended (both FINs
+            // acknowledged) retires it from the stack, after which a clean end looks like a
+            // reset: so whether they complete the stream is settled before.
+            if guestFIN && n == stack.tcpReadableBytes(id) { complete = true }
             stack.tcpConsume(id, n, now: now)
         }
         try? setInterest(interest & ~EPOLLOUT.rawValue)
-        // A connection the stack no longer has may have lost bytes: only a live one that read
-        // the FIN, or a retired ring, says the guest's stream is complete.
-        let complete = ringRetired || (stack.tcpState(id) != nil && stack.tcpIsReadClosed(id))
         if guestFIN && !clientWriteShut && complete {
             clientWriteShut = true
             shutdown(fd, Int32(SHUT_WR))
@@ -185,20 +162,7 @@ final class InboundConnection {
     }
 
     /// Guest bytes not yet with the client.
-    private var pendingFromGuest: Int { (tailEnd - tailStart) + (ringRetired ? 0 : stack.tcpReadableBytes(id)) }
-
-    private func retireRingIfBothClosed() {
-        guard guestFIN && clientEOF && !ringRetired, stack.tcpState(id) != nil else { return }
-        ringRetired = true
-        let n = stack.tcpReadableBytes(id)
-        guard n > 0 else { return }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 16)
-        _ = stack.tcpPeek(id, into: buffer)
-        tail = buffer
-        tailStart = 0
-        tailEnd = n
-        stack.tcpConsume(id, n, now: monotonicNanoseconds())
-    }
+    private var pendingFromGuest: Int { stack.tcpReadableBytes(id) }
 
     /// Client socket → the guest, straight into the connection's send ring.
     private func pullFromClient() {
@@ -234,8 +198,6 @@ final class InboundConnection {
                 clientEOF = true
                 try? setInterest(interest & ~EPOLLIN.rawValue)
                 stack.tcpShutdownWrite(id, now: now)
-                retireRingIfBothClosed()
-                if tailEnd > tailStart { pushToClient() }
                 finishIfBothClosed()
                 return
             }
@@ -269,7 +231,7 @@ final class InboundConnection {
             pushToClient()
             return
         }
-        if clientEOF && guestFIN && (ringRetired || clientWriteShut) {
+        if clientEOF && guestFIN && clientWriteShut {
             closeClient()
         } else {
             phase = .done
@@ -356,9 +318,5 @@ final class InboundConnection {
         HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
         descriptor = nil
         interest = 0
-        tail?.deallocate()
-        tail = nil
-        tailStart = 0
-        tailEnd = 0
     }
 }
