@@ -1,6 +1,46 @@
-// One guest TCP flow carried over one host socket: non-blocking connect with a timeout, then
-// bytes both ways straight between the stack's rings and the socket (readv/writev, no copy in
-// between), half-close in each direction, and resets passed through.
+// One guest TCP flow carried over one host socket: the connection the guest opened through the
+// gateway on one side, a socket the gateway dialled to the destination on the other.
+//
+// Theory of operation
+//
+// Ownership. The EgressRelay of the sandbox's shard owns this object (its table, keyed by the
+// stack's flow id) and everything here runs on that shard's loop. This object owns the host
+// socket (and the descriptor slot counted against the sandbox); the stack owns the guest-side
+// connection, its rings and its timers, and keeps it through FIN and TIME-WAIT after the socket
+// has gone. Bytes are never copied in between: readv from the socket straight into the send
+// ring, writev from the receive ring straight to the socket.
+//
+// Opening. The guest's SYN stays in the stack unanswered (`synPending`) while the egress relay
+// checks the policy and the sandbox's limits (refused: RST to the guest) and this object dials
+// the destination without blocking (the gateway's own address means the host's loopback; a
+// refusal there tries the other loopback family). Only when the upstream has accepted does the
+// guest get its SYN-ACK, so a guest never sees a handshake the upstream did not have; a refusal
+// or no answer within `connectTimeout` answers its SYN with RST.
+//
+// Upstream → guest. EPOLLIN → readv into the send ring. When the guest's window and the ring
+// are full, or the sandbox's memory budget is spent, the ring takes nothing: EPOLLIN is dropped
+// and the bytes wait in the kernel (whose window then stops the upstream), until the stack
+// reports `.writable` (the guest acknowledged, or memory freed up elsewhere).
+//
+// Guest → upstream. `.readable` → writev from the receive ring. When the socket is full
+// (EAGAIN) the bytes stay in the ring, EPOLLOUT is watched, and the guest's window closes as
+// the ring fills, so the guest waits for the upstream.
+//
+// Half-closes. The guest's FIN becomes shutdown(SHUT_WR) on the socket once every byte before
+// it is written; the upstream's EOF becomes a FIN to the guest after every byte before it. The
+// other direction carries on either way: a guest that sends its request and shuts its write
+// side still gets the whole answer. Once FIN has gone both ways the socket closes (epoll would
+// report its hang-up on every pass otherwise); the flow stays in the table until the stack's
+// connection ends, since the guest may still be acknowledging.
+//
+// Closing and resets. The stack reports `.closed` when the FIN handshake is done, the guest
+// sent RST, or retransmissions ran out: guest bytes that came with that event still go upstream,
+// then the socket closes, gracefully only if FIN went both ways, else with a reset. An upstream
+// reset or socket error aborts the guest's connection (RST); a flow quiet for `tcpIdleTimeout`
+// is reset both ways; detach resets both. The socket carries SO_LINGER zero from the dial until
+// a graceful end turns it off just before close(): a close on any other path, including the
+// kernel's after a crash of this process, resets the upstream instead of passing a cut-off
+// stream off as complete.
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,7 +1,48 @@
 // One client of a published TCP port carried into the guest: the accepted host socket on one
-// side, a connection the stack opened into the guest on the other. Bytes move straight between
-// the socket and the stack's rings (readv/writev), with backpressure both ways, half-close in
-// each direction, and a reset to the client whenever the guest cannot be reached.
+// side, a connection the stack opened into the guest on the other.
+//
+// Theory of operation
+//
+// Ownership. The IngressRelay of the sandbox's shard owns this object (its table, keyed by the
+// stack's flow id) and everything here runs on that shard's loop. This object owns the client's
+// socket (and the descriptor slot counted against the sandbox) until it closes it; the stack
+// owns the guest-side connection, its rings and its timers, and outlives this object while
+// FIN and TIME-WAIT finish. Bytes are never copied in between: readv from the socket straight
+// into the send ring, writev from the receive ring straight to the socket.
+//
+// Opening. The listener accepts, the policy and the sandbox's connection and descriptor limits
+// are checked (a refused client is reset), then the stack sends a SYN into the guest. While
+// `connecting` only errors on the socket are watched: the client's first bytes, even its FIN,
+// wait in the kernel. The guest's SYN-ACK makes the flow `relaying`; its RST (nothing listens),
+// or no answer within `guestConnectTimeout`, resets the client at once.
+//
+// Client → guest. EPOLLIN → readv into the send ring. When the guest's window and the ring are
+// full, or the sandbox's memory budget is spent, the ring takes nothing: EPOLLIN is dropped and
+// the bytes stay in the client's socket (the kernel's window then stops the client), until the
+// stack reports `.writable` (the guest acknowledged, or memory freed up elsewhere).
+//
+// Guest → client. `.readable` → writev from the receive ring. When the socket is full
+// (EAGAIN) the bytes stay in the ring, EPOLLOUT is watched, and the guest's window closes as
+// the ring fills, so the guest waits for the client.
+//
+// Half-closes. The client's EOF becomes a FIN to the guest after every byte before it; the
+// guest's FIN becomes shutdown(SHUT_WR) on the socket once every byte before it is written, and
+// the other direction carries on either way (a client that sends its request and shuts its
+// write side still gets the whole answer). Only a live connection that read the FIN counts as
+// a complete stream: one the stack dropped may have lost bytes, and is ended with a reset,
+// never with a clean FIN after a cut-off stream.
+//
+// Closing. Once FIN has gone both ways the socket closes and the flow leaves the table; what
+// is left (acknowledging, TIME-WAIT) is the stack's. If the stack's connection ends while the
+// client has not taken the guest's last bytes, the flow is `draining`: they stay in the stack
+// (no window update goes out after the guest's FIN, and an RST in TIME-WAIT is ignored, so
+// nothing drops them) and are written as the client reads, for at most `closeFlushTimeout`.
+//
+// Resets. A guest RST or retransmissions that ran out reset the client; a client reset or a
+// socket error aborts the guest's connection; unpublish and detach reset both. The socket
+// carries SO_LINGER zero from accept until a graceful end turns it off just before close(): a
+// close on any other path, including the kernel's after a crash of this process, resets the
+// client instead of passing a cut-off stream off as complete.
 #if canImport(Glibc)
 import Glibc
 #endif
