@@ -52,6 +52,9 @@ final class TCPRelay {
     enum Phase {
         case connecting
         case relaying
+        /// The guest's connection ended cleanly (both FINs acknowledged) with bytes the upstream
+        /// has not taken yet: they go out as it reads, then its FIN.
+        case draining
         case done
     }
 
@@ -67,6 +70,8 @@ final class TCPRelay {
     private var interest: UInt32 = 0
     /// The upstream sent EOF: FIN passed to the guest.
     private var upstreamEOF = false
+    /// The guest's FIN arrived, in order after all its bytes.
+    private var guestFIN = false
     /// The guest sent FIN and all its bytes went upstream: shutdown(SHUT_WR) done.
     private var upstreamWriteShut = false
     private var lastActivity = monotonicNanoseconds()
@@ -159,6 +164,13 @@ final class TCPRelay {
         case .relaying:
             if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { pullFromHost() }
             if phase == .relaying && events & EPOLLOUT.rawValue != 0 { pushToHost() }
+        case .draining:
+            if events & EPOLLERR.rawValue != 0 && HostSocket.pendingError(fd) != 0 {
+                resetBoth()
+            } else {
+                pushToHost()
+                finishIfDrained()
+            }
         case .done:
             return
         }
@@ -168,11 +180,20 @@ final class TCPRelay {
     // MARK: - Stack side
 
     func stackEvents(_ ev: TCPEvents) {
-        guard phase != .done else { return }
+        guard phase != .done && phase != .draining else { return }
+        if ev.contains(.peerClosed) { guestFIN = true }
         if ev.contains(.closed) {
             // The guest's last bytes can come with its FIN after ours, in the event that ends
             // the connection: they still go upstream (pushing also passes the FIN on).
             if phase == .relaying && fd >= 0 { pushToHost() }
+            // A clean end with bytes the upstream cannot take yet: the stack keeps them (no
+            // reset can drop them now) until the upstream reads.
+            if phase == .relaying && fd >= 0 && stack.tcpReadableBytes(id) > 0
+                && stack.tcpCloseReason(id) == .normal
+            {
+                phase = .draining
+                return
+            }
             if phase != .done { finishFromStack() }
             return
         }
@@ -184,6 +205,9 @@ final class TCPRelay {
     /// Guest bytes → host socket.
     private func pushToHost() {
         let now = monotonicNanoseconds()
+        // While draining, a connection the stack no longer holds lost its bytes (dropped to
+        // make room among too many in TIME-WAIT): the upstream is reset, not given a FIN.
+        var complete = stack.tcpIsReadClosed(id) && (phase == .relaying || stack.tcpState(id) != nil)
         while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
             let n = HostSocket.write(fd, regions)
             if n == -Int(EAGAIN) {
@@ -196,10 +220,14 @@ final class TCPRelay {
             }
             relay.countToHost(n)
             lastActivity = now
+            // Taking the last bytes of a connection that has already ended retires it from
+            // the stack, after which nothing says whether its stream was complete: settled
+            // before.
+            complete = guestFIN && n == stack.tcpReadableBytes(id)
             stack.tcpConsume(id, n, now: now)
         }
         setInterest(interest & ~EPOLLOUT.rawValue)
-        if stack.tcpIsReadClosed(id) && !upstreamWriteShut {
+        if complete && !upstreamWriteShut {
             upstreamWriteShut = true
             shutdown(fd, Int32(SHUT_WR))
             closeIfBothShut()
@@ -254,7 +282,7 @@ final class TCPRelay {
     private func armIdleTimer() {
         let idle = relay.limits.tcpIdleTimeout.nanosecondCount
         idleTimer = loop.schedule(at: lastActivity + idle) { [weak self] in
-            guard let self, self.phase == .relaying else { return }
+            guard let self, self.phase == .relaying || self.phase == .draining else { return }
             self.idleTimer = nil
             if monotonicNanoseconds() >= self.lastActivity + idle {
                 self.relay.tcpIdleReset()
@@ -283,9 +311,15 @@ final class TCPRelay {
         closeSocket(reset: false)
     }
 
+    /// Draining: once the upstream has every byte (and the FIN after them), the flow is over.
+    private func finishIfDrained() {
+        guard phase == .draining, upstreamWriteShut || stack.tcpReadableBytes(id) == 0 else { return }
+        finishFromStack()
+    }
+
     /// The stack's connection ended (FIN handshake done, guest RST, retransmissions ran out).
     private func finishFromStack() {
-        let wasConnected = phase == .relaying
+        let wasConnected = phase == .relaying || phase == .draining
         // Whatever the upstream could not take now is dropped.
         stack.tcpDiscardReadable(id, now: monotonicNanoseconds())
         phase = .done
