@@ -35,7 +35,10 @@
 //
 // Closing and resets. The stack reports `.closed` when the FIN handshake is done, the guest
 // sent RST, or retransmissions ran out: guest bytes that came with that event still go upstream,
-// then the socket closes, gracefully only if FIN went both ways, else with a reset. An upstream
+// then the socket closes, gracefully only if FIN went both ways, else with a reset. After a
+// clean end the upstream may not have taken every byte yet (it answered and shut its side
+// before reading the guest's upload): the flow is then `draining`, the stack keeps those bytes
+// and they go out as the upstream reads, then the FIN. An upstream
 // reset or socket error aborts the guest's connection (RST); a flow quiet for `tcpIdleTimeout`
 // is reset both ways; detach resets both. The socket carries SO_LINGER zero from the dial until
 // a graceful end turns it off just before close(): a close on any other path, including the
