@@ -212,6 +212,58 @@ struct PublishedPortEndingsTests {
         try waitFor(seconds: 5) { (try? fx.gateway.ingressCounters(sandboxID: info.id).tcpActive) == 0 }
     }
 
+    /// The guest answers and shuts its write side before it has read the client's upload, then
+    /// reads slowly; the client sends, shuts its write side and reads the answer to EOF: the
+    /// whole upload must still reach the guest.
+    @Test(arguments: [4_000_000, 5_000_000])
+    func clientUploadStillReachesAGuestThatAnsweredFirst(size: Int) throws {
+        let fx = try PublishedPortFixture()
+        defer { fx.tearDown() }
+        let (info, ns) = try fx.attach()
+        let received = NSTemporaryDirectory() + "gw-upload-\(fx.scratch.tag)"
+        defer { try? FileManager.default.removeItem(atPath: received) }
+        try fx.guestServer(
+            in: ns,
+            """
+            import socket, time
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", 7103))
+            s.listen(4)
+            c, _ = s.accept()
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            c.sendall(b"ok")
+            c.shutdown(socket.SHUT_WR)
+            time.sleep(2)
+            n = 0
+            while True:
+                d = c.recv(65536)
+                if not d: break
+                n += len(d)
+            open("\(received)", "w").write(str(n))
+            time.sleep(30)
+            """)
+        try fx.waitForListener(port: 7103, in: ns)
+        let port = try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::7103").hostPort
+        let out = try fx.python(
+            """
+            import socket
+            c = socket.create_connection(("127.0.0.1", \(port)), timeout=20)
+            c.sendall(b"u" * \(size))
+            c.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                d = c.recv(100)
+                if not d: break
+                got += d
+            print(got.decode())
+            """)
+        #expect(out == "ok")
+        try waitFor(seconds: 20) { FileManager.default.fileExists(atPath: received) }
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect((try? String(contentsOfFile: received, encoding: .utf8)) == String(size))
+    }
+
     /// Readers slower than the senders at both ends (microsandbox #1307 dropped the bytes that
     /// did not fit when its relay channel filled): every byte arrives, in order, both ways.
     @Test func slowReadersAtEitherEndLoseNoBytes() throws {
