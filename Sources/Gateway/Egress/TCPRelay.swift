@@ -1,6 +1,49 @@
-// One guest TCP flow carried over one host socket: non-blocking connect with a timeout, then
-// bytes both ways straight between the stack's rings and the socket (readv/writev, no copy in
-// between), half-close in each direction, and resets passed through.
+// One guest TCP flow carried over one host socket: the connection the guest opened through the
+// gateway on one side, a socket the gateway dialled to the destination on the other.
+//
+// Theory of operation
+//
+// Ownership. The EgressRelay of the sandbox's shard owns this object (its table, keyed by the
+// stack's flow id) and everything here runs on that shard's loop. This object owns the host
+// socket (and the descriptor slot counted against the sandbox); the stack owns the guest-side
+// connection, its rings and its timers, and keeps it through FIN and TIME-WAIT after the socket
+// has gone. Bytes are never copied in between: readv from the socket straight into the send
+// ring, writev from the receive ring straight to the socket.
+//
+// Opening. The guest's SYN stays in the stack unanswered (`synPending`) while the egress relay
+// checks the policy and the sandbox's limits (refused: RST to the guest) and this object dials
+// the destination without blocking (the gateway's own address means the host's loopback; a
+// refusal there tries the other loopback family). Only when the upstream has accepted does the
+// guest get its SYN-ACK, so a guest never sees a handshake the upstream did not have; a refusal
+// or no answer within `connectTimeout` answers its SYN with RST.
+//
+// Upstream → guest. EPOLLIN → readv into the send ring. When the guest's window and the ring
+// are full, or the sandbox's memory budget is spent, the ring takes nothing: EPOLLIN is dropped
+// and the bytes wait in the kernel (whose window then stops the upstream), until the stack
+// reports `.writable` (the guest acknowledged, or memory freed up elsewhere).
+//
+// Guest → upstream. `.readable` → writev from the receive ring. When the socket is full
+// (EAGAIN) the bytes stay in the ring, EPOLLOUT is watched, and the guest's window closes as
+// the ring fills, so the guest waits for the upstream.
+//
+// Half-closes. The guest's FIN becomes shutdown(SHUT_WR) on the socket once every byte before
+// it is written; the upstream's EOF becomes a FIN to the guest after every byte before it. The
+// other direction carries on either way: a guest that sends its request and shuts its write
+// side still gets the whole answer. Once FIN has gone both ways the socket closes (epoll would
+// report its hang-up on every pass otherwise); the flow stays in the table until the stack's
+// connection ends, since the guest may still be acknowledging.
+//
+// Closing and resets. The stack reports `.closed` when the FIN handshake is done, the guest
+// sent RST, or retransmissions ran out: guest bytes that came with that event still go upstream,
+// then the socket closes, gracefully only if FIN went both ways, else with a reset. After a
+// clean end the upstream may not have taken every byte yet (it answered and shut its side
+// before reading the guest's upload): the flow is then `draining`, the stack keeps those bytes
+// and they go out as the upstream reads, then the FIN. An upstream
+// reset or socket error aborts the guest's connection (RST); a flow quiet for `tcpIdleTimeout`
+// is reset both ways; detach resets both. The socket carries SO_LINGER zero from the dial until
+// a graceful end turns it off just before close(): a close on any other path, including the
+// kernel's after a crash of this process, resets the upstream instead of passing a cut-off
+// stream off as complete.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,6 +55,9 @@ final class TCPRelay {
     enum Phase {
         case connecting
         case relaying
+        /// The guest's connection ended cleanly (both FINs acknowledged) with bytes the upstream
+        /// has not taken yet: they go out as it reads, then its FIN.
+        case draining
         case done
     }
 
@@ -27,6 +73,8 @@ final class TCPRelay {
     private var interest: UInt32 = 0
     /// The upstream sent EOF: FIN passed to the guest.
     private var upstreamEOF = false
+    /// The guest's FIN arrived, in order after all its bytes.
+    private var guestFIN = false
     /// The guest sent FIN and all its bytes went upstream: shutdown(SHUT_WR) done.
     private var upstreamWriteShut = false
     private var lastActivity = monotonicNanoseconds()
@@ -119,6 +167,13 @@ final class TCPRelay {
         case .relaying:
             if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { pullFromHost() }
             if phase == .relaying && events & EPOLLOUT.rawValue != 0 { pushToHost() }
+        case .draining:
+            if events & EPOLLERR.rawValue != 0 && HostSocket.pendingError(fd) != 0 {
+                resetBoth()
+            } else {
+                pushToHost()
+                finishIfDrained()
+            }
         case .done:
             return
         }
@@ -128,11 +183,20 @@ final class TCPRelay {
     // MARK: - Stack side
 
     func stackEvents(_ ev: TCPEvents) {
-        guard phase != .done else { return }
+        guard phase != .done && phase != .draining else { return }
+        if ev.contains(.peerClosed) { guestFIN = true }
         if ev.contains(.closed) {
             // The guest's last bytes can come with its FIN after ours, in the event that ends
             // the connection: they still go upstream (pushing also passes the FIN on).
             if phase == .relaying && fd >= 0 { pushToHost() }
+            // A clean end with bytes the upstream cannot take yet: the stack keeps them (no
+            // reset can drop them now) until the upstream reads.
+            if phase == .relaying && fd >= 0 && stack.tcpReadableBytes(id) > 0
+                && stack.tcpCloseReason(id) == .normal
+            {
+                phase = .draining
+                return
+            }
             if phase != .done { finishFromStack() }
             return
         }
@@ -144,6 +208,9 @@ final class TCPRelay {
     /// Guest bytes → host socket.
     private func pushToHost() {
         let now = monotonicNanoseconds()
+        // While draining, a connection the stack no longer holds lost its bytes (dropped to
+        // make room among too many in TIME-WAIT): the upstream is reset, not given a FIN.
+        var complete = stack.tcpIsReadClosed(id) && (phase == .relaying || stack.tcpState(id) != nil)
         while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
             let n = HostSocket.write(fd, regions)
             if n == -Int(EAGAIN) {
@@ -156,10 +223,14 @@ final class TCPRelay {
             }
             relay.countToHost(n)
             lastActivity = now
+            // Taking the last bytes of a connection that has already ended retires it from
+            // the stack, after which nothing says whether its stream was complete: settled
+            // before.
+            complete = guestFIN && n == stack.tcpReadableBytes(id)
             stack.tcpConsume(id, n, now: now)
         }
         setInterest(interest & ~EPOLLOUT.rawValue)
-        if stack.tcpIsReadClosed(id) && !upstreamWriteShut {
+        if complete && !upstreamWriteShut {
             upstreamWriteShut = true
             shutdown(fd, Int32(SHUT_WR))
             closeIfBothShut()
@@ -214,7 +285,7 @@ final class TCPRelay {
     private func armIdleTimer() {
         let idle = relay.limits.tcpIdleTimeout.nanosecondCount
         idleTimer = loop.schedule(at: lastActivity + idle) { [weak self] in
-            guard let self, self.phase == .relaying else { return }
+            guard let self, self.phase == .relaying || self.phase == .draining else { return }
             self.idleTimer = nil
             if monotonicNanoseconds() >= self.lastActivity + idle {
                 self.relay.tcpIdleReset()
@@ -243,9 +314,15 @@ final class TCPRelay {
         closeSocket(reset: false)
     }
 
+    /// Draining: once the upstream has every byte (and the FIN after them), the flow is over.
+    private func finishIfDrained() {
+        guard phase == .draining, upstreamWriteShut || stack.tcpReadableBytes(id) == 0 else { return }
+        finishFromStack()
+    }
+
     /// The stack's connection ended (FIN handshake done, guest RST, retransmissions ran out).
     private func finishFromStack() {
-        let wasConnected = phase == .relaying
+        let wasConnected = phase == .relaying || phase == .draining
         // Whatever the upstream could not take now is dropped.
         stack.tcpDiscardReadable(id, now: monotonicNanoseconds())
         phase = .done

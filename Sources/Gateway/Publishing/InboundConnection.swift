@@ -1,7 +1,48 @@
 // One client of a published TCP port carried into the guest: the accepted host socket on one
-// side, a connection the stack opened into the guest on the other. Bytes move straight between
-// the socket and the stack's rings (readv/writev), with backpressure both ways, half-close in
-// each direction, and a reset to the client whenever the guest cannot be reached.
+// side, a connection the stack opened into the guest on the other.
+//
+// Theory of operation
+//
+// Ownership. The IngressRelay of the sandbox's shard owns this object (its table, keyed by the
+// stack's flow id) and everything here runs on that shard's loop. This object owns the client's
+// socket (and the descriptor slot counted against the sandbox) until it closes it; the stack
+// owns the guest-side connection, its rings and its timers, and outlives this object while
+// FIN and TIME-WAIT finish. Bytes are never copied in between: readv from the socket straight
+// into the send ring, writev from the receive ring straight to the socket.
+//
+// Opening. The listener accepts, the policy and the sandbox's connection and descriptor limits
+// are checked (a refused client is reset), then the stack sends a SYN into the guest. While
+// `connecting` only errors on the socket are watched: the client's first bytes, even its FIN,
+// wait in the kernel. The guest's SYN-ACK makes the flow `relaying`; its RST (nothing listens),
+// or no answer within `guestConnectTimeout`, resets the client at once.
+//
+// Client → guest. EPOLLIN → readv into the send ring. When the guest's window and the ring are
+// full, or the sandbox's memory budget is spent, the ring takes nothing: EPOLLIN is dropped and
+// the bytes stay in the client's socket (the kernel's window then stops the client), until the
+// stack reports `.writable` (the guest acknowledged, or memory freed up elsewhere).
+//
+// Guest → client. `.readable` → writev from the receive ring. When the socket is full
+// (EAGAIN) the bytes stay in the ring, EPOLLOUT is watched, and the guest's window closes as
+// the ring fills, so the guest waits for the client.
+//
+// Half-closes. The client's EOF becomes a FIN to the guest after every byte before it; the
+// guest's FIN becomes shutdown(SHUT_WR) on the socket once every byte before it is written, and
+// the other direction carries on either way (a client that sends its request and shuts its
+// write side still gets the whole answer). Only a live connection that read the FIN counts as
+// a complete stream: one the stack dropped may have lost bytes, and is ended with a reset,
+// never with a clean FIN after a cut-off stream.
+//
+// Closing. Once FIN has gone both ways the socket closes and the flow leaves the table; what
+// is left (acknowledging, TIME-WAIT) is the stack's. If the stack's connection ends while the
+// client has not taken the guest's last bytes, the flow is `draining`: they stay in the stack
+// (no window update goes out after the guest's FIN, and an RST in TIME-WAIT is ignored, so
+// nothing drops them) and are written as the client reads, for at most `closeFlushTimeout`.
+//
+// Resets. A guest RST or retransmissions that ran out reset the client; a client reset or a
+// socket error aborts the guest's connection; unpublish and detach reset both. The socket
+// carries SO_LINGER zero from accept until a graceful end turns it off just before close(): a
+// close on any other path, including the kernel's after a crash of this process, resets the
+// client instead of passing a cut-off stream off as complete.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,15 +80,6 @@ final class InboundConnection {
     private var guestFIN = false
     /// The guest's FIN and every byte before it reached the client: shutdown(SHUT_WR) done.
     private var clientWriteShut = false
-    /// Once FIN has gone both ways the guest may close for good at any moment and answer a late
-    /// window update with RST, and the stack drops a reset connection's unread bytes. So the
-    /// bytes the stack still holds then move here (at most its receive buffer) and the stack's
-    /// connection is left to finish on its own.
-    private var tail: UnsafeMutableRawBufferPointer?
-    private var tailStart = 0
-    private var tailEnd = 0
-    /// Every byte the guest sent is in `tail` or already with the client.
-    private var ringRetired = false
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
@@ -59,8 +91,6 @@ final class InboundConnection {
         self.binding = binding
         fd = socket
     }
-
-    deinit { tail?.deallocate() }
 
     /// Watches the client for errors only (its bytes wait until the guest answers) and starts
     /// the clock on the guest's answer.
@@ -100,7 +130,6 @@ final class InboundConnection {
         case .relaying, .done:
             break
         }
-        retireRingIfBothClosed()
         if ev.contains(.readable) || ev.contains(.peerClosed) { pushToClient() }
         if phase == .relaying && ev.contains(.writable) && !clientEOF && interest & EPOLLIN.rawValue == 0 {
             pullFromClient()
@@ -142,25 +171,13 @@ final class InboundConnection {
         }
     }
 
-    /// Guest bytes → client socket, straight from the connection's receive ring (or the tail
-    /// taken out of it).
+    /// Guest bytes → client socket, straight from the connection's receive ring.
     private func pushToClient() {
         let now = monotonicNanoseconds()
-        if let tail, tailEnd > tailStart {
-            let n = HostSocket.write(fd, UnsafeRawBufferPointer(rebasing: tail[tailStart..<tailEnd]))
-            if n == -Int(EAGAIN) {
-                try? setInterest(interest | EPOLLOUT.rawValue)
-                return
-            }
-            if n < 0 { return resetBoth() }
-            relay.countFromGuest(n)
-            tailStart += n
-            if tailEnd > tailStart {
-                try? setInterest(interest | EPOLLOUT.rawValue)
-                return
-            }
-        }
-        while !ringRetired, let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
+        // A connection the stack no longer has may have lost bytes (a reset drops them at
+        // once): only a live one that read the FIN says the guest's stream is complete.
+        var complete = stack.tcpState(id) != nil && stack.tcpIsReadClosed(id)
+        while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
             let n = HostSocket.write(fd, regions)
             if n == -Int(EAGAIN) {
                 try? setInterest(interest | EPOLLOUT.rawValue)
@@ -168,12 +185,13 @@ final class InboundConnection {
             }
             if n < 0 { return resetBoth() }
             relay.countFromGuest(n)
+            // Taking the last bytes of a connection that has already ended (both FINs
+            // acknowledged) retires it from the stack, after which a clean end looks like a
+            // reset: so whether they complete the stream is settled before.
+            if guestFIN && n == stack.tcpReadableBytes(id) { complete = true }
             stack.tcpConsume(id, n, now: now)
         }
         try? setInterest(interest & ~EPOLLOUT.rawValue)
-        // A connection the stack no longer has may have lost bytes: only a live one that read
-        // the FIN, or a retired ring, says the guest's stream is complete.
-        let complete = ringRetired || (stack.tcpState(id) != nil && stack.tcpIsReadClosed(id))
         if guestFIN && !clientWriteShut && complete {
             clientWriteShut = true
             shutdown(fd, Int32(SHUT_WR))
@@ -185,20 +203,7 @@ final class InboundConnection {
     }
 
     /// Guest bytes not yet with the client.
-    private var pendingFromGuest: Int { (tailEnd - tailStart) + (ringRetired ? 0 : stack.tcpReadableBytes(id)) }
-
-    private func retireRingIfBothClosed() {
-        guard guestFIN && clientEOF && !ringRetired, stack.tcpState(id) != nil else { return }
-        ringRetired = true
-        let n = stack.tcpReadableBytes(id)
-        guard n > 0 else { return }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 16)
-        _ = stack.tcpPeek(id, into: buffer)
-        tail = buffer
-        tailStart = 0
-        tailEnd = n
-        stack.tcpConsume(id, n, now: monotonicNanoseconds())
-    }
+    private var pendingFromGuest: Int { stack.tcpReadableBytes(id) }
 
     /// Client socket → the guest, straight into the connection's send ring.
     private func pullFromClient() {
@@ -234,8 +239,6 @@ final class InboundConnection {
                 clientEOF = true
                 try? setInterest(interest & ~EPOLLIN.rawValue)
                 stack.tcpShutdownWrite(id, now: now)
-                retireRingIfBothClosed()
-                if tailEnd > tailStart { pushToClient() }
                 finishIfBothClosed()
                 return
             }
@@ -269,7 +272,7 @@ final class InboundConnection {
             pushToClient()
             return
         }
-        if clientEOF && guestFIN && (ringRetired || clientWriteShut) {
+        if clientEOF && guestFIN && clientWriteShut {
             closeClient()
         } else {
             phase = .done
@@ -356,9 +359,5 @@ final class InboundConnection {
         HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
         descriptor = nil
         interest = 0
-        tail?.deallocate()
-        tail = nil
-        tailStart = 0
-        tailEnd = 0
     }
 }
