@@ -94,7 +94,7 @@ final class TCPRelay {
     }
 
     func start() {
-        let deadline = monotonicNanoseconds() + relay.limits.connectTimeout.nanosecondCount
+        let deadline = monotonicNanoseconds() + relay.limits.connectTimeout.nanoseconds
         connectTimer = loop.schedule(at: deadline) { [weak self] in
             guard let self, self.phase == .connecting else { return }
             self.connectTimer = nil
@@ -283,7 +283,7 @@ final class TCPRelay {
 
     /// Checks for idleness at most every timeout; a flow quiet that long is reset both ways.
     private func armIdleTimer() {
-        let idle = relay.limits.tcpIdleTimeout.nanosecondCount
+        let idle = relay.limits.tcpIdleTimeout.nanoseconds
         idleTimer = loop.schedule(at: lastActivity + idle) { [weak self] in
             guard let self, self.phase == .relaying || self.phase == .draining else { return }
             self.idleTimer = nil
@@ -354,13 +354,5 @@ final class TCPRelay {
         if !reset && fd >= 0 { HostSocket.setAbortiveClose(fd, false) }
         HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
         interest = 0
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, for the loop's UInt64 clock.
-    var nanosecondCount: UInt64 {
-        let (s, a) = components
-        return UInt64(max(0, s)) * 1_000_000_000 + UInt64(max(0, a / 1_000_000_000))
     }
 }

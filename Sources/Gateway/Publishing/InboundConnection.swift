@@ -96,7 +96,7 @@ final class InboundConnection {
     /// the clock on the guest's answer.
     func start() throws(GatewayError) {
         try setInterest(0)
-        let deadline = monotonicNanoseconds() + relay.limits.guestConnectTimeout.nanosecondCount
+        let deadline = monotonicNanoseconds() + relay.limits.guestConnectTimeout.nanoseconds
         timer = loop.schedule(at: deadline) { [weak self] in
             guard let self, self.phase == .connecting else { return }
             self.timer = nil
@@ -262,7 +262,7 @@ final class InboundConnection {
         if pendingFromGuest > 0 {
             phase = .draining
             try? setInterest(EPOLLOUT.rawValue)
-            timer = loop.schedule(at: monotonicNanoseconds() + relay.limits.closeFlushTimeout.nanosecondCount) {
+            timer = loop.schedule(at: monotonicNanoseconds() + relay.limits.closeFlushTimeout.nanoseconds) {
                 [weak self] in
                 guard let self, self.phase == .draining else { return }
                 self.timer = nil

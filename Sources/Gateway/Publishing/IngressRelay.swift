@@ -346,7 +346,7 @@ final class IngressRelay {
 
     private func armSweep() {
         guard udpSweep == nil else { return }
-        let idle = limits.udpIdleTimeout.nanosecondCount
+        let idle = limits.udpIdleTimeout.nanoseconds
         guard let due = udpPeers.nextExpiry(idle: idle) else { return }
         udpSweep = loop.schedule(at: due) { [weak self] in
             guard let self else { return }
