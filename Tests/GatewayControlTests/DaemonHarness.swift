@@ -69,6 +69,11 @@ final class DaemonHarness: @unchecked Sendable {
         // A pool of our own, and a sweep limited to this test's names, so that parallel tests
         // never touch each other's devices.
         let block = Int.random(in: 200...250)
+        // Host ports of its own for published ports that name none: daemons of tests running at
+        // once took the same ones from the default range (one, killed and restarted, found its
+        // ports taken by another). Below the kernel's ephemeral range, so no outgoing connection
+        // holds them either.
+        let ports = 2000 + 64 * Int.random(in: 0..<90)
         try """
         shards = 2
         pin-shards = false
@@ -76,6 +81,8 @@ final class DaemonHarness: @unchecked Sendable {
         [addresses]
         ipv4-pool = "10.\(block).0.0/16"
         ipv6-pool = "fd47:57\(block % 100):\(block)::/48"
+        [ports]
+        range = "\(ports)-\(ports + 63)"
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 

@@ -9,16 +9,25 @@ import Wire
 
 /// Request/answer servers and clients shared by the published-port and egress tests.
 enum HalfClose {
+    /// Python lines that import `socket` and leave `s` listening on `host`:`port` (address reuse
+    /// on, so a test may bind again at once), for the servers these tests run.
+    static func listener(host: String = "0.0.0.0", port: UInt16, backlog: Int) -> String {
+        """
+        import socket
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("\(host)", \(port)))
+        s.listen(\(backlog))
+        """
+    }
+
     /// A server on `host`:`port` that, per connection, reads up to the blank line ending the
     /// request, waits `delay` seconds, sends `size` bytes of a seeded pattern and closes.
     static func server(host: String, port: UInt16, size: Int, delay: Double) -> String {
         """
-        import random, socket, threading, time
+        import random, threading, time
+        \(listener(host: host, port: port, backlog: 64))
         answer = random.Random(11).randbytes(\(size))
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("\(host)", \(port)))
-        s.listen(64)
         def serve(c):
             got = b""
             while b"\\r\\n\\r\\n" not in got:
@@ -87,11 +96,7 @@ struct PublishedPortEndingsTests {
         try fx.guestServer(
             in: ns,
             """
-            import socket
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("0.0.0.0", 7101))
-            s.listen(8)
+            \(HalfClose.listener(port: 7101, backlog: 8))
             while True:
                 c, _ = s.accept()
                 got = b""
@@ -120,11 +125,7 @@ struct PublishedPortEndingsTests {
         try fx.guestServer(
             in: ns,
             """
-            import socket
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("0.0.0.0", 7102))
-            s.listen(8)
+            \(HalfClose.listener(port: 7102, backlog: 8))
             c, _ = s.accept()
             c.sendall(b"greeting")
             c.shutdown(socket.SHUT_WR)
@@ -177,11 +178,7 @@ struct PublishedPortEndingsTests {
         try fx.guestServer(
             in: ns,
             """
-            import socket
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("0.0.0.0", 9001))
-            s.listen(4)
+            \(HalfClose.listener(port: 9001, backlog: 4))
             while True:
                 c, _ = s.accept()
                 c.sendall(bytes(range(256)) * (\(size) // 256))
@@ -226,10 +223,7 @@ struct PublishedPortEndingsTests {
             in: ns,
             """
             import socket, time
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("0.0.0.0", 7103))
-            s.listen(4)
+            \(HalfClose.listener(port: 7103, backlog: 4))
             c, _ = s.accept()
             c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             c.sendall(b"ok")
