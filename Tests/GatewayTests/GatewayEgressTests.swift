@@ -159,7 +159,7 @@ struct GatewayDNSTests {
 }
 
 enum FreePort {
-    static func next() -> UInt16 { UInt16.random(in: 40000...49999) }
+    static func next() -> UInt16 { GatewayFixture.freePort() }
 }
 
 @Suite(.serialized, .enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))

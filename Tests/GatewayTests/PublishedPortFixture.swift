@@ -18,6 +18,11 @@ final class PublishedPortFixture: @unchecked Sendable {
         cfg.addresses = AddressPlan(
             ipv4Pool: IPv4Address(10, block, 0, 0), ipv4PoolPrefix: 16, ipv4SandboxPrefix: 28,
             ipv6Pool: IPv6Address(high: 0xFD47_5700_0000_0000 | UInt64(block) << 16, low: 0))
+        // Ports published without a number come from a block of its own below the kernel's
+        // ephemeral range (the default is that range): a port a test frees and binds again must
+        // not go to another test's outgoing connection meanwhile.
+        let ports = UInt16(12_000 + 64 * Int.random(in: 0..<100))
+        cfg.publishing.autoPorts = AutoPortRange(ports: ports...(ports + 63))
         configure(&cfg)
         gateway = try Gateway(configuration: cfg)
     }
