@@ -59,7 +59,7 @@ extension ControlError {
     var exitCode: Int32 {
         switch code {
         case .unknownSandbox, .namespaceNotFound, .unknownRoute, .notFound: 2
-        case .sandboxExists, .deviceExists, .portInUse: 3
+        case .sandboxExists, .deviceExists, .portInUse, .daemonRunning: 3
         case .invalidArgument, .badSpec, .policyDenied, .methodNotAllowed: 4
         case .notImplemented: 5
         case .busy, .exhausted: 6

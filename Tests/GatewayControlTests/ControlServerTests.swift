@@ -70,7 +70,8 @@ import Testing
         #expect {
             try second.bind(unixSocket: path)
         } throws: { error in
-            (error as? ControlError)?.message.contains("another gatewayd already answers on \(path)") == true
+            (error as? ControlError)?.code == .daemonRunning
+                && (error as? ControlError)?.message.contains("another gatewayd already answers on \(path)") == true
         }
         // The first still answers.
         #expect(ControlClient(socketPath: path).isReachable())

@@ -22,6 +22,8 @@ public struct ControlError: Error, Sendable, Hashable, Codable, CustomStringConv
         public static let notFound = Code(rawValue: "notFound")
         public static let methodNotAllowed = Code(rawValue: "methodNotAllowed")
         public static let busy = Code(rawValue: "busy")
+        /// gatewayd's start: another gatewayd already answers on the control socket.
+        public static let daemonRunning = Code(rawValue: "daemonRunning")
         public static let system = Code(rawValue: "system")
         /// Client side only: the daemon could not be reached.
         public static let unreachable = Code(rawValue: "unreachable")
@@ -58,7 +60,7 @@ public struct ControlError: Error, Sendable, Hashable, Codable, CustomStringConv
     public var httpStatus: Int {
         switch code {
         case .unknownSandbox, .namespaceNotFound, .notFound, .unknownRoute: 404
-        case .sandboxExists, .deviceExists, .portInUse: 409
+        case .sandboxExists, .deviceExists, .portInUse, .daemonRunning: 409
         case .invalidArgument, .badSpec, .policyDenied: 400
         case .methodNotAllowed: 405
         case .exhausted, .busy: 503
@@ -68,6 +70,11 @@ public struct ControlError: Error, Sendable, Hashable, Codable, CustomStringConv
     }
 
     public var description: String { message }
+
+    /// A second gatewayd must not take the socket (nor sweep the first one's devices).
+    public static func daemonRunning(at path: String) -> ControlError {
+        ControlError(.daemonRunning, "another gatewayd already answers on \(path): stop it first or pass another --control")
+    }
 
     /// The wire form: `{"error": {"code": "...", "message": "..."}}`.
     public struct Body: Codable, Sendable {

@@ -26,11 +26,7 @@ public final class GatewayDaemon: Sendable {
         self.logger = logger
         // A second daemon must not sweep the first one's devices.
         if ControlClient(socketPath: configuration.controlPath).isReachable() {
-            throw ControlError(
-                .sandboxExists,
-                "another gatewayd already answers on \(configuration.controlPath): "
-                    + "stop it first or pass another --control"
-            )
+            throw ControlError.daemonRunning(at: configuration.controlPath)
         }
         let store = try StateStore(directory: configuration.stateDirectory)
         if configuration.sweepStaleDevices {

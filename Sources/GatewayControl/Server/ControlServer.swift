@@ -46,8 +46,7 @@ public final class ControlServer: Sendable {
                 .invalidArgument, "control socket path \(path) is longer than 107 bytes: pick a shorter one")
         }
         if ControlClient(socketPath: path).isReachable() {
-            throw ControlError(
-                .sandboxExists, "another gatewayd already answers on \(path): stop it first or pass another --control")
+            throw ControlError.daemonRunning(at: path)
         }
         let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         if !directory.isEmpty { mkdir(directory, 0o755) }
