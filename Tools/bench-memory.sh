@@ -121,7 +121,7 @@ load_script() {
 }
 
 bench_gatewayd() {
-    local n=$1 kind idle after late i
+    local n=$1 i
     make_namespaces "$n" g
     gatewayd_start_default 10.92.0.0/16 load
     i=0
@@ -130,33 +130,36 @@ bench_gatewayd() {
         i=$((i + 1))
     done
     # Every sandbox's gateway address differs (it means the host): each namespace dials its own.
-    for kind in seq rounds; do
-        idle=$(rss_of "$GWD_PID")
-        run_load_per_sandbox "$kind" "$GWD_PID"
-        sleep 10
-        after=$(rss_of "$GWD_PID")
-        # TIME-WAIT (30 s) has ended for every connection by then.
-        sleep 25
-        late=$(rss_of "$GWD_PID")
-        record gatewayd "$n" "$kind" "$idle" "$PEAK_KB" "$after" "$FETCHED" "$late"
-        echo "gatewayd N=$n $kind: idle $((idle / 1024)) MiB, peak $((PEAK_KB / 1024)) MiB, 10 s after $((after / 1024)) MiB, 35 s after $((late / 1024)) MiB, $FETCHED GETs" >&2
-    done
+    declare -A GW
+    sandbox_gateways namespace
+    measure_workloads gatewayd "$n" "$GWD_PID"
     stop "$GWD_PID"
     drop_namespaces
 }
 
-# The workload in every namespace at once, each dialing its own sandbox's gateway address.
-run_load_per_sandbox() {
-    local kind=$1 pid=$2
-    declare -A GW
-    sandbox_gateways namespace
-    local clients=() i=0 ns
-    for ns in "${NS_LIST[@]}"; do
-        spawn ip netns exec "$ns" sh -c "$(load_script "$kind" "${GW[$ns]}")" >"$WORK/fetched-$i"
-        clients+=("$LAST_PID")
-        i=$((i + 1))
+# Both workloads in turn, every namespace of NS_LIST at once dialing GW[namespace] (declared by
+# the caller); samples the RSS of the PIDs in PIDS (comma-separated) and records a row for each.
+measure_workloads() {
+    local label=$1 n=$2 pids_csv=$3 kind idle after late ns i clients pids
+    IFS=, read -r -a pids <<<"$pids_csv"
+    for kind in seq rounds; do
+        idle=$(rss_of "${pids[@]}")
+        clients=()
+        i=0
+        for ns in "${NS_LIST[@]}"; do
+            spawn ip netns exec "$ns" sh -c "$(load_script "$kind" "${GW[$ns]}")" >"$WORK/fetched-$i"
+            clients+=("$LAST_PID")
+            i=$((i + 1))
+        done
+        sample_until_done "$pids_csv" "${clients[@]}"
+        sleep 10
+        after=$(rss_of "${pids[@]}")
+        # TIME-WAIT (30 s) has ended for every connection by then.
+        sleep 25
+        late=$(rss_of "${pids[@]}")
+        record "$label" "$n" "$kind" "$idle" "$PEAK_KB" "$after" "$FETCHED" "$late"
+        echo "$label N=$n $kind: idle $((idle / 1024)) MiB, peak $((PEAK_KB / 1024)) MiB, 10 s after $((after / 1024)) MiB, 35 s after $((late / 1024)) MiB, $FETCHED GETs" >&2
     done
-    sample_until_done "$pid" "${clients[@]}"
 }
 
 # Samples RSS of PID(s) (comma-separated in $1) every 0.2 s until every client PID has exited.
@@ -179,7 +182,7 @@ sample_until_done() {
 }
 
 bench_pasta() {
-    local n=$1 kind idle peak after ns pids=() clients i late
+    local n=$1 ns pids=() p
     make_namespaces "$n" p
     for ns in "${NS_LIST[@]}"; do
         spawn pasta -q -f --runas 0 --log-file "$WORK/pasta-$ns.log" --config-net -4 -I gwpasta0 -a 10.0.2.15 -n 24 \
@@ -187,25 +190,9 @@ bench_pasta() {
         pids+=("$LAST_PID")
     done
     for ns in "${NS_LIST[@]}"; do wait_address "$ns" gwpasta0 10.0.2.15; done
-    local joined
-    joined=$(IFS=,; echo "${pids[*]}")
-    for kind in seq rounds; do
-        idle=$(rss_of "${pids[@]}")
-        clients=()
-        i=0
-        for ns in "${NS_LIST[@]}"; do
-            spawn ip netns exec "$ns" sh -c "$(load_script "$kind" 10.0.2.2)" >"$WORK/fetched-$i"
-            clients+=("$LAST_PID")
-            i=$((i + 1))
-        done
-        sample_until_done "$joined" "${clients[@]}"
-        sleep 10
-        after=$(rss_of "${pids[@]}")
-        sleep 25
-        late=$(rss_of "${pids[@]}")
-        record pasta "$n" "$kind" "$idle" "$PEAK_KB" "$after" "$FETCHED" "$late"
-        echo "pasta ×$n $kind: idle $((idle / 1024)) MiB, peak $((PEAK_KB / 1024)) MiB, 10 s after $((after / 1024)) MiB, $FETCHED GETs" >&2
-    done
+    declare -A GW
+    for ns in "${NS_LIST[@]}"; do GW[$ns]=10.0.2.2; done
+    measure_workloads pasta "$n" "$(IFS=,; echo "${pids[*]}")"
     for p in "${pids[@]}"; do stop "$p"; done
     drop_namespaces
 }

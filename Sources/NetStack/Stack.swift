@@ -602,14 +602,13 @@ public final class Stack {
     }
 
     func remove(_ id: TCPFlowID) {
-        if let c = connections[id] {
+        if let c = connections.removeValue(forKey: id) {
             counters.tcpRetransmitTimeouts += c.retransmitTimeouts
             counters.tcpFastRecoveries += c.fastRecoveries
             counters.tcpTailProbes += c.tailProbes
             counters.tcpRetransmittedSegments += c.retransmittedSegments
+            c.releaseMemory()
         }
-        connections[id]?.releaseMemory()
-        connections[id] = nil
         if let key = flowKeys.removeValue(forKey: id) { flowsByKey[key] = nil }
         lastScheduled[id] = nil
         if timeWaitSet.remove(id) != nil, let i = timeWaitOrder.firstIndex(of: id) { timeWaitOrder.remove(at: i) }
@@ -666,19 +665,20 @@ public final class Stack {
     /// `.writable` once it has).
     public func tcpWriteInPlace(_ id: TCPFlowID, now: UInt64, _ fill: (BufferRegions) -> Int) -> Int {
         guard let c = connections[id] else { return 0 }
-        let allowed = c.reserveSend(tcpWriteInPlaceLimit)
-        guard allowed > 0 else {
+        let reserved = c.reserveSend(tcpWriteInPlaceLimit)
+        guard reserved > 0 else {
             collect(id, c)
             return 0
         }
-        let regions = c.sendBuffer.writableRegions(max: allowed)
+        let regions = c.sendBuffer.writableRegions(max: reserved)
         let n = fill(regions)
-        if n > 0 {
-            c.sendBuffer.commit(min(n, regions.byteCount))
+        let written = min(max(n, 0), regions.byteCount)
+        if written > 0 {
+            c.sendBuffer.commit(written)
         } else {
             c.sendBuffer.releaseUnwritten()
         }
-        c.settleSend()
+        c.settleSend(reserved: reserved, written: written)
         guard n > 0 else { return n }
         c.poll(now: now, emit: { self.emitSegment(id, $0) })
         collect(id, c)

@@ -160,7 +160,8 @@ public final class ChunkedBuffer {
     /// socket); chunks are taken for them now, and what `commit` does not fill goes back.
     public func writableRegions(max: Int) -> BufferRegions {
         var regions = BufferRegions()
-        let want = min(free, max, BufferRegions.capacity * pool.chunkSize - (headOffset + count) & (pool.chunkSize - 1))
+        let offsetInChunk = (headOffset + count) & (pool.chunkSize - 1)
+        let want = min(free, max, BufferRegions.capacity * pool.chunkSize - offsetInChunk)
         let end = cover(upTo: count + want)
         forEachPiece(from: count, length: end - count, limit: BufferRegions.capacity) { piece in
             regions.append(piece.baseAddress, piece.count)

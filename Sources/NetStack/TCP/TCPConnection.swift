@@ -134,8 +134,6 @@ public final class TCPConnection {
     private let budget: MemoryBudget
     /// Reserved for the receive side: at least the bytes buffered plus the window promised.
     private var rcvReserved = 0
-    /// Reserved for the send side: the bytes buffered (more only while a write is under way).
-    private var sndReserved = 0
     /// The receive window this connection aims to offer. It starts small, so that a sandbox's
     /// idle connections promise little, and doubles each time the guest fills it.
     private var rcvWindowTarget: Int
@@ -236,45 +234,44 @@ public final class TCPConnection {
 
     /// Queues bytes for the guest; returns how many fit (backpressure: the rest is the caller's).
     public func write(_ bytes: UnsafeRawBufferPointer) -> Int {
-        let allowed = reserveSend(bytes.count)
-        guard allowed > 0 else { return 0 }
-        let n = sendBuffer.append(UnsafeRawBufferPointer(rebasing: bytes[..<allowed]))
-        settleSend()
+        let reserved = reserveSend(bytes.count)
+        guard reserved > 0 else { return 0 }
+        let n = sendBuffer.append(UnsafeRawBufferPointer(rebasing: bytes[..<reserved]))
+        settleSend(reserved: reserved, written: n)
         return n
     }
 
-    /// Room left in the send buffer, as far as the budget lets it be filled now.
-    public var writableBytes: Int {
+    /// The layer above may still queue bytes (no FIN queued, not closed).
+    private var acceptsWrites: Bool {
         switch state {
-        case .synPending, .synSent, .synReceived, .established, .closeWait:
-            finQueued ? 0 : min(sendBuffer.free, sndReserved - sendBuffer.count + budget.available)
-        default: 0
+        case .synPending, .synSent, .synReceived, .established, .closeWait: !finQueued
+        default: false
         }
     }
 
-    /// Reserves room for up to `n` more bytes in the send buffer (the caller then writes and
-    /// calls `settleSend`); returns the bytes it may write, 0 when closed for writing.
+    /// Room left in the send buffer, as far as the budget lets it be filled now.
+    public var writableBytes: Int { acceptsWrites ? min(sendBuffer.free, budget.available) : 0 }
+
+    /// Reserves budget for up to `n` more bytes in the send buffer; returns how many the caller
+    /// may write, then hands back what it did not use with `settleSend`. The send buffer's bytes
+    /// stay reserved until acknowledged.
     func reserveSend(_ n: Int) -> Int {
-        switch state {
-        case .synPending, .synSent, .synReceived, .established, .closeWait:
-            guard !finQueued else { return 0 }
-        default:
-            return 0
-        }
+        guard acceptsWrites else { return 0 }
         let want = min(n, sendBuffer.free)
-        let need = sendBuffer.count + want - sndReserved
-        if need > 0 {
-            let got = budget.reserve(need, now: clock)
-            sndReserved += got
-            if got < need { waitingForMemory = true }
-        }
-        return max(0, min(want, sndReserved - sendBuffer.count))
+        let got = budget.reserve(want, now: clock)
+        if got < want { waitingForMemory = true }
+        return got
     }
 
     /// Releases what a write reserved and did not use.
-    func settleSend() {
-        budget.release(sndReserved - sendBuffer.count)
-        sndReserved = sendBuffer.count
+    func settleSend(reserved: Int, written: Int) {
+        budget.release(reserved - written)
+    }
+
+    /// Unsent and unacknowledged bytes are dropped, with their reservation.
+    private func discardSendBuffer() {
+        budget.release(sendBuffer.count)
+        sendBuffer.removeAll()
     }
 
     /// Reads the guest's in-order bytes. After a read that reopens the window enough, a window
@@ -323,14 +320,13 @@ public final class TCPConnection {
 
     /// Every buffer and reservation goes back: the connection is leaving the stack.
     func releaseMemory() {
-        sendBuffer.removeAll()
+        discardSendBuffer()
         receiveBuffer.removeAll()
-        budget.release(sndReserved + rcvReserved)
-        sndReserved = 0
+        budget.release(rcvReserved)
         rcvReserved = 0
     }
 
-    deinit { budget.release(sndReserved + rcvReserved) }
+    deinit { budget.release(sendBuffer.count + rcvReserved) }
 
     /// True once the guest's FIN has been consumed in order and every byte before it was read.
     public var isReadClosed: Bool { peerFinReceived && receiveBuffer.isEmpty }
@@ -580,7 +576,6 @@ public final class TCPConnection {
             let dataAcked = min(acked, sendBuffer.count)
             sendBuffer.consume(dataAcked)
             budget.release(dataAcked)
-            sndReserved -= dataAcked
             let finAcked = finSent && ack == sndMax && acked > dataAcked
             sndUna = ack
             if sndNxt < sndUna { sndNxt = sndUna }
@@ -1038,8 +1033,7 @@ public final class TCPConnection {
         persistAt = nil
         timeWaitAt = now + configuration.timeWait.nanoseconds
         // Only its few words of state stay: everything sent is acknowledged, nothing more comes.
-        sendBuffer.removeAll()
-        settleSend()
+        discardSendBuffer()
         releaseReceiveSlack()
     }
 
@@ -1054,8 +1048,7 @@ public final class TCPConnection {
         persistAt = nil
         timeWaitAt = nil
         // Unsent bytes have nowhere to go; unread ones stay for the layer above to read.
-        sendBuffer.removeAll()
-        settleSend()
+        discardSendBuffer()
         releaseReceiveSlack()
         if !alreadyReported { events.insert(.closed) }
     }
