@@ -9,6 +9,25 @@ import Wire
 
 /// Request/answer servers and clients shared by the published-port and egress tests.
 enum HalfClose {
+    /// A UDP client that sends datagrams of 1,400 to 60,000 bytes (fragments at MTU 1500) to
+    /// `host`:`port`, each expecting "echo " and the datagram back; prints True or timeout for each.
+    static func largeDatagrams(to host: String, port: Int) -> String {
+        """
+        import random, socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        results = []
+        for size in (1400, 1473, 4000, 9000, 30000, 60000):
+            payload = random.Random(size).randbytes(size)
+            s.sendto(payload, ("\(host)", \(port)))
+            try:
+                results.append(str(s.recv(65535) == b"echo " + payload))
+            except socket.timeout:
+                results.append("timeout")
+        print(" ".join(results))
+        """
+    }
+
     /// Python lines that import `socket` and leave `s` listening on `host`:`port` (address reuse
     /// on, so a test may bind again at once), for the servers these tests run.
     static func listener(host: String = "0.0.0.0", port: UInt16, backlog: Int) -> String {
@@ -343,21 +362,7 @@ struct PublishedPortEndingsTests {
         try fx.guestServer(in: ns, PublishedPortTests.udpEcho)
         try fx.waitForListener(port: 7000, in: ns, udp: true)
         let port = try fx.gateway.publish(sandboxID: info.id, spec: "127.0.0.1::7000/udp").hostPort
-        let out = try fx.python(
-            """
-            import random, socket
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.settimeout(2)
-            results = []
-            for size in (1400, 1473, 4000, 9000, 30000, 60000):
-                payload = random.Random(size).randbytes(size)
-                s.sendto(payload, ("127.0.0.1", \(port)))
-                try:
-                    results.append(str(s.recv(65535) == b"echo " + payload))
-                except socket.timeout:
-                    results.append("timeout")
-            print(" ".join(results))
-            """)
+        let out = try fx.python(HalfClose.largeDatagrams(to: "127.0.0.1", port: Int(port)))
         #expect(out == "True True True True True True")
     }
 }
@@ -443,20 +448,7 @@ struct EgressEndingsTests {
             """])
         try fx.waitForListener(port: port, udp: true)
         let (info, ns) = try fx.attach()
-        let script = """
-            import random, socket
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.settimeout(2)
-            results = []
-            for size in (1400, 1473, 4000, 9000, 30000, 60000):
-                payload = random.Random(size).randbytes(size)
-                s.sendto(payload, ("\(info.gatewayIPv4)", \(port)))
-                try:
-                    results.append(str(s.recv(65535) == b"echo " + payload))
-                except socket.timeout:
-                    results.append("timeout")
-            print(" ".join(results))
-            """
+        let script = HalfClose.largeDatagrams(to: info.gatewayIPv4, port: Int(port))
         let out = try TestHost.run(["timeout", "60", "ip", "netns", "exec", ns, "python3", "-c", script])
         #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == "True True True True True True")
     }
