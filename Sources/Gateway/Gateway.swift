@@ -50,6 +50,12 @@ public struct GatewayConfiguration: Sendable {
     public var bufferChunkSize = 16 << 10
     /// How often each shard gives idle buffer memory back to the system.
     public var memoryTrimInterval: Duration = .seconds(1)
+    /// DNS queries one sandbox may make per second (a burst of as many); past it, REFUSED.
+    public var dnsQueryRate = 200
+    /// Addresses one sandbox's answers may pin for its domain rules at once.
+    public var pinCapacity = DNSPinTable.defaultCapacity
+    /// Shortest life of a pin, whatever the answer's TTL.
+    public var pinTTLFloor: Duration = .seconds(60)
 
     public init(shards: Int? = nil) {
         self.shards = max(1, shards ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -378,12 +384,16 @@ public final class Gateway: @unchecked Sendable {
         let tapBox = UncheckedSendable(tap)
         let forwarder = forwarders[shard]
         let descriptors = DescriptorBudget(ledger: descriptorLedger, limit: descriptorLedger.perSandbox)
+        let pinning = DomainPinning(
+            policy: policy,
+            pins: DNSPinTable(capacity: configuration.pinCapacity, ttlFloor: configuration.pinTTLFloor.nanoseconds),
+            queriesPerSecond: configuration.dnsQueryRate)
         let dnsContext = DNSQueryContext(gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy, client: UInt64(index))
-            .counting(against: descriptors)
+            .counting(against: descriptors).pinning(to: pinning)
         let tcpDNSContext = DNSQueryContext(
             gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy,
             maxReplySize: DNSQueryContext.tcpReplySize, client: UInt64(index)
-        ).counting(against: descriptors)
+        ).counting(against: descriptors).pinning(to: pinning)
         let pool = pools[shard]
         let framePool = framePools[shard]
         let budget = spec.memoryBudget ?? policy.memoryBudget ?? configuration.memoryBudget
@@ -396,11 +406,13 @@ public final class Gateway: @unchecked Sendable {
             // VM was told to use), so the stack can reach it before it has sent anything.
             stack.learnNeighbor(.v4(a.guestIPv4), mac: guestMAC, now: monotonicNanoseconds())
             let sandbox = Sandbox(id: spec.id, tap: tapBox.value, stack: stack, loop: loop, limits: limits)
+            sandbox.pinning = pinning
             sandbox.egress.policy = { key, proto in
-                let decision = policy.evaluate(
+                let decision = pinning.policy.evaluate(
                     direction: .egress, destination: key.remoteAddress,
                     isHostAlias: stackConfiguration.isGatewayAddress(key.remoteAddress),
-                    protocol: PolicyProtocol(ipProtocol: proto) ?? .any, port: key.remotePort)
+                    protocol: PolicyProtocol(ipProtocol: proto) ?? .any, port: key.remotePort,
+                    pins: pinning.pins, now: monotonicNanoseconds())
                 return decision.isAllowed ? .allow : .deny
             }
             sandbox.egress.dns = { _, overTCP, query, reply in

@@ -27,8 +27,11 @@ public final class DNSForwarder: @unchecked Sendable {
         public var queries = 0
         /// Queries for the local names, answered here.
         public var localAnswers = 0
-        /// Queries answered NXDOMAIN by the sandbox's DNS policy.
+        /// Queries answered NXDOMAIN by the sandbox's DNS policy (a denied name, or under
+        /// `dns = "allowed-names"` a name no rule allows).
         public var denied = 0
+        /// Queries answered REFUSED past the sandbox's query rate.
+        public var rateLimited = 0
         /// Queries sent upstream (once each, however many upstreams were tried).
         public var forwarded = 0
         /// Upstream answers relayed to a guest.
@@ -85,6 +88,8 @@ public final class DNSForwarder: @unchecked Sendable {
         var truncatedAnswer: [UInt8] = []
         /// The asking sandbox's descriptor budget (`DNSQueryContext.descriptors`).
         var descriptors: DescriptorBudget?
+        /// Where the answer's addresses are pinned (`DNSQueryContext.pinning`).
+        var pinning: DomainPinning?
 
         init(
             guestQuery: [UInt8], upstreamQuery: [UInt8], guestID: UInt16, limit: Int, guestHasEDNS: Bool,
@@ -181,7 +186,16 @@ public final class DNSForwarder: @unchecked Sendable {
             return replyError(.badVersion, to: query, reply)
         }
         let limit = context.replyLimit(for: query)
+        if let pinning = context.pinning, !pinning.admitQuery(now: monotonicNanoseconds()) {
+            counters.rateLimited += 1
+            return replyError(.refused, to: query, reply, limit: limit)
+        }
         if context.policy.denies(question.name) {
+            counters.denied += 1
+            return replyError(.nameError, to: query, reply, limit: limit)
+        }
+        // The gateway's own names are answered whatever the mode: they are the host.
+        if !isLocalName(question.name), let pinning = context.pinning, !pinning.mayResolve(question.name) {
             counters.denied += 1
             return replyError(.nameError, to: query, reply, limit: limit)
         }
@@ -297,6 +311,7 @@ public final class DNSForwarder: @unchecked Sendable {
             reply: reply
         )
         entry.descriptors = context.descriptors
+        entry.pinning = context.pinning
         guard !configuration.upstreams.isEmpty else { return replyServerFailure(entry) }
         guard outstanding.count < configuration.maxOutstanding,
               perClient[context.client, default: 0] < configuration.maxOutstandingPerClient else {
@@ -509,6 +524,8 @@ public final class DNSForwarder: @unchecked Sendable {
     /// Relays an upstream answer under the guest's ID: without the OPT record we added, and cut
     /// to header and question with TC when larger than the guest can take.
     private func deliver(_ response: DNSMessage, in buffer: UnsafeMutableRawBufferPointer, _ entry: Outstanding) {
+        // Pinned before the guest sees the answer, so its first connection finds the pin.
+        entry.pinning?.record(response, now: monotonicNanoseconds())
         var length = response.endOffset
         if entry.addedOPT, let opt = DNSForwarder.optRecord(in: response), opt.end == response.endOffset {
             length = opt.start

@@ -22,6 +22,9 @@ public struct DNSQueryContext: Sendable {
     public var client: UInt64
     /// The asking sandbox's descriptor budget, which a retry over TCP takes its socket from.
     var descriptors: DescriptorBudget?
+    /// The asking sandbox's domain rules: which names it may resolve, how fast, and where the
+    /// answers' addresses are pinned. nil: every name, no pins.
+    public var pinning: DomainPinning?
 
     public init(
         gatewayIPv4: IPv4Address?, gatewayIPv6: IPv6Address? = nil, policy: DNSPolicy = .none,
@@ -39,6 +42,13 @@ public struct DNSQueryContext: Sendable {
     func counting(against budget: DescriptorBudget) -> DNSQueryContext {
         var c = self
         c.descriptors = budget
+        return c
+    }
+
+    /// The same, under `pinning`'s names, rate and pins.
+    func pinning(to pinning: DomainPinning) -> DNSQueryContext {
+        var c = self
+        c.pinning = pinning
         return c
     }
 

@@ -13,6 +13,22 @@ public struct Policy: Hashable, Sendable, CustomStringConvertible {
     public var deniedNames: [String]
     /// Bytes of TCP buffers each sandbox under this policy may hold; nil: the gateway's default.
     public var memoryBudget: Int? = nil
+    /// Which names the gateway's DNS answers for sandboxes under this policy.
+    public var dnsMode: DNSMode = .all
+    /// What happens to a TCP flow allowed by a domain rule whose first bytes are neither a TLS
+    /// ClientHello nor an HTTP/1 request, so no name in them can be checked.
+    public var unidentifiedTraffic: PolicyAction = .deny
+
+    /// Which names a sandbox may resolve through the gateway.
+    public enum DNSMode: String, CaseIterable, Hashable, Sendable, CustomStringConvertible {
+        /// Every name not in `deniedNames` (forwarded upstream).
+        case all
+        /// Only names an allowing domain rule covers and the gateway's own names; others get
+        /// NXDOMAIN and are never forwarded, so DNS cannot carry data out.
+        case allowedNames = "allowed-names"
+
+        public var description: String { rawValue }
+    }
 
     public init(rules: [PolicyRule] = [], default defaultAction: PolicyAction, deniedNames: [String] = []) {
         self.rules = rules
@@ -44,25 +60,49 @@ public struct Policy: Hashable, Sendable, CustomStringConvertible {
 
     /// Decides a new flow. `destination` is what the guest dialled (egress) or the remote peer
     /// (ingress); `isHostAlias` says whether it is one of the sandbox's gateway addresses, which
-    /// stand for the host's loopback; `port` is the destination port (nil for ICMP).
+    /// stand for the host's loopback; `port` is the destination port (nil for ICMP). A domain rule
+    /// covers the flow only when `pins` holds a live answer at `now` for a name it names; without
+    /// pins no domain rule matches.
     public func evaluate(
         direction: PolicyDirection, destination: IPAddress, isHostAlias: Bool, protocol flowProtocol: PolicyProtocol,
-        port: UInt16?
+        port: UInt16?, pins: DNSPinTable? = nil, now: UInt64 = 0
     ) -> PolicyDecision {
         let unwrapped: IPAddress
         if case .v6(let a) = destination, let v4 = a.ipv4Mapped { unwrapped = .v4(v4) } else { unwrapped = destination }
         let groups = PolicyGroup.Membership(of: destination, isHostAlias: isHostAlias)
+        var unpinned: Int?
         for i in rules.indices {
             let rule = rules[i]
-            let matched = rule.matches(
-                direction: direction, destination: unwrapped, groups: groups, protocol: flowProtocol, port: port
-            )
-            if matched {
+            guard rule.matches(direction: direction, protocol: flowProtocol, port: port) else { continue }
+            if case .domain(let pattern) = rule.destination {
+                if let name = pins?.name(pinnedTo: unwrapped, matching: pattern, now: now) {
+                    return PolicyDecision(action: rule.action, source: .rule(i), name: name)
+                }
+                if unpinned == nil && rule.action == .allow { unpinned = i }
+                continue
+            }
+            if rule.destination.matches(unwrapped, groups: groups) {
                 return PolicyDecision(action: rule.action, source: .rule(i))
             }
         }
-        return PolicyDecision(action: defaultAction, source: .defaultAction)
+        return PolicyDecision(action: defaultAction, source: .defaultAction, unpinnedDomainRule: unpinned)
     }
+
+    /// Whether some domain rule (allowing or denying) covers `name` (lower-cased, no trailing
+    /// dot): the gateway's DNS pins the answers for such names only.
+    public func hasDomainRule(covering name: some StringProtocol) -> Bool {
+        rules.contains { $0.destination.domainPattern?.matches(name) ?? false }
+    }
+
+    /// Whether an allowing egress rule names `name` by a domain pattern: under
+    /// `dns = "allowed-names"` the only names (besides the gateway's own) that are answered.
+    public func allowsName(_ name: some StringProtocol) -> Bool {
+        rules.contains {
+            $0.action == .allow && $0.direction == .egress && ($0.destination.domainPattern?.matches(name) ?? false)
+        }
+    }
+
+    public var hasDomainRules: Bool { rules.contains { $0.destination.domainPattern != nil } }
 
     /// The rules, one per line, then the default as a comment.
     public var description: String {

@@ -10,10 +10,17 @@ public struct PolicyDecision: Hashable, Sendable, CustomStringConvertible {
 
     public let action: PolicyAction
     public let source: Source
+    /// The name a domain rule matched through the sandbox's DNS pins.
+    public let name: String?
+    /// When the default decided: the first allowing domain rule that would have covered the flow had
+    /// the sandbox resolved its address through the gateway ("no pin" in the flow log).
+    public let unpinnedDomainRule: Int?
 
-    public init(action: PolicyAction, source: Source) {
+    public init(action: PolicyAction, source: Source, name: String? = nil, unpinnedDomainRule: Int? = nil) {
         self.action = action
         self.source = source
+        self.name = name
+        self.unpinnedDomainRule = unpinnedDomainRule
     }
 
     public var isAllowed: Bool { action == .allow }

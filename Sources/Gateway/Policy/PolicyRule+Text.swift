@@ -1,5 +1,5 @@
 // The text form of a policy rule, as the config file and the CLI write it:
-//   <allow|deny> <egress|ingress> <tcp|udp|icmp|any> <any|ADDRESS[/LEN]|group:NAME> [ports LIST]
+//   <allow|deny> <egress|ingress> <tcp|udp|icmp|any> <any|ADDRESS[/LEN]|group:NAME|domain:NAME> [ports LIST]
 // where LIST is comma-separated ports and ranges ("80,443,8000-8100"); `#` starts a comment.
 import Wire
 
@@ -43,9 +43,12 @@ extension PolicyRule: LosslessStringConvertible {
         let protocolToken = try take("protocol (tcp, udp, icmp or any)", after: String(directionToken))
         let proto = try keyword(protocolToken, as: PolicyProtocol.self, "protocol")
         let destinationToken = try take(
-            "destination (any, an address or CIDR, or group:NAME)", after: String(protocolToken)
+            "destination (any, an address or CIDR, group:NAME or domain:NAME)", after: String(protocolToken)
         )
         let destination = try PolicyRule.destination(destinationToken, fail: fail)
+        if case .domain = destination, direction != .egress {
+            throw fail(destinationToken, "domain destinations apply to egress only (who connects in has no name)")
+        }
 
         var ports: [ClosedRange<UInt16>]?
         if next < tokens.count {
@@ -84,9 +87,16 @@ extension PolicyRule: LosslessStringConvertible {
             }
             return .group(group)
         }
+        if token.lowercased().hasPrefix("domain:") {
+            let name = token.dropFirst("domain:".count)
+            guard let pattern = DomainPattern(name) else {
+                throw fail(token, "\"\(name)\" is not a domain name or *.SUFFIX (such as pypi.org or *.example.org)")
+            }
+            return .domain(pattern)
+        }
         let parts = token.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard var address = IPAddress(parts[0]) else {
-            throw fail(token, "\"\(token)\" is not any, group:NAME, or an IPv4/IPv6 address or CIDR")
+            throw fail(token, "\"\(token)\" is not any, group:NAME, domain:NAME, or an IPv4/IPv6 address or CIDR")
         }
         let maximum = if case .v4 = address { 32 } else { 128 }
         var length = maximum

@@ -46,6 +46,9 @@ public enum PolicyDestination: Hashable, Sendable, CustomStringConvertible {
     /// with IPv4-mapped IPv6 destinations compared as the IPv4 address they carry.
     case cidr(IPAddress, prefixLength: Int)
     case group(PolicyGroup)
+    /// Addresses this sandbox's own DNS answers gave for a name the pattern covers, while the
+    /// answer lives (see `DNSPinTable`). Egress only.
+    case domain(DomainPattern)
 
     public var description: String {
         switch self {
@@ -57,7 +60,14 @@ public enum PolicyDestination: Hashable, Sendable, CustomStringConvertible {
             default: "\(address)/\(length)"
             }
         case .group(let group): "group:\(group)"
+        case .domain(let pattern): "domain:\(pattern)"
         }
+    }
+
+    /// The pattern of a domain destination.
+    public var domainPattern: DomainPattern? {
+        if case .domain(let pattern) = self { return pattern }
+        return nil
     }
 
     /// `destination` has had IPv4-mapped addresses unwrapped; `groups` is its membership.
@@ -68,6 +78,9 @@ public enum PolicyDestination: Hashable, Sendable, CustomStringConvertible {
             return true
         case .group(let group):
             return groups.contains(PolicyGroup.Membership(group))
+        case .domain:
+            // Needs the sandbox's pins, which `Policy.evaluate` consults itself.
+            return false
         case .cidr(.v4(let network), let length):
             guard case .v4(let a) = destination else { return false }
             let bits = min(max(length, 0), 32)
@@ -114,19 +127,15 @@ public struct PolicyRule: Hashable, Sendable, CustomStringConvertible {
         self.init(action, direction, protocol: `protocol`, destination: destination, ports: [portRange])
     }
 
-    /// Whether the rule covers a flow. `destination` must already have IPv4-mapped addresses
-    /// unwrapped and `groups` be its membership; `Policy.evaluate` does both once per flow.
+    /// Whether the rule covers a flow's direction, protocol and port, whatever its destination.
     @inline(__always)
-    func matches(
-        direction: PolicyDirection, destination: IPAddress, groups: PolicyGroup.Membership,
-        protocol flowProtocol: PolicyProtocol, port: UInt16?
-    ) -> Bool {
+    func matches(direction: PolicyDirection, protocol flowProtocol: PolicyProtocol, port: UInt16?) -> Bool {
         guard direction == self.direction else { return false }
         guard self.protocol == .any || self.protocol == flowProtocol else { return false }
         if let ports {
             guard let port, ports.contains(where: { $0.contains(port) }) else { return false }
         }
-        return self.destination.matches(destination, groups: groups)
+        return true
     }
 
     /// The rule in its text form, which `PolicyRule(parsing:)` reads back to an equal rule.

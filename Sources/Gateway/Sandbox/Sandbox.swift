@@ -11,6 +11,9 @@ final class Sandbox {
     let egress: EgressRelay
     /// Published ports: listeners and the flows they opened into the guest.
     let ingress: IngressRelay
+    /// Its domain rules' view of DNS (pins, allowed names, query rate), shared with the shard's
+    /// DNS forwarder.
+    var pinning: DomainPinning?
 
     init(id: String, tap: TAPDevice, stack: Stack, loop: EventLoop, limits: EgressLimits) {
         self.id = id

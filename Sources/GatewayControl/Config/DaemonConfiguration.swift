@@ -79,6 +79,12 @@ public struct DaemonConfiguration: Sendable {
     /// Names (and their subdomains) every sandbox's DNS answers with NXDOMAIN; a policy's own
     /// `denied-names` add to these.
     public var dnsDeniedNames: [String] = []
+    /// `[dns] query-rate`: queries per second per sandbox.
+    public var dnsQueryRate = 200
+    /// `[dns] pin-capacity`: addresses one sandbox's answers may pin for domain rules at once.
+    public var dnsPinCapacity = 4096
+    /// `[dns] pin-ttl-floor-s`: shortest life of a pin.
+    public var dnsPinTTLFloorSeconds = 60
     /// Policies defined in the file, by name, in addition to the built-in profiles.
     public var policies: [String: Policy] = [:]
     /// Remove devices with the gateway's role prefixes left in the host namespace by a crash.
@@ -135,6 +141,9 @@ public struct DaemonConfiguration: Sendable {
         if let g = globalMemoryBudgetMiB { c.globalMemoryBudget = g << 20 }
         c.bufferChunkSize = bufferChunkKiB << 10
         c.memoryTrimInterval = .milliseconds(memoryTrimIntervalMilliseconds)
+        c.dnsQueryRate = dnsQueryRate
+        c.pinCapacity = dnsPinCapacity
+        c.pinTTLFloor = .seconds(dnsPinTTLFloorSeconds)
         c.descriptors = descriptors
         c.publishing.limits.maxInboundConnections = maxInboundConnections
         if let bind = IPAddress(publishBindAddress) { c.publishing.defaultHostIP = bind }
@@ -310,6 +319,9 @@ public struct DaemonConfiguration: Sendable {
         case upstreams
         case localNames = "local-names"
         case deniedNames = "denied-names"
+        case queryRate = "query-rate"
+        case pinCapacity = "pin-capacity"
+        case pinTTLFloor = "pin-ttl-floor-s"
     }
 
     /// Keys of `[policies.NAME]`.
@@ -319,6 +331,8 @@ public struct DaemonConfiguration: Sendable {
         case `default`
         case deniedNames = "denied-names"
         case memoryBudgetMib = "memory-budget-mib"
+        case dns
+        case unidentifiedTraffic = "unidentified-traffic"
     }
 
     private mutating func applyAddresses(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
@@ -444,6 +458,9 @@ public struct DaemonConfiguration: Sendable {
                 dnsUpstreams = list
             case .localNames: dnsLocalNames = try r.strings(e, key)
             case .deniedNames: dnsDeniedNames = try r.dnsNames(e, key)
+            case .queryRate: dnsQueryRate = try r.int(e, key, in: 1...1_000_000)
+            case .pinCapacity: dnsPinCapacity = try r.int(e, key, in: 16...1_000_000)
+            case .pinTTLFloor: dnsPinTTLFloorSeconds = try r.int(e, key, in: 0...86_400)
             }
         }
     }
@@ -462,6 +479,8 @@ public struct DaemonConfiguration: Sendable {
             var defaultAction: PolicyAction?
             var deniedNames: [String] = []
             var memoryBudget: Int?
+            var dnsMode: Policy.DNSMode?
+            var unidentified: PolicyAction?
             for e in try r.table(p, "policies." + name).entries {
                 let key = "policies.\(name).\(e.key)"
                 switch try r.key(e, key, PolicyKey.self) {
@@ -482,12 +501,22 @@ public struct DaemonConfiguration: Sendable {
                     }
                 case .deniedNames: deniedNames = try r.dnsNames(e, key)
                 case .memoryBudgetMib: memoryBudget = try r.int(e, key, in: 1...1_048_576) << 20
+                case .dns:
+                    dnsMode = try r.choice(e, key, Policy.DNSMode.allCases.map(\.rawValue)).flatMap {
+                        Policy.DNSMode(rawValue: $0)
+                    }
+                case .unidentifiedTraffic:
+                    unidentified = try r.choice(e, key, PolicyAction.allCases.map(\.rawValue)).flatMap {
+                        PolicyAction(rawValue: $0)
+                    }
                 }
             }
             var policy = Policy(
                 rules: rules + (base?.rules ?? []), default: defaultAction ?? base?.defaultAction ?? .deny,
                 deniedNames: deniedNames)
             policy.memoryBudget = memoryBudget
+            if let dnsMode { policy.dnsMode = dnsMode }
+            if let unidentified { policy.unidentifiedTraffic = unidentified }
             policies[name] = policy
         }
     }
