@@ -5,7 +5,7 @@ import Glibc
 #endif
 import Synchronization
 import CGatewayShims
-import NetStack
+import Scheduling
 
 /// Monotonic nanoseconds, the clock every stack and timer in a shard runs on.
 @inline(__always)
