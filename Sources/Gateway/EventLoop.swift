@@ -273,19 +273,34 @@ public final class EventLoop: @unchecked Sendable {
     }
 }
 
-/// A counting semaphore for the control plane's waits.
+/// A counting semaphore for the control plane's waits. The `sem_t` lives in storage of its own,
+/// so the address every sem_* call gets stays the same for the semaphore's life (a stored
+/// property's address, taken with `&`, is only good for the one call).
 final class Semaphore: @unchecked Sendable {
-    private var sem = sem_t()
-    init() { sem_init(&sem, 0, 0) }
-    deinit { sem_destroy(&sem) }
-    func signal() { sem_post(&sem) }
-    func wait() { while sem_wait(&sem) != 0 && errno == EINTR {} }
+    // Sound: the pointer is set once and never changes; sem_post and sem_wait are made to be
+    // called on one sem_t from any threads at once.
+    private let sem: UnsafeMutablePointer<sem_t>
+
+    init() {
+        sem = .allocate(capacity: 1)
+        sem.initialize(to: sem_t())
+        sem_init(sem, 0, 0)
+    }
+
+    deinit {
+        sem_destroy(sem)
+        sem.deinitialize(count: 1)
+        sem.deallocate()
+    }
+
+    func signal() { sem_post(sem) }
+    func wait() { while sem_wait(sem) != 0 && errno == EINTR {} }
 }
 
 /// A plain pthread running one closure.
-final class Thread: @unchecked Sendable {
-    private let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
+final class Thread: Sendable {
+    private let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     func start() {
         var tid = pthread_t()
         let unmanaged = Unmanaged.passRetained(self)
