@@ -15,6 +15,11 @@ public func monotonicNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
+/// Shared by every thread that submits work, so it is Sendable; but the checker cannot see which
+/// of its fields are confined. Those that other threads touch are `Mutex`/`Atomic` or `let`; the
+/// rest (handlers, timers, counters, the read buffer) are the loop thread's alone, which
+/// `assertInLoop` checks at each entry point in debug builds. Values a shard owns travel to it in
+/// a `LoopBound`.
 public final class EventLoop: @unchecked Sendable {
     public typealias Handler = (_ events: UInt32) -> Void
 
@@ -55,6 +60,7 @@ public final class EventLoop: @unchecked Sendable {
     /// before the next, so the sandboxes of a shard share this buffer rather than each keeping
     /// 64 KB of its own resident after its first large frame.
     public var frameReadBuffer: UnsafeMutableRawBufferPointer {
+        assertInLoop()
         if let b = readBufferStorage { return b }
         let b = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.frameReadBufferSize, alignment: 16)
         readBufferStorage = b

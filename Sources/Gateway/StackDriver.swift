@@ -6,9 +6,8 @@ import Glibc
 import CGatewayShims
 import NetStack
 
-/// Confined to its loop's thread. It is marked Sendable only so the control plane can hand it to
-/// a task submitted onto that loop; nothing may touch it from anywhere else.
-public final class StackDriver: @unchecked Sendable {
+/// Confined to its loop's thread; the control plane reaches it through a `LoopBound` sandbox.
+public final class StackDriver {
     public let loop: EventLoop
     public let fd: Int32
     public let stack: Stack
@@ -53,6 +52,7 @@ public final class StackDriver: @unchecked Sendable {
 
     /// Unregisters; the caller closes the fd.
     public func stop() {
+        loop.assertInLoop()
         guard running else { return }
         running = false
         loop.unregister(fd: fd)
@@ -86,6 +86,7 @@ public final class StackDriver: @unchecked Sendable {
     /// Delivers pending events, writes pending frames and re-arms the timer. The layer above
     /// calls this after it drove the stack (wrote to or read from a connection).
     public func afterWork() {
+        loop.assertInLoop()
         var rounds = 0
         // Events can cause more events (accept → established); bounded so a bug cannot spin.
         while stack.hasEvents && rounds < 16 {
