@@ -32,6 +32,9 @@ public final class StackDriver {
     public private(set) var framesRead = 0
     public private(set) var writeFailures = 0
     private var running = false
+    /// The captures running on this sandbox's link (`Gateway.startCapture`); empty, as it is
+    /// nearly always, the data path pays one check per frame for them.
+    var captures: [FrameCapture] = []
 
     public init(loop: EventLoop, fd: Int32, stack: Stack) {
         self.loop = loop
@@ -76,7 +79,7 @@ public final class StackDriver {
             }
             frames += 1
             bytes += n
-            if CaptureTaps.isActive { CaptureTaps.copy(self, readBuffer.baseAddress, n, inbound: true) }
+            if !captures.isEmpty { copyToCaptures(readBuffer.baseAddress, n, fromGuest: true) }
             stack.receive(frame: UnsafeRawBufferPointer(rebasing: readBuffer[..<n]), now: monotonicNanoseconds())
         }
         framesRead += frames
@@ -105,7 +108,7 @@ public final class StackDriver {
 
     private func flushOutput() {
         stack.drainOutput(now: monotonicNanoseconds()) { frame in
-            if CaptureTaps.isActive { CaptureTaps.copy(self, frame.storage.baseAddress, frame.length, inbound: false) }
+            if !captures.isEmpty { copyToCaptures(frame.storage.baseAddress, frame.length, fromGuest: false) }
             let n = write(fd, frame.storage.baseAddress, frame.length)
             if n != frame.length { writeFailures += 1 }
         }
