@@ -42,13 +42,17 @@ final class FakeResolver: @unchecked Sendable {
     var tcpQueries: [[UInt8]] { tcpLog.withLock { $0 } }
 
     let address: IPAddress
+    /// TTL of the table's records.
+    let ttl: UInt32
 
     /// - Parameters:
     ///   - ipv6: listen on ::1 instead of 127.0.0.1.
     ///   - tcp: also answer over TCP on the same port.
     ///   - tcpBehavior: how to answer over TCP, when not as over UDP.
-    init(_ behavior: Behavior, ipv6: Bool = false, tcp: Bool = false, tcpBehavior: Behavior? = nil) throws {
+    ///   - ttl: the TTL of the table's A records.
+    init(_ behavior: Behavior, ipv6: Bool = false, tcp: Bool = false, tcpBehavior: Behavior? = nil, ttl: UInt32 = 300) throws {
         self.behavior = behavior
+        self.ttl = ttl
         self.tcpBehavior = tcpBehavior ?? behavior
         address = ipv6 ? .v6(.loopback) : .v4(.loopback)
         var fd: Int32 = -1
@@ -263,7 +267,7 @@ final class FakeResolver: @unchecked Sendable {
         let (name, udpLimit) = message ?? ("", 512)
         guard let addresses = table[name] else { return FakeResolver.build(query, code: .nameError, into: &out) { _ in } }
         return FakeResolver.build(query, limit: tcp ? 65535 : udpLimit, into: &out) { builder in
-            for a in addresses { builder.appendA(a, ttl: 300) }
+            for a in addresses { builder.appendA(a, ttl: ttl) }
         }
     }
 

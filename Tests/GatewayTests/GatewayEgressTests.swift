@@ -139,11 +139,7 @@ struct GatewayDNSTests {
         }
         defer { fx.tearDown() }
         let (info, ns) = try fx.attach()
-        // `ip netns exec` gives the namespace /etc/netns/NAME/resolv.conf as its /etc/resolv.conf.
-        let dir = "/etc/netns/\(ns)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try "nameserver \(info.gatewayIPv4)\n".write(toFile: dir + "/resolv.conf", atomically: true, encoding: .utf8)
+        try fx.resolveThroughGateway(ns, info)
 
         let alias = try fx.run(in: ns, "getent ahostsv4 host.gateway.internal | head -1")
         #expect(alias.hasPrefix(info.gatewayIPv4 + " "))

@@ -57,11 +57,26 @@ final class GatewayFixture: @unchecked Sendable {
     /// Starts a background process; it is killed at teardown.
     func background(_ arguments: [String]) throws -> Process { try processes.start(arguments) }
 
-    /// python's http.server on 127.0.0.1 serving a directory with `files`; returns the port.
-    func httpServer(files: [String: Data]) throws -> UInt16 {
-        let dir = NSTemporaryDirectory() + "gw-http-\(scratch.tag)-\(UInt32.random(in: 0...UInt32.max))"
+    /// Makes the gateway the resolver of processes run in `ns` (`ip netns exec` gives the
+    /// namespace /etc/netns/NAME/resolv.conf as its /etc/resolv.conf); removed at teardown.
+    func resolveThroughGateway(_ ns: String, _ info: SandboxInfo) throws {
+        let dir = "/etc/netns/\(ns)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         tempDirs.append(dir)
+        try "nameserver \(info.gatewayIPv4)\n".write(toFile: dir + "/resolv.conf", atomically: true, encoding: .utf8)
+    }
+
+    /// A directory removed at teardown.
+    func temporaryDirectory(_ label: String) throws -> String {
+        let dir = NSTemporaryDirectory() + "gw-\(label)-\(scratch.tag)-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        tempDirs.append(dir)
+        return dir
+    }
+
+    /// python's http.server on 127.0.0.1 serving a directory with `files`; returns the port.
+    func httpServer(files: [String: Data]) throws -> UInt16 {
+        let dir = try temporaryDirectory("http")
         for (name, data) in files { try data.write(to: URL(fileURLWithPath: dir + "/" + name)) }
         let port = Self.freePort()
         _ = try background(["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir])

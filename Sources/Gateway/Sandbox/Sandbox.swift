@@ -57,7 +57,18 @@ final class Sandbox {
                 "dnsTCPSessionLimit": e.dnsTCPRefused, "dnsTCPMalformed": e.dnsTCPProtocolErrors,
                 "dnsTCPUnread": e.dnsTCPUnreadResets, "descriptorBudget": egress.descriptors.refused,
             ],
-            memory: memory())
+            memory: memory(), dns: dns())
+    }
+
+    func dns() -> SandboxDNS {
+        var d = SandboxDNS()
+        guard let pinning else { return d }
+        d.pins = pinning.pins.count
+        d.pinsRecorded = pinning.counters.pinsRecorded
+        d.pinEvictions = pinning.pins.evictions
+        d.namesNotAllowed = pinning.counters.namesNotAllowed
+        d.rateLimited = pinning.counters.rateLimited
+        return d
     }
 
     func memory() -> SandboxMemory {

@@ -102,6 +102,22 @@ public struct SandboxStats: Sendable, Codable, Hashable {
     public var bytesFromHost: UInt64
     public var drops: [String: Int]
     public var memory = SandboxMemory()
+    public var dns = SandboxDNS()
+}
+
+/// A sandbox's DNS as its domain rules see it.
+public struct SandboxDNS: Sendable, Codable, Hashable {
+    /// Addresses pinned for its domain rules now, and in all.
+    public var pins = 0
+    public var pinsRecorded = 0
+    /// Pins dropped before their time to stay within the table's capacity.
+    public var pinEvictions = 0
+    /// Queries answered NXDOMAIN because no allowing rule names them (`dns = "allowed-names"`).
+    public var namesNotAllowed = 0
+    /// Queries refused past the query rate.
+    public var rateLimited = 0
+
+    public init() {}
 }
 
 /// A sandbox's TCP buffer memory against its budget.

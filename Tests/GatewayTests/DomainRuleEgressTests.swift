@@ -1,0 +1,137 @@
+// Domain rules against a kernel guest: flows reach a name's address only after the sandbox
+// resolved it through the gateway, only that sandbox, only while the answer lives; under
+// `dns = "allowed-names"` other names are never forwarded; the query rate is enforced.
+import Foundation
+import Gateway
+import GatewayTestSupport
+import Testing
+import Wire
+
+@Suite(.serialized, .enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
+struct DomainRuleEgressTests {
+    static let rules = """
+        allow egress tcp domain:allowed.test ports 80
+        allow egress tcp domain:*.wild.test ports 80
+        """
+
+    /// A gateway whose "domains" policy holds `rules`, its DNS upstream the internet's resolver.
+    static func gateway(
+        _ inet: InternetFixture, dnsMode: Policy.DNSMode = .all, configure: (inout GatewayConfiguration) -> Void = { _ in }
+    ) throws -> GatewayFixture {
+        let fx = try GatewayFixture { cfg in
+            cfg.dns = DNSConfiguration(upstreams: [(inet.resolver.address, inet.resolver.port)], attemptTimeout: .milliseconds(500))
+            var policy = try! Policy(parsing: rules, default: .deny)
+            policy.dnsMode = dnsMode
+            cfg.policies["domains"] = policy
+            configure(&cfg)
+        }
+        try inet.start(in: fx)
+        return fx
+    }
+
+    static func attach(_ fx: GatewayFixture) throws -> (SandboxInfo, String) {
+        let (info, ns) = try fx.attach { $0.policy = "domains" }
+        try fx.resolveThroughGateway(ns, info)
+        return (info, ns)
+    }
+
+    /// curl's exit code and output; 7 is "could not connect" (refused), 0 success.
+    static func curl(_ fx: GatewayFixture, _ ns: String, _ url: String, _ extra: String = "") throws -> (code: Int, out: String) {
+        let out = try fx.run(in: ns, "curl -sS --max-time 5 \(extra) \(url) 2>&1; echo rc=$?")
+        let code = out.split(separator: "rc=").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? -1
+        return (code, out)
+    }
+
+    @Test func onlyWhatThisSandboxResolvedIsReachable() throws {
+        let inet = try InternetFixture()
+        defer { inet.stop() }
+        let fx = try Self.gateway(inet)
+        defer { fx.tearDown() }
+        let (infoA, a) = try Self.attach(fx)
+        let (_, b) = try Self.attach(fx)
+
+        // The address of an allowed name, dialled before resolving it: refused at once.
+        let start = Date()
+        let early = try Self.curl(fx, a, "http://\(inet.allowed)/f")
+        #expect(early.code == 7, "\(early.out)")
+        #expect(Date().timeIntervalSince(start) < 3)
+
+        // Resolved through the gateway: reachable by name, and by the address it resolved to.
+        let byName = try Self.curl(fx, a, "http://allowed.test/f")
+        #expect(byName.code == 0 && byName.out.hasPrefix("allowed"), "\(byName.out)")
+        #expect(try Self.curl(fx, a, "http://\(inet.allowed)/f").code == 0)
+        // The wildcard covers names under it, not the name itself.
+        let wild = try Self.curl(fx, a, "http://a.wild.test/f")
+        #expect(wild.code == 0 && wild.out.hasPrefix("wildcard"), "\(wild.out)")
+        // A name no rule allows resolves (dns = "all") but is refused.
+        #expect(try Self.curl(fx, a, "http://other.test/f").code == 7)
+        // Another port of the allowed address is not covered.
+        #expect(try Self.curl(fx, a, "http://allowed.test:8080/f").code == 7)
+
+        // Pins are per sandbox: B never resolved allowed.test, so its address is refused for B.
+        #expect(try Self.curl(fx, b, "http://\(inet.allowed)/f").code == 7)
+
+        let stats = try fx.gateway.stats(infoA.id)
+        #expect(stats.dns.pins >= 2)
+        #expect(stats.dns.pinsRecorded >= 2)
+        // other.test matched no domain rule, so its answer pinned nothing.
+        #expect(try fx.gateway.stats(infoA.id).drops["tcpDenied"] ?? 0 >= 3)
+    }
+
+    @Test func allowedNamesModeNeverForwardsOtherNames() throws {
+        let inet = try InternetFixture()
+        defer { inet.stop() }
+        let fx = try Self.gateway(inet, dnsMode: .allowedNames)
+        defer { fx.tearDown() }
+        let (info, ns) = try Self.attach(fx)
+        let allowed = try fx.run(in: ns, "getent ahostsv4 allowed.test | head -1")
+        #expect(allowed.hasPrefix("\(inet.allowed) "))
+        let other = try fx.run(in: ns, "getent ahostsv4 other.test; echo rc=$?")
+        #expect(other.contains("rc=2"), "\(other)")
+        // The gateway's own name still resolves.
+        #expect(try fx.run(in: ns, "getent ahostsv4 host.gateway.internal | head -1").hasPrefix(info.gatewayIPv4 + " "))
+        let asked = inet.resolver.queries.compactMap { q in
+            q.withUnsafeBytes { b in (try? DNSMessage.parse(b))?.question?.name.text.lowercased() }
+        }
+        #expect(asked.contains("allowed.test"))
+        #expect(!asked.contains("other.test"), "a name no rule allows must never reach the upstream: \(asked)")
+        #expect(try fx.gateway.stats(info.id).dns.namesNotAllowed >= 1)
+    }
+
+    @Test func lapsedPinClosesNewFlowsOnly() throws {
+        let inet = try InternetFixture(ttl: 2)
+        defer { inet.stop() }
+        let fx = try Self.gateway(inet) { $0.pinTTLFloor = .seconds(1) }
+        defer { fx.tearDown() }
+        let (_, ns) = try Self.attach(fx)
+        #expect(try Self.curl(fx, ns, "http://allowed.test/f").code == 0)
+        // A download that outlives the pin (4 MiB at 1 MiB/s) ...
+        let long = try fx.background([
+            "ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "20", "--limit-rate", "1M", "-o", "/dev/null",
+            "-w", "%{size_download}", "http://\(inet.allowed)/big",
+        ])
+        Thread.sleep(forTimeInterval: 3)
+        // ... while a new flow to the same address, after the TTL, is refused.
+        #expect(try Self.curl(fx, ns, "http://\(inet.allowed)/f").code == 7)
+        long.waitUntilExit()
+        #expect(long.terminationStatus == 0, "the flow opened under the pin must finish")
+        // Resolving again pins again.
+        #expect(try Self.curl(fx, ns, "http://allowed.test/f").code == 0)
+    }
+
+    @Test func queryRateIsEnforcedPerSandbox() throws {
+        let inet = try InternetFixture()
+        defer { inet.stop() }
+        let fx = try Self.gateway(inet) { $0.dnsQueryRate = 5 }
+        defer { fx.tearDown() }
+        let (info, ns) = try Self.attach(fx)
+        let (_, calm) = try Self.attach(fx)
+        // 40 lookups at once from one sandbox: past the burst of 5 they are REFUSED.
+        let out = try fx.run(in: ns, "ok=0; for i in $(seq 40); do getent ahostsv4 allowed.test >/dev/null && ok=$((ok+1)); done; echo $ok")
+        let answered = Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        #expect(answered >= 5 && answered < 40, "\(out)")
+        #expect(try fx.gateway.stats(info.id).dns.rateLimited > 0)
+        // Its neighbour's budget is its own.
+        #expect(try fx.run(in: calm, "getent ahostsv4 allowed.test | head -1").hasPrefix("\(inet.allowed) "))
+    }
+}

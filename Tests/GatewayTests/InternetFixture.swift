@@ -1,0 +1,62 @@
+// An "internet" for egress tests: a namespace joined to the host by a veth this test creates,
+// holding addresses from 198.18.0.0/15 (the benchmarking range) with an HTTP server on each,
+// and a resolver on host loopback answering the test's names with those addresses.
+import Foundation
+import GatewayTestSupport
+import Wire
+
+final class InternetFixture {
+    /// The namespace's addresses, by role; each serves `/f` (its role's name) and `/big` (4 MiB).
+    let allowed: IPv4Address
+    let other: IPv4Address
+    let wildcard: IPv4Address
+    /// Answers allowed.test, other.test, a.wild.test and wild.test; every other name NXDOMAIN.
+    let resolver: FakeResolver
+    private(set) var namespace = ""
+
+    /// The resolver starts here (a gateway's configuration names it); the namespace and its
+    /// servers with `start(in:)`.
+    init(ttl: UInt32 = 300) throws {
+        let block = UInt8.random(in: 0...255)
+        let net = UInt8.random(in: 18...19)
+        func address(_ last: UInt8) -> IPv4Address { IPv4Address(198, net, block, last) }
+        allowed = address(10)
+        other = address(11)
+        wildcard = address(12)
+        resolver = try FakeResolver(.table([
+            "allowed.test": [allowed], "other.test": [other], "a.wild.test": [wildcard], "wild.test": [wildcard],
+        ]), ttl: ttl)
+    }
+
+    /// The host side's address on the veth.
+    var hostSide: IPv4Address { IPv4Address(raw: allowed.raw & 0xFFFF_FF00 | 1) }
+
+    func start(in fx: GatewayFixture) throws {
+        let ns = try fx.scratch.namespace()
+        namespace = ns.name!
+        let outer = fx.scratch.deviceName("i", "h")
+        let inner = fx.scratch.deviceName("i", "n")
+        try TestHost.run(["ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", namespace])
+        try TestHost.run(["ip", "addr", "add", "\(hostSide)/24", "dev", outer])
+        try TestHost.run(["ip", "link", "set", outer, "up"])
+        let exec = ["ip", "netns", "exec", namespace]
+        try TestHost.run(exec + ["ip", "link", "set", "lo", "up"])
+        try TestHost.run(exec + ["ip", "link", "set", inner, "up"])
+        for a in [allowed, other, wildcard] {
+            try TestHost.run(exec + ["ip", "addr", "add", "\(a)/24", "dev", inner])
+        }
+        // One server per address, so a test can tell which one answered.
+        for (name, a) in [("allowed", allowed), ("other", other), ("wildcard", wildcard)] {
+            let dir = try fx.temporaryDirectory("inet-\(name)")
+            try Data("\(name)\n".utf8).write(to: URL(fileURLWithPath: dir + "/f"))
+            try Data(repeating: 0x61, count: 4 << 20).write(to: URL(fileURLWithPath: dir + "/big"))
+            _ = try fx.background(exec + ["python3", "-m", "http.server", "80", "--bind", "\(a)", "--directory", dir])
+        }
+        try waitFor(seconds: 10, every: 0.05) {
+            let out = (try? TestHost.run(exec + ["ss", "-tlnH", "sport = :80"])) ?? ""
+            return out.split(separator: "\n").count == 3
+        }
+    }
+
+    func stop() { resolver.stop() }
+}
