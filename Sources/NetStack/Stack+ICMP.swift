@@ -3,7 +3,7 @@
 import Wire
 
 extension Stack {
-    func receiveICMPv4(_ ip: IPv4Header, _ l4: UnsafeRawBufferPointer, now: UInt64) {
+    func receiveICMPv4(_ ip: IPv4Header, _ l4: UnsafeRawBufferPointer) {
         guard let msg = try? ICMPv4Message.parse(l4) else {
             counters.malformed += 1
             return
@@ -23,7 +23,7 @@ extension Stack {
         emitIP(to: mac, source: .v4(source), destination: .v4(guest), protocolNumber: IPProtocol.icmp,
                l4Length: ICMPv4Message.headerLength + payload.count, gso: nil) { l4 in
             _ = try? ICMPv4Message.build(into: l4, type: ICMPv4Message.echoReply, code: 0, restOfHeader: restOfHeader, payload: payload)
-            return 2
+            return ICMPv4Message.checksumOffset
         }
         counters.echoReplies += 1
     }
@@ -127,7 +127,7 @@ extension Stack {
         emitIP(to: mac, source: .v4(source), destination: .v4(guest), protocolNumber: IPProtocol.icmp,
                l4Length: ICMPv4Message.headerLength + quoted, gso: nil) { l4 in
             _ = try? ICMPv4Message.build(into: l4, type: type, code: code, restOfHeader: 0, payload: original)
-            return 2
+            return ICMPv4Message.checksumOffset
         }
         counters.icmpErrorsSent += 1
     }
@@ -181,7 +181,7 @@ extension Stack {
         }
         guard let f = output.obtain() else { return noteOutputDrop() }
         let b = f.storage
-        var at = writeVnetHeader(b, gso: nil)
+        var at = writeVnetHeader(b)
         at += (try? EthernetHeader(destination: mac, source: configuration.gatewayMAC, etherType: EtherType.ipv6).emit(into: b.slice(at, 14))) ?? 14
         let ip = IPv6Header(source: source, destination: destination, nextHeader: nextHeader, payloadLength: UInt16(l4Length), hopLimit: hopLimit)
         guard let n = try? ip.emit(into: b.slice(at, b.count - at)), at + n + l4Length <= b.count else { return noteOutputDrop() }

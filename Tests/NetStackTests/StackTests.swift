@@ -85,7 +85,7 @@ import Wire
         let s = Stack(configuration: config)
         s.receive(Guest.tcp(to: IPv4Address(127, 0, 0, 1), dstPort: 9, seq: 5, flags: [.syn]))
         guard case .tcpConnectionRequest(let id, _)? = s.events().first else { Issue.record("no request"); return }
-        s.tcpRefuse(id, now: 1)
+        s.tcpRefuse(id)
         let (h, _, ok) = try #require(try s.sentFrames().first).tcp()
         #expect(h.flags.contains(.rst))
         #expect(h.acknowledgmentNumber == 6)
