@@ -48,7 +48,7 @@ extension Stack {
         }
         switch msg.type {
         case ICMPv6Message.echoRequest:
-            let payload = l4.slice(8, l4.count - 8)
+            let payload = l4.slice(ICMPv6Message.headerLength, l4.count - ICMPv6Message.headerLength)
             if isGatewayIPv6(ip.destination) {
                 sendICMPv6(to: ip.source, from: ip.destination, type: ICMPv6Message.echoReply, restOfHeader: msg.restOfHeader, payload: payload)
                 counters.echoReplies += 1
@@ -114,8 +114,8 @@ extension Stack {
     func sendICMPv6(to guest: IPv6Address, from source: IPv6Address, type: UInt8, code: UInt8 = 0, restOfHeader: UInt32, payload: UnsafeRawBufferPointer) {
         guard let mac = neighbors.lookup(.v6(guest)) else { return noteOutputDrop() }
         // Errors quote at most what keeps the whole packet within the IPv6 minimum MTU.
-        let quoted = type < 128 ? min(payload.count, ICMPv6Message.maximumErrorLength - 8) : payload.count
-        emitIPv6Raw(to: mac, source: source, destination: guest, hopLimit: 64, nextHeader: IPProtocol.icmpv6, l4Length: 8 + quoted) { l4 in
+        let quoted = type < 128 ? min(payload.count, ICMPv6Message.maximumErrorLength - ICMPv6Message.headerLength) : payload.count
+        emitIPv6Raw(to: mac, source: source, destination: guest, hopLimit: 64, nextHeader: IPProtocol.icmpv6, l4Length: ICMPv6Message.headerLength + quoted) { l4 in
             _ = try? ICMPv6Message.build(into: l4, source: source, destination: guest, type: type, code: code, restOfHeader: restOfHeader, payload: payload)
         }
     }

@@ -309,7 +309,7 @@ public final class Stack {
         if !ip.source.isUnspecified && !ip.source.isMulticast { neighbors.learn(.v6(ip.source), mac: mac, now: now) }
         if ip.hopLimit <= 1 && !isGatewayIPv6(ip.destination) && !ip.destination.isMulticast && !ip.source.isUnspecified {
             sendICMPv6(to: ip.source, from: configuration.gatewayIPv6, type: ICMPv6Message.timeExceeded, restOfHeader: 0,
-                       payload: bytes.slice(0, 40 + Int(ip.payloadLength)))
+                       payload: bytes.slice(0, IPv6Header.length + Int(ip.payloadLength)))
             counters.icmpErrorsSent += 1
             return
         }
