@@ -50,6 +50,8 @@ public struct GatewayConfiguration: Sendable {
     public var bufferChunkSize = 16 << 10
     /// How often each shard gives idle buffer memory back to the system.
     public var memoryTrimInterval: Duration = .seconds(1)
+    /// The flow log's file and bounds.
+    public var flowLog = FlowLog.Configuration()
     /// DNS queries one sandbox may make per second (a burst of as many); past it, REFUSED.
     public var dnsQueryRate = 200
     /// Addresses one sandbox's answers may pin for its domain rules at once.
@@ -101,6 +103,8 @@ public final class Gateway: Sendable {
     private let framePools: [LoopBound<FramePool>]
     /// The limit every sandbox's memory budget also draws from.
     public let sharedMemoryBudget: SharedMemoryBudget
+    /// Every sandbox's flow decisions, flow endings and DNS answers; one queue per shard.
+    public let flowLog: FlowLog
 
     private struct Record {
         var info: SandboxInfo
@@ -173,6 +177,7 @@ public final class Gateway: Sendable {
         }
         pools = shardPools
         framePools = shardFramePools
+        flowLog = try FlowLog(configuration: configuration.flowLog, shards: configuration.shards)
         baseDNSPolicy = try DNSPolicy(deniedSuffixes: configuration.deniedNames)
         var perPolicy: [String: DNSPolicy] = [:]
         for (name, policy) in configuration.policies where !policy.deniedNames.isEmpty {
@@ -395,6 +400,7 @@ public final class Gateway: Sendable {
         ).counting(against: descriptors).pinning(to: pinning)
         let pool = pools[shard]
         let framePool = framePools[shard]
+        let flowQueue = flowLog.queues[shard]
         let budget = spec.memoryBudget ?? policy.memoryBudget ?? configuration.memoryBudget
         let shared = sharedMemoryBudget
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> LoopBound<Sandbox> in
@@ -407,13 +413,15 @@ public final class Gateway: Sendable {
             let sandbox = Sandbox(id: spec.id, tap: tap, stack: stack, loop: loop, limits: limits)
             sandbox.pinning = pinning
             sandbox.egress.policy = { key, proto in
-                let decision = pinning.policy.evaluate(
+                pinning.policy.evaluate(
                     direction: .egress, destination: key.remoteAddress,
                     isHostAlias: stackConfiguration.isGatewayAddress(key.remoteAddress),
                     protocol: PolicyProtocol(ipProtocol: proto) ?? .any, port: key.remotePort,
                     pins: pinning.pins, now: monotonicNanoseconds())
-                return decision.isAllowed ? .allow : .deny
             }
+            let audit = FlowAudit(sandbox: spec.id, queue: flowQueue, pinning: pinning)
+            sandbox.egress.audit = audit
+            pinning.audit = audit
             sandbox.egress.dns = { _, overTCP, query, reply in
                 forwarder.value.handle(query: query, context: overTCP ? tcpDNSContext : dnsContext, reply: reply)
             }
@@ -558,6 +566,7 @@ public final class Gateway: Sendable {
             try? loop.submitAndWaitTyped { () throws(GatewayError) in f.value.close() }
             loop.stop()
         }
+        flowLog.stop()
     }
 }
 

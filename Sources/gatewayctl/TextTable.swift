@@ -5,14 +5,23 @@ import GatewayControl
 struct TextTable {
     var header: [String]
     var rows: [[String]] = []
+    /// Columns at least this wide, so rows printed one table at a time line up.
+    var minimumWidths: [Int] = []
+    var showsHeader = true
 
     init(_ header: String...) { self.header = header }
 
+    init(_ header: [String], minimumWidths: [Int]) {
+        self.header = header
+        self.minimumWidths = minimumWidths
+    }
+
     mutating func add(_ cells: String...) { rows.append(cells) }
+    mutating func add(_ cells: [String]) { rows.append(cells) }
 
     var rendered: String {
-        let all = [header] + rows
-        var widths = Array(repeating: 0, count: header.count)
+        let all = (showsHeader ? [header] : []) + rows
+        var widths = header.indices.map { $0 < minimumWidths.count ? minimumWidths[$0] : 0 }
         for row in all {
             for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
         }

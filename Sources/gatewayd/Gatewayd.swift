@@ -86,7 +86,11 @@ struct Gatewayd: ParsableCommand {
                 "data-path": "\(ledger.capacity)", "per-sandbox": "\(ledger.perSandbox)",
                 "control-reserve": "\(ledger.controlReserve)",
             ])
-        let signal = GatewayDaemon.waitForTerminationSignal()
+        var signal = GatewayDaemon.waitForTerminationSignal()
+        while signal == SIGHUP {
+            daemon.reload()
+            signal = GatewayDaemon.waitForTerminationSignal()
+        }
         logger.notice("received \(signal == SIGINT ? "SIGINT" : "SIGTERM")")
         daemon.stop()
     }

@@ -188,19 +188,23 @@ public final class DNSForwarder {
         let limit = context.replyLimit(for: query)
         if let pinning = context.pinning, !pinning.admitQuery(now: monotonicNanoseconds()) {
             counters.rateLimited += 1
+            Self.log(question, .refused, denied: .rateLimit, to: context.pinning)
             return replyError(.refused, to: query, reply, limit: limit)
         }
         if context.policy.denies(question.name) {
             counters.denied += 1
+            Self.log(question, .nameError, denied: .deniedName, to: context.pinning)
             return replyError(.nameError, to: query, reply, limit: limit)
         }
         // The gateway's own names are answered whatever the mode: they are the host.
         if !isLocalName(question.name), let pinning = context.pinning, !pinning.mayResolve(question.name) {
             counters.denied += 1
+            Self.log(question, .nameError, denied: .nameNotAllowed, to: context.pinning)
             return replyError(.nameError, to: query, reply, limit: limit)
         }
         if isLocalName(question.name) {
             counters.localAnswers += 1
+            Self.log(question, .noError, to: context.pinning)
             return answerLocally(query, question: question, context: context, limit: limit, reply)
         }
         forward(query, context: context, limit: limit, reply)
@@ -274,10 +278,22 @@ public final class DNSForwarder {
     }
 
     /// SERVFAIL for a query we hold a copy of.
+    /// One flow-log event for a query: its name, type and code, the answer's addresses.
+    private static func log(
+        _ question: DNSQuestion, _ code: DNSResponseCode, answers: [IPAddress] = [], denied: FlowEvent.Reason? = nil,
+        to pinning: DomainPinning?
+    ) {
+        guard let audit = pinning?.audit else { return }
+        audit.dns(
+            name: DomainPinning.key(question.name), type: question.type.rawValue, responseCode: code.rawValue,
+            answers: answers, denied: denied)
+    }
+
     private func replyServerFailure(_ entry: Outstanding) {
         counters.servfail += 1
         entry.guestQuery.withUnsafeBytes { bytes in
             guard let query = try? DNSMessage.parse(bytes) else { return }
+            if let question = query.question { Self.log(question, .serverFailure, to: entry.pinning) }
             replyError(.serverFailure, to: query, entry.reply, limit: entry.limit)
         }
     }
@@ -509,7 +525,11 @@ public final class DNSForwarder {
     /// to header and question with TC when larger than the guest can take.
     private func deliver(_ response: DNSMessage, in buffer: UnsafeMutableRawBufferPointer, _ entry: Outstanding) {
         // Pinned before the guest sees the answer, so its first connection finds the pin.
-        entry.pinning?.record(response, now: monotonicNanoseconds())
+        if let pinning = entry.pinning, let question = response.question {
+            let answers = response.resolvedAddresses()
+            pinning.record(question, answers, now: monotonicNanoseconds())
+            Self.log(question, response.responseCode, answers: answers.map(\.address), to: pinning)
+        }
         var answer = UnsafeMutableRawBufferPointer(rebasing: buffer[..<response.endOffset])
         if entry.addedOPT, response.optRange?.upperBound == response.endOffset,
            let n = try? response.emit(into: scratch, replacingOPTWith: nil) {

@@ -17,13 +17,20 @@ public final class DomainPinning: @unchecked Sendable {
         public var rateLimited = 0
     }
 
-    public private(set) var policy: Policy
+    public private(set) var policy: Policy {
+        didSet { ruleTexts = policy.rules.map(\.description) }
+    }
+    /// Each rule's text, made once per policy rather than per logged flow.
+    private var ruleTexts: [String] = []
     public private(set) var pins: DNSPinTable
     public private(set) var counters = Counters()
     private var bucket: TokenBucket
+    /// Where the sandbox's DNS answers are logged (the audit holds this object, hence weak).
+    weak var audit: FlowAudit?
 
     public init(policy: Policy, pins: DNSPinTable = DNSPinTable(), queriesPerSecond: Int = 200) {
         self.policy = policy
+        ruleTexts = policy.rules.map(\.description)
         self.pins = pins
         // A burst of one second's worth: a resolver library asks A and AAAA for several search
         // domains at once.
@@ -33,6 +40,9 @@ public final class DomainPinning: @unchecked Sendable {
     /// Follows a policy switch: new queries and flows see the new rules; pins stay (they record
     /// what was resolved, not what was allowed).
     public func update(policy: Policy) { self.policy = policy }
+
+    /// The text of rule `index` of the current policy.
+    func ruleText(_ index: Int) -> String? { ruleTexts.indices.contains(index) ? ruleTexts[index] : nil }
 
     /// Whether one more query may go on at `now`; counts the refusal otherwise.
     func admitQuery(now: UInt64) -> Bool {
@@ -49,12 +59,13 @@ public final class DomainPinning: @unchecked Sendable {
         return false
     }
 
-    /// Records the answer's addresses when a domain rule covers the question's name.
-    func record(_ response: DNSMessage, now: UInt64) {
-        guard policy.hasDomainRules, let question = response.question else { return }
+    /// Records an answer's addresses (`DNSMessage.resolvedAddresses`) when a domain rule covers
+    /// the question's name.
+    func record(_ question: DNSQuestion, _ answers: [DNSMessage.ResolvedAddress], now: UInt64) {
+        guard policy.hasDomainRules, !answers.isEmpty else { return }
         let name = Self.key(question.name)
         guard policy.hasDomainRule(covering: name) else { return }
-        for answer in response.resolvedAddresses() {
+        for answer in answers {
             pins.record(name: name, address: answer.address, ttl: answer.ttl, now: now)
             counters.pinsRecorded += 1
         }

@@ -8,12 +8,6 @@ import CGatewayShims
 import NetStack
 import Wire
 
-/// What a flow may do, decided once when it starts.
-public enum EgressVerdict: Sendable {
-    case allow
-    case deny
-}
-
 public struct EgressLimits: Sendable {
     public var connectTimeout: Duration = .seconds(10)
     public var udpIdleTimeout: Duration = .seconds(60)
@@ -71,8 +65,10 @@ public final class EgressRelay {
     public let limits: EgressLimits
     public private(set) var counters = EgressCounters()
 
-    /// Decides each new flow: (flow, protocol number) → verdict.
-    public var policy: (FlowKey, UInt8) -> EgressVerdict = { _, _ in .allow }
+    /// Decides each new flow: (flow, protocol number) → the policy's decision.
+    public var policy: (FlowKey, UInt8) -> PolicyDecision = { _, _ in PolicyDecision(action: .allow, source: .defaultAction) }
+    /// Where the sandbox's flow decisions and endings are logged; nil: nowhere.
+    var audit: FlowAudit?
     /// Answers guest DNS to port 53 of any destination: the flow, whether the query came over
     /// TCP, the query, and where its answer goes (called at most once, perhaps before the hook
     /// returns). Returns false when the query is dropped and no answer will come. Over UDP nil
@@ -152,16 +148,21 @@ public final class EgressRelay {
             session.start()
             return
         }
-        guard case .allow = policy(key, IPProtocol.tcp), tcp.count < limits.maxTCPRelays else {
+        let decision = policy(key, IPProtocol.tcp)
+        let overLimit: FlowEvent.Reason? = tcp.count >= limits.maxTCPRelays ? .budget : nil
+        guard decision.isAllowed, overLimit == nil else {
+            audit?.decided(key, .tcp, decision, overLimit: overLimit)
             counters.tcpDenied += 1
             stack.tcpRefuse(id)
             return
         }
         // Refused like a flow over the limit: the guest sees RST (counted by the budget).
         guard let slot = descriptors.take() else {
+            audit?.decided(key, .tcp, decision, overLimit: .budget)
             stack.tcpRefuse(id)
             return
         }
+        audit?.decided(key, .tcp, decision)
         let relay = TCPRelay(relay: self, id: id, key: key, destination: hostDestination(key.remoteAddress), port: key.remotePort)
         relay.descriptor = slot
         tcp[id] = relay
@@ -203,19 +204,26 @@ public final class EgressRelay {
             s.send(payload)
             return
         }
-        guard case .allow = policy(key, IPProtocol.udp) else {
+        let decision = policy(key, IPProtocol.udp)
+        guard decision.isAllowed else {
+            audit?.decided(key, .udp, decision)
             counters.udpDenied += 1
             // The guest hears at once that this is refused, not after its own timeout.
             stack.sendUDPUnreachable(key, payloadPrefix: Array(payload.prefix(8)), prohibited: true)
             return
         }
         guard udp.count < limits.maxUDPSessions else {
+            audit?.decided(key, .udp, decision, overLimit: .budget)
             counters.udpSessionLimitDrops += 1
             return
         }
         // Dropped like a datagram over the session limit (counted by the budget).
-        guard let slot = descriptors.take() else { return }
+        guard let slot = descriptors.take() else {
+            audit?.decided(key, .udp, decision, overLimit: .budget)
+            return
+        }
         guard let s = UDPSession(relay: self, key: key, destination: hostDestination(key.remoteAddress)) else { return }
+        audit?.decided(key, .udp, decision)
         s.descriptor = slot
         udp[key] = s
         counters.udpSessions += 1
@@ -250,7 +258,9 @@ public final class EgressRelay {
 
     private func forwardEcho(source: IPAddress, destination: IPAddress, identifier: UInt16, sequence: UInt16, payload: [UInt8]) {
         let probe = FlowKey(guestAddress: source, guestPort: identifier, remoteAddress: destination, remotePort: 0)
-        guard case .allow = policy(probe, source.isIPv6 ? IPProtocol.icmpv6 : IPProtocol.icmp) else {
+        let decision = policy(probe, source.isIPv6 ? IPProtocol.icmpv6 : IPProtocol.icmp)
+        guard decision.isAllowed else {
+            audit?.decided(probe, .icmp, decision)
             counters.echoDenied += 1
             return
         }
@@ -259,11 +269,14 @@ public final class EgressRelay {
             guard echo.count < limits.maxEchoSessions, let slot = descriptors.take(),
                 let s = EchoSession(relay: self, key: key, hostDestination: hostDestination(destination))
             else {
+                audit?.decided(probe, .icmp, decision, overLimit: .budget)
                 counters.echoDenied += 1
                 return
             }
             s.descriptor = slot
             echo[key] = s
+            // Logged per session (a guest's ping run), not per echo request.
+            audit?.decided(probe, .icmp, decision)
         }
         counters.echoRequests += 1
         echo[key]?.send(sequence: sequence, payload: payload)

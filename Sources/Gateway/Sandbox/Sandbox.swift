@@ -57,7 +57,17 @@ final class Sandbox {
                 "dnsTCPSessionLimit": e.dnsTCPRefused, "dnsTCPMalformed": e.dnsTCPProtocolErrors,
                 "dnsTCPUnread": e.dnsTCPUnreadResets, "descriptorBudget": egress.descriptors.refused,
             ],
-            memory: memory(), dns: dns())
+            memory: memory(), dns: dns(), flows: flows())
+    }
+
+    func flows() -> SandboxFlows {
+        var f = SandboxFlows()
+        guard let c = egress.audit?.counters else { return f }
+        f.allowed = c.allowedFlows
+        f.denied = c.deniedFlows
+        f.dnsAnswered = c.dnsAnswered
+        f.dnsDenied = c.dnsDenied
+        return f
     }
 
     func dns() -> SandboxDNS {

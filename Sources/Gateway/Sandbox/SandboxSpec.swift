@@ -103,6 +103,18 @@ public struct SandboxStats: Sendable, Codable, Hashable {
     public var drops: [String: Int]
     public var memory = SandboxMemory()
     public var dns = SandboxDNS()
+    public var flows = SandboxFlows()
+}
+
+/// A sandbox's flow verdicts, as the flow log records them.
+public struct SandboxFlows: Sendable, Codable, Hashable {
+    public var allowed = 0
+    /// Denied flows by reason ("rule" when a deny rule decided; see `FlowEvent.Reason`).
+    public var denied: [String: Int] = [:]
+    public var dnsAnswered = 0
+    public var dnsDenied = 0
+
+    public init() {}
 }
 
 /// A sandbox's DNS as its domain rules see it.

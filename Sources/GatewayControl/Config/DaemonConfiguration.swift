@@ -64,6 +64,9 @@ public struct DaemonConfiguration: Sendable {
     public var logLevel = Logger.Level.info
     /// Also serve /metrics over TCP here.
     public var metricsAddress: HostPort?
+    /// `flow-log`: a JSON-lines file of every flow decision, flow end and DNS query; reopened on
+    /// SIGHUP (after logrotate moved it).
+    public var flowLogPath: String?
     public var addresses = AddressPlan()
     /// Host ports handed out for published ports that name none (inclusive).
     public var publishedPortRange = 30_000...39_999
@@ -142,6 +145,7 @@ public struct DaemonConfiguration: Sendable {
         c.bufferChunkSize = bufferChunkKiB << 10
         c.memoryTrimInterval = .milliseconds(memoryTrimIntervalMilliseconds)
         c.dnsQueryRate = dnsQueryRate
+        c.flowLog.path = flowLogPath
         c.pinCapacity = dnsPinCapacity
         c.pinTTLFloor = .seconds(dnsPinTTLFloorSeconds)
         c.descriptors = descriptors
@@ -208,6 +212,7 @@ public struct DaemonConfiguration: Sendable {
                         Logger.Level(rawValue: $0)
                     } ?? .info
             case .metricsAddress: metricsAddress = try r.hostPort(e, e.key)
+            case .flowLog: flowLogPath = try r.string(e, e.key)
             case .controlIdleTimeoutMs:
                 controlIdleTimeout = .milliseconds(try r.int(e, e.key, in: 10...86_400_000))
             case .controlRequestTimeoutMs:
@@ -267,6 +272,7 @@ public struct DaemonConfiguration: Sendable {
         case logFormat = "log-format"
         case logLevel = "log-level"
         case metricsAddress = "metrics-address"
+        case flowLog = "flow-log"
         case sweepStaleDevices = "sweep-stale-devices"
         case sweepPrefixes = "sweep-prefixes"
         case hostDeviceTag = "host-device-tag"

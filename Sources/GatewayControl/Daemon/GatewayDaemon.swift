@@ -103,8 +103,8 @@ public final class GatewayDaemon: Sendable {
         logger.notice("stopped")
     }
 
-    /// Routes SIGTERM and SIGINT to `waitForTerminationSignal` instead of their default action
-    /// (exit without detaching), and ignores SIGPIPE: a write to a socket whose peer has gone is
+    /// Routes SIGTERM, SIGINT and SIGHUP to `waitForTerminationSignal` instead of their default
+    /// action (exit without detaching), and ignores SIGPIPE: a write to a socket whose peer has gone is
     /// that flow's error, never the end of every sandbox. A handler, not a blocked mask: the
     /// runtime may already have started threads that would not inherit a mask. Call first thing
     /// in main.
@@ -114,7 +114,7 @@ public final class GatewayDaemon: Sendable {
         guard pipe(&fds) == 0 else { return }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         signalPipe = (fds[0], fds[1])
-        for signal in [SIGTERM, SIGINT] {
+        for signal in [SIGTERM, SIGINT, SIGHUP] {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { number in
                 // Only async-signal-safe calls here: one write(2) to the pipe.
@@ -130,10 +130,17 @@ public final class GatewayDaemon: Sendable {
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGHUP)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
-    /// Waits for SIGTERM or SIGINT (after `installTerminationHandlers`); returns its number.
+    /// SIGHUP: reopens the flow log (logrotate has moved it away).
+    public func reload() {
+        gateway.flowLog.reopen()
+        logger.notice("SIGHUP: flow log reopened")
+    }
+
+    /// Waits for SIGTERM, SIGINT or SIGHUP (after `installTerminationHandlers`); returns its number.
     public static func waitForTerminationSignal() -> Int32 {
         guard signalPipe.read >= 0 else {
             // No pipe (it could not be made): any signal that reaches us ends the wait.

@@ -76,6 +76,13 @@ public final class ControlService: Sendable {
         case 2 where s == ["v1", "routes"]:
             try allow("GET")
             return .json(try routes())
+        case 2 where s == ["v1", "flows"]:
+            try allow("GET")
+            return try flows(nil, r.query)
+        case 4 where s[0] == "v1" && s[1] == "sandboxes" && s[3] == "flows":
+            try allow("GET")
+            _ = try sandbox(s[2])
+            return try flows(s[2], r.query)
         case 3 where s[0] == "v1" && s[1] == "sandboxes":
             try allow("GET", "DELETE")
             if m == "GET" { return .json(try sandbox(s[2])) }
@@ -353,6 +360,45 @@ public final class ControlService: Sendable {
         try publishing.unpublish(sandbox: id, spec: spec)
         persist(id)
         logger.info("unpublished \(spec) from sandbox \(id)")
+    }
+
+    // MARK: - Flow log
+
+    /// The latest flow-log records (`limit`, default 100) as a JSON array; with `follow=1`, those
+    /// as JSON lines and then every new record as it comes, until the client leaves or the
+    /// server stops. A follower that reads too slowly loses lines (never slows traffic); a line
+    /// `{"droppedLines": N}` says how many.
+    func flows(_ id: String?, _ query: [String: String]) throws(ControlError) -> ControlResponse {
+        let limit = try query["limit"].map { text throws(ControlError) -> Int in
+            guard let n = Int(text), n >= 0 else {
+                throw ControlError(.invalidArgument, "limit '\(text)' is not a number of records")
+            }
+            return n
+        } ?? 100
+        let log = gateway.flowLog
+        log.flush()
+        guard query["follow"] == "1" || query["follow"] == "true" else {
+            return .json(log.recent(sandbox: id, limit: limit))
+        }
+        let follower = log.follow(sandbox: id)
+        let backlog = log.recent(sandbox: id, limit: limit)
+        return ControlResponse(status: 200, contentType: "application/x-ndjson", body: .stream { [self] writer in
+            defer { log.unfollow(follower) }
+            guard writer.write(Array(backlog.map { $0.jsonLine() }.joined())) else { return }
+            var reported = 0
+            while writer.isOpen && !stopping.load(ordering: .relaxed) {
+                let lines = follower.drain()
+                if follower.dropped > reported {
+                    reported = follower.dropped
+                    guard writer.write(Array("{\"droppedLines\":\(reported)}\n".utf8)) else { return }
+                }
+                if lines.isEmpty {
+                    usleep(50_000)
+                    continue
+                }
+                guard writer.write(Array(lines.joined())) else { return }
+            }
+        })
     }
 
     // MARK: - Metrics and capture

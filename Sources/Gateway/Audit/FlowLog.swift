@@ -1,0 +1,236 @@
+// The flow log: shards post events into bounded queues of their own and never wait; one writer
+// thread drains them into a JSON-lines file (reopened on request, for logrotate), a ring of
+// recent records for the API, and the live streams of followers, each bounded as well.
+import Scheduling
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class FlowLog: Sendable {
+    public struct Configuration: Sendable {
+        /// The JSON-lines file; nil: no file (the API still has recent events and followers).
+        public var path: String?
+        /// Events one shard may have waiting for the writer; past it they are dropped and counted.
+        public var queueCapacity = 16_384
+        /// Records kept for `recent` (the API's answer without `follow`).
+        public var recentCapacity = 4096
+        /// Lines one follower may have waiting; a slow reader loses lines, counted, not traffic.
+        public var followerCapacity = 8192
+        /// How often the writer drains the queues.
+        public var interval: Duration = .milliseconds(50)
+
+        public init(path: String? = nil) { self.path = path }
+    }
+
+    /// Where one shard posts. Owned by the log; a shard keeps a reference.
+    public final class Queue: Sendable {
+        fileprivate let events: Mutex<[FlowEvent]>
+        fileprivate let capacity: Int
+        fileprivate let dropped = Atomic<Int>(0)
+
+        fileprivate init(capacity: Int) {
+            self.capacity = capacity
+            events = Mutex([])
+        }
+
+        /// Hands the event to the writer, or drops and counts it when the queue is full. The lock
+        /// is held for an append, and the writer holds it only to swap the array out.
+        public func post(_ event: FlowEvent) {
+            let taken = events.withLock { queue in
+                guard queue.count < capacity else { return false }
+                queue.append(event)
+                return true
+            }
+            if !taken { dropped.add(1, ordering: .relaxed) }
+        }
+    }
+
+    /// A live stream of records (`flows --follow`).
+    public final class Follower: Sendable {
+        /// Only this sandbox's records; nil: all.
+        public let sandbox: String?
+        fileprivate let lines = Mutex<[[UInt8]]>([])
+        fileprivate let capacity: Int
+        fileprivate let droppedLines = Atomic<Int>(0)
+
+        fileprivate init(sandbox: String?, capacity: Int) {
+            self.sandbox = sandbox
+            self.capacity = capacity
+        }
+
+        /// The lines waiting (each a JSON object and a newline), oldest first.
+        public func drain() -> [[UInt8]] { lines.withLock { l in defer { l.removeAll(keepingCapacity: true) }; return l } }
+
+        /// Lines lost because this follower read too slowly.
+        public var dropped: Int { droppedLines.load(ordering: .relaxed) }
+
+        fileprivate func offer(_ line: [UInt8]) {
+            let taken = lines.withLock { l in
+                guard l.count < capacity else { return false }
+                l.append(line)
+                return true
+            }
+            if !taken { droppedLines.add(1, ordering: .relaxed) }
+        }
+    }
+
+    public struct Counters: Sendable, Equatable {
+        /// Events written (to the file, the ring and the followers).
+        public var written = 0
+        /// Events dropped because a shard's queue was full.
+        public var dropped = 0
+        /// File writes that failed (disk full, file gone): the events still reach followers.
+        public var writeFailures = 0
+    }
+
+    public let configuration: Configuration
+    public let queues: [Queue]
+    private struct WriterState {
+        var file: Int32 = -1
+        var recent: [FlowRecord] = []
+        var recentStart = 0
+        var followers: [Follower] = []
+        var counters = Counters()
+        var reopen = false
+        var stopped = false
+    }
+    private let state: Mutex<WriterState>
+    private let writerDone = Semaphore()
+
+    /// Opens the file (created with mode 0640 if missing, appended to) and starts the writer.
+    public init(configuration: Configuration, shards: Int) throws(GatewayError) {
+        self.configuration = configuration
+        queues = (0..<shards).map { _ in Queue(capacity: configuration.queueCapacity) }
+        var initial = WriterState()
+        if let path = configuration.path { initial.file = try Self.open(path) }
+        state = Mutex(initial)
+        Thread { [self] in self.run() }.start()
+    }
+
+    deinit {
+        state.withLock { s in if s.file >= 0 { close(s.file) } }
+    }
+
+    private static func open(_ path: String) throws(GatewayError) -> Int32 {
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else {
+            throw GatewayError(.invalidArgument, "flow log \(path): \(errnoText())")
+        }
+        return fd
+    }
+
+    /// Reopens the file at the next drain (after logrotate moved it away).
+    public func reopen() { state.withLock { $0.reopen = true } }
+
+    /// Stops the writer after a last drain.
+    public func stop() {
+        let wasRunning = state.withLock { s in
+            defer { s.stopped = true }
+            return !s.stopped
+        }
+        if wasRunning { writerDone.wait() }
+    }
+
+    public var counters: Counters {
+        var c = state.withLock { $0.counters }
+        c.dropped = queues.reduce(0) { $0 + $1.dropped.load(ordering: .relaxed) }
+        return c
+    }
+
+    /// The latest records kept (`limit` at most, newest last), of one sandbox or all.
+    public func recent(sandbox: String? = nil, limit: Int = .max) -> [FlowRecord] {
+        state.withLock { s in
+            let ordered = Array(s.recent[s.recentStart...] + s.recent[..<s.recentStart])
+            let chosen = sandbox.map { id in ordered.filter { $0.sandbox == id } } ?? ordered
+            return Array(chosen.suffix(limit))
+        }
+    }
+
+    public func follow(sandbox: String? = nil) -> Follower {
+        let f = Follower(sandbox: sandbox, capacity: configuration.followerCapacity)
+        state.withLock { $0.followers.append(f) }
+        return f
+    }
+
+    public func unfollow(_ follower: Follower) {
+        state.withLock { s in s.followers.removeAll { $0 === follower } }
+    }
+
+    /// Drains every queue now (the writer does this on its own every `interval`); for tests and
+    /// before reading `recent` right after traffic.
+    public func flush() { drain() }
+
+    private func run() {
+        let interval = configuration.interval.nanoseconds
+        while true {
+            let stopped = state.withLock { $0.stopped }
+            drain()
+            if stopped { break }
+            // In slices, so that `stop` is not kept waiting for a long interval.
+            var slept: UInt64 = 0
+            while slept < interval, !state.withLock({ $0.stopped }) {
+                let slice = min(interval - slept, 50_000_000)
+                usleep(UInt32(slice / 1000))
+                slept += slice
+            }
+        }
+        writerDone.signal()
+    }
+
+    private let drainLock = Mutex(())
+
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { b in
+            var offset = 0
+            while offset < b.count {
+                let n = write(fd, b.baseAddress! + offset, b.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return false }
+                offset += n
+            }
+            return true
+        }
+    }
+
+    private func drain() {
+        drainLock.withLock { _ in
+            var batch: [FlowEvent] = []
+            for q in queues {
+                let events = q.events.withLock { e in defer { e.removeAll(keepingCapacity: true) }; return e }
+                batch += events
+            }
+            var records: [FlowRecord] = []
+            var lines: [[UInt8]] = []
+            records.reserveCapacity(batch.count)
+            for event in batch.sorted(by: { $0.time < $1.time }) {
+                let record = event.record
+                records.append(record)
+                lines.append(record.jsonLine())
+            }
+            state.withLock { s in
+                if s.reopen, let path = configuration.path {
+                    s.reopen = false
+                    if let fresh = try? Self.open(path) {
+                        if s.file >= 0 { close(s.file) }
+                        s.file = fresh
+                    }
+                }
+                if s.file >= 0, !lines.isEmpty, !Self.writeAll(s.file, Array(lines.joined())) {
+                    s.counters.writeFailures += 1
+                }
+                for (record, line) in zip(records, lines) {
+                    if s.recent.count < configuration.recentCapacity {
+                        s.recent.append(record)
+                    } else {
+                        s.recent[s.recentStart] = record
+                        s.recentStart = (s.recentStart + 1) % s.recent.count
+                    }
+                    for f in s.followers where f.sandbox == nil || f.sandbox == record.sandbox { f.offer(line) }
+                }
+                s.counters.written += records.count
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+// The flow log through the daemon: verdicts with their rule or reason in the JSON-lines file and
+// through `gatewayctl flows`, a live follower, and SIGHUP reopening the file after a rotation.
+import Foundation
+import Gateway
+import GatewayControl
+import GatewayTestSupport
+import Testing
+
+@Suite(.serialized, .enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
+struct FlowLogDaemonTests {
+    static func records(_ text: String) -> [FlowRecord] {
+        text.split(separator: "\n").compactMap { try? JSONDecoder().decode(FlowRecord.self, from: Data($0.utf8)) }
+    }
+
+    @Test func verdictsReachTheFileTheCLIAndFollowers() throws {
+        let h = try DaemonHarness()
+        defer { h.tearDown() }
+        let logFile = h.directory + "/flows.jsonl"
+        try (String(contentsOfFile: h.configPath, encoding: .utf8).replacingOccurrences(
+            of: "shards = 2", with: "flow-log = \"\(logFile)\"\nshards = 2")
+        ).write(toFile: h.configPath, atomically: true, encoding: .utf8)
+        try h.start()
+        let ns = try h.scratch.namespace().name!
+        let id = "flows-\(h.scratch.tag)"
+        #expect(try h.ctl("attach", id, "--netns", ns).status == 0)
+        let gateway = try #require(
+            try JSONDecoder().decode([SandboxView].self, from: Data(h.ctl("list", "--json").stdout.utf8)).first
+        ).gatewayIPv4
+        let processes = GatewayTestSupport.BackgroundProcesses()
+        defer { processes.killAll() }
+        let port = UInt16.random(in: 20000...32000)
+        _ = try processes.start(["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", h.directory])
+        try TestHost.waitForListener(port: port)
+
+        // A follower from the start.
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: BuiltProducts.gatewayctl)
+        follower.arguments = ["flows", "--control", h.socketPath, id, "--follow", "--json"]
+        let pipe = Pipe()
+        follower.standardOutput = pipe
+        try follower.run()
+        defer { if follower.isRunning { kill(follower.processIdentifier, SIGKILL) } }
+
+        // Allowed: the host through the gateway address (host-only's first rule). Denied: any
+        // other address, refused before anything is dialled.
+        try TestHost.run(["ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "5", "-o", "/dev/null",
+                          "http://\(gateway):\(port)/"])
+        let denied = try TestHost.run(["ip", "netns", "exec", ns, "sh", "-c",
+                                       "curl -sS --max-time 5 http://198.18.7.7:80/ 2>&1; echo rc=$?"])
+        #expect(denied.contains("rc=7"))
+
+        func check(_ records: [FlowRecord], _ what: String) {
+            let allowed = records.first { $0.event == .flow && $0.verdict == .allowed && $0.destination == "\(gateway):\(port)" }
+            #expect(allowed?.rule == "allow egress tcp group:host-alias", "\(what): \(records)")
+            #expect(allowed?.protocol == "tcp" && allowed?.sandbox == id)
+            let refused = records.first { $0.event == .flow && $0.destination == "198.18.7.7:80" }
+            #expect(refused?.verdict == .denied && refused?.reason == .policyDefault, "\(what): \(records)")
+        }
+        // The file (the writer drains every 50 ms).
+        try waitFor(seconds: 5) { Self.records((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").count >= 2 }
+        check(Self.records(try String(contentsOfFile: logFile, encoding: .utf8)), "file")
+        // The CLI, as JSON and as a table.
+        let json = try h.ctl("flows", id, "--json")
+        #expect(json.status == 0, "\(json.stderr)")
+        check(try JSONDecoder().decode([FlowRecord].self, from: Data(json.stdout.utf8)), "flows --json")
+        let table = try h.ctl("flows")
+        #expect(table.stdout.hasPrefix("TIME") && table.stdout.contains("198.18.7.7:80") && table.stdout.contains("default"))
+        // The follower.
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(follower.processIdentifier, SIGKILL)  // the runner may leave SIGTERM blocked in children
+        follower.waitUntilExit()
+        check(Self.records(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)), "follow")
+
+        // logrotate: move the file away, SIGHUP, and new records go to a new file.
+        let rotated = logFile + ".1"
+        try FileManager.default.moveItem(atPath: logFile, toPath: rotated)
+        kill(h.pid, SIGHUP)
+        try waitFor(seconds: 5) { h.log().contains("flow log reopened") }
+        _ = try TestHost.run(["ip", "netns", "exec", ns, "sh", "-c", "curl -sS --max-time 5 http://198.18.7.8:80/; true"])
+        try waitFor(seconds: 5) { FileManager.default.fileExists(atPath: logFile) }
+        try waitFor(seconds: 5) { Self.records((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").count >= 1 }
+        let fresh = Self.records(try String(contentsOfFile: logFile, encoding: .utf8))
+        #expect(fresh.contains { $0.destination == "198.18.7.8:80" })
+        #expect(!Self.records(try String(contentsOfFile: rotated, encoding: .utf8)).contains { $0.destination == "198.18.7.8:80" })
+        #expect(try h.ctl("list").status == 0, "SIGHUP must not stop the daemon")
+    }
+}
