@@ -110,7 +110,7 @@ final class IngressRelay {
     }
 
     private func recount() {
-        counters.tcpActive = connections.values.filter { $0.phase != .connecting }.count
+        counters.tcpActive = connections.values.filter { !$0.isConnecting }.count
         counters.udpPeers = udpPeers.count
     }
 
