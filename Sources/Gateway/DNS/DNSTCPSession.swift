@@ -42,7 +42,7 @@ final class DNSTCPSession {
 
     // MARK: - Inputs
 
-    func stackEvents(_ event: TCPEvent) {
+    func stackEvent(_ event: TCPEvent) {
         perform(machine.stackEvent(event))
     }
 

@@ -126,7 +126,7 @@ final class TCPRelay {
 
     // MARK: - Stack side
 
-    func stackEvents(_ event: TCPEvent) {
+    func stackEvent(_ event: TCPEvent) {
         let clean = event == .closed && stack.tcpCloseReason(id) == .normal
         perform(machine.stackEvent(event, closedCleanly: clean))
         updateInterest()
@@ -209,18 +209,10 @@ final class TCPRelay {
     /// Brings the socket's epoll registration to the mask the machine wants.
     private func updateInterest() {
         guard fd >= 0, let change = machine.interestChange() else { return }
-        switch change {
-        case .register(let events):
-            do {
-                try loop.register(fd: fd, events: events) { [unowned self] ev in self.socketEvent(ev) }
-            } catch {
-                perform(machine.cannotDial())
-            }
-        case .modify(let events):
-            // A failure is counted by the loop (`epollFailures`).
-            loop.modify(fd: fd, events: events)
-        case .unregister:
-            loop.unregister(fd: fd)
+        do {
+            try loop.apply(change, to: fd, handler: { [unowned self] ev in self.socketEvent(ev) })
+        } catch {
+            perform(machine.cannotDial())
         }
     }
 

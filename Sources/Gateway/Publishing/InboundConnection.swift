@@ -92,15 +92,15 @@ final class InboundConnection {
     /// Watches the client for errors only (its bytes wait until the guest answers) and starts
     /// the clock on the guest's answer.
     func start() throws(GatewayError) {
-        if case .register(let events) = machine.interestChange() {
-            try loop.register(fd: fd, events: events) { [unowned self] ev in self.socketEvent(ev) }
+        if let change = machine.interestChange() {
+            try loop.apply(change, to: fd, handler: { [unowned self] ev in self.socketEvent(ev) })
         }
         armTimer(after: relay.limits.guestConnectTimeout)
     }
 
     // MARK: - Inputs
 
-    func stackEvents(_ event: TCPEvent) {
+    func stackEvent(_ event: TCPEvent) {
         let unread = event == .closed ? stack.tcpReadableBytes(id) : 0
         perform(machine.stackEvent(event, unreadBytes: unread))
         updateInterest()
@@ -206,18 +206,10 @@ final class InboundConnection {
     /// Brings the socket's epoll registration to the mask the machine wants.
     private func updateInterest() {
         guard fd >= 0, let change = machine.interestChange() else { return }
-        switch change {
-        case .register(let events):
-            do {
-                try loop.register(fd: fd, events: events) { [unowned self] ev in self.socketEvent(ev) }
-            } catch {
-                perform(machine.watchFailed())
-            }
-        case .modify(let events):
-            // A failure is counted by the loop (`epollFailures`).
-            loop.modify(fd: fd, events: events)
-        case .unregister:
-            loop.unregister(fd: fd)
+        do {
+            try loop.apply(change, to: fd, handler: { [unowned self] ev in self.socketEvent(ev) })
+        } catch {
+            perform(machine.watchFailed())
         }
     }
 

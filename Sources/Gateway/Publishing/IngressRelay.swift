@@ -122,7 +122,7 @@ final class IngressRelay {
         switch event {
         case .tcp(let id, let ev):
             guard let c = connections[id] else { return false }
-            c.stackEvents(ev)
+            c.stackEvent(ev)
             return true
         case .udp(let key, let payload):
             return udpFromGuest(key, payload)

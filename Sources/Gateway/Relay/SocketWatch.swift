@@ -35,3 +35,16 @@ struct SocketWatch: Equatable {
     /// The socket closed (or another replaces it): nothing is registered any more.
     mutating func forget() { installed = nil }
 }
+
+extension EventLoop {
+    /// Carries out one step of a socket's watch. A registration that fails throws, and the
+    /// owner treats it as a socket error; a failed modify or removal is counted in
+    /// `epollFailures`.
+    func apply(_ change: SocketWatch.Change, to fd: Int32, handler: @autoclosure () -> Handler) throws(GatewayError) {
+        switch change {
+        case .register(let events): try register(fd: fd, events: events, handler: handler())
+        case .modify(let events): modify(fd: fd, events: events)
+        case .unregister: unregister(fd: fd)
+        }
+    }
+}
