@@ -119,7 +119,6 @@ public final class TCPConnection {
         self.init(
             state: .synSent, iss: iss, wantWindowScale: true, configuration: configuration, now: now, pool: pool,
             budget: budget)
-        ackNow = true  // makes the first poll send the SYN
     }
 
     /// What both directions of opening share: sequence space from the ISS, buffers, timers and
@@ -338,17 +337,20 @@ public final class TCPConnection {
     }
 
     private func handleInSYNSent(_ seg: TCPSegmentIn, now: UInt64, emit: (TCPSegmentOut) -> Void) {
-        // RFC 9293 §3.10.7.3.
+        // RFC 9293 §3.10.7.3. First, check the ACK bit: it must acknowledge our SYN.
         if seg.flags.contains(.ack) && (seg.ack <= iss || seg.ack > sndMax) {
             if !seg.flags.contains(.rst) {
                 emit(TCPSegmentOut(seq: seg.ack.raw, ack: 0, flags: [.rst], window: 0, options: TCPOptions(), payloadOffset: 0, payloadLength: 0))
             }
             return
         }
+        // Second, check the RST bit: with an acceptable ACK the guest refused the connection.
         if seg.flags.contains(.rst) {
             if seg.flags.contains(.ack) { enterClosed(.refused) }
             return
         }
+        // Third, check security: no IP security options here.
+        // Fourth, check the SYN bit; fifth, with neither SYN nor RST the segment is dropped.
         guard seg.flags.contains(.syn) else { return }
         irs = seg.seq
         rcvNxt = seg.seq + 1
@@ -383,11 +385,11 @@ public final class TCPConnection {
         // Everything the budget holds room for is acceptable: at least the window promised.
         let window = receiveRoom
 
-        // 1. Acceptability (RFC 9293 §3.10.7.4, first check).
+        // RFC 9293 §3.10.7.4. First, check sequence number: the segment must overlap the window.
         let segLen = seg.length
         let acceptable: Bool
         if segLen == 0 {
-            acceptable = window == 0 ? seq == rcvNxt : (seq >= rcvNxt && seq < rcvNxt + window) || seq == rcvNxt
+            acceptable = window == 0 ? seq == rcvNxt : seq >= rcvNxt && seq < rcvNxt + window
         } else {
             acceptable = window > 0 && ((seq >= rcvNxt && seq < rcvNxt + window) || (seq + segLen - 1 >= rcvNxt && seq + segLen - 1 < rcvNxt + window))
         }
@@ -403,9 +405,9 @@ public final class TCPConnection {
             return
         }
 
-        // 2. RST (RFC 5961 §3.2): only an exact match resets; in-window gets a challenge ACK.
-        // In TIME-WAIT an RST is ignored (RFC 1337): the connection is over, and the bytes the
-        // layer above has not read yet must not be thrown away.
+        // Second, check the RST bit (RFC 5961 §3.2): only an exact match resets; in-window gets a
+        // challenge ACK. In TIME-WAIT an RST is ignored (RFC 1337): the connection is over, and
+        // the bytes the layer above has not read yet must not be thrown away.
         if seg.flags.contains(.rst) && state == .timeWait { return }
         if seg.flags.contains(.rst) {
             if seq == rcvNxt {
@@ -416,13 +418,14 @@ public final class TCPConnection {
             return
         }
 
-        // 3. SYN in a synchronized state (RFC 5961 §4.2): challenge ACK.
+        // Third, check security: no IP security options here.
+        // Fourth, check the SYN bit: in a synchronized state it draws a challenge ACK (RFC 5961 §4.2).
         if seg.flags.contains(.syn) {
             ackNow = true
             return
         }
 
-        // 4. ACK.
+        // Fifth, check the ACK field: without it the segment is dropped.
         guard seg.flags.contains(.ack) else { return }
         if state == .synReceived {
             guard seg.ack > sndUna && seg.ack <= sndMax else {
@@ -450,7 +453,8 @@ public final class TCPConnection {
         }
         processACK(seg, now: now)
 
-        // 5. Data.
+        // Sixth, the URG bit: urgent data is not supported; its bytes are ordinary data.
+        // Seventh, process the segment text, and eighth, check the FIN bit (`receiveData`).
         if !state.acceptsData {
             payload = UnsafeRawBufferPointer(start: nil, count: 0)
             fin = false
@@ -577,10 +581,11 @@ public final class TCPConnection {
             }
             // Out of order: an immediate duplicate ACK (with SACK blocks) drives fast retransmit.
             ackNow = true
-        } else if fin && offset > 0 {
+        } else if fin {
             // A FIN ahead of missing data: a duplicate ACK tells the guest what is missing.
             ackNow = true
         }
+        // Eighth, check the FIN bit: it counts once every byte before it has arrived.
         if let f = pendingFin, f == rcvNxt, !peerFinReceived {
             rcvNxt += 1
             pendingFin = nil
@@ -589,12 +594,12 @@ public final class TCPConnection {
             releaseReceiveSlack()
             events.insert([.peerClosed, .readable])
             switch state {
-            case .synReceived, .established: state = .closeWait
-            case .finWait1: state = finSent && sndUna == sndMax ? .timeWait : .closing
+            case .established: state = .closeWait
+            // An ACK of our FIN, even in this same segment, has already moved FIN-WAIT-1 on.
+            case .finWait1: state = .closing
             case .finWait2: enterTimeWait(now: now)
             default: break
             }
-            if state == .timeWait { enterTimeWait(now: now) }
         }
     }
 
@@ -811,7 +816,7 @@ public final class TCPConnection {
 
     private func adoptPeerOptions(_ syn: TCPSegmentIn) {
         if let mss = syn.options.mss { peerMSS = max(64, Int(mss)) } else { peerMSS = 536 }
-        if let ws = syn.options.windowScale, state == .synPending || wantWindowScale {
+        if let ws = syn.options.windowScale {
             sndScale = min(ws, 14)
             rcvScale = configuration.receiveWindowScale
         } else {
