@@ -1,5 +1,6 @@
 // The retransmission timeout of RFC 6298: smoothed round-trip time and its variation from samples
 // (timestamp echoes, or one timed segment at a time under Karn's rule), and the RTO's backoff.
+import Scheduling
 
 /// Times in nanoseconds. A value stored inline in its connection; nothing here allocates.
 struct RTTEstimator {

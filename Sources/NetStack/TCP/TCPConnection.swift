@@ -1,6 +1,7 @@
 // One TCP connection between the guest and the gateway: the RFC 9293 state machine with RFC 7323
 // options and RFC 5961 defences, its buffers and windows; RTT, timers, loss recovery and congestion
 // control are values it holds. No I/O: segments in as values, out through `emit`, time a number.
+import Scheduling
 import Wire
 
 public final class TCPConnection {
