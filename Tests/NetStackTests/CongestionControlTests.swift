@@ -11,9 +11,9 @@ import Testing
     @Test func slowStartGrowsByBytesAcknowledgedUpToOneSegmentPayload() {
         var cc = CongestionControl(initialWindow: 10_000, maxSegmentPayload: 1000)
         #expect(cc.ssthresh == Int.max)
-        cc.acknowledged(600, mss: Self.mss, receiverWindow: 1 << 20)
+        cc.acknowledged(600)
         #expect(cc.cwnd == 10_600)
-        cc.acknowledged(5000, mss: Self.mss, receiverWindow: 1 << 20)
+        cc.acknowledged(5000)
         #expect(cc.cwnd == 11_600)
     }
 
@@ -25,17 +25,17 @@ import Testing
         #expect(cc.ssthresh == 10_000)
         #expect(cc.cwnd == 1000)
         // Slow start back up to ssthresh, 1000 at a time (the ACKs acknowledge that much).
-        for _ in 0..<9 { cc.acknowledged(1000, mss: Self.mss, receiverWindow: 1 << 20) }
+        for _ in 0..<9 { cc.acknowledged(1000) }
         #expect(cc.cwnd == 10_000)
-        cc.acknowledged(4000, mss: Self.mss, receiverWindow: 1 << 20)
-        cc.acknowledged(4000, mss: Self.mss, receiverWindow: 1 << 20)
+        cc.acknowledged(4000)
+        cc.acknowledged(4000)
         #expect(cc.cwnd == 10_000)
-        cc.acknowledged(4000, mss: Self.mss, receiverWindow: 1 << 20)
+        cc.acknowledged(4000)
         #expect(cc.cwnd == 11_000)
         // 2000 carried over: 9000 more complete the next 11_000.
-        cc.acknowledged(8999, mss: Self.mss, receiverWindow: 1 << 20)
+        cc.acknowledged(8999)
         #expect(cc.cwnd == 11_000)
-        cc.acknowledged(1, mss: Self.mss, receiverWindow: 1 << 20)
+        cc.acknowledged(1)
         #expect(cc.cwnd == 12_000)
     }
 
@@ -92,5 +92,12 @@ import Testing
         cc.restart(initialWindow: 5360)
         #expect(cc.cwnd == 5360)
         #expect(cc.ssthresh == Int.max)
+    }
+}
+
+extension CongestionControl {
+    /// An ACK of `acked` bytes from a receiver whose window is never the limit.
+    fileprivate mutating func acknowledged(_ acked: Int) {
+        acknowledged(acked, mss: CongestionControlTests.mss, receiverWindow: 1 << 20)
     }
 }

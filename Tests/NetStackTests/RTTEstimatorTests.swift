@@ -22,23 +22,19 @@ import Testing
         #expect(e.maxRTO == 9_000 * Self.ms)
     }
 
-    /// RFC 6298 §2.2: the first sample R gives SRTT = R, RTTVAR = R/2, RTO = SRTT + 4 RTTVAR.
-    @Test func firstSampleSetsSRTTAndHalfOfItAsVariation() {
+    /// RFC 6298 §2.2: the first sample R gives SRTT = R and RTTVAR = R/2; §2.3: each later one
+    /// RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R'|, then SRTT = 7/8 SRTT + 1/8 R'; RTO = SRTT + 4 RTTVAR.
+    @Test(arguments: [
+        ([100], (srtt: 100_000, rttvar: 50_000, rto: 300_000)),
+        ([100, 200], (srtt: 112_500, rttvar: 62_500, rto: 362_500)),
+        ([100, 200, 112], (srtt: 112_437, rttvar: 47_000, rto: 300_437)),
+    ])
+    func samplesAreSmoothed(samplesMs: [UInt64], expectedUs: (srtt: UInt64, rttvar: UInt64, rto: UInt64)) {
         var e = estimator()
-        e.add(sample: 100 * Self.ms)
-        #expect(e.srtt == 100 * Self.ms)
-        #expect(e.rttvar == 50 * Self.ms)
-        #expect(e.rto == 300 * Self.ms)
-    }
-
-    /// RFC 6298 §2.3: RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R'|, then SRTT = 7/8 SRTT + 1/8 R'.
-    @Test func laterSamplesAreSmoothed() {
-        var e = estimator()
-        e.add(sample: 100 * Self.ms)
-        e.add(sample: 200 * Self.ms)
-        #expect(e.rttvar == 62_500_000)
-        #expect(e.srtt == 112_500_000)
-        #expect(e.rto == 362_500_000)
+        for s in samplesMs { e.add(sample: s * Self.ms) }
+        #expect(e.srtt / 1000 == expectedUs.srtt)
+        #expect(e.rttvar / 1000 == expectedUs.rttvar)
+        #expect(e.rto / 1000 == expectedUs.rto)
     }
 
     /// RFC 6298 §2.4 and §2.5: the RTO stays within its configured bounds.
