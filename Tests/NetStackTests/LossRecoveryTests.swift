@@ -35,7 +35,7 @@ import Wire
 
         mutating func duplicateACK(newlySacked: Int = 0) -> Bool {
             recovery.duplicateACK(
-                una, newlySacked: newlySacked, sndUna: una, sndMax: max, mss: LossRecoveryTests.mss,
+                newlySacked: newlySacked, sndUna: una, sndMax: max, mss: LossRecoveryTests.mss,
                 congestion: &congestion)
         }
 

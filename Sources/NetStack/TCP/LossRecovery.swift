@@ -61,14 +61,15 @@ struct LossRecovery {
         return true
     }
 
-    /// An ACK that acknowledged nothing new while data is outstanding (RFC 5681 §2's duplicate
-    /// ACK). Returns true when the third one starts fast retransmit (RFC 6582 §3.2 step 2).
+    /// An ACK of SND.UNA again while data is outstanding (RFC 5681 §2's duplicate ACK). Returns
+    /// true when the third one starts fast retransmit (RFC 6582 §3.2 step 2): only if it covers
+    /// more than `recover`, so a loss already answered is not answered twice.
     mutating func duplicateACK(
-        _ ack: SequenceNumber, newlySacked: Int, sndUna: SequenceNumber, sndMax: SequenceNumber, mss: Int,
+        newlySacked: Int, sndUna: SequenceNumber, sndMax: SequenceNumber, mss: Int,
         congestion: inout CongestionControl
     ) -> Bool {
         duplicateACKs += 1
-        if duplicateACKs == 3 && !inFastRecovery && ack - 1 >= recover {
+        if duplicateACKs == 3 && !inFastRecovery && sndUna - 1 >= recover {
             enterFastRecovery(sndUna: sndUna, sndMax: sndMax, mss: mss, congestion: &congestion)
             return true
         }

@@ -539,7 +539,7 @@ public final class TCPConnection {
         } else if ack == sndUna && seg.payload.isEmpty && !seg.flags.contains(.fin) && !windowChanged && sndMax > sndUna {
             // A duplicate ACK (RFC 5681 §2).
             let fastRetransmit = recovery.duplicateACK(
-                ack, newlySacked: newlySacked, sndUna: sndUna, sndMax: sndMax, mss: peerMSS, congestion: &congestion)
+                newlySacked: newlySacked, sndUna: sndUna, sndMax: sndMax, mss: peerMSS, congestion: &congestion)
             if fastRetransmit { orderHeadRetransmission() }
         }
         let lost = recovery.detectLoss(
