@@ -169,12 +169,14 @@ import Wire
         let lost = s.detectLoss(newlySacked: s.sack(Self.blocks((2001, 3001), (4001, 10_001))))
         #expect(lost)
         // Budget: the 7000 bytes SACKed; the holes take 3000 of it.
-        #expect(s.holes() == [Hole(start: 1, length: 1000), Hole(start: 1001, length: 1000), Hole(start: 3001, length: 1000)])
+        let holes = s.holes()
+        #expect(holes == [Hole(start: 1, length: 1000), Hole(start: 1001, length: 1000), Hole(start: 3001, length: 1000)])
 
         var unbuffered = Sender(inFlight: 10_000, maxSegmentPayload: 64_000)
         _ = unbuffered.detectLoss(newlySacked: unbuffered.sack(Self.blocks((2001, 10_001))))
         #expect(unbuffered.recovery.inFastRecovery)
-        let hole = unbuffered.recovery.nextHole(sndUna: unbuffered.una, bufferEnd: unbuffered.una, maxLength: 1000, now: 0)
+        let hole = unbuffered.recovery.nextHole(
+            sndUna: unbuffered.una, bufferEnd: unbuffered.una, maxLength: 1000, now: 0)
         #expect(hole == nil)
     }
 

@@ -8,7 +8,9 @@ import Testing
 
     private static func ranges(_ sb: SACKScoreboard) -> [[UInt32]] { sb.ranges.map { [$0.start.raw, $0.end.raw] } }
 
-    private static let blocks: [(UInt32, UInt32)] = [(3000, 4000), (6000, 7000), (4000, 4500), (8000, 8500), (2500, 3100)]
+    private static let blocks: [(UInt32, UInt32)] = [
+        (3000, 4000), (6000, 7000), (4000, 4500), (8000, 8500), (2500, 3100),
+    ]
 
     /// Every order of the same blocks: touching ones merge, the others stay apart, sorted.
     @Test(arguments: [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 3, 1], [3, 1, 4, 0, 2]])

@@ -1,11 +1,9 @@
-// Finding and repairing lost segments on the send side: NewReno fast retransmit and fast recovery
-// (RFC 5681, RFC 6582), hole retransmission from the SACK scoreboard (RFC 6675), early
-// retransmit (RFC 5827) and the tail loss probe's timing (RFC 8985 §7). It decides; the
-// connection sends.
+// Loss recovery on the send side: NewReno fast retransmit and recovery (RFC 5681, RFC 6582), SACK hole
+// resends (RFC 6675), early retransmit (RFC 5827), the tail loss probe's timing (RFC 8985 §7).
 import Wire
 
-/// Its inputs are the send sequence space after each ACK (`sndUna`, `sndMax`) and the guest's
-/// MSS; it moves the congestion window it is handed at each loss response.
+/// It decides and the connection sends. Its inputs are the send sequence space after each ACK
+/// (`sndUna`, `sndMax`) and the guest's MSS; it moves the congestion window it is handed.
 struct LossRecovery {
     /// Between entering fast recovery and the ACK of everything then outstanding.
     private(set) var inFastRecovery = false

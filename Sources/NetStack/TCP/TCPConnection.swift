@@ -1,6 +1,5 @@
-// One TCP connection between the guest and the gateway: the RFC 9293 state machine with RFC 7323
-// options and RFC 5961 defences, its buffers and windows; RTT, timers, loss recovery and congestion
-// control are values it holds. No I/O: segments in as values, out through `emit`, time a number.
+// One TCP connection between the guest and the gateway: RFC 9293's state machine with RFC 7323 options
+// and RFC 5961 defences, its buffers and windows. No I/O: segments in as values, out through `emit`.
 import Scheduling
 import Wire
 
@@ -635,7 +634,7 @@ public final class TCPConnection {
         if timers.isDue(.tailLossProbe, now: now) {
             timers[.tailLossProbe] = nil
             if state.isSynchronized && state != .synReceived && !recovery.inFastRecovery && sndMax > sndUna {
-                // Resend the last segment's worth of data (or the FIN) to draw a SACK.
+                // Resend the last segment's worth of data to draw a SACK; a FIN alone waits for the RTO.
                 let dataInFlight = min(sndMax - sndUna, sendBuffer.count)
                 let length = min(dataInFlight, segmentLimit)
                 if length > 0 {
