@@ -419,6 +419,13 @@ public final class Gateway: Sendable {
                     protocol: PolicyProtocol(ipProtocol: proto) ?? .any, port: key.remotePort,
                     pins: pinning.pins, now: monotonicNanoseconds())
             }
+            sandbox.egress.nameCheck = { key, name in
+                pinning.policy.evaluate(
+                    direction: .egress, destination: key.remoteAddress,
+                    isHostAlias: stackConfiguration.isGatewayAddress(key.remoteAddress), protocol: .tcp,
+                    port: key.remotePort, pins: pinning.pins, now: monotonicNanoseconds(), name: name)
+            }
+            sandbox.egress.unidentifiedTraffic = { pinning.policy.unidentifiedTraffic }
             let audit = FlowAudit(sandbox: spec.id, queue: flowQueue, pinning: pinning)
             sandbox.egress.audit = audit
             pinning.audit = audit

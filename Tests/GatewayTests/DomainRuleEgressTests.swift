@@ -10,8 +10,8 @@ import Wire
 @Suite(.serialized, .enabled(if: TestHost.canCreateDevices, "needs root and /dev/net/tun"))
 struct DomainRuleEgressTests {
     static let rules = """
-        allow egress tcp domain:allowed.test ports 80
-        allow egress tcp domain:*.wild.test ports 80
+        allow egress tcp domain:allowed.test ports 80,443
+        allow egress tcp domain:*.wild.test ports 80,443
         """
 
     /// A gateway whose "domains" policy holds `rules`, its DNS upstream the internet's resolver.
@@ -56,10 +56,13 @@ struct DomainRuleEgressTests {
         #expect(early.code == 7, "\(early.out)")
         #expect(Date().timeIntervalSince(start) < 3)
 
-        // Resolved through the gateway: reachable by name, and by the address it resolved to.
+        // Resolved through the gateway: reachable by name; at its address only under that name
+        // (an HTTP Host of the bare address names no pinned name: reset after the handshake).
         let byName = try Self.curl(fx, a, "http://allowed.test/f")
         #expect(byName.code == 0 && byName.out.hasPrefix("allowed"), "\(byName.out)")
-        #expect(try Self.curl(fx, a, "http://\(inet.allowed)/f").code == 0)
+        #expect(try Self.curl(fx, a, "http://allowed.test/f", "--resolve allowed.test:80:\(inet.allowed)").code == 0)
+        let bareAddress = try Self.curl(fx, a, "http://\(inet.allowed)/f")
+        #expect(bareAddress.code != 0 && bareAddress.code != 7, "\(bareAddress.out)")
         // The wildcard covers names under it, not the name itself.
         let wild = try Self.curl(fx, a, "http://a.wild.test/f")
         #expect(wild.code == 0 && wild.out.hasPrefix("wildcard"), "\(wild.out)")
@@ -76,6 +79,65 @@ struct DomainRuleEgressTests {
         #expect(stats.dns.pinsRecorded >= 2)
         // other.test matched no domain rule, so its answer pinned nothing.
         #expect(try fx.gateway.stats(infoA.id).drops["tcpDenied"] ?? 0 >= 3)
+    }
+
+    /// A TLS handshake from the guest to `host`:443 naming `sni`: "reset", "timeout", or another
+    /// error's name (the recording server never answers, and closes after 2 s).
+    static func tls(_ fx: GatewayFixture, _ ns: String, _ host: String, sni: String) throws -> String {
+        let script = """
+            import socket, ssl, sys
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = socket.create_connection((sys.argv[1], 443), timeout=3)
+            try:
+                ctx.wrap_socket(s, server_hostname=sys.argv[2])
+                print("handshake")
+            except ConnectionResetError:
+                print("reset")
+            except (socket.timeout, TimeoutError):
+                print("timeout")
+            except Exception as e:
+                print(type(e).__name__)
+            """
+        return try fx.run(in: ns, "python3 -c '\(script)' \(host) \(sni)").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func theNameInTheFirstBytesMustBePinnedToTheAddress() throws {
+        let inet = try InternetFixture()
+        defer { inet.stop() }
+        let fx = try Self.gateway(inet)
+        defer { fx.tearDown() }
+        let (info, ns) = try Self.attach(fx)
+        #expect(try Self.curl(fx, ns, "http://allowed.test/f").code == 0)
+        #expect(try Self.curl(fx, ns, "http://a.wild.test/f").code == 0)
+
+        // SNI naming a name no rule allows, and one allowed but pinned to another address
+        // (domain fronting): reset, and the server got a connection but not one byte.
+        #expect(try Self.tls(fx, ns, "allowed.test", sni: "other.test") == "reset")
+        #expect(try Self.tls(fx, ns, "allowed.test", sni: "a.wild.test") == "reset")
+        // Bytes that name nothing (the policy's default for them is deny).
+        _ = try fx.run(in: ns, "printf 'SSH-2.0-probe\\r\\n' | nc -w 3 allowed.test 443; true")
+        // The right name goes through: the server sees the ClientHello.
+        // (The recording server never answers: the handshake ends when it gives up.)
+        #expect(try Self.tls(fx, ns, "allowed.test", sni: "allowed.test") != "reset")
+        try waitFor(seconds: 5) { inet.received.count == 4 }
+        #expect(inet.received.prefix(3).allSatisfy { $0 == 0 }, "held bytes must never reach the server: \(inet.received)")
+        #expect(inet.received[3] > 100, "the allowed ClientHello arrives whole: \(inet.received)")
+
+        // HTTP: the Host header is checked the same way.
+        let fronted = try Self.curl(fx, ns, "http://allowed.test/f", "-H 'Host: a.wild.test'")
+        #expect(fronted.code != 0, "\(fronted.out)")
+        #expect(try Self.curl(fx, ns, "http://allowed.test/f", "-H 'Host: allowed.test:80'").code == 0)
+
+        // Each denial is in the flow log with its name and reason.
+        fx.gateway.flowLog.flush()
+        let denied = fx.gateway.flowLog.recent(sandbox: info.id).filter { $0.verdict == .denied }
+        #expect(denied.contains { $0.reason == .nameMismatch && $0.name == "other.test" })
+        #expect(denied.contains { $0.reason == .nameMismatch && $0.name == "a.wild.test" && $0.destination?.hasSuffix(":443") == true })
+        #expect(denied.contains { $0.reason == .unidentified })
+        #expect(denied.contains { $0.reason == .nameMismatch && $0.destination?.hasSuffix(":80") == true })
+        #expect(try fx.gateway.stats(info.id).flows.denied["name mismatch"] == 3)
     }
 
     @Test func allowedNamesModeNeverForwardsOtherNames() throws {
@@ -108,11 +170,12 @@ struct DomainRuleEgressTests {
         // A download that outlives the pin (4 MiB at 1 MiB/s) ...
         let long = try fx.background([
             "ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "20", "--limit-rate", "1M", "-o", "/dev/null",
-            "-w", "%{size_download}", "http://\(inet.allowed)/big",
+            "-w", "%{size_download}", "http://allowed.test/big",
         ])
         Thread.sleep(forTimeInterval: 3)
-        // ... while a new flow to the same address, after the TTL, is refused.
-        #expect(try Self.curl(fx, ns, "http://\(inet.allowed)/f").code == 7)
+        // ... while a new flow to the same address under the same name, without asking DNS
+        // again, is refused once the pin lapsed.
+        #expect(try Self.curl(fx, ns, "http://allowed.test/f", "--resolve allowed.test:80:\(inet.allowed)").code == 7)
         long.waitUntilExit()
         #expect(long.terminationStatus == 0, "the flow opened under the pin must finish")
         // Resolving again pins again.

@@ -13,6 +13,8 @@ final class InternetFixture {
     /// Answers allowed.test, other.test, a.wild.test and wild.test; every other name NXDOMAIN.
     let resolver: FakeResolver
     private(set) var namespace = ""
+    /// Each connection to port 443 of `allowed` appends the number of bytes it received.
+    private(set) var receivedLog = ""
 
     /// The resolver starts here (a gateway's configuration names it); the namespace and its
     /// servers with `start(in:)`.
@@ -52,10 +54,40 @@ final class InternetFixture {
             try Data(repeating: 0x61, count: 4 << 20).write(to: URL(fileURLWithPath: dir + "/big"))
             _ = try fx.background(exec + ["python3", "-m", "http.server", "80", "--bind", "\(a)", "--directory", dir])
         }
+        // Port 443 of `allowed`: records how many bytes each connection brought, nothing else.
+        receivedLog = try fx.temporaryDirectory("inet-443") + "/received"
+        let script = """
+            import socket
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("\(allowed)", 443))
+            s.listen(16)
+            while True:
+                c, _ = s.accept()
+                c.settimeout(2)
+                n = 0
+                try:
+                    while True:
+                        d = c.recv(65536)
+                        if not d:
+                            break
+                        n += len(d)
+                except Exception:
+                    pass
+                with open("\(receivedLog)", "a") as f:
+                    f.write("%d\\n" % n)
+                c.close()
+            """
+        _ = try fx.background(exec + ["python3", "-c", script])
         try waitFor(seconds: 10, every: 0.05) {
-            let out = (try? TestHost.run(exec + ["ss", "-tlnH", "sport = :80"])) ?? ""
-            return out.split(separator: "\n").count == 3
+            let out = (try? TestHost.run(exec + ["ss", "-tlnH", "sport = :80 or sport = :443"])) ?? ""
+            return out.split(separator: "\n").count == 4
         }
+    }
+
+    /// Bytes each connection to port 443 brought, in order.
+    var received: [Int] {
+        ((try? String(contentsOfFile: receivedLog, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int($0) }
     }
 
     func stop() { resolver.stop() }

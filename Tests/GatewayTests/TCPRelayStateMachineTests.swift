@@ -187,3 +187,54 @@ private func relaying() -> Machine {
         #expect(dialling.abort() == .abortBoth(abortGuest: true))
     }
 }
+
+/// Flows a domain rule allowed: the guest's bytes are held until the name they ask for is checked.
+@Suite struct TCPRelayNameCheckTests {
+    fileprivate static func holding() -> Machine {
+        var m = Machine(checksName: true)
+        _ = m.interestChange()
+        #expect(m.connectFinished(error: 0, canFallBack: false) == .acceptGuest)
+        _ = m.interestChange()
+        return m
+    }
+
+    @Test func heldBytesGoUpstreamOnlyAfterTheNamePasses() {
+        var m = Self.holding()
+        #expect(m.stackEvent(.readable, closedCleanly: false) == .checkName)
+        #expect(m.socketWritable() == .none, "nothing is pushed while held")
+        #expect(m.nameChecked(.needMore) == .none)
+        #expect(m.stackEvent(.readable, closedCleanly: false) == .checkName)
+        #expect(m.nameChecked(.allowed) == .push)
+        #expect(m.stackEvent(.readable, closedCleanly: false) == .push, "checked once per flow")
+        #expect(m.nameChecked(.denied) == .none, "a late verdict changes nothing")
+    }
+
+    @Test func upstreamBytesStillReachTheGuestWhileHeld() {
+        var m = Self.holding()
+        #expect(m.socketReadable() == .pull)
+    }
+
+    @Test func deniedNameResetsBothSides() {
+        var m = Self.holding()
+        #expect(m.stackEvent(.readable, closedCleanly: false) == .checkName)
+        #expect(m.nameChecked(.denied) == .resetBoth)
+        #expect(m.state == .done)
+    }
+
+    @Test func guestFinBeforeANameEndsTheWait() {
+        var m = Self.holding()
+        #expect(m.stackEvent(.peerClosed, closedCleanly: false) == .checkName)
+        #expect(m.nameChecked(.needMore) == .resetBoth, "no more bytes will come to name anything")
+    }
+
+    @Test func guestGoneWhileHeldSendsNothingUpstream() {
+        var m = Self.holding()
+        #expect(m.stackEvent(.closed, closedCleanly: true) == .finish(.init(resetUpstream: true, wasConnected: true)))
+    }
+
+    @Test func flowsWithoutACheckAreNeverHeld() {
+        var m = relaying()
+        #expect(m.stackEvent(.readable, closedCleanly: false) == .push)
+        #expect(m.nameChecked(.denied) == .none)
+    }
+}

@@ -32,6 +32,8 @@ public struct EgressLimits: Sendable {
 /// Counters the relay keeps per sandbox.
 public struct EgressCounters: Sendable {
     public var tcpDenied = 0
+    /// Domain-rule flows reset because their first bytes named no allowed, pinned name.
+    public var tcpNameDenied = 0
     public var tcpConnectFailed = 0
     public var tcpConnected = 0
     public var tcpActive = 0
@@ -69,6 +71,12 @@ public final class EgressRelay {
     public var policy: (FlowKey, UInt8) -> PolicyDecision = { _, _ in PolicyDecision(action: .allow, source: .defaultAction) }
     /// Where the sandbox's flow decisions and endings are logged; nil: nowhere.
     var audit: FlowAudit?
+    /// For a TCP flow a domain rule allowed: whether the name its first bytes ask for (TLS SNI,
+    /// HTTP Host) may reach its destination. nil: flows are not held.
+    var nameCheck: ((FlowKey, String) -> PolicyDecision)?
+    /// What a domain-rule flow whose first bytes name nothing gets (the policy's
+    /// `unidentified-traffic`).
+    var unidentifiedTraffic: () -> PolicyAction = { .deny }
     /// Answers guest DNS to port 53 of any destination: the flow, whether the query came over
     /// TCP, the query, and where its answer goes (called at most once, perhaps before the hook
     /// returns). Returns false when the query is dropped and no answer will come. Over UDP nil
@@ -163,10 +171,39 @@ public final class EgressRelay {
             return
         }
         audit?.decided(key, .tcp, decision)
-        let relay = TCPRelay(relay: self, id: id, key: key, destination: hostDestination(key.remoteAddress), port: key.remotePort)
+        let relay = TCPRelay(
+            relay: self, id: id, key: key, destination: hostDestination(key.remoteAddress), port: key.remotePort,
+            checksName: decision.name != nil && nameCheck != nil)
         relay.descriptor = slot
         tcp[id] = relay
         relay.start()
+    }
+
+    /// The verdict on a held flow's first bytes: allowed when they name a name the policy allows
+    /// to this address (pinned to it by the sandbox's own DNS); for bytes that name nothing, the
+    /// policy's `unidentified-traffic`. `guestFinished`: no more bytes will come.
+    func checkName(_ peek: ServerNamePeek, _ key: FlowKey, guestFinished: Bool) -> TCPRelayStateMachine.NameCheck {
+        guard let nameCheck else { return .allowed }
+        let name: String?
+        switch peek {
+        case .needMore where !guestFinished:
+            return .needMore
+        case .tls(let n), .http(let n):
+            name = n
+        case .needMore, .unidentified:
+            name = nil
+        }
+        if let name {
+            let decision = nameCheck(key, name)
+            if decision.isAllowed { return .allowed }
+            audit?.decided(key, .tcp, PolicyDecision(action: .deny, source: decision.source, name: name), overLimit: .nameMismatch)
+            counters.tcpNameDenied += 1
+            return .denied
+        }
+        if unidentifiedTraffic() == .allow { return .allowed }
+        audit?.decided(key, .tcp, PolicyDecision(action: .deny, source: .defaultAction), overLimit: .unidentified)
+        counters.tcpNameDenied += 1
+        return .denied
     }
 
     func tcpDidConnect() {

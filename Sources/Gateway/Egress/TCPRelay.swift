@@ -63,7 +63,7 @@ final class TCPRelay {
     private var destination: IPAddress
     private let port: UInt16
     private var fd: Int32 = -1
-    private var machine = TCPRelayStateMachine()
+    private var machine: TCPRelayStateMachine
     private var connectTimer: EventLoop.TimerID?
     private var lastActivity = monotonicNanoseconds()
     private var idleTimer: EventLoop.TimerID?
@@ -73,7 +73,10 @@ final class TCPRelay {
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
 
-    init(relay: EgressRelay, id: TCPFlowID, key: FlowKey, destination: IPAddress, port: UInt16) {
+    /// `checksName`: the flow was allowed by a domain rule, so the guest's first bytes are held
+    /// until the name they ask for passes `EgressRelay.nameCheck`.
+    init(relay: EgressRelay, id: TCPFlowID, key: FlowKey, destination: IPAddress, port: UInt16, checksName: Bool = false) {
+        machine = TCPRelayStateMachine(checksName: checksName)
         self.port = port
         self.relay = relay
         self.id = id
@@ -180,6 +183,12 @@ final class TCPRelay {
                 lastActivity = now
             }
             perform(machine.pushed(outcome))
+        case .checkName:
+            // The shared datagram buffer: used and done with before anything else runs.
+            let held = UnsafeMutableRawBufferPointer(rebasing: relay.datagramBuffer[..<ServerNamePeek.maxHeldBytes])
+            let n = stack.tcpPeek(id, into: held)
+            let peek = ServerNamePeek.peek(UnsafeRawBufferPointer(rebasing: held[..<n]))
+            perform(machine.nameChecked(relay.checkName(peek, key, guestFinished: machine.guestFIN)))
         case .passEOFToGuest(let close):
             stack.tcpShutdownWrite(id, now: monotonicNanoseconds())
             if close { closeSocket(reset: false) }

@@ -22,6 +22,9 @@ struct TCPRelayStateMachine {
         var stackFull = false
         /// The socket did not take everything (EAGAIN): writing waits for EPOLLOUT.
         var socketFull = false
+        /// The flow was allowed by a domain rule: the guest's first bytes stay in the stack until
+        /// the name they ask for (TLS SNI, HTTP Host) is checked; nothing is pushed before.
+        var holding = false
 
         /// FIN has gone both ways on the host socket: it is closed.
         var socketOpen: Bool { !(upstreamEOF && upstreamWriteShut) }
@@ -61,6 +64,9 @@ struct TCPRelayStateMachine {
         case pull
         /// Run `StreamPump.push` (guest → socket) and report its outcome.
         case push
+        /// Read the guest's held bytes without taking them, check the name they ask for, and
+        /// report `nameChecked`.
+        case checkName
         /// The upstream's EOF becomes the guest's FIN; `closeSocket`: FIN has now gone both
         /// ways, so the socket closes gracefully.
         case passEOFToGuest(closeSocket: Bool)
@@ -78,8 +84,20 @@ struct TCPRelayStateMachine {
         case abortBoth(abortGuest: Bool)
     }
 
+    /// How a held flow's name check came out.
+    enum NameCheck: Equatable {
+        case allowed
+        /// The bytes so far do not show a name yet.
+        case needMore
+        case denied
+    }
+
     private(set) var state = State.connecting(triedFallback: false)
     private var watch = SocketWatch()
+    /// Whether the flow starts holding the guest's bytes for a name check.
+    private let checksName: Bool
+
+    init(checksName: Bool = false) { self.checksName = checksName }
 
     var isConnecting: Bool {
         if case .connecting = state { return true }
@@ -93,7 +111,7 @@ struct TCPRelayStateMachine {
     mutating func connectFinished(error: Int32, canFallBack: Bool) -> Action {
         guard case .connecting(let tried) = state else { return .none }
         if error == 0 {
-            state = .relaying(Flow())
+            state = .relaying(Flow(holding: checksName))
             return .acceptGuest
         }
         // The gateway address means "the host": when one loopback family refuses, try the other.
@@ -127,7 +145,7 @@ struct TCPRelayStateMachine {
 
     mutating func socketWritable() -> Action {
         switch state {
-        case .relaying(let f): f.socketOpen ? .push : .none
+        case .relaying(let f): f.socketOpen && !f.holding ? .push : .none
         case .draining: .push
         case .connecting, .closing, .done: .none
         }
@@ -157,14 +175,22 @@ struct TCPRelayStateMachine {
             case .established:
                 return .none
             case .readable:
+                if f.holding { return .checkName }
                 return f.socketOpen ? .push : .none
             case .peerClosed:
                 f.guestFIN = true
                 state = .relaying(f)
+                if f.holding { return .checkName }
                 return f.socketOpen ? .push : .none
             case .writable:
                 return f.stackFull && !f.upstreamEOF ? .pull : .none
             case .closed:
+                if f.holding {
+                    // The guest's connection ended before its bytes named anything: none of them
+                    // goes upstream.
+                    state = .done
+                    return .finish(Ending(resetUpstream: true, wasConnected: true))
+                }
                 guard f.socketOpen else {
                     state = .done
                     return .finish(Ending(resetUpstream: false, wasConnected: true))
@@ -176,6 +202,25 @@ struct TCPRelayStateMachine {
             }
         case .closing, .draining, .done:
             return .none
+        }
+    }
+
+    // MARK: - Name check
+
+    /// The held bytes were checked. Allowed: they go upstream now. Not yet: wait for more, unless
+    /// the guest's FIN says no more will come. Denied: both sides are reset.
+    mutating func nameChecked(_ check: NameCheck) -> Action {
+        guard case .relaying(var f) = state, f.holding else { return .none }
+        switch check {
+        case .allowed:
+            f.holding = false
+            state = .relaying(f)
+            return f.socketOpen ? .push : .none
+        case .needMore where !f.guestFIN:
+            return .none
+        case .needMore, .denied:
+            state = .done
+            return .resetBoth
         }
     }
 

@@ -62,10 +62,12 @@ public struct Policy: Hashable, Sendable, CustomStringConvertible {
     /// (ingress); `isHostAlias` says whether it is one of the sandbox's gateway addresses, which
     /// stand for the host's loopback; `port` is the destination port (nil for ICMP). A domain rule
     /// covers the flow only when `pins` holds a live answer at `now` for a name it names; without
-    /// pins no domain rule matches.
+    /// pins no domain rule matches. `name` narrows domain rules to that one name (the TLS SNI or
+    /// HTTP Host a flow's first bytes asked for): a rule then covers the flow only if its pattern
+    /// covers `name` and `name` itself is pinned to the destination.
     public func evaluate(
         direction: PolicyDirection, destination: IPAddress, isHostAlias: Bool, protocol flowProtocol: PolicyProtocol,
-        port: UInt16?, pins: DNSPinTable? = nil, now: UInt64 = 0
+        port: UInt16?, pins: DNSPinTable? = nil, now: UInt64 = 0, name required: String? = nil
     ) -> PolicyDecision {
         let unwrapped: IPAddress
         if case .v6(let a) = destination, let v4 = a.ipv4Mapped { unwrapped = .v4(v4) } else { unwrapped = destination }
@@ -75,7 +77,11 @@ public struct Policy: Hashable, Sendable, CustomStringConvertible {
             let rule = rules[i]
             guard rule.matches(direction: direction, protocol: flowProtocol, port: port) else { continue }
             if case .domain(let pattern) = rule.destination {
-                if let name = pins?.name(pinnedTo: unwrapped, matching: pattern, now: now) {
+                if let required {
+                    if pattern.matches(required), pins?.isPinned(required, to: unwrapped, now: now) == true {
+                        return PolicyDecision(action: rule.action, source: .rule(i), name: required)
+                    }
+                } else if let name = pins?.name(pinnedTo: unwrapped, matching: pattern, now: now) {
                     return PolicyDecision(action: rule.action, source: .rule(i), name: name)
                 }
                 if unpinned == nil && rule.action == .allow { unpinned = i }
