@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import CGatewayShims
+import SystemPackage
 import Wire
 
 /// Answers guests' DNS queries; confined to one shard's event loop thread.
@@ -333,8 +334,10 @@ public final class DNSForwarder: @unchecked Sendable {
             let id = freshID()
             entry.upstreamQuery[0] = UInt8(id >> 8)
             entry.upstreamQuery[1] = UInt8(id & 0xFF)
-            let error = entry.upstreamQuery.withUnsafeBytes { socket.send($0, to: address, port: port) }
-            guard error == 0 else {
+            let sent = entry.upstreamQuery.withUnsafeBytes { bytes in
+                Result { () throws(Errno) in try socket.send(bytes, to: SocketAddress(address, port: port)) }
+            }
+            guard case .success = sent else {
                 counters.sendFailures += 1
                 continue
             }
@@ -397,8 +400,9 @@ public final class DNSForwarder: @unchecked Sendable {
 
     private func readResponses(_ socket: DNSUpstreamSocket) {
         for _ in 0..<batchSize {
-            guard let (n, address, port) = socket.receive(into: receiveBuffer) else { return }
-            handleResponse(count: n, from: address, port: port)
+            guard let (n, sender) = try? socket.receive(into: receiveBuffer) else { return }
+            guard let sender else { continue }
+            handleResponse(count: n, from: sender.ip, port: sender.port)
         }
     }
 
