@@ -40,7 +40,7 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
     /// A failure in setting up a sandbox's link, from the link layer (or from a step of ours
     /// that already wrapped one): the message is `context: error` (or the error alone), and a
     /// `LinkError` stays reachable as the cause.
-    static func link(_ context: String?, _ error: any Error) -> GatewayError {
+    public static func link(_ context: String?, _ error: any Error) -> GatewayError {
         let cause: Cause? =
             switch error {
             case let e as LinkError: .link(e)
