@@ -77,8 +77,8 @@ final class EchoSession {
     private func receive() {
         let now = monotonicNanoseconds()
         let buffer = relay.datagramBuffer
-        guard let fd = socket?.rawValue else { return }
         for _ in 0..<64 {
+            guard let fd = socket?.rawValue else { break }
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n < 0 { break }
             var b = UnsafeRawBufferPointer(rebasing: buffer[..<n])

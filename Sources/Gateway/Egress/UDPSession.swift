@@ -46,9 +46,10 @@ final class UDPSession {
     private func receive() {
         let now = monotonicNanoseconds()
         let buffer = relay.datagramBuffer
-        guard let fd = socket?.rawValue else { return }
-        // A burst of replies per wake-up, each one datagram.
+        // A burst of replies per wake-up, each one datagram; the number is read again each time,
+        // as handing a reply to the stack may end the session.
         for _ in 0..<64 {
+            guard let fd = socket?.rawValue else { break }
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n < 0 {
                 // The host answered with ICMP port unreachable: pass it on, as a router would.

@@ -136,8 +136,9 @@ final class IngressRelay {
 
     func acceptConnections(on port: PublishedPort) {
         // A bounded batch per wake-up, so one busy port cannot starve the shard's other work.
-        guard let listener = port.fd else { return }
         for _ in 0..<64 {
+            // Read again each time: admitting a client may end in the port's close.
+            guard let listener = port.fd else { break }
             let (fd, peer) = SocketAddress.receiving { accept(listener, $0, $1) }
             let client: OwnedDescriptor
             do {
@@ -271,8 +272,8 @@ final class IngressRelay {
 
     func receiveDatagrams(on port: PublishedPort) {
         let now = monotonicNanoseconds()
-        guard let fd = port.fd else { return }
         for _ in 0..<64 {
+            guard let fd = port.fd else { break }
             let (n, peer) = SocketAddress.receiving {
                 recvfrom(fd, datagram.baseAddress, datagram.count, Int32(MSG_DONTWAIT), $0, $1)
             }
