@@ -38,10 +38,14 @@ let package = Package(
         ),
         .target(name: "Wire", swiftSettings: strict),
         .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink", "Wire", system], swiftSettings: strict),
+        // Deadlines on the UInt64 nanosecond clock, kept by both the stack and the shards' event loops; no I/O.
+        .target(name: "Scheduling", swiftSettings: strict),
         // One userspace TCP/IP stack per sandbox: pure logic, frames and time in, frames and events out.
-        .target(name: "NetStack", dependencies: ["Wire"], swiftSettings: strict),
+        .target(name: "NetStack", dependencies: ["Wire", "Scheduling"], swiftSettings: strict),
         // Shards (pinned event loops), sandboxes, egress, published ports, policy.
-        .target(name: "Gateway", dependencies: ["NetStack", "Link", "Wire", "CGatewayShims", system], swiftSettings: strict),
+        .target(
+            name: "Gateway", dependencies: ["NetStack", "Scheduling", "Link", "Wire", "CGatewayShims", system],
+            swiftSettings: strict),
         // The control plane: HTTP/JSON API on a Unix socket, its client, config file, metrics, capture.
         .target(
             name: "GatewayControl",
@@ -81,6 +85,7 @@ let package = Package(
         // ns/frame and allocations per parse for the Wire formats; Tools/wire-bench.sh runs it.
         .executableTarget(name: "WireBench", dependencies: ["Wire", "CMallocCounter"], swiftSettings: strict),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: strict),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling"], swiftSettings: strict),
         .testTarget(name: "NetStackTests", dependencies: ["NetStack", "Wire"], swiftSettings: strict),
         // Helpers shared by the root integration tests (namespaces, devices, cleanup).
         .target(name: "GatewayTestSupport", dependencies: ["Link", "Wire"], path: "Tests/TestSupport", swiftSettings: strict),

@@ -6,7 +6,7 @@ import Glibc
 import Synchronization
 import CGatewayShims
 import Link
-import NetStack
+import Scheduling
 import SystemPackage
 
 /// Monotonic nanoseconds, the clock every stack and timer in a shard runs on.
@@ -17,6 +17,11 @@ public func monotonicNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
+/// Shared by every thread that submits work, so it is Sendable; but the checker cannot see which
+/// of its fields are confined. Those that other threads touch are `Mutex`/`Atomic` or `let`; the
+/// rest (handlers, timers, counters, the read buffer) are the loop thread's alone, which
+/// `assertInLoop` checks at each entry point in debug builds. Values a shard owns travel to it in
+/// a `LoopBound`.
 public final class EventLoop: @unchecked Sendable {
     public typealias Handler = (_ events: UInt32) -> Void
 
@@ -59,6 +64,7 @@ public final class EventLoop: @unchecked Sendable {
     /// before the next, so the sandboxes of a shard share this buffer rather than each keeping
     /// 64 KB of its own resident after its first large frame.
     public var frameReadBuffer: UnsafeMutableRawBufferPointer {
+        assertInLoop()
         if let b = readBufferStorage { return b }
         let b = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.frameReadBufferSize, alignment: 16)
         readBufferStorage = b
@@ -279,19 +285,34 @@ public final class EventLoop: @unchecked Sendable {
     }
 }
 
-/// A counting semaphore for the control plane's waits.
+/// A counting semaphore for the control plane's waits. The `sem_t` lives in storage of its own,
+/// so the address every sem_* call gets stays the same for the semaphore's life (a stored
+/// property's address, taken with `&`, is only good for the one call).
 final class Semaphore: @unchecked Sendable {
-    private var sem = sem_t()
-    init() { sem_init(&sem, 0, 0) }
-    deinit { sem_destroy(&sem) }
-    func signal() { sem_post(&sem) }
-    func wait() { while sem_wait(&sem) != 0 && errno == EINTR {} }
+    // Sound: the pointer is set once and never changes; sem_post and sem_wait are made to be
+    // called on one sem_t from any threads at once.
+    private let sem: UnsafeMutablePointer<sem_t>
+
+    init() {
+        sem = .allocate(capacity: 1)
+        sem.initialize(to: sem_t())
+        sem_init(sem, 0, 0)
+    }
+
+    deinit {
+        sem_destroy(sem)
+        sem.deinitialize(count: 1)
+        sem.deallocate()
+    }
+
+    func signal() { sem_post(sem) }
+    func wait() { while sem_wait(sem) != 0 && errno == EINTR {} }
 }
 
 /// A plain pthread running one closure.
-final class Thread: @unchecked Sendable {
-    private let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
+final class Thread: Sendable {
+    private let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     func start() {
         var tid = pthread_t()
         let unmanaged = Unmanaged.passRetained(self)

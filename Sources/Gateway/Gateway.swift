@@ -78,11 +78,11 @@ public struct ShardActivity: Sendable, Hashable {
     public var epollFailures = 0
 }
 
-public final class Gateway: @unchecked Sendable {
+public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
     let shards: [EventLoop]
     /// One DNS forwarder per shard (one socket per family, shared by the shard's sandboxes).
-    private let forwarders: [UncheckedSendable<DNSForwarder>]
+    private let forwarders: [LoopBound<DNSForwarder>]
     /// What the DNS denies a sandbox under a built-in profile: `configuration.deniedNames`.
     private let baseDNSPolicy: DNSPolicy
     /// The same plus each defined policy's own denied names, by policy name; built once here so
@@ -91,8 +91,8 @@ public final class Gateway: @unchecked Sendable {
     /// Published ports' allocator and routing table, shared by all shards (Gateway+Publishing).
     let publishing: PublishingState
     /// One buffer pool and one output frame pool per shard, used only on its thread.
-    private let pools: [UncheckedSendable<BufferPool>]
-    private let framePools: [UncheckedSendable<FramePool>]
+    private let pools: [LoopBound<BufferPool>]
+    private let framePools: [LoopBound<FramePool>]
     /// The limit every sandbox's memory budget also draws from.
     public let sharedMemoryBudget: SharedMemoryBudget
 
@@ -101,7 +101,7 @@ public final class Gateway: @unchecked Sendable {
         var shard: Int
         var index: Int
         /// Confined to `shards[shard]`; touched only in tasks submitted there.
-        var sandbox: UncheckedSendable<Sandbox>?
+        var sandbox: LoopBound<Sandbox>?
         /// A VM sandbox's devices in the host namespace, deleted at detach.
         var vmLink: VMLink?
     }
@@ -136,14 +136,14 @@ public final class Gateway: @unchecked Sendable {
         publishing = PublishingState(configuration: configuration.publishing)
         state = Mutex(State(shardLoad: Array(repeating: 0, count: loops.count)))
         let dnsConfiguration = configuration.dns
-        var fwd: [UncheckedSendable<DNSForwarder>] = []
+        var fwd: [LoopBound<DNSForwarder>] = []
         for loop in loops {
-            fwd.append(try loop.submitAndWaitTyped { UncheckedSendable(DNSForwarder(loop: loop, configuration: dnsConfiguration)) })
+            fwd.append(try loop.submitAndWaitTyped { LoopBound(DNSForwarder(loop: loop, configuration: dnsConfiguration), loop: loop) })
         }
         forwarders = fwd
         sharedMemoryBudget = SharedMemoryBudget(limit: configuration.globalMemoryBudget)
-        var shardPools: [UncheckedSendable<BufferPool>] = []
-        var shardFramePools: [UncheckedSendable<FramePool>] = []
+        var shardPools: [LoopBound<BufferPool>] = []
+        var shardFramePools: [LoopBound<FramePool>] = []
         let chunkSize = configuration.bufferChunkSize
         let trimEvery = configuration.memoryTrimInterval.nanoseconds
         guard chunkSize >= 4096, chunkSize & (chunkSize - 1) == 0 else {
@@ -156,11 +156,11 @@ public final class Gateway: @unchecked Sendable {
         }
         for loop in loops {
             let (pool, frames) = try loop.submitAndWaitTyped {
-                () throws(GatewayError) -> (UncheckedSendable<BufferPool>, UncheckedSendable<FramePool>) in
+                () throws(GatewayError) -> (LoopBound<BufferPool>, LoopBound<FramePool>) in
                 let pool = BufferPool(chunkSize: chunkSize)
                 let frames = FramePool()
                 Self.trimPeriodically(pool, frames, on: loop, every: trimEvery, then: releaseTrimmed)
-                return (UncheckedSendable(pool), UncheckedSendable(frames))
+                return (LoopBound(pool, loop: loop), LoopBound(frames, loop: loop))
             }
             shardPools.append(pool)
             shardFramePools.append(frames)
@@ -377,7 +377,6 @@ public final class Gateway: @unchecked Sendable {
         let stackConfiguration = cfg
         let loop = shards[shard]
         let limits = configuration.limits
-        let tapBox = UncheckedSendable(tap)
         let forwarder = forwarders[shard]
         let descriptors = DescriptorBudget(ledger: descriptorLedger, limit: descriptorLedger.perSandbox)
         let dnsContext = DNSQueryContext(gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy, client: UInt64(index))
@@ -390,14 +389,14 @@ public final class Gateway: @unchecked Sendable {
         let framePool = framePools[shard]
         let budget = spec.memoryBudget ?? policy.memoryBudget ?? configuration.memoryBudget
         let shared = sharedMemoryBudget
-        let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> UncheckedSendable<Sandbox> in
+        let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> LoopBound<Sandbox> in
             let stack = Stack(
                 configuration: stackConfiguration, bufferPool: pool.value,
                 memoryBudget: MemoryBudget(limit: budget, shared: shared), framePool: framePool.value)
             // The guest is known from the start (its MAC is read from the device, or is the one a
             // VM was told to use), so the stack can reach it before it has sent anything.
             stack.learnNeighbor(.v4(a.guestIPv4), mac: guestMAC, now: monotonicNanoseconds())
-            let sandbox = Sandbox(id: spec.id, tap: tapBox.value, stack: stack, loop: loop, limits: limits)
+            let sandbox = Sandbox(id: spec.id, tap: tap, stack: stack, loop: loop, limits: limits)
             sandbox.egress.policy = { key, proto in
                 let decision = policy.evaluate(
                     direction: .egress, destination: key.remoteAddress,
@@ -410,7 +409,7 @@ public final class Gateway: @unchecked Sendable {
             }
             sandbox.limitDescriptors(descriptors)
             try sandbox.start()
-            return UncheckedSendable(sandbox)
+            return LoopBound(sandbox, loop: loop)
         }
         let info = SandboxInfo(
             id: spec.id, mode: spec.mode.name, shard: shard, tap: link.tapName, namespace: link.namespace,
@@ -435,20 +434,22 @@ public final class Gateway: @unchecked Sendable {
             s.records[id] = nil
             return r
         }
+        var tap: TAPDevice?
         if let box = record.sandbox {
             let forwarder = forwarders[record.shard]
             let client = UInt64(record.index)
-            try? shards[record.shard].submitAndWaitTyped { () throws(GatewayError) in
+            tap = try? shards[record.shard].submitAndWaitTyped { () throws(GatewayError) -> TAPDevice in
                 box.value.stop()
                 forwarder.value.forget(client: client)
+                return box.value.tap
             }
         }
         // A namespace sandbox's TAP goes with its fd, closed on the reaper: the close waits for
         // the kernel to remove the device, which need not hold up the answer. A VM's TAP is
         // persistent: its fd closes there too, and its devices are deleted here.
-        if let box = record.sandbox {
+        if let tap {
             let ledger = descriptorLedger
-            reaper.retire(box.value.tap, namespace: record.info.namespace) { ledger.give() }
+            reaper.retire(tap, namespace: record.info.namespace) { ledger.give() }
         }
         record.vmLink?.remove()
         releasePublishedPorts(of: id)
@@ -465,7 +466,7 @@ public final class Gateway: @unchecked Sendable {
     private func releaseFreedMemorySoon() { memoryTrimmer.soon() }
 
     /// The shard and object of an attached sandbox, for the extensions that drive it.
-    func attachedSandbox(_ id: String) -> (shard: Int, sandbox: UncheckedSendable<Sandbox>)? {
+    func attachedSandbox(_ id: String) -> (shard: Int, sandbox: LoopBound<Sandbox>)? {
         guard let r = state.withLock({ $0.records[id] }), let box = r.sandbox else { return nil }
         return (r.shard, box)
     }
@@ -558,12 +559,6 @@ public struct BufferPoolStats: Sendable, Hashable {
     public var releasedBytesTotal = 0
     /// Slabs the system refused to map (buffers then take no more bytes until memory frees).
     public var mapFailures = 0
-}
-
-/// Carries a loop-confined object through a Sendable closure to the loop that owns it.
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }
 
 extension EventLoop {

@@ -6,9 +6,8 @@ import Glibc
 import CGatewayShims
 import NetStack
 
-/// Confined to its loop's thread. It is marked Sendable only so the control plane can hand it to
-/// a task submitted onto that loop; nothing may touch it from anywhere else.
-public final class StackDriver: @unchecked Sendable {
+/// Confined to its loop's thread; the control plane reaches it through a `LoopBound` sandbox.
+public final class StackDriver {
     public let loop: EventLoop
     public let fd: Int32
     public let stack: Stack
@@ -33,6 +32,9 @@ public final class StackDriver: @unchecked Sendable {
     public private(set) var framesRead = 0
     public private(set) var writeFailures = 0
     private var running = false
+    /// The captures running on this sandbox's link (`Gateway.startCapture`); empty, as it is
+    /// nearly always, the data path pays one check per frame for them.
+    var captures: [FrameCapture] = []
 
     public init(loop: EventLoop, fd: Int32, stack: Stack) {
         self.loop = loop
@@ -53,6 +55,7 @@ public final class StackDriver: @unchecked Sendable {
 
     /// Unregisters; the caller closes the fd.
     public func stop() {
+        loop.assertInLoop()
         guard running else { return }
         running = false
         loop.unregister(fd: fd)
@@ -76,7 +79,7 @@ public final class StackDriver: @unchecked Sendable {
             }
             frames += 1
             bytes += n
-            if CaptureTaps.isActive { CaptureTaps.copy(self, readBuffer.baseAddress, n, inbound: true) }
+            if !captures.isEmpty { copyToCaptures(readBuffer.baseAddress, n, fromGuest: true) }
             stack.receive(frame: UnsafeRawBufferPointer(rebasing: readBuffer[..<n]), now: monotonicNanoseconds())
         }
         framesRead += frames
@@ -86,6 +89,7 @@ public final class StackDriver: @unchecked Sendable {
     /// Delivers pending events, writes pending frames and re-arms the timer. The layer above
     /// calls this after it drove the stack (wrote to or read from a connection).
     public func afterWork() {
+        loop.assertInLoop()
         var rounds = 0
         // Events can cause more events (accept → established); bounded so a bug cannot spin.
         while stack.hasEvents && rounds < 16 {
@@ -104,7 +108,7 @@ public final class StackDriver: @unchecked Sendable {
 
     private func flushOutput() {
         stack.drainOutput(now: monotonicNanoseconds()) { frame in
-            if CaptureTaps.isActive { CaptureTaps.copy(self, frame.storage.baseAddress, frame.length, inbound: false) }
+            if !captures.isEmpty { copyToCaptures(frame.storage.baseAddress, frame.length, fromGuest: false) }
             let n = write(fd, frame.storage.baseAddress, frame.length)
             if n != frame.length { writeFailures += 1 }
         }

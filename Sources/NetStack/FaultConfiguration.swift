@@ -1,5 +1,6 @@
 // What the fault injector does, as a value and as the text of gatewayd's fault flag:
 // "loss=0.05,reorder=0.05,duplicate=0.01,corrupt=0.001,seed=42".
+import Scheduling
 
 /// Probabilities of each fault per frame, the seed that makes them repeatable, and how
 /// reordering holds frames back.

@@ -1,5 +1,6 @@
 // Deterministic network faults at the frame boundary (loss, duplication, reordering,
 // corruption) for testing the stack and the guest against a bad link; off unless configured.
+import Scheduling
 import Wire
 
 /// Applies a `FaultConfiguration` to frames in either direction. Output frames are rewritten

@@ -1,5 +1,6 @@
 // The bookkeeping both IP reassemblers share: a buffer per datagram in progress, the extents
 // received so far, and the rules that drop a datagram (RFC 791 §3.2, RFC 8200 §4.5, RFC 5722).
+import Scheduling
 
 /// Datagrams being put back together, keyed by whatever names a datagram in its family.
 /// `First` is what the family keeps from the fragment at offset 0 (its header, mostly).

@@ -1,5 +1,6 @@
 // One sandbox's userspace TCP/IP stack: Ethernet frames and time in; frames to the guest, TCP
 // connections and UDP datagrams for the layer above out. No I/O: the owner moves the bytes.
+import Scheduling
 import Wire
 
 /// What the layer above must act on, in the order it happened.

@@ -77,6 +77,8 @@ extension FuzzCases {
 
 /// The fuzzer runs inputs one at a time on one thread.
 final class FuzzStack: @unchecked Sendable {
+    // Sound: Sendable only so that it can be a global; libFuzzer calls the entry point, the one
+    // thing that touches it, from a single thread, one input at a time.
     let stack = Stack(configuration: StackConfiguration())
     var now: UInt64 = 1_000_000_000
 }

@@ -28,8 +28,8 @@ final class FlowLog: Sendable {
     }
 }
 
-/// Confined to the loop thread except where it goes through `onLoop`.
-final class StackGuest: @unchecked Sendable {
+/// The stack and its services are the loop thread's; the rest is fixed at init.
+final class StackGuest: Sendable {
     static let guestAddress = "10.0.2.15"
     static let gatewayAddress = "10.0.2.2"
 
@@ -37,10 +37,10 @@ final class StackGuest: @unchecked Sendable {
     let namespace: NetworkNamespace
     let tap: TAPDevice
     let loop: EventLoop
-    let driver: StackDriver
+    let driver: LoopBound<StackDriver>
     let configuration: StackConfiguration
     let log = FlowLog()
-    private var services: DiagnosticServices?
+    private let services: LoopBound<DiagnosticServices>
 
     init(namespaceName: String, tapName: String, mtu: Int, cpu: Int, tune: (inout StackConfiguration) -> Void = { _ in }) throws {
         self.namespaceName = namespaceName
@@ -52,13 +52,15 @@ final class StackGuest: @unchecked Sendable {
         var configuration = StackConfiguration(mtu: mtu, vnetHeaderSize: tap.vnetHeaderSize)
         tune(&configuration)
         self.configuration = configuration
-        loop = try EventLoop(name: "bench-shard", cpu: cpu)
-        driver = StackDriver(loop: loop, fd: tap.fileDescriptor, stack: Stack(configuration: configuration))
+        let loop = try EventLoop(name: "bench-shard", cpu: cpu)
+        self.loop = loop
+        let driver = LoopBound(StackDriver(loop: loop, fd: tap.fileDescriptor, stack: Stack(configuration: configuration)), loop: loop)
+        self.driver = driver
         loop.startThread()
 
-        let d = driver
         let log = self.log
-        let box = try loop.submitAndWait { () throws -> Unchecked<DiagnosticServices> in
+        services = try loop.submitAndWait { () throws -> LoopBound<DiagnosticServices> in
+            let d = driver.value
             try d.start()
             let s = DiagnosticServices(driver: d, sourceLength: 0)
             // The services report each chunk they move: a connection the stack closes first
@@ -72,9 +74,8 @@ final class StackGuest: @unchecked Sendable {
                 if case .tcpConnectionRequest = event { log.opened.add(1, ordering: .relaxed) }
                 s.handle(event)
             }
-            return Unchecked(s)
+            return LoopBound(s, loop: loop)
         }
-        services = box.value
 
         let nl = try NetlinkSocket(in: namespace)
         try nl.setMTU(of: tapName, to: mtu)
@@ -88,6 +89,7 @@ final class StackGuest: @unchecked Sendable {
     func sample() throws -> StackSample {
         let d = driver
         return try loop.submitAndWait {
+            let d = d.value
             let c = d.stack.counters
             return StackSample(
                 cpu: CPUUsage.thread(), runQueueWait: threadRunQueueWait(), framesIn: c.framesIn, bytesIn: c.bytesIn, framesOut: c.framesOut,
@@ -97,7 +99,7 @@ final class StackGuest: @unchecked Sendable {
     }
 
     func setSourceLength(_ n: Int) throws {
-        let s = Unchecked(services!)
+        let s = services
         try loop.submitAndWait { s.value.sourceLength = n }
     }
 
@@ -147,17 +149,10 @@ final class StackGuest: @unchecked Sendable {
     func tearDown() {
         let d = driver
         try? loop.submitAndWait {
-            d.stop()
-            d.onEvent = { _ in }  // drops the services, which hold the driver
+            d.value.stop()
+            d.value.onEvent = { _ in }  // drops the services, which hold the driver
         }
-        services = nil
         loop.stop()
         Cleanup.shared.remove(namespace: namespaceName)
     }
-}
-
-/// Carries a loop-confined reference across the submit boundary.
-struct Unchecked<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

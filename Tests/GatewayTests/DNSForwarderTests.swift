@@ -8,15 +8,15 @@ import Testing
 import Wire
 
 /// A forwarder on its own loop thread, and a way to ask it and wait.
-final class ForwarderHarness: @unchecked Sendable {
+final class ForwarderHarness: Sendable {
     let loop: EventLoop
-    let forwarder: DNSForwarder
+    let forwarder: LoopBound<DNSForwarder>
 
     init(_ configuration: DNSConfiguration) throws {
         loop = try EventLoop(name: "dns-test")
         loop.startThread()
         let l = loop
-        forwarder = try loop.submitAndWait { DNSForwarder(loop: l, configuration: configuration) }
+        forwarder = try loop.submitAndWait { LoopBound(DNSForwarder(loop: l, configuration: configuration), loop: l) }
     }
 
     /// Hands `query` to the forwarder; the reply, or nil when none came within `timeout`.
@@ -26,7 +26,7 @@ final class ForwarderHarness: @unchecked Sendable {
         let f = forwarder
         loop.submit {
             _ = query.withUnsafeBytes { bytes in
-                f.handle(query: bytes, context: context) { reply in
+                f.value.handle(query: bytes, context: context) { reply in
                     inbox.append(reply)
                     done.signal()
                 }
@@ -41,24 +41,24 @@ final class ForwarderHarness: @unchecked Sendable {
         let f = forwarder
         try! loop.submitAndWait {
             _ = query.withUnsafeBytes { bytes in
-                f.handle(query: bytes, context: context) { reply in replies.append(reply) }
+                f.value.handle(query: bytes, context: context) { reply in replies.append(reply) }
             }
         }
     }
 
     var counters: DNSForwarder.Counters {
         let f = forwarder
-        return try! loop.submitAndWait { f.counters }
+        return try! loop.submitAndWait { f.value.counters }
     }
 
     var outstanding: Int {
         let f = forwarder
-        return try! loop.submitAndWait { f.outstandingCount }
+        return try! loop.submitAndWait { f.value.outstandingCount }
     }
 
     func shutdown() {
         let f = forwarder
-        try? loop.submitAndWait { f.close() }
+        try? loop.submitAndWait { f.value.close() }
         loop.stop()
     }
 
@@ -423,7 +423,7 @@ struct DNSForwarderTests {
 
         // A sandbox going away takes its queries with it, without replies.
         let f = h.forwarder
-        try h.loop.submitAndWait { f.forget(client: 1) }
+        try h.loop.submitAndWait { f.value.forget(client: 1) }
         #expect(h.outstanding == 1)
         h.send(makeQuery(id: 6, "f.test"), sandbox1, replies: replies)
         #expect(h.outstanding == 2 && replies.items.count == 2)

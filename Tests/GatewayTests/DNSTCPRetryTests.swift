@@ -86,7 +86,7 @@ struct DNSTCPRetryTests {
         h.send(makeQuery(id: 9, "big.test"), Self.tcpGuest, replies: replies)
         #expect(eventually { resolver.tcpQueries.count == 1 })
         let f = h.forwarder
-        try h.loop.submitAndWait { f.forget(client: ForwarderHarness.context.client) }
+        try h.loop.submitAndWait { f.value.forget(client: ForwarderHarness.context.client) }
         #expect(h.outstanding == 0)
         usleep(500_000)
         #expect(replies.items.isEmpty)
@@ -98,7 +98,7 @@ struct DNSTCPRetryTests {
         defer { h.shutdown() }
         let f = h.forwarder
         func accepted(_ bytes: [UInt8]) -> Bool {
-            try! h.loop.submitAndWait { bytes.withUnsafeBytes { f.handle(query: $0, context: Self.tcpGuest) { _ in } } }
+            try! h.loop.submitAndWait { bytes.withUnsafeBytes { f.value.handle(query: $0, context: Self.tcpGuest) { _ in } } }
         }
         #expect(!accepted([1, 2, 3]))
         var response = makeQuery(id: 1, "example.test")

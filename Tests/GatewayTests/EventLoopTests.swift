@@ -1,5 +1,6 @@
-// The shard event loop on its own: fd handlers, timers, cross-thread tasks, and busy polling
-// (picks up I/O that follows I/O without sleeping, and sleeps once the window has passed).
+// The shard event loop on its own: fd handlers, timers, cross-thread tasks, busy polling (picks
+// up I/O that follows I/O without sleeping, and sleeps once the window has passed), and the
+// checks that trap when a shard's state is touched from another thread.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -124,4 +125,69 @@ private final class Counter: Sendable {
         defer { for fd in fds { close(fd) } }
         #expect(try loop.submitAndWait { (loop.polledWakeups, loop.sleeps) } == (0, 0))
     }
+
+    @Test func loopBoundValuesAreUsedOnTheirLoop() throws {
+        let loop = try EventLoop(name: "test-bound")
+        defer { loop.stop() }
+        loop.startThread()
+        let bound = try loop.submitAndWait { LoopBound(Counter(), loop: loop) }
+        #expect(bound.loop === loop)
+        let count = try loop.submitAndWait {
+            bound.value.add()
+            bound.value.add()
+            return bound.value.count
+        }
+        #expect(count == 2)
+    }
+
+    /// A loop whose thread runs, so that its confinement checks are armed.
+    fileprivate static func runningLoop() -> EventLoop {
+        let loop = try! EventLoop(name: "test-confined")
+        loop.startThread()
+        // Once a task has run there, the loop's thread is the one it checks against.
+        #expect(try! loop.submitAndWait { loop.inLoop })
+        return loop
+    }
+
+    #if DEBUG
+        // Each runs in a child process, which the trap ends.
+        @Test func schedulingOffTheLoopTraps() async {
+            await #expect(processExitsWith: .failure) {
+                let loop = EventLoopTests.runningLoop()
+                loop.schedule(at: 0) {}
+            }
+        }
+
+        @Test func cancellingOffTheLoopTraps() async {
+            await #expect(processExitsWith: .failure) {
+                let loop = EventLoopTests.runningLoop()
+                let timer = try! loop.submitAndWait { loop.schedule(at: .max) {} }
+                loop.cancel(timer)
+            }
+        }
+
+        @Test func registeringOffTheLoopTraps() async {
+            await #expect(processExitsWith: .failure) {
+                let loop = EventLoopTests.runningLoop()
+                var fds: [Int32] = [0, 0]
+                _ = socketpair(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0, &fds)
+                try? loop.register(fd: fds[0], events: EPOLLIN.rawValue) { _ in }
+            }
+        }
+
+        @Test func aLoopBoundValueTrapsOffItsLoop() async {
+            await #expect(processExitsWith: .failure) {
+                let loop = EventLoopTests.runningLoop()
+                let bound = try! loop.submitAndWait { LoopBound(Counter(), loop: loop) }
+                bound.value.add()
+            }
+        }
+
+        @Test func bindingAValueOffTheLoopTraps() async {
+            await #expect(processExitsWith: .failure) {
+                let loop = EventLoopTests.runningLoop()
+                _ = LoopBound(Counter(), loop: loop)
+            }
+        }
+    #endif
 }

@@ -12,7 +12,7 @@ final class GuestFixture: @unchecked Sendable {
     let namespace: NetworkNamespace
     let tap: TAPDevice
     let loop: EventLoop
-    let driver: StackDriver
+    let driver: LoopBound<StackDriver>
     let configuration: StackConfiguration
     var nsName: String { namespace.name! }
     var tapName: String { tap.name }
@@ -29,10 +29,10 @@ final class GuestFixture: @unchecked Sendable {
         configure(&cfg)
         configuration = cfg
         loop = try EventLoop(name: "test-shard")
-        driver = StackDriver(loop: loop, fd: tap.fileDescriptor, stack: Stack(configuration: cfg))
+        driver = LoopBound(StackDriver(loop: loop, fd: tap.fileDescriptor, stack: Stack(configuration: cfg)), loop: loop)
         loop.startThread()
         let d = driver
-        try loop.submitAndWait { try d.start() }
+        try loop.submitAndWait { try d.value.start() }
 
         let nl = try NetlinkSocket(in: namespace)
         try nl.setMTU(of: tap.name, to: mtu)
@@ -58,8 +58,8 @@ final class GuestFixture: @unchecked Sendable {
     func tearDown() {
         let d = driver
         try? loop.submitAndWait {
-            d.stop()
-            d.onEvent = { _ in }  // drops the services, which hold the driver
+            d.value.stop()
+            d.value.onEvent = { _ in }  // drops the services, which hold the driver
         }
         loop.stop()
         scratch.cleanUp()

@@ -24,7 +24,7 @@ struct StackGuestTests {
         let c = Collected()
         let d = fx.driver
         let services = fx.onLoop {
-            let s = DiagnosticServices(driver: d, sourceLength: sourceLength)
+            let s = DiagnosticServices(driver: d.value, sourceLength: sourceLength)
             let hashChunk: (TCPFlowID, UnsafeRawBufferPointer) -> Void = { id, bytes in
                 c.hashers[id, default: SHA256()].update(bufferPointer: bytes)
             }
@@ -34,7 +34,7 @@ struct StackGuestTests {
                 c.closed[id] = (r, sent)
                 if let h = c.hashers.removeValue(forKey: id) { c.digests[id] = hex(h.finalize()) }
             }
-            d.onEvent = { s.handle($0) }
+            d.value.onEvent = { s.handle($0) }
             return UncheckedBox(s)
         }
         return (services.value, c)
@@ -169,8 +169,8 @@ struct StackGuestFaultTests {
         let sent = fx.onLoop { collected.digests.values.filter { $0 != guestHash } }
         #expect(sent.first == downHash, "stack → guest bytes differ under faults")
         let downSeconds = Date().timeIntervalSince(mid)
-        let injected = fx.onLoop { (fx.driver.stack.faults?.inputCounters, fx.driver.stack.faults?.outputCounters) }
-        let c = fx.onLoop { fx.driver.stack.counters }
+        let injected = fx.onLoop { (fx.driver.value.stack.faults?.inputCounters, fx.driver.value.stack.faults?.outputCounters) }
+        let c = fx.onLoop { fx.driver.value.stack.counters }
         print("recovery: \(c.tcpRetransmitTimeouts) timeouts, \(c.tcpFastRecoveries) fast recoveries, \(c.tcpTailProbes) tail probes, \(c.tcpRetransmittedSegments) segments resent")
         print("faulty link, \(size >> 20) MiB: up \(String(format: "%.1f", upSeconds)) s, down \(String(format: "%.1f", downSeconds)) s; injected in \(String(describing: injected.0)) out \(String(describing: injected.1))")
     }

@@ -1,10 +1,9 @@
-import Synchronization
-
 // A bounded ring of frames copied off one sandbox's link, with wall-clock timestamps. The shard
 // fills it as frames pass; the control plane drains it (into a pcap stream) from another thread.
 #if canImport(Glibc)
     import Glibc
 #endif
+import Synchronization
 
 public final class FrameCapture: Sendable {
     /// One captured frame: Ethernet onwards (the virtio-net header is not part of the frame).
@@ -39,12 +38,12 @@ public final class FrameCapture: Sendable {
     public let byteCapacity: Int
     /// Bytes kept of each frame (pcap's snaplen).
     public let snapLength: Int
+    /// The sandbox whose link this ring copies; its shard's driver holds the ring while it runs.
+    public let sandbox: String
     private let ring = Mutex(Ring())
-    /// Where the shard finds this ring; set once by `Gateway.startCapture`.
-    let key: CaptureTaps.Key
 
-    init(key: CaptureTaps.Key, capacity: Int, byteCapacity: Int, snapLength: Int) {
-        self.key = key
+    init(sandbox: String, capacity: Int, byteCapacity: Int, snapLength: Int) {
+        self.sandbox = sandbox
         self.capacity = max(1, capacity)
         self.byteCapacity = max(snapLength, byteCapacity)
         self.snapLength = snapLength

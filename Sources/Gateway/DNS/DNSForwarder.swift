@@ -19,9 +19,8 @@ import Wire
 ///
 /// Each upstream attempt carries a fresh random ID (RFC 5452 §9.2), mapped back to the guest's
 /// ID on the way back; an answer is taken only from the upstream it was sent to, with a matching
-/// ID and question. Marked Sendable only so the control plane can hand it to a task submitted
-/// onto its loop; nothing may touch it from another thread.
-public final class DNSForwarder: @unchecked Sendable {
+/// ID and question. The control plane reaches it through a `LoopBound`.
+public final class DNSForwarder {
     /// What the forwarder has done since it started.
     public struct Counters: Hashable, Sendable {
         /// Queries handed to `handle`.
@@ -144,6 +143,7 @@ public final class DNSForwarder: @unchecked Sendable {
     public func handle(
         query bytes: UnsafeRawBufferPointer, context: DNSQueryContext, reply: @escaping ([UInt8]) -> Void
     ) -> Bool {
+        loop.assertInLoop()
         counters.queries += 1
         guard !closed, let header = try? DNSHeader.parse(bytes), !header.isResponse else {
             counters.dropped += 1
@@ -195,6 +195,7 @@ public final class DNSForwarder: @unchecked Sendable {
 
     /// Drops every query of `client` (a sandbox going away) without replying.
     public func forget(client: UInt64) {
+        loop.assertInLoop()
         for (id, entry) in outstanding where entry.client == client {
             if let timer = entry.timer { loop.cancel(timer) }
             entry.tcp?.cancel()
@@ -207,6 +208,7 @@ public final class DNSForwarder: @unchecked Sendable {
     /// Unregisters and closes the upstream sockets and drops every outstanding query without
     /// replying; later queries are dropped. Call on the loop thread before letting go of it.
     public func close() {
+        loop.assertInLoop()
         closed = true
         for entry in outstanding.values {
             if let timer = entry.timer { loop.cancel(timer) }

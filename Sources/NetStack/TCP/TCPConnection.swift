@@ -1,6 +1,7 @@
 // One TCP connection between the guest and the gateway: the RFC 9293 state machine with
 // RFC 7323 options, RFC 6298 timers, RFC 5681/6582 congestion control and RFC 5961 defences.
 // It does no I/O: segments come in as values, go out through `emit`, and time is a number.
+import Scheduling
 import Wire
 
 /// A segment as the connection sees it: the parsed header plus its payload bytes.
