@@ -281,7 +281,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func pinIfNeeded() {
-        if let cpu { _ = pinCurrentThread(cpu) }
+        if let cpu { try? pinCurrentThread(cpu) }
     }
 }
 
