@@ -107,16 +107,22 @@ final class DNSUpstreamTCP {
     }
 
     private func write() {
-        guard let fd = socket?.rawValue else { return }
         while written < outgoing.count {
-            // send(2) with MSG_NOSIGNAL: an upstream that already reset must not raise SIGPIPE.
-            let n = outgoing.withUnsafeBytes { b in
-                send(fd, b.baseAddress! + written, b.count - written, Int32(MSG_NOSIGNAL))
+            guard socket != nil else { return }
+            let n: Int
+            do {
+                n = try outgoing.withUnsafeBytes { b in
+                    Result { () throws(Errno) in try HostSocket.write(socket!, UnsafeRawBufferPointer(rebasing: b[written...])) }
+                }.get()
+            } catch .resourceTemporarilyUnavailable, .interrupted {
+                return
+            } catch {
+                return finish(nil)
             }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             guard n > 0 else { return finish(nil) }
             written += n
         }
+        guard let fd = socket?.rawValue else { return }
         phase = .reading
         loop.modify(fd: fd, events: EPOLLIN.rawValue)
         read()
