@@ -90,7 +90,7 @@ extension Stack {
             guard let f = output.obtain() else { return noteOutputDrop() }
             let b = f.storage
             // Complete checksums and nothing to segment: a zero virtio-net header.
-            var at = writeVnetHeader(b, gso: nil)
+            var at = writeVnetHeader(b)
             let eth = EthernetHeader(destination: mac, source: configuration.gatewayMAC, etherType: isV6 ? EtherType.ipv6 : EtherType.ipv4)
             at += (try? eth.emit(into: b.slice(at, EthernetHeader.minimumLength))) ?? EthernetHeader.minimumLength
             switch (source, destination) {

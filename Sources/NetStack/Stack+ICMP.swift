@@ -3,7 +3,7 @@
 import Wire
 
 extension Stack {
-    func receiveICMPv4(_ ip: IPv4Header, _ l4: UnsafeRawBufferPointer, now: UInt64) {
+    func receiveICMPv4(_ ip: IPv4Header, _ l4: UnsafeRawBufferPointer) {
         guard let msg = try? ICMPv4Message.parse(l4) else {
             counters.malformed += 1
             return
@@ -23,7 +23,7 @@ extension Stack {
         emitIP(to: mac, source: .v4(source), destination: .v4(guest), protocolNumber: IPProtocol.icmp,
                l4Length: ICMPv4Message.headerLength + payload.count, gso: nil) { l4 in
             _ = try? ICMPv4Message.build(into: l4, type: ICMPv4Message.echoReply, code: 0, restOfHeader: restOfHeader, payload: payload)
-            return 2
+            return ICMPv4Message.checksumOffset
         }
         counters.echoReplies += 1
     }
@@ -48,7 +48,7 @@ extension Stack {
         }
         switch msg.type {
         case ICMPv6Message.echoRequest:
-            let payload = l4.slice(8, l4.count - 8)
+            let payload = l4.slice(ICMPv6Message.headerLength, l4.count - ICMPv6Message.headerLength)
             if isGatewayIPv6(ip.destination) {
                 sendICMPv6(to: ip.source, from: ip.destination, type: ICMPv6Message.echoReply, restOfHeader: msg.restOfHeader, payload: payload)
                 counters.echoReplies += 1
@@ -114,8 +114,8 @@ extension Stack {
     func sendICMPv6(to guest: IPv6Address, from source: IPv6Address, type: UInt8, code: UInt8 = 0, restOfHeader: UInt32, payload: UnsafeRawBufferPointer) {
         guard let mac = neighbors.lookup(.v6(guest)) else { return noteOutputDrop() }
         // Errors quote at most what keeps the whole packet within the IPv6 minimum MTU.
-        let quoted = type < 128 ? min(payload.count, ICMPv6Message.maximumErrorLength - 8) : payload.count
-        emitIPv6Raw(to: mac, source: source, destination: guest, hopLimit: 64, nextHeader: IPProtocol.icmpv6, l4Length: 8 + quoted) { l4 in
+        let quoted = type < 128 ? min(payload.count, ICMPv6Message.maximumErrorLength - ICMPv6Message.headerLength) : payload.count
+        emitIPv6Raw(to: mac, source: source, destination: guest, hopLimit: 64, nextHeader: IPProtocol.icmpv6, l4Length: ICMPv6Message.headerLength + quoted) { l4 in
             _ = try? ICMPv6Message.build(into: l4, source: source, destination: guest, type: type, code: code, restOfHeader: restOfHeader, payload: payload)
         }
     }
@@ -127,7 +127,7 @@ extension Stack {
         emitIP(to: mac, source: .v4(source), destination: .v4(guest), protocolNumber: IPProtocol.icmp,
                l4Length: ICMPv4Message.headerLength + quoted, gso: nil) { l4 in
             _ = try? ICMPv4Message.build(into: l4, type: type, code: code, restOfHeader: 0, payload: original)
-            return 2
+            return ICMPv4Message.checksumOffset
         }
         counters.icmpErrorsSent += 1
     }
@@ -181,7 +181,7 @@ extension Stack {
         }
         guard let f = output.obtain() else { return noteOutputDrop() }
         let b = f.storage
-        var at = writeVnetHeader(b, gso: nil)
+        var at = writeVnetHeader(b)
         at += (try? EthernetHeader(destination: mac, source: configuration.gatewayMAC, etherType: EtherType.ipv6).emit(into: b.slice(at, 14))) ?? 14
         let ip = IPv6Header(source: source, destination: destination, nextHeader: nextHeader, payloadLength: UInt16(l4Length), hopLimit: hopLimit)
         guard let n = try? ip.emit(into: b.slice(at, b.count - at)), at + n + l4Length <= b.count else { return noteOutputDrop() }

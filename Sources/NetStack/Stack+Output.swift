@@ -11,7 +11,7 @@ struct GSORequest {
 
 extension Stack {
     /// Writes the virtio-net header (zero: complete frame, no offload) and returns its size.
-    func writeVnetHeader(_ b: UnsafeMutableRawBufferPointer, gso: GSORequest?) -> Int {
+    func writeVnetHeader(_ b: UnsafeMutableRawBufferPointer) -> Int {
         guard configuration.vnetHeaderSize > 0 else { return 0 }
         _ = try? VirtioNetHeader().emit(into: b, size: configuration.vnetHeaderSize)
         return configuration.vnetHeaderSize
@@ -46,7 +46,6 @@ extension Stack {
         }
         let eth = EthernetHeader(destination: mac, source: configuration.gatewayMAC, etherType: ipv6 ? EtherType.ipv6 : EtherType.ipv4)
         at += (try? eth.emit(into: b.slice(at, 14))) ?? 14
-        let ipStart = at
         var pseudo: InternetChecksum
         switch (source, destination) {
         case (.v4(let s), .v4(let d)):
@@ -83,7 +82,7 @@ extension Stack {
             }
             _ = try? v.emit(into: b, size: vnetSize)
         } else {
-            if vnetSize > 0 { _ = try? VirtioNetHeader().emit(into: b, size: vnetSize) }
+            _ = writeVnetHeader(b)
             l4.setBE16(0, checksumOffset)
             var c = pseudo
             if protocolNumber == IPProtocol.icmp { c = InternetChecksum() }
@@ -92,7 +91,6 @@ extension Stack {
             if protocolNumber == IPProtocol.udp && v == 0 { v = 0xFFFF }
             l4.setBE16(v, checksumOffset)
         }
-        _ = ipStart
         finish(f, length: at + l4Length)
     }
 
@@ -102,7 +100,7 @@ extension Stack {
                    fill: (UnsafeMutableRawBufferPointer) -> Int) {
         guard let f = output.obtain() else { return noteOutputDrop() }
         let b = f.storage
-        var at = writeVnetHeader(b, gso: nil)
+        var at = writeVnetHeader(b)
         at += (try? EthernetHeader(destination: mac, source: configuration.gatewayMAC, etherType: EtherType.ipv4).emit(into: b.slice(at, 14))) ?? 14
         let ipAt = at
         at += 20

@@ -49,16 +49,13 @@ public final class Stack {
     public var output: FrameQueue
     private var events: [StackEvent] = []
 
-    var connections: [TCPFlowID: TCPConnection] = [:]
-    var flowKeys: [TCPFlowID: FlowKey] = [:]
-    var flowsByKey: [FlowKey: TCPFlowID] = [:]
-    private var nextFlowID: UInt64 = 1
+    /// The TCP connections, each with its key and the stack's bookkeeping for it.
+    var flows = FlowTable()
     var ipIdentification: UInt16 = 0
+    /// The flows in TIME-WAIT, oldest first: past `maxTimeWait` the oldest goes.
     private var timeWaitOrder: [TCPFlowID] = []
-    private var timeWaitSet: Set<TCPFlowID> = []
     /// Connection timers, earliest first; may hold stale entries (see `nextDeadline`).
     private var deadlines = DeadlineHeap<TCPFlowID>()
-    private var lastScheduled: [TCPFlowID: UInt64] = [:]
     /// Per-stack secret for RFC 6528 initial sequence numbers.
     private let isnSecret: UInt64
 
@@ -93,9 +90,10 @@ public final class Stack {
         let ids = deferredFlows
         deferredFlows.removeAll(keepingCapacity: true)
         for id in ids {
-            guard let c = connections[id] else { continue }
-            c.flush(now: now, emit: { self.emitSegment(id, $0) })
-            collect(id, c)
+            guard let flow = flows[id] else { continue }
+            flow.hasDeferredOutput = false
+            flow.connection.flush(now: now, emit: { self.emitSegment(flow, $0) })
+            collect(flow)
         }
     }
 
@@ -202,7 +200,7 @@ public final class Stack {
                               targetMAC: arp.senderMAC, targetIP: arp.senderIP)
         guard let f = output.obtain() else { return noteOutputDrop() }
         let b = f.storage
-        var at = writeVnetHeader(b, gso: nil)
+        var at = writeVnetHeader(b)
         let eth = EthernetHeader(destination: arp.senderMAC, source: configuration.gatewayMAC, etherType: EtherType.arp)
         guard let n = try? eth.emit(into: b.slice(at, b.count - at)) else { return }
         at += n
@@ -241,7 +239,7 @@ public final class Stack {
             return
         }
         if ip.isFragment {
-            receiveIPv4Fragment(ip, bytes, mac: mac, now: now)
+            receiveIPv4Fragment(ip, bytes, now: now)
             return
         }
         let l4 = bytes.slice(ip.headerLength, ip.payloadLength)
@@ -249,14 +247,14 @@ public final class Stack {
     }
 
     /// Fragments go to the reassembler; a whole datagram goes on as if it had come unfragmented.
-    func receiveIPv4Fragment(_ ip: IPv4Header, _ bytes: UnsafeRawBufferPointer, mac: MACAddress, now: UInt64) {
+    func receiveIPv4Fragment(_ ip: IPv4Header, _ bytes: UnsafeRawBufferPointer, now: UInt64) {
         guard let whole = ipv4Reassembler.add(header: ip, fragment: bytes.slice(ip.headerLength, ip.payloadLength), now: now) else { return }
         whole.payload.withUnsafeBytes { deliverIPv4(whole.header, l4: $0, checksumTrusted: false, now: now) }
     }
 
     func deliverIPv4(_ ip: IPv4Header, l4: UnsafeRawBufferPointer, checksumTrusted: Bool, now: UInt64) {
         if ip.protocolNumber == IPProtocol.icmp {
-            receiveICMPv4(ip, l4, now: now)
+            receiveICMPv4(ip, l4)
         } else {
             deliverTransport(ip.protocolNumber, l4: l4, source: .v4(ip.source), destination: .v4(ip.destination), checksumTrusted: checksumTrusted, now: now)
         }
@@ -312,7 +310,7 @@ public final class Stack {
         if !ip.source.isUnspecified && !ip.source.isMulticast { neighbors.learn(.v6(ip.source), mac: mac, now: now) }
         if ip.hopLimit <= 1 && !isGatewayIPv6(ip.destination) && !ip.destination.isMulticast && !ip.source.isUnspecified {
             sendICMPv6(to: ip.source, from: configuration.gatewayIPv6, type: ICMPv6Message.timeExceeded, restOfHeader: 0,
-                       payload: bytes.slice(0, 40 + Int(ip.payloadLength)))
+                       payload: bytes.slice(0, IPv6Header.length + Int(ip.payloadLength)))
             counters.icmpErrorsSent += 1
             return
         }
@@ -335,13 +333,13 @@ public final class Stack {
     // MARK: - UDP
 
     func receiveUDP(_ udp: UDPHeader, payload: UnsafeRawBufferPointer, source: IPAddress, destination: IPAddress, now: UInt64) {
-        if handleLocalUDP(udp, payload: payload, source: source, destination: destination, now: now) { return }
+        if handleLocalUDP(udp, payload: payload, destination: destination, now: now) { return }
         let key = FlowKey(guestAddress: source, guestPort: udp.sourcePort, remoteAddress: destination, remotePort: udp.destinationPort)
         events.append(.udp(key, Array(payload)))
     }
 
     /// The gateway's own UDP services (DHCP); true when consumed.
-    func handleLocalUDP(_ udp: UDPHeader, payload: UnsafeRawBufferPointer, source: IPAddress, destination: IPAddress, now: UInt64) -> Bool {
+    func handleLocalUDP(_ udp: UDPHeader, payload: UnsafeRawBufferPointer, destination: IPAddress, now: UInt64) -> Bool {
         guard udp.destinationPort == 67, case .v4(let dst) = destination else { return false }
         guard dst == configuration.gatewayIPv4 || dst.isBroadcast || dst == configuration.broadcastIPv4 else { return false }
         guard let message = try? DHCPMessage.parse(payload) else {
@@ -367,7 +365,7 @@ public final class Stack {
 
     /// Sends a datagram to the guest as if from `key.remoteAddress:remotePort`.
     /// Datagrams beyond the MTU go out as IP fragments; beyond what IP can carry, they are dropped.
-    public func sendUDP(_ key: FlowKey, payload: UnsafeRawBufferPointer, now: UInt64) {
+    public func sendUDP(_ key: FlowKey, payload: UnsafeRawBufferPointer) {
         guard let dstMAC = neighbors.lookup(key.guestAddress),
             payload.count <= 65535 - UDPHeader.length - (key.guestAddress.isV6 ? 0 : IPv4Header.minimumLength)
         else {
@@ -378,7 +376,7 @@ public final class Stack {
         emitIP(to: dstMAC, source: key.remoteAddress, destination: key.guestAddress, protocolNumber: IPProtocol.udp, l4Length: l4Length, gso: nil) { l4 in
             _ = try? UDPHeader(sourcePort: key.remotePort, destinationPort: key.guestPort, payloadLength: payload.count).emit(into: l4)
             if payload.count > 0 { l4.slice(UDPHeader.length, payload.count).copyMemory(from: payload) }
-            return 6
+            return UDPHeader.checksumOffset
         }
     }
 
@@ -399,7 +397,7 @@ public final class Stack {
         var best: UInt64?
         // Entries whose connection is gone or whose deadline moved are dropped as they surface.
         while let top = deadlines.first {
-            if let c = connections[top.id], c.nextDeadline == top.deadline {
+            if let flow = flows[top.id], flow.connection.nextDeadline == top.deadline {
                 best = top.deadline
                 break
             }
@@ -419,13 +417,15 @@ public final class Stack {
         var due: [TCPFlowID] = []
         while let top = deadlines.first, top.deadline <= now {
             deadlines.popMin()
-            if let c = connections[top.id], c.nextDeadline == top.deadline, !due.contains(top.id) { due.append(top.id) }
+            if let flow = flows[top.id], flow.connection.nextDeadline == top.deadline, !due.contains(top.id) {
+                due.append(top.id)
+            }
         }
         for id in due {
-            guard let c = connections[id] else { continue }
-            lastScheduled[id] = nil  // its entry left the heap: whatever comes next is pushed anew
-            c.poll(now: now, emit: { self.emitSegment(id, $0) })
-            collect(id, c)
+            guard let flow = flows[id] else { continue }
+            flow.scheduledDeadline = nil  // its entry left the heap: whatever comes next is pushed anew
+            flow.connection.poll(now: now, emit: { self.emitSegment(flow, $0) })
+            collect(flow)
         }
         if let t = memoryRetryAt, now >= t { wakeMemoryWaiters(now: now) }
         ipv4Reassembler.expire(now: now)
@@ -453,18 +453,22 @@ public final class Stack {
         let payload = segment.slice(header.headerLength, segment.count - header.headerLength)
         let seg = TCPSegmentIn(header: header, payload: payload)
         let key = FlowKey(guestAddress: source, guestPort: header.sourcePort, remoteAddress: destination, remotePort: header.destinationPort)
-        if let id = flowsByKey[key], let conn = connections[id] {
+        if let flow = flows[key] {
+            let conn = flow.connection
             if conn.state == .timeWait && header.flags.contains(.syn) && !header.flags.contains(.ack) {
                 // A new incarnation of the same 4-tuple (RFC 9293 §3.10.7.4 TIME-WAIT + SYN): start afresh.
-                remove(id)
+                remove(flow)
             } else {
                 if deferTCPOutput {
-                    conn.handle(seg, now: now, deferOutput: true, emit: { self.emitSegment(id, $0) })
-                    if !deferredFlows.contains(id) { deferredFlows.append(id) }
+                    conn.handle(seg, now: now, deferOutput: true, emit: { self.emitSegment(flow, $0) })
+                    if !flow.hasDeferredOutput {
+                        flow.hasDeferredOutput = true
+                        deferredFlows.append(flow.id)
+                    }
                 } else {
-                    conn.handle(seg, now: now, emit: { self.emitSegment(id, $0) })
+                    conn.handle(seg, now: now, emit: { self.emitSegment(flow, $0) })
                 }
-                collect(id, conn)
+                collect(flow)
                 // An ACK that freed send buffer may be what a connection waiting for memory needs.
                 if !memoryWaiters.isEmpty { wakeMemoryWaiters(now: now) }
                 return
@@ -476,27 +480,43 @@ public final class Stack {
             sendReset(key: key, for: seg)
             return
         }
-        guard connections.count < configuration.maxTCPConnections else {
-            counters.tcpRefusedOverLimit += 1
-            sendReset(key: key, for: seg)
-            return
-        }
         guard isUsableDestination(destination) else {
             sendReset(key: key, for: seg)
             return
         }
-        let id = TCPFlowID(raw: nextFlowID)
-        nextFlowID += 1
+        guard let flow = openFlow(key, .guestSYN(seg), now: now) else {
+            counters.tcpRefusedOverLimit += 1
+            sendReset(key: key, for: seg)
+            return
+        }
+        events.append(.tcpConnectionRequest(flow.id, key))
+    }
+
+    /// Who opens a flow.
+    private enum Opening {
+        /// The guest, with this SYN.
+        case guestSYN(TCPSegmentIn)
+        /// The gateway, connecting into the guest.
+        case intoGuest
+    }
+
+    /// Adds a flow for `key` with its connection; nil when the stack holds as many connections
+    /// as it may, or `key` has one already.
+    private func openFlow(_ key: FlowKey, _ opening: Opening, now: UInt64) -> FlowEntry? {
+        guard flows.count < configuration.maxTCPConnections, !flows.contains(key) else { return nil }
         var cfg = configuration.tcp
-        if case .v6 = source { cfg.localMSS = configuration.mtu - 60 }
-        let conn = TCPConnection(
-            passiveSYN: seg, iss: initialSequenceNumber(key, now: now), configuration: cfg, now: now, pool: bufferPool,
-            budget: memoryBudget)
-        connections[id] = conn
-        flowKeys[id] = key
-        flowsByKey[key] = id
+        if key.guestAddress.isV6 { cfg.localMSS = configuration.mtu - IPv6Header.length - TCPHeader.minimumLength }
+        let iss = initialSequenceNumber(key, now: now)
+        let conn: TCPConnection
+        switch opening {
+        case .guestSYN(let syn):
+            conn = TCPConnection(
+                passiveSYN: syn, iss: iss, configuration: cfg, now: now, pool: bufferPool, budget: memoryBudget)
+        case .intoGuest:
+            conn = TCPConnection(activeISS: iss, configuration: cfg, now: now, pool: bufferPool, budget: memoryBudget)
+        }
         counters.tcpConnectionsOpened += 1
-        events.append(.tcpConnectionRequest(id, key))
+        return flows.insert(key, conn)
     }
 
     /// Broadcast, multicast and unspecified destinations never get a connection.
@@ -528,15 +548,14 @@ public final class Stack {
     }
 
     /// Builds the frame for one segment a connection emits. Call sites pass it as a closure
-    /// literal (`emit: { emitSegment(id, $0) }`): non-escaping, so nothing is allocated per packet.
-    func emitSegment(_ id: TCPFlowID, _ out: TCPSegmentOut) {
-        guard let key = flowKeys[id], let conn = connections[id] else { return }
-        guard let mac = neighbors.lookup(key.guestAddress) else {
+    /// literal (`emit: { emitSegment(flow, $0) }`): non-escaping, so nothing is allocated per packet.
+    func emitSegment(_ flow: FlowEntry, _ out: TCPSegmentOut) {
+        guard let mac = neighbors.lookup(flow.key.guestAddress) else {
             counters.outputDropped += 1
             return
         }
         if out.flags.contains(.rst) { counters.tcpResetsSent += 1 }
-        emitTCP(out, key: key, mac: mac, conn: conn)
+        emitTCP(out, key: flow.key, mac: mac, conn: flow.connection)
     }
 
     private func emitTCP(_ out: TCPSegmentOut, key: FlowKey, mac: MACAddress, conn: TCPConnection?) {
@@ -553,32 +572,33 @@ public final class Stack {
             if out.payloadLength > 0, let conn {
                 _ = conn.sendBuffer.peek(into: l4.slice(headerLength, out.payloadLength), at: out.payloadOffset)
             }
-            return 16
+            return TCPHeader.checksumOffset
         }
     }
 
     /// Takes a connection's events into the stack's queue and retires it once closed and drained.
-    func collect(_ id: TCPFlowID, _ conn: TCPConnection) {
+    func collect(_ flow: FlowEntry) {
+        let id = flow.id, conn = flow.connection
         let ev = conn.takeEvents()
         if !ev.isEmpty { events.append(.tcp(id, ev)) }
-        if let d = conn.nextDeadline, lastScheduled[id] != d {
-            lastScheduled[id] = d
+        if let d = conn.nextDeadline, flow.scheduledDeadline != d {
+            flow.scheduledDeadline = d
             deadlines.insert(.init(deadline: d, id: id))
         }
-        if conn.state == .timeWait && !timeWaitSet.contains(id) {
-            timeWaitSet.insert(id)
+        if conn.state == .timeWait && !flow.inTimeWait {
+            flow.inTimeWait = true
             timeWaitOrder.append(id)
-            if timeWaitOrder.count > configuration.maxTimeWait {
-                let oldest = timeWaitOrder.removeFirst()
+            if timeWaitOrder.count > configuration.maxTimeWait, let oldest = flows[timeWaitOrder.removeFirst()] {
                 remove(oldest)
             }
         }
-        if conn.waitingForMemory && !memoryWaiters.contains(id) {
+        if conn.waitingForMemory && !flow.waitingForMemory {
+            flow.waitingForMemory = true
             memoryWaiters.append(id)
             if memoryRetryAt == nil { memoryRetryAt = 0 }
         }
         if conn.state == .closed && (conn.receiveBuffer.isEmpty || conn.closeReason != .normal) {
-            remove(id)
+            remove(flow)
         }
     }
 
@@ -594,66 +614,70 @@ public final class Stack {
         let ids = memoryWaiters
         memoryWaiters.removeAll(keepingCapacity: true)
         for id in ids {
-            guard let c = connections[id] else { continue }
-            c.memoryAvailable()
-            c.poll(now: now, emit: { self.emitSegment(id, $0) })
-            collect(id, c)
+            guard let flow = flows[id] else { continue }
+            flow.waitingForMemory = false
+            flow.connection.memoryAvailable()
+            flow.connection.poll(now: now, emit: { self.emitSegment(flow, $0) })
+            collect(flow)
         }
         if !memoryWaiters.isEmpty && memoryRetryAt == 0 { memoryRetryAt = now + Self.memoryRetryInterval }
     }
 
-    func remove(_ id: TCPFlowID) {
-        if let c = connections.removeValue(forKey: id) {
-            counters.tcpRetransmitTimeouts += c.retransmitTimeouts
-            counters.tcpFastRecoveries += c.fastRecoveries
-            counters.tcpTailProbes += c.tailProbes
-            counters.tcpRetransmittedSegments += c.retransmittedSegments
-            c.releaseMemory()
-        }
-        if let key = flowKeys.removeValue(forKey: id) { flowsByKey[key] = nil }
-        lastScheduled[id] = nil
-        if timeWaitSet.remove(id) != nil, let i = timeWaitOrder.firstIndex(of: id) { timeWaitOrder.remove(at: i) }
+    /// Takes a flow out of the table (a second call does nothing); its queued ids and timer
+    /// entries go stale and are skipped where they surface.
+    func remove(_ flow: FlowEntry) {
+        guard flows.remove(flow.id) != nil else { return }
+        let c = flow.connection
+        counters.tcpRetransmitTimeouts += c.retransmitTimeouts
+        counters.tcpFastRecoveries += c.fastRecoveries
+        counters.tcpTailProbes += c.tailProbes
+        counters.tcpRetransmittedSegments += c.retransmittedSegments
+        c.releaseMemory()
+        if flow.inTimeWait, let i = timeWaitOrder.firstIndex(of: flow.id) { timeWaitOrder.remove(at: i) }
     }
 
     // MARK: - TCP socket API for the layer above
 
-    public func tcpState(_ id: TCPFlowID) -> TCPState? { connections[id]?.state }
+    public func tcpState(_ id: TCPFlowID) -> TCPState? { flows[id]?.connection.state }
 
     /// Why a connection closed, while the stack still holds it (unread bytes or TIME-WAIT).
-    public func tcpCloseReason(_ id: TCPFlowID) -> TCPCloseReason? { connections[id]?.closeReason }
+    public func tcpCloseReason(_ id: TCPFlowID) -> TCPCloseReason? { flows[id]?.connection.closeReason }
 
     /// Each connection's key and internal state, one line each, for diagnosing a stuck flow.
     public func tcpDebugDescriptions() -> [String] {
-        connections.map { id, c in "\(id) \(flowKeys[id].map { "\($0)" } ?? "?") \(c.debugState)" }
+        flows.entries.map { "\($0.id) \($0.key) \($0.connection.debugState)" }
     }
-    public func tcpKey(_ id: TCPFlowID) -> FlowKey? { flowKeys[id] }
-    public var tcpConnectionCount: Int { connections.count }
+    public func tcpKey(_ id: TCPFlowID) -> FlowKey? { flows[id]?.key }
+    public var tcpConnectionCount: Int { flows.count }
 
     public func tcpAccept(_ id: TCPFlowID, now: UInt64) {
-        guard let c = connections[id] else { return }
-        c.accept(now: now, emit: { self.emitSegment(id, $0) })
-        collect(id, c)
+        guard let flow = flows[id] else { return }
+        let c = flow.connection
+        c.accept(now: now, emit: { self.emitSegment(flow, $0) })
+        collect(flow)
     }
 
-    public func tcpRefuse(_ id: TCPFlowID, now: UInt64) {
-        guard let c = connections[id] else { return }
-        c.refuse(emit: { self.emitSegment(id, $0) })
+    public func tcpRefuse(_ id: TCPFlowID) {
+        guard let flow = flows[id] else { return }
+        let c = flow.connection
+        c.refuse(emit: { self.emitSegment(flow, $0) })
         _ = c.takeEvents()
-        remove(id)
+        remove(flow)
     }
 
     /// Queues bytes for the guest and sends what the windows allow; returns bytes taken.
     public func tcpWrite(_ id: TCPFlowID, _ bytes: UnsafeRawBufferPointer, now: UInt64) -> Int {
-        guard let c = connections[id] else { return 0 }
+        guard let flow = flows[id] else { return 0 }
+        let c = flow.connection
         let n = c.write(bytes)
         if n > 0 {
-            c.poll(now: now, emit: { self.emitSegment(id, $0) })
-            collect(id, c)
+            c.poll(now: now, emit: { self.emitSegment(flow, $0) })
+            collect(flow)
         }
         return n
     }
 
-    public func tcpWritableBytes(_ id: TCPFlowID) -> Int { connections[id]?.writableBytes ?? 0 }
+    public func tcpWritableBytes(_ id: TCPFlowID) -> Int { flows[id]?.connection.writableBytes ?? 0 }
 
     /// The most one `tcpWriteInPlace` offers: as much as one readv's regions reach.
     public var tcpWriteInPlaceLimit: Int { BufferRegions.capacity * bufferPool.chunkSize }
@@ -665,10 +689,11 @@ public final class Stack {
     /// when the buffer is full or the budget has nothing to give (the connection then reports
     /// `.writable` once it has).
     public func tcpWriteInPlace(_ id: TCPFlowID, now: UInt64, _ fill: (BufferRegions) -> Int) -> Int {
-        guard let c = connections[id] else { return 0 }
+        guard let flow = flows[id] else { return 0 }
+        let c = flow.connection
         let reserved = c.reserveSend(tcpWriteInPlaceLimit)
         guard reserved > 0 else {
-            collect(id, c)
+            collect(flow)
             return 0
         }
         let regions = c.sendBuffer.writableRegions(max: reserved)
@@ -681,18 +706,19 @@ public final class Stack {
         }
         c.settleSend(reserved: reserved, written: written)
         guard n > 0 else { return n }
-        c.poll(now: now, emit: { self.emitSegment(id, $0) })
-        collect(id, c)
+        c.poll(now: now, emit: { self.emitSegment(flow, $0) })
+        collect(flow)
         return n
     }
 
     /// Reads the guest's bytes; 0 with `tcpIsReadClosed` true means end of stream.
     public func tcpRead(_ id: TCPFlowID, into buffer: UnsafeMutableRawBufferPointer, now: UInt64) -> Int {
-        guard let c = connections[id] else { return 0 }
+        guard let flow = flows[id] else { return 0 }
+        let c = flow.connection
         let n = c.read(into: buffer)
         if n > 0 {
-            c.poll(now: now, emit: { self.emitSegment(id, $0) })
-            collect(id, c)
+            c.poll(now: now, emit: { self.emitSegment(flow, $0) })
+            collect(flow)
             if !memoryWaiters.isEmpty { wakeMemoryWaiters(now: now) }
         }
         return n
@@ -700,22 +726,23 @@ public final class Stack {
 
     /// The guest's unread bytes, as regions, for a zero-copy writev; then `tcpConsume`.
     public func tcpReadableRegions(_ id: TCPFlowID) -> BufferRegions? {
-        connections[id]?.receiveBuffer.readableRegions()
+        flows[id]?.connection.receiveBuffer.readableRegions()
     }
 
     public func tcpConsume(_ id: TCPFlowID, _ n: Int, now: UInt64) {
-        guard let c = connections[id], n > 0 else { return }
+        guard let flow = flows[id], n > 0 else { return }
+        let c = flow.connection
         c.consume(n)
-        c.poll(now: now, emit: { self.emitSegment(id, $0) })
-        collect(id, c)
+        c.poll(now: now, emit: { self.emitSegment(flow, $0) })
+        collect(flow)
         if !memoryWaiters.isEmpty { wakeMemoryWaiters(now: now) }
     }
 
-    public func tcpReadableBytes(_ id: TCPFlowID) -> Int { connections[id]?.receiveBuffer.count ?? 0 }
+    public func tcpReadableBytes(_ id: TCPFlowID) -> Int { flows[id]?.connection.receiveBuffer.count ?? 0 }
 
     /// Copies the guest's unread bytes from the start, without consuming them; returns how many.
     public func tcpPeek(_ id: TCPFlowID, into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        connections[id]?.receiveBuffer.peek(into: buffer) ?? 0
+        flows[id]?.connection.receiveBuffer.peek(into: buffer) ?? 0
     }
 
     /// Takes every unread byte without looking at it: for a layer above that will read no more.
@@ -724,39 +751,30 @@ public final class Stack {
         tcpConsume(id, tcpReadableBytes(id), now: now)
     }
 
-    public func tcpIsReadClosed(_ id: TCPFlowID) -> Bool { connections[id]?.isReadClosed ?? true }
+    public func tcpIsReadClosed(_ id: TCPFlowID) -> Bool { flows[id]?.connection.isReadClosed ?? true }
 
     public func tcpShutdownWrite(_ id: TCPFlowID, now: UInt64) {
-        guard let c = connections[id] else { return }
+        guard let flow = flows[id] else { return }
+        let c = flow.connection
         c.shutdownWrite()
-        c.poll(now: now, emit: { self.emitSegment(id, $0) })
-        collect(id, c)
+        c.poll(now: now, emit: { self.emitSegment(flow, $0) })
+        collect(flow)
     }
 
     public func tcpAbort(_ id: TCPFlowID, now: UInt64) {
-        guard let c = connections[id] else { return }
-        c.abort(emit: { self.emitSegment(id, $0) })
+        guard let flow = flows[id] else { return }
+        let c = flow.connection
+        c.abort(emit: { self.emitSegment(flow, $0) })
         _ = c.takeEvents()
-        remove(id)
+        remove(flow)
     }
 
     /// Opens a connection into the guest (published ports). The guest must be known on the link.
     public func tcpConnect(_ key: FlowKey, now: UInt64) -> TCPFlowID? {
-        guard flowsByKey[key] == nil, connections.count < configuration.maxTCPConnections else { return nil }
-        let id = TCPFlowID(raw: nextFlowID)
-        nextFlowID += 1
-        var cfg = configuration.tcp
-        if key.guestAddress.isV6 { cfg.localMSS = configuration.mtu - 60 }
-        let conn = TCPConnection(
-            activeISS: initialSequenceNumber(key, now: now), configuration: cfg, now: now, pool: bufferPool,
-            budget: memoryBudget)
-        connections[id] = conn
-        flowKeys[id] = key
-        flowsByKey[key] = id
-        counters.tcpConnectionsOpened += 1
-        conn.poll(now: now, emit: { self.emitSegment(id, $0) })
-        collect(id, conn)
-        return id
+        guard let flow = openFlow(key, .intoGuest, now: now) else { return nil }
+        flow.connection.poll(now: now, emit: { self.emitSegment(flow, $0) })
+        collect(flow)
+        return flow.id
     }
 }
 

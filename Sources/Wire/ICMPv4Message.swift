@@ -4,6 +4,8 @@
 /// An ICMPv4 header. The body (echo data, quoted datagram) is `message[headerLength...]`.
 public struct ICMPv4Message: Hashable, Sendable {
     public static let headerLength = 8
+    /// Offset of the checksum field, which covers the whole message and no pseudo-header.
+    public static let checksumOffset = 2
     /// The IP protocol number (IANA).
     public static let protocolNumber: UInt8 = 1
     /// RFC 1812 §4.3.2.3: an error's IP datagram stays within 576 bytes. We send no IP options,
@@ -74,7 +76,7 @@ public struct ICMPv4Message: Hashable, Sendable {
             c.add(bytes: bytes)
             guard c.verifies else { throw WireError(.badChecksum, "icmpv4") }
         }
-        return ICMPv4Message(type: bytes.u8(0), code: bytes.u8(1), checksum: bytes.be16(2), restOfHeader: bytes.be32(4))
+        return ICMPv4Message(type: bytes.u8(0), code: bytes.u8(1), checksum: bytes.be16(checksumOffset), restOfHeader: bytes.be32(4))
     }
 
     /// Writes the 8-byte header with `checksum` as stored.
@@ -82,7 +84,7 @@ public struct ICMPv4Message: Hashable, Sendable {
         guard buffer.count >= Self.headerLength else { throw WireError(.noSpace, "icmpv4") }
         buffer.setU8(type, 0)
         buffer.setU8(code, 1)
-        buffer.setBE16(checksum, 2)
+        buffer.setBE16(checksum, Self.checksumOffset)
         buffer.setBE32(restOfHeader, 4)
         return Self.headerLength
     }
@@ -104,7 +106,7 @@ public struct ICMPv4Message: Hashable, Sendable {
         }
         _ = try ICMPv4Message(type: type, code: code, checksum: 0, restOfHeader: restOfHeader).emit(into: buffer)
         let message = buffer.slice(0, length)
-        message.setBE16(InternetChecksum.of(UnsafeRawBufferPointer(message)), 2)
+        message.setBE16(InternetChecksum.of(UnsafeRawBufferPointer(message)), checksumOffset)
         return length
     }
 }

@@ -5,6 +5,8 @@
 /// whole message by `NeighborSolicitation` and its siblings.
 public struct ICMPv6Message: Hashable, Sendable {
     public static let headerLength = 8
+    /// Offset of the checksum field.
+    public static let checksumOffset = 2
     /// The IPv6 next-header number (IANA).
     public static let nextHeader: UInt8 = 58
     /// RFC 4443 §2.4 (c): an error packet stays within the IPv6 minimum MTU of 1280 bytes, of
@@ -79,7 +81,7 @@ public struct ICMPv6Message: Hashable, Sendable {
                 throw WireError(.badChecksum, "icmpv6")
             }
         }
-        return ICMPv6Message(type: bytes.u8(0), code: bytes.u8(1), checksum: bytes.be16(2), restOfHeader: bytes.be32(4))
+        return ICMPv6Message(type: bytes.u8(0), code: bytes.u8(1), checksum: bytes.be16(checksumOffset), restOfHeader: bytes.be32(4))
     }
 
     /// Writes the 8-byte header with `checksum` as stored.
@@ -87,7 +89,7 @@ public struct ICMPv6Message: Hashable, Sendable {
         guard buffer.count >= Self.headerLength else { throw WireError(.noSpace, "icmpv6") }
         buffer.setU8(type, 0)
         buffer.setU8(code, 1)
-        buffer.setBE16(checksum, 2)
+        buffer.setBE16(checksum, Self.checksumOffset)
         buffer.setBE32(restOfHeader, 4)
         return Self.headerLength
     }
@@ -120,16 +122,16 @@ public struct ICMPv6Message: Hashable, Sendable {
         return c.verifies
     }
 
-    /// Computes and stores the checksum of a whole message in place (bytes 2–3); a buffer
+    /// Computes and stores the checksum of a whole message in place; a buffer
     /// shorter than a header is left alone.
     public static func fillChecksum(
         _ message: UnsafeMutableRawBufferPointer, source: IPv6Address, destination: IPv6Address
     ) {
         guard message.count >= headerLength else { return }
-        message.setBE16(0, 2)
+        message.setBE16(0, checksumOffset)
         var c = InternetChecksum.pseudoHeader(
             source: source, destination: destination, nextHeader: nextHeader, length: message.count)
         c.add(bytes: UnsafeRawBufferPointer(message))
-        message.setBE16(c.value, 2)
+        message.setBE16(c.value, checksumOffset)
     }
 }

@@ -60,7 +60,7 @@ public struct TCPHeader: Hashable, Sendable {
             sourcePort: bytes.be16(0), destinationPort: bytes.be16(2), sequenceNumber: bytes.be32(4),
             acknowledgmentNumber: bytes.be32(8), flags: TCPFlags(rawValue: bytes.u8(13)),
             window: bytes.be16(14), options: options)
-        h.checksum = bytes.be16(16)
+        h.checksum = bytes.be16(checksumOffset)
         h.urgentPointer = bytes.be16(18)
         h.headerLength = headerLength
         return h
@@ -78,7 +78,7 @@ public struct TCPHeader: Hashable, Sendable {
         buffer.setU8(UInt8(length / 4) << 4, 12)
         buffer.setU8(flags.rawValue, 13)
         buffer.setBE16(window, 14)
-        buffer.setBE16(checksum, 16)
+        buffer.setBE16(checksum, Self.checksumOffset)
         buffer.setBE16(urgentPointer, 18)
         _ = try options.emit(into: buffer.slice(Self.minimumLength, length - Self.minimumLength))
         return length

@@ -11,6 +11,8 @@ public struct UDPHeader: Hashable, Sendable {
     public var checksum: UInt16
 
     public static let length = 8
+    /// Offset of the checksum field, for callers that hand the sum to a NIC (virtio-net NEEDS_CSUM).
+    public static let checksumOffset = 6
 
     public var payloadLength: Int { Int(length) - UDPHeader.length }
 
@@ -48,7 +50,7 @@ public struct UDPHeader: Hashable, Sendable {
         buffer.setBE16(sourcePort, 0)
         buffer.setBE16(destinationPort, 2)
         buffer.setBE16(length, 4)
-        buffer.setBE16(checksum, 6)
+        buffer.setBE16(checksum, UDPHeader.checksumOffset)
         return UDPHeader.length
     }
 
@@ -68,7 +70,7 @@ public struct UDPHeader: Hashable, Sendable {
         _ datagram: UnsafeRawBufferPointer, source: IPv4Address, destination: IPv4Address
     ) -> Bool {
         guard let length = extent(datagram) else { return false }
-        if datagram.be16(6) == 0 { return true }
+        if datagram.be16(checksumOffset) == 0 { return true }
         var sum = InternetChecksum.pseudoHeader(
             source: source, destination: destination, protocol: IPProtocol.udp, length: length)
         sum.add(bytes: datagram.slice(0, length))
@@ -79,7 +81,7 @@ public struct UDPHeader: Hashable, Sendable {
     public static func verifyChecksum(
         _ datagram: UnsafeRawBufferPointer, source: IPv6Address, destination: IPv6Address
     ) -> Bool {
-        guard let length = extent(datagram), datagram.be16(6) != 0 else { return false }
+        guard let length = extent(datagram), datagram.be16(checksumOffset) != 0 else { return false }
         var sum = InternetChecksum.pseudoHeader(
             source: source, destination: destination, nextHeader: IPProtocol.udp, length: length)
         sum.add(bytes: datagram.slice(0, length))
@@ -112,9 +114,9 @@ public struct UDPHeader: Hashable, Sendable {
             Int(UnsafeRawBufferPointer(datagram).be16(4)) == datagram.count,
             "UDP length field disagrees with the buffer")
         var sum = pseudoHeader
-        datagram.setBE16(0, 6)
+        datagram.setBE16(0, checksumOffset)
         sum.add(bytes: UnsafeRawBufferPointer(datagram))
         let value = sum.value
-        datagram.setBE16(value == 0 ? 0xFFFF : value, 6)
+        datagram.setBE16(value == 0 ? 0xFFFF : value, checksumOffset)
     }
 }

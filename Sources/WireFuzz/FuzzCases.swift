@@ -134,7 +134,28 @@ enum FuzzCases {
                 precondition((try? DNSMessage.parse(UnsafeRawBufferPointer(rebasing: cb[0..<n]))) != nil, "truncated copy parses")
             }
         }
+        checkRelayEdits(m)
         _ = sum
+    }
+
+    /// The relay's edits: the OPT record resized, taken out, or added; each result parses with
+    /// the record it was given. Only where the OPT record is the last record (or absent): a name
+    /// after it could point into its bytes, and the relay only ever resizes one there.
+    static func checkRelayEdits(_ m: DNSMessage) {
+        guard (m.optRange?.upperBound ?? m.endOffset) == m.endOffset else { return }
+        var resized = m.edns ?? DNSEDNS(udpPayloadSize: 1232)
+        resized.udpPayloadSize = 4096
+        var relayed = [UInt8](repeating: 0, count: 65_536 + DNSEDNS.fixedLength)
+        relayed.withUnsafeMutableBytes { rb in
+            for opt in [resized, nil] {
+                guard let n = try? m.emit(into: rb, replacingOPTWith: opt) else { continue }
+                guard let r = try? DNSMessage.parse(UnsafeRawBufferPointer(rebasing: rb[0..<n])) else {
+                    preconditionFailure("relayed copy does not parse")
+                }
+                precondition(r.edns == opt, "relayed copy's OPT record")
+                precondition(r.question == m.question, "relayed copy's question")
+            }
+        }
     }
 
     /// Text, wire copy and matching of a parsed name agree with each other.

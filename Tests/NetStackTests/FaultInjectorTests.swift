@@ -254,7 +254,7 @@ enum NumberedFrames {
         var frames = 0
         for i in 0..<300 {
             let key = i % 2 == 0 ? v4 : v6
-            pattern(20 + i, seed: UInt8(truncatingIfNeeded: i)).withUnsafeBytes { s.sendUDP(key, payload: $0, now: Self.t0) }
+            pattern(20 + i, seed: UInt8(truncatingIfNeeded: i)).withUnsafeBytes { s.sendUDP(key, payload: $0) }
             s.drainOutput(now: Self.t0) { f in
                 frames += 1
                 let vnet = try? VirtioNetHeader.parse(f.bytes, size: 10)

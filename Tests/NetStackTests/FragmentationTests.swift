@@ -163,7 +163,7 @@ extension Stack {
         s.learnGuest()
         let key = Self.key(setup.v6)
         let payload = pattern(4000, seed: 42)
-        payload.withUnsafeBytes { s.sendUDP(key, payload: $0, now: Self.t0) }
+        payload.withUnsafeBytes { s.sendUDP(key, payload: $0) }
         let sent = s.sentPackets()
         #expect(sent.count == 3)
         var ids: Set<UInt32> = []
@@ -213,7 +213,7 @@ extension Stack {
     func fragmentsOnlyWhatExceedsTheMTU(_ size: Int, _ frames: Int) throws {
         let s = Stack(configuration: StackConfiguration(vnetHeaderSize: 0, offloads: false))
         s.learnGuest()
-        pattern(size).withUnsafeBytes { s.sendUDP(Self.key(false), payload: $0, now: Self.t0) }
+        pattern(size).withUnsafeBytes { s.sendUDP(Self.key(false), payload: $0) }
         let sent = s.sentPackets()
         #expect(sent.count == frames)
         #expect(sent.allSatisfy { $0.frameLength <= 1514 })
@@ -224,7 +224,7 @@ extension Stack {
         s.learnGuest()
         var ids: [UInt16] = []
         for _ in 0..<3 {
-            pattern(3000).withUnsafeBytes { s.sendUDP(Self.key(false), payload: $0, now: Self.t0) }
+            pattern(3000).withUnsafeBytes { s.sendUDP(Self.key(false), payload: $0) }
             let first = try #require(s.sentPackets().first)
             ids.append(try first.ip.withUnsafeBytes { try IPv4Header.parse($0) }.identification)
         }
@@ -234,19 +234,19 @@ extension Stack {
     @Test func largestDatagramsGoOutAndLargerAreDropped() throws {
         let s = Stack(configuration: StackConfiguration())
         s.learnGuest()
-        pattern(65_507).withUnsafeBytes { s.sendUDP(Self.key(false), payload: $0, now: Self.t0) }
+        pattern(65_507).withUnsafeBytes { s.sendUDP(Self.key(false), payload: $0) }
         var v4 = IPv4Reassembler()
         var got: [UInt8]?
         for p in s.sentPackets() { got = try v4.add(packet: p.ip, now: Self.t0)?.payload ?? got }
         #expect(got?.count == 65_515)
-        pattern(65_508).withUnsafeBytes { s.sendUDP(Self.key(false), payload: $0, now: Self.t0) }
+        pattern(65_508).withUnsafeBytes { s.sendUDP(Self.key(false), payload: $0) }
         #expect(s.sentPackets().isEmpty)
-        pattern(65_527).withUnsafeBytes { s.sendUDP(Self.key(true), payload: $0, now: Self.t0) }
+        pattern(65_527).withUnsafeBytes { s.sendUDP(Self.key(true), payload: $0) }
         var v6 = IPv6Reassembler()
         got = nil
         for p in s.sentPackets() { got = try v6.add(packet: p.ip, now: Self.t0)?.payload ?? got }
         #expect(got?.count == 65_535)
-        pattern(65_528).withUnsafeBytes { s.sendUDP(Self.key(true), payload: $0, now: Self.t0) }
+        pattern(65_528).withUnsafeBytes { s.sendUDP(Self.key(true), payload: $0) }
         #expect(s.sentPackets().isEmpty)
         #expect(s.counters.outputDropped == 2)
     }
@@ -254,7 +254,7 @@ extension Stack {
     @Test func smallDatagramsKeepTheOffloadPath() throws {
         let s = Stack(configuration: StackConfiguration())
         s.learnGuest()
-        pattern(100).withUnsafeBytes { s.sendUDP(Self.key(false), payload: $0, now: Self.t0) }
+        pattern(100).withUnsafeBytes { s.sendUDP(Self.key(false), payload: $0) }
         let p = try #require(s.sentPackets().first)
         let vnet = try p.vnet.withUnsafeBytes { try VirtioNetHeader.parse($0, size: 10) }
         #expect(vnet.flags.contains(.needsChecksum))

@@ -85,12 +85,30 @@ import Wire
         let s = Stack(configuration: config)
         s.receive(Guest.tcp(to: IPv4Address(127, 0, 0, 1), dstPort: 9, seq: 5, flags: [.syn]))
         guard case .tcpConnectionRequest(let id, _)? = s.events().first else { Issue.record("no request"); return }
-        s.tcpRefuse(id, now: 1)
+        s.tcpRefuse(id)
         let (h, _, ok) = try #require(try s.sentFrames().first).tcp()
         #expect(h.flags.contains(.rst))
         #expect(h.acknowledgmentNumber == 6)
         #expect(ok)
         #expect(s.tcpConnectionCount == 0)
+    }
+
+    /// A handle kept after its flow went away finds nothing, not the flow opened after it.
+    @Test func staleHandleFindsNoLaterFlow() throws {
+        let s = Stack(configuration: config)
+        let remote = IPv4Address(127, 0, 0, 1)
+        s.receive(Guest.tcp(to: remote, srcPort: 41000, dstPort: 80, seq: 5, flags: [.syn]))
+        guard case .tcpConnectionRequest(let old, _)? = s.events().first else { Issue.record("no request"); return }
+        s.tcpRefuse(old)
+        _ = try s.sentFrames()
+        s.receive(Guest.tcp(to: remote, srcPort: 41001, dstPort: 80, seq: 9, flags: [.syn]))
+        guard case .tcpConnectionRequest(let new, let key)? = s.events().first else { Issue.record("no request"); return }
+        #expect(new != old)
+        #expect(s.tcpKey(new) == key && s.tcpState(new) != nil)
+        #expect(s.tcpKey(old) == nil && s.tcpState(old) == nil)
+        #expect([UInt8](repeating: 1, count: 4).withUnsafeBytes { s.tcpWrite(old, $0, now: 1) } == 0)
+        s.tcpAbort(old, now: 1)
+        #expect(s.tcpConnectionCount == 1 && s.tcpState(new) != nil)
     }
 
     @Test func segmentForUnknownFlowGetsRST() throws {

@@ -555,3 +555,155 @@ import Testing
         }
     }
 }
+
+// MARK: - OPT records and relay edits
+
+extension DNSTests {
+    /// A written OPT record parses back to the same fields and options.
+    @Test func ednsRoundTrip() throws {
+        let options: [UInt8] = [0x00, 0x0A, 0x00, 0x02, 0xAB, 0xCD]
+        try options.withUnsafeBytes { opts in
+            let opt = DNSEDNS(udpPayloadSize: 1232, extendedRcode: 1, version: 0, dnssecOK: true, reservedFlags: 0x10, options: opts)
+            #expect(opt.encodedLength == DNSEDNS.fixedLength + 6)
+            var out = [UInt8](repeating: 0xEE, count: 64)
+            let n = try out.withUnsafeMutableBytes { try opt.emit(into: $0) }
+            #expect(n == opt.encodedLength)
+            #expect(Array(out[0..<11]) == [0, 0, 41, 0x04, 0xD0, 0x01, 0x00, 0x80, 0x10, 0x00, 0x06])
+            try out.withUnsafeBytes { b in
+                let (record, end) = try DNSResourceRecord.parse(b, at: 0)
+                #expect(end == n)
+                #expect(try DNSEDNS(record) == opt)
+            }
+        }
+    }
+
+    /// Every buffer shorter than the record is refused with `.noSpace`, none written past.
+    @Test func ednsEmitShortBuffers() throws {
+        let opt = DNSEDNS(udpPayloadSize: 512)
+        for size in 0..<DNSEDNS.fixedLength {
+            var out = [UInt8](repeating: 0xEE, count: size)
+            expectError(.noSpace) { _ = try out.withUnsafeMutableBytes { try opt.emit(into: $0) } }
+        }
+    }
+
+    /// An OPT record cut anywhere, or whose option overruns its RDATA, is an error.
+    @Test func ednsHostileInput() throws {
+        var query = [UInt8](repeating: 0, count: 512)
+        let n = try query.withUnsafeMutableBytes {
+            try DNSQueryBuilder.emit(id: 7, name: "example.com", type: .a, ednsPayloadSize: 1232, into: $0)
+        }
+        for cut in DNSHeader.length..<n { #expect(throws: WireError.self) { try Self.parse(Array(query[0..<cut])) } }
+        // RDLENGTH 4 holding an option that claims 8 bytes of data.
+        var overrun = Array(query[0..<n])
+        overrun[n - 1] = 4
+        overrun += [0x00, 0x0A, 0x00, 0x08]
+        expectError(.badOption) { try Self.parse(overrun) }
+    }
+
+    /// Header edits change the fields asked for and no other byte; a short buffer is refused.
+    @Test func headerEdit() throws {
+        var bytes = try Self.payload(Self.githubResponseFrame)
+        let original = bytes
+        try bytes.withUnsafeMutableBytes { b in
+            try DNSHeader.edit(b) { header in
+                header.id = 0x1234
+                header.rcode = UInt8(DNSResponseCode.serverFailure.rawValue)
+            }
+        }
+        #expect(Array(bytes[0..<2]) == [0x12, 0x34])
+        #expect(bytes[3] & 0x0F == 2 && bytes[3] & 0xF0 == original[3] & 0xF0 && bytes[2] == original[2])
+        #expect(bytes[4...] == original[4...])
+        for size in 0..<DNSHeader.length {
+            var short = Array(original[0..<size])
+            expectError(.truncated) { try short.withUnsafeMutableBytes { b in try DNSHeader.edit(b) { $0.id = 1 } } }
+        }
+    }
+
+    /// The dig query relayed with another payload size keeps its cookie option and its length.
+    @Test func replaceOPT() throws {
+        let q = try Self.payload(Self.digQueryFrame)
+        var out = [UInt8](repeating: 0, count: 512)
+        let n = try Self.with(q) { m in
+            var opt = try #require(m.edns)
+            opt.udpPayloadSize = 4096
+            return try out.withUnsafeMutableBytes { try m.emit(into: $0, replacingOPTWith: opt) }
+        }
+        #expect(n == q.count)
+        var expected = q
+        expected[q.count - 20] = 0x10
+        expected[q.count - 19] = 0x00
+        #expect(Array(out[0..<n]) == expected)
+        try Self.with(Array(out[0..<n])) { m in
+            let edns = try #require(m.edns)
+            #expect(edns.udpPayloadSize == 4096 && edns.options.count == 12 && m.header.additionalCount == 1)
+        }
+    }
+
+    /// Taking the OPT record out and putting one in again keep ARCOUNT in step.
+    @Test func removeAndAddOPT() throws {
+        let q = try Self.payload(Self.digQueryFrame)
+        var bare = [UInt8](repeating: 0, count: 512)
+        let n = try Self.with(q) { m in try bare.withUnsafeMutableBytes { try m.emit(into: $0, replacingOPTWith: nil) } }
+        #expect(n == q.count - DNSEDNS.fixedLength - 12)
+        bare.removeSubrange(n...)
+        try Self.with(bare) { m in
+            #expect(m.edns == nil && m.header.additionalCount == 0 && m.endOffset == n)
+            #expect(m.question?.name.text == "example.com")
+        }
+        var again = [UInt8](repeating: 0, count: 512)
+        let m2 = try Self.with(bare) { m in
+            try again.withUnsafeMutableBytes { try m.emit(into: $0, replacingOPTWith: DNSEDNS(udpPayloadSize: 1400)) }
+        }
+        #expect(m2 == n + DNSEDNS.fixedLength)
+        try Self.with(Array(again[0..<m2])) { m in
+            #expect(m.header.additionalCount == 1 && m.edns?.udpPayloadSize == 1400 && m.edns?.options.count == 0)
+        }
+        // Without an OPT record, nil copies the message as it is.
+        let same = try Self.with(bare) { m in try again.withUnsafeMutableBytes { try m.emit(into: $0, replacingOPTWith: nil) } }
+        #expect(Array(again[0..<same]) == bare)
+    }
+
+    /// Too small a buffer is `.noSpace` at every size; records after the OPT record that would
+    /// have to move are `.unsupported`, and stay put when the record keeps its length.
+    @Test func optEditBounds() throws {
+        let q = try Self.payload(Self.digQueryFrame)
+        try Self.with(q) { m in
+            let opt = DNSEDNS(udpPayloadSize: 1400)
+            let needed = q.count - 12
+            for size in 0..<needed {
+                var out = [UInt8](repeating: 0, count: size)
+                expectError(.noSpace) { _ = try out.withUnsafeMutableBytes { try m.emit(into: $0, replacingOPTWith: opt) } }
+            }
+        }
+        // OPT, then an A record owned by the root.
+        var query = [UInt8](repeating: 0, count: 512)
+        let n = try query.withUnsafeMutableBytes {
+            try DNSQueryBuilder.emit(id: 7, name: "example.com", type: .a, ednsPayloadSize: 1232, into: $0)
+        }
+        var trailing = Array(query[0..<n]) + [0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 2, 3]
+        trailing[11] = 2
+        try Self.with(trailing) { m in
+            var out = [UInt8](repeating: 0, count: 512)
+            expectError(.unsupported) { _ = try out.withUnsafeMutableBytes { try m.emit(into: $0, replacingOPTWith: nil) } }
+            let k = try out.withUnsafeMutableBytes { try m.emit(into: $0, replacingOPTWith: DNSEDNS(udpPayloadSize: 4096)) }
+            #expect(k == trailing.count && Array(out[(k - 15)..<k]) == Array(trailing[(k - 15)...]))
+        }
+    }
+
+    /// A truncated copy can carry our OPT record in place of the response's.
+    @Test func emitTruncatedWithOPT() throws {
+        let r = try Self.payload(Self.githubResponseFrame)
+        var out = [UInt8](repeating: 0, count: 512)
+        let n = try r.withUnsafeBytes { rb in
+            try out.withUnsafeMutableBytes {
+                try DNSResponseBuilder.emitTruncated(
+                    try DNSMessage.parse(rb), into: $0, edns: DNSEDNS(udpPayloadSize: 1232, extendedRcode: 1))
+            }
+        }
+        #expect(n == 32 + DNSEDNS.fixedLength)
+        try Self.with(Array(out[0..<n])) { m in
+            #expect(m.header.truncated && m.header.answerCount == 0 && m.header.additionalCount == 1)
+            #expect(m.edns?.udpPayloadSize == 1232 && m.edns?.extendedRcode == 1)
+        }
+    }
+}

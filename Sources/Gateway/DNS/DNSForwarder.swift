@@ -277,21 +277,16 @@ public final class DNSForwarder {
         let guestQuery = Array(UnsafeRawBufferPointer(rebasing: query.bytes[..<query.endOffset]))
         var upstreamQuery = guestQuery
         var addedOPT = false
-        var askedSize = 512
+        var askedSize = query.edns?.effectivePayloadSize ?? 512
         // Ask upstream for what the guest can take, no more (the guest's UDP limit) and no less
-        // (a TCP guest that advertised 512 or nothing).
+        // (a TCP guest that advertised 512 or nothing): the guest's OPT record with that size
+        // (its options and flags kept), or ours when it sent none but can take more than 512.
         let wanted = UInt16(max(min(limit, Int(configuration.upstreamPayloadSize)), 512))
-        if let opt = DNSForwarder.optRecord(in: query) {
-            upstreamQuery[opt.classOffset] = UInt8(wanted >> 8)
-            upstreamQuery[opt.classOffset + 1] = UInt8(wanted & 0xFF)
-            askedSize = Int(wanted)
-        } else if limit > 512 && query.header.additionalCount < UInt16.max {
-            // Root owner, TYPE OPT, CLASS = payload size, TTL 0, no RDATA (RFC 6891 §6.1.2).
-            upstreamQuery += [0, 0, 41, UInt8(wanted >> 8), UInt8(wanted & 0xFF), 0, 0, 0, 0, 0, 0]
-            let count = query.header.additionalCount + 1
-            upstreamQuery[10] = UInt8(count >> 8)
-            upstreamQuery[11] = UInt8(count & 0xFF)
-            addedOPT = true
+        var opt = query.edns ?? (limit > 512 ? DNSEDNS(udpPayloadSize: wanted) : nil)
+        opt?.udpPayloadSize = wanted
+        if let opt, let n = try? query.emit(into: scratch, replacingOPTWith: opt) {
+            upstreamQuery = Array(UnsafeRawBufferPointer(rebasing: scratch[..<n]))
+            addedOPT = query.edns == nil
             askedSize = Int(wanted)
         }
         let entry = Outstanding(
@@ -311,18 +306,6 @@ public final class DNSForwarder {
         attempt(entry, from: 0)
     }
 
-    /// Where the OPT record's CLASS (payload size) sits in `message`, when it has one.
-    private static func optRecord(in message: DNSMessage) -> (classOffset: Int, end: Int, start: Int)? {
-        guard message.edns != nil else { return nil }
-        var pos = message.additionalOffset
-        for _ in 0..<message.header.additionalCount {
-            guard let (record, end) = try? DNSResourceRecord.parse(message.bytes, at: pos) else { return nil }
-            if record.type == .opt { return (record.rdataOffset - 8, end, pos) }
-            pos = end
-        }
-        return nil
-    }
-
     /// Sends `entry` to the first upstream from `index` on that takes it; SERVFAIL when none does.
     private func attempt(_ entry: Outstanding, from index: Int) {
         var i = index
@@ -334,8 +317,7 @@ public final class DNSForwarder {
                 continue
             }
             let id = freshID()
-            entry.upstreamQuery[0] = UInt8(id >> 8)
-            entry.upstreamQuery[1] = UInt8(id & 0xFF)
+            entry.upstreamQuery.withUnsafeMutableBytes { query in try? DNSHeader.edit(query) { $0.id = id } }
             let sent = entry.upstreamQuery.withUnsafeBytes { bytes in
                 Result { () throws(Errno) in try socket.send(bytes, to: SocketAddress(address, port: port)) }
             }
@@ -410,7 +392,7 @@ public final class DNSForwarder {
 
     private func handleResponse(count n: Int, from address: IPAddress, port: UInt16) {
         let bytes = UnsafeRawBufferPointer(rebasing: receiveBuffer[..<n])
-        guard n >= DNSHeader.length, let entry = outstanding[bytes.be16(0)], entry.tcp == nil,
+        guard let header = try? DNSHeader.parse(bytes), let entry = outstanding[header.id], entry.tcp == nil,
               configuration.upstreams[entry.upstream].0 == address, configuration.upstreams[entry.upstream].1 == port,
               let response = try? DNSMessage.parse(bytes), response.header.isResponse,
               questionMatches(response, entry) else {
@@ -477,7 +459,7 @@ public final class DNSForwarder {
         }
         answer.withUnsafeBytes { receiveBuffer.copyMemory(from: $0) }
         let bytes = UnsafeRawBufferPointer(rebasing: receiveBuffer[..<answer.count])
-        guard bytes.be16(0) == entry.id, let response = try? DNSMessage.parse(bytes), response.header.isResponse,
+        guard let response = try? DNSMessage.parse(bytes), response.header.id == entry.id, response.header.isResponse,
               questionMatches(response, entry) else {
             counters.unmatchedResponses += 1
             return tcpRetryFailed(entry)
@@ -515,35 +497,27 @@ public final class DNSForwarder {
     /// Relays an upstream answer under the guest's ID: without the OPT record we added, and cut
     /// to header and question with TC when larger than the guest can take.
     private func deliver(_ response: DNSMessage, in buffer: UnsafeMutableRawBufferPointer, _ entry: Outstanding) {
-        var length = response.endOffset
-        if entry.addedOPT, let opt = DNSForwarder.optRecord(in: response), opt.end == response.endOffset {
-            length = opt.start
-            let count = response.header.additionalCount - 1
-            buffer.setBE16(count, 10)
+        var answer = UnsafeMutableRawBufferPointer(rebasing: buffer[..<response.endOffset])
+        if entry.addedOPT, response.optRange?.upperBound == response.endOffset,
+           let n = try? response.emit(into: scratch, replacingOPTWith: nil) {
+            answer = UnsafeMutableRawBufferPointer(rebasing: scratch[..<n])
             // Extended codes cannot be said without the OPT record (RFC 6891 §6.1.3).
             if let edns = response.edns, edns.extendedRcode != 0 {
-                let flags = UnsafeRawBufferPointer(buffer).be16(2)
-                buffer.setBE16(flags & 0xFFF0 | UInt16(DNSResponseCode.serverFailure.rawValue), 2)
+                try? DNSHeader.edit(answer) { $0.rcode = UInt8(DNSResponseCode.serverFailure.rawValue) }
             }
         }
-        if length <= entry.limit {
-            buffer.setBE16(entry.guestID, 0)
-            entry.reply(Array(UnsafeRawBufferPointer(rebasing: buffer[..<length])))
+        if answer.count <= entry.limit {
+            try? DNSHeader.edit(answer) { $0.id = entry.guestID }
+            entry.reply(Array(UnsafeRawBufferPointer(answer)))
             return
         }
         counters.truncated += 1
-        guard var n = try? DNSResponseBuilder.emitTruncated(response, into: scratch) else { return }
-        scratch.setBE16(entry.guestID, 0)
-        if entry.guestHasEDNS {
-            // The guest sent EDNS, so the reply carries our OPT record (RFC 6891 §7).
-            scratch.setU8(0, n)
-            scratch.setBE16(DNSRecordType.opt.rawValue, n + 1)
-            scratch.setBE16(configuration.advertisedPayloadSize, n + 3)
-            scratch.setBE32(UInt32(response.edns?.extendedRcode ?? 0) << 24, n + 5)
-            scratch.setBE16(0, n + 9)
-            n += 11
-            scratch.setBE16(1, 10)
-        }
+        // A guest that sent EDNS gets our OPT record in the reply (RFC 6891 §7).
+        let opt = entry.guestHasEDNS
+            ? DNSEDNS(udpPayloadSize: configuration.advertisedPayloadSize, extendedRcode: response.edns?.extendedRcode ?? 0)
+            : nil
+        guard let n = try? DNSResponseBuilder.emitTruncated(response, into: scratch, edns: opt) else { return }
+        try? DNSHeader.edit(scratch) { $0.id = entry.guestID }
         entry.reply(Array(UnsafeRawBufferPointer(rebasing: scratch[..<n])))
     }
 }

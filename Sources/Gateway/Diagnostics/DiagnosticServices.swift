@@ -40,7 +40,7 @@ public final class DiagnosticServices {
         self.sourceLength = sourceLength
         fallback = { [unowned driver] event in
             // Nothing listens: refuse new flows so the guest's connect fails at once.
-            if case .tcpConnectionRequest(let id, _) = event { driver.stack.tcpRefuse(id, now: monotonicNanoseconds()) }
+            if case .tcpConnectionRequest(let id, _) = event { driver.stack.tcpRefuse(id) }
         }
     }
 

@@ -140,11 +140,10 @@ public final class EgressRelay {
     }
 
     private func openTCP(_ id: TCPFlowID, _ key: FlowKey) {
-        let now = monotonicNanoseconds()
         if key.remotePort == 53, dns != nil {
             guard dnsTCP.count < limits.maxDNSTCPSessions else {
                 counters.dnsTCPRefused += 1
-                stack.tcpRefuse(id, now: now)
+                stack.tcpRefuse(id)
                 return
             }
             let session = DNSTCPSession(relay: self, id: id, key: key)
@@ -155,12 +154,12 @@ public final class EgressRelay {
         }
         guard case .allow = policy(key, IPProtocol.tcp), tcp.count < limits.maxTCPRelays else {
             counters.tcpDenied += 1
-            stack.tcpRefuse(id, now: now)
+            stack.tcpRefuse(id)
             return
         }
         // Refused like a flow over the limit: the guest sees RST (counted by the budget).
         guard let slot = descriptors.take() else {
-            stack.tcpRefuse(id, now: now)
+            stack.tcpRefuse(id)
             return
         }
         let relay = TCPRelay(relay: self, id: id, key: key, destination: hostDestination(key.remoteAddress), port: key.remotePort)
@@ -194,7 +193,7 @@ public final class EgressRelay {
             let d = driver
             _ = payload.withUnsafeBytes { query in
                 dns(key, false, query) { reply in
-                    reply.withUnsafeBytes { d.stack.sendUDP(key, payload: $0, now: monotonicNanoseconds()) }
+                    reply.withUnsafeBytes { d.stack.sendUDP(key, payload: $0) }
                     d.afterWork()
                 }
             }

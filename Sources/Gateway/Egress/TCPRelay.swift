@@ -139,7 +139,7 @@ final class TCPRelay {
         connectTimer = nil
         closeSocket(reset: false)
         phase = .done
-        stack.tcpRefuse(id, now: monotonicNanoseconds())
+        stack.tcpRefuse(id)
         relay.tcpConnectFailed(id)
         relay.driver.afterWork()
     }

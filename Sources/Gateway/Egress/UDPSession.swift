@@ -60,7 +60,7 @@ final class UDPSession {
             }
             idle?.lastActivity = now
             relay.udpReceived()
-            relay.stack.sendUDP(key, payload: UnsafeRawBufferPointer(rebasing: buffer[..<n]), now: now)
+            relay.stack.sendUDP(key, payload: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
         }
         relay.driver.afterWork()
     }

@@ -283,7 +283,7 @@ final class IngressRelay {
                 continue
             }
             counters.udpDatagramsIn += 1
-            stack.sendUDP(key, payload: UnsafeRawBufferPointer(rebasing: datagram[..<n]), now: now)
+            stack.sendUDP(key, payload: UnsafeRawBufferPointer(rebasing: datagram[..<n]))
         }
         driver.afterWork()
     }

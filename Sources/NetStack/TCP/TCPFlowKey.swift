@@ -24,8 +24,18 @@ public struct FlowKey: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A stack-assigned handle for a TCP connection, stable for its life.
+/// A stack-assigned handle for a TCP connection, stable for its life and never reused.
 public struct TCPFlowID: Hashable, Sendable, CustomStringConvertible {
+    /// The low half is the connection's slot in the stack's flow table, the high half how many
+    /// flows held that slot before it.
     public let raw: UInt64
-    public var description: String { "tcp#\(raw)" }
+
+    init(slot: Int, generation: UInt32) {
+        raw = UInt64(generation) << 32 | UInt64(UInt32(truncatingIfNeeded: slot))
+    }
+
+    var slot: Int { Int(truncatingIfNeeded: raw & 0xFFFF_FFFF) }
+    var generation: UInt32 { UInt32(truncatingIfNeeded: raw >> 32) }
+
+    public var description: String { "tcp#\(slot).\(generation)" }
 }

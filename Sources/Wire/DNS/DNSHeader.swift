@@ -88,6 +88,15 @@ public struct DNSHeader: Hashable, Sendable {
         )
     }
 
+    /// Rewrites the header at the start of `message` (a relay's new ID, a changed RCODE, a count
+    /// that follows a removed record) as `change` says; the rest of the message is left alone.
+    /// Throws `.truncated` when `message` is shorter than a header.
+    public static func edit(_ message: UnsafeMutableRawBufferPointer, _ change: (inout DNSHeader) -> Void) throws(WireError) {
+        var header = try parse(UnsafeRawBufferPointer(message))
+        change(&header)
+        _ = try header.emit(into: message)
+    }
+
     public func emit(into buffer: UnsafeMutableRawBufferPointer) throws(WireError) -> Int {
         guard buffer.count >= DNSHeader.length else { throw WireError(.noSpace, "dns") }
         buffer.setBE16(id, 0)

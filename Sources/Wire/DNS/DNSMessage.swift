@@ -17,6 +17,8 @@ public struct DNSMessage {
     public let endOffset: Int
     /// The OPT record of the additional section, when there is one.
     public let edns: DNSEDNS?
+    /// Where that OPT record sits in the message.
+    public let optRange: Range<Int>?
 
     /// Parses and validates the whole message. Counts that promise more entries than the bytes
     /// hold throw `.truncated`; an OPT record outside the additional section, a second OPT
@@ -40,17 +42,19 @@ public struct DNSMessage {
         }
         let additionalOffset = pos
         var edns: DNSEDNS?
+        var optRange: Range<Int>?
         for _ in 0..<header.additionalCount {
             let (r, end) = try DNSResourceRecord.parse(bytes, at: pos)
             if r.type == .opt {
                 guard edns == nil else { throw WireError(.malformed, "dns") }
                 edns = try DNSEDNS(r)
+                optRange = pos..<end
             }
             pos = end
         }
         return DNSMessage(
             bytes: bytes, header: header, question: first, answerOffset: answerOffset, authorityOffset: authorityOffset,
-            additionalOffset: additionalOffset, endOffset: pos, edns: edns
+            additionalOffset: additionalOffset, endOffset: pos, edns: edns, optRange: optRange
         )
     }
 

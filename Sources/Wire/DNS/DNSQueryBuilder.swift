@@ -20,13 +20,7 @@ public enum DNSQueryBuilder {
         buffer.setBE16(qclass.rawValue, pos + 2)
         pos += 4
         if let size = ednsPayloadSize {
-            guard pos + DNSResponseBuilder.optLength <= buffer.count else { throw WireError(.noSpace, "dns") }
-            buffer.setU8(0, pos)
-            buffer.setBE16(DNSRecordType.opt.rawValue, pos + 1)
-            buffer.setBE16(size, pos + 3)
-            buffer.setBE32(dnssecOK ? 0x8000 : 0, pos + 5)
-            buffer.setBE16(0, pos + 9)
-            pos += DNSResponseBuilder.optLength
+            pos += try DNSEDNS(udpPayloadSize: size, dnssecOK: dnssecOK).emit(into: buffer.slice(pos, buffer.count - pos))
         }
         return pos
     }

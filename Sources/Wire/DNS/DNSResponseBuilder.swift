@@ -14,9 +14,6 @@ public struct DNSNameReference: Hashable, Sendable {
 /// fit, every answer is dropped and TC is set (RFC 2181 §9: a partial RRset must not be used);
 /// the client retries over TCP. Later appends are then refused.
 public struct DNSResponseBuilder {
-    /// OPT record with no options: root name, type, class, TTL, RDLENGTH.
-    static let optLength = 11
-
     public let buffer: UnsafeMutableRawBufferPointer
     /// The most bytes the finished response may take.
     public let limit: Int
@@ -51,7 +48,7 @@ public struct DNSResponseBuilder {
             recursionDesired: query.header.recursionDesired, recursionAvailable: true,
             checkingDisabled: query.header.checkingDisabled, rcode: UInt8(truncatingIfNeeded: self.responseCode.rawValue & 0x0F)
         )
-        let reserve = self.advertisedPayloadSize == nil ? 0 : DNSResponseBuilder.optLength
+        let reserve = self.advertisedPayloadSize == nil ? 0 : DNSEDNS.fixedLength
         var pos = DNSHeader.length
         if let q = query.question {
             let out = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<self.limit])
@@ -71,7 +68,7 @@ public struct DNSResponseBuilder {
     /// True once an answer did not fit: TC is set and the answers are gone.
     public var isTruncated: Bool { header.truncated }
 
-    private var reserve: Int { advertisedPayloadSize == nil ? 0 : DNSResponseBuilder.optLength }
+    private var reserve: Int { advertisedPayloadSize == nil ? 0 : DNSEDNS.fixedLength }
 
     /// Drops every answer and sets TC.
     private mutating func truncate() {
@@ -163,14 +160,10 @@ public struct DNSResponseBuilder {
     public mutating func finish() -> Int {
         var end = count
         if let size = advertisedPayloadSize {
-            // Root owner, TYPE OPT, CLASS = our payload size, TTL = extended RCODE, version 0,
-            // no DO bit; no options (RFC 6891 §6.1.2–§6.1.3).
-            buffer.setU8(0, end)
-            buffer.setBE16(DNSRecordType.opt.rawValue, end + 1)
-            buffer.setBE16(size, end + 3)
-            buffer.setBE32(UInt32(responseCode.rawValue >> 4) << 24, end + 5)
-            buffer.setBE16(0, end + 9)
-            end += DNSResponseBuilder.optLength
+            // Our payload size and the response code's high bits; version 0, no DO bit, no
+            // options (RFC 6891 §6.1.2–§6.1.3). `init` reserved the room.
+            let opt = DNSEDNS(udpPayloadSize: size, extendedRcode: UInt8(truncatingIfNeeded: responseCode.rawValue >> 4))
+            end += (try? opt.emit(into: buffer.slice(end, buffer.count - end))) ?? 0
             header.additionalCount = 1
         }
         _ = try? header.emit(into: buffer)
@@ -187,18 +180,21 @@ public struct DNSResponseBuilder {
 
     /// Cuts a response (one relayed from upstream, say) down to header and question with TC
     /// set, when it is larger than the client can take. `response` and `buffer` may not
-    /// overlap. Keeps the response's OPT record out: the caller re-adds one if it needs to.
-    public static func emitTruncated(_ response: DNSMessage, into buffer: UnsafeMutableRawBufferPointer) throws(WireError) -> Int {
+    /// overlap. The response's OPT record stays out; `edns`, when given, goes in its place.
+    public static func emitTruncated(
+        _ response: DNSMessage, into buffer: UnsafeMutableRawBufferPointer, edns: DNSEDNS? = nil
+    ) throws(WireError) -> Int {
         var header = response.header
         header.truncated = true
         header.answerCount = 0
         header.authorityCount = 0
-        header.additionalCount = 0
+        header.additionalCount = edns == nil ? 0 : 1
         header.questionCount = response.question == nil ? 0 : 1
         var pos = try header.emit(into: buffer)
         if let q = response.question {
             pos += try q.emit(into: UnsafeMutableRawBufferPointer(rebasing: buffer[pos...]))
         }
+        if let edns { pos += try edns.emit(into: buffer.slice(pos, buffer.count - pos)) }
         return pos
     }
 }

@@ -49,7 +49,7 @@ public struct NeighborAdvertisement: Hashable, Sendable {
 
     /// The RFC 4861 §7.1.2 rule that needs the IP header: an advertisement to a multicast group
     /// cannot be solicited.
-    public func validate(source: IPv6Address, destination: IPv6Address) throws(WireError) {
+    public func validate(destination: IPv6Address) throws(WireError) {
         guard !(destination.isMulticast && solicited) else { throw WireError(.malformed, "ndp") }
     }
 

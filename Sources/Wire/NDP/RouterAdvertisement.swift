@@ -83,7 +83,7 @@ public struct RouterAdvertisement: Hashable, Sendable {
 
     /// The RFC 4861 §6.1.2 rule that needs the IP header: advertisements come from a link-local
     /// address.
-    public func validate(source: IPv6Address, destination: IPv6Address) throws(WireError) {
+    public func validate(source: IPv6Address) throws(WireError) {
         guard source.isLinkLocal else { throw WireError(.malformed, "ndp") }
     }
 

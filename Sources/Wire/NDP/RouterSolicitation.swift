@@ -27,7 +27,7 @@ public struct RouterSolicitation: Hashable, Sendable {
 
     /// The RFC 4861 §6.1.1 rule that needs the IP header: a solicitation from the unspecified
     /// address carries no source link-layer address.
-    public func validate(source: IPv6Address, destination: IPv6Address) throws(WireError) {
+    public func validate(source: IPv6Address) throws(WireError) {
         guard !(source.isUnspecified && sourceLinkAddress != nil) else { throw WireError(.malformed, "ndp") }
     }
 
