@@ -7,8 +7,8 @@ import Wire
 public enum StackEvent {
     /// The guest sent a SYN for a new flow: dial upstream, then `tcpAccept` or `tcpRefuse`.
     case tcpConnectionRequest(TCPFlowID, FlowKey)
-    /// Something changed on a connection (readable, writable, peer closed, closed, established).
-    case tcp(TCPFlowID, TCPEvents)
+    /// Something changed on a connection; one event each, in the order they happened.
+    case tcp(TCPFlowID, TCPEvent)
     /// A UDP datagram from the guest to anything but the gateway's own services.
     case udp(FlowKey, [UInt8])
     /// An ICMP echo request from the guest to an address other than the gateway's.
@@ -579,8 +579,7 @@ public final class Stack {
     /// Takes a connection's events into the stack's queue and retires it once closed and drained.
     func collect(_ flow: FlowEntry) {
         let id = flow.id, conn = flow.connection
-        let ev = conn.takeEvents()
-        if !ev.isEmpty { events.append(.tcp(id, ev)) }
+        for e in conn.takeEvents() { events.append(.tcp(id, e)) }
         if let d = conn.nextDeadline, flow.scheduledDeadline != d {
             flow.scheduledDeadline = d
             deadlines.insert(.init(deadline: d, id: id))

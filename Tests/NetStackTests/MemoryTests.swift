@@ -268,7 +268,7 @@ import Wire
         let retry = try #require(second.nextDeadline)
         second.poll(now: max(retry, 1_000_000_000) + Stack.memoryRetryInterval)
         let woke = second.events().contains { e in
-            if case .tcp(let id, let ev) = e { return id == ids[1] && ev.contains(.writable) }
+            if case .tcp(let id, let ev) = e { return id == ids[1] && ev == .writable }
             return false
         }
         #expect(woke)

@@ -17,7 +17,8 @@ final class TCPHarness {
     var sent: [SentSegment] = []
     /// The guest's next sequence number.
     var guestSeq: UInt32
-    var events: TCPEvents = []
+    /// Every event the connection recorded, in order.
+    var events: [TCPEvent] = []
     let ourISN: UInt32
 
     static let guestISN: UInt32 = 1000
@@ -68,7 +69,7 @@ final class TCPHarness {
         if advance && seq == nil {
             guestSeq = guestSeq &+ UInt32(payload.count) &+ (flags.contains(.fin) || flags.contains(.syn) ? 1 : 0)
         }
-        events.formUnion(conn.takeEvents())
+        events.append(contentsOf: conn.takeEvents())
         return Array(sent[before...])
     }
 
@@ -77,7 +78,7 @@ final class TCPHarness {
         now += duration.nanoseconds
         let before = sent.count
         conn.poll(now: now, emit: record)
-        events.formUnion(conn.takeEvents())
+        events.append(contentsOf: conn.takeEvents())
         return Array(sent[before...])
     }
 

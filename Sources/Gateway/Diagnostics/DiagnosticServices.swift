@@ -81,7 +81,7 @@ public final class DiagnosticServices {
                 fallback(event)
                 return
             }
-            if ev.contains(.closed) {
+            if ev == .closed {
                 finish(id)
                 return
             }

@@ -128,9 +128,9 @@ public final class EgressRelay {
             openTCP(id, key)
         case .tcp(let id, let ev):
             if let session = dnsTCP[id] {
-                session.stackEvents(ev)
+                session.stackEvent(ev)
             } else {
-                tcp[id]?.stackEvents(ev)
+                tcp[id]?.stackEvent(ev)
             }
         case .udp(let key, let payload):
             forwardUDP(key, payload)

@@ -44,6 +44,11 @@
 // a graceful end turns it off just before close(): a close on any other path, including the
 // kernel's after a crash of this process, resets the upstream instead of passing a cut-off
 // stream off as complete.
+//
+// Structure. `TCPRelayStateMachine` makes every decision above from its inputs (dial result,
+// socket readiness, the stack's events one at a time, pump outcomes, timers) and returns an
+// action; this class feeds it and carries the actions out, moving bytes with `StreamPump`.
+// The machine also decides the socket's epoll mask, which is brought up to date after each input.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,31 +57,14 @@ import NetStack
 import Wire
 
 final class TCPRelay {
-    enum Phase {
-        case connecting
-        case relaying
-        /// The guest's connection ended cleanly (both FINs acknowledged) with bytes the upstream
-        /// has not taken yet: they go out as it reads, then its FIN.
-        case draining
-        case done
-    }
-
     unowned let relay: EgressRelay
     let id: TCPFlowID
     let key: FlowKey
     private var destination: IPAddress
     private let port: UInt16
-    private var triedFallback = false
     private var fd: Int32 = -1
-    private var phase = Phase.connecting
+    private var machine = TCPRelayStateMachine()
     private var connectTimer: EventLoop.TimerID?
-    private var interest: UInt32 = 0
-    /// The upstream sent EOF: FIN passed to the guest.
-    private var upstreamEOF = false
-    /// The guest's FIN arrived, in order after all its bytes.
-    private var guestFIN = false
-    /// The guest sent FIN and all its bytes went upstream: shutdown(SHUT_WR) done.
-    private var upstreamWriteShut = false
     private var lastActivity = monotonicNanoseconds()
     private var idleTimer: EventLoop.TimerID?
     /// Held against the sandbox's descriptor budget for as long as the relay exists.
@@ -96,9 +84,9 @@ final class TCPRelay {
     func start() {
         let deadline = monotonicNanoseconds() + relay.limits.connectTimeout.nanoseconds
         connectTimer = loop.schedule(at: deadline) { [weak self] in
-            guard let self, self.phase == .connecting else { return }
+            guard let self else { return }
             self.connectTimer = nil
-            self.fail()
+            self.run(self.machine.connectTimedOut())
         }
         dial()
     }
@@ -106,178 +94,125 @@ final class TCPRelay {
     private func dial() {
         let address = HostSocket.Address(destination, port: port)
         let s = HostSocket.make(family: address.family, type: Int32(SOCK_STREAM.rawValue))
-        guard s >= 0 else { return fail() }
+        guard s >= 0 else { return perform(machine.cannotDial()) }
         fd = s
         HostSocket.setNoDelay(fd)
         // Until the flow ends gracefully, a crash of this process resets the upstream.
         HostSocket.setAbortiveClose(fd, true)
         let rc = HostSocket.connect(fd, to: address)
-        if rc != 0 && rc != EINPROGRESS { return connectError(rc) }
-        do {
-            try loop.register(fd: fd, events: EPOLLOUT.rawValue) { [unowned self] ev in self.socketEvent(ev) }
-            interest = EPOLLOUT.rawValue
-        } catch {
-            fail()
+        if rc != 0 && rc != EINPROGRESS {
+            return perform(machine.connectFinished(error: rc, canFallBack: relay.loopbackFallback(destination) != nil))
         }
-    }
-
-    private func connectError(_ err: Int32) {
-        // The gateway address means "the host": when one loopback family refuses, try the other.
-        if err == ECONNREFUSED, !triedFallback, let other = relay.loopbackFallback(destination) {
-            triedFallback = true
-            closeSocket(reset: false)
-            destination = other
-            dial()
-            return
-        }
-        fail()
-    }
-
-    /// The upstream cannot be reached: the guest's SYN is answered with RST.
-    private func fail() {
-        if let t = connectTimer { loop.cancel(t) }
-        connectTimer = nil
-        closeSocket(reset: false)
-        phase = .done
-        stack.tcpRefuse(id)
-        relay.tcpConnectFailed(id)
-        relay.driver.afterWork()
+        updateInterest()
     }
 
     private func socketEvent(_ events: UInt32) {
         // Handling may drop the relay's last reference (it leaves the relay's table).
-        withExtendedLifetime(self) { handleSocketEvent(events) }
-    }
-
-    private func handleSocketEvent(_ events: UInt32) {
-        switch phase {
-        case .connecting:
-            let err = HostSocket.pendingError(fd)
-            if err != 0 {
-                connectError(err)
-                return
-            }
-            if let t = connectTimer { loop.cancel(t) }
-            connectTimer = nil
-            phase = .relaying
-            relay.tcpDidConnect()
-            armIdleTimer()
-            stack.tcpAccept(id, now: monotonicNanoseconds())
-            setInterest(EPOLLIN.rawValue)
-        case .relaying:
-            if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { pullFromHost() }
-            if phase == .relaying && events & EPOLLOUT.rawValue != 0 { pushToHost() }
-        case .draining:
-            if events & EPOLLERR.rawValue != 0 && HostSocket.pendingError(fd) != 0 {
-                resetBoth()
+        withExtendedLifetime(self) {
+            if machine.isConnecting {
+                let error = HostSocket.pendingError(fd)
+                perform(machine.connectFinished(error: error, canFallBack: relay.loopbackFallback(destination) != nil))
+            } else if events & EPOLLERR.rawValue != 0 && HostSocket.pendingError(fd) != 0 {
+                perform(machine.socketFailed())
             } else {
-                pushToHost()
-                finishIfDrained()
+                let readable = EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
+                if events & readable != 0 { perform(machine.socketReadable()) }
+                if events & EPOLLOUT.rawValue != 0 { perform(machine.socketWritable()) }
             }
-        case .done:
-            return
+            updateInterest()
         }
         relay.driver.afterWork()
     }
 
     // MARK: - Stack side
 
-    func stackEvents(_ ev: TCPEvents) {
-        guard phase != .done && phase != .draining else { return }
-        if ev.contains(.peerClosed) { guestFIN = true }
-        if ev.contains(.closed) {
-            // The guest's last bytes can come with its FIN after ours, in the event that ends
-            // the connection: they still go upstream (pushing also passes the FIN on).
-            if phase == .relaying && fd >= 0 { pushToHost() }
-            // A clean end with bytes the upstream cannot take yet: the stack keeps them (no
-            // reset can drop them now) until the upstream reads.
-            if phase == .relaying && fd >= 0 && stack.tcpReadableBytes(id) > 0
-                && stack.tcpCloseReason(id) == .normal
-            {
-                phase = .draining
-                return
-            }
-            if phase != .done { finishFromStack() }
+    func stackEvent(_ event: TCPEvent) {
+        let clean = event == .closed && stack.tcpCloseReason(id) == .normal
+        perform(machine.stackEvent(event, closedCleanly: clean))
+        updateInterest()
+    }
+
+    // MARK: - Carrying out actions
+
+    /// One input from a timer: act, then let the stack's output go.
+    private func run(_ action: TCPRelayStateMachine.Action) {
+        withExtendedLifetime(self) {
+            perform(action)
+            updateInterest()
+        }
+        relay.driver.afterWork()
+    }
+
+    private func perform(_ action: TCPRelayStateMachine.Action) {
+        switch action {
+        case .none:
             return
-        }
-        guard phase == .relaying else { return }
-        if ev.contains(.readable) || ev.contains(.peerClosed) { pushToHost() }
-        if ev.contains(.writable) && !upstreamEOF && interest & EPOLLIN.rawValue == 0 { pullFromHost() }
-    }
-
-    /// Guest bytes → host socket.
-    private func pushToHost() {
-        let now = monotonicNanoseconds()
-        // While draining, a connection the stack no longer holds lost its bytes (dropped to
-        // make room among too many in TIME-WAIT): the upstream is reset, not given a FIN.
-        var complete = stack.tcpIsReadClosed(id) && (phase == .relaying || stack.tcpState(id) != nil)
-        while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
-            let n = HostSocket.write(fd, regions)
-            if n == -Int(EAGAIN) {
-                setInterest(interest | EPOLLOUT.rawValue)
-                return
-            }
-            if n < 0 {
-                resetBoth()
-                return
-            }
-            relay.countToHost(n)
-            lastActivity = now
-            // Taking the last bytes of a connection that has already ended retires it from
-            // the stack, after which nothing says whether its stream was complete: settled
-            // before.
-            complete = guestFIN && n == stack.tcpReadableBytes(id)
-            stack.tcpConsume(id, n, now: now)
-        }
-        setInterest(interest & ~EPOLLOUT.rawValue)
-        if complete && !upstreamWriteShut {
-            upstreamWriteShut = true
-            shutdown(fd, Int32(SHUT_WR))
-            closeIfBothShut()
-        }
-    }
-
-    /// Host socket → the guest, straight into the connection's send buffer.
-    private func pullFromHost() {
-        let now = monotonicNanoseconds()
-        while !upstreamEOF {
-            var result = 0
-            var asked = 0
-            let taken = stack.tcpWriteInPlace(id, now: now) { regions in
-                asked = regions.byteCount
-                result = HostSocket.read(fd, regions)
-                return max(result, 0)
-            }
-            if taken == 0 && result == 0 && stack.tcpWritableBytes(id) == 0 {
-                // The guest's window is full, or the sandbox's memory budget is: stop reading
-                // until it drains (backpressure; the stack reports `.writable` then).
-                setInterest(interest & ~EPOLLIN.rawValue)
-                return
-            }
-            if result > 0 {
-                relay.countFromHost(result)
+        case .dialOtherLoopback:
+            closeSocket(reset: false)
+            destination = relay.loopbackFallback(destination) ?? destination
+            dial()
+        case .refuseGuest:
+            cancelConnectTimer()
+            closeSocket(reset: false)
+            stack.tcpRefuse(id)
+            relay.tcpConnectFailed(id)
+            relay.driver.afterWork()
+        case .acceptGuest:
+            cancelConnectTimer()
+            relay.tcpDidConnect()
+            armIdleTimer()
+            stack.tcpAccept(id, now: monotonicNanoseconds())
+        case .pull:
+            let now = monotonicNanoseconds()
+            let outcome = StreamPump.pull(from: fd, into: stack, id, now: now) { n in
+                relay.countFromHost(n)
                 lastActivity = now
-                // A short read emptied the socket: the watch is level-triggered, so more data
-                // wakes us again, and a read now would only return EAGAIN.
-                if result < asked {
-                    setInterest(interest | EPOLLIN.rawValue)
-                    return
-                }
-                continue
             }
-            if result == -Int(EAGAIN) {
-                setInterest(interest | EPOLLIN.rawValue)
-                return
+            perform(machine.pulled(outcome))
+        case .push:
+            let now = monotonicNanoseconds()
+            let complete = machine.pushStartsComplete(
+                readClosed: stack.tcpIsReadClosed(id), connectionLive: stack.tcpState(id) != nil)
+            let outcome = StreamPump.push(
+                from: stack, id, to: fd, now: now, complete: complete, guestFIN: machine.guestFIN
+            ) { n in
+                relay.countToHost(n)
+                lastActivity = now
             }
-            if result == 0 {
-                upstreamEOF = true
-                setInterest(interest & ~EPOLLIN.rawValue)
-                stack.tcpShutdownWrite(id, now: now)
-                closeIfBothShut()
-                return
-            }
+            perform(machine.pushed(outcome))
+        case .passEOFToGuest(let close):
+            stack.tcpShutdownWrite(id, now: monotonicNanoseconds())
+            if close { closeSocket(reset: false) }
+        case .shutUpstreamWrite(let close):
+            shutdown(fd, Int32(SHUT_WR))
+            if close { closeSocket(reset: false) }
+        case .finish(let ending):
+            if ending.shutUpstreamWrite { shutdown(fd, Int32(SHUT_WR)) }
+            // Whatever the upstream could not take now is dropped.
+            stack.tcpDiscardReadable(id, now: monotonicNanoseconds())
+            closeSocket(reset: ending.resetUpstream)
+            relay.tcpFinished(id, wasConnected: ending.wasConnected)
+        case .resetBoth:
             resetBoth()
-            return
+        case .resetIdle:
+            relay.tcpIdleReset()
+            resetBoth()
+        case .rearmIdleTimer:
+            armIdleTimer()
+        case .abortBoth(let abortGuest):
+            cancelConnectTimer()
+            if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+            closeSocket(reset: true)
+        }
+    }
+
+    /// Brings the socket's epoll registration to the mask the machine wants.
+    private func updateInterest() {
+        guard fd >= 0, let change = machine.interestChange() else { return }
+        do {
+            try loop.apply(change, to: fd, handler: { [unowned self] ev in self.socketEvent(ev) })
+        } catch {
+            perform(machine.cannotDial())
         }
     }
 
@@ -285,54 +220,21 @@ final class TCPRelay {
     private func armIdleTimer() {
         let idle = relay.limits.tcpIdleTimeout.nanoseconds
         idleTimer = loop.schedule(at: lastActivity + idle) { [weak self] in
-            guard let self, self.phase == .relaying || self.phase == .draining else { return }
+            guard let self else { return }
             self.idleTimer = nil
-            if monotonicNanoseconds() >= self.lastActivity + idle {
-                self.relay.tcpIdleReset()
-                self.resetBoth()
-                self.relay.driver.afterWork()
-            } else {
-                self.armIdleTimer()
-            }
+            self.run(self.machine.idleTimerFired(quiet: monotonicNanoseconds() >= self.lastActivity + idle))
         }
     }
 
-    private func setInterest(_ events: UInt32) {
-        guard events != interest, fd >= 0 else { return }
-        interest = events
-        loop.modify(fd: fd, events: events)
+    private func cancelConnectTimer() {
+        if let t = connectTimer { loop.cancel(t) }
+        connectTimer = nil
     }
 
     // MARK: - Endings
 
-    /// FIN has gone both ways on the host socket: it has nothing more to give or take, and
-    /// epoll would report its hang-up on every wait (whatever the interest) until the guest's
-    /// side ends, which takes as long as the guest does to acknowledge. Closed now; the flow
-    /// stays in the table until the stack reports `.closed`.
-    private func closeIfBothShut() {
-        guard upstreamEOF && upstreamWriteShut && fd >= 0 else { return }
-        closeSocket(reset: false)
-    }
-
-    /// Draining: once the upstream has every byte (and the FIN after them), the flow is over.
-    private func finishIfDrained() {
-        guard phase == .draining, upstreamWriteShut || stack.tcpReadableBytes(id) == 0 else { return }
-        finishFromStack()
-    }
-
-    /// The stack's connection ended (FIN handshake done, guest RST, retransmissions ran out).
-    private func finishFromStack() {
-        let wasConnected = phase == .relaying || phase == .draining
-        // Whatever the upstream could not take now is dropped.
-        stack.tcpDiscardReadable(id, now: monotonicNanoseconds())
-        phase = .done
-        closeSocket(reset: !(upstreamEOF && upstreamWriteShut))
-        relay.tcpFinished(id, wasConnected: wasConnected)
-    }
-
     /// Upstream reset or a socket error: reset the guest and the upstream.
     private func resetBoth() {
-        phase = .done
         stack.tcpAbort(id, now: monotonicNanoseconds())
         closeSocket(reset: true)
         relay.tcpFinished(id, wasConnected: true)
@@ -340,11 +242,7 @@ final class TCPRelay {
 
     /// Detach: both sides reset, no callbacks into the relay's table.
     func abortBoth() {
-        if let t = connectTimer { loop.cancel(t) }
-        connectTimer = nil
-        if phase != .done { stack.tcpAbort(id, now: monotonicNanoseconds()) }
-        phase = .done
-        closeSocket(reset: true)
+        perform(machine.abort())
     }
 
     private func closeSocket(reset: Bool) {
@@ -353,6 +251,5 @@ final class TCPRelay {
         // A graceful end: the upstream gets every byte and a FIN, not the crash-time reset.
         if !reset && fd >= 0 { HostSocket.setAbortiveClose(fd, false) }
         HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
-        interest = 0
     }
 }

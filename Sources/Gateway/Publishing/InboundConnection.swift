@@ -43,6 +43,11 @@
 // carries SO_LINGER zero from accept until a graceful end turns it off just before close(): a
 // close on any other path, including the kernel's after a crash of this process, resets the
 // client instead of passing a cut-off stream off as complete.
+//
+// Structure. `InboundStateMachine` makes every decision above from its inputs (socket
+// readiness, the stack's events one at a time, pump outcomes, the timer, unpublish) and returns
+// an action; this class feeds it and carries the actions out, moving bytes with `StreamPump`.
+// The machine also decides the socket's epoll mask, which is brought up to date after each input.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -51,13 +56,9 @@ import NetStack
 import Wire
 
 final class InboundConnection {
-    enum Phase {
-        /// SYN sent to the guest; the client's bytes wait in its socket.
-        case connecting
-        case relaying
-        /// The guest's connection closed with bytes still to deliver to the client.
-        case draining
-        case done
+    enum ResetReason: Equatable {
+        case guestRefused
+        case guestTimedOut
     }
 
     unowned let relay: IngressRelay
@@ -65,24 +66,20 @@ final class InboundConnection {
     let key: FlowKey
     let binding: HostBinding
     private var fd: Int32
-    private(set) var phase = Phase.connecting
+    private var machine = InboundStateMachine()
+    /// The guest's answer while connecting, the flush while draining.
     private var timer: EventLoop.TimerID?
-    private var interest: UInt32 = 0
     /// Held against the sandbox's descriptor budget until the socket closes.
     var descriptor: DescriptorSlot?
-    private var registered = false
-    /// The client has shut down both directions or gone: epoll reports EPOLLHUP whatever the
-    /// interest, so with nothing to do the socket leaves the loop instead of waking it forever.
-    private var hangUp = false
-    /// The client sent FIN: passed on to the guest.
-    private var clientEOF = false
-    /// The guest sent FIN.
-    private var guestFIN = false
-    /// The guest's FIN and every byte before it reached the client: shutdown(SHUT_WR) done.
-    private var clientWriteShut = false
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
+
+    /// The guest has not answered the SYN yet.
+    var isConnecting: Bool {
+        if case .connecting = machine.state { return true }
+        return false
+    }
 
     init(relay: IngressRelay, id: TCPFlowID, key: FlowKey, binding: HostBinding, socket: Int32) {
         self.relay = relay
@@ -95,269 +92,132 @@ final class InboundConnection {
     /// Watches the client for errors only (its bytes wait until the guest answers) and starts
     /// the clock on the guest's answer.
     func start() throws(GatewayError) {
-        try setInterest(0)
-        let deadline = monotonicNanoseconds() + relay.limits.guestConnectTimeout.nanoseconds
-        timer = loop.schedule(at: deadline) { [weak self] in
-            guard let self, self.phase == .connecting else { return }
+        if let change = machine.interestChange() {
+            try loop.apply(change, to: fd, handler: { [unowned self] ev in self.socketEvent(ev) })
+        }
+        armTimer(after: relay.limits.guestConnectTimeout)
+    }
+
+    // MARK: - Inputs
+
+    func stackEvent(_ event: TCPEvent) {
+        let unread = event == .closed ? stack.tcpReadableBytes(id) : 0
+        perform(machine.stackEvent(event, unreadBytes: unread))
+        updateInterest()
+    }
+
+    private func socketEvent(_ events: UInt32) {
+        withExtendedLifetime(self) {
+            let error = events & EPOLLERR.rawValue != 0 ? HostSocket.pendingError(fd) : nil
+            perform(machine.socketEvent(hangUp: events & EPOLLHUP.rawValue != 0, error: error))
+            if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue) != 0 { perform(machine.socketReadable()) }
+            if events & EPOLLOUT.rawValue != 0 { perform(machine.socketWritable()) }
+            updateInterest()
+        }
+        relay.driver.afterWork()
+    }
+
+    private func armTimer(after duration: Duration) {
+        timer = loop.schedule(at: monotonicNanoseconds() + duration.nanoseconds) { [weak self] in
+            guard let self else { return }
             self.timer = nil
             withExtendedLifetime(self) {
-                self.stack.tcpAbort(self.id, now: monotonicNanoseconds())
-                self.resetClient(because: .guestTimedOut)
+                self.perform(self.machine.timerFired())
+                self.updateInterest()
             }
             self.relay.driver.afterWork()
         }
     }
 
-    // MARK: - Stack side
+    /// Unpublish or detach: both sides reset, no callback into the relay's table.
+    func abortBoth() {
+        perform(machine.abort())
+    }
 
-    func stackEvents(_ ev: TCPEvents) {
-        guard phase != .done else { return }
-        if ev.contains(.peerClosed) { guestFIN = true }
-        switch phase {
-        case .connecting:
-            if ev.contains(.established) {
-                established()
-            } else if ev.contains(.closed) {
-                // RST from the guest (nothing listens) or SYN retransmissions ran out.
-                resetClient(because: .guestRefused)
-                return
-            } else {
-                return
-            }
-        case .draining:
-            pushToClient()
+    // MARK: - Carrying out actions
+
+    private func perform(_ action: InboundStateMachine.Action) {
+        switch action {
+        case .none:
             return
-        case .relaying, .done:
-            break
-        }
-        if ev.contains(.readable) || ev.contains(.peerClosed) { pushToClient() }
-        if phase == .relaying && ev.contains(.writable) && !clientEOF && interest & EPOLLIN.rawValue == 0 {
-            pullFromClient()
-        }
-        if phase == .relaying && ev.contains(.closed) { finishFromStack() }
-    }
-
-    private func established() {
-        if let t = timer { loop.cancel(t) }
-        timer = nil
-        phase = .relaying
-        relay.connectionEstablished()
-        try? setInterest(EPOLLIN.rawValue)
-    }
-
-    // MARK: - Client side
-
-    private func socketEvent(_ events: UInt32) {
-        withExtendedLifetime(self) { handleSocketEvent(events) }
-        relay.driver.afterWork()
-    }
-
-    private func handleSocketEvent(_ events: UInt32) {
-        if events & EPOLLHUP.rawValue != 0 { hangUp = true }
-        switch phase {
-        case .connecting:
-            // Only errors are watched now: the client reset or vanished before the guest answered.
-            if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { resetBoth() }
-        case .relaying:
-            if events & EPOLLERR.rawValue != 0 && HostSocket.pendingError(fd) != 0 { return resetBoth() }
-            if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue) != 0 { pullFromClient() }
-            if phase == .relaying && events & EPOLLOUT.rawValue != 0 { pushToClient() }
-            if phase == .relaying { try? setInterest(interest) }
-        case .draining:
-            if events & EPOLLERR.rawValue != 0 && HostSocket.pendingError(fd) != 0 { return resetBoth() }
-            pushToClient()
-        case .done:
-            return
-        }
-    }
-
-    /// Guest bytes → client socket, straight from the connection's receive ring.
-    private func pushToClient() {
-        let now = monotonicNanoseconds()
-        // A connection the stack no longer has may have lost bytes (a reset drops them at
-        // once): only a live one that read the FIN says the guest's stream is complete.
-        var complete = stack.tcpState(id) != nil && stack.tcpIsReadClosed(id)
-        while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
-            let n = HostSocket.write(fd, regions)
-            if n == -Int(EAGAIN) {
-                try? setInterest(interest | EPOLLOUT.rawValue)
-                return
+        case .established:
+            cancelTimer()
+            relay.connectionEstablished()
+        case .pull:
+            let outcome = StreamPump.pull(from: fd, into: stack, id, now: monotonicNanoseconds()) { n in
+                relay.countToGuest(n)
             }
-            if n < 0 { return resetBoth() }
-            relay.countFromGuest(n)
-            // Taking the last bytes of a connection that has already ended (both FINs
-            // acknowledged) retires it from the stack, after which a clean end looks like a
-            // reset: so whether they complete the stream is settled before.
-            if guestFIN && n == stack.tcpReadableBytes(id) { complete = true }
-            stack.tcpConsume(id, n, now: now)
-        }
-        try? setInterest(interest & ~EPOLLOUT.rawValue)
-        if guestFIN && !clientWriteShut && complete {
-            clientWriteShut = true
+            perform(machine.pulled(outcome))
+        case .push:
+            let complete = machine.pushStartsComplete(
+                readClosed: stack.tcpIsReadClosed(id), connectionLive: stack.tcpState(id) != nil)
+            let outcome = StreamPump.push(
+                from: stack, id, to: fd, now: monotonicNanoseconds(), complete: complete, guestFIN: machine.guestFIN
+            ) { n in
+                relay.countFromGuest(n)
+            }
+            perform(machine.pushed(outcome))
+        case .passEOFToGuest(let close):
+            stack.tcpShutdownWrite(id, now: monotonicNanoseconds())
+            if close { closeClient(shutWriteFirst: false) }
+        case .shutClientWrite:
             shutdown(fd, Int32(SHUT_WR))
-        }
-        if phase == .draining && pendingFromGuest == 0 {
-            return clientWriteShut ? closeClient() : resetBoth()
-        }
-        finishIfBothClosed()
-    }
-
-    /// Guest bytes not yet with the client.
-    private var pendingFromGuest: Int { stack.tcpReadableBytes(id) }
-
-    /// Client socket → the guest, straight into the connection's send ring.
-    private func pullFromClient() {
-        let now = monotonicNanoseconds()
-        while !clientEOF {
-            var result = 0
-            var asked = 0
-            let taken = stack.tcpWriteInPlace(id, now: now) { regions in
-                asked = regions.byteCount
-                result = HostSocket.read(fd, regions)
-                return max(result, 0)
-            }
-            if taken == 0 && result == 0 && stack.tcpWritableBytes(id) == 0 {
-                // The guest's window and our ring are full: leave the bytes in the client's
-                // socket until the guest acknowledges (its `.writable` resumes reading).
-                try? setInterest(interest & ~EPOLLIN.rawValue)
-                return
-            }
-            if result > 0 {
-                relay.countToGuest(result)
-                // Short read: the socket is empty and its level-triggered watch says when not.
-                if result < asked {
-                    try? setInterest(interest | EPOLLIN.rawValue)
-                    return
-                }
-                continue
-            }
-            if result == -Int(EAGAIN) {
-                try? setInterest(interest | EPOLLIN.rawValue)
-                return
-            }
-            if result == 0 {
-                clientEOF = true
-                try? setInterest(interest & ~EPOLLIN.rawValue)
-                stack.tcpShutdownWrite(id, now: now)
-                finishIfBothClosed()
-                return
-            }
-            return resetBoth()
+        case .drain:
+            armTimer(after: relay.limits.closeFlushTimeout)
+            perform(.push)
+        case .closeClient(let shutWriteFirst):
+            closeClient(shutWriteFirst: shutWriteFirst)
+        case .resetClient:
+            closeSocket(reset: true)
+            relay.connectionFinished(id, wasEstablished: true)
+        case .refuseClient(let reason, let abortGuest):
+            // The guest could not be reached: the client sees RST at once (zero linger).
+            cancelTimer()
+            if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+            closeSocket(reset: true)
+            relay.connectionFailed(id, reason)
+        case .resetBoth(let wasEstablished):
+            cancelTimer()
+            stack.tcpAbort(id, now: monotonicNanoseconds())
+            closeSocket(reset: true)
+            relay.connectionFinished(id, wasEstablished: wasEstablished)
+        case .abortBoth(let abortGuest):
+            cancelTimer()
+            if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+            closeSocket(reset: true)
         }
     }
-
-    // MARK: - Endings
 
     /// FIN has gone each way: what is left (the guest acknowledging our FIN, TIME-WAIT) is the
     /// stack's, so the client's socket closes now and the connection stops counting against
     /// the sandbox's limit.
-    private func finishIfBothClosed() {
-        guard phase == .relaying, clientEOF, clientWriteShut else { return }
-        closeClient()
-    }
-
-    /// The stack's connection ended: after both FINs the client's socket closes normally (once
-    /// the guest's last bytes are out); after a guest RST or a timeout the client is reset.
-    private func finishFromStack() {
-        if pendingFromGuest > 0 {
-            phase = .draining
-            try? setInterest(EPOLLOUT.rawValue)
-            timer = loop.schedule(at: monotonicNanoseconds() + relay.limits.closeFlushTimeout.nanoseconds) {
-                [weak self] in
-                guard let self, self.phase == .draining else { return }
-                self.timer = nil
-                withExtendedLifetime(self) { self.resetBoth() }
-                self.relay.driver.afterWork()
-            }
-            pushToClient()
-            return
-        }
-        if clientEOF && guestFIN && clientWriteShut {
-            closeClient()
-        } else {
-            phase = .done
-            closeSocket(reset: true)
-            relay.connectionFinished(id, wasEstablished: true)
-        }
-    }
-
-    private func closeClient() {
-        if let t = timer { loop.cancel(t) }
-        timer = nil
-        let wasEstablished = phase != .connecting
-        phase = .done
-        if !clientWriteShut {
-            clientWriteShut = true
-            shutdown(fd, Int32(SHUT_WR))
-        }
+    private func closeClient(shutWriteFirst: Bool) {
+        cancelTimer()
+        if shutWriteFirst { shutdown(fd, Int32(SHUT_WR)) }
         closeSocket(reset: false)
-        relay.connectionFinished(id, wasEstablished: wasEstablished)
+        relay.connectionFinished(id, wasEstablished: true)
     }
 
-    enum ResetReason {
-        case guestRefused
-        case guestTimedOut
-    }
-
-    /// The guest could not be reached: the client sees RST at once (zero linger).
-    private func resetClient(because reason: ResetReason) {
+    private func cancelTimer() {
         if let t = timer { loop.cancel(t) }
         timer = nil
-        phase = .done
-        closeSocket(reset: true)
-        relay.connectionFailed(id, reason)
     }
 
-    /// A socket error or a client reset: both sides are reset.
-    private func resetBoth() {
-        if let t = timer { loop.cancel(t) }
-        timer = nil
-        let wasEstablished = phase != .connecting
-        phase = .done
-        stack.tcpAbort(id, now: monotonicNanoseconds())
-        closeSocket(reset: true)
-        relay.connectionFinished(id, wasEstablished: wasEstablished)
-    }
-
-    /// Unpublish or detach: both sides reset, no callback into the relay's table.
-    func abortBoth() {
-        if let t = timer { loop.cancel(t) }
-        timer = nil
-        if phase != .done { stack.tcpAbort(id, now: monotonicNanoseconds()) }
-        phase = .done
-        closeSocket(reset: true)
-    }
-
-    // MARK: - The socket in the loop
-
-    private func setInterest(_ events: UInt32) throws(GatewayError) {
-        guard fd >= 0 else { return }
-        if hangUp && events == 0 {
-            if registered {
-                loop.unregister(fd: fd)
-                registered = false
-            }
-            interest = 0
-            return
+    /// Brings the socket's epoll registration to the mask the machine wants.
+    private func updateInterest() {
+        guard fd >= 0, let change = machine.interestChange() else { return }
+        do {
+            try loop.apply(change, to: fd, handler: { [unowned self] ev in self.socketEvent(ev) })
+        } catch {
+            perform(machine.watchFailed())
         }
-        if !registered {
-            try loop.register(fd: fd, events: events) { [unowned self] ev in self.socketEvent(ev) }
-            registered = true
-            interest = events
-            return
-        }
-        guard events != interest else { return }
-        interest = events
-        loop.modify(fd: fd, events: events)
     }
 
     private func closeSocket(reset: Bool) {
         guard fd >= 0 else { return }
         // A graceful end: the client gets every byte and a FIN, not the crash-time reset.
         if !reset { HostSocket.setAbortiveClose(fd, false) }
-        registered = false
         HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
         descriptor = nil
-        interest = 0
     }
 }

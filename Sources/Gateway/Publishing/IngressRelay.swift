@@ -111,7 +111,7 @@ final class IngressRelay {
     }
 
     private func recount() {
-        counters.tcpActive = connections.values.filter { $0.phase != .connecting }.count
+        counters.tcpActive = connections.values.filter { !$0.isConnecting }.count
         counters.udpPeers = udpPeers.count
     }
 
@@ -123,7 +123,7 @@ final class IngressRelay {
         switch event {
         case .tcp(let id, let ev):
             guard let c = connections[id] else { return false }
-            c.stackEvents(ev)
+            c.stackEvent(ev)
             return true
         case .udp(let key, let payload):
             return udpFromGuest(key, payload)

@@ -52,7 +52,7 @@ public final class TCPConnection {
     public private(set) var state: TCPState
     public private(set) var closeReason: TCPCloseReason?
     /// Accumulated since the owner last took them (`takeEvents`).
-    public private(set) var events: TCPEvents = []
+    public private(set) var events = TCPEventLog()
 
     // Send sequence space (RFC 9293 §3.3.1).
     let iss: SequenceNumber
@@ -213,8 +213,8 @@ public final class TCPConnection {
     // MARK: - The layer above
 
     /// Takes the accumulated events and clears them.
-    public func takeEvents() -> TCPEvents {
-        defer { events = [] }
+    public func takeEvents() -> TCPEventLog {
+        defer { events = TCPEventLog() }
         return events
     }
 
@@ -316,7 +316,7 @@ public final class TCPConnection {
     func memoryAvailable() {
         waitingForMemory = false
         if state.isSynchronized && !peerFinReceived { offerWindowUpdateIfGrown() }
-        if writableBytes > 0 { events.insert(.writable) }
+        if writableBytes > 0 { events.record(.writable) }
     }
 
     /// Every buffer and reservation goes back: the connection is leaving the stack.
@@ -435,7 +435,8 @@ public final class TCPConnection {
             retransmitAt = nil
             retransmitCount = 0
             state = .established
-            events.insert([.established, .writable])
+            events.record(.established)
+            events.record(.writable)
             ackNow = true
             output(now: now, emit: emit)
         } else {
@@ -504,7 +505,8 @@ public final class TCPConnection {
             maxSndWnd = sndWnd
             sndWl1 = seq
             sndWl2 = seg.ack
-            events.insert([.established, .writable])
+            events.record(.established)
+            events.record(.writable)
         }
         // RFC 5961 §5.2: an ACK for data never sent, or far older than the window, is suspect.
         if seg.ack > sndMax {
@@ -580,7 +582,7 @@ public final class TCPConnection {
             let finAcked = finSent && ack == sndMax && acked > dataAcked
             sndUna = ack
             if sndNxt < sndUna { sndNxt = sndUna }
-            if dataAcked > 0 { events.insert(.writable) }
+            if dataAcked > 0 { events.record(.writable) }
             retransmitCount = 0
 
             // RTT: timestamps give a sample per ACK (RFC 7323 §4); else Karn-safe timing.
@@ -641,7 +643,7 @@ public final class TCPConnection {
                 receiveBuffer.commit(n + extra)
                 rcvNxt += n + extra
                 growReceiveWindow(by: n + extra)
-                events.insert(.readable)
+                events.record(.readable)
                 unackedSegments += max(1, n / max(1, configuration.localMSS))
                 // ACK at once when out-of-order data just got filled in, or two segments are
                 // waiting (RFC 5681 §4.2); else delay.
@@ -669,7 +671,7 @@ public final class TCPConnection {
             peerFinReceived = true
             ackNow = true
             releaseReceiveSlack()
-            events.insert([.peerClosed, .readable])
+            events.record(.peerClosed)
             switch state {
             case .synReceived, .established: state = .closeWait
             case .finWait1: state = finSent && sndUna == sndMax ? .timeWait : .closing
@@ -1027,7 +1029,7 @@ public final class TCPConnection {
         // stack keeps it only to answer a retransmitted FIN.
         if state != .timeWait {
             closeReason = .normal
-            events.insert(.closed)
+            events.record(.closed)
         }
         state = .timeWait
         retransmitAt = nil
@@ -1051,6 +1053,6 @@ public final class TCPConnection {
         // Unsent bytes have nowhere to go; unread ones stay for the layer above to read.
         discardSendBuffer()
         releaseReceiveSlack()
-        if !alreadyReported { events.insert(.closed) }
+        if !alreadyReported { events.record(.closed) }
     }
 }

@@ -61,15 +61,3 @@ public enum TCPCloseReason: Sendable, Hashable {
     /// The layer above aborted it (we sent RST).
     case aborted
 }
-
-/// Things the layer above should look at after a call into the connection.
-public struct TCPEvents: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
-    public static let established = TCPEvents(rawValue: 1 << 0)
-    public static let readable = TCPEvents(rawValue: 1 << 1)
-    public static let writable = TCPEvents(rawValue: 1 << 2)
-    /// The guest sent FIN: no more data will come (read until empty, then EOF).
-    public static let peerClosed = TCPEvents(rawValue: 1 << 3)
-    public static let closed = TCPEvents(rawValue: 1 << 4)
-}

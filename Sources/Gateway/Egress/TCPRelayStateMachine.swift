@@ -1,0 +1,328 @@
+// The egress relay's decisions for one guest TCP flow, apart from its socket and the stack:
+// each input (dial result, socket readiness, stack event, pump outcome, timer) returns one action.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGatewayShims
+import NetStack
+
+/// What `TCPRelay` does next, decided without touching a socket or the stack, so that every
+/// path can be driven in a test. The theory of operation is at the top of TCPRelay.swift.
+struct TCPRelayStateMachine {
+    /// What each direction has done while the flow carries bytes.
+    struct Flow: Equatable {
+        /// The upstream sent EOF: FIN passed to the guest.
+        var upstreamEOF = false
+        /// The guest's FIN arrived, in order after all its bytes.
+        var guestFIN = false
+        /// The guest sent FIN and all its bytes went upstream: shutdown(SHUT_WR) done.
+        var upstreamWriteShut = false
+        /// The send ring took nothing (the guest's window, or the memory budget, is full):
+        /// reading waits for the stack's `.writable`.
+        var stackFull = false
+        /// The socket did not take everything (EAGAIN): writing waits for EPOLLOUT.
+        var socketFull = false
+
+        /// FIN has gone both ways on the host socket: it is closed.
+        var socketOpen: Bool { !(upstreamEOF && upstreamWriteShut) }
+    }
+
+    enum State: Equatable {
+        /// The guest's SYN waits in the stack while the destination is dialled.
+        case connecting(triedFallback: Bool)
+        case relaying(Flow)
+        /// The stack's connection ended; its last bytes are being pushed before the flow ends.
+        /// `clean`: both FINs were acknowledged, so unsent bytes may wait for the upstream.
+        case closing(Flow, clean: Bool)
+        /// The guest's connection ended cleanly (both FINs acknowledged) with bytes the
+        /// upstream has not taken yet: they go out as it reads, then its FIN.
+        case draining(Flow)
+        case done
+    }
+
+    /// How the flow ends once the stack's connection has: the readable bytes left are dropped.
+    struct Ending: Equatable {
+        /// The guest's stream is whole and upstream: shutdown(SHUT_WR) before closing.
+        var shutUpstreamWrite = false
+        /// The socket closes with RST: FIN did not go both ways.
+        var resetUpstream: Bool
+        var wasConnected: Bool
+    }
+
+    enum Action: Equatable {
+        case none
+        /// The gateway's loopback refused: close the socket and dial the other family's.
+        case dialOtherLoopback
+        /// The upstream cannot be reached: close the socket, answer the guest's SYN with RST.
+        case refuseGuest
+        /// The upstream accepted: answer the guest's SYN, start the idle timer.
+        case acceptGuest
+        /// Run `StreamPump.pull` (socket → guest) and report its outcome.
+        case pull
+        /// Run `StreamPump.push` (guest → socket) and report its outcome.
+        case push
+        /// The upstream's EOF becomes the guest's FIN; `closeSocket`: FIN has now gone both
+        /// ways, so the socket closes gracefully.
+        case passEOFToGuest(closeSocket: Bool)
+        /// The guest's FIN and all its bytes are upstream: shutdown(SHUT_WR); `closeSocket` as above.
+        case shutUpstreamWrite(closeSocket: Bool)
+        /// The stack's connection ended: the flow leaves the relay's table.
+        case finish(Ending)
+        /// An upstream reset or a socket error: RST to the guest and the upstream.
+        case resetBoth
+        /// Quiet for the idle timeout: both sides reset.
+        case resetIdle
+        /// Not quiet yet: check again one timeout after the last activity.
+        case rearmIdleTimer
+        /// Detach: the socket closes with RST, and the guest's connection too if it still exists.
+        case abortBoth(abortGuest: Bool)
+    }
+
+    private(set) var state = State.connecting(triedFallback: false)
+    private var watch = SocketWatch()
+
+    var isConnecting: Bool {
+        if case .connecting = state { return true }
+        return false
+    }
+
+    // MARK: - Dialling
+
+    /// The connect finished with `error` (0: connected). `canFallBack`: the destination is one
+    /// loopback family, the other is there to try.
+    mutating func connectFinished(error: Int32, canFallBack: Bool) -> Action {
+        guard case .connecting(let tried) = state else { return .none }
+        if error == 0 {
+            state = .relaying(Flow())
+            return .acceptGuest
+        }
+        // The gateway address means "the host": when one loopback family refuses, try the other.
+        if error == ECONNREFUSED && !tried && canFallBack {
+            state = .connecting(triedFallback: true)
+            watch.forget()
+            return .dialOtherLoopback
+        }
+        state = .done
+        return .refuseGuest
+    }
+
+    /// No socket could be made or watched.
+    mutating func cannotDial() -> Action {
+        guard isConnecting else { return .none }
+        state = .done
+        return .refuseGuest
+    }
+
+    mutating func connectTimedOut() -> Action { cannotDial() }
+
+    // MARK: - Socket
+
+    mutating func socketReadable() -> Action {
+        switch state {
+        case .relaying(let f): f.upstreamEOF ? .none : .pull
+        case .draining: .push
+        case .connecting, .closing, .done: .none
+        }
+    }
+
+    mutating func socketWritable() -> Action {
+        switch state {
+        case .relaying(let f): f.socketOpen ? .push : .none
+        case .draining: .push
+        case .connecting, .closing, .done: .none
+        }
+    }
+
+    /// EPOLLERR with an error pending on the socket.
+    mutating func socketFailed() -> Action {
+        switch state {
+        case .relaying, .draining, .closing:
+            state = .done
+            return .resetBoth
+        case .connecting, .done:
+            return .none
+        }
+    }
+
+    // MARK: - Stack
+
+    mutating func stackEvent(_ event: TCPEvent, closedCleanly: Bool) -> Action {
+        switch state {
+        case .connecting:
+            guard event == .closed else { return .none }
+            state = .done
+            return .finish(Ending(resetUpstream: true, wasConnected: false))
+        case .relaying(var f):
+            switch event {
+            case .established:
+                return .none
+            case .readable:
+                return f.socketOpen ? .push : .none
+            case .peerClosed:
+                f.guestFIN = true
+                state = .relaying(f)
+                return f.socketOpen ? .push : .none
+            case .writable:
+                return f.stackFull && !f.upstreamEOF ? .pull : .none
+            case .closed:
+                guard f.socketOpen else {
+                    state = .done
+                    return .finish(Ending(resetUpstream: false, wasConnected: true))
+                }
+                // The guest's last bytes can come with its FIN after ours, in the event that
+                // ends the connection: they still go upstream (pushing also passes the FIN on).
+                state = .closing(f, clean: closedCleanly)
+                return .push
+            }
+        case .closing, .draining, .done:
+            return .none
+        }
+    }
+
+    // MARK: - Pump outcomes
+
+    /// Whether the guest's stream is whole when nothing is left to push: its FIN was read, and
+    /// the stack still holds the connection, or the flow is still relaying (the event that ended it
+    /// is being handled). While
+    /// draining, a connection the stack no longer holds lost its bytes (dropped to make room
+    /// among too many in TIME-WAIT): the upstream is reset, not given a FIN.
+    func pushStartsComplete(readClosed: Bool, connectionLive: Bool) -> Bool {
+        guard readClosed else { return false }
+        switch state {
+        case .relaying, .closing: return true
+        case .connecting, .draining, .done: return connectionLive
+        }
+    }
+
+    var guestFIN: Bool {
+        switch state {
+        case .relaying(let f), .closing(let f, _), .draining(let f): f.guestFIN
+        case .connecting, .done: false
+        }
+    }
+
+    mutating func pulled(_ outcome: StreamPump.PullOutcome) -> Action {
+        guard case .relaying(var f) = state else { return .none }
+        switch outcome {
+        case .socketEmpty:
+            f.stackFull = false
+        case .stackFull:
+            f.stackFull = true
+        case .endOfStream:
+            f.upstreamEOF = true
+            state = .relaying(f)
+            return .passEOFToGuest(closeSocket: !f.socketOpen)
+        case .failed:
+            state = .done
+            return .resetBoth
+        }
+        state = .relaying(f)
+        return .none
+    }
+
+    mutating func pushed(_ outcome: StreamPump.PushOutcome) -> Action {
+        switch state {
+        case .relaying(var f):
+            switch outcome {
+            case .socketFull:
+                f.socketFull = true
+                state = .relaying(f)
+                return .none
+            case .emptied(let complete):
+                f.socketFull = false
+                let shut = complete && !f.upstreamWriteShut
+                if shut { f.upstreamWriteShut = true }
+                state = .relaying(f)
+                return shut ? .shutUpstreamWrite(closeSocket: !f.socketOpen) : .none
+            case .failed:
+                state = .done
+                return .resetBoth
+            }
+        case .closing(var f, let clean):
+            switch outcome {
+            case .socketFull where clean:
+                // A clean end with bytes the upstream cannot take yet: the stack keeps them (no
+                // reset can drop them now) until the upstream reads.
+                f.socketFull = true
+                state = .draining(f)
+                return .none
+            case .socketFull:
+                state = .done
+                return .finish(Ending(resetUpstream: true, wasConnected: true))
+            case .emptied(let complete):
+                return finish(f, complete: complete)
+            case .failed:
+                state = .done
+                return .resetBoth
+            }
+        case .draining(var f):
+            switch outcome {
+            case .socketFull:
+                f.socketFull = true
+                state = .draining(f)
+                return .none
+            case .emptied(let complete):
+                // The upstream has every byte (and the FIN after them): the flow is over.
+                return finish(f, complete: complete)
+            case .failed:
+                state = .done
+                return .resetBoth
+            }
+        case .connecting, .done:
+            return .none
+        }
+    }
+
+    private mutating func finish(_ f: Flow, complete: Bool) -> Action {
+        var f = f
+        let shut = complete && !f.upstreamWriteShut
+        if shut { f.upstreamWriteShut = true }
+        state = .done
+        return .finish(Ending(shutUpstreamWrite: shut, resetUpstream: f.socketOpen, wasConnected: true))
+    }
+
+    // MARK: - Timers and detach
+
+    /// The idle timer fired; `quiet`: nothing moved for the whole timeout.
+    mutating func idleTimerFired(quiet: Bool) -> Action {
+        switch state {
+        case .relaying(let f) where f.socketOpen, .draining(let f) where f.socketOpen:
+            guard quiet else { return .rearmIdleTimer }
+            state = .done
+            return .resetIdle
+        default:
+            return .none
+        }
+    }
+
+    /// Detach: both sides reset, no callbacks into the relay's table.
+    mutating func abort() -> Action {
+        let guestAlive = state != .done
+        state = .done
+        return .abortBoth(abortGuest: guestAlive)
+    }
+
+    // MARK: - Interest
+
+    /// The epoll mask this state wants; nil once the socket is closed.
+    var wantedInterest: UInt32? {
+        switch state {
+        case .connecting:
+            return EPOLLOUT.rawValue
+        case .relaying(let f), .closing(let f, _):
+            guard f.socketOpen else { return nil }
+            let read = f.upstreamEOF || f.stackFull ? 0 : EPOLLIN.rawValue
+            return read | (f.socketFull ? EPOLLOUT.rawValue : 0)
+        case .draining:
+            // Only the upstream's reading matters now: what it sends has nowhere to go.
+            return EPOLLOUT.rawValue
+        case .done:
+            return nil
+        }
+    }
+
+    /// The one step that gets the socket's registration to `wantedInterest`, if any.
+    mutating func interestChange() -> SocketWatch.Change? {
+        watch.change(to: wantedInterest)
+    }
+}

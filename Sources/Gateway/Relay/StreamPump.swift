@@ -1,0 +1,83 @@
+// Moves bytes between a host stream socket and a stack connection's rings with no copy in
+// between, for both relays that carry a guest TCP stream (egress and published ports).
+#if canImport(Glibc)
+import Glibc
+#endif
+import NetStack
+
+/// readv from a socket straight into a connection's send ring, and writev from its receive
+/// ring straight to the socket. Whoever owns the socket decides what an outcome means.
+enum StreamPump {
+    /// How a pull from the socket into the guest's send ring stopped.
+    enum PullOutcome: Equatable {
+        /// The socket has nothing more now (EAGAIN, or a short read emptied it): its
+        /// level-triggered EPOLLIN says when it has.
+        case socketEmpty
+        /// The guest's window and the ring are full, or the sandbox's memory budget is: the bytes
+        /// wait in the kernel until the stack reports `.writable`.
+        case stackFull
+        /// The peer sent EOF.
+        case endOfStream
+        /// A read failed (the peer reset, or another error): the errno.
+        case failed(Int32)
+    }
+
+    /// How a push from the guest's receive ring to the socket stopped.
+    enum PushOutcome: Equatable {
+        /// The socket took everything. `complete`: the guest's FIN came after it, so the stream
+        /// it carried is whole and the socket's write side may shut.
+        case emptied(complete: Bool)
+        /// The socket is full (EAGAIN): the rest stays in the ring until EPOLLOUT.
+        case socketFull
+        /// A write failed (the peer reset, or another error): the errno.
+        case failed(Int32)
+    }
+
+    /// Reads from `fd` into the connection's send ring until one of the outcomes; `moved` gets
+    /// every byte taken.
+    static func pull(
+        from fd: Int32, into stack: Stack, _ id: TCPFlowID, now: UInt64, moved: (Int) -> Void
+    ) -> PullOutcome {
+        while true {
+            var result = 0
+            var asked = 0
+            let taken = stack.tcpWriteInPlace(id, now: now) { regions in
+                asked = regions.byteCount
+                result = HostSocket.read(fd, regions)
+                return max(result, 0)
+            }
+            if taken == 0 && result == 0 && stack.tcpWritableBytes(id) == 0 { return .stackFull }
+            if result > 0 {
+                moved(result)
+                // A short read emptied the socket: a read now would only return EAGAIN.
+                if result < asked { return .socketEmpty }
+                continue
+            }
+            if result == -Int(EAGAIN) { return .socketEmpty }
+            if result == 0 { return .endOfStream }
+            return .failed(Int32(-result))
+        }
+    }
+
+    /// Writes the connection's receive ring to `fd` until it is empty or the socket is full;
+    /// `moved` gets every byte written. `complete` says whether the stream is already whole
+    /// when nothing is left to write; `guestFIN` that the guest's FIN has arrived, so that the
+    /// write taking the last bytes completes it.
+    static func push(
+        from stack: Stack, _ id: TCPFlowID, to fd: Int32, now: UInt64, complete: Bool, guestFIN: Bool,
+        moved: (Int) -> Void
+    ) -> PushOutcome {
+        var complete = complete
+        while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
+            let n = HostSocket.write(fd, regions)
+            if n == -Int(EAGAIN) { return .socketFull }
+            if n < 0 { return .failed(Int32(-n)) }
+            moved(n)
+            // Taking the last bytes of a connection that has already ended retires it from the
+            // stack, after which nothing says whether its stream was complete: settled before.
+            if guestFIN && n == stack.tcpReadableBytes(id) { complete = true }
+            stack.tcpConsume(id, n, now: now)
+        }
+        return .emptied(complete: complete)
+    }
+}
