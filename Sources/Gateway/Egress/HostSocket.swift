@@ -42,18 +42,25 @@ enum HostSocket {
 
     /// getsockopt(2) SO_ERROR: the outcome of a pending connect, nil once connected.
     static func pendingError(_ socket: borrowing OwnedDescriptor) -> Errno? {
-        socketError(socket.rawValue)
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(socket.rawValue, SOL_SOCKET, SO_ERROR, &err, &len) == 0 else { return Errno.last }
+        return err == 0 ? nil : Errno(rawValue: err)
     }
 
     /// setsockopt(2) TCP_NODELAY.
-    static func setNoDelay(_ socket: borrowing OwnedDescriptor) { setNoDelay(socket.rawValue) }
+    static func setNoDelay(_ socket: borrowing OwnedDescriptor) {
+        var one: Int32 = 1
+        setsockopt(socket.rawValue, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
 
     /// SO_LINGER {on, 0} (or off again). A flow's socket carries it while the flow is open: if
     /// the process dies, the kernel's close then resets the peer instead of sending a FIN that
     /// would make a cut-off transfer look complete. shutdown(SHUT_WR) still sends a FIN with it
     /// on; only close() resets, so a graceful end turns it off just before its close.
     static func setAbortiveClose(_ socket: borrowing OwnedDescriptor, _ on: Bool) {
-        setAbortiveClose(socket.rawValue, on)
+        var l = linger(l_onoff: on ? 1 : 0, l_linger: 0)
+        setsockopt(socket.rawValue, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
     }
 
     /// Stops watching the socket and closes it (so that the peer sees RST when `reset`), leaving
@@ -66,14 +73,15 @@ enum HostSocket {
 
     /// Closes so that the peer sees RST, not FIN (SO_LINGER with zero timeout).
     static func closeWithReset(_ socket: consuming OwnedDescriptor) {
-        setAbortiveClose(socket.rawValue, true)
+        setAbortiveClose(socket, true)
         socket.close()
     }
 
     /// readv(2) into a buffer's regions: bytes read, 0 at EOF.
     /// - Throws: `.resourceTemporarilyUnavailable` when nothing is waiting; other errno.
     static func read(_ socket: borrowing OwnedDescriptor, _ regions: BufferRegions) throws(Errno) -> Int {
-        let n = readRegions(socket.rawValue, regions)
+        let fd = socket.rawValue
+        let n = withIOVecs(regions) { readv(fd, $0.baseAddress, Int32($0.count)) }
         guard n >= 0 else { throw Errno.last }
         return n
     }
@@ -83,7 +91,13 @@ enum HostSocket {
     /// process a SIGPIPE.
     /// - Throws: `.resourceTemporarilyUnavailable` when the socket cannot take any now; other errno.
     static func write(_ socket: borrowing OwnedDescriptor, _ regions: BufferRegions) throws(Errno) -> Int {
-        let n = sendRegions(socket.rawValue, regions)
+        let fd = socket.rawValue
+        let n = withIOVecs(regions) { vectors in
+            var message = msghdr()
+            message.msg_iov = vectors.baseAddress
+            message.msg_iovlen = vectors.count
+            return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+        }
         guard n >= 0 else { throw Errno.last }
         return n
     }
@@ -93,39 +107,7 @@ enum HostSocket {
         try write(socket, BufferRegions(UnsafeMutableRawBufferPointer(mutating: bytes)))
     }
 
-    // MARK: - Shared by the typed calls and the bare-number ones
-
-    static func socketError(_ fd: Int32) -> Errno? {
-        var err: Int32 = 0
-        var len = socklen_t(MemoryLayout<Int32>.size)
-        guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 else { return Errno.last }
-        return err == 0 ? nil : Errno(rawValue: err)
-    }
-
-    static func setNoDelay(_ fd: Int32) {
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-    }
-
-    static func setAbortiveClose(_ fd: Int32, _ on: Bool) {
-        var l = linger(l_onoff: on ? 1 : 0, l_linger: 0)
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
-    }
-
-    static func readRegions(_ fd: Int32, _ regions: BufferRegions) -> Int {
-        withIOVecs(regions) { readv(fd, $0.baseAddress, Int32($0.count)) }
-    }
-
-    static func sendRegions(_ fd: Int32, _ regions: BufferRegions) -> Int {
-        withIOVecs(regions) { vectors in
-            var message = msghdr()
-            message.msg_iov = vectors.baseAddress
-            message.msg_iovlen = vectors.count
-            return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
-        }
-    }
-
-    static func withIOVecs(_ regions: BufferRegions, _ body: (UnsafeMutableBufferPointer<iovec>) -> Int) -> Int {
+    private static func withIOVecs(_ regions: BufferRegions, _ body: (UnsafeMutableBufferPointer<iovec>) -> Int) -> Int {
         withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(1, regions.count)) { vectors in
             for i in 0..<regions.count {
                 let r = regions[i]

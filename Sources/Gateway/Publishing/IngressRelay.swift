@@ -188,8 +188,7 @@ final class IngressRelay {
         // Until the connection ends gracefully, a crash of this process resets the client
         // instead of handing it a FIN after a cut-off stream.
         HostSocket.setAbortiveClose(client, true)
-        // The connection keeps the descriptor by number and closes it itself.
-        let c = InboundConnection(relay: self, id: id, key: key, binding: port.binding, socket: client.release())
+        let c = InboundConnection(relay: self, id: id, key: key, binding: port.binding, socket: client)
         c.descriptor = slot
         do {
             try c.start()
