@@ -23,24 +23,19 @@ struct SACKScoreboard {
         if sndMax < e { e = sndMax }
         guard s < e else { return 0 }
         let before = sackedBytes
-        var merged: [(start: SequenceNumber, end: SequenceNumber)] = []
-        merged.reserveCapacity(ranges.count + 1)
-        var placed = false
-        for r in ranges {
-            if r.end < s {
-                merged.append(r)
-            } else if e < r.start {
-                if !placed { merged.append((s, e)); placed = true }
-                merged.append(r)
-            } else {
-                if r.start < s { s = r.start }
-                if e < r.end { e = r.end }
-            }
+        // Merged in place, so an ACK during recovery allocates nothing: the new block swallows
+        // every range it overlaps or touches, and takes their place.
+        var first = 0
+        while first < ranges.count && ranges[first].end < s { first += 1 }
+        var past = first
+        while past < ranges.count && !(e < ranges[past].start) {
+            if ranges[past].start < s { s = ranges[past].start }
+            if e < ranges[past].end { e = ranges[past].end }
+            past += 1
         }
-        if !placed { merged.append((s, e)) }
+        ranges.replaceSubrange(first..<past, with: CollectionOfOne((start: s, end: e)))
         // Keep the lowest ranges when over the bound: they matter for the next retransmission.
-        if merged.count > maxRanges { merged.removeLast(merged.count - maxRanges) }
-        ranges = merged
+        if ranges.count > maxRanges { ranges.removeLast(ranges.count - maxRanges) }
         return Swift.max(0, sackedBytes - before)
     }
 

@@ -1,51 +1,7 @@
-// One TCP connection between the guest and the gateway: the RFC 9293 state machine with
-// RFC 7323 options, RFC 6298 timers, RFC 5681/6582 congestion control and RFC 5961 defences.
-// It does no I/O: segments come in as values, go out through `emit`, and time is a number.
+// One TCP connection between the guest and the gateway: RFC 9293's state machine with RFC 7323 options
+// and RFC 5961 defences, its buffers and windows. No I/O: segments in as values, out through `emit`.
 import Scheduling
 import Wire
-
-/// A segment as the connection sees it: the parsed header plus its payload bytes.
-public struct TCPSegmentIn {
-    public var seq: SequenceNumber
-    public var ack: SequenceNumber
-    public var flags: TCPFlags
-    public var window: UInt16
-    public var options: TCPOptions
-    public var payload: UnsafeRawBufferPointer
-
-    public init(header: TCPHeader, payload: UnsafeRawBufferPointer) {
-        seq = SequenceNumber(header.sequenceNumber)
-        ack = SequenceNumber(header.acknowledgmentNumber)
-        flags = header.flags
-        window = header.window
-        options = header.options
-        self.payload = payload
-    }
-
-    public init(seq: UInt32, ack: UInt32 = 0, flags: TCPFlags, window: UInt16 = 65535, options: TCPOptions = TCPOptions(), payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
-        self.seq = SequenceNumber(seq)
-        self.ack = SequenceNumber(ack)
-        self.flags = flags
-        self.window = window
-        self.options = options
-        self.payload = payload
-    }
-
-    /// Sequence space the segment occupies (RFC 9293 SEG.LEN: data plus SYN and FIN).
-    var length: Int { payload.count + (flags.contains(.syn) ? 1 : 0) + (flags.contains(.fin) ? 1 : 0) }
-}
-
-/// A segment the connection wants sent. Its payload is `payloadLength` bytes of the send buffer
-/// starting `payloadOffset` bytes after its head (the byte at SND.UNA); the owner copies them.
-public struct TCPSegmentOut {
-    public var seq: UInt32
-    public var ack: UInt32
-    public var flags: TCPFlags
-    public var window: UInt16
-    public var options: TCPOptions
-    public var payloadOffset: Int
-    public var payloadLength: Int
-}
 
 public final class TCPConnection {
     public let configuration: TCPConfiguration
@@ -70,6 +26,8 @@ public final class TCPConnection {
     /// The layer above has no more to send: a FIN follows the buffer.
     private var finQueued = false
     private var finSent = false
+    /// Fast retransmit: the next output resends one segment at SND.UNA before anything new.
+    private var retransmitHeadNow = false
 
     // Receive sequence space.
     private(set) var irs = SequenceNumber(0)
@@ -90,45 +48,19 @@ public final class TCPConnection {
     private var sackOn = false
     private let wantWindowScale: Bool
 
-    // RTT estimation (RFC 6298) in nanoseconds.
-    private var srtt: UInt64 = 0
-    private var rttvar: UInt64 = 0
-    private var rto: UInt64
-    private var rttTiming: (seq: SequenceNumber, sentAt: UInt64)?
-
-    // Congestion control: NewReno (RFC 5681, RFC 6582).
-    private(set) var cwnd: Int
-    private(set) var ssthresh = Int.max
-    private var dupAcks = 0
-    private var recover: SequenceNumber
-    private var inFastRecovery = false
-    private var scoreboard = SACKScoreboard()
-    /// Next sequence number loss recovery considers for a hole retransmission.
-    private var holeCursor = SequenceNumber(0)
-    /// Bytes of holes recovery may resend now: packet conservation, refilled by what each ACK
-    /// reports delivered (RFC 6675's pipe, kept as a running budget).
-    private var recoveryBudget = 0
-    private var bytesAckedInAvoidance = 0
-    /// When the hole at SND.UNA was last resent in this recovery; a retransmission that is
-    /// itself lost shows as SACKs still arriving long after it (RFC 8985's idea, simplified).
-    private var headRetransmittedAt: UInt64 = 0
-    /// Tail loss probe (RFC 8985 §7): fires when outstanding data draws no ACK for ~2 RTT, and
-    /// resends the last segment so a lost tail is SACKed instead of waiting for the RTO.
-    private var probeAt: UInt64?
-
-    // Timers, as absolute UInt64 nanoseconds; nil when off.
-    private var retransmitAt: UInt64?
-    private var retransmitCount = 0
-    private var delayedAckAt: UInt64?
-    private var persistAt: UInt64?
-    private var persistBackoff = 0
-    private var timeWaitAt: UInt64?
+    // RFC 6298 RTT and RTO, the timers, NewReno/SACK loss recovery and the congestion window:
+    // values stored inline and mutated in place, so the segment path allocates nothing.
+    private var rtt: RTTEstimator
+    private var timers = TCPTimers()
+    private var recovery: LossRecovery
+    private var congestion: CongestionControl
+    var cwnd: Int { congestion.cwnd }
+    var ssthresh: Int { congestion.ssthresh }
 
     private var ackNow = false
     private var unackedSegments = 0
     /// Window we last told the peer, to decide when a read warrants a window update.
     private var lastAdvertisedWindow = 0
-    private var synAckOptions = TCPOptions()
 
     // Memory (see `MemoryBudget`): what this connection promised or holds, and how far its
     // receive window has grown.
@@ -148,14 +80,18 @@ public final class TCPConnection {
     public private(set) var retransmittedSegments = 0
     public private(set) var droppedOutOfWindow = 0
     public private(set) var retransmitTimeouts = 0
-    public private(set) var fastRecoveries = 0
+    public var fastRecoveries: Int { recovery.fastRecoveries }
     public private(set) var tailProbes = 0
 
     /// One line of internal state, for logs when a flow misbehaves.
     public var debugState: String {
         "state=\(state) una=\(sndUna.raw &- iss.raw) nxt=\(sndNxt.raw &- iss.raw) max=\(sndMax.raw &- iss.raw) buf=\(sendBuffer.count) "
-            + "wnd=\(sndWnd) cwnd=\(cwnd) ssthresh=\(ssthresh) recovery=\(inFastRecovery) sacked=\(scoreboard.sackedBytes) "
-            + "fin=\(finQueued)/\(finSent) rto=\(retransmitAt.map { String($0) } ?? "-") probe=\(probeAt.map { String($0) } ?? "-") persist=\(persistAt.map { String($0) } ?? "-")"
+            + "wnd=\(sndWnd) cwnd=\(cwnd) ssthresh=\(ssthresh) recovery=\(recovery.inFastRecovery) sacked=\(recovery.scoreboard.sackedBytes) "
+            + "fin=\(finQueued)/\(finSent) rto=\(deadline(.retransmit)) probe=\(deadline(.tailLossProbe)) persist=\(deadline(.persist))"
+    }
+
+    private func deadline(_ timer: TCPTimers.Timer) -> String {
+        timers[timer].map { String($0) } ?? "-"
     }
 
     /// A connection for a SYN from the guest; nothing is sent until `accept` or `refuse`.
@@ -183,7 +119,6 @@ public final class TCPConnection {
         self.init(
             state: .synSent, iss: iss, wantWindowScale: true, configuration: configuration, now: now, pool: pool,
             budget: budget)
-        ackNow = true  // makes the first poll send the SYN
     }
 
     /// What both directions of opening share: sequence space from the ISS, buffers, timers and
@@ -201,12 +136,14 @@ public final class TCPConnection {
         sndUna = self.iss
         sndNxt = self.iss
         sndMax = self.iss
-        recover = self.iss
+        recovery = LossRecovery(iss: self.iss)
         sendBuffer = ChunkedBuffer(capacity: configuration.sendBufferSize, pool: pool, budget: budget)
         receiveBuffer = ChunkedBuffer(capacity: configuration.receiveBufferSize, pool: pool, budget: budget)
         assembler = Assembler(maxRanges: configuration.maxOutOfOrderRanges)
-        rto = configuration.initialRTO.nanoseconds
-        cwnd = configuration.initialWindowSegments * configuration.localMSS
+        rtt = RTTEstimator(configuration)
+        congestion = CongestionControl(
+            initialWindow: configuration.initialWindowSegments * configuration.localMSS,
+            maxSegmentPayload: configuration.maxSegmentPayload)
         self.wantWindowScale = wantWindowScale
     }
 
@@ -360,23 +297,15 @@ public final class TCPConnection {
     }
 
     /// The earliest time `poll` has work to do, for the owner's timer.
-    /// Read after every segment (the stack's deadline heap), so it builds no array.
-    public var nextDeadline: UInt64? {
-        func earlier(_ a: UInt64?, _ b: UInt64?) -> UInt64? {
-            guard let a else { return b }
-            guard let b else { return a }
-            return min(a, b)
-        }
-        return earlier(earlier(earlier(retransmitAt, delayedAckAt), earlier(persistAt, timeWaitAt)), probeAt)
-    }
+    public var nextDeadline: UInt64? { timers.next }
 
+    /// Tail loss probe (RFC 8985 §7): when outstanding data draws no ACK for about two round
+    /// trips, the last segment goes out again, so a lost tail is SACKed instead of waiting
+    /// for the RTO.
     private func armProbe(now: UInt64) {
-        guard sackOn, !inFastRecovery, sndMax > sndUna, srtt > 0 else {
-            probeAt = nil
-            return
-        }
-        let pto = max(2 * srtt, 10_000_000)
-        probeAt = retransmitAt.map { min($0, now + pto) } ?? now + pto
+        timers[.tailLossProbe] =
+            sackOn && sndMax > sndUna
+            ? recovery.probeDeadline(now: now, srtt: rtt.srtt, retransmitAt: timers[.retransmit]) : nil
     }
 
     // MARK: - Segments from the guest
@@ -408,17 +337,20 @@ public final class TCPConnection {
     }
 
     private func handleInSYNSent(_ seg: TCPSegmentIn, now: UInt64, emit: (TCPSegmentOut) -> Void) {
-        // RFC 9293 §3.10.7.3.
+        // RFC 9293 §3.10.7.3. First, check the ACK bit: it must acknowledge our SYN.
         if seg.flags.contains(.ack) && (seg.ack <= iss || seg.ack > sndMax) {
             if !seg.flags.contains(.rst) {
                 emit(TCPSegmentOut(seq: seg.ack.raw, ack: 0, flags: [.rst], window: 0, options: TCPOptions(), payloadOffset: 0, payloadLength: 0))
             }
             return
         }
+        // Second, check the RST bit: with an acceptable ACK the guest refused the connection.
         if seg.flags.contains(.rst) {
             if seg.flags.contains(.ack) { enterClosed(.refused) }
             return
         }
+        // Third, check security: no IP security options here.
+        // Fourth, check the SYN bit; fifth, with neither SYN nor RST the segment is dropped.
         guard seg.flags.contains(.syn) else { return }
         irs = seg.seq
         rcvNxt = seg.seq + 1
@@ -430,10 +362,10 @@ public final class TCPConnection {
             maxSndWnd = sndWnd
             sndWl1 = seg.seq
             sndWl2 = seg.ack
-            if let t = rttTiming, seg.ack > t.seq { sampleRTT(now - t.sentAt) }
-            rttTiming = nil
-            retransmitAt = nil
-            retransmitCount = 0
+            rtt.acknowledged(seg.ack, now: now)
+            rtt.stopTiming()
+            timers[.retransmit] = nil
+            timers.retransmissions = 0
             state = .established
             events.record(.established)
             events.record(.writable)
@@ -454,11 +386,11 @@ public final class TCPConnection {
         // Everything the budget holds room for is acceptable: at least the window promised.
         let window = receiveRoom
 
-        // 1. Acceptability (RFC 9293 §3.10.7.4, first check).
+        // RFC 9293 §3.10.7.4. First, check sequence number: the segment must overlap the window.
         let segLen = seg.length
         let acceptable: Bool
         if segLen == 0 {
-            acceptable = window == 0 ? seq == rcvNxt : (seq >= rcvNxt && seq < rcvNxt + window) || seq == rcvNxt
+            acceptable = window == 0 ? seq == rcvNxt : seq >= rcvNxt && seq < rcvNxt + window
         } else {
             acceptable = window > 0 && ((seq >= rcvNxt && seq < rcvNxt + window) || (seq + segLen - 1 >= rcvNxt && seq + segLen - 1 < rcvNxt + window))
         }
@@ -474,9 +406,9 @@ public final class TCPConnection {
             return
         }
 
-        // 2. RST (RFC 5961 §3.2): only an exact match resets; in-window gets a challenge ACK.
-        // In TIME-WAIT an RST is ignored (RFC 1337): the connection is over, and the bytes the
-        // layer above has not read yet must not be thrown away.
+        // Second, check the RST bit (RFC 5961 §3.2): only an exact match resets; in-window gets a
+        // challenge ACK. In TIME-WAIT an RST is ignored (RFC 1337): the connection is over, and
+        // the bytes the layer above has not read yet must not be thrown away.
         if seg.flags.contains(.rst) && state == .timeWait { return }
         if seg.flags.contains(.rst) {
             if seq == rcvNxt {
@@ -487,13 +419,14 @@ public final class TCPConnection {
             return
         }
 
-        // 3. SYN in a synchronized state (RFC 5961 §4.2): challenge ACK.
+        // Third, check security: no IP security options here.
+        // Fourth, check the SYN bit: in a synchronized state it draws a challenge ACK (RFC 5961 §4.2).
         if seg.flags.contains(.syn) {
             ackNow = true
             return
         }
 
-        // 4. ACK.
+        // Fifth, check the ACK field: without it the segment is dropped.
         guard seg.flags.contains(.ack) else { return }
         if state == .synReceived {
             guard seg.ack > sndUna && seg.ack <= sndMax else {
@@ -522,7 +455,8 @@ public final class TCPConnection {
         }
         processACK(seg, now: now)
 
-        // 5. Data.
+        // Sixth, the URG bit: urgent data is not supported; its bytes are ordinary data.
+        // Seventh, process the segment text, and eighth, check the FIN bit (`receiveData`).
         if !state.acceptsData {
             payload = UnsafeRawBufferPointer(start: nil, count: 0)
             fin = false
@@ -560,19 +494,15 @@ public final class TCPConnection {
             sndWl1 = seg.seq
             sndWl2 = ack
             if sndWnd > 0 {
-                persistAt = nil
-                persistBackoff = 0
+                timers[.persist] = nil
+                timers.persistProbes = 0
             }
         }
 
-        var newlySacked = 0
-        if sackOn && !seg.options.sackBlocks.isEmpty {
-            for b in seg.options.sackBlocks {
-                newlySacked += scoreboard.add(start: SequenceNumber(b.start), end: SequenceNumber(b.end), una: max(ack, sndUna), max: sndMax)
-            }
-        }
+        let newlySacked =
+            sackOn && !seg.options.sackBlocks.isEmpty
+            ? recovery.addSACKBlocks(seg.options.sackBlocks, sndUna: max(ack, sndUna), sndMax: sndMax) : 0
         if ack > sndUna {
-            scoreboard.advance(to: ack)
             var acked = ack - sndUna
             // The SYN's sequence number carries no data.
             if sndUna == iss { acked -= 1 }
@@ -583,22 +513,21 @@ public final class TCPConnection {
             sndUna = ack
             if sndNxt < sndUna { sndNxt = sndUna }
             if dataAcked > 0 { events.record(.writable) }
-            retransmitCount = 0
+            timers.retransmissions = 0
 
-            // RTT: timestamps give a sample per ACK (RFC 7323 §4); else Karn-safe timing.
+            // RTT: timestamps give a sample per ACK (RFC 7323 §4); else the timed segment's.
             if timestampsOn, let ts = seg.options.timestamp, ts.echo != 0 {
-                // TSval is our clock in milliseconds, modulo 2^32.
-                let elapsedMs = UInt32(truncatingIfNeeded: now / 1_000_000) &- ts.echo
-                if elapsedMs < 60_000 { sampleRTT(UInt64(max(elapsedMs, 1)) * 1_000_000) }
-            } else if let t = rttTiming, ack > t.seq {
-                sampleRTT(now - t.sentAt)
-                rttTiming = nil
+                rtt.add(timestampEcho: ts.echo, now: now)
+            } else {
+                rtt.acknowledged(ack, now: now)
             }
 
-            congestionOnNewACK(ack: ack, acked: dataAcked)
-            if inFastRecovery { recoveryBudget += dataAcked + newlySacked }
+            let partialACK = recovery.newlyAcknowledged(
+                delivered: dataAcked, newlySacked: newlySacked, sndUna: sndUna, sndMax: sndMax, mss: peerMSS,
+                receiverWindow: maxSndWnd, congestion: &congestion)
+            if partialACK { orderHeadRetransmission() }
 
-            retransmitAt = sndUna == sndMax ? nil : now + rto
+            timers[.retransmit] = sndUna == sndMax ? nil : now + rtt.rto
             armProbe(now: now)
             if finAcked {
                 switch state {
@@ -610,27 +539,20 @@ public final class TCPConnection {
             }
         } else if ack == sndUna && seg.payload.isEmpty && !seg.flags.contains(.fin) && !windowChanged && sndMax > sndUna {
             // A duplicate ACK (RFC 5681 §2).
-            dupAcks += 1
-            if dupAcks == 3 && !inFastRecovery && ack - 1 >= recover {
-                enterFastRecovery()
-            } else if inFastRecovery {
-                cwnd += peerMSS
-                recoveryBudget += newlySacked
-            }
+            let fastRetransmit = recovery.duplicateACK(
+                newlySacked: newlySacked, sndUna: sndUna, sndMax: sndMax, mss: peerMSS, congestion: &congestion)
+            if fastRetransmit { orderHeadRetransmission() }
         }
-        if inFastRecovery && newlySacked > 0 && holeCursor > sndUna && now - headRetransmittedAt > max(2 * srtt, 5_000_000) {
-            holeCursor = sndUna
-            recoveryBudget = max(recoveryBudget, peerMSS)
-        }
-        // SACK-based loss detection (RFC 6675 §5 IsLost): more than three segments' worth
-        // delivered above a hole at SND.UNA means the hole is lost, dupACK count or not.
-        // With little in flight there cannot be three segments above a hole: then a hole with
-        // everything after it SACKed is lost too (early retransmit, RFC 5827).
-        let flight = sndMax - sndUna
-        let threshold = min(3 * peerMSS, max(1, flight - min(flight, peerMSS)))
-        if sackOn && !inFastRecovery && sndUna >= recover && !scoreboard.isEmpty && scoreboard.sackedBytes >= threshold {
-            enterFastRecovery()
-        }
+        let lost = recovery.detectLoss(
+            newlySacked: newlySacked, sndUna: sndUna, sndMax: sndMax, mss: peerMSS, srtt: rtt.srtt, now: now,
+            congestion: &congestion)
+        if lost { orderHeadRetransmission() }
+    }
+
+    /// Loss recovery asked for the segment at SND.UNA: the next output resends it first.
+    private func orderHeadRetransmission() {
+        retransmitHeadNow = true
+        retransmittedSegments += 1
     }
 
     private func receiveData(seq: SequenceNumber, payload: UnsafeRawBufferPointer, fin: Bool, now: UInt64) {
@@ -649,8 +571,8 @@ public final class TCPConnection {
                 // waiting (RFC 5681 §4.2); else delay.
                 if extra > 0 || unackedSegments >= 2 {
                     ackNow = true
-                } else if delayedAckAt == nil {
-                    delayedAckAt = now + configuration.delayedACK.nanoseconds
+                } else if timers[.delayedACK] == nil {
+                    timers[.delayedACK] = now + configuration.delayedACK.nanoseconds
                 }
             }
         } else if payload.count > 0 {
@@ -661,10 +583,11 @@ public final class TCPConnection {
             }
             // Out of order: an immediate duplicate ACK (with SACK blocks) drives fast retransmit.
             ackNow = true
-        } else if fin && offset > 0 {
+        } else if fin {
             // A FIN ahead of missing data: a duplicate ACK tells the guest what is missing.
             ackNow = true
         }
+        // Eighth, check the FIN bit: it counts once every byte before it has arrived.
         if let f = pendingFin, f == rcvNxt, !peerFinReceived {
             rcvNxt += 1
             pendingFin = nil
@@ -673,12 +596,12 @@ public final class TCPConnection {
             releaseReceiveSlack()
             events.record(.peerClosed)
             switch state {
-            case .synReceived, .established: state = .closeWait
-            case .finWait1: state = finSent && sndUna == sndMax ? .timeWait : .closing
+            case .established: state = .closeWait
+            // An ACK of our FIN, even in this same segment, has already moved FIN-WAIT-1 on.
+            case .finWait1: state = .closing
             case .finWait2: enterTimeWait(now: now)
             default: break
             }
-            if state == .timeWait { enterTimeWait(now: now) }
         }
     }
 
@@ -697,7 +620,7 @@ public final class TCPConnection {
     /// `shutdownWrite`, and when `nextDeadline` passes.
     public func poll(now: UInt64, emit: (TCPSegmentOut) -> Void) {
         clock = now
-        if let t = timeWaitAt, now >= t {
+        if timers.isDue(.timeWait, now: now) {
             enterClosed(.normal)
             return
         }
@@ -706,14 +629,14 @@ public final class TCPConnection {
             sendSYN(ack: false, now: now, emit: emit)
             return
         }
-        if let t = retransmitAt, now >= t {
+        if timers.isDue(.retransmit, now: now) {
             onRetransmitTimeout(now: now, emit: emit)
             if state == .closed { return }
         }
-        if let t = probeAt, now >= t {
-            probeAt = nil
-            if state.isSynchronized && state != .synReceived && !inFastRecovery && sndMax > sndUna {
-                // Resend the last segment's worth of data (or the FIN) to draw a SACK.
+        if timers.isDue(.tailLossProbe, now: now) {
+            timers[.tailLossProbe] = nil
+            if state.isSynchronized && state != .synReceived && !recovery.inFastRecovery && sndMax > sndUna {
+                // Resend the last segment's worth of data to draw a SACK; a FIN alone waits for the RTO.
                 let dataInFlight = min(sndMax - sndUna, sendBuffer.count)
                 let length = min(dataInFlight, segmentLimit)
                 if length > 0 {
@@ -723,22 +646,22 @@ public final class TCPConnection {
                 }
             }
         }
-        if let t = persistAt, now >= t {
+        if timers.isDue(.persist, now: now) {
             // Zero-window probe: a segment one below SND.NXT draws an ACK with the window.
             emitSegment(seq: sndNxt - 1, flags: [.ack], payloadOffset: 0, length: 0, now: now, emit: emit)
-            persistBackoff += 1
-            persistAt = now + min(rto << UInt64(min(persistBackoff, 10)), configuration.maxRTO.nanoseconds)
+            timers.persistProbes += 1
+            timers[.persist] = now + rtt.backedOff(timers.persistProbes)
         }
-        if let t = delayedAckAt, now >= t {
+        if timers.isDue(.delayedACK, now: now) {
             ackNow = true
         }
         output(now: now, emit: emit)
     }
 
     private func onRetransmitTimeout(now: UInt64, emit: (TCPSegmentOut) -> Void) {
-        retransmitCount += 1
+        timers.retransmissions += 1
         let limit = state == .synSent || state == .synReceived ? configuration.maxSYNRetransmissions : configuration.maxRetransmissions
-        if retransmitCount > limit {
+        if timers.retransmissions > limit {
             if state != .synSent {
                 emit(TCPSegmentOut(seq: sndNxt.raw, ack: rcvNxt.raw, flags: [.rst, .ack], window: 0, options: TCPOptions(), payloadOffset: 0, payloadLength: 0))
             }
@@ -747,8 +670,7 @@ public final class TCPConnection {
         }
         retransmittedSegments += 1
         retransmitTimeouts += 1
-        rto = min(rto * 2, configuration.maxRTO.nanoseconds)
-        rttTiming = nil
+        rtt.backOff()
         switch state {
         case .synSent:
             sndNxt = iss
@@ -761,35 +683,27 @@ public final class TCPConnection {
         default:
             break
         }
-        // RFC 5681 §3.1 eq. 4 and loss window; go back to SND.UNA.
-        let flight = sndMax - sndUna
-        ssthresh = max(flight / 2, 2 * peerMSS)
-        cwnd = peerMSS
-        inFastRecovery = false
-        dupAcks = 0
-        recover = sndMax
+        recovery.retransmitTimeout(sndUna: sndUna, sndMax: sndMax, mss: peerMSS, congestion: &congestion)
+        // Go back to SND.UNA; that resends an unacknowledged FIN after the data as well.
         sndNxt = sndUna
-        // Going back to SND.UNA resends an unacknowledged FIN after the data as well.
         finSent = false
-        retransmitAt = nil
+        timers[.retransmit] = nil
         output(now: now, emit: emit)
     }
 
     private func output(now: UInt64, emit: (TCPSegmentOut) -> Void) {
         guard state.isSynchronized, state != .synReceived || sndNxt != iss else { return }
         var sentSomething = false
-        if inFastRecovery && sackOn && !scoreboard.isEmpty {
+        // With SACK, recovery resends the holes the scoreboard shows, the one at SND.UNA among them.
+        if recovery.inFastRecovery && !recovery.scoreboard.isEmpty {
             retransmitHeadNow = false
-            if holeCursor < sndUna { holeCursor = sndUna }
-            while recoveryBudget > 0, let hole = scoreboard.nextHole(from: holeCursor) {
-                let length = min(hole.end - hole.start, recoveryBudget, configuration.maxSegmentPayload, sendBuffer.count - (hole.start - sndUna))
-                if length <= 0 { break }
-                emitSegment(seq: hole.start, flags: [.ack], payloadOffset: hole.start - sndUna, length: length, now: now, emit: emit)
-                if hole.start == sndUna { headRetransmittedAt = now }
+            let bufferEnd = sndUna + sendBuffer.count
+            while let hole = recovery.nextHole(
+                sndUna: sndUna, bufferEnd: bufferEnd, maxLength: configuration.maxSegmentPayload, now: now)
+            {
+                emitSegment(seq: hole.start, flags: [.ack], payloadOffset: hole.start - sndUna, length: hole.length, now: now, emit: emit)
                 sentSomething = true
                 retransmittedSegments += 1
-                holeCursor = hole.start + length
-                recoveryBudget -= length
             }
         }
         if retransmitHeadNow {
@@ -798,22 +712,22 @@ public final class TCPConnection {
             if length > 0 {
                 emitSegment(seq: sndUna, flags: [.ack], payloadOffset: 0, length: length, now: now, emit: emit)
                 sentSomething = true
-                retransmitAt = now + rto
+                timers[.retransmit] = now + rtt.rto
             }
         }
         if state != .synReceived && state != .timeWait {
             while true {
                 // After a timeout rewound SND.NXT, skip what the guest already holds.
-                if sndNxt < sndMax, let end = scoreboard.covering(sndNxt) { sndNxt = end }
+                if sndNxt < sndMax, let end = recovery.scoreboard.covering(sndNxt) { sndNxt = end }
                 let inFlightData = sndNxt - sndUna
                 let unsent = sendBuffer.count - inFlightData
-                let windowLimit = min(sndWnd, cwnd)
+                let windowLimit = min(sndWnd, congestion.cwnd)
                 let usable = windowLimit - inFlightData
                 let wantFin = finQueued && !finSent && unsent <= 0
                 if unsent <= 0 && !wantFin { break }
                 if unsent > 0 && usable <= 0 {
-                    if sndWnd == 0 && retransmitAt == nil && persistAt == nil {
-                        persistAt = now + rto
+                    if sndWnd == 0 && timers[.retransmit] == nil && timers[.persist] == nil {
+                        timers[.persist] = now + rtt.rto
                     }
                     break
                 }
@@ -828,7 +742,7 @@ public final class TCPConnection {
                 if length == 0 && !flags.contains(.fin) { break }
                 emitSegment(seq: sndNxt, flags: flags, payloadOffset: inFlightData, length: length, now: now, emit: emit)
                 sentSomething = true
-                if rttTiming == nil && !timestampsOn && sndNxt >= sndMax { rttTiming = (sndNxt, now) }
+                if !timestampsOn { rtt.sending(sndNxt, highestSent: sndMax, now: now) }
                 sndNxt += length
                 if flags.contains(.fin) {
                     finSent = true
@@ -840,8 +754,8 @@ public final class TCPConnection {
                     }
                 }
                 if sndMax < sndNxt { sndMax = sndNxt }
-                if retransmitAt == nil { retransmitAt = now + rto }
-                if probeAt == nil { armProbe(now: now) }
+                if timers[.retransmit] == nil { timers[.retransmit] = now + rtt.rto }
+                if timers[.tailLossProbe] == nil { armProbe(now: now) }
                 if flags.contains(.fin) { break }
             }
         }
@@ -860,7 +774,7 @@ public final class TCPConnection {
     private func emitSegment(seq: SequenceNumber, flags: TCPFlags, payloadOffset: Int, length: Int, now: UInt64, emit: (TCPSegmentOut) -> Void) {
         var options = TCPOptions()
         if timestampsOn {
-            options.timestamp = TCPTimestamp(value: UInt32(truncatingIfNeeded: now / 1_000_000), echo: tsRecent)
+            options.timestamp = TCPTimestamp(value: RTTEstimator.timestampClock(now), echo: tsRecent)
         }
         if sackOn {
             for r in assembler.ranges.prefix(timestampsOn ? 3 : 4) {
@@ -870,7 +784,7 @@ public final class TCPConnection {
         let window = advertiseWindow()
         emit(TCPSegmentOut(seq: seq.raw, ack: rcvNxt.raw, flags: flags, window: window, options: options, payloadOffset: payloadOffset, payloadLength: length))
         ackNow = false
-        delayedAckAt = nil
+        timers[.delayedACK] = nil
         unackedSegments = 0
     }
 
@@ -880,12 +794,12 @@ public final class TCPConnection {
         if ack {
             if wantWindowScale { options.windowScale = rcvScale }
             options.sackPermitted = sackOn
-            if timestampsOn { options.timestamp = TCPTimestamp(value: UInt32(truncatingIfNeeded: now / 1_000_000), echo: tsRecent) }
+            if timestampsOn { options.timestamp = TCPTimestamp(value: RTTEstimator.timestampClock(now), echo: tsRecent) }
         } else {
             rcvScale = configuration.receiveWindowScale
             options.windowScale = rcvScale
             options.sackPermitted = true
-            options.timestamp = TCPTimestamp(value: UInt32(truncatingIfNeeded: now / 1_000_000), echo: 0)
+            options.timestamp = TCPTimestamp(value: RTTEstimator.timestampClock(now), echo: 0)
         }
         // The window in a SYN is never scaled (RFC 7323 §2.2).
         let window = UInt16(clamping: min(grantReceiveWindow(), 65535))
@@ -894,8 +808,9 @@ public final class TCPConnection {
         emit(TCPSegmentOut(seq: iss.raw, ack: ack ? rcvNxt.raw : 0, flags: ack ? [.syn, .ack] : [.syn], window: window, options: options, payloadOffset: 0, payloadLength: 0))
         sndNxt = iss + 1
         if sndMax < sndNxt { sndMax = sndNxt }
-        if retransmitCount == 0 { rttTiming = (iss, now) }
-        retransmitAt = now + rto
+        // A SYN sent again after a timeout is not timed (Karn's rule).
+        if timers.retransmissions == 0 { rtt.startTiming(iss, sentAt: now) }
+        timers[.retransmit] = now + rtt.rto
         ackNow = false
     }
 
@@ -903,7 +818,7 @@ public final class TCPConnection {
 
     private func adoptPeerOptions(_ syn: TCPSegmentIn) {
         if let mss = syn.options.mss { peerMSS = max(64, Int(mss)) } else { peerMSS = 536 }
-        if let ws = syn.options.windowScale, state == .synPending || wantWindowScale {
+        if let ws = syn.options.windowScale {
             sndScale = min(ws, 14)
             rcvScale = configuration.receiveWindowScale
         } else {
@@ -917,7 +832,7 @@ public final class TCPConnection {
         } else {
             timestampsOn = false
         }
-        cwnd = configuration.initialWindowSegments * peerMSS
+        congestion.restart(initialWindow: configuration.initialWindowSegments * peerMSS)
     }
 
     /// Bytes past RCV.NXT the connection can store: what it reserved less what it buffers.
@@ -963,67 +878,6 @@ public final class TCPConnection {
         return UInt16(scaled)
     }
 
-    private func sampleRTT(_ sample: UInt64) {
-        // RFC 6298 §2 with alpha 1/8, beta 1/4, G folded into the minimum.
-        if srtt == 0 {
-            srtt = sample
-            rttvar = sample / 2
-        } else {
-            let diff = srtt > sample ? srtt - sample : sample - srtt
-            rttvar = (3 * rttvar + diff) / 4
-            srtt = (7 * srtt + sample) / 8
-        }
-        rto = min(max(srtt + 4 * rttvar, configuration.minRTO.nanoseconds), configuration.maxRTO.nanoseconds)
-    }
-
-    private func congestionOnNewACK(ack: SequenceNumber, acked: Int) {
-        if inFastRecovery {
-            if ack >= recover {
-                // Full acknowledgment (RFC 6582 §3.2 step 3).
-                cwnd = min(ssthresh, max(sndMax - sndUna, peerMSS) + peerMSS)
-                inFastRecovery = false
-                dupAcks = 0
-            } else {
-                // Partial acknowledgment: retransmit the next hole and deflate.
-                retransmitHeadNow = true
-                cwnd = max(cwnd - acked + peerMSS, peerMSS)
-                retransmittedSegments += 1
-            }
-            return
-        }
-        dupAcks = 0
-        if cwnd < ssthresh {
-            cwnd += min(acked, configuration.maxSegmentPayload)  // slow start (RFC 5681 eq. 2, ABC RFC 3465)
-        } else {
-            // Congestion avoidance by bytes acknowledged (RFC 3465 §2.1): one ACK for a 64 KB GSO
-            // segment must count as much as the 45 ACKs its pieces would have drawn.
-            bytesAckedInAvoidance += acked
-            if bytesAckedInAvoidance >= cwnd {
-                bytesAckedInAvoidance -= cwnd
-                cwnd += peerMSS
-            }
-        }
-        // No point in a window the receiver could never use.
-        cwnd = min(cwnd, max(maxSndWnd, 2 * configuration.maxSegmentPayload) * 2)
-    }
-
-    private func enterFastRecovery() {
-        // RFC 6582 §3.2 step 2.
-        let flight = sndMax - sndUna
-        ssthresh = max(flight / 2, 2 * peerMSS)
-        recover = sndMax
-        inFastRecovery = true
-        fastRecoveries += 1
-        cwnd = ssthresh + 3 * peerMSS
-        retransmitHeadNow = true
-        retransmittedSegments += 1
-        holeCursor = sndUna
-        recoveryBudget = max(peerMSS, min(configuration.maxSegmentPayload, scoreboard.sackedBytes))
-    }
-
-    /// Fast retransmit: the next output resends one segment at SND.UNA before anything new.
-    private var retransmitHeadNow = false
-
     private func enterTimeWait(now: UInt64) {
         // For the layer above the connection is over now: both FINs are acknowledged. The
         // stack keeps it only to answer a retransmitted FIN.
@@ -1032,9 +886,9 @@ public final class TCPConnection {
             events.record(.closed)
         }
         state = .timeWait
-        retransmitAt = nil
-        persistAt = nil
-        timeWaitAt = now + configuration.timeWait.nanoseconds
+        timers[.retransmit] = nil
+        timers[.persist] = nil
+        timers[.timeWait] = now + configuration.timeWait.nanoseconds
         // Only its few words of state stay: everything sent is acknowledged, nothing more comes.
         discardSendBuffer()
         releaseReceiveSlack()
@@ -1046,10 +900,10 @@ public final class TCPConnection {
         let alreadyReported = state == .timeWait
         state = .closed
         closeReason = reason
-        retransmitAt = nil
-        delayedAckAt = nil
-        persistAt = nil
-        timeWaitAt = nil
+        timers[.retransmit] = nil
+        timers[.delayedACK] = nil
+        timers[.persist] = nil
+        timers[.timeWait] = nil
         // Unsent bytes have nowhere to go; unread ones stay for the layer above to read.
         discardSendBuffer()
         releaseReceiveSlack()
