@@ -1,6 +1,7 @@
 // The flow log: shards post events into bounded queues of their own and never wait; one writer
 // thread drains them into a JSON-lines file (reopened on request, for logrotate), a ring of
 // recent records for the API, and the live streams of followers, each bounded as well.
+import Link
 import Scheduling
 import Synchronization
 
@@ -87,8 +88,8 @@ public final class FlowLog: Sendable {
 
     public let configuration: Configuration
     public let queues: [Queue]
-    private struct WriterState {
-        var file: Int32 = -1
+    private struct WriterState: ~Copyable {
+        var file: OwnedDescriptor?
         var recent: [FlowRecord] = []
         var recentStart = 0
         var followers: [Follower] = []
@@ -105,20 +106,16 @@ public final class FlowLog: Sendable {
         queues = (0..<shards).map { _ in Queue(capacity: configuration.queueCapacity) }
         var initial = WriterState()
         if let path = configuration.path { initial.file = try Self.open(path) }
-        state = Mutex(initial)
+        state = Mutex(consume initial)
         Thread { [self] in self.run() }.start()
     }
 
-    deinit {
-        state.withLock { s in if s.file >= 0 { close(s.file) } }
-    }
-
-    private static func open(_ path: String) throws(GatewayError) -> Int32 {
-        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard fd >= 0 else {
-            throw GatewayError(.invalidArgument, "flow log \(path): \(errnoText())")
+    private static func open(_ path: String) throws(GatewayError) -> OwnedDescriptor {
+        do {
+            return try OwnedDescriptor.adopting(result: Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640))
+        } catch {
+            throw GatewayError(.invalidArgument, "flow log \(path): \(error)")
         }
-        return fd
     }
 
     /// Reopens the file at the next drain (after logrotate moved it away).
@@ -212,12 +209,10 @@ public final class FlowLog: Sendable {
             state.withLock { s in
                 if s.reopen, let path = configuration.path {
                     s.reopen = false
-                    if let fresh = try? Self.open(path) {
-                        if s.file >= 0 { close(s.file) }
-                        s.file = fresh
-                    }
+                    // The old file closes as the new one takes its place; a failed open keeps it.
+                    do { s.file = try Self.open(path) } catch { s.counters.writeFailures += 1 }
                 }
-                if s.file >= 0, !lines.isEmpty, !Self.writeAll(s.file, Array(lines.joined())) {
+                if let fd = s.file?.rawValue, !lines.isEmpty, !Self.writeAll(fd, Array(lines.joined())) {
                     s.counters.writeFailures += 1
                 }
                 for (record, line) in zip(records, lines) {
