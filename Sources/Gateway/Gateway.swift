@@ -405,6 +405,7 @@ public final class Gateway: Sendable {
         let flowQueue = flowLog.queues[shard]
         let budget = spec.memoryBudget ?? policy.memoryBudget ?? configuration.memoryBudget
         let shared = sharedMemoryBudget
+        let routes = publishing.routes
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> LoopBound<Sandbox> in
             let stack = Stack(
                 configuration: stackConfiguration, bufferPool: pool.value,
@@ -428,6 +429,10 @@ public final class Gateway: Sendable {
                     port: key.remotePort, pins: pinning.pins, now: monotonicNanoseconds(), name: name)
             }
             sandbox.egress.unidentifiedTraffic = { pinning.policy.unidentifiedTraffic }
+            sandbox.egress.publishedPorts = PublishedPortsView(routes: routes)
+            sandbox.egress.reaching = { target, proto in
+                pinning.policy.evaluate(reaching: target.sandbox, guestPort: target.guestPort, protocol: proto)
+            }
             let audit = FlowAudit(sandbox: spec.id, queue: flowQueue, pinning: pinning)
             sandbox.egress.audit = audit
             pinning.audit = audit

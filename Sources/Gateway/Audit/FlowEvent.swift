@@ -41,6 +41,9 @@ public struct FlowEvent: Sendable {
         case nameNotAllowed = "name not allowed"
         /// The name is in the policy's or the gateway's denied names.
         case deniedName = "denied name"
+        /// The flow would reach a host port the gateway publishes (another sandbox's or this
+        /// one's) and no `sandbox:` rule allows it.
+        case publishedPort = "published port"
     }
 
     /// How a flow ended.

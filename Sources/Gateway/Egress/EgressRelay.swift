@@ -35,6 +35,9 @@ public struct EgressCounters: Sendable {
     /// Domain-rule flows reset because their first bytes named no allowed, pinned name.
     public var tcpNameDenied = 0
     public var tcpConnectFailed = 0
+    /// TCP and UDP flows refused because they would reach a port the gateway publishes (also
+    /// counted in `tcpDenied` and `udpDenied`).
+    public var publishedPortDenied = 0
     public var tcpConnected = 0
     public var tcpActive = 0
     public var udpDenied = 0
@@ -84,6 +87,15 @@ public final class EgressRelay {
     /// Both transports bypass the egress policy when set: the gateway answers them itself.
     public var dns: ((FlowKey, _ overTCP: Bool, UnsafeRawBufferPointer, @escaping ([UInt8]) -> Void) -> Bool)?
 
+    /// The ports the gateway publishes on the host, which a flow to the host must not reach
+    /// unless `reaching` allows it; nil: none are checked.
+    var publishedPorts: PublishedPortsView?
+    /// Decides a flow that would reach a published port (the publication's sandbox and guest
+    /// port): the policy's `sandbox:` rules.
+    var reaching: (RoutingTable.Target, PolicyProtocol) -> PolicyDecision = { _, _ in
+        PolicyDecision(action: .deny, source: .defaultAction)
+    }
+
     /// Where each host socket of the sandbox's flows is counted (set by the gateway).
     var descriptors = DescriptorBudget.unlimited()
 
@@ -113,6 +125,20 @@ public final class EgressRelay {
         case .v6(let v) where v == c.gatewayIPv6 || v == c.gatewayLinkLocal: return .v6(.loopback)
         default: return a
         }
+    }
+
+    /// A new flow's verdict: the policy's, or for a flow that would land on a port the gateway
+    /// publishes, the `sandbox:` rules' (with the reason to log when none allowed it).
+    private func decide(_ key: FlowKey, _ proto: PortProtocol) -> (PolicyDecision, FlowEvent.Reason?) {
+        if let ports = publishedPorts?.current, !ports.isEmpty,
+            let target = ports.target(reachedBy: hostDestination(key.remoteAddress), port: key.remotePort, protocol: proto)
+        {
+            let decision = reaching(target, proto == .tcp ? .tcp : .udp)
+            if decision.isAllowed { return (decision, nil) }
+            counters.publishedPortDenied += 1
+            return (decision, decision.ruleIndex == nil ? .publishedPort : nil)
+        }
+        return (policy(key, proto == .tcp ? IPProtocol.tcp : IPProtocol.udp), nil)
     }
 
     /// The other family's loopback, tried when the first is refused.
@@ -156,8 +182,8 @@ public final class EgressRelay {
             session.start()
             return
         }
-        let decision = policy(key, IPProtocol.tcp)
-        let overLimit: FlowEvent.Reason? = tcp.count >= limits.maxTCPRelays ? .budget : nil
+        let (decision, refusal) = decide(key, .tcp)
+        let overLimit: FlowEvent.Reason? = refusal ?? (tcp.count >= limits.maxTCPRelays ? .budget : nil)
         guard decision.isAllowed, overLimit == nil else {
             audit?.decided(key, .tcp, decision, overLimit: overLimit)
             counters.tcpDenied += 1
@@ -241,9 +267,9 @@ public final class EgressRelay {
             s.send(payload)
             return
         }
-        let decision = policy(key, IPProtocol.udp)
+        let (decision, refusal) = decide(key, .udp)
         guard decision.isAllowed else {
-            audit?.decided(key, .udp, decision)
+            audit?.decided(key, .udp, decision, overLimit: refusal)
             counters.udpDenied += 1
             // The guest hears at once that this is refused, not after its own timeout.
             stack.sendUDPUnreachable(key, payloadPrefix: Array(payload.prefix(8)), prohibited: true)

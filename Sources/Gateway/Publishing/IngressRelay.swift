@@ -23,6 +23,9 @@ final class IngressRelay {
 
     private var ports: [HostBinding: PublishedPort] = [:]
     private var connections: [TCPFlowID: InboundConnection] = [:]
+    /// Each connection's client address, and how many each address holds.
+    private var sources: [TCPFlowID: IPAddress] = [:]
+    private var shares = InboundShares()
     private var udpPeers: UDPPeerTable
     private var udpSweep: EventLoop.TimerID?
     private var nextGatewayPort: UInt16
@@ -90,7 +93,7 @@ final class IngressRelay {
             port.close()
             for (id, c) in connections where c.binding == b {
                 c.abortBoth()
-                connections[id] = nil
+                forget(id)
             }
             if b.protocol == .udp { udpPeers.removeAll(of: b) }
         }
@@ -104,6 +107,8 @@ final class IngressRelay {
         close(Array(ports.keys))
         for c in connections.values { c.abortBoth() }
         connections.removeAll()
+        sources.removeAll()
+        shares.removeAll()
         udpPeers.removeAll()
         if let t = udpSweep { loop.cancel(t) }
         udpSweep = nil
@@ -174,6 +179,13 @@ final class IngressRelay {
             HostSocket.closeWithReset(client)
             return
         }
+        // Every loopback client shares 127.0.0.1 (or ::1): the host's own clients and other
+        // sandboxes' egress that a `sandbox:` rule let through count as one source.
+        guard shares.admits(peer.address, limits: limits) else {
+            counters.tcpOverShare += 1
+            HostSocket.closeWithReset(client)
+            return
+        }
         // The client is reset like one over the connection limit (counted by the budget).
         guard let slot = descriptors.take() else {
             HostSocket.closeWithReset(client)
@@ -198,6 +210,8 @@ final class IngressRelay {
             return
         }
         connections[id] = c
+        sources[id] = peer.address
+        shares.add(peer.address)
         counters.tcpAccepted += 1
     }
 
@@ -253,7 +267,13 @@ final class IngressRelay {
 
     func connectionFinished(_ id: TCPFlowID, wasEstablished: Bool) {
         if wasEstablished { counters.tcpActive -= 1 }
+        forget(id)
+    }
+
+    /// A connection is gone: its slot and its client's share are free again.
+    private func forget(_ id: TCPFlowID) {
         connections[id] = nil
+        if let source = sources.removeValue(forKey: id) { shares.remove(source) }
     }
 
     func connectionFailed(_ id: TCPFlowID, _ reason: InboundConnection.ResetReason) {
@@ -261,7 +281,7 @@ final class IngressRelay {
         case .guestRefused: counters.tcpGuestRefused += 1
         case .guestTimedOut: counters.tcpGuestTimedOut += 1
         }
-        connections[id] = nil
+        forget(id)
     }
 
     func countToGuest(_ n: Int) { counters.bytesToGuest &+= UInt64(n) }

@@ -56,6 +56,7 @@ final class Sandbox {
                 "udpSessionLimit": e.udpSessionLimitDrops, "deviceWriteFailed": driver.writeFailures,
                 "dnsTCPSessionLimit": e.dnsTCPRefused, "dnsTCPMalformed": e.dnsTCPProtocolErrors,
                 "dnsTCPUnread": e.dnsTCPUnreadResets, "descriptorBudget": egress.descriptors.refused,
+                "publishedPortDenied": e.publishedPortDenied,
             ],
             memory: memory(), dns: dns(), flows: flows())
     }
