@@ -49,8 +49,8 @@ struct CrossSandboxTests {
         return (code, out)
     }
 
-    /// One datagram to `host`:`port` from inside `ns`: the answer, "refused" (ICMP port
-    /// unreachable) or "timeout".
+    /// One datagram to `host`:`port` from inside `ns`: the answer, "prohibited" (ICMP
+    /// administratively prohibited, as every UDP denial is answered), "refused" or "timeout".
     static func udp(_ fx: GatewayFixture, _ ns: String, _ host: String, _ port: UInt16) throws -> String {
         let script = """
             import socket, sys
@@ -64,6 +64,8 @@ struct CrossSandboxTests {
                 print("refused")
             except (socket.timeout, TimeoutError):
                 print("timeout")
+            except OSError as e:
+                print("prohibited" if e.errno == 113 else e.strerror)
             """
         return try fx.run(in: ns, "python3 -c '\(script)' \(host) \(port)").trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -93,7 +95,7 @@ struct CrossSandboxTests {
         let refused = try Self.curl(fx, nsA, "http://\(a.gatewayIPv4):\(ports.tcp)/")
         #expect(refused.code == 7, "\(refused.out)")
         #expect(Date().timeIntervalSince(start) < 3)
-        #expect(try Self.udp(fx, nsA, a.gatewayIPv4, ports.udp) == "refused")
+        #expect(try Self.udp(fx, nsA, a.gatewayIPv4, ports.udp) == "prohibited")
         // The host's own clients still reach it.
         #expect(try TestHost.run(["curl", "-sS", "--max-time", "5", "http://127.0.0.1:\(ports.tcp)/"]) == "hello from web\n")
 
