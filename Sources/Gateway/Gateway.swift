@@ -406,6 +406,7 @@ public final class Gateway: Sendable {
         let budget = spec.memoryBudget ?? policy.memoryBudget ?? configuration.memoryBudget
         let shared = sharedMemoryBudget
         let routes = publishing.routes
+        let loopbackClients = publishing.loopbackClients
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> LoopBound<Sandbox> in
             let stack = Stack(
                 configuration: stackConfiguration, bufferPool: pool.value,
@@ -430,6 +431,8 @@ public final class Gateway: Sendable {
             }
             sandbox.egress.unidentifiedTraffic = { pinning.policy.unidentifiedTraffic }
             sandbox.egress.publishedPorts = PublishedPortsView(routes: routes)
+            sandbox.egress.loopbackClients = (loopbackClients, spec.id)
+            sandbox.ingress.loopbackClients = loopbackClients
             sandbox.egress.reaching = { target, proto in
                 pinning.policy.evaluate(reaching: target.sandbox, guestPort: target.guestPort, protocol: proto)
             }

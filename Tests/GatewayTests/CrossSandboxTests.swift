@@ -135,43 +135,84 @@ struct CrossSandboxTests {
         #expect(fx.gateway.flowLog.recent(sandbox: webID).contains { $0.reason == .publishedPort })
     }
 
+    /// Holds `count` idle connections to `host`:`port` for `seconds`, then writes how many are
+    /// still open and how many were reset to the file `out`.
+    static let flood = """
+        import socket, sys, time
+        host, port, count, seconds, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+        flood = [socket.create_connection((host, port), timeout=5) for _ in range(count)]
+        time.sleep(seconds)
+        held = reset = 0
+        for s in flood:
+            s.settimeout(0.3)
+            try:
+                reset += 1 if s.recv(1) == b"" else 0
+            except ConnectionResetError:
+                reset += 1
+            except (socket.timeout, TimeoutError):
+                held += 1
+        open(out, "w").write(f"{held} {reset}")
+        """
+
+    /// An HTTP/1.0 GET from `source` (an address of the host's loopback); the status line.
+    static func get(_ port: UInt16, from source: String) throws -> String {
+        let script = """
+            import socket, sys
+            c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5, source_address=(sys.argv[2], 0))
+            c.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            answer = b""
+            while True:
+                chunk = c.recv(1000)
+                if not chunk: break
+                answer += chunk
+            print(answer.split(b"\\r\\n")[0].decode())
+            """
+        return try TestHost.run(["timeout", "30", "python3", "-c", script, String(port), source])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     @Test func oneClientAddressLeavesRoomForAnother() throws {
         let webID = "cap-\(UInt16.random(in: 0...9999))"
         let fx = try GatewayFixture { $0.publishing.limits.maxInboundConnections = 8 }
         defer { fx.tearDown() }
         let ports = try Self.web(fx, id: webID)
-        // 12 idle connections from 127.0.0.1 (the address every sandbox's egress shares), then
-        // a request from 127.0.0.2 while they are held.
-        let script = """
-            import socket, sys, time
-            port = int(sys.argv[1])
-            flood = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(12)]
-            time.sleep(1.5)
-            held = reset = 0
-            for s in flood:
-                s.settimeout(0.3)
-                try:
-                    data = s.recv(1)
-                    reset += 1 if data == b"" else 0
-                except ConnectionResetError:
-                    reset += 1
-                except (socket.timeout, TimeoutError):
-                    held += 1
-            other = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.2", 0))
-            other.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-            answer = b""
-            while True:
-                chunk = other.recv(1000)
-                if not chunk: break
-                answer += chunk
-            print(held, reset, answer.split(b"\\r\\n")[0].decode())
-            """
-        let out = try TestHost.run(["timeout", "60", "python3", "-c", script, String(ports.tcp)])
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        // A share of 8 / 2: four held, the rest reset; the other address is served.
-        #expect(out == "4 8 HTTP/1.0 200 OK", "\(out)")
+        // 12 idle connections from 127.0.0.1: alone, it may hold the whole cap of 8 ...
+        let out = try fx.temporaryDirectory("flood") + "/counts"
+        let flood = try fx.background(["python3", "-c", Self.flood, "127.0.0.1", String(ports.tcp), "12", "4", out])
+        try waitFor(seconds: 10) { (try? fx.gateway.ingressCounters(sandboxID: webID).tcpOverLimit) == 4 }
+        // ... until another address comes: each then holds half, the flood giving up a connection
+        // for each of the newcomer's.
+        #expect(try Self.get(ports.tcp, from: "127.0.0.2") == "HTTP/1.0 200 OK")
+        // (That one has gone, so there is room again without taking any.)
+        #expect(try Self.get(ports.tcp, from: "127.0.0.2") == "HTTP/1.0 200 OK")
+        flood.waitUntilExit()
+        #expect((try? String(contentsOfFile: out, encoding: .utf8)) == "7 5")
         let counters = try fx.gateway.ingressCounters(sandboxID: webID)
-        #expect(counters.tcpOverShare == 8)
-        #expect(counters.tcpOverLimit == 0)
+        #expect(counters.tcpOverLimit == 4)
+        #expect(counters.tcpShareReclaimed == 1)
+    }
+
+    @Test func aSandboxsEgressIsAClientOfItsOwn() throws {
+        let webID = "cap-\(UInt16.random(in: 0...9999))"
+        let fx = try GatewayFixture { cfg in
+            cfg.publishing.limits.maxInboundConnections = 8
+            cfg.policies["to-web"] = try! Policy(parsing: ["allow egress tcp sandbox:\(webID) ports 8000"], default: .deny)
+        }
+        defer { fx.tearDown() }
+        let ports = try Self.web(fx, id: webID)
+        let (a, nsA) = try fx.attach { $0.policy = "to-web" }
+        // Sandbox A fills web's cap through its gateway address; on the host its connections come
+        // from 127.0.0.1 like the host's own clients, yet the host's client is a client apart.
+        let out = try fx.temporaryDirectory("flood") + "/counts"
+        let flood = try fx.background([
+            "ip", "netns", "exec", nsA, "python3", "-c", Self.flood, a.gatewayIPv4, String(ports.tcp), "12", "4", out,
+        ])
+        let filled = eventually(seconds: 10) { (try? fx.gateway.ingressCounters(sandboxID: webID).tcpOverLimit) == 4 }
+        let seen = (try? fx.gateway.ingressCounters(sandboxID: webID)).map { "\($0)" } ?? ""
+        #expect(filled, "\(seen) \((try? fx.gateway.stats(a.id)).map { "\($0.drops)" } ?? "")")
+        #expect(try Self.get(ports.tcp, from: "127.0.0.1") == "HTTP/1.0 200 OK")
+        flood.waitUntilExit()
+        #expect((try? String(contentsOfFile: out, encoding: .utf8)) == "7 5")
+        #expect(try fx.gateway.ingressCounters(sandboxID: webID).tcpShareReclaimed == 1)
     }
 }

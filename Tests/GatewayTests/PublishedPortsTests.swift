@@ -86,42 +86,51 @@ struct PublishedPortsTests {
     // MARK: - Fair shares of the inbound cap
 
     @Test(arguments: [
-        // (cap, sources, floor) → share: room for one source more than hold connections.
-        (256, 1, 8, 128), (256, 2, 8, 85), (256, 3, 8, 64), (256, 31, 8, 8), (256, 200, 8, 8),
-        (8, 1, 8, 4), (8, 2, 8, 4), (8, 2, 2, 2), (2, 1, 8, 1), (1, 1, 8, 1), (1, 5, 8, 1), (100, 0, 8, 50),
+        // (cap, sources, floor) → share: an even split, never below the floor nor above the cap.
+        (256, 1, 4, 256), (256, 2, 4, 128), (256, 3, 4, 85), (256, 64, 4, 4), (256, 200, 4, 4),
+        (8, 2, 4, 4), (8, 3, 1, 2), (8, 3, 4, 4), (2, 5, 1, 1), (1, 1, 4, 1), (100, 0, 4, 100),
     ])
     func share(cap: Int, sources: Int, floor: Int, expected: Int) {
         #expect(InboundShares.share(cap: cap, sources: sources, floor: floor) == expected)
     }
 
-    @Test func oneSourceCannotTakeTheWholeCap() {
+    @Test func aLoneClientUsesTheCapUntilAnotherComes() {
         var limits = IngressLimits()
         limits.maxInboundConnections = 12
         limits.inboundShareFloor = 1
         var shares = InboundShares()
-        let flood = IPAddress("127.0.0.1")!, other = IPAddress("192.0.2.7")!
-        var admitted = 0
-        while shares.admits(flood, limits: limits) {
+        let flood = InboundSource(IPAddress("127.0.0.1")!)
+        let other = InboundSource(IPAddress("192.0.2.7")!)
+        let sandbox = InboundSource.sandbox("a")
+        // Alone, the whole cap, then the limit.
+        for _ in 0..<12 {
+            #expect(shares.admit(flood, limits: limits) == .admit)
             shares.add(flood)
-            admitted += 1
         }
-        #expect(admitted == 6)
-        // A second source gets its share (12 / 3); the first now holds more than its new share.
-        for _ in 0..<4 {
-            #expect(shares.admits(other, limits: limits))
+        #expect(shares.admit(flood, limits: limits) == .overLimit)
+        // A newcomer takes its share (12 / 2) from the client over it, one at a time.
+        for _ in 0..<6 {
+            #expect(shares.admit(other, limits: limits) == .admitInPlaceOf(flood))
+            shares.remove(flood)
             shares.add(other)
         }
-        #expect(!shares.admits(other, limits: limits))
-        #expect(!shares.admits(flood, limits: limits))
-        // IPv4-mapped is the same source.
-        #expect(shares.count(of: IPAddress("::ffff:192.0.2.7")!) == 4)
-        // Freed connections give the share back; an address with none is forgotten.
-        for _ in 0..<4 { shares.remove(other) }
-        #expect(shares.sources == 1)
-        shares.remove(other)
-        #expect(shares.count(of: flood) == 6)
-        #expect(!shares.admits(flood, limits: limits))
+        #expect(shares.admit(other, limits: limits) == .overLimit)
+        #expect(shares.admit(flood, limits: limits) == .overLimit)
+        // A third comes: the share is 4, and both hold more.
+        #expect(shares.admit(sandbox, limits: limits) == .admitInPlaceOf(flood) || shares.admit(sandbox, limits: limits) == .admitInPlaceOf(other))
         shares.remove(flood)
-        #expect(shares.admits(flood, limits: limits))
+        shares.add(sandbox)
+        #expect(shares.count(of: flood) == 5 && shares.sources == 3)
+        // Below the cap, a client at its share is refused while others have room.
+        shares.remove(other)
+        shares.remove(other)
+        shares.remove(other)
+        #expect(shares.admit(flood, limits: limits) == .overShare)
+        #expect(shares.admit(sandbox, limits: limits) == .admit)
+        // IPv4-mapped is the same client; one with no connections left is forgotten.
+        #expect(shares.count(of: InboundSource(IPAddress("::ffff:192.0.2.7")!)) == 3)
+        for _ in 0..<3 { shares.remove(other) }
+        shares.remove(other)
+        #expect(shares.sources == 2 && shares.count(of: other) == 0)
     }
 }

@@ -90,6 +90,9 @@ public final class EgressRelay {
     /// The ports the gateway publishes on the host, which a flow to the host must not reach
     /// unless `reaching` allows it; nil: none are checked.
     var publishedPorts: PublishedPortsView?
+    /// Where the sockets of flows to published ports record their loopback endpoints as this
+    /// sandbox's, so the port's inbound share counts them under it.
+    var loopbackClients: (table: LoopbackClients, sandbox: String)?
     /// Decides a flow that would reach a published port (the publication's sandbox and guest
     /// port): the policy's `sandbox:` rules.
     var reaching: (RoutingTable.Target, PolicyProtocol) -> PolicyDecision = { _, _ in
@@ -129,16 +132,19 @@ public final class EgressRelay {
 
     /// A new flow's verdict: the policy's, or for a flow that would land on a port the gateway
     /// publishes, the `sandbox:` rules' (with the reason to log when none allowed it).
-    private func decide(_ key: FlowKey, _ proto: PortProtocol) -> (PolicyDecision, FlowEvent.Reason?) {
+    /// `reachesPublishedPort`: the flow was allowed to a published port.
+    private func decide(
+        _ key: FlowKey, _ proto: PortProtocol
+    ) -> (decision: PolicyDecision, refusal: FlowEvent.Reason?, reachesPublishedPort: Bool) {
         if let ports = publishedPorts?.current, !ports.isEmpty,
             let target = ports.target(reachedBy: hostDestination(key.remoteAddress), port: key.remotePort, protocol: proto)
         {
             let decision = reaching(target, proto == .tcp ? .tcp : .udp)
-            if decision.isAllowed { return (decision, nil) }
+            if decision.isAllowed { return (decision, nil, true) }
             counters.publishedPortDenied += 1
-            return (decision, decision.ruleIndex == nil ? .publishedPort : nil)
+            return (decision, decision.ruleIndex == nil ? .publishedPort : nil, false)
         }
-        return (policy(key, proto == .tcp ? IPProtocol.tcp : IPProtocol.udp), nil)
+        return (policy(key, proto == .tcp ? IPProtocol.tcp : IPProtocol.udp), nil, false)
     }
 
     /// The other family's loopback, tried when the first is refused.
@@ -182,7 +188,7 @@ public final class EgressRelay {
             session.start()
             return
         }
-        let (decision, refusal) = decide(key, .tcp)
+        let (decision, refusal, reachesPublishedPort) = decide(key, .tcp)
         let overLimit: FlowEvent.Reason? = refusal ?? (tcp.count >= limits.maxTCPRelays ? .budget : nil)
         guard decision.isAllowed, overLimit == nil else {
             audit?.decided(key, .tcp, decision, overLimit: overLimit)
@@ -200,6 +206,7 @@ public final class EgressRelay {
         let relay = TCPRelay(
             relay: self, id: id, key: key, destination: hostDestination(key.remoteAddress), port: key.remotePort,
             checksName: decision.name != nil && nameCheck != nil)
+        if reachesPublishedPort { relay.loopbackClients = loopbackClients }
         relay.descriptor = slot
         tcp[id] = relay
         relay.start()
@@ -267,7 +274,7 @@ public final class EgressRelay {
             s.send(payload)
             return
         }
-        let (decision, refusal) = decide(key, .udp)
+        let (decision, refusal, _) = decide(key, .udp)
         guard decision.isAllowed else {
             audit?.decided(key, .udp, decision, overLimit: refusal)
             counters.udpDenied += 1

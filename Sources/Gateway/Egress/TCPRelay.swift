@@ -72,6 +72,10 @@ final class TCPRelay {
     private var idleTimer: EventLoop.TimerID?
     /// Held against the sandbox's descriptor budget for as long as the relay exists.
     var descriptor: DescriptorSlot?
+    /// For a flow to a published port: where the socket's loopback endpoint is recorded as the
+    /// sandbox's while it is open.
+    var loopbackClients: (table: LoopbackClients, sandbox: String)?
+    private var recordedEndpoint: IPEndpoint?
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
@@ -86,6 +90,8 @@ final class TCPRelay {
         self.key = key
         self.destination = destination
     }
+
+    deinit { forgetEndpoint() }
 
     func start() {
         let deadline = monotonicNanoseconds() + relay.limits.connectTimeout.nanoseconds
@@ -105,6 +111,7 @@ final class TCPRelay {
         HostSocket.setNoDelay(s)
         // Until the flow ends gracefully, a crash of this process resets the upstream.
         HostSocket.setAbortiveClose(s, true)
+        recordEndpoint(of: s)
         var refused: Errno?
         do throws(Errno) {
             try HostSocket.connect(s, to: address)
@@ -270,7 +277,27 @@ final class TCPRelay {
         perform(machine.abort())
     }
 
+    /// A loopback connect completes inside connect(2), and the published port's shard may
+    /// accept it at once: so the socket is bound first and its endpoint recorded before it dials.
+    private func recordEndpoint(of s: borrowing OwnedDescriptor) {
+        guard let (table, sandbox) = loopbackClients, destination.isLoopbackAddress else { return }
+        let fd = s.rawValue
+        let any = SocketAddress(destination, port: 0)
+        guard any.withSockAddr({ bind(fd, $0, $1) }) == 0 else { return }
+        let (rc, local) = SocketAddress.receiving { getsockname(fd, $0, $1) }
+        guard rc == 0, let local else { return }
+        let endpoint = IPEndpoint(address: local.ip, port: local.port)
+        table.insert(endpoint, sandbox: sandbox)
+        recordedEndpoint = endpoint
+    }
+
+    private func forgetEndpoint() {
+        if let e = recordedEndpoint, let (table, _) = loopbackClients { table.remove(e) }
+        recordedEndpoint = nil
+    }
+
     private func closeSocket(reset: Bool) {
+        forgetEndpoint()
         if let t = idleTimer { loop.cancel(t) }
         idleTimer = nil
         // A graceful end: the upstream gets every byte and a FIN, not the crash-time reset.

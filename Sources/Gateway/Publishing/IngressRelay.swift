@@ -23,9 +23,11 @@ final class IngressRelay {
 
     private var ports: [HostBinding: PublishedPort] = [:]
     private var connections: [TCPFlowID: InboundConnection] = [:]
-    /// Each connection's client address, and how many each address holds.
-    private var sources: [TCPFlowID: IPAddress] = [:]
+    /// Each connection's client, and how many each client holds.
+    private var sources: [TCPFlowID: InboundSource] = [:]
     private var shares = InboundShares()
+    /// Which loopback clients are sandboxes' egress (set by the gateway).
+    var loopbackClients: LoopbackClients?
     private var udpPeers: UDPPeerTable
     private var udpSweep: EventLoop.TimerID?
     private var nextGatewayPort: UInt16
@@ -174,15 +176,18 @@ final class IngressRelay {
             HostSocket.closeWithReset(client)
             return
         }
-        guard connections.count < limits.maxInboundConnections else {
-            counters.tcpOverLimit += 1
+        let source = inboundSource(peer)
+        switch shares.admit(source, limits: limits) {
+        case .admit:
+            break
+        case .admitInPlaceOf(let heaviest):
+            reclaimOne(of: heaviest)
+        case .overShare:
+            counters.tcpOverShare += 1
             HostSocket.closeWithReset(client)
             return
-        }
-        // Every loopback client shares 127.0.0.1 (or ::1): the host's own clients and other
-        // sandboxes' egress that a `sandbox:` rule let through count as one source.
-        guard shares.admits(peer.address, limits: limits) else {
-            counters.tcpOverShare += 1
+        case .overLimit:
+            counters.tcpOverLimit += 1
             HostSocket.closeWithReset(client)
             return
         }
@@ -210,9 +215,28 @@ final class IngressRelay {
             return
         }
         connections[id] = c
-        sources[id] = peer.address
-        shares.add(peer.address)
+        sources[id] = source
+        shares.add(source)
         counters.tcpAccepted += 1
+    }
+
+    /// A loopback client is the sandbox whose egress dialled it when the gateway knows the
+    /// endpoint; every other client is its address.
+    private func inboundSource(_ peer: IPEndpoint) -> InboundSource {
+        if peer.address.isLoopbackAddress, let sandbox = loopbackClients?.sandbox(at: peer) {
+            return .sandbox(sandbox)
+        }
+        return InboundSource(peer.address)
+    }
+
+    /// Resets one connection of a client over its share, so a newcomer within its own share
+    /// gets the slot.
+    private func reclaimOne(of source: InboundSource) {
+        guard let id = sources.first(where: { $0.value == source })?.key, let c = connections[id] else { return }
+        c.abortBoth()
+        forget(id)
+        recount()
+        counters.tcpShareReclaimed += 1
     }
 
     /// Opens the stack's connection to the guest's IPv4 address. It comes from the client's
