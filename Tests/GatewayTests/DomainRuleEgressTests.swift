@@ -71,6 +71,21 @@ struct DomainRuleEgressTests {
         // Another port of the allowed address is not covered.
         #expect(try Self.curl(fx, a, "http://allowed.test:8080/f").code == 7)
 
+        // The flow log has each verdict and each end, with bytes and how it ended.
+        let log = fx.gateway.flowLog
+        try waitFor(seconds: 5) {
+            log.flush()
+            return log.recent(sandbox: infoA.id).contains { $0.event == .end && $0.ending == .fin }
+        }
+        let records = log.recent(sandbox: infoA.id)
+        let allowedFlow = records.first { $0.event == .flow && $0.verdict == .allowed && $0.name == "allowed.test" }
+        #expect(allowedFlow?.rule == "allow egress tcp domain:allowed.test ports 80,443")
+        #expect(records.contains { $0.event == .flow && $0.reason == .noPin && $0.destination == "\(inet.allowed):80" })
+        let end = records.first { $0.event == .end && $0.ending == .fin && $0.destination == "\(inet.allowed):80" }
+        #expect((end?.bytesIn ?? 0) > 0 && (end?.bytesOut ?? 0) > 0 && end?.durationMs != nil, "\(records)")
+        let query = records.first { $0.event == .dns && $0.name == "allowed.test" && $0.queryType == "A" }
+        #expect(query?.answers == ["\(inet.allowed)"] && query?.responseCode == "NOERROR" && query?.verdict == .allowed)
+
         // Pins are per sandbox: B never resolved allowed.test, so its address is refused for B.
         #expect(try Self.curl(fx, b, "http://\(inet.allowed)/f").code == 7)
 
