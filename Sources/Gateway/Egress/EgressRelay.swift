@@ -331,6 +331,24 @@ public final class EgressRelay {
     public var udpSessionCount: Int { udp.count }
 
     /// Closes every socket (detach): guest flows are reset, upstreams see RST.
+    /// Resets the TCP flows and closes the UDP sessions `denied` says no to (after a policy
+    /// switch); each is logged as closed by the gateway. Returns how many went.
+    func resetFlows(where denied: (FlowKey, UInt8) -> Bool) -> Int {
+        var n = 0
+        for (id, r) in tcp where denied(r.key, IPProtocol.tcp) {
+            if !r.isConnecting { counters.tcpActive -= 1 }
+            r.abortBoth()
+            tcp[id] = nil
+            n += 1
+        }
+        for (key, s) in udp where denied(key, IPProtocol.udp) {
+            s.close()
+            udp[key] = nil
+            n += 1
+        }
+        return n
+    }
+
     public func closeAll() {
         for r in tcp.values { r.abortBoth() }
         tcp.removeAll()

@@ -299,6 +299,9 @@ final class TCPRelay {
         relay.tcpFinished(id, wasConnected: true)
     }
 
+    /// Still dialling: the guest's SYN has had no answer.
+    var isConnecting: Bool { machine.isConnecting }
+
     /// Detach: both sides reset, no callbacks into the relay's table.
     func abortBoth() {
         perform(machine.abort())
