@@ -64,17 +64,12 @@ public struct GatewayConfiguration: Sendable {
     }
 
     /// The names `policy(named:)` knows: the built-in profiles, then the defined policies.
-    public var policyNames: [String] {
-        Policy.profileNames + policies.keys.filter { !Policy.profileNames.contains($0) }.sorted()
-    }
+    public var policyNames: [String] { PolicySet.names(policies) }
 
     /// The policy a sandbox asking for `name` runs: a defined one, else a built-in profile.
     /// Throws `.invalidArgument` listing the names there are.
     public func policy(named name: String) throws(GatewayError) -> Policy {
-        if let p = policies[name] { return p }
-        if let p = try? Policy.profile(named: name) { return p }
-        throw GatewayError(
-            .invalidArgument, "unknown policy '\(name)': use one of \(policyNames.joined(separator: ", "))")
+        try PolicySet.policy(named: name, in: policies)
     }
 }
 
@@ -91,11 +86,9 @@ public final class Gateway: Sendable {
     let shards: [EventLoop]
     /// One DNS forwarder per shard (one socket per family, shared by the shard's sandboxes).
     private let forwarders: [LoopBound<DNSForwarder>]
-    /// What the DNS denies a sandbox under a built-in profile: `configuration.deniedNames`.
-    private let baseDNSPolicy: DNSPolicy
-    /// The same plus each defined policy's own denied names, by policy name; built once here so
-    /// that a bad name fails at start and attach only looks it up.
-    private let policyDNSPolicies: [String: DNSPolicy]
+    /// The policies sandboxes may run and the DNS names each denies; replaced as a whole by a
+    /// config reload.
+    private let policySet: Mutex<PolicySet>
     /// Published ports' allocator and routing table, shared by all shards (Gateway+Publishing).
     let publishing: PublishingState
     /// One buffer pool and one output frame pool per shard, used only on its thread.
@@ -178,16 +171,7 @@ public final class Gateway: Sendable {
         pools = shardPools
         framePools = shardFramePools
         flowLog = try FlowLog(configuration: configuration.flowLog, shards: configuration.shards)
-        baseDNSPolicy = try DNSPolicy(deniedSuffixes: configuration.deniedNames)
-        var perPolicy: [String: DNSPolicy] = [:]
-        for (name, policy) in configuration.policies where !policy.deniedNames.isEmpty {
-            do {
-                perPolicy[name] = try DNSPolicy(deniedSuffixes: configuration.deniedNames + policy.deniedNames)
-            } catch {
-                throw GatewayError(.invalidArgument, "policy '\(name)': \(error.message)")
-            }
-        }
-        policyDNSPolicies = perPolicy
+        policySet = Mutex(try PolicySet(policies: configuration.policies, deniedNames: configuration.deniedNames))
     }
 
     /// Attaches a sandbox and starts its stack on the least-loaded shard. A namespace sandbox gets
@@ -203,14 +187,12 @@ public final class Gateway: Sendable {
                 .invalidArgument,
                 "memory budget \(b) for sandbox '\(spec.id)' is too small: at least \(Self.minimumMemoryBudget) bytes (1 MiB)")
         }
-        let policy: Policy
+        let policy: Policy, dnsPolicy: DNSPolicy
         do {
-            policy = try configuration.policy(named: spec.policy)
+            (policy, dnsPolicy) = try policySet.withLock { set throws(GatewayError) in try set.resolve(spec.policy) }
         } catch {
             throw GatewayError(.invalidArgument, "sandbox '\(spec.id)': \(error.message)")
         }
-        // A built-in profile spelled in another case finds no entry, as it has no names of its own.
-        let dnsPolicy = policyDNSPolicies[spec.policy] ?? baseDNSPolicy
         // Reserve the ID, an address block and a shard before touching the system.
         let (index, shard) = try state.withLock { s throws(GatewayError) -> (Int, Int) in
             guard s.records[spec.id] == nil else {
@@ -391,7 +373,7 @@ public final class Gateway: Sendable {
         let forwarder = forwarders[shard]
         let descriptors = DescriptorBudget(ledger: descriptorLedger, limit: descriptorLedger.perSandbox)
         let pinning = DomainPinning(
-            policy: policy,
+            policy: policy, deniedNames: dnsPolicy,
             pins: DNSPinTable(capacity: configuration.pinCapacity, ttlFloor: configuration.pinTTLFloor.nanoseconds),
             queriesPerSecond: configuration.dnsQueryRate)
         let dnsContext = DNSQueryContext(gatewayIPv4: a.gatewayIPv4, gatewayIPv6: a.gatewayIPv6, policy: dnsPolicy, client: UInt64(index))
@@ -440,7 +422,10 @@ public final class Gateway: Sendable {
             sandbox.egress.audit = audit
             pinning.audit = audit
             sandbox.egress.dns = { _, overTCP, query, reply in
-                forwarder.value.handle(query: query, context: overTCP ? tcpDNSContext : dnsContext, reply: reply)
+                // The denied names of the policy in force now (it may have been switched).
+                var context = overTCP ? tcpDNSContext : dnsContext
+                context.policy = pinning.deniedNames
+                return forwarder.value.handle(query: query, context: context, reply: reply)
             }
             sandbox.limitDescriptors(descriptors)
             try sandbox.start()
@@ -458,6 +443,40 @@ public final class Gateway: Sendable {
             s.records[spec.id]?.vmLink = link.vmLink
         }
         return info
+    }
+
+    /// Switches a sandbox to policy `name` at once: new flows and DNS queries follow it; open
+    /// flows it would deny are reset (and logged), unless `keepFlows`. Returns how many were reset.
+    @discardableResult
+    public func setPolicy(_ id: String, to name: String, keepFlows: Bool = false) throws(GatewayError) -> Int {
+        let (policy, dnsPolicy) = try policySet.withLock { set throws(GatewayError) in try set.resolve(name) }
+        guard let (shard, box) = attachedSandbox(id) else { throw GatewayError.unknownSandbox(id) }
+        let reset = try shards[shard].submitAndWaitTyped { () throws(GatewayError) -> Int in
+            box.value.switchPolicy(policy, deniedNames: dnsPolicy, keepFlows: keepFlows)
+        }
+        state.withLock { $0.records[id]?.info.policy = name }
+        return reset
+    }
+
+    /// Replaces the defined policies (a config reload). Checked whole before anything changes: a
+    /// bad set throws and the running one stays. Sandboxes whose policy changed switch to the new
+    /// one at once (open flows it denies are reset); returns their IDs.
+    @discardableResult
+    public func reloadPolicies(_ policies: [String: Policy], deniedNames: [String]) throws(GatewayError) -> [String] {
+        let fresh = try PolicySet(policies: policies, deniedNames: deniedNames)
+        let old = policySet.withLock { set in
+            defer { set = fresh }
+            return set
+        }
+        var switched: [String] = []
+        for info in list() {
+            let before = try? old.resolve(info.policy), after = try? fresh.resolve(info.policy)
+            guard before?.0 != after?.0 || before?.1 != after?.1 else { continue }
+            // A policy that is gone leaves its sandboxes on what they run; new attaches cannot name it.
+            guard after != nil else { continue }
+            if (try? setPolicy(info.id, to: info.policy)) != nil { switched.append(info.id) }
+        }
+        return switched
     }
 
     /// Detaches a sandbox: its flows are reset, its devices removed, its addresses freed.
@@ -584,6 +603,45 @@ public final class Gateway: Sendable {
             loop.stop()
         }
         flowLog.stop()
+    }
+}
+
+/// The policies a gateway knows by name, with the DNS names each denies.
+struct PolicySet: Sendable {
+    var policies: [String: Policy]
+    var base: DNSPolicy
+    var perPolicy: [String: DNSPolicy] = [:]
+
+    init(policies: [String: Policy], deniedNames: [String]) throws(GatewayError) {
+        self.policies = policies
+        base = try DNSPolicy(deniedSuffixes: deniedNames)
+        for (name, policy) in policies where !policy.deniedNames.isEmpty {
+            do {
+                perPolicy[name] = try DNSPolicy(deniedSuffixes: deniedNames + policy.deniedNames)
+            } catch {
+                throw GatewayError(.invalidArgument, "policy '\(name)': \(error.message)")
+            }
+        }
+    }
+
+    /// A defined policy, else a built-in profile, with its denied names. A built-in profile spelled
+    /// in another case finds no entry, as it has no names of its own.
+    func resolve(_ name: String) throws(GatewayError) -> (Policy, DNSPolicy) {
+        (try Self.policy(named: name, in: policies), perPolicy[name] ?? base)
+    }
+
+    /// The policy `name` among `policies`, else the built-in profile; throws `.invalidArgument`
+    /// listing the names there are.
+    static func policy(named name: String, in policies: [String: Policy]) throws(GatewayError) -> Policy {
+        if let p = policies[name] { return p }
+        if let p = try? Policy.profile(named: name) { return p }
+        throw GatewayError(
+            .invalidArgument, "unknown policy '\(name)': use one of \(names(policies).joined(separator: ", "))")
+    }
+
+    /// The built-in profiles, then the defined policies.
+    static func names(_ policies: [String: Policy]) -> [String] {
+        Policy.profileNames + policies.keys.filter { !Policy.profileNames.contains($0) }.sorted()
     }
 }
 

@@ -193,3 +193,35 @@ struct Stats: ParsableCommand {
         print(t.rendered)
     }
 }
+
+struct SetPolicy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy",
+        abstract: "Switch a running sandbox to another policy.",
+        discussion: "New flows and DNS queries follow it at once; open flows it denies are reset unless --keep-flows.")
+
+    @OptionGroup var options: ControlOptions
+
+    @Argument(help: "The sandbox ID.")
+    var id: String
+
+    @Argument(help: "A profile (host-only, public, open) or a policy from the config.")
+    var policy: String
+
+    @Flag(help: "Keep open flows the new policy would deny.")
+    var keepFlows = false
+
+    @Flag(help: "Print JSON instead of a sentence.")
+    var json = false
+
+    func run() throws {
+        _ = try perform { () throws(ControlError) in try checkID(id) }
+        let changed = try perform { () throws(ControlError) in
+            try options.client.call(
+                "PUT", "/v1/sandboxes/\(id)/policy", body: PolicyChange(policy: policy, keepFlows: keepFlows),
+                as: PolicyChanged.self)
+        }
+        if json { return printJSON(changed) }
+        print("sandbox \(id) now runs policy \(changed.policy) (\(changed.flowsReset) open flow(s) reset)")
+    }
+}

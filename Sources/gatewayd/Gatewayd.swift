@@ -88,7 +88,13 @@ struct Gatewayd: ParsableCommand {
             ])
         var signal = GatewayDaemon.waitForTerminationSignal()
         while signal == SIGHUP {
-            daemon.reload()
+            do {
+                daemon.reload(try resolvedConfiguration())
+            } catch {
+                // A bad file is refused with its line; the running configuration stays.
+                logger.error("SIGHUP: config not reloaded, the running one stays: \(error)")
+                daemon.reload(nil)
+            }
             signal = GatewayDaemon.waitForTerminationSignal()
         }
         logger.notice("received \(signal == SIGINT ? "SIGINT" : "SIGTERM")")

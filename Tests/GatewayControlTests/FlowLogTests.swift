@@ -83,5 +83,57 @@ struct FlowLogDaemonTests {
         #expect(fresh.contains { $0.destination == "198.18.7.8:80" })
         #expect(!Self.records(try String(contentsOfFile: rotated, encoding: .utf8)).contains { $0.destination == "198.18.7.8:80" })
         #expect(try h.ctl("list").status == 0, "SIGHUP must not stop the daemon")
+        let metrics = try TestHost.run(["curl", "-sS", "--unix-socket", h.socketPath, "http://gatewayd/metrics"])
+        #expect(metrics.contains("gatewayd_sandbox_flows_total{sandbox=\"\(id)\",verdict=\"denied\",reason=\"default\"} 2"))
+        #expect(metrics.contains("gatewayd_sandbox_flows_total{sandbox=\"\(id)\",verdict=\"allowed\",reason=\"\"} 1"))
+        #expect(metrics.contains("gatewayd_flow_log_events_total{state=\"dropped\"} 0"))
+    }
+
+    @Test func policySwitchAndReloadThroughTheDaemon() throws {
+        let h = try DaemonHarness()
+        defer { h.tearDown() }
+        let base = try String(contentsOfFile: h.configPath, encoding: .utf8)
+        func writeConfig(_ closedRules: String) throws {
+            try (base + "\n[policies.closed]\nrules = [\(closedRules)]\ndefault = \"deny\"\n")
+                .write(toFile: h.configPath, atomically: true, encoding: .utf8)
+        }
+        try writeConfig("")
+        try h.start()
+        let ns = try h.scratch.namespace().name!
+        let id = "pol-\(h.scratch.tag)"
+        #expect(try h.ctl("attach", id, "--netns", ns).status == 0)
+        let gateway = try #require(
+            try JSONDecoder().decode([SandboxView].self, from: Data(h.ctl("list", "--json").stdout.utf8)).first
+        ).gatewayIPv4
+        let processes = GatewayTestSupport.BackgroundProcesses()
+        defer { processes.killAll() }
+        let port = UInt16.random(in: 20000...32000)
+        _ = try processes.start(["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", h.directory])
+        try TestHost.waitForListener(port: port)
+        func fetch() throws -> String {
+            try TestHost.run(["ip", "netns", "exec", ns, "sh", "-c",
+                              "curl -sS --max-time 5 -o /dev/null http://\(gateway):\(port)/ 2>&1; echo rc=$?"])
+        }
+        #expect(try fetch().contains("rc=0"))
+
+        let switched = try h.ctl("policy", id, "closed")
+        #expect(switched.status == 0 && switched.stdout.contains("now runs policy closed"), "\(switched.stderr)")
+        #expect(try fetch().contains("rc=7"))
+        let unknown = try h.ctl("policy", id, "nope")
+        #expect(unknown.status != 0 && unknown.stderr.contains("unknown policy 'nope'"))
+        let state = try String(contentsOfFile: h.stateDirectory + "/sandboxes/\(id).json", encoding: .utf8)
+        #expect(state.contains("\"closed\""), "a restart must keep the switched policy: \(state)")
+
+        // SIGHUP with a bad file: refused, the daemon and the policy stay.
+        try (base + "\n[policies.closed]\nrules = [\"allow egress tcp nowhere\"]\n").write(
+            toFile: h.configPath, atomically: true, encoding: .utf8)
+        kill(h.pid, SIGHUP)
+        try waitFor(seconds: 5) { h.log().contains("config not reloaded") }
+        #expect(try fetch().contains("rc=7"))
+        // SIGHUP with the policy opened to the host: the running sandbox follows it.
+        try writeConfig("\"allow egress tcp group:host-alias\"")
+        kill(h.pid, SIGHUP)
+        try waitFor(seconds: 5) { h.log().contains("policies reloaded") }
+        #expect(try fetch().contains("rc=0"))
     }
 }

@@ -71,6 +71,21 @@ struct DomainRuleEgressTests {
         // Another port of the allowed address is not covered.
         #expect(try Self.curl(fx, a, "http://allowed.test:8080/f").code == 7)
 
+        // The flow log has each verdict and each end, with bytes and how it ended.
+        let log = fx.gateway.flowLog
+        try waitFor(seconds: 5) {
+            log.flush()
+            return log.recent(sandbox: infoA.id).contains { $0.event == .end && $0.ending == .fin }
+        }
+        let records = log.recent(sandbox: infoA.id)
+        let allowedFlow = records.first { $0.event == .flow && $0.verdict == .allowed && $0.name == "allowed.test" }
+        #expect(allowedFlow?.rule == "allow egress tcp domain:allowed.test ports 80,443")
+        #expect(records.contains { $0.event == .flow && $0.reason == .noPin && $0.destination == "\(inet.allowed):80" })
+        let end = records.first { $0.event == .end && $0.ending == .fin && $0.destination == "\(inet.allowed):80" }
+        #expect((end?.bytesIn ?? 0) > 0 && (end?.bytesOut ?? 0) > 0 && end?.durationMs != nil, "\(records)")
+        let query = records.first { $0.event == .dns && $0.name == "allowed.test" && $0.queryType == "A" }
+        #expect(query?.answers == ["\(inet.allowed)"] && query?.responseCode == "NOERROR" && query?.verdict == .allowed)
+
         // Pins are per sandbox: B never resolved allowed.test, so its address is refused for B.
         #expect(try Self.curl(fx, b, "http://\(inet.allowed)/f").code == 7)
 
@@ -180,6 +195,63 @@ struct DomainRuleEgressTests {
         #expect(long.terminationStatus == 0, "the flow opened under the pin must finish")
         // Resolving again pins again.
         #expect(try Self.curl(fx, ns, "http://allowed.test/f").code == 0)
+    }
+
+    /// A download slowed to 2 MB/s: `/huge`, too large for the buffers on the way and still open
+    /// long after, or with `whole` `/big`, which ends in about two seconds.
+    static func slowDownload(_ fx: GatewayFixture, _ ns: String, whole: Bool = false) throws -> Process {
+        try fx.background([
+            "ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "20", "--limit-rate", "2M", "-o", "/dev/null",
+            whole ? "http://allowed.test/big" : "http://allowed.test/huge",
+        ])
+    }
+
+    @Test func policySwitchResetsWhatTheNewPolicyDenies() throws {
+        let inet = try InternetFixture()
+        defer { inet.stop() }
+        let fx = try Self.gateway(inet)
+        defer { fx.tearDown() }
+        let (info, ns) = try Self.attach(fx)
+        let download = try Self.slowDownload(fx, ns)
+        Thread.sleep(forTimeInterval: 1)
+        // host-only denies the internet: the open download is reset, new flows are refused.
+        #expect(try fx.gateway.setPolicy(info.id, to: "host-only") >= 1)
+        download.waitUntilExit()
+        // 56: "failure in receiving network data" (the reset); 28 would be curl's own timeout.
+        #expect(download.terminationStatus == 56, "the download must end at the switch, reset")
+        #expect(try Self.curl(fx, ns, "http://allowed.test/f").code == 7)
+        #expect(fx.gateway.list().first { $0.id == info.id }?.policy == "host-only")
+        fx.gateway.flowLog.flush()
+        #expect(fx.gateway.flowLog.recent(sandbox: info.id).contains { $0.event == .end && $0.ending == .closedByGateway })
+
+        // Back, keeping flows on the next switch: the download survives it and finishes.
+        try fx.gateway.setPolicy(info.id, to: "domains")
+        #expect(try Self.curl(fx, ns, "http://allowed.test/f").code == 0)
+        let kept = try Self.slowDownload(fx, ns, whole: true)
+        Thread.sleep(forTimeInterval: 1)
+        #expect(try fx.gateway.setPolicy(info.id, to: "host-only", keepFlows: true) == 0)
+        kept.waitUntilExit()
+        #expect(kept.terminationStatus == 0)
+        // An unknown policy is refused and changes nothing.
+        #expect(throws: GatewayError.self) { try fx.gateway.setPolicy(info.id, to: "no-such-policy") }
+        #expect(fx.gateway.list().first { $0.id == info.id }?.policy == "host-only")
+    }
+
+    @Test func reloadedPoliciesApplyToRunningSandboxes() throws {
+        let inet = try InternetFixture()
+        defer { inet.stop() }
+        let fx = try Self.gateway(inet)
+        defer { fx.tearDown() }
+        let (info, ns) = try Self.attach(fx)
+        #expect(try Self.curl(fx, ns, "http://allowed.test/f").code == 0)
+        // The same policy name, now allowing only the wildcard names.
+        let narrowed = try Policy(parsing: "allow egress tcp domain:*.wild.test ports 80", default: .deny)
+        let bad = ["domains": narrowed, "broken": Policy(rules: [], default: .deny, deniedNames: ["a..b"])]
+        #expect(throws: GatewayError.self) { try fx.gateway.reloadPolicies(bad, deniedNames: []) }
+        #expect(try Self.curl(fx, ns, "http://allowed.test/f").code == 0, "a refused reload changes nothing")
+        #expect(try fx.gateway.reloadPolicies(["domains": narrowed], deniedNames: []) == [info.id])
+        #expect(try Self.curl(fx, ns, "http://allowed.test/f").code == 7)
+        #expect(try Self.curl(fx, ns, "http://a.wild.test/f").code == 0)
     }
 
     @Test func queryRateIsEnforcedPerSandbox() throws {

@@ -6,7 +6,8 @@ import GatewayTestSupport
 import Wire
 
 final class InternetFixture {
-    /// The namespace's addresses, by role; each serves `/f` (its role's name) and `/big` (4 MiB).
+    /// The namespace's addresses, by role; each serves `/f` (its role's name), `/big` (4 MiB)
+    /// and `/huge` (256 MiB).
     let allowed: IPv4Address
     let other: IPv4Address
     let wildcard: IPv4Address
@@ -52,6 +53,8 @@ final class InternetFixture {
             let dir = try fx.temporaryDirectory("inet-\(name)")
             try Data("\(name)\n".utf8).write(to: URL(fileURLWithPath: dir + "/f"))
             try Data(repeating: 0x61, count: 4 << 20).write(to: URL(fileURLWithPath: dir + "/big"))
+            // 256 MiB that take no disk (sparse): more than every buffer on the way can hold.
+            try TestHost.run(["truncate", "-s", "256M", dir + "/huge"])
             _ = try fx.background(exec + ["python3", "-m", "http.server", "80", "--bind", "\(a)", "--directory", dir])
         }
         // Port 443 of `allowed`: records how many bytes each connection brought, nothing else.

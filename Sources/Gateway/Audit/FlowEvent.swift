@@ -52,6 +52,8 @@ public struct FlowEvent: Sendable {
         case fin
         /// The guest reset it.
         case guestReset = "rst guest"
+        /// The guest stopped answering (retransmissions ran out).
+        case guestTimeout = "guest timeout"
         /// The destination reset it, or its socket failed.
         case upstreamReset = "rst upstream"
         /// Nothing moved for the idle timeout.

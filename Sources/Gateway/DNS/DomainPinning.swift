@@ -28,8 +28,14 @@ public final class DomainPinning: @unchecked Sendable {
     /// Where the sandbox's DNS answers are logged (the audit holds this object, hence weak).
     weak var audit: FlowAudit?
 
-    public init(policy: Policy, pins: DNSPinTable = DNSPinTable(), queriesPerSecond: Int = 200) {
+    /// The names its DNS answers NXDOMAIN (the gateway's and its policy's denied names).
+    public private(set) var deniedNames: DNSPolicy
+
+    public init(
+        policy: Policy, deniedNames: DNSPolicy = .none, pins: DNSPinTable = DNSPinTable(), queriesPerSecond: Int = 200
+    ) {
         self.policy = policy
+        self.deniedNames = deniedNames
         ruleTexts = policy.rules.map(\.description)
         self.pins = pins
         // A burst of one second's worth: a resolver library asks A and AAAA for several search
@@ -39,7 +45,10 @@ public final class DomainPinning: @unchecked Sendable {
 
     /// Follows a policy switch: new queries and flows see the new rules; pins stay (they record
     /// what was resolved, not what was allowed).
-    public func update(policy: Policy) { self.policy = policy }
+    public func update(policy: Policy, deniedNames: DNSPolicy) {
+        self.policy = policy
+        self.deniedNames = deniedNames
+    }
 
     /// The text of rule `index` of the current policy.
     func ruleText(_ index: Int) -> String? { ruleTexts.indices.contains(index) ? ruleTexts[index] : nil }

@@ -35,8 +35,8 @@ public struct EgressCounters: Sendable {
     /// Domain-rule flows reset because their first bytes named no allowed, pinned name.
     public var tcpNameDenied = 0
     public var tcpConnectFailed = 0
-    /// TCP and UDP flows refused because they would reach a port the gateway publishes (also
-    /// counted in `tcpDenied` and `udpDenied`).
+    /// TCP and UDP flows refused because they would reach a port the gateway publishes and no
+    /// `sandbox:` rule decided them (also counted in `tcpDenied` and `udpDenied`).
     public var publishedPortDenied = 0
     public var tcpConnected = 0
     public var tcpActive = 0
@@ -141,10 +141,18 @@ public final class EgressRelay {
         {
             let decision = reaching(target, proto == .tcp ? .tcp : .udp)
             if decision.isAllowed { return (decision, nil, true) }
-            counters.publishedPortDenied += 1
             return (decision, decision.ruleIndex == nil ? .publishedPort : nil, false)
         }
         return (policy(key, proto == .tcp ? IPProtocol.tcp : IPProtocol.udp), nil, false)
+    }
+
+    /// Whether a flow would be allowed now (a policy switch keeps the open flows it allows).
+    func allows(_ key: FlowKey, _ ipProtocol: UInt8) -> Bool {
+        switch ipProtocol {
+        case IPProtocol.tcp: decide(key, .tcp).decision.isAllowed
+        case IPProtocol.udp: decide(key, .udp).decision.isAllowed
+        default: policy(key, ipProtocol).isAllowed
+        }
     }
 
     /// The other family's loopback, tried when the first is refused.
@@ -189,6 +197,7 @@ public final class EgressRelay {
             return
         }
         let (decision, refusal, reachesPublishedPort) = decide(key, .tcp)
+        if refusal == .publishedPort { counters.publishedPortDenied += 1 }
         let overLimit: FlowEvent.Reason? = refusal ?? (tcp.count >= limits.maxTCPRelays ? .budget : nil)
         guard decision.isAllowed, overLimit == nil else {
             audit?.decided(key, .tcp, decision, overLimit: overLimit)
@@ -275,6 +284,7 @@ public final class EgressRelay {
             return
         }
         let (decision, refusal, _) = decide(key, .udp)
+        if refusal == .publishedPort { counters.publishedPortDenied += 1 }
         guard decision.isAllowed else {
             audit?.decided(key, .udp, decision, overLimit: refusal)
             counters.udpDenied += 1
@@ -364,6 +374,24 @@ public final class EgressRelay {
     public var udpSessionCount: Int { udp.count }
 
     /// Closes every socket (detach): guest flows are reset, upstreams see RST.
+    /// Resets the TCP flows and closes the UDP sessions `denied` says no to (after a policy
+    /// switch); each is logged as closed by the gateway. Returns how many went.
+    func resetFlows(where denied: (FlowKey, UInt8) -> Bool) -> Int {
+        var n = 0
+        for (id, r) in tcp where denied(r.key, IPProtocol.tcp) {
+            if !r.isConnecting { counters.tcpActive -= 1 }
+            r.abortBoth()
+            tcp[id] = nil
+            n += 1
+        }
+        for (key, s) in udp where denied(key, IPProtocol.udp) {
+            s.close()
+            udp[key] = nil
+            n += 1
+        }
+        return n
+    }
+
     public func closeAll() {
         for r in tcp.values { r.abortBoth() }
         tcp.removeAll()

@@ -76,6 +76,12 @@ final class TCPRelay {
     /// sandbox's while it is open.
     var loopbackClients: (table: LoopbackClients, sandbox: String)?
     private var recordedEndpoint: IPEndpoint?
+    /// Bytes guest → upstream and back, and when the flow began, for the flow log's end event.
+    private var bytesOut: UInt64 = 0
+    private var bytesIn: UInt64 = 0
+    private let openedAt = monotonicNanoseconds()
+    /// The end event went out (a flow ends once, whichever path ends it).
+    private var endLogged = false
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
@@ -178,6 +184,7 @@ final class TCPRelay {
         case .refuseGuest:
             cancelConnectTimer()
             closeSocket(reset: false)
+            logEnd(.connectFailed)
             stack.tcpRefuse(id)
             relay.tcpConnectFailed(id)
             relay.driver.afterWork()
@@ -190,6 +197,7 @@ final class TCPRelay {
             let now = monotonicNanoseconds()
             guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
             let outcome = StreamPump.pull(from: socket!, into: stack, id, now: now) { n in
+                bytesIn &+= UInt64(n)
                 relay.countFromHost(n)
                 lastActivity = now
             }
@@ -202,6 +210,7 @@ final class TCPRelay {
             let outcome = StreamPump.push(
                 from: stack, id, to: socket!, now: now, complete: complete, guestFIN: machine.guestFIN
             ) { n in
+                bytesOut &+= UInt64(n)
                 relay.countToHost(n)
                 lastActivity = now
             }
@@ -211,7 +220,9 @@ final class TCPRelay {
             let held = UnsafeMutableRawBufferPointer(rebasing: relay.datagramBuffer[..<ServerNamePeek.maxHeldBytes])
             let n = stack.tcpPeek(id, into: held)
             let peek = ServerNamePeek.peek(UnsafeRawBufferPointer(rebasing: held[..<n]))
-            perform(machine.nameChecked(relay.checkName(peek, key, guestFinished: machine.guestFIN)))
+            let check = relay.checkName(peek, key, guestFinished: machine.guestFIN)
+            if check == .denied { logEnd(.closedByGateway) }
+            perform(machine.nameChecked(check))
         case .passEOFToGuest(let close):
             stack.tcpShutdownWrite(id, now: monotonicNanoseconds())
             if close { closeSocket(reset: false) }
@@ -219,6 +230,7 @@ final class TCPRelay {
             shutUpstreamWrite()
             if close { closeSocket(reset: false) }
         case .finish(let ending):
+            logEnd(Self.ending(stack.tcpCloseReason(id), connected: ending.wasConnected))
             if ending.shutUpstreamWrite { shutUpstreamWrite() }
             // Whatever the upstream could not take now is dropped.
             stack.tcpDiscardReadable(id, now: monotonicNanoseconds())
@@ -227,11 +239,13 @@ final class TCPRelay {
         case .resetBoth:
             resetBoth()
         case .resetIdle:
+            logEnd(.idle)
             relay.tcpIdleReset()
             resetBoth()
         case .rearmIdleTimer:
             armIdleTimer()
         case .abortBoth(let abortGuest):
+            logEnd(.closedByGateway)
             cancelConnectTimer()
             if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
             closeSocket(reset: true)
@@ -265,12 +279,35 @@ final class TCPRelay {
 
     // MARK: - Endings
 
-    /// Upstream reset or a socket error: reset the guest and the upstream.
+    /// The flow log's end event, once per flow.
+    private func logEnd(_ ending: FlowEvent.Ending) {
+        guard !endLogged else { return }
+        endLogged = true
+        relay.audit?.ended(
+            key, .tcp, bytesOut: bytesOut, bytesIn: bytesIn, openedAt: openedAt, now: monotonicNanoseconds(), ending)
+    }
+
+    /// How a flow the stack ended, ended: FIN both ways, the guest's RST, or its silence.
+    private static func ending(_ reason: TCPCloseReason?, connected: Bool) -> FlowEvent.Ending {
+        switch reason {
+        case .normal?: .fin
+        case .timedOut?: .guestTimeout
+        case .aborted?: .closedByGateway
+        case .reset?, .refused?, nil: connected ? .guestReset : .connectFailed
+        }
+    }
+
+    /// Upstream reset or a socket error (or a name check that failed, which is logged as its
+    /// own denial): reset the guest and the upstream.
     private func resetBoth() {
+        logEnd(.upstreamReset)
         stack.tcpAbort(id, now: monotonicNanoseconds())
         closeSocket(reset: true)
         relay.tcpFinished(id, wasConnected: true)
     }
+
+    /// Still dialling: the guest's SYN has had no answer.
+    var isConnecting: Bool { machine.isConnecting }
 
     /// Detach: both sides reset, no callbacks into the relay's table.
     func abortBoth() {

@@ -27,20 +27,27 @@ final class UDPSession {
         guard socket != nil else { return nil }
         idle = IdleTimer(loop: relay.loop, timeout: relay.limits.udpIdleTimeout) { [weak self] in
             guard let self else { return }
-            self.close()
+            self.close(.idle)
             self.relay.udpExpired(self.key)
         }
     }
 
     /// The start of the last datagram sent, to quote in a port-unreachable to the guest.
     private var lastPrefix: [UInt8] = []
+    /// Bytes guest → destination and back, and when the session began, for the flow log.
+    private var bytesOut: UInt64 = 0
+    private var bytesIn: UInt64 = 0
+    private let openedAt = monotonicNanoseconds()
 
     func send(_ payload: [UInt8]) {
         lastPrefix = Array(payload.prefix(8))
         idle?.lastActivity = monotonicNanoseconds()
         guard let fd = socket?.rawValue else { return }
         let n = payload.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        if n >= 0 { relay.udpSent() }
+        if n >= 0 {
+            bytesOut &+= UInt64(n)
+            relay.udpSent()
+        }
     }
 
     private func receive() {
@@ -59,13 +66,19 @@ final class UDPSession {
                 break
             }
             idle?.lastActivity = now
+            bytesIn &+= UInt64(n)
             relay.udpReceived()
             relay.stack.sendUDP(key, payload: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
         }
         relay.driver.afterWork()
     }
 
-    func close() {
+    /// Ends the session: `ending` for the flow log (idle timeout, or the gateway closing it).
+    func close(_ ending: FlowEvent.Ending = .closedByGateway) {
+        if socket != nil {
+            relay.audit?.ended(
+                key, .udp, bytesOut: bytesOut, bytesIn: bytesIn, openedAt: openedAt, now: monotonicNanoseconds(), ending)
+        }
         idle?.cancel()
         idle = nil
         HostSocket.unwatchAndClose(&socket, on: relay.loop)

@@ -42,6 +42,16 @@ final class Sandbox {
         driver.onEvent = { _ in }
     }
 
+    /// The policy switch on the shard: the new rules for what comes next, and the open flows
+    /// they deny reset unless `keepFlows`. Returns the number reset.
+    func switchPolicy(_ policy: Policy, deniedNames: DNSPolicy, keepFlows: Bool) -> Int {
+        pinning?.update(policy: policy, deniedNames: deniedNames)
+        guard !keepFlows else { return 0 }
+        let n = egress.resetFlows { key, proto in !egress.allows(key, proto) }
+        driver.afterWork()
+        return n
+    }
+
     func stats() -> SandboxStats {
         let c = driver.stack.counters
         let e = egress.counters

@@ -134,10 +134,21 @@ public final class GatewayDaemon: Sendable {
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
-    /// SIGHUP: reopens the flow log (logrotate has moved it away).
-    public func reload() {
+    /// SIGHUP: reopens the flow log (logrotate has moved it away) and takes the policies of
+    /// `configuration` (the config file read again; nil when it could not be read, and the
+    /// running policies stay). Sandboxes whose policy changed follow it at once.
+    public func reload(_ configuration: DaemonConfiguration?) {
         gateway.flowLog.reopen()
         logger.notice("SIGHUP: flow log reopened")
+        guard let configuration else { return }
+        do {
+            let switched = try gateway.reloadPolicies(configuration.policies, deniedNames: configuration.dnsDeniedNames)
+            logger.notice(
+                "SIGHUP: policies reloaded",
+                metadata: ["policies": "\(configuration.policies.count)", "sandboxes-switched": "\(switched.count)"])
+        } catch {
+            logger.error("SIGHUP: policies not reloaded, the running ones stay: \(error.message)")
+        }
     }
 
     /// Waits for SIGTERM, SIGINT or SIGHUP (after `installTerminationHandlers`); returns its number.

@@ -99,6 +99,28 @@ public enum GatewayMetrics {
                 p.sample("gatewayd_sandbox_drops_total", ["sandbox": s.id, "reason": reason], n)
             }
         }
+        p.family("gatewayd_sandbox_flows_total", .counter, help: "New flows decided, by verdict and (denied) reason.")
+        for s in stats {
+            p.sample("gatewayd_sandbox_flows_total", ["sandbox": s.id, "verdict": "allowed", "reason": ""], s.flows.allowed)
+            for (reason, n) in s.flows.denied.sorted(by: { $0.key < $1.key }) {
+                p.sample("gatewayd_sandbox_flows_total", ["sandbox": s.id, "verdict": "denied", "reason": reason], n)
+            }
+        }
+        p.family("gatewayd_sandbox_dns_queries_total", .counter, help: "DNS queries answered, or refused by the gateway.")
+        for s in stats {
+            p.sample("gatewayd_sandbox_dns_queries_total", ["sandbox": s.id, "verdict": "allowed"], s.flows.dnsAnswered)
+            p.sample("gatewayd_sandbox_dns_queries_total", ["sandbox": s.id, "verdict": "denied"], s.flows.dnsDenied)
+        }
+        p.family("gatewayd_sandbox_dns_rate_limited_total", .counter, help: "DNS queries refused past the sandbox's query rate.")
+        for s in stats { p.sample("gatewayd_sandbox_dns_rate_limited_total", ["sandbox": s.id], s.dns.rateLimited) }
+        p.family("gatewayd_sandbox_dns_pins", .gauge, help: "Addresses pinned for domain rules by the sandbox's DNS answers.")
+        for s in stats { p.sample("gatewayd_sandbox_dns_pins", ["sandbox": s.id], s.dns.pins) }
+        let log = gateway.flowLog.counters
+        p.family("gatewayd_flow_log_events_total", .counter, help: "Flow log events written, or dropped at a full shard queue.")
+        p.sample("gatewayd_flow_log_events_total", ["state": "written"], log.written)
+        p.sample("gatewayd_flow_log_events_total", ["state": "dropped"], log.dropped)
+        p.family("gatewayd_flow_log_write_failures_total", .counter, help: "Writes to the flow log file that failed.")
+        p.sample("gatewayd_flow_log_write_failures_total", log.writeFailures)
         return p.text
     }
 }

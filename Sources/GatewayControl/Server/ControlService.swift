@@ -79,6 +79,9 @@ public final class ControlService: Sendable {
         case 2 where s == ["v1", "flows"]:
             try allow("GET")
             return try flows(nil, r.query)
+        case 4 where s[0] == "v1" && s[1] == "sandboxes" && s[3] == "policy":
+            try allow("PUT")
+            return .json(try setPolicy(s[2], try decode(PolicyChange.self, r.body, what: "a policy change")))
         case 4 where s[0] == "v1" && s[1] == "sandboxes" && s[3] == "flows":
             try allow("GET")
             _ = try sandbox(s[2])
@@ -273,6 +276,20 @@ public final class ControlService: Sendable {
                 logger.warning("sandbox \(id): \(error.message)")
             }
         }
+    }
+
+    /// Switches sandbox `id` to another policy now, and records it so a restart keeps it.
+    public func setPolicy(_ id: String, _ change: PolicyChange) throws(ControlError) -> PolicyChanged {
+        let reset: Int
+        do {
+            reset = try gateway.setPolicy(id, to: change.policy, keepFlows: change.keepFlows ?? false)
+        } catch {
+            throw ControlError(error)
+        }
+        requests.withLock { $0[id]?.request.policy = change.policy }
+        persist(id)
+        logger.info("sandbox \(id): policy \(change.policy)", metadata: ["flows-reset": "\(reset)"])
+        return PolicyChanged(id: id, policy: change.policy, flowsReset: reset)
     }
 
     public func detach(_ id: String) throws(ControlError) {
