@@ -154,7 +154,7 @@ struct RestartTests {
         let kernelBefore = try [kernelView(nsA), kernelView(nsB)]
 
         // A guest flow that is open when the daemon dies, to a server on the host's loopback.
-        let hostPort = Int.random(in: 20000...32000)  // below the ephemeral range
+        let hostPort = Int(TestHost.freePort())
         _ = try background.start(["python3", "-c", Self.holder(port: hostPort)])
         try TestHost.waitForListener(port: UInt16(hostPort))
         let go = h.directory + "/go"
