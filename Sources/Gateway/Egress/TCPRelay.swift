@@ -201,7 +201,7 @@ final class TCPRelay {
             armIdleTimer()
         case .abortBoth(let abortGuest):
             cancelConnectTimer()
-            if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+            if abortGuest { stack.tcpAbort(id) }
             closeSocket(reset: true)
         }
     }
@@ -235,7 +235,7 @@ final class TCPRelay {
 
     /// Upstream reset or a socket error: reset the guest and the upstream.
     private func resetBoth() {
-        stack.tcpAbort(id, now: monotonicNanoseconds())
+        stack.tcpAbort(id)
         closeSocket(reset: true)
         relay.tcpFinished(id, wasConnected: true)
     }
