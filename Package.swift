@@ -7,6 +7,9 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+/// Typed errno values (swift-system's `Errno`) at the system-call boundary.
+let system: Target.Dependency = .product(name: "SystemPackage", package: "swift-system")
+
 let package = Package(
     name: "gateway",
     platforms: [.macOS(.v15)],
@@ -22,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // ioctls, struct ifreq and CPU sets that Swift cannot import directly.
@@ -33,14 +37,14 @@ let package = Package(
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
         .target(name: "Wire", swiftSettings: strict),
-        .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink", "Wire"], swiftSettings: strict),
+        .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink", "Wire", system], swiftSettings: strict),
         // Deadlines on the UInt64 nanosecond clock, kept by both the stack and the shards' event loops; no I/O.
         .target(name: "Scheduling", swiftSettings: strict),
         // One userspace TCP/IP stack per sandbox: pure logic, frames and time in, frames and events out.
         .target(name: "NetStack", dependencies: ["Wire", "Scheduling"], swiftSettings: strict),
         // Shards (pinned event loops), sandboxes, egress, published ports, policy.
         .target(
-            name: "Gateway", dependencies: ["NetStack", "Scheduling", "Link", "Wire", "CGatewayShims"],
+            name: "Gateway", dependencies: ["NetStack", "Scheduling", "Link", "Wire", "CGatewayShims", system],
             swiftSettings: strict),
         // The control plane: HTTP/JSON API on a Unix socket, its client, config file, metrics, capture.
         .target(
@@ -87,7 +91,9 @@ let package = Package(
         .target(name: "GatewayTestSupport", dependencies: ["Link", "Wire"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["Gateway", "NetStack", "Link", "Wire", "GatewayTestSupport", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Gateway", "NetStack", "Link", "Wire", "GatewayTestSupport", system,
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
@@ -95,6 +101,6 @@ let package = Package(
             dependencies: ["GatewayControl", "Gateway", "Link", "Wire", "GatewayTestSupport"],
             swiftSettings: strict
         ),
-        .testTarget(name: "LinkTests", dependencies: ["Link", "Wire", "GatewayTestSupport"], swiftSettings: strict),
+        .testTarget(name: "LinkTests", dependencies: ["Link", "Wire", "GatewayTestSupport", system], swiftSettings: strict),
     ]
 )

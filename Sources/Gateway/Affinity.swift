@@ -1,6 +1,9 @@
 // Pins the calling thread to a CPU through the C shim (pthread_setaffinity_np).
 import CGatewayShims
+import SystemPackage
 
-/// 0 on success, else -errno.
-@discardableResult
-func pinCurrentThread(_ cpu: Int) -> Int32 { gw_pin_current_thread(Int32(cpu)) }
+/// - Throws: the errno the shim returned negated (EINVAL for a CPU outside the allowed set).
+func pinCurrentThread(_ cpu: Int) throws(Errno) {
+    let rc = gw_pin_current_thread(Int32(cpu))
+    if rc < 0 { throw Errno(rawValue: -rc) }
+}

@@ -5,7 +5,9 @@ import Glibc
 #endif
 import Synchronization
 import CGatewayShims
+import Link
 import Scheduling
+import SystemPackage
 
 /// Monotonic nanoseconds, the clock every stack and timer in a shard runs on.
 @inline(__always)
@@ -25,8 +27,10 @@ public final class EventLoop: @unchecked Sendable {
 
     public struct TimerID: Hashable, Sendable { let raw: UInt64 }
 
-    private let epfd: Int32
-    private let wakeFD: Int32
+    private let epoll: OwnedDescriptor
+    private let wake: OwnedDescriptor
+    private var epfd: Int32 { epoll.rawValue }
+    private var wakeFD: Int32 { wake.rawValue }
     /// Handlers by token (epoll data); slots are reused.
     private var handlers: [Handler?] = []
     private var fdToken: [Int32: Int] = [:]
@@ -75,12 +79,15 @@ public final class EventLoop: @unchecked Sendable {
         self.cpu = cpu
         self.nice = nice
         busyPollNanoseconds = busyPoll.nanoseconds
-        epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
-        guard epfd >= 0 else { throw GatewayError(.system, "epoll_create1 for \(name): \(errnoText())") }
-        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
-        guard wakeFD >= 0 else {
-            close(epfd)
-            throw GatewayError(.system, "eventfd for \(name): \(errnoText())")
+        do {
+            epoll = try OwnedDescriptor.adopting(result: epoll_create1(Int32(EPOLL_CLOEXEC)))
+        } catch {
+            throw GatewayError(.system, "epoll_create1 for \(name): \(error)", cause: .system(error))
+        }
+        do {
+            wake = try OwnedDescriptor.adopting(result: eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)))
+        } catch {
+            throw GatewayError(.system, "eventfd for \(name): \(error)", cause: .system(error))
         }
         var ev = epoll_event()
         ev.events = EPOLLIN.rawValue
@@ -90,8 +97,6 @@ public final class EventLoop: @unchecked Sendable {
 
     deinit {
         readBufferStorage?.deallocate()
-        close(wakeFD)
-        close(epfd)
     }
 
     /// True on the loop's own thread.
@@ -118,9 +123,10 @@ public final class EventLoop: @unchecked Sendable {
         ev.events = events
         ev.data.u64 = UInt64(token)
         guard epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 else {
+            let e = Errno.last
             handlers[token] = nil
             freeTokens.append(token)
-            throw GatewayError(.system, "epoll add fd \(fd) on \(name): \(errnoText())")
+            throw GatewayError(.system, "epoll add fd \(fd) on \(name): \(e)", cause: .system(e))
         }
         fdToken[fd] = token
     }
@@ -205,7 +211,7 @@ public final class EventLoop: @unchecked Sendable {
                 if polling { timeout = 0 } else { sleeps += 1 }
             }
             let n = events.withUnsafeMutableBufferPointer { epoll_wait(epfd, $0.baseAddress, Int32($0.count), timeout) }
-            if n < 0 && errno != EINTR { break }
+            if n < 0 && Errno.last != .interrupted { break }
             var handled = false
             if n > 0 {
                 for i in 0..<Int(n) {
@@ -275,7 +281,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func pinIfNeeded() {
-        if let cpu { _ = pinCurrentThread(cpu) }
+        if let cpu { try? pinCurrentThread(cpu) }
     }
 }
 
@@ -318,5 +324,3 @@ final class Thread: Sendable {
         pthread_detach(tid)
     }
 }
-
-func errnoText(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }

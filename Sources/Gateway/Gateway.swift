@@ -326,7 +326,9 @@ public final class Gateway: Sendable {
         do {
             namespace = try NetworkNamespace(named: nsName)
         } catch {
-            throw GatewayError(.link, "namespace '\(nsName)' for sandbox '\(spec.id)' does not exist: create it first (ip netns add \(nsName))")
+            throw GatewayError(
+                .link, "namespace '\(nsName)' for sandbox '\(spec.id)' does not exist: create it first (ip netns add \(nsName))",
+                cause: .link(error))
         }
         let tapName = InterfaceName.make(.gatewayTAP, id: String(index))
         // A sandbox detached from this namespace a moment ago may still have its device there
@@ -357,7 +359,7 @@ public final class Gateway: Sendable {
                     "attach sandbox '\(spec.id)': namespace '\(nsName)' already has a device \(tapName) (another "
                         + "gateway's, or left by a crashed run): remove it (ip -n \(nsName) link del \(tapName))")
             }
-            throw GatewayError(.link, "attach sandbox '\(spec.id)': \(error)")
+            throw GatewayError.link("attach sandbox '\(spec.id)'", error)
         }
     }
 

@@ -1,4 +1,7 @@
-// The gateway layer's error: a code and a message that names the sandbox, port or device involved.
+// The gateway layer's error: a code and a message that names the sandbox, port or device involved,
+// and the link layer's or the system's own error when one of them said no.
+import Link
+import SystemPackage
 
 public struct GatewayError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable {
@@ -15,12 +18,38 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
         public static let deviceExists = Code(raw: 9)
     }
 
+    /// The error beneath this one, for callers that act on what exactly failed; the message
+    /// already says it in words.
+    public enum Cause: Sendable {
+        /// The link layer's: a device, namespace or netlink operation.
+        case link(LinkError)
+        /// A system call's.
+        case system(Errno)
+    }
+
     public let code: Code
     public let message: String
+    public let cause: Cause?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, cause: Cause? = nil) {
         self.code = code
         self.message = message
+        self.cause = cause
+    }
+
+    /// A failure in setting up a sandbox's link, from the link layer (or from a step of ours
+    /// that already wrapped one): the message is `context: error` (or the error alone), and a
+    /// `LinkError` stays reachable as the cause.
+    public static func link(_ context: String?, _ error: any Error) -> GatewayError {
+        let cause: Cause? =
+            switch error {
+            case let e as LinkError: .link(e)
+            case let e as GatewayError: e.cause
+            case let e as Errno: .system(e)
+            default: nil
+            }
+        let message = context.map { "\($0): \(error)" } ?? "\(error)"
+        return GatewayError(.link, message, cause: cause)
     }
 
     public var description: String { message }

@@ -1,24 +1,30 @@
 // Builds LinkError from the two ways the kernel says no: an errno from a system call or ioctl,
 // and a libnl error number (which is libnl's own NLE_* code, not an errno).
 import CNetlink
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 extension LinkError {
-    /// An error from a failed system call or ioctl; `errno` is positive (the shims return -errno).
-    init(errno value: Int32, operation: String, subject: String) {
+    /// An error from a failed system call or ioctl, kept as ``systemError``.
+    init(_ error: Errno, operation: String, subject: String) {
         let code: Code =
-            switch value {
-            case ENODEV, ENXIO, EBADFD: .noSuchDevice
-            case ENAMETOOLONG: .nameTooLong
-            case EEXIST, EBUSY: .nameTaken
-            case EPERM, EACCES: .permissionDenied
-            case EINVAL: .invalidArgument
+            switch error {
+            case .operationNotSupportedByDevice, .noSuchAddressOrDevice, Errno(rawValue: EBADFD): .noSuchDevice
+            case .fileNameTooLong: .nameTooLong
+            case .fileExists, .resourceBusy: .nameTaken
+            case .notPermitted, .permissionDenied: .permissionDenied
+            case .invalidArgument: .invalidArgument
             default: .system
             }
-        self.init(code, operation: operation, subject: subject, reason: LinkError.text(errno: value))
+        self.init(code, operation: operation, subject: subject, reason: error.description, systemError: error)
+    }
+
+    /// The same from a raw value; `errno` is positive (the shims return -errno).
+    init(errno value: Int32, operation: String, subject: String) {
+        self.init(Errno(rawValue: value), operation: operation, subject: subject)
     }
 
     /// An error from a libnl call; `netlink` is the negative (or positive) NLE_* value it returned.

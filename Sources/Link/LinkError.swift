@@ -1,4 +1,5 @@
 // The link layer's error: which operation on which device failed, and the system's or libnl's reason.
+import SystemPackage
 
 public struct LinkError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable {
@@ -20,12 +21,15 @@ public struct LinkError: Error, Sendable, CustomStringConvertible {
     public let subject: String
     /// errno text or libnl's nl_geterror message.
     public let reason: String
+    /// The failed system call's errno, when a system call (not libnl) said no.
+    public let systemError: Errno?
 
-    public init(_ code: Code, operation: String, subject: String, reason: String) {
+    public init(_ code: Code, operation: String, subject: String, reason: String, systemError: Errno? = nil) {
         self.code = code
         self.operation = operation
         self.subject = subject
         self.reason = reason
+        self.systemError = systemError
     }
 
     public var description: String { "\(operation) '\(subject)': \(reason)" }

@@ -1,6 +1,7 @@
 // A network namespace held open by file descriptor: by its `ip netns` name under /run/netns, by
 // any namespace file (/proc/PID/ns/net), or made fresh; and the safe way to act inside one.
 import CGatewayShims
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -13,17 +14,16 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
     /// Where iproute2 (`ip netns add`) keeps named namespaces; names made here are visible to `ip -n`.
     public static let runDirectory = "/run/netns"
 
-    /// The namespace file (nsfs), opened read-only; closed on deinit.
-    public let fileDescriptor: Int32
+    /// The namespace file (nsfs), opened read-only; closed with this object.
+    public var fileDescriptor: Int32 { file.rawValue }
+    private let file: OwnedDescriptor
     /// The `ip netns` name, when opened or created by name.
     public let name: String?
 
-    private init(owning fd: Int32, name: String?) {
-        self.fileDescriptor = fd
+    private init(owning file: consuming OwnedDescriptor, name: String?) {
+        self.file = file
         self.name = name
     }
-
-    deinit { close(fileDescriptor) }
 
     public var description: String { name ?? "netns fd \(fileDescriptor)" }
 
@@ -44,14 +44,13 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
 
     /// Takes its own duplicate of a namespace fd the caller already holds (the caller keeps theirs).
     public convenience init(duplicating fd: Int32) throws(LinkError) {
-        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        if copy < 0 { throw LinkError(errno: errno, operation: "open namespace", subject: "fd \(fd)") }
+        let copy: OwnedDescriptor
         do {
-            try NetworkNamespace.checkIsNamespace(copy, operation: "open namespace", subject: "fd \(fd)")
+            copy = try OwnedDescriptor.adopting(result: fcntl(fd, F_DUPFD_CLOEXEC, 0))
         } catch {
-            close(copy)
-            throw error
+            throw LinkError(error, operation: "open namespace", subject: "fd \(fd)")
         }
+        try NetworkNamespace.checkIsNamespace(copy.rawValue, operation: "open namespace", subject: "fd \(fd)")
         self.init(owning: copy, name: nil)
     }
 
@@ -70,16 +69,13 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
         if rc < 0 { throw LinkError(errno: -rc, operation: operation, subject: runDirectory) }
         let path = runDirectory + "/" + name
         // The mount point is a plain empty file; O_EXCL makes the name ours or tells us it is taken.
-        let marker = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)
-        if marker < 0 {
-            let e = errno
-            if e == EEXIST {
-                throw LinkError(
-                    .nameTaken, operation: operation, subject: name, reason: "a namespace of that name exists")
-            }
-            throw LinkError(errno: e, operation: operation, subject: name)
+        do {
+            try OwnedDescriptor.adopting(result: open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)).close()
+        } catch .fileExists {
+            throw LinkError(.nameTaken, operation: operation, subject: name, reason: "a namespace of that name exists")
+        } catch {
+            throw LinkError(error, operation: operation, subject: name)
         }
-        close(marker)
         do {
             try IsolatedThread.run(operation: operation) { () throws(LinkError) in
                 rc = gw_unshare_net()
@@ -98,12 +94,13 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
     /// holds it, and needs no cleanup.
     public static func createUnnamed() throws(LinkError) -> NetworkNamespace {
         let operation = "create namespace"
+        // The descriptor leaves the isolated thread as a bare number; nothing after it can fail.
         let fd = try IsolatedThread.run(operation: operation) { () throws(LinkError) -> Int32 in
             let rc = gw_unshare_net()
             if rc < 0 { throw LinkError(errno: -rc, operation: operation, subject: "unnamed") }
-            return try openNamespaceFile("/proc/thread-self/ns/net", operation: operation, subject: "unnamed")
+            return try openNamespaceFile("/proc/thread-self/ns/net", operation: operation, subject: "unnamed").release()
         }
-        return NetworkNamespace(owning: fd, name: nil)
+        return NetworkNamespace(owning: OwnedDescriptor(adopting: fd), name: nil)
     }
 
     /// Removes the name, as `ip netns delete NAME` does. The namespace itself goes when its last
@@ -159,23 +156,19 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
         }
     }
 
-    private static func openNamespaceFile(_ path: String, operation: String, subject: String) throws(LinkError) -> Int32
+    private static func openNamespaceFile(_ path: String, operation: String, subject: String) throws(LinkError)
+        -> OwnedDescriptor
     {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            let e = errno
-            if e == ENOENT || e == ENOTDIR {
-                throw LinkError(.noSuchNamespace, operation: operation, subject: subject, reason: "no such namespace")
-            }
-            throw LinkError(errno: e, operation: operation, subject: subject)
-        }
+        let file: OwnedDescriptor
         do {
-            try checkIsNamespace(fd, operation: operation, subject: subject)
+            file = try OwnedDescriptor.adopting(result: open(path, O_RDONLY | O_CLOEXEC))
+        } catch .noSuchFileOrDirectory, .notDirectory {
+            throw LinkError(.noSuchNamespace, operation: operation, subject: subject, reason: "no such namespace")
         } catch {
-            close(fd)
-            throw error
+            throw LinkError(error, operation: operation, subject: subject)
         }
-        return fd
+        try checkIsNamespace(file.rawValue, operation: operation, subject: subject)
+        return file
     }
 
     /// A file under /run/netns that is not a mount (a crash between create and bind) is not a namespace.

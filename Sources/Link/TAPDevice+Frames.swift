@@ -1,6 +1,8 @@
 // Moving frames through a TAP fd: one at a time or many per wake-up, never blocking. Each frame
 // carries the virtio-net header in front, as the device was opened with IFF_VNET_HDR.
 
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,10 +20,10 @@ extension TAPDevice {
         while true {
             let n = Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)
             if n >= 0 { return n }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: return nil
-            case let e: throw LinkError(errno: e, operation: "read frame", subject: name)
+            switch Errno.last {
+            case .interrupted: continue
+            case .resourceTemporarilyUnavailable: return nil
+            case let e: throw LinkError(e, operation: "read frame", subject: name)
             }
         }
     }
@@ -34,10 +36,10 @@ extension TAPDevice {
         while true {
             let n = Glibc.write(fileDescriptor, frame.baseAddress, frame.count)
             if n >= 0 { return n }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: return nil
-            case let e: throw LinkError(errno: e, operation: "write frame", subject: name)
+            switch Errno.last {
+            case .interrupted: continue
+            case .resourceTemporarilyUnavailable: return nil
+            case let e: throw LinkError(e, operation: "write frame", subject: name)
             }
         }
     }
@@ -110,8 +112,9 @@ extension TAPDevice {
                     .noSuchDevice, operation: "wait for frames", subject: name, reason: "the TAP fd reports an error")
             }
             if n == 0 { return false }
-            if errno == EINTR { continue }
-            throw LinkError(errno: errno, operation: "wait for frames", subject: name)
+            let e = Errno.last
+            if e == .interrupted { continue }
+            throw LinkError(e, operation: "wait for frames", subject: name)
         }
     }
 }

@@ -2,6 +2,7 @@
 // guest side may hand over (and accept) 64 KiB TSO segments behind a virtio-net header.
 import CGatewayShims
 import Synchronization
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -49,7 +50,8 @@ public final class TAPDevice: Sendable {
         public init() {}
     }
 
-    /// The TAP queue's file descriptor, non-blocking and close-on-exec.
+    /// The TAP queue's file descriptor, non-blocking and close-on-exec; the number of
+    /// ``descriptor``, kept apart so the data path reads it without a lock.
     public let fileDescriptor: Int32
     /// The device name.
     public let name: String
@@ -61,8 +63,9 @@ public final class TAPDevice: Sendable {
     /// The options it was opened with; the namespace only for a multi-queue device, which
     /// needs it to open more queues (a handle kept open costs a descriptor per device).
     public let options: Options
-    /// The fd is still open (``close()`` not called yet).
-    private let isOpen = Atomic<Bool>(true)
+    /// The open queue; nil once ``close()`` ran. Closing may come from another thread (the
+    /// device reaper) than the one that reads frames.
+    private let descriptor: Mutex<OwnedDescriptor?>
 
     /// Creates the TAP device `name`, or attaches to it when it already exists as a free TAP
     /// (a persistent one left for us). The name must carry the project prefix.
@@ -77,15 +80,18 @@ public final class TAPDevice: Sendable {
                 .invalidArgument, operation: operation, subject: name,
                 reason: "virtio-net header size must be 10 or 12, not \(options.vnetHeaderSize)")
         }
+        // The descriptor crosses the namespace's thread as a bare number: nothing between that
+        // thread's return and the adoption below can fail.
         let open = { () throws(LinkError) -> (Int32, Int32) in
             try TAPDevice.openConfigured(name: name, options: options, operation: operation)
         }
         let (fd, index) = if let ns = options.namespace { try ns.perform(open) } else { try open() }
-        self.init(fd: fd, name: name, ifindex: index, options: options)
+        self.init(OwnedDescriptor(adopting: fd), name: name, ifindex: index, options: options)
     }
 
-    private init(fd: Int32, name: String, ifindex: Int32, options: Options) {
-        self.fileDescriptor = fd
+    private init(_ queue: consuming OwnedDescriptor, name: String, ifindex: Int32, options: Options) {
+        self.fileDescriptor = queue.rawValue
+        self.descriptor = Mutex(queue)
         self.name = name
         self.ifindex = ifindex
         self.vnetHeaderSize = options.vnetHeaderSize
@@ -94,13 +100,11 @@ public final class TAPDevice: Sendable {
         self.options = kept
     }
 
-    deinit { close() }
-
     /// Closes the fd now rather than at deinit; a device that is not persistent goes with its
     /// last queue, and this call waits while the kernel removes it (tens of milliseconds). Only
     /// once nothing reads or writes the fd any more; later calls do nothing.
     public func close() {
-        if isOpen.exchange(false, ordering: .acquiringAndReleasing) { Glibc.close(fileDescriptor) }
+        descriptor.withLock { $0.take() }?.close()
     }
 
     /// Opens one more queue of a multi-queue device: another fd whose frames the kernel spreads
@@ -112,17 +116,17 @@ public final class TAPDevice: Sendable {
                 .invalidArgument, operation: operation, subject: name, reason: "the device is not multi-queue")
         }
         let attach = { [name, options] () throws(LinkError) -> Int32 in
-            try TAPDevice.attach(name: name, options: options, operation: operation)
+            try TAPDevice.attach(name: name, options: options, operation: operation).release()
         }
         let fd = if let ns = options.namespace { try ns.perform(attach) } else { try attach() }
-        return TAPDevice(fd: fd, name: name, ifindex: ifindex, options: options)
+        return TAPDevice(OwnedDescriptor(adopting: fd), name: name, ifindex: ifindex, options: options)
     }
 
     /// The virtio-net header size the kernel is using for this device (TUNGETVNETHDRSZ).
     public func currentVnetHeaderSize() throws(LinkError) -> Int {
         var size: Int32 = 0
         let rc = gw_tun_get_vnet_hdr_size(fileDescriptor, &size)
-        if rc < 0 { throw LinkError(errno: -rc, operation: "read vnet header size", subject: name) }
+        if rc < 0 { throw LinkError(Errno(rawValue: -rc), operation: "read vnet header size", subject: name) }
         return Int(size)
     }
 
@@ -135,33 +139,36 @@ public final class TAPDevice: Sendable {
     }
 
     /// TUNSETIFF alone, with the kernel's refusals turned into what they mean for a name.
-    private static func attach(name: String, options: Options, operation: String) throws(LinkError) -> Int32 {
+    private static func attach(name: String, options: Options, operation: String) throws(LinkError)
+        -> OwnedDescriptor
+    {
         var chosen = [CChar](repeating: 0, count: Int(gw_ifnamsiz()))
-        let fd = gw_tun_create(name, tunFlags(options), &chosen)
-        if fd >= 0 { return fd }
-        switch -fd {
-        case EBUSY:
+        do {
+            return try OwnedDescriptor.adopting(negatedErrno: gw_tun_create(name, tunFlags(options), &chosen))
+        } catch .resourceBusy {
             throw LinkError(.nameTaken, operation: operation, subject: name, reason: "a TAP of that name is in use")
-        case EINVAL where if_nametoindex(name) != 0:
+        } catch .invalidArgument where if_nametoindex(name) != 0 {
             // drivers/net/tun.c tun_set_iff: EINVAL when the name is taken by another kind of
             // device, or by a TAP opened with a different queue mode.
             throw LinkError(
                 .nameTaken, operation: operation, subject: name,
                 reason: "a device of that name exists and is not a TAP of the same queue mode")
-        case let e:
-            throw LinkError(errno: e, operation: operation, subject: name)
+        } catch {
+            throw LinkError(error, operation: operation, subject: name)
         }
     }
 
     /// Attach, then configure in the order that never leaves a half-made device behind: the
     /// device persists only once everything else has succeeded.
+    /// On a failure the queue closes as it goes out of scope, and a device that was never made
+    /// persistent goes with it; on success its number is handed over.
     private static func openConfigured(name: String, options: Options, operation: String) throws(LinkError) -> (
         Int32, Int32
     ) {
-        let fd = try attach(name: name, options: options, operation: operation)
+        let queue = try attach(name: name, options: options, operation: operation)
+        let fd = queue.rawValue
         func fail(_ rc: Int32, _ what: String) -> LinkError {
-            Glibc.close(fd)
-            return LinkError(errno: -rc, operation: what, subject: name)
+            LinkError(Errno(rawValue: -rc), operation: what, subject: name)
         }
         var rc = gw_tun_set_vnet_hdr_size(fd, Int32(options.vnetHeaderSize))
         if rc < 0 { throw fail(rc, "set vnet header size") }
@@ -178,7 +185,7 @@ public final class TAPDevice: Sendable {
         rc = gw_tun_set_persist(fd, options.persistent ? 1 : 0)
         if rc < 0 { throw fail(rc, "set TAP persistence") }
         let index = Int32(bitPattern: if_nametoindex(name))
-        if index == 0 { throw fail(-errno, "look up TAP index") }
-        return (fd, index)
+        if index == 0 { throw LinkError(Errno.last, operation: "look up TAP index", subject: name) }
+        return (queue.release(), index)
     }
 }

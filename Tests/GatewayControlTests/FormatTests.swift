@@ -3,6 +3,7 @@
 import Foundation
 import Gateway
 import GatewayControl
+import Link
 import Testing
 import Wire
 
@@ -72,6 +73,27 @@ import Wire
         #expect(ControlError(GatewayError(.portInUse, "m")).code == .portInUse)
         #expect(ControlError(GatewayError(.link, "m")).code == .system)
         #expect(ControlError(GatewayError(.link, "the message")).message == "the message")
+    }
+
+    /// A link-layer failure keeps its LinkError beneath the GatewayError, and the API still reads
+    /// the words it always did.
+    @Test func linkErrorsStayTheCauseAndReadTheSame() {
+        let link = LinkError(.nameTaken, operation: "create TAP", subject: "gw-t0", reason: "Device or resource busy")
+        let error = GatewayError.link("attach sandbox 'ci-1'", link)
+        #expect(error.code == .link)
+        #expect(error.message == "attach sandbox 'ci-1': create TAP 'gw-t0': Device or resource busy")
+        guard case .link(let cause) = error.cause else {
+            Issue.record("no link cause: \(String(describing: error.cause))")
+            return
+        }
+        #expect(cause.code == .nameTaken && cause.subject == "gw-t0")
+        // Wrapped again by an outer step, the cause survives and the words nest as before.
+        let outer = GatewayError.link("restore VM sandbox 'ci-1' on gw-v0", error)
+        #expect(outer.message == "restore VM sandbox 'ci-1' on gw-v0: attach sandbox 'ci-1': create TAP 'gw-t0': Device or resource busy")
+        if case .link(let c) = outer.cause { #expect(c.subject == "gw-t0") } else { Issue.record("cause lost") }
+        let api = ControlError(outer)
+        #expect(api.code == .system)
+        #expect(api.message == outer.message)
     }
 
     @Test func pcapFileHeaderIsTcpdumps() {

@@ -6,6 +6,8 @@ import Foundation
 import Synchronization
 import Wire
 
+@testable import Gateway
+
 final class FakeResolver: @unchecked Sendable {
     enum Behavior: Sendable {
         /// A records by lower-cased name; other names NXDOMAIN.
@@ -86,37 +88,15 @@ final class FakeResolver: @unchecked Sendable {
     }
 
     static func localPort(_ fd: Int32) -> UInt16 {
-        var sa = sockaddr_in6()
-        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        _ = withUnsafeMutablePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        // sin_port and sin6_port sit at the same offset.
-        return UInt16(bigEndian: sa.sin6_port)
+        SocketAddress.receiving { getsockname(fd, $0, $1) }.address?.port ?? 0
     }
 
     /// A socket bound to 127.0.0.1 (or ::1), on `port` or an ephemeral one.
     static func boundSocket(ipv6: Bool, type: Int32 = Int32(SOCK_DGRAM.rawValue), port: UInt16 = 0) throws -> Int32 {
         let fd = socket(ipv6 ? AF_INET6 : AF_INET, type, 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
-        let rc: Int32
-        if ipv6 {
-            var sa = sockaddr_in6()
-            sa.sin6_family = sa_family_t(AF_INET6)
-            sa.sin6_port = port.bigEndian
-            sa.sin6_addr = in6addr_loopback
-            rc = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        } else {
-            var sa = sockaddr_in()
-            sa.sin_family = sa_family_t(AF_INET)
-            sa.sin_port = port.bigEndian
-            sa.sin_addr.s_addr = IPv4Address.loopback.raw.bigEndian
-            rc = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
+        let loopback: IPAddress = ipv6 ? .v6(.loopback) : .v4(.loopback)
+        let rc = SocketAddress(loopback, port: port).withSockAddr { bind(fd, $0, $1) }
         guard rc == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
         return fd
     }
@@ -137,25 +117,15 @@ final class FakeResolver: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var out = [UInt8](repeating: 0, count: 65536)
         while !stopping.load(ordering: .acquiring) {
-            var peer = sockaddr_storage()
-            var peerLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let n = buffer.withUnsafeMutableBytes { b in
-                withUnsafeMutablePointer(to: &peer) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        recvfrom(fd, b.baseAddress, b.count, 0, $0, &peerLength)
-                    }
-                }
+            let (n, sender) = buffer.withUnsafeMutableBytes { b in
+                SocketAddress.receiving { recvfrom(fd, b.baseAddress, b.count, 0, $0, $1) }
             }
-            guard n > 0 else { continue }
+            guard n > 0, let peer = sender else { continue }
             let query = Array(buffer[..<n])
             log.withLock { $0.append(query) }
             func send(_ bytes: ArraySlice<UInt8>, from socket: Int32) {
                 _ = bytes.withUnsafeBytes { b in
-                    withUnsafePointer(to: &peer) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                            sendto(socket, b.baseAddress, b.count, 0, $0, peerLength)
-                        }
-                    }
+                    peer.withSockAddr { sendto(socket, b.baseAddress, b.count, 0, $0, $1) }
                 }
             }
             switch behavior {

@@ -204,18 +204,10 @@ struct PortAllocatorTests {
         // Hold a port the way another process would.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = IPv4Address.loopback.raw.bigEndian
         var bound: UInt16 = 0
         for _ in 0..<50 {
             let candidate = UInt16.random(in: 20000...29000)
-            sin.sin_port = candidate.bigEndian
-            let rc = withUnsafePointer(to: &sin) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
+            let rc = SocketAddress(.v4(.loopback), port: candidate).withSockAddr { bind(fd, $0, $1) }
             if rc == 0 && listen(fd, 1) == 0 {
                 bound = candidate
                 break

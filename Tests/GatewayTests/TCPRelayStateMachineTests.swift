@@ -3,6 +3,7 @@
 import CGatewayShims
 import Glibc
 import NetStack
+import SystemPackage
 import Testing
 
 @testable import Gateway
@@ -92,10 +93,10 @@ private func relaying() -> Machine {
 
     @Test func upstreamResetOrSocketErrorResetsBothSides() {
         var m = relaying()
-        #expect(m.pulled(.failed(ECONNRESET)) == .resetBoth)
+        #expect(m.pulled(.failed(.connectionReset)) == .resetBoth)
         #expect(m.stackEvent(.readable, closedCleanly: false) == .none)
         var n = relaying()
-        #expect(n.pushed(.failed(EPIPE)) == .resetBoth)
+        #expect(n.pushed(.failed(.brokenPipe)) == .resetBoth)
         var o = relaying()
         #expect(o.socketFailed() == .resetBoth)
         #expect(o.socketFailed() == .none)

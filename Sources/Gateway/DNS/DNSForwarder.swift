@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import CGatewayShims
+import SystemPackage
 import Wire
 
 /// Answers guests' DNS queries; confined to one shard's event loop thread.
@@ -317,8 +318,10 @@ public final class DNSForwarder {
             }
             let id = freshID()
             entry.upstreamQuery.withUnsafeMutableBytes { query in try? DNSHeader.edit(query) { $0.id = id } }
-            let error = entry.upstreamQuery.withUnsafeBytes { socket.send($0, to: address, port: port) }
-            guard error == 0 else {
+            let sent = entry.upstreamQuery.withUnsafeBytes { bytes in
+                Result { () throws(Errno) in try socket.send(bytes, to: SocketAddress(address, port: port)) }
+            }
+            guard case .success = sent else {
                 counters.sendFailures += 1
                 continue
             }
@@ -381,8 +384,9 @@ public final class DNSForwarder {
 
     private func readResponses(_ socket: DNSUpstreamSocket) {
         for _ in 0..<batchSize {
-            guard let (n, address, port) = socket.receive(into: receiveBuffer) else { return }
-            handleResponse(count: n, from: address, port: port)
+            guard let (n, sender) = try? socket.receive(into: receiveBuffer) else { return }
+            guard let sender else { continue }
+            handleResponse(count: n, from: sender.ip, port: sender.port)
         }
     }
 

@@ -4,7 +4,9 @@
 import Glibc
 #endif
 import CGatewayShims
+import Link
 import NetStack
+import SystemPackage
 import Wire
 
 /// Used by the forwarder when a UDP answer came back truncated but the guest can take more. The
@@ -19,7 +21,8 @@ final class DNSUpstreamTCP {
     }
 
     private let loop: EventLoop
-    private var fd: Int32 = -1
+    /// The connection to the upstream; nil before it opens and once it closes.
+    private var socket: OwnedDescriptor?
     private var phase = Phase.connecting
     /// The length prefix and the query, as they go on the wire.
     private let outgoing: [UInt8]
@@ -43,24 +46,29 @@ final class DNSUpstreamTCP {
         for i in 0..<query.count { out[2 + i] = query[i] }
         outgoing = out
         self.completion = completion
-        let destination = HostSocket.Address(address, port: port)
+        let destination = SocketAddress(address, port: port)
         // A query with our OPT record added may no longer fit the two-byte length.
-        let s = query.count <= 65535 ? HostSocket.make(family: destination.family, type: Int32(SOCK_STREAM.rawValue)) : -1
-        guard s >= 0 else {
+        guard query.count <= 65535,
+            let s = try? HostSocket.open(family: destination.family, type: Int32(SOCK_STREAM.rawValue))
+        else {
             failSoon()
             return
         }
-        fd = s
-        let rc = HostSocket.connect(fd, to: destination)
-        guard rc == 0 || rc == EINPROGRESS else {
+        do throws(Errno) {
+            try HostSocket.connect(s, to: destination)
+        } catch .nowInProgress {
+            // The usual outcome: writable once connected, and SO_ERROR says how it went.
+        } catch {
             failSoon()
             return
         }
         do {
-            try loop.register(fd: fd, events: EPOLLOUT.rawValue) { [weak self] events in self?.socketEvent(events) }
+            try loop.register(fd: s.rawValue, events: EPOLLOUT.rawValue) { [weak self] events in self?.socketEvent(events) }
         } catch {
             failSoon()
+            return
         }
+        socket = .some(s)
     }
 
     deinit { closeSocket() }
@@ -85,7 +93,7 @@ final class DNSUpstreamTCP {
         withExtendedLifetime(self) {
             switch phase {
             case .connecting:
-                guard HostSocket.pendingError(fd) == 0 else { return finish(nil) }
+                guard socket != nil, HostSocket.pendingError(socket!) == nil else { return finish(nil) }
                 phase = .writing
                 write()
             case .writing:
@@ -100,25 +108,40 @@ final class DNSUpstreamTCP {
 
     private func write() {
         while written < outgoing.count {
-            // send(2) with MSG_NOSIGNAL: an upstream that already reset must not raise SIGPIPE.
-            let n = outgoing.withUnsafeBytes { b in
-                send(fd, b.baseAddress! + written, b.count - written, Int32(MSG_NOSIGNAL))
+            guard socket != nil else { return }
+            let n: Int
+            do {
+                n = try outgoing.withUnsafeBytes { b in
+                    Result { () throws(Errno) in try HostSocket.write(socket!, UnsafeRawBufferPointer(rebasing: b[written...])) }
+                }.get()
+            } catch .resourceTemporarilyUnavailable, .interrupted {
+                return
+            } catch {
+                return finish(nil)
             }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             guard n > 0 else { return finish(nil) }
             written += n
         }
+        guard let fd = socket?.rawValue else { return }
         phase = .reading
         loop.modify(fd: fd, events: EPOLLIN.rawValue)
         read()
     }
 
     private func read() {
-        while true {
-            let n = incoming.withUnsafeMutableBytes { b in
-                HostSocket.read(fd, BufferRegions(UnsafeMutableRawBufferPointer(rebasing: b[received...])))
+        while socket != nil {
+            let n: Int
+            do {
+                n = try incoming.withUnsafeMutableBytes { b in
+                    Result { () throws(Errno) in
+                        try HostSocket.read(socket!, BufferRegions(UnsafeMutableRawBufferPointer(rebasing: b[received...])))
+                    }
+                }.get()
+            } catch .resourceTemporarilyUnavailable {
+                return
+            } catch {
+                return finish(nil)
             }
-            if n == -Int(EAGAIN) { return }
             guard n > 0 else { return finish(nil) }
             received += n
             if received == 2 && incoming.count == 2 {
@@ -142,9 +165,6 @@ final class DNSUpstreamTCP {
 
     private func closeSocket() {
         descriptor = nil
-        guard fd >= 0 else { return }
-        loop.unregister(fd: fd)
-        close(fd)
-        fd = -1
+        HostSocket.unwatchAndClose(&socket, on: loop)
     }
 }

@@ -3,6 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Link
 import Wire
 
 public enum ResolvConf {
@@ -40,9 +41,8 @@ public enum ResolvConf {
     /// The whole file as text, nil when it cannot be read. Capped at 1 MiB: a resolv.conf is
     /// a few lines, and anything else at that path is not one.
     static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard let file = try? OwnedDescriptor.adopting(result: open(path, O_RDONLY | O_CLOEXEC)) else { return nil }
+        let fd = file.rawValue
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while bytes.count < 1 << 20 {

@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import CGatewayShims
+import Link
 import NetStack
 import Wire
 
@@ -17,7 +18,8 @@ final class EchoSession {
 
     unowned let relay: EgressRelay
     let key: Key
-    private var fd: Int32
+    /// The connected socket; nil once closed.
+    private var socket: OwnedDescriptor?
     /// Raw sockets see every echo reply on the host: ours carry this identifier.
     private let raw: Bool
     private let rawIdentifier = UInt16.random(in: 1...UInt16.max)
@@ -32,17 +34,19 @@ final class EchoSession {
         v6 = hostDestination.isIPv6
         let family = v6 ? AF_INET6 : AF_INET
         let proto = v6 ? Int32(IPPROTO_ICMPV6) : Int32(IPPROTO_ICMP)
-        var s = HostSocket.make(family: family, type: Int32(SOCK_DGRAM.rawValue), protocol: proto)
-        var isRaw = false
-        if s < 0 {
-            s = HostSocket.make(family: family, type: Int32(SOCK_RAW.rawValue), protocol: proto)
-            isRaw = true
+        let s: OwnedDescriptor
+        if let ping = try? HostSocket.open(family: family, type: Int32(SOCK_DGRAM.rawValue), protocol: proto) {
+            s = ping
+            raw = false
+        } else if let rawSocket = try? HostSocket.open(family: family, type: Int32(SOCK_RAW.rawValue), protocol: proto) {
+            s = rawSocket
+            raw = true
+        } else {
+            return nil
         }
-        guard s >= 0 else { return nil }
-        fd = s
-        raw = isRaw
-        let address = HostSocket.Address(hostDestination, port: 0)
-        guard HostSocket.connectAndWatch(fd, to: address, on: relay.loop, { [unowned self] in self.receive() }) else { return nil }
+        let address = SocketAddress(hostDestination, port: 0)
+        socket = HostSocket.connectAndWatch(s, to: address, on: relay.loop) { [unowned self] in self.receive() }
+        guard socket != nil else { return nil }
         idle = IdleTimer(loop: relay.loop, timeout: relay.limits.echoIdleTimeout) { [weak self] in
             guard let self else { return }
             self.close()
@@ -66,6 +70,7 @@ final class EchoSession {
             message[2] = UInt8(c >> 8)
             message[3] = UInt8(c & 0xFF)
         }
+        guard let fd = socket?.rawValue else { return }
         _ = message.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
     }
 
@@ -73,6 +78,7 @@ final class EchoSession {
         let now = monotonicNanoseconds()
         let buffer = relay.datagramBuffer
         for _ in 0..<64 {
+            guard let fd = socket?.rawValue else { break }
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n < 0 { break }
             var b = UnsafeRawBufferPointer(rebasing: buffer[..<n])
@@ -96,7 +102,7 @@ final class EchoSession {
     func close() {
         idle?.cancel()
         idle = nil
-        HostSocket.unwatchAndClose(&fd, on: relay.loop)
+        HostSocket.unwatchAndClose(&socket, on: relay.loop)
         descriptor = nil
     }
 }

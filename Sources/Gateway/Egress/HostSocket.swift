@@ -1,155 +1,110 @@
-// Non-blocking host sockets for the egress relay: create, connect, scatter/gather I/O, resets.
-// Thin wrappers over the system calls; every error comes back as an errno value, never a trap.
+// Non-blocking host sockets for the relays: create, connect, scatter/gather I/O, resets.
+// Thin wrappers over the system calls on an owned descriptor; every failure is a typed `Errno`.
 #if canImport(Glibc)
 import Glibc
 #endif
 import CGatewayShims
+import Link
 import NetStack
+import SystemPackage
 import Wire
 
 enum HostSocket {
-    /// A sockaddr for an IP endpoint, held in storage large enough for either family.
-    struct Address {
-        var storage = sockaddr_storage()
-        var length: socklen_t = 0
-        var family: Int32
-
-        init(_ ip: IPAddress, port: UInt16) {
-            switch ip {
-            case .v4(let a):
-                family = AF_INET
-                var sin = sockaddr_in()
-                sin.sin_family = sa_family_t(AF_INET)
-                sin.sin_port = port.bigEndian
-                sin.sin_addr.s_addr = a.raw.bigEndian
-                withUnsafeBytes(of: &sin) { src in
-                    withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: src) }
-                }
-                length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            case .v6(let a):
-                family = AF_INET6
-                var sin6 = sockaddr_in6()
-                sin6.sin6_family = sa_family_t(AF_INET6)
-                sin6.sin6_port = port.bigEndian
-                withUnsafeMutableBytes(of: &sin6.sin6_addr) { b in
-                    for i in 0..<16 { b[i] = a.byte(i) }
-                }
-                withUnsafeBytes(of: &sin6) { src in
-                    withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: src) }
-                }
-                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            }
-        }
-
-        func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-            withUnsafeBytes(of: storage) { body($0.baseAddress!.assumingMemoryBound(to: sockaddr.self), length) }
-        }
+    /// socket(2), non-blocking and close-on-exec.
+    static func open(family: Int32, type: Int32, protocol proto: Int32 = 0) throws(Errno) -> OwnedDescriptor {
+        try OwnedDescriptor.adopting(
+            result: socket(family, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), proto))
     }
 
-    /// Reads the endpoint out of a sockaddr the kernel filled.
-    static func endpoint(_ storage: sockaddr_storage) -> (IPAddress, UInt16)? {
-        var s = storage
-        return withUnsafeBytes(of: &s) { b -> (IPAddress, UInt16)? in
-            switch Int32(storage.ss_family) {
-            case AF_INET:
-                let sin = b.load(as: sockaddr_in.self)
-                return (.v4(IPv4Address(raw: UInt32(bigEndian: sin.sin_addr.s_addr))), UInt16(bigEndian: sin.sin_port))
-            case AF_INET6:
-                let sin6 = b.load(as: sockaddr_in6.self)
-                let a = withUnsafeBytes(of: sin6.sin6_addr) { $0.ipv6(0) }
-                return (.v6(a), UInt16(bigEndian: sin6.sin6_port))
-            default:
-                return nil
-            }
-        }
-    }
-
-    /// A non-blocking, close-on-exec socket; -errno on failure.
-    static func make(family: Int32, type: Int32, protocol proto: Int32 = 0) -> Int32 {
-        let fd = socket(family, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), proto)
-        return fd >= 0 ? fd : -errno
-    }
-
-    /// Connects a datagram socket and registers it for reading; on any failure closes it and
-    /// returns false (the caller's session then does not exist).
-    static func connectAndWatch(_ fd: Int32, to address: Address, on loop: EventLoop, _ readable: @escaping () -> Void) -> Bool {
-        guard connect(fd, to: address) == 0 else {
-            close(fd)
-            return false
-        }
+    /// Connects a datagram socket and registers it for reading; nil, with the socket closed, on
+    /// any failure (the caller's session then does not exist).
+    static func connectAndWatch(
+        _ socket: consuming OwnedDescriptor, to address: SocketAddress, on loop: EventLoop,
+        _ readable: @escaping () -> Void
+    ) -> OwnedDescriptor? {
         do {
-            try loop.register(fd: fd, events: EPOLLIN.rawValue) { _ in readable() }
-            return true
+            try connect(socket, to: address)
+            try loop.register(fd: socket.rawValue, events: EPOLLIN.rawValue) { _ in readable() }
         } catch {
-            close(fd)
-            return false
+            return nil
         }
+        return socket
     }
 
-    /// Starts a connect: 0 when done at once, EINPROGRESS when pending, else the errno.
-    static func connect(_ fd: Int32, to address: Address) -> Int32 {
-        let rc = address.withSockaddr { Glibc.connect(fd, $0, $1) }
-        return rc == 0 ? 0 : errno
+    /// connect(2). Returns when connected at once.
+    /// - Throws: `.nowInProgress` while a stream connect is pending (its outcome comes back
+    ///   through ``pendingError(_:)`` once the socket is writable); any other errno is a failure.
+    static func connect(_ socket: borrowing OwnedDescriptor, to address: SocketAddress) throws(Errno) {
+        let fd = socket.rawValue
+        let rc = address.withSockAddr { Glibc.connect(fd, $0, $1) }
+        if rc != 0 { throw Errno.last }
     }
 
-    /// SO_ERROR: the outcome of a pending connect (0 = connected).
-    static func pendingError(_ fd: Int32) -> Int32 {
+    /// getsockopt(2) SO_ERROR: the outcome of a pending connect, nil once connected.
+    static func pendingError(_ socket: borrowing OwnedDescriptor) -> Errno? {
         var err: Int32 = 0
         var len = socklen_t(MemoryLayout<Int32>.size)
-        return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 ? err : errno
+        guard getsockopt(socket.rawValue, SOL_SOCKET, SO_ERROR, &err, &len) == 0 else { return Errno.last }
+        return err == 0 ? nil : Errno(rawValue: err)
     }
 
-    static func setNoDelay(_ fd: Int32) {
+    /// setsockopt(2) TCP_NODELAY.
+    static func setNoDelay(_ socket: borrowing OwnedDescriptor) {
         var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-    }
-
-    /// Stops watching `fd` and closes it (so that the peer sees RST when `reset`), leaving -1;
-    /// nothing when it is -1 already.
-    static func unwatchAndClose(_ fd: inout Int32, on loop: EventLoop, reset: Bool = false) {
-        guard fd >= 0 else { return }
-        loop.unregister(fd: fd)
-        if reset { closeWithReset(fd) } else { Glibc.close(fd) }
-        fd = -1
-    }
-
-    /// Closes so that the peer sees RST, not FIN (SO_LINGER with zero timeout).
-    static func closeWithReset(_ fd: Int32) {
-        setAbortiveClose(fd, true)
-        close(fd)
+        setsockopt(socket.rawValue, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// SO_LINGER {on, 0} (or off again). A flow's socket carries it while the flow is open: if
     /// the process dies, the kernel's close then resets the peer instead of sending a FIN that
     /// would make a cut-off transfer look complete. shutdown(SHUT_WR) still sends a FIN with it
     /// on; only close() resets, so a graceful end turns it off just before its close.
-    static func setAbortiveClose(_ fd: Int32, _ on: Bool) {
+    static func setAbortiveClose(_ socket: borrowing OwnedDescriptor, _ on: Bool) {
         var l = linger(l_onoff: on ? 1 : 0, l_linger: 0)
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+        setsockopt(socket.rawValue, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
     }
 
-    /// readv into a buffer's regions: bytes read, 0 at EOF, -errno on error (-EAGAIN: nothing now).
-    static func read(_ fd: Int32, _ regions: BufferRegions) -> Int {
+    /// Stops watching the socket and closes it (so that the peer sees RST when `reset`), leaving
+    /// nil; nothing when it is nil already.
+    static func unwatchAndClose(_ socket: inout OwnedDescriptor?, on loop: EventLoop, reset: Bool = false) {
+        guard let s = socket.take() else { return }
+        loop.unregister(fd: s.rawValue)
+        if reset { closeWithReset(s) } else { s.close() }
+    }
+
+    /// Closes so that the peer sees RST, not FIN (SO_LINGER with zero timeout).
+    static func closeWithReset(_ socket: consuming OwnedDescriptor) {
+        setAbortiveClose(socket, true)
+        socket.close()
+    }
+
+    /// readv(2) into a buffer's regions: bytes read, 0 at EOF.
+    /// - Throws: `.resourceTemporarilyUnavailable` when nothing is waiting; other errno.
+    static func read(_ socket: borrowing OwnedDescriptor, _ regions: BufferRegions) throws(Errno) -> Int {
+        let fd = socket.rawValue
         let n = withIOVecs(regions) { readv(fd, $0.baseAddress, Int32($0.count)) }
-        return n >= 0 ? n : -Int(errno)
+        guard n >= 0 else { throw Errno.last }
+        return n
     }
 
-    /// Gathers a buffer's regions into one send: bytes written or -errno. sendmsg with
-    /// MSG_NOSIGNAL rather than writev: a peer that has reset must cost this flow an EPIPE, not
-    /// the whole process a SIGPIPE.
-    static func write(_ fd: Int32, _ regions: BufferRegions) -> Int {
+    /// Gathers a buffer's regions into one send: bytes written. sendmsg(2) with MSG_NOSIGNAL
+    /// rather than writev: a peer that has reset must cost this flow an EPIPE, not the whole
+    /// process a SIGPIPE.
+    /// - Throws: `.resourceTemporarilyUnavailable` when the socket cannot take any now; other errno.
+    static func write(_ socket: borrowing OwnedDescriptor, _ regions: BufferRegions) throws(Errno) -> Int {
+        let fd = socket.rawValue
         let n = withIOVecs(regions) { vectors in
             var message = msghdr()
             message.msg_iov = vectors.baseAddress
             message.msg_iovlen = vectors.count
             return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
         }
-        return n >= 0 ? n : -Int(errno)
+        guard n >= 0 else { throw Errno.last }
+        return n
     }
 
     /// One readable region, for callers holding plain bytes.
-    static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
-        write(fd, BufferRegions(UnsafeMutableRawBufferPointer(mutating: bytes)))
+    static func write(_ socket: borrowing OwnedDescriptor, _ bytes: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        try write(socket, BufferRegions(UnsafeMutableRawBufferPointer(mutating: bytes)))
     }
 
     private static func withIOVecs(_ regions: BufferRegions, _ body: (UnsafeMutableBufferPointer<iovec>) -> Int) -> Int {

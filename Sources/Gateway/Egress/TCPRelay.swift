@@ -53,7 +53,9 @@
 import Glibc
 #endif
 import CGatewayShims
+import Link
 import NetStack
+import SystemPackage
 import Wire
 
 final class TCPRelay {
@@ -62,7 +64,8 @@ final class TCPRelay {
     let key: FlowKey
     private var destination: IPAddress
     private let port: UInt16
-    private var fd: Int32 = -1
+    /// The upstream connection; nil before the dial and once closed.
+    private var socket: OwnedDescriptor?
     private var machine = TCPRelayStateMachine()
     private var connectTimer: EventLoop.TimerID?
     private var lastActivity = monotonicNanoseconds()
@@ -92,16 +95,25 @@ final class TCPRelay {
     }
 
     private func dial() {
-        let address = HostSocket.Address(destination, port: port)
-        let s = HostSocket.make(family: address.family, type: Int32(SOCK_STREAM.rawValue))
-        guard s >= 0 else { return perform(machine.cannotDial()) }
-        fd = s
-        HostSocket.setNoDelay(fd)
+        let address = SocketAddress(destination, port: port)
+        guard let s = try? HostSocket.open(family: address.family, type: Int32(SOCK_STREAM.rawValue)) else {
+            return perform(machine.cannotDial())
+        }
+        HostSocket.setNoDelay(s)
         // Until the flow ends gracefully, a crash of this process resets the upstream.
-        HostSocket.setAbortiveClose(fd, true)
-        let rc = HostSocket.connect(fd, to: address)
-        if rc != 0 && rc != EINPROGRESS {
-            return perform(machine.connectFinished(error: rc, canFallBack: relay.loopbackFallback(destination) != nil))
+        HostSocket.setAbortiveClose(s, true)
+        var refused: Errno?
+        do throws(Errno) {
+            try HostSocket.connect(s, to: address)
+        } catch .nowInProgress {
+            // The usual outcome: writable once connected, and SO_ERROR says how it went.
+        } catch {
+            refused = error
+        }
+        socket = .some(s)
+        if let refused {
+            return perform(
+                machine.connectFinished(error: refused.rawValue, canFallBack: relay.loopbackFallback(destination) != nil))
         }
         updateInterest()
     }
@@ -110,9 +122,11 @@ final class TCPRelay {
         // Handling may drop the relay's last reference (it leaves the relay's table).
         withExtendedLifetime(self) {
             if machine.isConnecting {
-                let error = HostSocket.pendingError(fd)
-                perform(machine.connectFinished(error: error, canFallBack: relay.loopbackFallback(destination) != nil))
-            } else if events & EPOLLERR.rawValue != 0 && HostSocket.pendingError(fd) != 0 {
+                let error = socketError()
+                perform(
+                    machine.connectFinished(
+                        error: error?.rawValue ?? 0, canFallBack: relay.loopbackFallback(destination) != nil))
+            } else if events & EPOLLERR.rawValue != 0 && socketError() != nil {
                 perform(machine.socketFailed())
             } else {
                 let readable = EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
@@ -164,7 +178,8 @@ final class TCPRelay {
             stack.tcpAccept(id, now: monotonicNanoseconds())
         case .pull:
             let now = monotonicNanoseconds()
-            let outcome = StreamPump.pull(from: fd, into: stack, id, now: now) { n in
+            guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
+            let outcome = StreamPump.pull(from: socket!, into: stack, id, now: now) { n in
                 relay.countFromHost(n)
                 lastActivity = now
             }
@@ -173,8 +188,9 @@ final class TCPRelay {
             let now = monotonicNanoseconds()
             let complete = machine.pushStartsComplete(
                 readClosed: stack.tcpIsReadClosed(id), connectionLive: stack.tcpState(id) != nil)
+            guard socket != nil else { return perform(machine.pushed(.failed(.badFileDescriptor))) }
             let outcome = StreamPump.push(
-                from: stack, id, to: fd, now: now, complete: complete, guestFIN: machine.guestFIN
+                from: stack, id, to: socket!, now: now, complete: complete, guestFIN: machine.guestFIN
             ) { n in
                 relay.countToHost(n)
                 lastActivity = now
@@ -184,10 +200,10 @@ final class TCPRelay {
             stack.tcpShutdownWrite(id, now: monotonicNanoseconds())
             if close { closeSocket(reset: false) }
         case .shutUpstreamWrite(let close):
-            shutdown(fd, Int32(SHUT_WR))
+            shutUpstreamWrite()
             if close { closeSocket(reset: false) }
         case .finish(let ending):
-            if ending.shutUpstreamWrite { shutdown(fd, Int32(SHUT_WR)) }
+            if ending.shutUpstreamWrite { shutUpstreamWrite() }
             // Whatever the upstream could not take now is dropped.
             stack.tcpDiscardReadable(id, now: monotonicNanoseconds())
             closeSocket(reset: ending.resetUpstream)
@@ -208,7 +224,7 @@ final class TCPRelay {
 
     /// Brings the socket's epoll registration to the mask the machine wants.
     private func updateInterest() {
-        guard fd >= 0, let change = machine.interestChange() else { return }
+        guard let fd = socket?.rawValue, let change = machine.interestChange() else { return }
         do {
             try loop.apply(change, to: fd, handler: { [unowned self] ev in self.socketEvent(ev) })
         } catch {
@@ -249,7 +265,17 @@ final class TCPRelay {
         if let t = idleTimer { loop.cancel(t) }
         idleTimer = nil
         // A graceful end: the upstream gets every byte and a FIN, not the crash-time reset.
-        if !reset && fd >= 0 { HostSocket.setAbortiveClose(fd, false) }
-        HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
+        if !reset && socket != nil { HostSocket.setAbortiveClose(socket!, false) }
+        HostSocket.unwatchAndClose(&socket, on: loop, reset: reset)
+    }
+
+    /// shutdown(2) SHUT_WR: the upstream reads EOF after the bytes sent so far.
+    private func shutUpstreamWrite() {
+        if let fd = socket?.rawValue { shutdown(fd, Int32(SHUT_WR)) }
+    }
+
+    /// SO_ERROR of the upstream socket (EBADF once it is closed).
+    private func socketError() -> Errno? {
+        socket != nil ? HostSocket.pendingError(socket!) : .badFileDescriptor
     }
 }

@@ -4,13 +4,16 @@
 import Glibc
 #endif
 import CGatewayShims
+import Link
 import NetStack
+import SystemPackage
 import Wire
 
 final class UDPSession {
     unowned let relay: EgressRelay
     let key: FlowKey
-    private var fd: Int32
+    /// The connected socket; nil once closed.
+    private var socket: OwnedDescriptor?
     private var idle: IdleTimer?
     /// Held against the sandbox's descriptor budget until the socket closes.
     var descriptor: DescriptorSlot?
@@ -18,10 +21,10 @@ final class UDPSession {
     init?(relay: EgressRelay, key: FlowKey, destination: IPAddress) {
         self.relay = relay
         self.key = key
-        let address = HostSocket.Address(destination, port: key.remotePort)
-        fd = HostSocket.make(family: address.family, type: Int32(SOCK_DGRAM.rawValue))
-        guard fd >= 0 else { return nil }
-        guard HostSocket.connectAndWatch(fd, to: address, on: relay.loop, { [unowned self] in self.receive() }) else { return nil }
+        let address = SocketAddress(destination, port: key.remotePort)
+        guard let s = try? HostSocket.open(family: address.family, type: Int32(SOCK_DGRAM.rawValue)) else { return nil }
+        socket = HostSocket.connectAndWatch(s, to: address, on: relay.loop) { [unowned self] in self.receive() }
+        guard socket != nil else { return nil }
         idle = IdleTimer(loop: relay.loop, timeout: relay.limits.udpIdleTimeout) { [weak self] in
             guard let self else { return }
             self.close()
@@ -35,6 +38,7 @@ final class UDPSession {
     func send(_ payload: [UInt8]) {
         lastPrefix = Array(payload.prefix(8))
         idle?.lastActivity = monotonicNanoseconds()
+        guard let fd = socket?.rawValue else { return }
         let n = payload.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
         if n >= 0 { relay.udpSent() }
     }
@@ -42,12 +46,16 @@ final class UDPSession {
     private func receive() {
         let now = monotonicNanoseconds()
         let buffer = relay.datagramBuffer
-        // A burst of replies per wake-up, each one datagram.
+        // A burst of replies per wake-up, each one datagram; the number is read again each time,
+        // as handing a reply to the stack may end the session.
         for _ in 0..<64 {
+            guard let fd = socket?.rawValue else { break }
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n < 0 {
                 // The host answered with ICMP port unreachable: pass it on, as a router would.
-                if errno == ECONNREFUSED { relay.stack.sendUDPUnreachable(key, payloadPrefix: lastPrefix, prohibited: false) }
+                if Errno.last == .connectionRefused {
+                    relay.stack.sendUDPUnreachable(key, payloadPrefix: lastPrefix, prohibited: false)
+                }
                 break
             }
             idle?.lastActivity = now
@@ -60,7 +68,7 @@ final class UDPSession {
     func close() {
         idle?.cancel()
         idle = nil
-        HostSocket.unwatchAndClose(&fd, on: relay.loop)
+        HostSocket.unwatchAndClose(&socket, on: relay.loop)
         descriptor = nil
     }
 }

@@ -4,6 +4,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Link
 
 public struct AutoPortRange: Sendable, Hashable {
     public var ports: ClosedRange<UInt16>
@@ -64,9 +65,8 @@ public struct AutoPortRange: Sendable, Hashable {
     public var usableCount: Int { ports.count - reserved.filter { ports.contains($0) }.count }
 
     private static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard let file = try? OwnedDescriptor.adopting(result: open(path, O_RDONLY | O_CLOEXEC)) else { return nil }
+        let fd = file.rawValue
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {

@@ -52,6 +52,7 @@
 import Glibc
 #endif
 import CGatewayShims
+import Link
 import NetStack
 import Wire
 
@@ -65,7 +66,8 @@ final class InboundConnection {
     let id: TCPFlowID
     let key: FlowKey
     let binding: HostBinding
-    private var fd: Int32
+    /// The client's connection; nil once closed.
+    private var socket: OwnedDescriptor?
     private var machine = InboundStateMachine()
     /// The guest's answer while connecting, the flush while draining.
     private var timer: EventLoop.TimerID?
@@ -81,18 +83,18 @@ final class InboundConnection {
         return false
     }
 
-    init(relay: IngressRelay, id: TCPFlowID, key: FlowKey, binding: HostBinding, socket: Int32) {
+    init(relay: IngressRelay, id: TCPFlowID, key: FlowKey, binding: HostBinding, socket: consuming OwnedDescriptor) {
         self.relay = relay
         self.id = id
         self.key = key
         self.binding = binding
-        fd = socket
+        self.socket = .some(socket)
     }
 
     /// Watches the client for errors only (its bytes wait until the guest answers) and starts
     /// the clock on the guest's answer.
     func start() throws(GatewayError) {
-        if let change = machine.interestChange() {
+        if let fd = socket?.rawValue, let change = machine.interestChange() {
             try loop.apply(change, to: fd, handler: { [unowned self] ev in self.socketEvent(ev) })
         }
         armTimer(after: relay.limits.guestConnectTimeout)
@@ -108,7 +110,7 @@ final class InboundConnection {
 
     private func socketEvent(_ events: UInt32) {
         withExtendedLifetime(self) {
-            let error = events & EPOLLERR.rawValue != 0 ? HostSocket.pendingError(fd) : nil
+            let error = events & EPOLLERR.rawValue != 0 ? socketError() : nil
             perform(machine.socketEvent(hangUp: events & EPOLLHUP.rawValue != 0, error: error))
             if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue) != 0 { perform(machine.socketReadable()) }
             if events & EPOLLOUT.rawValue != 0 { perform(machine.socketWritable()) }
@@ -144,15 +146,17 @@ final class InboundConnection {
             cancelTimer()
             relay.connectionEstablished()
         case .pull:
-            let outcome = StreamPump.pull(from: fd, into: stack, id, now: monotonicNanoseconds()) { n in
+            guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
+            let outcome = StreamPump.pull(from: socket!, into: stack, id, now: monotonicNanoseconds()) { n in
                 relay.countToGuest(n)
             }
             perform(machine.pulled(outcome))
         case .push:
             let complete = machine.pushStartsComplete(
                 readClosed: stack.tcpIsReadClosed(id), connectionLive: stack.tcpState(id) != nil)
+            guard socket != nil else { return perform(machine.pushed(.failed(.badFileDescriptor))) }
             let outcome = StreamPump.push(
-                from: stack, id, to: fd, now: monotonicNanoseconds(), complete: complete, guestFIN: machine.guestFIN
+                from: stack, id, to: socket!, now: monotonicNanoseconds(), complete: complete, guestFIN: machine.guestFIN
             ) { n in
                 relay.countFromGuest(n)
             }
@@ -161,7 +165,7 @@ final class InboundConnection {
             stack.tcpShutdownWrite(id, now: monotonicNanoseconds())
             if close { closeClient(shutWriteFirst: false) }
         case .shutClientWrite:
-            shutdown(fd, Int32(SHUT_WR))
+            shutClientWrite()
         case .drain:
             armTimer(after: relay.limits.closeFlushTimeout)
             perform(.push)
@@ -193,7 +197,7 @@ final class InboundConnection {
     /// the sandbox's limit.
     private func closeClient(shutWriteFirst: Bool) {
         cancelTimer()
-        if shutWriteFirst { shutdown(fd, Int32(SHUT_WR)) }
+        if shutWriteFirst { shutClientWrite() }
         closeSocket(reset: false)
         relay.connectionFinished(id, wasEstablished: true)
     }
@@ -205,7 +209,7 @@ final class InboundConnection {
 
     /// Brings the socket's epoll registration to the mask the machine wants.
     private func updateInterest() {
-        guard fd >= 0, let change = machine.interestChange() else { return }
+        guard let fd = socket?.rawValue, let change = machine.interestChange() else { return }
         do {
             try loop.apply(change, to: fd, handler: { [unowned self] ev in self.socketEvent(ev) })
         } catch {
@@ -214,10 +218,20 @@ final class InboundConnection {
     }
 
     private func closeSocket(reset: Bool) {
-        guard fd >= 0 else { return }
+        guard socket != nil else { return }
         // A graceful end: the client gets every byte and a FIN, not the crash-time reset.
-        if !reset { HostSocket.setAbortiveClose(fd, false) }
-        HostSocket.unwatchAndClose(&fd, on: loop, reset: reset)
+        if !reset { HostSocket.setAbortiveClose(socket!, false) }
+        HostSocket.unwatchAndClose(&socket, on: loop, reset: reset)
         descriptor = nil
+    }
+
+    /// shutdown(2) SHUT_WR: the client reads EOF after the bytes sent so far.
+    private func shutClientWrite() {
+        if let fd = socket?.rawValue { shutdown(fd, Int32(SHUT_WR)) }
+    }
+
+    /// SO_ERROR of the client's socket as the state machine takes it: 0 for none (EBADF once closed).
+    private func socketError() -> Int32 {
+        socket != nil ? HostSocket.pendingError(socket!)?.rawValue ?? 0 : EBADF
     }
 }

@@ -5,7 +5,9 @@
 import Glibc
 #endif
 import CGatewayShims
+import Link
 import NetStack
+import SystemPackage
 import Wire
 
 final class IngressRelay {
@@ -53,18 +55,17 @@ final class IngressRelay {
 
     // MARK: - Publishing (control plane, run on the shard)
 
-    /// Starts serving a port whose socket the allocator bound. The socket is closed on failure.
-    func open(_ binding: HostBinding, guestPort: UInt16, preserveSource: Bool, socket: Int32) throws(GatewayError) {
+    /// Starts serving a port whose socket the allocator bound, taking it over: it is closed on
+    /// failure.
+    func open(_ binding: HostBinding, guestPort: UInt16, preserveSource: Bool, socket fd: Int32) throws(GatewayError) {
+        let socket = OwnedDescriptor(adopting: fd)
         guard !closed else {
-            Glibc.close(socket)
             throw GatewayError(.unknownSandbox, "the sandbox is being detached; \(binding) was not published")
         }
         guard ports[binding] == nil else {
-            Glibc.close(socket)
             throw GatewayError(.portInUse, "host port \(binding) is already published by this sandbox")
         }
         guard let slot = descriptors.take() else {
-            Glibc.close(socket)
             throw GatewayError(
                 .exhausted,
                 "\(binding) was not published: the sandbox holds all \(descriptors.limit) descriptors of its budget "
@@ -136,59 +137,58 @@ final class IngressRelay {
     func acceptConnections(on port: PublishedPort) {
         // A bounded batch per wake-up, so one busy port cannot starve the shard's other work.
         for _ in 0..<64 {
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let fd = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    accept(port.fd, $0, &length)
-                }
-            }
-            if fd < 0 {
-                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
-                    port.pause(for: .milliseconds(100))
-                }
+            // Read again each time: admitting a client may end in the port's close.
+            guard let listener = port.fd else { break }
+            let (fd, peer) = SocketAddress.receiving { accept(listener, $0, $1) }
+            let client: OwnedDescriptor
+            do {
+                client = try OwnedDescriptor.adopting(result: fd)
+            } catch .tooManyOpenFiles, .tooManyOpenFilesInSystem, .noBufferSpace, .noMemory {
+                port.pause(for: .milliseconds(100))
+                break
+            } catch {
                 break
             }
             // accept4(2) is not exported to Swift here; accepted sockets inherit neither flag.
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            guard let (address, peerPort) = HostSocket.endpoint(storage) else {
-                HostSocket.closeWithReset(fd)
+            guard let peer else {
+                HostSocket.closeWithReset(client)
                 continue
             }
-            admit(fd, peer: IPEndpoint(address: address, port: peerPort), on: port)
+            admit(client, peer: IPEndpoint(address: peer.ip, port: peer.port), on: port)
         }
         driver.afterWork()
     }
 
     /// Policy, then the sandbox's limit, then a connection into the guest; a client refused at
     /// any step is reset (SO_LINGER 0) so it fails at once instead of hanging.
-    private func admit(_ fd: Int32, peer: IPEndpoint, on port: PublishedPort) {
+    private func admit(_ client: consuming OwnedDescriptor, peer: IPEndpoint, on port: PublishedPort) {
         guard ingressAllowed(peer, port.guestPort, .tcp) else {
             counters.tcpDenied += 1
-            HostSocket.closeWithReset(fd)
+            HostSocket.closeWithReset(client)
             return
         }
         guard connections.count < limits.maxInboundConnections else {
             counters.tcpOverLimit += 1
-            HostSocket.closeWithReset(fd)
+            HostSocket.closeWithReset(client)
             return
         }
         // The client is reset like one over the connection limit (counted by the budget).
         guard let slot = descriptors.take() else {
-            HostSocket.closeWithReset(fd)
+            HostSocket.closeWithReset(client)
             return
         }
         guard let (id, key) = connectIntoGuest(port, peer: peer) else {
             counters.tcpConnectFailed += 1
-            HostSocket.closeWithReset(fd)
+            HostSocket.closeWithReset(client)
             return
         }
-        HostSocket.setNoDelay(fd)
+        HostSocket.setNoDelay(client)
         // Until the connection ends gracefully, a crash of this process resets the client
         // instead of handing it a FIN after a cut-off stream.
-        HostSocket.setAbortiveClose(fd, true)
-        let c = InboundConnection(relay: self, id: id, key: key, binding: port.binding, socket: fd)
+        HostSocket.setAbortiveClose(client, true)
+        let c = InboundConnection(relay: self, id: id, key: key, binding: port.binding, socket: client)
         c.descriptor = slot
         do {
             try c.start()
@@ -272,16 +272,13 @@ final class IngressRelay {
     func receiveDatagrams(on port: PublishedPort) {
         let now = monotonicNanoseconds()
         for _ in 0..<64 {
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let n = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    recvfrom(port.fd, datagram.baseAddress, datagram.count, Int32(MSG_DONTWAIT), $0, &length)
-                }
+            guard let fd = port.fd else { break }
+            let (n, peer) = SocketAddress.receiving {
+                recvfrom(fd, datagram.baseAddress, datagram.count, Int32(MSG_DONTWAIT), $0, $1)
             }
             if n < 0 { break }
-            guard let (address, peerPort) = HostSocket.endpoint(storage) else { continue }
-            guard let key = udpKey(for: IPEndpoint(address: address, port: peerPort), on: port, now: now) else {
+            guard let peer else { continue }
+            guard let key = udpKey(for: IPEndpoint(address: peer.ip, port: peer.port), on: port, now: now) else {
                 continue
             }
             counters.udpDatagramsIn += 1
@@ -335,10 +332,10 @@ final class IngressRelay {
             counters.udpLateReplies += 1
             return true
         }
-        guard let port = ports[entry.binding], port.fd >= 0 else { return true }
-        let address = HostSocket.Address(entry.peer.address, port: entry.peer.port)
+        guard let port = ports[entry.binding], let fd = port.fd else { return true }
+        let address = SocketAddress(entry.peer.address, port: entry.peer.port)
         let n = payload.withUnsafeBytes { bytes in
-            address.withSockaddr { sendto(port.fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0, $1) }
+            address.withSockAddr { sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0, $1) }
         }
         if n >= 0 { counters.udpDatagramsOut += 1 }
         return true

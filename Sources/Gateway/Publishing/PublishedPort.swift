@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import CGatewayShims
+import Link
 import NetStack
 
 final class PublishedPort {
@@ -11,20 +12,26 @@ final class PublishedPort {
     let binding: HostBinding
     let guestPort: UInt16
     let preserveSource: Bool
-    private(set) var fd: Int32
+    /// The listener or UDP socket; nil once closed.
+    private var socket: OwnedDescriptor?
     private var resumeTimer: EventLoop.TimerID?
     /// Held against the sandbox's descriptor budget until the socket closes.
     var descriptor: DescriptorSlot?
 
-    init(relay: IngressRelay, binding: HostBinding, guestPort: UInt16, preserveSource: Bool, socket: Int32) {
+    init(relay: IngressRelay, binding: HostBinding, guestPort: UInt16, preserveSource: Bool,
+         socket: consuming OwnedDescriptor) {
         self.relay = relay
         self.binding = binding
         self.guestPort = guestPort
         self.preserveSource = preserveSource
-        fd = socket
+        self.socket = .some(socket)
     }
 
+    /// The socket's number while it is open, for accept(2), recvfrom(2) and sendto(2).
+    var fd: Int32? { socket?.rawValue }
+
     func start() throws(GatewayError) {
+        guard let fd else { return }
         try relay.loop.register(fd: fd, events: EPOLLIN.rawValue) { [unowned self] _ in
             withExtendedLifetime(self) {
                 switch self.binding.protocol {
@@ -38,12 +45,12 @@ final class PublishedPort {
     /// Stops watching the socket for a while: accept(2) failing for want of descriptors would
     /// otherwise wake the loop again at once, for as long as the shortage lasts.
     func pause(for d: Duration) {
-        guard fd >= 0, resumeTimer == nil else { return }
+        guard let fd, resumeTimer == nil else { return }
         relay.loop.modify(fd: fd, events: 0)
         resumeTimer = relay.loop.schedule(at: monotonicNanoseconds() + d.nanoseconds) { [weak self] in
-            guard let self, self.fd >= 0 else { return }
+            guard let self, let fd = self.fd else { return }
             self.resumeTimer = nil
-            self.relay.loop.modify(fd: self.fd, events: EPOLLIN.rawValue)
+            self.relay.loop.modify(fd: fd, events: EPOLLIN.rawValue)
         }
     }
 
@@ -51,10 +58,8 @@ final class PublishedPort {
     func close() {
         if let t = resumeTimer { relay.loop.cancel(t) }
         resumeTimer = nil
-        guard fd >= 0 else { return }
-        relay.loop.unregister(fd: fd)
-        Glibc.close(fd)
-        fd = -1
+        guard socket != nil else { return }
+        HostSocket.unwatchAndClose(&socket, on: relay.loop)
         descriptor = nil
     }
 }

@@ -3,7 +3,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Link
 import NetStack
+import SystemPackage
 
 /// readv from a socket straight into a connection's send ring, and writev from its receive
 /// ring straight to the socket. Whoever owns the socket decides what an outcome means.
@@ -18,8 +20,8 @@ enum StreamPump {
         case stackFull
         /// The peer sent EOF.
         case endOfStream
-        /// A read failed (the peer reset, or another error): the errno.
-        case failed(Int32)
+        /// A read failed (the peer reset, or another error).
+        case failed(Errno)
     }
 
     /// How a push from the guest's receive ring to the socket stopped.
@@ -29,23 +31,29 @@ enum StreamPump {
         case emptied(complete: Bool)
         /// The socket is full (EAGAIN): the rest stays in the ring until EPOLLOUT.
         case socketFull
-        /// A write failed (the peer reset, or another error): the errno.
-        case failed(Int32)
+        /// A write failed (the peer reset, or another error).
+        case failed(Errno)
     }
 
-    /// Reads from `fd` into the connection's send ring until one of the outcomes; `moved` gets
-    /// every byte taken.
+    /// Reads from `socket` into the connection's send ring until one of the outcomes; `moved`
+    /// gets every byte taken.
     static func pull(
-        from fd: Int32, into stack: Stack, _ id: TCPFlowID, now: UInt64, moved: (Int) -> Void
+        from socket: borrowing OwnedDescriptor, into stack: Stack, _ id: TCPFlowID, now: UInt64, moved: (Int) -> Void
     ) -> PullOutcome {
         while true {
             var result = 0
+            var failure: Errno?
             var asked = 0
             let taken = stack.tcpWriteInPlace(id, now: now) { regions in
                 asked = regions.byteCount
-                result = HostSocket.read(fd, regions)
-                return max(result, 0)
+                do throws(Errno) {
+                    result = try HostSocket.read(socket, regions)
+                } catch {
+                    failure = error
+                }
+                return result
             }
+            if let failure { return failure == .resourceTemporarilyUnavailable ? .socketEmpty : .failed(failure) }
             if taken == 0 && result == 0 && stack.tcpWritableBytes(id) == 0 { return .stackFull }
             if result > 0 {
                 moved(result)
@@ -53,9 +61,7 @@ enum StreamPump {
                 if result < asked { return .socketEmpty }
                 continue
             }
-            if result == -Int(EAGAIN) { return .socketEmpty }
-            if result == 0 { return .endOfStream }
-            return .failed(Int32(-result))
+            return .endOfStream
         }
     }
 
@@ -64,14 +70,19 @@ enum StreamPump {
     /// when nothing is left to write; `guestFIN` that the guest's FIN has arrived, so that the
     /// write taking the last bytes completes it.
     static func push(
-        from stack: Stack, _ id: TCPFlowID, to fd: Int32, now: UInt64, complete: Bool, guestFIN: Bool,
-        moved: (Int) -> Void
+        from stack: Stack, _ id: TCPFlowID, to socket: borrowing OwnedDescriptor, now: UInt64, complete: Bool,
+        guestFIN: Bool, moved: (Int) -> Void
     ) -> PushOutcome {
         var complete = complete
         while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
-            let n = HostSocket.write(fd, regions)
-            if n == -Int(EAGAIN) { return .socketFull }
-            if n < 0 { return .failed(Int32(-n)) }
+            let n: Int
+            do throws(Errno) {
+                n = try HostSocket.write(socket, regions)
+            } catch .resourceTemporarilyUnavailable {
+                return .socketFull
+            } catch {
+                return .failed(error)
+            }
             moved(n)
             // Taking the last bytes of a connection that has already ended retires it from the
             // stack, after which nothing says whether its stream was complete: settled before.

@@ -5,7 +5,9 @@
 import Glibc
 #endif
 import CGatewayShims
+import Link
 import Synchronization
+import SystemPackage
 
 public struct DescriptorLimits: Sendable {
     /// Descriptors the data path never takes: control API connections, state files, and the
@@ -71,6 +73,20 @@ public final class DescriptorLedger: Sendable {
     /// call that failed for want of one may have reported it in its own words, and the
     /// descriptors it held may be free again by the time the error arrives here.
     static func outOfDescriptors(after error: any Error) -> Bool {
+        let system: Errno? =
+            switch error {
+            case let e as Errno: e
+            case let e as LinkError: e.systemError
+            case let e as GatewayError:
+                switch e.cause {
+                case .system(let s): s
+                case .link(let l): l.systemError
+                case nil: nil
+                }
+            default: nil
+            }
+        if system == .tooManyOpenFiles || system == .tooManyOpenFilesInSystem { return true }
+        // libnl's errors carry no errno, only words.
         let text = "\(error)"
         for e in [EMFILE, ENFILE] {
             if let s = strerror(e), text.contains(String(cString: s)) { return true }
@@ -80,12 +96,14 @@ public final class DescriptorLedger: Sendable {
 
     /// Whether the process cannot open another descriptor right now (EMFILE or ENFILE).
     static func processOutOfDescriptors() -> Bool {
-        let probe = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if probe >= 0 {
-            close(probe)
+        do {
+            try OwnedDescriptor.adopting(
+                result: socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            ).close()
             return false
+        } catch {
+            return error == .tooManyOpenFiles || error == .tooManyOpenFilesInSystem
         }
-        return errno == EMFILE || errno == ENFILE
     }
 
     static func openDescriptors() -> Int {

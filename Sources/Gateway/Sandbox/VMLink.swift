@@ -46,7 +46,7 @@ struct VMLink: Sendable {
         do {
             nl = try NetlinkSocket()
         } catch {
-            throw GatewayError(.link, "attach VM sandbox '\(id)': \(error)")
+            throw GatewayError.link("attach VM sandbox '\(id)'", error)
         }
         if reuse && survives(nl) {
             do {
@@ -54,7 +54,7 @@ struct VMLink: Sendable {
             } catch {
                 // The VM's devices stay (its monitor may hold the TAP); the next start sweeps them.
                 try? nl.deleteLink(named: gatewayTAP)
-                throw GatewayError(.link, "restore VM sandbox '\(id)' on \(vmTAP): \(error)")
+                throw GatewayError.link("restore VM sandbox '\(id)' on \(vmTAP)", error)
             }
         }
         // TUNSETIFF would quietly attach to a free TAP of the name: never take over a device
@@ -69,7 +69,7 @@ struct VMLink: Sendable {
             return try build(nl, mtu: mtu, owner: owner, group: group)
         } catch {
             remove(nl)
-            throw GatewayError(.link, "attach VM sandbox '\(id)': \(error)")
+            throw GatewayError.link("attach VM sandbox '\(id)'", error)
         }
     }
 
@@ -109,12 +109,10 @@ struct VMLink: Sendable {
             try nl.setMTU(of: bridge, to: mtu)
             for name in names { try nl.setLink(named: name, up: true) }
             return (tap, Self.bridgeNetfilterWarning(bridge: bridge))
-        } catch let error as LinkError {
-            throw GatewayError(.link, "\(error)")
         } catch let error as GatewayError {
             throw error
         } catch {
-            throw GatewayError(.link, "\(error)")
+            throw GatewayError.link(nil, error)
         }
     }
 
@@ -138,7 +136,7 @@ struct VMLink: Sendable {
         } catch let error as GatewayError {
             throw error
         } catch {
-            throw GatewayError(.link, "\(error)")
+            throw GatewayError.link(nil, error)
         }
     }
 
