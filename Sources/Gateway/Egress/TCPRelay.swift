@@ -217,7 +217,7 @@ final class TCPRelay {
             armIdleTimer()
         case .abortBoth(let abortGuest):
             cancelConnectTimer()
-            if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+            if abortGuest { stack.tcpAbort(id) }
             closeSocket(reset: true)
         }
     }
@@ -251,7 +251,7 @@ final class TCPRelay {
 
     /// Upstream reset or a socket error: reset the guest and the upstream.
     private func resetBoth() {
-        stack.tcpAbort(id, now: monotonicNanoseconds())
+        stack.tcpAbort(id)
         closeSocket(reset: true)
         relay.tcpFinished(id, wasConnected: true)
     }
