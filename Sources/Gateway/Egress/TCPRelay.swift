@@ -247,7 +247,7 @@ final class TCPRelay {
         case .abortBoth(let abortGuest):
             logEnd(.closedByGateway)
             cancelConnectTimer()
-            if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+            if abortGuest { stack.tcpAbort(id) }
             closeSocket(reset: true)
         }
     }
@@ -301,7 +301,7 @@ final class TCPRelay {
     /// own denial): reset the guest and the upstream.
     private func resetBoth() {
         logEnd(.upstreamReset)
-        stack.tcpAbort(id, now: monotonicNanoseconds())
+        stack.tcpAbort(id)
         closeSocket(reset: true)
         relay.tcpFinished(id, wasConnected: true)
     }
