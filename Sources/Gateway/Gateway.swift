@@ -569,6 +569,11 @@ public final class Gateway: Sendable {
     }
 
     /// Each shard's buffer pool: bytes in use, kept warm, mapped; chunks given back so far.
+    /// Each shard's DNS forwarder counters.
+    public func dnsForwarderCounters() -> [DNSForwarder.Counters] {
+        zip(shards, forwarders).map { loop, f in (try? loop.submitAndWait { f.value.counters }) ?? DNSForwarder.Counters() }
+    }
+
     public func bufferPoolStats() -> [BufferPoolStats] {
         zip(shards, pools).map { loop, pool in
             (try? loop.submitAndWait {

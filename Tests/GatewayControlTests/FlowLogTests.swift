@@ -87,6 +87,14 @@ struct FlowLogDaemonTests {
         #expect(metrics.contains("gatewayd_sandbox_flows_total{sandbox=\"\(id)\",verdict=\"denied\",reason=\"default\"} 2"))
         #expect(metrics.contains("gatewayd_sandbox_flows_total{sandbox=\"\(id)\",verdict=\"allowed\",reason=\"\"} 1"))
         #expect(metrics.contains("gatewayd_flow_log_events_total{state=\"dropped\"} 0"))
+        // Counters described once, shown in both stats and /metrics.
+        #expect(metrics.contains("gatewayd_sandbox_egress_tcp_connected_total{sandbox=\"\(id)\"} 1"))
+        #expect(metrics.contains("# HELP gatewayd_dns_queries_total"))
+        let statsOut = try h.ctl("stats", id, "--json")
+        #expect(statsOut.status == 0, "\(statsOut.stderr)")
+        let stats = try JSONDecoder().decode(SandboxStats.self, from: Data(statsOut.stdout.utf8))
+        #expect(stats.counters["egress_tcp_connected_total"] == 1)
+        #expect(stats.counters["egress_tcp_denied_total"] == 2)
     }
 
     @Test func policySwitchAndReloadThroughTheDaemon() throws {

@@ -68,7 +68,14 @@ final class Sandbox {
                 "dnsTCPUnread": e.dnsTCPUnreadResets, "descriptorBudget": egress.descriptors.refused,
                 "publishedPortDenied": e.publishedPortDenied,
             ],
-            memory: memory(), dns: dns(), flows: flows())
+            memory: memory(), dns: dns(), flows: flows(), counters: counters())
+    }
+
+    func counters() -> [String: Int] {
+        let source = SandboxCounterSource(stack: driver.stack.counters, egress: egress.counters)
+        var out: [String: Int] = [:]
+        for c in CounterDescription<SandboxCounterSource>.sandbox { out[c.name] = c.value(source) }
+        return out
     }
 
     func flows() -> SandboxFlows {

@@ -104,6 +104,8 @@ public struct SandboxStats: Sendable, Codable, Hashable {
     public var memory = SandboxMemory()
     public var dns = SandboxDNS()
     public var flows = SandboxFlows()
+    /// Every counter of `CounterDescription.sandbox`, by name.
+    public var counters: [String: Int] = [:]
 }
 
 /// A sandbox's flow verdicts, as the flow log records them.
