@@ -12,6 +12,7 @@ struct DomainRuleEgressTests {
     static let rules = """
         allow egress tcp domain:allowed.test ports 80,443
         allow egress tcp domain:*.wild.test ports 80,443
+        allow egress udp domain:allowed.test ports 5353
         """
 
     /// A gateway whose "domains" policy holds `rules`, its DNS upstream the internet's resolver.
@@ -157,6 +158,42 @@ struct DomainRuleEgressTests {
         #expect(denied.contains { $0.reason == .unidentified })
         #expect(denied.contains { $0.reason == .nameMismatch && $0.destination?.hasSuffix(":80") == true })
         #expect(try fx.gateway.stats(info.id).flows.denied["name mismatch"] == 3)
+    }
+
+    /// A UDP datagram from the guest to `host`:5353: "reply", "refused" (an ICMP unreachable or
+    /// prohibited came back) or "timeout".
+    static func udp(_ fx: GatewayFixture, _ ns: String, _ host: String) throws -> String {
+        let script = """
+            import socket, sys
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(2)
+            s.connect((sys.argv[1], 5353))
+            try:
+                s.send(b"ping")
+                print("reply" if s.recv(100) == b"ping" else "other")
+            except (socket.timeout, TimeoutError):
+                print("timeout")
+            except OSError as e:
+                print("refused" if e.errno in (111, 113) else type(e).__name__)
+            """
+        return try fx.run(in: ns, "python3 -c '\(script)' \(host)").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func udpFollowsThePinsToo() throws {
+        let inet = try InternetFixture()
+        defer { inet.stop() }
+        let fx = try Self.gateway(inet)
+        defer { fx.tearDown() }
+        let (info, ns) = try Self.attach(fx)
+        // Before the name is resolved through the gateway, the address is refused at once.
+        #expect(try Self.udp(fx, ns, "\(inet.allowed)") == "refused")
+        #expect(try Self.udp(fx, ns, "allowed.test") == "reply")
+        // other.test resolves (dns = "all") but no rule names it.
+        #expect(try Self.udp(fx, ns, "other.test") == "refused")
+        fx.gateway.flowLog.flush()
+        let records = fx.gateway.flowLog.recent(sandbox: info.id).filter { $0.protocol == "udp" && $0.event == .flow }
+        #expect(records.contains { $0.verdict == .allowed && $0.name == "allowed.test" })
+        #expect(records.contains { $0.verdict == .denied && $0.reason == .noPin })
     }
 
     @Test func allowedNamesModeNeverForwardsOtherNames() throws {
