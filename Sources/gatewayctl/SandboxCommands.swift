@@ -44,6 +44,24 @@ struct Attach: ParsableCommand {
     @Option(help: "TCP buffer memory the sandbox may hold, in MiB (default: its policy's, else gatewayd's).")
     var memoryBudgetMib: Int?
 
+    @Option(help: "Bytes per second each way, as a bit rate: 100mbit, 1gbit, 512kbit (default: its policy's, else none).")
+    var rateLimit: String?
+
+    @Option(help: "As --rate-limit, to the host only (the guest's uploads).")
+    var rateLimitUp: String?
+
+    @Option(help: "As --rate-limit, from the host only (the guest's downloads).")
+    var rateLimitDown: String?
+
+    @Option(help: "UDP datagrams per second, each way (default: its policy's, else none).")
+    var packetRate: Int?
+
+    @Option(help: "New flows per second (default: its policy's, else gatewayd's).")
+    var connectionRate: Int?
+
+    @Option(help: "TCP flows and UDP sessions open at once (default: its policy's, else none).")
+    var maxFlows: Int?
+
     @Option(
         name: .customLong("publish"),
         help: ArgumentHelp(
@@ -65,6 +83,12 @@ struct Attach: ParsableCommand {
             id: id, netns: netns, vm: vm ? AttachRequest.VM(owner: owner, group: group) : nil,
             dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac, ports: ports.isEmpty ? nil : ports)
         request.memoryBudgetMiB = memoryBudgetMib
+        request.rateLimit = rateLimit
+        request.rateLimitUp = rateLimitUp
+        request.rateLimitDown = rateLimitDown
+        request.packetRate = packetRate
+        request.connectionRate = connectionRate
+        request.maxFlows = maxFlows
         // Checked here, a bad value is reported before any round trip.
         _ = try perform { () throws(ControlError) in try request.spec() }
         let view = try perform { () throws(ControlError) in

@@ -115,6 +115,20 @@ public enum GatewayMetrics {
         for s in stats { p.sample("gatewayd_sandbox_dns_rate_limited_total", ["sandbox": s.id], s.dns.rateLimited) }
         p.family("gatewayd_sandbox_dns_pins", .gauge, help: "Addresses pinned for domain rules by the sandbox's DNS answers.")
         for s in stats { p.sample("gatewayd_sandbox_dns_pins", ["sandbox": s.id], s.dns.pins) }
+        p.family("gatewayd_sandbox_rate_limited_seconds_total", .counter, help: "Time some flow waited for byte tokens, by direction.")
+        for s in stats {
+            p.sample("gatewayd_sandbox_rate_limited_seconds_total", ["sandbox": s.id, "direction": "to_host"], s.rateLimits.secondsLimitedToHost)
+            p.sample("gatewayd_sandbox_rate_limited_seconds_total", ["sandbox": s.id, "direction": "from_host"], s.rateLimits.secondsLimitedFromHost)
+        }
+        p.family("gatewayd_sandbox_rate_delayed_bytes_total", .counter, help: "Guest bytes held back in the stack for byte tokens.")
+        for s in stats { p.sample("gatewayd_sandbox_rate_delayed_bytes_total", ["sandbox": s.id], s.rateLimits.bytesDelayed) }
+        p.family("gatewayd_sandbox_rate_limit_drops_total", .counter, help: "Datagrams dropped and flows refused or reset by the sandbox's limits, by limit.")
+        for s in stats {
+            let r = s.rateLimits
+            for (limit, n) in [("packet_rate", r.udpDropped), ("connection_rate", r.connectionsRefused), ("max_flows", r.flowsRefused), ("half_open", r.halfOpenResets)] {
+                p.sample("gatewayd_sandbox_rate_limit_drops_total", ["sandbox": s.id, "limit": limit], n)
+            }
+        }
         let log = gateway.flowLog.counters
         p.family("gatewayd_flow_log_events_total", .counter, help: "Flow log events written, or dropped at a full shard queue.")
         p.sample("gatewayd_flow_log_events_total", ["state": "written"], log.written)
