@@ -52,10 +52,19 @@ struct RateLimitEgressTests {
         let dir = NSTemporaryDirectory() + "gw-iperf-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let runs = clients.enumerated().map { i, c in
-            "timeout 30 ip netns exec \(c.ns) iperf3 -c \(c.gateway) -p \(c.port) -t \(seconds) -J \(reverse ? "-R" : "") > \(dir)/\(i).json &"
+        // Started side by side as processes of their own, each writing its JSON to a file.
+        let runs = try clients.enumerated().map { i, c in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments =
+                ["timeout", "30", "ip", "netns", "exec", c.ns, "iperf3", "-c", c.gateway, "-p", String(c.port), "-t", String(seconds), "-J"]
+                + (reverse ? ["-R"] : [])
+            FileManager.default.createFile(atPath: "\(dir)/\(i).json", contents: nil)
+            process.standardOutput = FileHandle(forWritingAtPath: "\(dir)/\(i).json")
+            try process.run()
+            return process
         }
-        try TestHost.run(["sh", "-c", runs.joined(separator: " ") + " wait"])
+        for process in runs { process.waitUntilExit() }
         return try clients.indices.map { i in
             try Iperf(json: String(contentsOfFile: "\(dir)/\(i).json", encoding: .utf8))
         }
@@ -157,26 +166,26 @@ struct RateLimitEgressTests {
             "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', \(port)))\ns.listen(256)\ntime.sleep(600)",
         ])
         try fx.waitForListener(port: port)
-        // The guest's kernel never sees the SYN-ACKs (so it cannot answer them with RST): the
-        // handshakes stay half-open, as a SYN flood leaves them.
-        try fx.run(in: ns, "tc qdisc add dev \(info.tap) ingress")
-        try fx.run(
-            in: ns,
-            "tc filter add dev \(info.tap) parent ffff: protocol ip u32 match ip protocol 6 0xff match u8 0x12 0x12 at 33 action drop")
+        // SYNs from another address of the sandbox's subnet, which the guest's kernel does not
+        // own: nothing answers the gateway's ARP for it, so the SYN-ACKs go nowhere and no RST
+        // comes back, and the handshakes stay half-open, as a SYN flood leaves them.
         let script = """
-            import random, socket, struct, sys
-            src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+            import ipaddress, random, socket, struct, sys
+            guest, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+            src = str(ipaddress.ip_address(guest) + 5)
             def checksum(b):
                 if len(b) % 2: b += bytes(1)
                 s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
                 while s >> 16: s = (s & 0xFFFF) + (s >> 16)
                 return ~s & 0xFFFF
-            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
             for i in range(n):
                 tcp = struct.pack("!HHIIBBHHH", 40000 + i, port, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
                 pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
                 tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
-                raw.sendto(tcp, (dst, 0))
+                ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i, 0, 64, 6, 0, socket.inet_aton(src), socket.inet_aton(dst))
+                ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+                raw.sendto(ip + tcp, (dst, 0))
             """
         let flood = 20
         try fx.run(in: ns, "python3 -c '\(script)' \(info.guestIPv4) \(info.gatewayIPv4) \(port) \(flood)")
