@@ -136,6 +136,22 @@ private let second: UInt64 = 1_000_000_000
         #expect(m.tokensBack(.fromHost) == .none, "a stray wake-up does nothing")
     }
 
+    @Test func tokensBackResumeReadingAfterTheRingHadBeenFull() {
+        // The ring filled, the guest acknowledged, and the next read ran out of tokens: the
+        // tokens, not another `.writable`, resume it.
+        var m = relaying()
+        #expect(m.pulled(.stackFull) == .none)
+        #expect(m.stackEvent(.writable, closedCleanly: false) == .pull)
+        #expect(m.pulled(.rateLimited) == .waitForTokens(.fromHost, held: 0))
+        #expect(m.tokensBack(.fromHost) == .pull)
+        var i = InboundStateMachine()
+        _ = i.stackEvent(.established, unreadBytes: 0)
+        #expect(i.pulled(.stackFull) == .none)
+        #expect(i.stackEvent(.writable, unreadBytes: 0) == .pull)
+        #expect(i.pulled(.rateLimited) == .waitForTokens(.fromHost, held: 0))
+        #expect(i.tokensBack(.fromHost) == .pull)
+    }
+
     @Test func egressWritingWaitsForTokensWithTheBytesInTheRing() {
         var m = relaying()
         #expect(m.stackEvent(.readable, closedCleanly: false) == .push)

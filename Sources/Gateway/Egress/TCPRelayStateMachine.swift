@@ -276,6 +276,8 @@ struct TCPRelayStateMachine {
             state = .done
             return .resetBoth
         case .rateLimited:
+            // The ring had room: only the tokens ran out, so `.writable` will not come to resume.
+            f.stackFull = false
             f.readLimited = true
             state = .relaying(f)
             return .waitForTokens(.fromHost, held: 0)

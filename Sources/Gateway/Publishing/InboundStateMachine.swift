@@ -221,6 +221,8 @@ struct InboundStateMachine {
             state = .done
             return .resetBoth(wasEstablished: true)
         case .rateLimited:
+            // The ring had room: only the tokens ran out, so `.writable` will not come to resume.
+            f.stackFull = false
             f.readLimited = true
             state = .relaying(f)
             return .waitForTokens(.fromHost, held: 0)
