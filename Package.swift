@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling"], swiftSettings: strict),
         .testTarget(name: "NetStackTests", dependencies: ["NetStack", "Wire"], swiftSettings: strict),
         // Helpers shared by the root integration tests (namespaces, devices, cleanup).
-        .target(name: "GatewayTestSupport", dependencies: ["Link", "Wire"], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "GatewayTestSupport", dependencies: ["Gateway", "Link", "Wire"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
             name: "GatewayTests",
             dependencies: ["Gateway", "NetStack", "Link", "Wire", "GatewayTestSupport", system,

@@ -388,6 +388,8 @@ public final class Gateway: Sendable {
         let budget = spec.memoryBudget ?? policy.memoryBudget ?? configuration.memoryBudget
         let shared = sharedMemoryBudget
         let rateOverride = spec.rateLimits
+        let routes = publishing.routes
+        let loopbackClients = publishing.loopbackClients
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> LoopBound<Sandbox> in
             let stack = Stack(
                 configuration: stackConfiguration, bufferPool: pool.value,
@@ -413,6 +415,12 @@ public final class Gateway: Sendable {
                     port: key.remotePort, pins: pinning.pins, now: monotonicNanoseconds(), name: name)
             }
             sandbox.egress.unidentifiedTraffic = { pinning.policy.unidentifiedTraffic }
+            sandbox.egress.publishedPorts = PublishedPortsView(routes: routes)
+            sandbox.egress.loopbackClients = (loopbackClients, spec.id)
+            sandbox.ingress.loopbackClients = loopbackClients
+            sandbox.egress.reaching = { target, proto in
+                pinning.policy.evaluate(reaching: target.sandbox, guestPort: target.guestPort, protocol: proto)
+            }
             let audit = FlowAudit(sandbox: spec.id, queue: flowQueue, pinning: pinning)
             sandbox.egress.audit = audit
             pinning.audit = audit
@@ -564,6 +572,11 @@ public final class Gateway: Sendable {
     }
 
     /// Each shard's buffer pool: bytes in use, kept warm, mapped; chunks given back so far.
+    /// Each shard's DNS forwarder counters.
+    public func dnsForwarderCounters() -> [DNSForwarder.Counters] {
+        zip(shards, forwarders).map { loop, f in (try? loop.submitAndWait { f.value.counters }) ?? DNSForwarder.Counters() }
+    }
+
     public func bufferPoolStats() -> [BufferPoolStats] {
         zip(shards, pools).map { loop, pool in
             (try? loop.submitAndWait {

@@ -760,7 +760,7 @@ public final class Stack {
         collect(flow)
     }
 
-    public func tcpAbort(_ id: TCPFlowID, now: UInt64) {
+    public func tcpAbort(_ id: TCPFlowID) {
         guard let flow = flows[id] else { return }
         let c = flow.connection
         c.abort(emit: { self.emitSegment(flow, $0) })

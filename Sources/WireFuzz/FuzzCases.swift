@@ -138,9 +138,10 @@ enum FuzzCases {
         _ = sum
     }
 
-    /// The relay's edits: the OPT record resized, taken out, or added; each result parses with
-    /// the record it was given. Only where the OPT record is the last record (or absent): a name
-    /// after it could point into its bytes, and the relay only ever resizes one there.
+    /// The relay's edits: the OPT record resized, taken out, or added, then a new ID; each
+    /// result parses with the record it was given and the question it had. Only where the OPT
+    /// record is the last record (or absent): a name after it could point into its bytes, and
+    /// the relay only ever resizes one there.
     static func checkRelayEdits(_ m: DNSMessage) {
         guard (m.optRange?.upperBound ?? m.endOffset) == m.endOffset else { return }
         var resized = m.edns ?? DNSEDNS(udpPayloadSize: 1232)
@@ -154,6 +155,11 @@ enum FuzzCases {
                 }
                 precondition(r.edns == opt, "relayed copy's OPT record")
                 precondition(r.question == m.question, "relayed copy's question")
+                let copy = UnsafeMutableRawBufferPointer(rebasing: rb[0..<n])
+                guard (try? DNSHeader.edit(copy, { $0.id = ~$0.id })) != nil,
+                      let again = try? DNSMessage.parse(UnsafeRawBufferPointer(copy))
+                else { preconditionFailure("relayed copy with a new ID does not parse") }
+                precondition(again.question == m.question, "relayed copy's question under a new ID")
             }
         }
     }

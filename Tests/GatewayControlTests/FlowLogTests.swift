@@ -12,6 +12,23 @@ struct FlowLogDaemonTests {
         text.split(separator: "\n").compactMap { try? JSONDecoder().decode(FlowRecord.self, from: Data($0.utf8)) }
     }
 
+    /// A sandbox attached in a fresh namespace and an HTTP server on host loopback it may reach
+    /// through its gateway address (host-only): its namespace, ID, gateway address and the port.
+    static func sandboxAndServer(
+        _ h: DaemonHarness, _ prefix: String, _ processes: GatewayTestSupport.BackgroundProcesses
+    ) throws -> (String, String, String, UInt16) {
+        let ns = try h.scratch.namespace().name!
+        let id = "\(prefix)-\(h.scratch.tag)"
+        #expect(try h.ctl("attach", id, "--netns", ns).status == 0)
+        let gateway = try #require(
+            try JSONDecoder().decode([SandboxView].self, from: Data(h.ctl("list", "--json").stdout.utf8)).first
+        ).gatewayIPv4
+        let port = TestHost.freePort()
+        _ = try processes.start(["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", h.directory])
+        try TestHost.waitForListener(port: port)
+        return (ns, id, gateway, port)
+    }
+
     @Test func verdictsReachTheFileTheCLIAndFollowers() throws {
         let h = try DaemonHarness()
         defer { h.tearDown() }
@@ -20,17 +37,9 @@ struct FlowLogDaemonTests {
             of: "shards = 2", with: "flow-log = \"\(logFile)\"\nshards = 2")
         ).write(toFile: h.configPath, atomically: true, encoding: .utf8)
         try h.start()
-        let ns = try h.scratch.namespace().name!
-        let id = "flows-\(h.scratch.tag)"
-        #expect(try h.ctl("attach", id, "--netns", ns).status == 0)
-        let gateway = try #require(
-            try JSONDecoder().decode([SandboxView].self, from: Data(h.ctl("list", "--json").stdout.utf8)).first
-        ).gatewayIPv4
         let processes = GatewayTestSupport.BackgroundProcesses()
         defer { processes.killAll() }
-        let port = UInt16.random(in: 20000...32000)
-        _ = try processes.start(["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", h.directory])
-        try TestHost.waitForListener(port: port)
+        let (ns, id, gateway, port) = try Self.sandboxAndServer(h, "flows", processes)
 
         // A follower from the start.
         let follower = Process()
@@ -87,6 +96,14 @@ struct FlowLogDaemonTests {
         #expect(metrics.contains("gatewayd_sandbox_flows_total{sandbox=\"\(id)\",verdict=\"denied\",reason=\"default\"} 2"))
         #expect(metrics.contains("gatewayd_sandbox_flows_total{sandbox=\"\(id)\",verdict=\"allowed\",reason=\"\"} 1"))
         #expect(metrics.contains("gatewayd_flow_log_events_total{state=\"dropped\"} 0"))
+        // Counters described once, shown in both stats and /metrics.
+        #expect(metrics.contains("gatewayd_sandbox_egress_tcp_connected_total{sandbox=\"\(id)\"} 1"))
+        #expect(metrics.contains("# HELP gatewayd_dns_queries_total"))
+        let statsOut = try h.ctl("stats", id, "--json")
+        #expect(statsOut.status == 0, "\(statsOut.stderr)")
+        let stats = try JSONDecoder().decode(SandboxStats.self, from: Data(statsOut.stdout.utf8))
+        #expect(stats.counters["egress_tcp_connected_total"] == 1)
+        #expect(stats.counters["egress_tcp_denied_total"] == 2)
     }
 
     @Test func policySwitchAndReloadThroughTheDaemon() throws {
@@ -99,17 +116,9 @@ struct FlowLogDaemonTests {
         }
         try writeConfig("")
         try h.start()
-        let ns = try h.scratch.namespace().name!
-        let id = "pol-\(h.scratch.tag)"
-        #expect(try h.ctl("attach", id, "--netns", ns).status == 0)
-        let gateway = try #require(
-            try JSONDecoder().decode([SandboxView].self, from: Data(h.ctl("list", "--json").stdout.utf8)).first
-        ).gatewayIPv4
         let processes = GatewayTestSupport.BackgroundProcesses()
         defer { processes.killAll() }
-        let port = UInt16.random(in: 20000...32000)
-        _ = try processes.start(["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", h.directory])
-        try TestHost.waitForListener(port: port)
+        let (ns, id, gateway, port) = try Self.sandboxAndServer(h, "pol", processes)
         func fetch() throws -> String {
             try TestHost.run(["ip", "netns", "exec", ns, "sh", "-c",
                               "curl -sS --max-time 5 -o /dev/null http://\(gateway):\(port)/ 2>&1; echo rc=$?"])

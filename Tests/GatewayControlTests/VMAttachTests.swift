@@ -221,7 +221,7 @@ struct VMAttachCLITests {
         let restored = try #require(after.first)
         #expect(after.count == 1 && restored.id == id && restored.mode == "vm" && restored.tap == tap)
         #expect(restored.mac == view.mac && restored.guestIPv4 == view.guestIPv4 && restored.bridge == bridge)
-        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(FileManager.default.createFile(atPath: go, contents: nil))
         #expect(waitForLine(out, "after") == "after ok")
         #expect(h.stateFiles() == ["\(id).json"])
         #expect(h.stop(SIGTERM) == 0)

@@ -52,7 +52,7 @@ final class GatewayFixture: @unchecked Sendable {
     /// A free TCP port on the host's loopback.
     /// A port for a host-side server, below the kernel's ephemeral range (32768-60999 by
     /// default): there, another test's outgoing connection may hold it.
-    static func freePort() -> UInt16 { UInt16.random(in: 20000...32000) }
+    static func freePort() -> UInt16 { TestHost.freePort() }
 
     /// Starts a background process; it is killed at teardown.
     func background(_ arguments: [String]) throws -> Process { try processes.start(arguments) }

@@ -14,7 +14,8 @@ final class InternetFixture {
     /// Answers allowed.test, other.test, a.wild.test and wild.test; every other name NXDOMAIN.
     let resolver: FakeResolver
     private(set) var namespace = ""
-    /// Each connection to port 443 of `allowed` appends the number of bytes it received.
+    /// Each connection to port 443 of `allowed` appends the number of bytes it received; its UDP
+    /// port 5353 echoes datagrams.
     private(set) var receivedLog = ""
 
     /// The resolver starts here (a gateway's configuration names it); the namespace and its
@@ -82,6 +83,16 @@ final class InternetFixture {
                 c.close()
             """
         _ = try fx.background(exec + ["python3", "-c", script])
+        // UDP port 5353 of `allowed` echoes each datagram.
+        let echo = """
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("\(allowed)", 5353))
+            while True:
+                d, peer = s.recvfrom(65536)
+                s.sendto(d, peer)
+            """
+        _ = try fx.background(exec + ["python3", "-c", echo])
         try waitFor(seconds: 10, every: 0.05) {
             let out = (try? TestHost.run(exec + ["ss", "-tlnH", "sport = :80 or sport = :443"])) ?? ""
             return out.split(separator: "\n").count == 4

@@ -204,6 +204,25 @@ struct PolicyEvaluationTests {
         #expect(decide(p, "192.168.1.5", .tcp, 80, direction: .ingress) == PolicyDecision(action: .deny, source: .defaultAction))
     }
 
+    @Test func sandboxRulesAloneDecideFlowsToPublishedPorts() throws {
+        let p = try Policy(
+            parsing: [
+                "allow egress any any", "deny egress tcp sandbox:web ports 81", "allow egress tcp sandbox:web ports 80,81",
+                "allow egress udp sandbox:dns",
+            ], default: .allow)
+        #expect(p.evaluate(reaching: "web", guestPort: 80, protocol: .tcp) == PolicyDecision(action: .allow, source: .rule(2)))
+        #expect(p.evaluate(reaching: "web", guestPort: 81, protocol: .tcp) == PolicyDecision(action: .deny, source: .rule(1)))
+        // Neither `any` nor the policy's default allows them: an unnamed sandbox, port or protocol is denied.
+        let denied = PolicyDecision(action: .deny, source: .defaultAction)
+        #expect(p.evaluate(reaching: "web", guestPort: 8080, protocol: .tcp) == denied)
+        #expect(p.evaluate(reaching: "web", guestPort: 80, protocol: .udp) == denied)
+        #expect(p.evaluate(reaching: "db", guestPort: 80, protocol: .tcp) == denied)
+        #expect(p.evaluate(reaching: "dns", guestPort: 5353, protocol: .udp) == PolicyDecision(action: .allow, source: .rule(3)))
+        // And a sandbox rule covers no ordinary destination.
+        let only = try Policy(parsing: ["allow egress any sandbox:web"], default: .deny)
+        #expect(decide(only, "127.0.0.1", .tcp, 80).action == .deny)
+    }
+
     @Test(arguments: [
         ("10.0.0.0/8", "10.255.255.255", true), ("10.0.0.0/8", "11.0.0.0", false), ("10.0.0.0/8", "9.255.255.255", false),
         ("0.0.0.0/0", "255.255.255.255", true), ("0.0.0.0/0", "::1", false), ("::/0", "::1", true), ("::/0", "1.2.3.4", false),
@@ -234,6 +253,8 @@ struct PolicyTextTests {
         "allow egress any fd00::1",
         "deny egress any ::/0",
         "allow egress udp group:link-local ports 5353",
+        "allow egress tcp sandbox:web ports 80",
+        "deny egress any sandbox:pp-1_x",
     ])
     func roundTrip(text: String) throws {
         let rule = try PolicyRule(parsing: text)
@@ -284,6 +305,8 @@ struct PolicyTextTests {
         ("allow egress tcp any ports 1-2-3", "1-2-3", "bad port \"2-3\""),
         ("allow egress tcp any ports 80, 443", "443", "unexpected \"443\" after the port list"),
         ("allow egress icmp any ports 80", "ports", "icmp has no ports"),
+        ("allow ingress tcp sandbox:web", "sandbox:web", "sandbox destinations apply to egress only"),
+        ("allow egress tcp sandbox:", "sandbox:", "needs a sandbox ID"),
     ] as [(String, String?, String)])
     func errors(text: String, token: String?, reason: String) {
         let error = #expect(throws: PolicyError.self) { try PolicyRule(parsing: text, line: 7) }

@@ -61,7 +61,7 @@ final class PublishedPortFixture: @unchecked Sendable {
     /// A host port in a band of its own, unlikely to be taken.
     /// A port above the kernel's ephemeral range (32768-60999 by default), so that no outgoing
     /// connection of a test running at the same time can be holding it.
-    static func freePort() -> UInt16 { UInt16.random(in: 61000...65000) }
+    static func freePort() -> UInt16 { TestHost.freePort(in: 61000...65000) }
 
     func tearDown() {
         processes.killAll()

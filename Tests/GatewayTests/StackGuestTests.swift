@@ -65,9 +65,12 @@ struct StackGuestTests {
         defer { fx.tearDown() }
         let size = 1 << 30
         let (_, collected) = Self.serve(fx, sourceLength: size)
-        // Guest → stack: random bytes through the discard service.
+        // Guest → stack: random bytes through the discard service, from a file of this run's own
+        // (the guest shares the host's /dev/shm with every other run on the machine).
+        let upload = "/dev/shm/gw-up-\(fx.scratch.tag)"
+        defer { try? FileManager.default.removeItem(atPath: upload) }
         let guestHash = try fx.guest(
-            "head -c \(size) /dev/urandom > /dev/shm/gw-up && sha256sum /dev/shm/gw-up | cut -d' ' -f1 && nc -N -w 30 10.0.2.2 9 < /dev/shm/gw-up; rm -f /dev/shm/gw-up",
+            "head -c \(size) /dev/urandom > \(upload) && sha256sum \(upload) | cut -d' ' -f1 && nc -N -w 30 10.0.2.2 9 < \(upload); rm -f \(upload)",
             timeout: 300
         ).trimmingCharacters(in: .whitespacesAndNewlines)
         try waitFor { fx.onLoop { collected.digests.count == 1 } }
@@ -153,8 +156,11 @@ struct StackGuestFaultTests {
         defer { fx.tearDown() }
         let (_, collected) = StackGuestTests.serve(fx, sourceLength: size)
         let start = Date()
+        // A file of this run's own: /dev/shm is shared with every other run on the machine.
+        let upload = "/dev/shm/gw-fault-\(fx.scratch.tag)"
+        defer { try? FileManager.default.removeItem(atPath: upload) }
         let guestHash = try fx.guest(
-            "head -c \(size) /dev/urandom > /dev/shm/gw-fault && sha256sum /dev/shm/gw-fault | cut -d' ' -f1 && nc -N -w 60 10.0.2.2 9 < /dev/shm/gw-fault; rm -f /dev/shm/gw-fault",
+            "head -c \(size) /dev/urandom > \(upload) && sha256sum \(upload) | cut -d' ' -f1 && nc -N -w 60 10.0.2.2 9 < \(upload); rm -f \(upload)",
             timeout: 600
         ).trimmingCharacters(in: .whitespacesAndNewlines)
         try waitFor(seconds: 60) { fx.onLoop { collected.digests.count == 1 } }

@@ -263,7 +263,7 @@ import Wire
         #expect(none == 0)
         _ = second.events()
         // The first sandbox's connection goes away: its memory returns to the shared budget.
-        first.tcpAbort(ids[0], now: 1_000_000_000)
+        first.tcpAbort(ids[0])
         #expect(shared.reserved < 300_000 - 100_000)
         let retry = try #require(second.nextDeadline)
         second.poll(now: max(retry, 1_000_000_000) + Stack.memoryRetryInterval)

@@ -107,7 +107,7 @@ import Wire
         #expect(s.tcpKey(new) == key && s.tcpState(new) != nil)
         #expect(s.tcpKey(old) == nil && s.tcpState(old) == nil)
         #expect([UInt8](repeating: 1, count: 4).withUnsafeBytes { s.tcpWrite(old, $0, now: 1) } == 0)
-        s.tcpAbort(old, now: 1)
+        s.tcpAbort(old)
         #expect(s.tcpConnectionCount == 1 && s.tcpState(new) != nil)
     }
 

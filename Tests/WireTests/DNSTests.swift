@@ -690,6 +690,60 @@ extension DNSTests {
         }
     }
 
+    /// The dig query with its question name turned into a pointer to offset 0: the labels then
+    /// run through the header, past the question and on into the OPT record (a fuzzer found
+    /// it). A relay that rewrote the ID or took the OPT record out would send on another name,
+    /// or one that runs off the end.
+    static let nameThroughHeaderAndOPT: [UInt8] = [
+        0x1A, 0x2B, 0x01, 0x20, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+        0x07, 0x65, 0x78, 0x61, 0x6D, 0x70, 0x6C, 0x65, 0x03, 0x63, 0x6F, 0x6D, 0xC0, 0x00,  // 12: example.com -> 0
+        0x00, 0x01, 0x00, 0x01,
+        0x00, 0x00, 0x29, 0x04, 0xF7, 0xEC, 0xFF, 0xFF, 0x00, 0x00, 0x0C,  // 30: OPT
+        0x00, 0x0A, 0x00, 0x08, 0x3C, 0x8A, 0x1F, 0x2E, 0x9B, 0x7D, 0x4A, 0x10,
+    ]
+    /// An answer owner pointing back at a label (the last RDATA byte of the answer before it)
+    /// that spans the owner's own record and ends on the OPT record's root byte.
+    static let ownerEndingInOPT: [UInt8] = [
+        0x12, 0x34, 0x81, 0x80, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01,
+        0x01, 0x61, 0x00, 0x00, 0x01, 0x00, 0x01,  // 12: a. A IN
+        0xC0, 0x0C, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3C, 0x00, 0x01, 0x0C,  // 19: TXT, RDATA 31: 12
+        0xC0, 0x1F, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3C, 0x00, 0x00,  // 32: owner -> 31
+        0x00, 0x00, 0x29, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // 44: OPT
+    ]
+
+    /// Whatever parses keeps its question and records through the relay's edits: a new ID, the
+    /// OPT record resized, the OPT record taken out.
+    static func expectRelayEditsKeepMeaning(_ bytes: [UInt8]) throws {
+        guard let texts = try? with(bytes, { m in [m.question?.description] + m.answers.map { $0.name.text } }) else { return }
+        var edited: [[UInt8]] = []
+        var out = [UInt8](repeating: 0, count: bytes.count + 64)
+        try with(bytes) { m in
+            for opt in [DNSEDNS(udpPayloadSize: 4096), nil] {
+                guard let n = try? out.withUnsafeMutableBytes({ try m.emit(into: $0, replacingOPTWith: opt) }) else { continue }
+                edited.append(Array(out[0..<n]))
+            }
+        }
+        var newID = bytes
+        try newID.withUnsafeMutableBytes { b in try DNSHeader.edit(b) { $0.id ^= 0xFFFF } }
+        edited.append(newID)
+        for copy in edited {
+            let again = try with(copy) { m in [m.question?.description] + m.answers.map { $0.name.text } }
+            #expect(again == texts)
+        }
+    }
+
+    @Test func namesReadingHeaderOrLaterRecordsAreRefused() throws {
+        expectError(.malformed) { try Self.parse(Self.nameThroughHeaderAndOPT) }
+        expectError(.malformed) { try Self.parse(Self.ownerEndingInOPT) }
+        // A pointer to the header is refused even where the name it reads ends there.
+        expectError(.malformed) { try Self.parse(Self.query(name: [0xC0, 0x04])) }
+        for message in [Self.nameThroughHeaderAndOPT, Self.ownerEndingInOPT] {
+            try Self.expectRelayEditsKeepMeaning(message)
+        }
+        try Self.expectRelayEditsKeepMeaning(try Self.payload(Self.digQueryFrame))
+        try Self.expectRelayEditsKeepMeaning(try Self.payload(Self.githubResponseFrame))
+    }
+
     /// A truncated copy can carry our OPT record in place of the response's.
     @Test func emitTruncatedWithOPT() throws {
         let r = try Self.payload(Self.githubResponseFrame)

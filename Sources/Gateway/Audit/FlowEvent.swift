@@ -41,6 +41,9 @@ public struct FlowEvent: Sendable {
         case nameNotAllowed = "name not allowed"
         /// The name is in the policy's or the gateway's denied names.
         case deniedName = "denied name"
+        /// The flow would reach a host port the gateway publishes (another sandbox's or this
+        /// one's) and no `sandbox:` rule allows it.
+        case publishedPort = "published port"
     }
 
     /// How a flow ended.
@@ -111,8 +114,8 @@ public struct FlowEvent: Sendable {
             destination: destination.map { FlowRecord.endpoint($0, destinationPort) },
             name: name, verdict: verdict, rule: rule, reason: reason, bytesOut: bytesOut, bytesIn: bytesIn,
             durationMs: duration.map { Double($0 / 1000) / 1000 }, ending: ending,
-            queryType: queryType.map { FlowRecord.typeName($0) },
-            responseCode: responseCode.map { FlowRecord.rcodeName($0) },
+            queryType: queryType.map { DNSRecordType(rawValue: $0).description },
+            responseCode: responseCode.map { DNSResponseCode(rawValue: $0).description },
             answers: answers?.map(\.description))
     }
 }
@@ -156,33 +159,6 @@ public struct FlowRecord: Sendable, Codable, Hashable {
         let ms = Int32(ns / 1_000_000 % 1000)
         return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(ms, 3))Z"
-    }
-
-    static func typeName(_ type: UInt16) -> String {
-        switch DNSRecordType(rawValue: type) {
-        case .a: "A"
-        case .aaaa: "AAAA"
-        case .cname: "CNAME"
-        case .ptr: "PTR"
-        case .mx: "MX"
-        case .txt: "TXT"
-        case .srv: "SRV"
-        case .ns: "NS"
-        case .soa: "SOA"
-        default: "TYPE\(type)"
-        }
-    }
-
-    static func rcodeName(_ code: UInt16) -> String {
-        switch code {
-        case 0: "NOERROR"
-        case 1: "FORMERR"
-        case 2: "SERVFAIL"
-        case 3: "NXDOMAIN"
-        case 4: "NOTIMP"
-        case 5: "REFUSED"
-        default: "RCODE\(code)"
-        }
     }
 }
 

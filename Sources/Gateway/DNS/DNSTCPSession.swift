@@ -102,13 +102,13 @@ final class DNSTCPSession {
             armIdleTimer(at: deadline)
         case .abort(let abortGuest):
             cancelIdleTimer()
-            if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+            if abortGuest { stack.tcpAbort(id) }
         }
     }
 
     private func resetGuest() {
         cancelIdleTimer()
-        stack.tcpAbort(id, now: monotonicNanoseconds())
+        stack.tcpAbort(id)
         relay.dnsTCPFinished(id)
     }
 

@@ -41,6 +41,9 @@ public struct EgressCounters: Sendable {
     /// Domain-rule flows reset because their first bytes named no allowed, pinned name.
     public var tcpNameDenied = 0
     public var tcpConnectFailed = 0
+    /// TCP and UDP flows refused because they would reach a port the gateway publishes and no
+    /// `sandbox:` rule decided them (also counted in `tcpDenied` and `udpDenied`).
+    public var publishedPortDenied = 0
     public var tcpConnected = 0
     public var tcpActive = 0
     public var udpDenied = 0
@@ -90,6 +93,18 @@ public final class EgressRelay {
     /// Both transports bypass the egress policy when set: the gateway answers them itself.
     public var dns: ((FlowKey, _ overTCP: Bool, UnsafeRawBufferPointer, @escaping ([UInt8]) -> Void) -> Bool)?
 
+    /// The ports the gateway publishes on the host, which a flow to the host must not reach
+    /// unless `reaching` allows it; nil: none are checked.
+    var publishedPorts: PublishedPortsView?
+    /// Where the sockets of flows to published ports record their loopback endpoints as this
+    /// sandbox's, so the port's inbound share counts them under it.
+    var loopbackClients: (table: LoopbackClients, sandbox: String)?
+    /// Decides a flow that would reach a published port (the publication's sandbox and guest
+    /// port): the policy's `sandbox:` rules.
+    var reaching: (RoutingTable.Target, PolicyProtocol) -> PolicyDecision = { _, _ in
+        PolicyDecision(action: .deny, source: .defaultAction)
+    }
+
     /// Where each host socket of the sandbox's flows is counted (set by the gateway).
     var descriptors = DescriptorBudget.unlimited()
     /// The sandbox's rate limits, shared with its published ports.
@@ -121,6 +136,31 @@ public final class EgressRelay {
         case .v4(let v) where v == c.gatewayIPv4: return .v4(.loopback)
         case .v6(let v) where v == c.gatewayIPv6 || v == c.gatewayLinkLocal: return .v6(.loopback)
         default: return a
+        }
+    }
+
+    /// A new flow's verdict: the policy's, or for a flow that would land on a port the gateway
+    /// publishes, the `sandbox:` rules' (with the reason to log when none allowed it).
+    /// `reachesPublishedPort`: the flow was allowed to a published port.
+    private func decide(
+        _ key: FlowKey, _ proto: PortProtocol
+    ) -> (decision: PolicyDecision, refusal: FlowEvent.Reason?, reachesPublishedPort: Bool) {
+        if let ports = publishedPorts?.current, !ports.isEmpty,
+            let target = ports.target(reachedBy: hostDestination(key.remoteAddress), port: key.remotePort, protocol: proto)
+        {
+            let decision = reaching(target, proto == .tcp ? .tcp : .udp)
+            if decision.isAllowed { return (decision, nil, true) }
+            return (decision, decision.ruleIndex == nil ? .publishedPort : nil, false)
+        }
+        return (policy(key, proto == .tcp ? IPProtocol.tcp : IPProtocol.udp), nil, false)
+    }
+
+    /// Whether a flow would be allowed now (a policy switch keeps the open flows it allows).
+    func allows(_ key: FlowKey, _ ipProtocol: UInt8) -> Bool {
+        switch ipProtocol {
+        case IPProtocol.tcp: decide(key, .tcp).decision.isAllowed
+        case IPProtocol.udp: decide(key, .udp).decision.isAllowed
+        default: policy(key, ipProtocol).isAllowed
         }
     }
 
@@ -165,8 +205,9 @@ public final class EgressRelay {
             session.start()
             return
         }
-        let decision = policy(key, IPProtocol.tcp)
-        var overLimit: FlowEvent.Reason? = tcp.count >= limits.maxTCPRelays ? .budget : nil
+        let (decision, refusal, reachesPublishedPort) = decide(key, .tcp)
+        if refusal == .publishedPort { counters.publishedPortDenied += 1 }
+        var overLimit: FlowEvent.Reason? = refusal ?? (tcp.count >= limits.maxTCPRelays ? .budget : nil)
         if decision.isAllowed, overLimit == nil, !rates.admitFlow(open: openFlows, now: monotonicNanoseconds()) {
             overLimit = .rateLimit
         }
@@ -186,6 +227,7 @@ public final class EgressRelay {
         let relay = TCPRelay(
             relay: self, id: id, key: key, destination: hostDestination(key.remoteAddress), port: key.remotePort,
             checksName: decision.name != nil && nameCheck != nil)
+        if reachesPublishedPort { relay.loopbackClients = loopbackClients }
         relay.descriptor = slot
         tcp[id] = relay
         relay.start()
@@ -253,9 +295,10 @@ public final class EgressRelay {
             if rates.admitDatagram(.toHost, size: payload.count, now: monotonicNanoseconds()) { s.send(payload) }
             return
         }
-        let decision = policy(key, IPProtocol.udp)
+        let (decision, refusal, _) = decide(key, .udp)
+        if refusal == .publishedPort { counters.publishedPortDenied += 1 }
         guard decision.isAllowed else {
-            audit?.decided(key, .udp, decision)
+            audit?.decided(key, .udp, decision, overLimit: refusal)
             counters.udpDenied += 1
             // The guest hears at once that this is refused, not after its own timeout.
             stack.sendUDPUnreachable(key, payloadPrefix: Array(payload.prefix(8)), prohibited: true)

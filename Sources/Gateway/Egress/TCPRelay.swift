@@ -74,6 +74,10 @@ final class TCPRelay {
     private var halfOpenTimer: EventLoop.TimerID?
     /// Held against the sandbox's descriptor budget for as long as the relay exists.
     var descriptor: DescriptorSlot?
+    /// For a flow to a published port: where the socket's loopback endpoint is recorded as the
+    /// sandbox's while it is open.
+    var loopbackClients: (table: LoopbackClients, sandbox: String)?
+    private var recordedEndpoint: IPEndpoint?
     /// Bytes guest → upstream and back, and when the flow began, for the flow log's end event.
     private var bytesOut: UInt64 = 0
     private var bytesIn: UInt64 = 0
@@ -95,6 +99,8 @@ final class TCPRelay {
         self.destination = destination
     }
 
+    deinit { forgetEndpoint() }
+
     func start() {
         let deadline = monotonicNanoseconds() + relay.limits.connectTimeout.nanoseconds
         connectTimer = loop.schedule(at: deadline) { [weak self] in
@@ -113,6 +119,7 @@ final class TCPRelay {
         HostSocket.setNoDelay(s)
         // Until the flow ends gracefully, a crash of this process resets the upstream.
         HostSocket.setAbortiveClose(s, true)
+        recordEndpoint(of: s)
         var refused: Errno?
         do throws(Errno) {
             try HostSocket.connect(s, to: address)
@@ -226,7 +233,7 @@ final class TCPRelay {
         case .resetHalfOpen:
             relay.rates.halfOpenReset()
             logEnd(.halfOpen)
-            stack.tcpAbort(id, now: monotonicNanoseconds())
+            stack.tcpAbort(id)
             closeSocket(reset: true)
             relay.tcpFinished(id, wasConnected: true)
         case .checkName:
@@ -261,7 +268,7 @@ final class TCPRelay {
         case .abortBoth(let abortGuest):
             logEnd(.closedByGateway)
             cancelConnectTimer()
-            if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+            if abortGuest { stack.tcpAbort(id) }
             closeSocket(reset: true)
         }
     }
@@ -325,7 +332,7 @@ final class TCPRelay {
     /// own denial): reset the guest and the upstream.
     private func resetBoth() {
         logEnd(.upstreamReset)
-        stack.tcpAbort(id, now: monotonicNanoseconds())
+        stack.tcpAbort(id)
         closeSocket(reset: true)
         relay.tcpFinished(id, wasConnected: true)
     }
@@ -338,7 +345,27 @@ final class TCPRelay {
         perform(machine.abort())
     }
 
+    /// A loopback connect completes inside connect(2), and the published port's shard may
+    /// accept it at once: so the socket is bound first and its endpoint recorded before it dials.
+    private func recordEndpoint(of s: borrowing OwnedDescriptor) {
+        guard let (table, sandbox) = loopbackClients, destination.isLoopbackAddress else { return }
+        let fd = s.rawValue
+        let any = SocketAddress(destination, port: 0)
+        guard any.withSockAddr({ bind(fd, $0, $1) }) == 0 else { return }
+        let (rc, local) = SocketAddress.receiving { getsockname(fd, $0, $1) }
+        guard rc == 0, let local else { return }
+        let endpoint = IPEndpoint(address: local.ip, port: local.port)
+        table.insert(endpoint, sandbox: sandbox)
+        recordedEndpoint = endpoint
+    }
+
+    private func forgetEndpoint() {
+        if let e = recordedEndpoint, let (table, _) = loopbackClients { table.remove(e) }
+        recordedEndpoint = nil
+    }
+
     private func closeSocket(reset: Bool) {
+        forgetEndpoint()
         if let t = idleTimer { loop.cancel(t) }
         idleTimer = nil
         if let t = halfOpenTimer { loop.cancel(t) }

@@ -96,6 +96,21 @@ public struct Policy: Hashable, Sendable, CustomStringConvertible {
         return PolicyDecision(action: defaultAction, source: .defaultAction, unpinnedDomainRule: unpinned)
     }
 
+    /// Decides a flow that would land on a port the gateway publishes for `sandbox` (this
+    /// sandbox's own or another's): only egress `sandbox:` rules naming it cover the flow, their
+    /// ports compared with the publication's guest port. With none, it is denied by default
+    /// whatever the policy's default: reaching a sandbox is asked for by name.
+    public func evaluate(reaching sandbox: String, guestPort: UInt16, protocol flowProtocol: PolicyProtocol) -> PolicyDecision {
+        for i in rules.indices {
+            let rule = rules[i]
+            guard case .sandbox(let id) = rule.destination, id == sandbox,
+                rule.matches(direction: .egress, protocol: flowProtocol, port: guestPort)
+            else { continue }
+            return PolicyDecision(action: rule.action, source: .rule(i))
+        }
+        return PolicyDecision(action: .deny, source: .defaultAction)
+    }
+
     /// Whether some domain rule (allowing or denying) covers `name` (lower-cased, no trailing
     /// dot): the gateway's DNS pins the answers for such names only.
     public func hasDomainRule(covering name: some StringProtocol) -> Bool {

@@ -1,6 +1,9 @@
 // The text form of a policy rule, as the config file and the CLI write it:
-//   <allow|deny> <egress|ingress> <tcp|udp|icmp|any> <any|ADDRESS[/LEN]|group:NAME|domain:NAME> [ports LIST]
+//   <allow|deny> <egress|ingress> <tcp|udp|icmp|any> <any|ADDRESS[/LEN]|group:NAME|domain:NAME|sandbox:ID> [ports LIST]
 // where LIST is comma-separated ports and ranges ("80,443,8000-8100"); `#` starts a comment.
+// `sandbox:ID` (egress only) covers the host ports the gateway publishes for sandbox ID, which
+// are otherwise never reachable from a sandbox; its LIST names that sandbox's GUEST ports (the
+// right side of a publish spec), which stay the same when host ports are chosen automatically.
 import Wire
 
 extension PolicyRule: LosslessStringConvertible {
@@ -43,11 +46,14 @@ extension PolicyRule: LosslessStringConvertible {
         let protocolToken = try take("protocol (tcp, udp, icmp or any)", after: String(directionToken))
         let proto = try keyword(protocolToken, as: PolicyProtocol.self, "protocol")
         let destinationToken = try take(
-            "destination (any, an address or CIDR, group:NAME or domain:NAME)", after: String(protocolToken)
+            "destination (any, an address or CIDR, group:NAME, domain:NAME or sandbox:ID)", after: String(protocolToken)
         )
         let destination = try PolicyRule.destination(destinationToken, fail: fail)
         if case .domain = destination, direction != .egress {
             throw fail(destinationToken, "domain destinations apply to egress only (who connects in has no name)")
+        }
+        if case .sandbox = destination, direction != .egress {
+            throw fail(destinationToken, "sandbox destinations apply to egress only (they name published ports to reach)")
         }
 
         var ports: [ClosedRange<UInt16>]?
@@ -94,9 +100,14 @@ extension PolicyRule: LosslessStringConvertible {
             }
             return .domain(pattern)
         }
+        if token.lowercased().hasPrefix("sandbox:") {
+            let id = token.dropFirst("sandbox:".count)
+            guard !id.isEmpty else { throw fail(token, "\"sandbox:\" needs a sandbox ID (such as sandbox:web)") }
+            return .sandbox(String(id))
+        }
         let parts = token.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard var address = IPAddress(parts[0]) else {
-            throw fail(token, "\"\(token)\" is not any, group:NAME, domain:NAME, or an IPv4/IPv6 address or CIDR")
+            throw fail(token, "\"\(token)\" is not any, group:NAME, domain:NAME, sandbox:ID, or an IPv4/IPv6 address or CIDR")
         }
         let maximum = if case .v4 = address { 32 } else { 128 }
         var length = maximum

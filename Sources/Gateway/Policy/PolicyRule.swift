@@ -49,6 +49,11 @@ public enum PolicyDestination: Hashable, Sendable, CustomStringConvertible {
     /// Addresses this sandbox's own DNS answers gave for a name the pattern covers, while the
     /// answer lives (see `DNSPinTable`). Egress only.
     case domain(DomainPattern)
+    /// The ports the named sandbox publishes on the host, reached through the gateway address
+    /// (or the host address a port is bound to); a rule's ports are the sandbox's guest ports.
+    /// Egress only. Such flows are denied unless a rule of this kind allows them: no other
+    /// destination covers them (see `Policy.evaluate(reaching:guestPort:protocol:)`).
+    case sandbox(String)
 
     public var description: String {
         switch self {
@@ -61,6 +66,7 @@ public enum PolicyDestination: Hashable, Sendable, CustomStringConvertible {
             }
         case .group(let group): "group:\(group)"
         case .domain(let pattern): "domain:\(pattern)"
+        case .sandbox(let id): "sandbox:\(id)"
         }
     }
 
@@ -80,6 +86,9 @@ public enum PolicyDestination: Hashable, Sendable, CustomStringConvertible {
             return groups.contains(PolicyGroup.Membership(group))
         case .domain:
             // Needs the sandbox's pins, which `Policy.evaluate` consults itself.
+            return false
+        case .sandbox:
+            // Matched against the publication a flow reaches, not its address.
             return false
         case .cidr(.v4(let network), let length):
             guard case .v4(let a) = destination else { return false }

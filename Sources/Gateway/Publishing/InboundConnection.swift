@@ -195,17 +195,17 @@ final class InboundConnection {
         case .refuseClient(let reason, let abortGuest):
             // The guest could not be reached: the client sees RST at once (zero linger).
             cancelTimer()
-            if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+            if abortGuest { stack.tcpAbort(id) }
             closeSocket(reset: true)
             relay.connectionFailed(id, reason)
         case .resetBoth(let wasEstablished):
             cancelTimer()
-            stack.tcpAbort(id, now: monotonicNanoseconds())
+            stack.tcpAbort(id)
             closeSocket(reset: true)
             relay.connectionFinished(id, wasEstablished: wasEstablished)
         case .abortBoth(let abortGuest):
             cancelTimer()
-            if abortGuest { stack.tcpAbort(id, now: monotonicNanoseconds()) }
+            if abortGuest { stack.tcpAbort(id) }
             closeSocket(reset: true)
         }
     }

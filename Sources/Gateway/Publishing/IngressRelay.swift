@@ -25,6 +25,11 @@ final class IngressRelay {
 
     private var ports: [HostBinding: PublishedPort] = [:]
     private var connections: [TCPFlowID: InboundConnection] = [:]
+    /// Each connection's client, and how many each client holds.
+    private var sources: [TCPFlowID: InboundSource] = [:]
+    private var shares = InboundShares()
+    /// Which loopback clients are sandboxes' egress (set by the gateway).
+    var loopbackClients: LoopbackClients?
     private var udpPeers: UDPPeerTable
     private var udpSweep: EventLoop.TimerID?
     private var nextGatewayPort: UInt16
@@ -92,7 +97,7 @@ final class IngressRelay {
             port.close()
             for (id, c) in connections where c.binding == b {
                 c.abortBoth()
-                connections[id] = nil
+                forget(id)
             }
             if b.protocol == .udp { udpPeers.removeAll(of: b) }
         }
@@ -106,6 +111,8 @@ final class IngressRelay {
         close(Array(ports.keys))
         for c in connections.values { c.abortBoth() }
         connections.removeAll()
+        sources.removeAll()
+        shares.removeAll()
         udpPeers.removeAll()
         if let t = udpSweep { loop.cancel(t) }
         udpSweep = nil
@@ -171,7 +178,17 @@ final class IngressRelay {
             HostSocket.closeWithReset(client)
             return
         }
-        guard connections.count < limits.maxInboundConnections else {
+        let source = inboundSource(peer)
+        switch shares.admit(source, limits: limits) {
+        case .admit:
+            break
+        case .admitInPlaceOf(let heaviest):
+            reclaimOne(of: heaviest)
+        case .overShare:
+            counters.tcpOverShare += 1
+            HostSocket.closeWithReset(client)
+            return
+        case .overLimit:
             counters.tcpOverLimit += 1
             HostSocket.closeWithReset(client)
             return
@@ -200,7 +217,28 @@ final class IngressRelay {
             return
         }
         connections[id] = c
+        sources[id] = source
+        shares.add(source)
         counters.tcpAccepted += 1
+    }
+
+    /// A loopback client is the sandbox whose egress dialled it when the gateway knows the
+    /// endpoint; every other client is its address.
+    private func inboundSource(_ peer: IPEndpoint) -> InboundSource {
+        if peer.address.isLoopbackAddress, let sandbox = loopbackClients?.sandbox(at: peer) {
+            return .sandbox(sandbox)
+        }
+        return InboundSource(peer.address)
+    }
+
+    /// Resets one connection of a client over its share, so a newcomer within its own share
+    /// gets the slot.
+    private func reclaimOne(of source: InboundSource) {
+        guard let id = sources.first(where: { $0.value == source })?.key, let c = connections[id] else { return }
+        c.abortBoth()
+        forget(id)
+        recount()
+        counters.tcpShareReclaimed += 1
     }
 
     /// Opens the stack's connection to the guest's IPv4 address. It comes from the client's
@@ -255,7 +293,13 @@ final class IngressRelay {
 
     func connectionFinished(_ id: TCPFlowID, wasEstablished: Bool) {
         if wasEstablished { counters.tcpActive -= 1 }
+        forget(id)
+    }
+
+    /// A connection is gone: its slot and its client's share are free again.
+    private func forget(_ id: TCPFlowID) {
         connections[id] = nil
+        if let source = sources.removeValue(forKey: id) { shares.remove(source) }
     }
 
     func connectionFailed(_ id: TCPFlowID, _ reason: InboundConnection.ResetReason) {
@@ -263,7 +307,7 @@ final class IngressRelay {
         case .guestRefused: counters.tcpGuestRefused += 1
         case .guestTimedOut: counters.tcpGuestTimedOut += 1
         }
-        connections[id] = nil
+        forget(id)
     }
 
     func countToGuest(_ n: Int) { counters.bytesToGuest &+= UInt64(n) }

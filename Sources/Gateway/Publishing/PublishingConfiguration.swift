@@ -22,6 +22,10 @@ public struct PublishingConfiguration: Sendable {
 public struct IngressLimits: Sendable {
     /// Concurrent inbound TCP connections per sandbox; the next client is reset.
     public var maxInboundConnections = 256
+    /// While several clients (addresses, or sandboxes reaching the port through their egress)
+    /// hold connections, each may hold the cap split evenly between them, but never fewer than
+    /// this. A client alone may use the whole cap. See `InboundShares`.
+    public var inboundShareFloor = 4
     /// How long the guest may take to answer a connection before the client is reset.
     public var guestConnectTimeout: Duration = .seconds(5)
     /// How long the guest's last bytes may take to reach a client after the guest closed.
@@ -42,6 +46,11 @@ public struct IngressCounters: Sendable, Hashable, Codable {
     public var tcpDenied = 0
     /// Reset because the sandbox had its maximum of inbound connections.
     public var tcpOverLimit = 0
+    /// Reset because the client held its fair share of that maximum.
+    public var tcpOverShare = 0
+    /// Connections reset at the maximum to make room for a client within its share, each
+    /// taken from the client furthest over its own.
+    public var tcpShareReclaimed = 0
     /// Reset because the guest answered with RST (nothing listening).
     public var tcpGuestRefused = 0
     /// Reset because the guest did not answer in time.

@@ -1,5 +1,6 @@
 // Where each published host port leads: (host address, host port, protocol) → (sandbox, guest
-// port). Shared by all shards; written on publish and unpublish, read by `gatewayctl routes`.
+// port). Shared by all shards; written on publish and unpublish, read by `gatewayctl routes` and,
+// through `PublishedPortsView`, by egress for each new flow to the host.
 import Synchronization
 import Wire
 
@@ -35,6 +36,11 @@ public final class RoutingTable: Sendable {
     }
 
     private let table = Mutex<[HostBinding: Target]>([:])
+    /// The same routes by port, for egress; replaced as a whole under `table`'s lock, so a
+    /// reader's copy is never half-changed.
+    private let index = Mutex(PublishedPorts())
+    /// Counts changes, so a shard's copy of `index` can tell it is stale without the lock.
+    private let changes = Atomic<UInt64>(0)
 
     public init() {}
 
@@ -44,13 +50,30 @@ public final class RoutingTable: Sendable {
         table.withLock { t in
             guard t[binding] == nil else { return false }
             t[binding] = target
+            index.withLock { $0.insert(binding, target) }
+            changes.add(1, ordering: .releasing)
             return true
         }
     }
 
     @discardableResult
     public func remove(_ binding: HostBinding) -> Target? {
-        table.withLock { $0.removeValue(forKey: binding) }
+        table.withLock { t in
+            guard let target = t.removeValue(forKey: binding) else { return nil }
+            index.withLock { $0.remove(binding) }
+            changes.add(1, ordering: .releasing)
+            return target
+        }
+    }
+
+    /// How many times the routes changed; read without a lock.
+    public var generation: UInt64 { changes.load(ordering: .acquiring) }
+
+    /// The published ports by port, and a generation they are at least as new as (read first:
+    /// a copy newer than its generation is only fetched again, never kept when stale).
+    public func publishedPorts() -> (generation: UInt64, ports: PublishedPorts) {
+        let generation = changes.load(ordering: .acquiring)
+        return (generation, index.withLock { $0 })
     }
 
     /// The route a packet to `binding` takes: the exact address first, then its family's

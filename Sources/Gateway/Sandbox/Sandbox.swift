@@ -51,7 +51,7 @@ final class Sandbox {
         pinning?.update(policy: policy, deniedNames: deniedNames)
         limitRates(policy.rateLimits)
         guard !keepFlows else { return 0 }
-        let n = egress.resetFlows { key, proto in !egress.policy(key, proto).isAllowed }
+        let n = egress.resetFlows { key, proto in !egress.allows(key, proto) }
         driver.afterWork()
         return n
     }
@@ -75,8 +75,10 @@ final class Sandbox {
                 "udpSessionLimit": e.udpSessionLimitDrops, "deviceWriteFailed": driver.writeFailures,
                 "dnsTCPSessionLimit": e.dnsTCPRefused, "dnsTCPMalformed": e.dnsTCPProtocolErrors,
                 "dnsTCPUnread": e.dnsTCPUnreadResets, "descriptorBudget": egress.descriptors.refused,
+                "publishedPortDenied": e.publishedPortDenied,
             ],
-            memory: memory(), dns: dns(), flows: flows(), rateLimits: rateLimits())
+            memory: memory(), dns: dns(), flows: flows(), rateLimits: rateLimits(),
+            counters: counters())
     }
 
     func rateLimits() -> SandboxRateLimits {
@@ -96,6 +98,14 @@ final class Sandbox {
         s.flowsRefused = c.flowsRefused
         s.halfOpenResets = c.halfOpenResets
         return s
+    }
+
+
+    func counters() -> [String: Int] {
+        let source = SandboxCounterSource(stack: driver.stack.counters, egress: egress.counters)
+        var out: [String: Int] = [:]
+        for c in CounterDescription<SandboxCounterSource>.sandbox { out[c.name] = c.value(source) }
+        return out
     }
 
     func flows() -> SandboxFlows {

@@ -107,6 +107,8 @@ public struct SandboxStats: Sendable, Codable, Hashable {
     public var dns = SandboxDNS()
     public var flows = SandboxFlows()
     public var rateLimits = SandboxRateLimits()
+    /// Every counter of `CounterDescription.sandbox`, by name.
+    public var counters: [String: Int] = [:]
 }
 
 /// What a sandbox's rate limits are and what they did.

@@ -8,7 +8,7 @@ import Wire
 /// An address and port (and, for IPv6, a scope), the one place sockaddr bytes are made and read.
 /// Holding the endpoint rather than the 128-byte storage keeps it small and Hashable; the sockaddr
 /// is laid out on the stack in ``withSockAddr(_:)``, which costs no allocation.
-struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
+public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     /// Why a sockaddr the kernel filled could not be read.
     enum DecodeError: Error, Equatable {
         /// Neither AF_INET nor AF_INET6 (a Unix socket's peer, say).
@@ -17,12 +17,12 @@ struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         case truncated(family: Int32, length: socklen_t)
     }
 
-    var ip: IPAddress
-    var port: UInt16
+    public var ip: IPAddress
+    public var port: UInt16
     /// sin6_scope_id: the interface a link-local IPv6 address belongs to (0 for none, and for IPv4).
-    var scopeID: UInt32
+    public var scopeID: UInt32
 
-    init(_ ip: IPAddress, port: UInt16, scopeID: UInt32 = 0) {
+    public init(_ ip: IPAddress, port: UInt16, scopeID: UInt32 = 0) {
         self.ip = ip
         self.port = port
         self.scopeID = scopeID
@@ -53,10 +53,10 @@ struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// AF_INET or AF_INET6, for socket(2).
-    var family: Int32 { ip.isIPv6 ? AF_INET6 : AF_INET }
+    public var family: Int32 { ip.isIPv6 ? AF_INET6 : AF_INET }
 
     /// Lends the sockaddr (and its length) to a call such as connect, bind or sendto.
-    func withSockAddr<R, E: Error>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(E) -> R) throws(E) -> R {
+    public func withSockAddr<R, E: Error>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(E) -> R) throws(E) -> R {
         switch ip {
         case .v4(let a):
             var sin = sockaddr_in()
@@ -96,7 +96,7 @@ struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         return (result, try? SocketAddress(storage: storage, length: length))
     }
 
-    var description: String {
+    public var description: String {
         switch ip {
         case .v4: "\(ip):\(port)"
         case .v6: scopeID == 0 ? "[\(ip)]:\(port)" : "[\(ip)%\(scopeID)]:\(port)"

@@ -129,6 +129,17 @@ public enum GatewayMetrics {
                 p.sample("gatewayd_sandbox_rate_limit_drops_total", ["sandbox": s.id, "limit": limit], n)
             }
         }
+        for c in CounterDescription<SandboxCounterSource>.sandbox {
+            let name = "gatewayd_sandbox_" + c.name
+            p.family(name, c.kind == .counter ? .counter : .gauge, help: c.help)
+            for s in stats { p.sample(name, ["sandbox": s.id], s.counters[c.name] ?? 0) }
+        }
+        let forwarders = gateway.dnsForwarderCounters()
+        for c in CounterDescription<DNSForwarder.Counters>.dnsForwarder {
+            let name = "gatewayd_dns_" + c.name
+            p.family(name, c.kind == .counter ? .counter : .gauge, help: c.help)
+            for (shard, f) in forwarders.enumerated() { p.sample(name, ["shard": String(shard)], c.value(f)) }
+        }
         let log = gateway.flowLog.counters
         p.family("gatewayd_flow_log_events_total", .counter, help: "Flow log events written, or dropped at a full shard queue.")
         p.sample("gatewayd_flow_log_events_total", ["state": "written"], log.written)

@@ -41,16 +41,29 @@ public struct DNSName: Hashable, CustomStringConvertible {
     /// two pointers pointing at each other throw `.compressionLoop`. Label types 01 and 10
     /// (RFC 6891 §5 retired the extended ones) and any label over 63 octets throw `.malformed`,
     /// as does a name longer than 255 octets.
-    public static func parse(_ message: UnsafeRawBufferPointer, at offset: Int) throws(WireError) -> (name: DNSName, end: Int) {
+    ///
+    /// A pointer names a prior occurrence of a name (RFC 1035 §4.1.4), which was written out
+    /// whole before the stretch that points to it: so the stretch a pointer leads to must end
+    /// before that stretch begins, and it may not start before `namesStart` (a DNS message's
+    /// names start after its header). Either throws `.malformed`. A name then reads no byte
+    /// past its own end and none of the header: editing the header or a later record (as a
+    /// relay does with the ID and the OPT record) cannot change it.
+    public static func parse(
+        _ message: UnsafeRawBufferPointer, at offset: Int, namesStart: Int = 0
+    ) throws(WireError) -> (name: DNSName, end: Int) {
         guard offset >= 0 else { throw WireError(.badLength, "dns") }
         var pos = offset
         var lowest = offset
+        // Where the current stretch must end: the name's own labels run on to the message's
+        // end, a pointed-to stretch only up to the start of the stretch that pointed to it.
+        var limit = message.count
+        func overrun(_ end: Int) -> WireError { WireError(end > message.count ? .truncated : .malformed, "dns") }
         var hops = 0
         var length = 0
         var labels = 0
         var end = -1
         while true {
-            guard pos < message.count else { throw WireError(.truncated, "dns") }
+            guard pos < limit else { throw overrun(pos + 1) }
             let b = message.u8(pos)
             switch b & 0xC0 {
             case 0x00:
@@ -60,19 +73,21 @@ public struct DNSName: Hashable, CustomStringConvertible {
                     return (DNSName(message: message, offset: offset, wireLength: length, labelCount: labels), end)
                 }
                 let n = Int(b)
-                guard pos + 1 + n <= message.count else { throw WireError(.truncated, "dns") }
+                guard pos + 1 + n <= limit else { throw overrun(pos + 1 + n) }
                 length += 1 + n
                 // Leave room for the root byte.
                 guard length < maxWireLength else { throw WireError(.malformed, "dns") }
                 labels += 1
                 pos += 1 + n
             case 0xC0:
-                guard pos + 2 <= message.count else { throw WireError(.truncated, "dns") }
+                guard pos + 2 <= limit else { throw overrun(pos + 2) }
                 if end < 0 { end = pos + 2 }
                 let target = Int(message.be16(pos) & 0x3FFF)
                 hops += 1
                 guard target < lowest, hops <= maxPointerHops else { throw WireError(.compressionLoop, "dns") }
+                guard target >= namesStart else { throw WireError(.malformed, "dns") }
                 pos = target
+                limit = lowest
                 lowest = target
             default:
                 throw WireError(.malformed, "dns")

@@ -14,7 +14,7 @@ public struct DNSQuestion: Hashable, CustomStringConvertible {
 
     /// Parses the question at `offset` of a whole message; returns it and the offset after it.
     public static func parse(_ message: UnsafeRawBufferPointer, at offset: Int) throws(WireError) -> (question: DNSQuestion, end: Int) {
-        let (name, nameEnd) = try DNSName.parse(message, at: offset)
+        let (name, nameEnd) = try DNSName.parse(message, at: offset, namesStart: DNSHeader.length)
         guard nameEnd + 4 <= message.count else { throw WireError(.truncated, "dns") }
         let q = DNSQuestion(
             name: name,

@@ -30,7 +30,7 @@ public struct DNSResourceRecord: Hashable, CustomStringConvertible {
     /// A and AAAA data of the wrong length, or a CNAME/PTR name that does not end exactly at
     /// the end of RDATA, throw `.malformed`.
     public static func parse(_ message: UnsafeRawBufferPointer, at offset: Int) throws(WireError) -> (record: DNSResourceRecord, end: Int) {
-        let (name, nameEnd) = try DNSName.parse(message, at: offset)
+        let (name, nameEnd) = try DNSName.parse(message, at: offset, namesStart: DNSHeader.length)
         guard nameEnd + 10 <= message.count else { throw WireError(.truncated, "dns") }
         let type = DNSRecordType(rawValue: message.be16(nameEnd))
         let rrclass = DNSClass(rawValue: message.be16(nameEnd + 2))
@@ -49,7 +49,7 @@ public struct DNSResourceRecord: Hashable, CustomStringConvertible {
             data = .aaaa(message.ipv6(rdataOffset))
         case .cname, .ptr:
             guard rdlength > 0 else { throw WireError(.malformed, "dns") }
-            let (target, end) = try DNSName.parse(message, at: rdataOffset)
+            let (target, end) = try DNSName.parse(message, at: rdataOffset, namesStart: DNSHeader.length)
             guard end == rdataOffset + rdlength else { throw WireError(.malformed, "dns") }
             data = type == .cname ? .cname(target) : .ptr(target)
         case .opt:
