@@ -204,3 +204,19 @@ private let second: UInt64 = 1_000_000_000
         #expect(m.interestChange() == .modify(EPOLLIN.rawValue))
     }
 }
+
+import Foundation
+
+@Suite struct SandboxStatsCodingTests {
+    @Test func statsWithRateLimitsRoundTripThroughJSON() throws {
+        var s = SandboxStats(
+            id: "a", framesIn: 1, framesOut: 2, bytesIn: 3, bytesOut: 4, tcpFlowsActive: 5, tcpFlowsTotal: 6,
+            udpSessions: 7, bytesToHost: 8, bytesFromHost: 9, drops: ["x": 1])
+        s.rateLimits.toHostBytesPerSecond = 12_500_000
+        s.rateLimits.halfOpenResets = 3
+        s.counters = ["c": 2]
+        let data = try JSONEncoder().encode(s)
+        let back = try JSONDecoder().decode(SandboxStats.self, from: data)
+        #expect(back == s)
+    }
+}

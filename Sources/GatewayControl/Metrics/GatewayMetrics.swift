@@ -117,8 +117,10 @@ public enum GatewayMetrics {
         for s in stats { p.sample("gatewayd_sandbox_dns_pins", ["sandbox": s.id], s.dns.pins) }
         p.family("gatewayd_sandbox_rate_limited_seconds_total", .counter, help: "Time some flow waited for byte tokens, by direction.")
         for s in stats {
-            p.sample("gatewayd_sandbox_rate_limited_seconds_total", ["sandbox": s.id, "direction": "to_host"], s.rateLimits.secondsLimitedToHost)
-            p.sample("gatewayd_sandbox_rate_limited_seconds_total", ["sandbox": s.id, "direction": "from_host"], s.rateLimits.secondsLimitedFromHost)
+            let r = s.rateLimits
+            for (direction, seconds) in [("to_host", r.secondsLimitedToHost), ("from_host", r.secondsLimitedFromHost)] {
+                p.sample("gatewayd_sandbox_rate_limited_seconds_total", ["sandbox": s.id, "direction": direction], seconds)
+            }
         }
         p.family("gatewayd_sandbox_rate_delayed_bytes_total", .counter, help: "Guest bytes held back in the stack for byte tokens.")
         for s in stats { p.sample("gatewayd_sandbox_rate_delayed_bytes_total", ["sandbox": s.id], s.rateLimits.bytesDelayed) }
