@@ -212,6 +212,11 @@ struct Stats: ParsableCommand {
             "tcp buffers",
             "\(m.heldBytes >> 10) KiB held (peak \(m.peakHeldBytes >> 10)), \(m.reservedBytes >> 10) of \(m.budgetBytes >> 10) KiB budget reserved"
                 + (m.budgetShortfalls > 0 ? String(format: ", at budget %.1f s (%d times)", m.secondsAtBudget, m.budgetShortfalls) : ""))
+        let r = s.rateLimits
+        let rate = { (bytes: UInt64?) in bytes.map { RateLimits.bitRateText($0) } ?? "none" }
+        t.add(
+            "rate limits",
+            "up \(rate(r.toHostBytesPerSecond)) (limited \(String(format: "%.1f", r.secondsLimitedToHost)) s), down \(rate(r.fromHostBytesPerSecond)) (limited \(String(format: "%.1f", r.secondsLimitedFromHost)) s); refused \(r.connectionsRefused) over the rate, \(r.flowsRefused) over max-flows; \(r.udpDropped) datagrams dropped; \(r.halfOpenResets) half-open resets")
         let drops = s.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         t.add("drops", drops.isEmpty ? "none" : drops.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         print(t.rendered)

@@ -102,6 +102,20 @@ struct RateLimitEgressTests {
         #expect(freeStats.throttlesToHost == 0 && freeStats.secondsLimitedFromHost == 0)
     }
 
+    @Test func aPolicySwitchChangesTheLimitAtOnce() throws {
+        let fx = try GatewayFixture { $0.policies["limited"] = Self.limited("50mbit") }
+        defer { fx.tearDown() }
+        let (info, ns) = try fx.attach()
+        let port = try Self.iperfServers(fx, count: 1)[0]
+        let free = try Self.iperf([(ns, info.gatewayIPv4, port)], reverse: true, seconds: 2)[0]
+        #expect(free.megabitsPerSecond > 200, "\(free.megabitsPerSecond) Mbit/s unlimited")
+        try fx.gateway.setPolicy(info.id, to: "limited")
+        let limited = try Self.iperf([(ns, info.gatewayIPv4, port)], reverse: true, seconds: 3)[0]
+        #expect((30...55).contains(limited.megabitsPerSecond), "\(limited.megabitsPerSecond) Mbit/s at 50mbit")
+        try fx.gateway.setPolicy(info.id, to: "host-only")
+        #expect(try fx.gateway.stats(info.id).rateLimits.fromHostBytesPerSecond == nil)
+    }
+
     /// Figures for Tools/README-rate-limits.md: each limit each way, one after another
     /// (GW_RATE_BENCH=1 to run).
     @Test(.enabled(if: ProcessInfo.processInfo.environment["GW_RATE_BENCH"] != nil))
