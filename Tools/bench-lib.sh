@@ -228,6 +228,14 @@ gatewayd_spawn() {
 # shard on LOOP_CPU, host-only egress, and a DNS upstream (127.0.0.1:9, discard) that no real
 # resolver answers. GWD_BUSY_POLL_US sets its busy-poll-us (default 50, gatewayd's own default).
 # Sets GWD_PID and GWD_SOCK.
+# Builds that limit new flows per sandbox (200 a second by default) get no limit, so conn/s
+# measures the data path; older builds do not know the key (and have no limit).
+gatewayd_unlimit_connections() {
+    if grep -q "half-open-timeout-ms" "$1/gatewayd"; then
+        printf '[limits]\nconnection-rate = 0\n' >>"$WORK/gatewayd.toml"
+    fi
+}
+
 gatewayd_start() {
     # pin-shards off: the shard thread then keeps taskset's CPU instead of choosing CPU 0 itself.
     # No sweep of stale devices: that would take the devices of other runs on this machine too.
@@ -238,6 +246,7 @@ busy-poll-us = ${GWD_BUSY_POLL_US:-50}
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML
+    gatewayd_unlimit_connections "$1"
     GWD_CPUS=$LOOP_CPU gatewayd_spawn "$1" gatewayd --shards 1 --egress-policy host-only
 }
 

@@ -90,6 +90,7 @@ shard-nice = $GWD_NICE
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML
+    gatewayd_unlimit_connections "$BINDIR"
     spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" \
         --state-dir "$WORK/gatewayd-state" --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
     GWD_PID=$LAST_PID

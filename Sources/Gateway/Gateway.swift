@@ -387,6 +387,7 @@ public final class Gateway: Sendable {
         let flowQueue = flowLog.queues[shard]
         let budget = spec.memoryBudget ?? policy.memoryBudget ?? configuration.memoryBudget
         let shared = sharedMemoryBudget
+        let rateOverride = spec.rateLimits
         let routes = publishing.routes
         let loopbackClients = publishing.loopbackClients
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> LoopBound<Sandbox> in
@@ -398,6 +399,8 @@ public final class Gateway: Sendable {
             stack.learnNeighbor(.v4(a.guestIPv4), mac: guestMAC, now: monotonicNanoseconds())
             let sandbox = Sandbox(id: spec.id, tap: tap, stack: stack, loop: loop, limits: limits)
             sandbox.pinning = pinning
+            sandbox.rateOverride = rateOverride
+            sandbox.limitRates(policy.rateLimits)
             sandbox.egress.policy = { key, proto in
                 pinning.policy.evaluate(
                     direction: .egress, destination: key.remoteAddress,

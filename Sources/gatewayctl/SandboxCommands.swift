@@ -44,6 +44,24 @@ struct Attach: ParsableCommand {
     @Option(help: "TCP buffer memory the sandbox may hold, in MiB (default: its policy's, else gatewayd's).")
     var memoryBudgetMib: Int?
 
+    @Option(help: "Bytes per second each way, as a bit rate: 100mbit, 1gbit, 512kbit (default: its policy's, else none).")
+    var rateLimit: String?
+
+    @Option(help: "As --rate-limit, to the host only (the guest's uploads).")
+    var rateLimitUp: String?
+
+    @Option(help: "As --rate-limit, from the host only (the guest's downloads).")
+    var rateLimitDown: String?
+
+    @Option(help: "UDP datagrams per second, each way (default: its policy's, else none).")
+    var packetRate: Int?
+
+    @Option(help: "New flows per second (default: its policy's, else gatewayd's).")
+    var connectionRate: Int?
+
+    @Option(help: "TCP flows and UDP sessions open at once (default: its policy's, else none).")
+    var maxFlows: Int?
+
     @Option(
         name: .customLong("publish"),
         help: ArgumentHelp(
@@ -65,6 +83,12 @@ struct Attach: ParsableCommand {
             id: id, netns: netns, vm: vm ? AttachRequest.VM(owner: owner, group: group) : nil,
             dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac, ports: ports.isEmpty ? nil : ports)
         request.memoryBudgetMiB = memoryBudgetMib
+        request.rateLimit = rateLimit
+        request.rateLimitUp = rateLimitUp
+        request.rateLimitDown = rateLimitDown
+        request.packetRate = packetRate
+        request.connectionRate = connectionRate
+        request.maxFlows = maxFlows
         // Checked here, a bad value is reported before any round trip.
         _ = try perform { () throws(ControlError) in try request.spec() }
         let view = try perform { () throws(ControlError) in
@@ -188,6 +212,11 @@ struct Stats: ParsableCommand {
             "tcp buffers",
             "\(m.heldBytes >> 10) KiB held (peak \(m.peakHeldBytes >> 10)), \(m.reservedBytes >> 10) of \(m.budgetBytes >> 10) KiB budget reserved"
                 + (m.budgetShortfalls > 0 ? String(format: ", at budget %.1f s (%d times)", m.secondsAtBudget, m.budgetShortfalls) : ""))
+        let r = s.rateLimits
+        let rate = { (bytes: UInt64?) in bytes.map { RateLimits.bitRateText($0) } ?? "none" }
+        t.add(
+            "rate limits",
+            "up \(rate(r.toHostBytesPerSecond)) (limited \(String(format: "%.1f", r.secondsLimitedToHost)) s), down \(rate(r.fromHostBytesPerSecond)) (limited \(String(format: "%.1f", r.secondsLimitedFromHost)) s); refused \(r.connectionsRefused) over the rate, \(r.flowsRefused) over max-flows; \(r.udpDropped) datagrams dropped; \(r.halfOpenResets) half-open resets")
         let drops = s.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         t.add("drops", drops.isEmpty ? "none" : drops.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         print(t.rendered)

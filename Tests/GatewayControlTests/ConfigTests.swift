@@ -2,6 +2,7 @@
 // its file, line and key.
 import Gateway
 import GatewayControl
+import Foundation
 import Logging
 import Testing
 import Wire
@@ -76,6 +77,52 @@ import Wire
         var bad = DaemonConfiguration()
         #expect(throws: ConfigError.self) { try bad.apply(toml: "[memory]\nchunk-kib = 24\n", file: "gw.toml") }
         #expect(throws: ConfigError.self) { try bad.apply(toml: "[memory]\nsandbox-budget-mib = 0\n", file: "gw.toml") }
+    }
+
+    @Test func rateLimitsReachThePolicyAndTheLimits() throws {
+        var c = DaemonConfiguration()
+        try c.apply(
+            toml: """
+                [limits]
+                half-open-timeout-ms = 1500
+                connection-rate = 50
+                [policies.ci]
+                extends = "host-only"
+                rate-limit = "100mbit"
+                rate-limit-down = "1gbit"
+                packet-rate = 5000
+                connection-rate = 20
+                max-flows = 64
+                """, file: "gw.toml")
+        let g = c.gatewayConfiguration
+        #expect(g.limits.halfOpenTimeout == .milliseconds(1500))
+        #expect(g.limits.connectionRate == 50)
+        let r = try g.policy(named: "ci").rateLimits
+        #expect(r == RateLimits(
+            toHostBytesPerSecond: 12_500_000, fromHostBytesPerSecond: 125_000_000, packetsPerSecond: 5000,
+            connectionsPerSecond: 20, maxFlows: 64))
+        #expect(try g.policy(named: "host-only").rateLimits.isEmpty)
+        var bad = DaemonConfiguration()
+        let error = #expect(throws: ConfigError.self) {
+            try bad.apply(toml: "[policies.x]\nrate-limit = \"100 parsecs\"\n", file: "gw.toml")
+        }
+        #expect(error?.description.contains("e.g. \"100mbit\"") == true, "\(String(describing: error))")
+        #expect(throws: ConfigError.self) { try bad.apply(toml: "[policies.x]\nmax-flows = 0\n", file: "gw.toml") }
+    }
+
+    @Test func anAttachSetsRateLimitsOverItsPolicys() throws {
+        var request = AttachRequest(id: "a", netns: "n")
+        request.rateLimit = "10mbit"
+        request.rateLimitUp = "1mbit"
+        request.maxFlows = 5
+        let spec = try request.spec()
+        #expect(spec.rateLimits == RateLimits(toHostBytesPerSecond: 125_000, fromHostBytesPerSecond: 1_250_000, maxFlows: 5))
+        // Kept in the state file as the request: decoding it gives the same limits.
+        let again = try JSONDecoder().decode(AttachRequest.self, from: JSONEncoder().encode(request))
+        #expect(try again.spec().rateLimits == spec.rateLimits)
+        request.rateLimitDown = "lots"
+        let error = #expect(throws: ControlError.self) { try request.spec() }
+        #expect(error?.message.contains("rateLimitDown 'lots'") == true)
     }
 
     @Test func fullFileSetsEverything() throws {

@@ -62,6 +62,8 @@ public struct FlowEvent: Sendable {
         case connectFailed = "connect failed"
         /// The sandbox was detached, or its policy changed to one that denies the flow.
         case closedByGateway = "closed by gateway"
+        /// The guest got its SYN-ACK and did not complete the handshake within the half-open timeout.
+        case halfOpen = "half-open timeout"
     }
 
     public var kind: Kind

@@ -26,6 +26,12 @@ public struct EgressLimits: Sendable {
     /// A DNS-over-TCP connection with no query in flight and no traffic for this long is closed
     /// by the gateway (RFC 7766 §6.2.3 suggests seconds, not minutes).
     public var dnsTCPIdleTimeout: Duration = .seconds(10)
+    /// New flows per second a sandbox may open when its limits set no rate (0: no limit). Each
+    /// guest SYN makes the gateway dial the host, so this bounds what a SYN flood costs the host.
+    public var connectionRate = 200
+    /// A guest that got its SYN-ACK (its upstream connected) and has not completed the handshake
+    /// after this long is reset, and so is the upstream.
+    public var halfOpenTimeout: Duration = .milliseconds(3000)
     public init() {}
 }
 
@@ -101,6 +107,8 @@ public final class EgressRelay {
 
     /// Where each host socket of the sandbox's flows is counted (set by the gateway).
     var descriptors = DescriptorBudget.unlimited()
+    /// The sandbox's rate limits, shared with its published ports.
+    var rates: RateLimiter
 
     private var tcp: [TCPFlowID: TCPRelay] = [:]
     /// Guest DNS-over-TCP connections, answered by `dns` (DNSTCPSession).
@@ -115,6 +123,7 @@ public final class EgressRelay {
     public init(driver: StackDriver, limits: EgressLimits = EgressLimits()) {
         self.driver = driver
         self.limits = limits
+        rates = RateLimiter(RateLimits(), defaultConnectionRate: limits.connectionRate, loop: driver.loop)
     }
 
     deinit { datagramBuffer.deallocate() }
@@ -198,7 +207,10 @@ public final class EgressRelay {
         }
         let (decision, refusal, reachesPublishedPort) = decide(key, .tcp)
         if refusal == .publishedPort { counters.publishedPortDenied += 1 }
-        let overLimit: FlowEvent.Reason? = refusal ?? (tcp.count >= limits.maxTCPRelays ? .budget : nil)
+        var overLimit: FlowEvent.Reason? = refusal ?? (tcp.count >= limits.maxTCPRelays ? .budget : nil)
+        if decision.isAllowed, overLimit == nil, !rates.admitFlow(open: openFlows, now: monotonicNanoseconds()) {
+            overLimit = .rateLimit
+        }
         guard decision.isAllowed, overLimit == nil else {
             audit?.decided(key, .tcp, decision, overLimit: overLimit)
             counters.tcpDenied += 1
@@ -280,7 +292,7 @@ public final class EgressRelay {
             return
         }
         if let s = udp[key] {
-            s.send(payload)
+            if rates.admitDatagram(.toHost, size: payload.count, now: monotonicNanoseconds()) { s.send(payload) }
             return
         }
         let (decision, refusal, _) = decide(key, .udp)
@@ -297,6 +309,13 @@ public final class EgressRelay {
             counters.udpSessionLimitDrops += 1
             return
         }
+        let now = monotonicNanoseconds()
+        guard rates.admitFlow(open: openFlows, now: now) else {
+            audit?.decided(key, .udp, decision, overLimit: .rateLimit)
+            stack.sendUDPUnreachable(key, payloadPrefix: Array(payload.prefix(8)), prohibited: true)
+            return
+        }
+        guard rates.admitDatagram(.toHost, size: payload.count, now: now) else { return }
         // Dropped like a datagram over the session limit (counted by the budget).
         guard let slot = descriptors.take() else {
             audit?.decided(key, .udp, decision, overLimit: .budget)
@@ -371,6 +390,8 @@ public final class EgressRelay {
     func udpExpired(_ key: FlowKey) { udp[key] = nil }
 
     public var tcpRelayCount: Int { tcp.count }
+    /// TCP flows and UDP sessions open now, against the rate limits' `maxFlows`.
+    var openFlows: Int { tcp.count + udp.count }
     public var udpSessionCount: Int { udp.count }
 
     /// Closes every socket (detach): guest flows are reset, upstreams see RST.

@@ -79,9 +79,9 @@ enum HostSocket {
 
     /// readv(2) into a buffer's regions: bytes read, 0 at EOF.
     /// - Throws: `.resourceTemporarilyUnavailable` when nothing is waiting; other errno.
-    static func read(_ socket: borrowing OwnedDescriptor, _ regions: BufferRegions) throws(Errno) -> Int {
+    static func read(_ socket: borrowing OwnedDescriptor, _ regions: BufferRegions, max limit: Int = .max) throws(Errno) -> Int {
         let fd = socket.rawValue
-        let n = withIOVecs(regions) { readv(fd, $0.baseAddress, Int32($0.count)) }
+        let n = withIOVecs(regions, max: limit) { readv(fd, $0.baseAddress, Int32($0.count)) }
         guard n >= 0 else { throw Errno.last }
         return n
     }
@@ -90,9 +90,9 @@ enum HostSocket {
     /// rather than writev: a peer that has reset must cost this flow an EPIPE, not the whole
     /// process a SIGPIPE.
     /// - Throws: `.resourceTemporarilyUnavailable` when the socket cannot take any now; other errno.
-    static func write(_ socket: borrowing OwnedDescriptor, _ regions: BufferRegions) throws(Errno) -> Int {
+    static func write(_ socket: borrowing OwnedDescriptor, _ regions: BufferRegions, max limit: Int = .max) throws(Errno) -> Int {
         let fd = socket.rawValue
-        let n = withIOVecs(regions) { vectors in
+        let n = withIOVecs(regions, max: limit) { vectors in
             var message = msghdr()
             message.msg_iov = vectors.baseAddress
             message.msg_iovlen = vectors.count
@@ -107,13 +107,21 @@ enum HostSocket {
         try write(socket, BufferRegions(UnsafeMutableRawBufferPointer(mutating: bytes)))
     }
 
-    private static func withIOVecs(_ regions: BufferRegions, _ body: (UnsafeMutableBufferPointer<iovec>) -> Int) -> Int {
-        withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(1, regions.count)) { vectors in
-            for i in 0..<regions.count {
-                let r = regions[i]
-                vectors[i] = iovec(iov_base: r.baseAddress, iov_len: r.count)
+    /// `limit`: at most that many bytes (a rate limit's allowance); the regions past it are left out.
+    private static func withIOVecs(
+        _ regions: BufferRegions, max limit: Int = .max, _ body: (UnsafeMutableBufferPointer<iovec>) -> Int
+    ) -> Int {
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: Swift.max(1, regions.count)) { vectors in
+            var left = limit
+            var used = 0
+            while used < regions.count && left > 0 {
+                let r = regions[used]
+                let n = Swift.min(r.count, left)
+                vectors[used] = iovec(iov_base: r.baseAddress, iov_len: n)
+                left -= n
+                used += 1
             }
-            return body(UnsafeMutableBufferPointer(rebasing: vectors[..<regions.count]))
+            return body(UnsafeMutableBufferPointer(rebasing: vectors[..<used]))
         }
     }
 }

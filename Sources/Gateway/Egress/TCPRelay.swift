@@ -70,6 +70,8 @@ final class TCPRelay {
     private var connectTimer: EventLoop.TimerID?
     private var lastActivity = monotonicNanoseconds()
     private var idleTimer: EventLoop.TimerID?
+    /// Runs from the guest's SYN-ACK until its handshake completes (`EgressLimits.halfOpenTimeout`).
+    private var halfOpenTimer: EventLoop.TimerID?
     /// Held against the sandbox's descriptor budget for as long as the relay exists.
     var descriptor: DescriptorSlot?
     /// For a flow to a published port: where the socket's loopback endpoint is recorded as the
@@ -192,13 +194,18 @@ final class TCPRelay {
             cancelConnectTimer()
             relay.tcpDidConnect()
             armIdleTimer()
+            armHalfOpenTimer()
             stack.tcpAccept(id, now: monotonicNanoseconds())
         case .pull:
             let now = monotonicNanoseconds()
             guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
-            let outcome = StreamPump.pull(from: socket!, into: stack, id, now: now) { n in
+            let rates = relay.rates.limitsBytes(.fromHost) ? relay.rates : nil
+            let outcome = StreamPump.pull(
+                from: socket!, into: stack, id, now: now, allowance: rates?.allowance(.fromHost, now: now) ?? .max
+            ) { n in
                 bytesIn &+= UInt64(n)
                 relay.countFromHost(n)
+                rates?.spend(.fromHost, n, now: now)
                 lastActivity = now
             }
             perform(machine.pulled(outcome))
@@ -207,14 +214,28 @@ final class TCPRelay {
             let complete = machine.pushStartsComplete(
                 readClosed: stack.tcpIsReadClosed(id), connectionLive: stack.tcpState(id) != nil)
             guard socket != nil else { return perform(machine.pushed(.failed(.badFileDescriptor))) }
+            let rates = relay.rates.limitsBytes(.toHost) ? relay.rates : nil
             let outcome = StreamPump.push(
-                from: stack, id, to: socket!, now: now, complete: complete, guestFIN: machine.guestFIN
+                from: stack, id, to: socket!, now: now, complete: complete, guestFIN: machine.guestFIN,
+                allowance: rates?.allowance(.toHost, now: now) ?? .max
             ) { n in
                 bytesOut &+= UInt64(n)
                 relay.countToHost(n)
+                rates?.spend(.toHost, n, now: now)
                 lastActivity = now
             }
             perform(machine.pushed(outcome))
+        case .waitForTokens(let direction, let held):
+            relay.rates.wait(direction, held: held, now: monotonicNanoseconds()) { [weak self] in
+                guard let self else { return }
+                self.run(self.machine.tokensBack(direction))
+            }
+        case .resetHalfOpen:
+            relay.rates.halfOpenReset()
+            logEnd(.halfOpen)
+            stack.tcpAbort(id)
+            closeSocket(reset: true)
+            relay.tcpFinished(id, wasConnected: true)
         case .checkName:
             // The shared datagram buffer: used and done with before anything else runs.
             let held = UnsafeMutableRawBufferPointer(rebasing: relay.datagramBuffer[..<ServerNamePeek.maxHeldBytes])
@@ -269,6 +290,16 @@ final class TCPRelay {
             guard let self else { return }
             self.idleTimer = nil
             self.run(self.machine.idleTimerFired(quiet: monotonicNanoseconds() >= self.lastActivity + idle))
+        }
+    }
+
+    /// Resets both sides if the guest leaves its handshake half-open past the limit.
+    private func armHalfOpenTimer() {
+        let timeout = relay.limits.halfOpenTimeout.nanoseconds
+        halfOpenTimer = loop.schedule(at: monotonicNanoseconds() + timeout) { [weak self] in
+            guard let self else { return }
+            self.halfOpenTimer = nil
+            self.run(self.machine.halfOpenTimedOut())
         }
     }
 
@@ -337,6 +368,8 @@ final class TCPRelay {
         forgetEndpoint()
         if let t = idleTimer { loop.cancel(t) }
         idleTimer = nil
+        if let t = halfOpenTimer { loop.cancel(t) }
+        halfOpenTimer = nil
         // A graceful end: the upstream gets every byte and a FIN, not the crash-time reset.
         if !reset && socket != nil { HostSocket.setAbortiveClose(socket!, false) }
         HostSocket.unwatchAndClose(&socket, on: loop, reset: reset)

@@ -25,6 +25,14 @@ struct TCPRelayStateMachine {
         /// The flow was allowed by a domain rule: the guest's first bytes stay in the stack until
         /// the name they ask for (TLS SNI, HTTP Host) is checked; nothing is pushed before.
         var holding = false
+        /// The sandbox's rate limit stopped reading from the socket: it waits for
+        /// `tokensBack(.fromHost)`, not for EPOLLIN.
+        var readLimited = false
+        /// The rate limit stopped writing to the socket: the guest's bytes wait in the ring for
+        /// `tokensBack(.toHost)`, and its window closes meanwhile.
+        var writeLimited = false
+        /// The guest completed its handshake (the stack reported `.established`).
+        var guestEstablished = false
 
         /// FIN has gone both ways on the host socket: it is closed.
         var socketOpen: Bool { !(upstreamEOF && upstreamWriteShut) }
@@ -82,6 +90,11 @@ struct TCPRelayStateMachine {
         case rearmIdleTimer
         /// Detach: the socket closes with RST, and the guest's connection too if it still exists.
         case abortBoth(abortGuest: Bool)
+        /// The guest got its SYN-ACK but did not complete the handshake within the half-open
+        /// timeout: both sides are reset, so a SYN flood holds no host connection for long.
+        case resetHalfOpen
+        /// A pump stopped for want of tokens: wait for them (`held`: guest bytes left in the ring).
+        case waitForTokens(RateLimiter.Direction, held: Int)
     }
 
     /// How a held flow's name check came out.
@@ -137,16 +150,16 @@ struct TCPRelayStateMachine {
 
     mutating func socketReadable() -> Action {
         switch state {
-        case .relaying(let f): f.upstreamEOF ? .none : .pull
-        case .draining: .push
+        case .relaying(let f): f.upstreamEOF || f.readLimited ? .none : .pull
+        case .draining(let f): f.writeLimited ? .none : .push
         case .connecting, .closing, .done: .none
         }
     }
 
     mutating func socketWritable() -> Action {
         switch state {
-        case .relaying(let f): f.socketOpen && !f.holding ? .push : .none
-        case .draining: .push
+        case .relaying(let f): f.socketOpen && !f.holding && !f.writeLimited ? .push : .none
+        case .draining(let f): f.writeLimited ? .none : .push
         case .connecting, .closing, .done: .none
         }
     }
@@ -173,17 +186,19 @@ struct TCPRelayStateMachine {
         case .relaying(var f):
             switch event {
             case .established:
+                f.guestEstablished = true
+                state = .relaying(f)
                 return .none
             case .readable:
                 if f.holding { return .checkName }
-                return f.socketOpen ? .push : .none
+                return f.socketOpen && !f.writeLimited ? .push : .none
             case .peerClosed:
                 f.guestFIN = true
                 state = .relaying(f)
                 if f.holding { return .checkName }
-                return f.socketOpen ? .push : .none
+                return f.socketOpen && !f.writeLimited ? .push : .none
             case .writable:
-                return f.stackFull && !f.upstreamEOF ? .pull : .none
+                return f.stackFull && !f.upstreamEOF && !f.readLimited ? .pull : .none
             case .closed:
                 if f.holding {
                     // The guest's connection ended before its bytes named anything: none of them
@@ -260,6 +275,12 @@ struct TCPRelayStateMachine {
         case .failed:
             state = .done
             return .resetBoth
+        case .rateLimited:
+            // The ring had room: only the tokens ran out, so `.writable` will not come to resume.
+            f.stackFull = false
+            f.readLimited = true
+            state = .relaying(f)
+            return .waitForTokens(.fromHost, held: 0)
         }
         state = .relaying(f)
         return .none
@@ -282,6 +303,12 @@ struct TCPRelayStateMachine {
             case .failed:
                 state = .done
                 return .resetBoth
+            case .rateLimited(let held):
+                // The socket took all it was given.
+                f.socketFull = false
+                f.writeLimited = true
+                state = .relaying(f)
+                return .waitForTokens(.toHost, held: held)
             }
         case .closing(var f, let clean):
             switch outcome {
@@ -291,7 +318,12 @@ struct TCPRelayStateMachine {
                 f.socketFull = true
                 state = .draining(f)
                 return .none
-            case .socketFull:
+            case .rateLimited(let held) where clean:
+                // As for a full socket: the bytes wait in the stack, here for tokens.
+                f.writeLimited = true
+                state = .draining(f)
+                return .waitForTokens(.toHost, held: held)
+            case .socketFull, .rateLimited:
                 state = .done
                 return .finish(Ending(resetUpstream: true, wasConnected: true))
             case .emptied(let complete):
@@ -306,6 +338,10 @@ struct TCPRelayStateMachine {
                 f.socketFull = true
                 state = .draining(f)
                 return .none
+            case .rateLimited(let held):
+                f.writeLimited = true
+                state = .draining(f)
+                return .waitForTokens(.toHost, held: held)
             case .emptied(let complete):
                 // The upstream has every byte (and the FIN after them): the flow is over.
                 return finish(f, complete: complete)
@@ -324,6 +360,37 @@ struct TCPRelayStateMachine {
         if shut { f.upstreamWriteShut = true }
         state = .done
         return .finish(Ending(shutUpstreamWrite: shut, resetUpstream: f.socketOpen, wasConnected: true))
+    }
+
+    // MARK: - Rate limit and half-open timeout
+
+    /// The sandbox's tokens are back `direction` (or its limits changed): the pump that
+    /// stopped for them runs again.
+    mutating func tokensBack(_ direction: RateLimiter.Direction) -> Action {
+        switch (state, direction) {
+        case (.relaying(var f), .fromHost) where f.readLimited:
+            f.readLimited = false
+            state = .relaying(f)
+            return f.upstreamEOF || f.stackFull ? .none : .pull
+        case (.relaying(var f), .toHost) where f.writeLimited:
+            f.writeLimited = false
+            state = .relaying(f)
+            return f.socketOpen && !f.holding && !f.socketFull ? .push : .none
+        case (.draining(var f), .toHost) where f.writeLimited:
+            f.writeLimited = false
+            state = .draining(f)
+            return .push
+        default:
+            return .none
+        }
+    }
+
+    /// The half-open timer fired: a guest that has not completed its handshake by now never will
+    /// in good faith.
+    mutating func halfOpenTimedOut() -> Action {
+        guard case .relaying(let f) = state, !f.guestEstablished else { return .none }
+        state = .done
+        return .resetHalfOpen
     }
 
     // MARK: - Timers and detach
@@ -356,11 +423,11 @@ struct TCPRelayStateMachine {
             return EPOLLOUT.rawValue
         case .relaying(let f), .closing(let f, _):
             guard f.socketOpen else { return nil }
-            let read = f.upstreamEOF || f.stackFull ? 0 : EPOLLIN.rawValue
-            return read | (f.socketFull ? EPOLLOUT.rawValue : 0)
-        case .draining:
+            let read = f.upstreamEOF || f.stackFull || f.readLimited ? 0 : EPOLLIN.rawValue
+            return read | (f.socketFull && !f.writeLimited ? EPOLLOUT.rawValue : 0)
+        case .draining(let f):
             // Only the upstream's reading matters now: what it sends has nowhere to go.
-            return EPOLLOUT.rawValue
+            return f.writeLimited ? 0 : EPOLLOUT.rawValue
         case .done:
             return nil
         }

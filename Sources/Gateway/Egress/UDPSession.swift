@@ -65,6 +65,8 @@ final class UDPSession {
                 }
                 break
             }
+            // Over the sandbox's rate the reply is dropped, as a congested link would.
+            guard relay.rates.admitDatagram(.fromHost, size: n, now: now) else { continue }
             idle?.lastActivity = now
             bytesIn &+= UInt64(n)
             relay.udpReceived()

@@ -18,6 +18,8 @@ public struct Policy: Hashable, Sendable, CustomStringConvertible {
     /// What happens to a TCP flow allowed by a domain rule whose first bytes are neither a TLS
     /// ClientHello nor an HTTP/1 request, so no name in them can be checked.
     public var unidentifiedTraffic: PolicyAction = .deny
+    /// How fast its sandboxes may move bytes, datagrams and new flows, and how many they may hold.
+    public var rateLimits = RateLimits()
 
     /// Which names a sandbox may resolve through the gateway.
     public enum DNSMode: String, CaseIterable, Hashable, Sendable, CustomStringConvertible {

@@ -147,20 +147,38 @@ final class InboundConnection {
             relay.connectionEstablished()
         case .pull:
             guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
-            let outcome = StreamPump.pull(from: socket!, into: stack, id, now: monotonicNanoseconds()) { n in
+            let now = monotonicNanoseconds()
+            let rates = relay.rates?.limitsBytes(.fromHost) == true ? relay.rates : nil
+            let outcome = StreamPump.pull(
+                from: socket!, into: stack, id, now: now, allowance: rates?.allowance(.fromHost, now: now) ?? .max
+            ) { n in
                 relay.countToGuest(n)
+                rates?.spend(.fromHost, n, now: now)
             }
             perform(machine.pulled(outcome))
         case .push:
             let complete = machine.pushStartsComplete(
                 readClosed: stack.tcpIsReadClosed(id), connectionLive: stack.tcpState(id) != nil)
             guard socket != nil else { return perform(machine.pushed(.failed(.badFileDescriptor))) }
+            let now = monotonicNanoseconds()
+            let rates = relay.rates?.limitsBytes(.toHost) == true ? relay.rates : nil
             let outcome = StreamPump.push(
-                from: stack, id, to: socket!, now: monotonicNanoseconds(), complete: complete, guestFIN: machine.guestFIN
+                from: stack, id, to: socket!, now: now, complete: complete, guestFIN: machine.guestFIN,
+                allowance: rates?.allowance(.toHost, now: now) ?? .max
             ) { n in
                 relay.countFromGuest(n)
+                rates?.spend(.toHost, n, now: now)
             }
             perform(machine.pushed(outcome))
+        case .waitForTokens(let direction, let held):
+            relay.rates?.wait(direction, held: held, now: monotonicNanoseconds()) { [weak self] in
+                guard let self else { return }
+                withExtendedLifetime(self) {
+                    self.perform(self.machine.tokensBack(direction))
+                    self.updateInterest()
+                }
+                self.relay.driver.afterWork()
+            }
         case .passEOFToGuest(let close):
             stack.tcpShutdownWrite(id, now: monotonicNanoseconds())
             if close { closeClient(shutWriteFirst: false) }

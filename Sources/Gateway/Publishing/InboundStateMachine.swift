@@ -26,6 +26,12 @@ struct InboundStateMachine {
         /// The client has shut down both directions or gone: epoll reports EPOLLHUP whatever
         /// the mask, so with nothing to do the socket leaves the loop instead of waking it forever.
         var hungUp = false
+        /// The sandbox's rate limit stopped reading from the client: it waits for
+        /// `tokensBack(.fromHost)`, not for EPOLLIN.
+        var readLimited = false
+        /// The rate limit stopped writing to the client: the guest's bytes wait in the ring for
+        /// `tokensBack(.toHost)`.
+        var writeLimited = false
     }
 
     enum State: Equatable {
@@ -63,6 +69,8 @@ struct InboundStateMachine {
         case refuseClient(InboundConnection.ResetReason, abortGuest: Bool)
         /// A socket error, a client reset, a flush that timed out: both sides are reset.
         case resetBoth(wasEstablished: Bool)
+        /// A pump stopped for want of tokens: wait for them (`held`: guest bytes left in the ring).
+        case waitForTokens(RateLimiter.Direction, held: Int)
         /// Unpublish or detach: both sides reset, no callback into the relay's table.
         case abortBoth(abortGuest: Bool)
     }
@@ -113,13 +121,13 @@ struct InboundStateMachine {
             case .established:
                 return .none
             case .readable:
-                return .push
+                return f.writeLimited ? .none : .push
             case .peerClosed:
                 f.guestFIN = true
                 state = .relaying(f)
-                return .push
+                return f.writeLimited ? .none : .push
             case .writable:
-                return !f.clientEOF && f.stackFull ? .pull : .none
+                return !f.clientEOF && f.stackFull && !f.readLimited ? .pull : .none
             case .closed:
                 // After both FINs the client's socket closes normally once the guest's last
                 // bytes are out; after a guest RST or a timeout the client is reset.
@@ -135,7 +143,7 @@ struct InboundStateMachine {
                 f.guestFIN = true
                 state = .draining(f)
             }
-            return .push
+            return f.writeLimited ? .none : .push
         case .done:
             return .none
         }
@@ -167,15 +175,15 @@ struct InboundStateMachine {
 
     mutating func socketReadable() -> Action {
         switch state {
-        case .relaying(let f): f.clientEOF ? .none : .pull
-        case .draining: .push
+        case .relaying(let f): f.clientEOF || f.readLimited ? .none : .pull
+        case .draining(let f): f.writeLimited ? .none : .push
         case .connecting, .done: .none
         }
     }
 
     mutating func socketWritable() -> Action {
         switch state {
-        case .relaying, .draining: .push
+        case .relaying(let f), .draining(let f): f.writeLimited ? .none : .push
         case .connecting, .done: .none
         }
     }
@@ -212,6 +220,12 @@ struct InboundStateMachine {
         case .failed:
             state = .done
             return .resetBoth(wasEstablished: true)
+        case .rateLimited:
+            // The ring had room: only the tokens ran out, so `.writable` will not come to resume.
+            f.stackFull = false
+            f.readLimited = true
+            state = .relaying(f)
+            return .waitForTokens(.fromHost, held: 0)
         }
         state = .relaying(f)
         return .none
@@ -227,6 +241,11 @@ struct InboundStateMachine {
         case .failed:
             state = .done
             return .resetBoth(wasEstablished: true)
+        case .rateLimited(let held):
+            f.socketFull = false
+            f.writeLimited = true
+            update(f)
+            return .waitForTokens(.toHost, held: held)
         case .emptied(let complete):
             f.socketFull = false
             let shut = f.guestFIN && !f.clientWriteShut && complete
@@ -243,6 +262,26 @@ struct InboundStateMachine {
             }
             update(f)
             return shut ? .shutClientWrite : .none
+        }
+    }
+
+    // MARK: - Rate limit
+
+    /// The sandbox's tokens are back `direction` (or its limits changed): the pump that stopped
+    /// for them runs again.
+    mutating func tokensBack(_ direction: RateLimiter.Direction) -> Action {
+        guard var f = flow, isEstablished else { return .none }
+        switch direction {
+        case .fromHost:
+            guard f.readLimited, case .relaying = state else { return .none }
+            f.readLimited = false
+            update(f)
+            return f.clientEOF || f.stackFull ? .none : .pull
+        case .toHost:
+            guard f.writeLimited else { return .none }
+            f.writeLimited = false
+            update(f)
+            return f.socketFull ? .none : .push
         }
     }
 
@@ -286,10 +325,10 @@ struct InboundStateMachine {
         case .connecting:
             return 0
         case .relaying(let f):
-            let read = f.clientEOF || f.stackFull ? 0 : EPOLLIN.rawValue
-            return read | (f.socketFull ? EPOLLOUT.rawValue : 0)
-        case .draining:
-            return EPOLLOUT.rawValue
+            let read = f.clientEOF || f.stackFull || f.readLimited ? 0 : EPOLLIN.rawValue
+            return read | (f.socketFull && !f.writeLimited ? EPOLLOUT.rawValue : 0)
+        case .draining(let f):
+            return f.writeLimited ? 0 : EPOLLOUT.rawValue
         case .done:
             return nil
         }

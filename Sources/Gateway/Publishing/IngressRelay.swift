@@ -20,6 +20,8 @@ final class IngressRelay {
     private(set) var counters = IngressCounters()
     /// Where listeners and accepted connections are counted (set by the gateway).
     var descriptors = DescriptorBudget.unlimited()
+    /// The sandbox's rate limits, shared with its egress relay; nil: none.
+    var rates: RateLimiter?
 
     private var ports: [HostBinding: PublishedPort] = [:]
     private var connections: [TCPFlowID: InboundConnection] = [:]

@@ -22,6 +22,8 @@ enum StreamPump {
         case endOfStream
         /// A read failed (the peer reset, or another error).
         case failed(Errno)
+        /// The sandbox's rate limit allowed no more now: reading waits for its tokens.
+        case rateLimited
     }
 
     /// How a push from the guest's receive ring to the socket stopped.
@@ -33,21 +35,27 @@ enum StreamPump {
         case socketFull
         /// A write failed (the peer reset, or another error).
         case failed(Errno)
+        /// The sandbox's rate limit allowed no more now: the rest waits in the ring for its
+        /// tokens (`held` bytes), and the guest's window closes as it fills.
+        case rateLimited(held: Int)
     }
 
     /// Reads from `socket` into the connection's send ring until one of the outcomes; `moved`
-    /// gets every byte taken.
+    /// gets every byte taken. `allowance`: bytes the sandbox's rate limit lets through now.
     static func pull(
-        from socket: borrowing OwnedDescriptor, into stack: Stack, _ id: TCPFlowID, now: UInt64, moved: (Int) -> Void
+        from socket: borrowing OwnedDescriptor, into stack: Stack, _ id: TCPFlowID, now: UInt64,
+        allowance: Int = .max, moved: (Int) -> Void
     ) -> PullOutcome {
+        var allowance = allowance
         while true {
+            if allowance <= 0 { return .rateLimited }
             var result = 0
             var failure: Errno?
             var asked = 0
             let taken = stack.tcpWriteInPlace(id, now: now) { regions in
-                asked = regions.byteCount
+                asked = min(regions.byteCount, allowance)
                 do throws(Errno) {
-                    result = try HostSocket.read(socket, regions)
+                    result = try HostSocket.read(socket, regions, max: allowance)
                 } catch {
                     failure = error
                 }
@@ -57,8 +65,10 @@ enum StreamPump {
             if taken == 0 && result == 0 && stack.tcpWritableBytes(id) == 0 { return .stackFull }
             if result > 0 {
                 moved(result)
+                allowance -= result
                 // A short read emptied the socket: a read now would only return EAGAIN.
                 if result < asked { return .socketEmpty }
+                if allowance <= 0 { return .rateLimited }
                 continue
             }
             return .endOfStream
@@ -68,22 +78,26 @@ enum StreamPump {
     /// Writes the connection's receive ring to `fd` until it is empty or the socket is full;
     /// `moved` gets every byte written. `complete` says whether the stream is already whole
     /// when nothing is left to write; `guestFIN` that the guest's FIN has arrived, so that the
-    /// write taking the last bytes completes it.
+    /// write taking the last bytes completes it. `allowance`: bytes the sandbox's rate limit
+    /// lets through now.
     static func push(
         from stack: Stack, _ id: TCPFlowID, to socket: borrowing OwnedDescriptor, now: UInt64, complete: Bool,
-        guestFIN: Bool, moved: (Int) -> Void
+        guestFIN: Bool, allowance: Int = .max, moved: (Int) -> Void
     ) -> PushOutcome {
         var complete = complete
+        var allowance = allowance
         while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
+            if allowance <= 0 { return .rateLimited(held: regions.byteCount) }
             let n: Int
             do throws(Errno) {
-                n = try HostSocket.write(socket, regions)
+                n = try HostSocket.write(socket, regions, max: allowance)
             } catch .resourceTemporarilyUnavailable {
                 return .socketFull
             } catch {
                 return .failed(error)
             }
             moved(n)
+            allowance -= n
             // Taking the last bytes of a connection that has already ended retires it from the
             // stack, after which nothing says whether its stream was complete: settled before.
             if guestFIN && n == stack.tcpReadableBytes(id) { complete = true }

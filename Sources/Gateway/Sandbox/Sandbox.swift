@@ -14,6 +14,8 @@ final class Sandbox {
     /// Its domain rules' view of DNS (pins, allowed names, query rate), shared with the shard's
     /// DNS forwarder.
     var pinning: DomainPinning?
+    /// The rate limits the attach set, each over its policy's (kept across policy switches).
+    var rateOverride = RateLimits()
 
     init(id: String, tap: TAPDevice, stack: Stack, loop: EventLoop, limits: EgressLimits) {
         self.id = id
@@ -21,6 +23,7 @@ final class Sandbox {
         driver = StackDriver(loop: loop, fd: tap.fileDescriptor, stack: stack)
         egress = EgressRelay(driver: driver, limits: limits)
         ingress = IngressRelay(driver: driver)
+        ingress.rates = egress.rates
         driver.onEvent = { [unowned self] event in self.route(event) }
     }
 
@@ -46,10 +49,16 @@ final class Sandbox {
     /// they deny reset unless `keepFlows`. Returns the number reset.
     func switchPolicy(_ policy: Policy, deniedNames: DNSPolicy, keepFlows: Bool) -> Int {
         pinning?.update(policy: policy, deniedNames: deniedNames)
+        limitRates(policy.rateLimits)
         guard !keepFlows else { return 0 }
         let n = egress.resetFlows { key, proto in !egress.allows(key, proto) }
         driver.afterWork()
         return n
+    }
+
+    /// The policy's rate limits with the attach's over them.
+    func limitRates(_ policyLimits: RateLimits) {
+        egress.rates.update(policyLimits.overridden(by: rateOverride))
     }
 
     func stats() -> SandboxStats {
@@ -68,8 +77,29 @@ final class Sandbox {
                 "dnsTCPUnread": e.dnsTCPUnreadResets, "descriptorBudget": egress.descriptors.refused,
                 "publishedPortDenied": e.publishedPortDenied,
             ],
-            memory: memory(), dns: dns(), flows: flows(), counters: counters())
+            memory: memory(), dns: dns(), flows: flows(), rateLimits: rateLimits(),
+            counters: counters())
     }
+
+    func rateLimits() -> SandboxRateLimits {
+        let r = egress.rates
+        let c = r.counters
+        let now = monotonicNanoseconds()
+        var s = SandboxRateLimits()
+        s.toHostBytesPerSecond = r.limits.toHostBytesPerSecond
+        s.fromHostBytesPerSecond = r.limits.fromHostBytesPerSecond
+        s.secondsLimitedToHost = r.limitedSeconds(.toHost, now: now)
+        s.secondsLimitedFromHost = r.limitedSeconds(.fromHost, now: now)
+        s.throttlesToHost = c.throttles[RateLimiter.Direction.toHost.rawValue]
+        s.throttlesFromHost = c.throttles[RateLimiter.Direction.fromHost.rawValue]
+        s.bytesDelayed = c.bytesDelayed
+        s.udpDropped = c.udpDropped
+        s.connectionsRefused = c.connectionsRefused
+        s.flowsRefused = c.flowsRefused
+        s.halfOpenResets = c.halfOpenResets
+        return s
+    }
+
 
     func counters() -> [String: Int] {
         let source = SandboxCounterSource(stack: driver.stack.counters, egress: egress.counters)

@@ -39,6 +39,8 @@ public struct SandboxSpec: Sendable {
     /// Bytes of TCP buffers the sandbox may hold and promise; nil: its policy's, else the
     /// gateway's default (`GatewayConfiguration.memoryBudget`).
     public var memoryBudget: Int?
+    /// Rate limits over its policy's: each one set here takes the place of the policy's.
+    public var rateLimits = RateLimits()
     /// The address block (``AddressPlan/assignment(index:)``) to take; nil takes the first free
     /// one. A restart asks for the block a sandbox had, so its guest keeps its addresses.
     public var addressBlock: Int?
@@ -104,8 +106,32 @@ public struct SandboxStats: Sendable, Codable, Hashable {
     public var memory = SandboxMemory()
     public var dns = SandboxDNS()
     public var flows = SandboxFlows()
+    public var rateLimits = SandboxRateLimits()
     /// Every counter of `CounterDescription.sandbox`, by name.
     public var counters: [String: Int] = [:]
+}
+
+/// What a sandbox's rate limits are and what they did.
+public struct SandboxRateLimits: Sendable, Codable, Hashable {
+    /// The byte rates in force (nil: none).
+    public var toHostBytesPerSecond: UInt64?
+    public var fromHostBytesPerSecond: UInt64?
+    /// Time some flow waited for byte tokens, and how often a relay stopped for them, each way.
+    public var secondsLimitedToHost = 0.0
+    public var secondsLimitedFromHost = 0.0
+    public var throttlesToHost = 0
+    public var throttlesFromHost = 0
+    /// Guest bytes held back in the stack when a write stopped for tokens.
+    public var bytesDelayed: UInt64 = 0
+    /// UDP datagrams dropped over the packet or byte rate.
+    public var udpDropped = 0
+    /// New flows refused over the connection rate, and over `max-flows`.
+    public var connectionsRefused = 0
+    public var flowsRefused = 0
+    /// Flows reset because the guest left its handshake half-open past the timeout.
+    public var halfOpenResets = 0
+
+    public init() {}
 }
 
 /// A sandbox's flow verdicts, as the flow log records them.

@@ -18,6 +18,15 @@ public struct AttachRequest: Codable, Sendable, Hashable {
     public var mac: String?
     /// TCP buffer memory the sandbox may hold, in MiB; nil: its policy's, else the daemon's.
     public var memoryBudgetMiB: Int?
+    /// Rate limits over the policy's: bytes per second each way as a bit rate ("100mbit"), or
+    /// one way each (`rateLimitUp`: to the host, `rateLimitDown`: from it); UDP datagrams per
+    /// second each way; new flows per second; flows open at once.
+    public var rateLimit: String?
+    public var rateLimitUp: String?
+    public var rateLimitDown: String?
+    public var packetRate: Int?
+    public var connectionRate: Int?
+    public var maxFlows: Int?
     /// Ports to publish with the attach, as `POST /v1/sandboxes/ID/ports` takes them; if one
     /// cannot be published the attach is undone. In a state file: the ports as bound.
     public var ports: [PublishRequest]?
@@ -46,6 +55,33 @@ public struct AttachRequest: Codable, Sendable, Hashable {
         self.policy = policy
         self.mac = mac
         self.ports = ports
+    }
+
+    /// The rate limits this request sets; the error names the field and the value.
+    func rateLimits() throws(ControlError) -> RateLimits {
+        var r = RateLimits()
+        func rate(_ text: String?, _ field: String) throws(ControlError) -> UInt64? {
+            guard let text else { return nil }
+            guard let bytes = RateLimits.bytesPerSecond(parsing: text) else {
+                throw ControlError(
+                    .invalidArgument, "\(field) '\(text)' is not a rate: write a number and a unit, e.g. 100mbit (kbit, mbit, gbit)")
+            }
+            return bytes
+        }
+        func count(_ n: Int?, _ field: String, max: Int) throws(ControlError) -> Int? {
+            guard let n else { return nil }
+            guard (1...max).contains(n) else {
+                throw ControlError(.invalidArgument, "\(field) \(n) is out of range: use 1-\(max)")
+            }
+            return n
+        }
+        let both = try rate(rateLimit, "rateLimit")
+        r.toHostBytesPerSecond = try rate(rateLimitUp, "rateLimitUp") ?? both
+        r.fromHostBytesPerSecond = try rate(rateLimitDown, "rateLimitDown") ?? both
+        r.packetsPerSecond = try count(packetRate, "packetRate", max: 100_000_000)
+        r.connectionsPerSecond = try count(connectionRate, "connectionRate", max: 1_000_000)
+        r.maxFlows = try count(maxFlows, "maxFlows", max: 1_000_000)
+        return r
     }
 
     /// Where a named namespace lives (iproute2's convention).
@@ -96,6 +132,7 @@ public struct AttachRequest: Codable, Sendable, Hashable {
             }
             spec.memoryBudget = memoryBudgetMiB << 20
         }
+        spec.rateLimits = try rateLimits()
         if let mac {
             guard let address = MACAddress(mac), address.raw & 0x0100_0000_0000 == 0, address.raw != 0 else {
                 throw ControlError(

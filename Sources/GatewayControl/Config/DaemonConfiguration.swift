@@ -304,6 +304,8 @@ public struct DaemonConfiguration: Sendable {
         case udpSessions = "udp-sessions"
         case connectTimeoutMs = "connect-timeout-ms"
         case udpIdleTimeoutS = "udp-idle-timeout-s"
+        case halfOpenTimeoutMs = "half-open-timeout-ms"
+        case connectionRate = "connection-rate"
     }
 
     /// Keys of `[memory]`.
@@ -339,6 +341,12 @@ public struct DaemonConfiguration: Sendable {
         case memoryBudgetMib = "memory-budget-mib"
         case dns
         case unidentifiedTraffic = "unidentified-traffic"
+        case rateLimit = "rate-limit"
+        case rateLimitUp = "rate-limit-up"
+        case rateLimitDown = "rate-limit-down"
+        case packetRate = "packet-rate"
+        case connectionRate = "connection-rate"
+        case maxFlows = "max-flows"
     }
 
     private mutating func applyAddresses(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
@@ -416,6 +424,8 @@ public struct DaemonConfiguration: Sendable {
             case .udpSessions: limits.maxUDPSessions = try r.int(e, key, in: 1...1_000_000)
             case .connectTimeoutMs: limits.connectTimeout = .milliseconds(try r.int(e, key, in: 1...600_000))
             case .udpIdleTimeoutS: limits.udpIdleTimeout = .seconds(try r.int(e, key, in: 1...86_400))
+            case .halfOpenTimeoutMs: limits.halfOpenTimeout = .milliseconds(try r.int(e, key, in: 100...600_000))
+            case .connectionRate: limits.connectionRate = try r.int(e, key, in: 0...1_000_000)
             }
         }
     }
@@ -487,6 +497,7 @@ public struct DaemonConfiguration: Sendable {
             var memoryBudget: Int?
             var dnsMode: Policy.DNSMode?
             var unidentified: PolicyAction?
+            var rates = RateLimits()
             for e in try r.table(p, "policies." + name).entries {
                 let key = "policies.\(name).\(e.key)"
                 switch try r.key(e, key, PolicyKey.self) {
@@ -515,6 +526,15 @@ public struct DaemonConfiguration: Sendable {
                     unidentified = try r.choice(e, key, PolicyAction.allCases.map(\.rawValue)).flatMap {
                         PolicyAction(rawValue: $0)
                     }
+                case .rateLimit:
+                    let rate = try r.bitRate(e, key)
+                    rates.toHostBytesPerSecond = rates.toHostBytesPerSecond ?? rate
+                    rates.fromHostBytesPerSecond = rates.fromHostBytesPerSecond ?? rate
+                case .rateLimitUp: rates.toHostBytesPerSecond = try r.bitRate(e, key)
+                case .rateLimitDown: rates.fromHostBytesPerSecond = try r.bitRate(e, key)
+                case .packetRate: rates.packetsPerSecond = try r.int(e, key, in: 1...100_000_000)
+                case .connectionRate: rates.connectionsPerSecond = try r.int(e, key, in: 1...1_000_000)
+                case .maxFlows: rates.maxFlows = try r.int(e, key, in: 1...1_000_000)
                 }
             }
             var policy = Policy(
@@ -523,6 +543,7 @@ public struct DaemonConfiguration: Sendable {
             policy.memoryBudget = memoryBudget
             if let dnsMode { policy.dnsMode = dnsMode }
             if let unidentified { policy.unidentifiedTraffic = unidentified }
+            policy.rateLimits = rates
             policies[name] = policy
         }
     }
@@ -585,6 +606,15 @@ struct ConfigReader {
             throw error(e, key, "\(n) is out of range: use \(range.lowerBound)-\(range.upperBound)")
         }
         return n
+    }
+
+    /// A bit rate such as "100mbit" (kbit, mbit, gbit), as bytes per second.
+    func bitRate(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> UInt64 {
+        let text = try string(e, key)
+        guard let rate = RateLimits.bytesPerSecond(parsing: text) else {
+            throw error(e, key, "'\(text)' is not a rate: write a number and a unit, e.g. \"100mbit\" (kbit, mbit, gbit)")
+        }
+        return rate
     }
 
     func bool(_ e: TOMLDocument.Table.Entry, _ key: String) throws(ConfigError) -> Bool {

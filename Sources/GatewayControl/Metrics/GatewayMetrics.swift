@@ -115,6 +115,22 @@ public enum GatewayMetrics {
         for s in stats { p.sample("gatewayd_sandbox_dns_rate_limited_total", ["sandbox": s.id], s.dns.rateLimited) }
         p.family("gatewayd_sandbox_dns_pins", .gauge, help: "Addresses pinned for domain rules by the sandbox's DNS answers.")
         for s in stats { p.sample("gatewayd_sandbox_dns_pins", ["sandbox": s.id], s.dns.pins) }
+        p.family("gatewayd_sandbox_rate_limited_seconds_total", .counter, help: "Time some flow waited for byte tokens, by direction.")
+        for s in stats {
+            let r = s.rateLimits
+            for (direction, seconds) in [("to_host", r.secondsLimitedToHost), ("from_host", r.secondsLimitedFromHost)] {
+                p.sample("gatewayd_sandbox_rate_limited_seconds_total", ["sandbox": s.id, "direction": direction], seconds)
+            }
+        }
+        p.family("gatewayd_sandbox_rate_delayed_bytes_total", .counter, help: "Guest bytes held back in the stack for byte tokens.")
+        for s in stats { p.sample("gatewayd_sandbox_rate_delayed_bytes_total", ["sandbox": s.id], s.rateLimits.bytesDelayed) }
+        p.family("gatewayd_sandbox_rate_limit_drops_total", .counter, help: "Datagrams dropped and flows refused or reset by the sandbox's limits, by limit.")
+        for s in stats {
+            let r = s.rateLimits
+            for (limit, n) in [("packet_rate", r.udpDropped), ("connection_rate", r.connectionsRefused), ("max_flows", r.flowsRefused), ("half_open", r.halfOpenResets)] {
+                p.sample("gatewayd_sandbox_rate_limit_drops_total", ["sandbox": s.id, "limit": limit], n)
+            }
+        }
         for c in CounterDescription<SandboxCounterSource>.sandbox {
             let name = "gatewayd_sandbox_" + c.name
             p.family(name, c.kind == .counter ? .counter : .gauge, help: c.help)
