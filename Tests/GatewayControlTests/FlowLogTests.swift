@@ -66,7 +66,12 @@ struct FlowLogDaemonTests {
             #expect(refused?.verdict == .denied && refused?.reason == .policyDefault, "\(what): \(records)")
         }
         // The file (the writer drains every 50 ms).
-        try waitFor(seconds: 5) { Self.records((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").count >= 2 }
+        // Until the denied flow's record is there too (the allowed one's start and end come first).
+        try waitFor(seconds: 5) {
+            Self.records((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").contains {
+                $0.destination == "198.18.7.7:80"
+            }
+        }
         check(Self.records(try String(contentsOfFile: logFile, encoding: .utf8)), "file")
         // The CLI, as JSON and as a table.
         let json = try h.ctl("flows", id, "--json")
@@ -87,7 +92,9 @@ struct FlowLogDaemonTests {
         try waitFor(seconds: 5) { h.log().contains("flow log reopened") }
         _ = try TestHost.run(["ip", "netns", "exec", ns, "sh", "-c", "curl -sS --max-time 5 http://198.18.7.8:80/; true"])
         try waitFor(seconds: 5) { FileManager.default.fileExists(atPath: logFile) }
-        try waitFor(seconds: 5) { Self.records((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").count >= 1 }
+        try waitFor(seconds: 5) {
+            Self.records((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").contains { $0.destination == "198.18.7.8:80" }
+        }
         let fresh = Self.records(try String(contentsOfFile: logFile, encoding: .utf8))
         #expect(fresh.contains { $0.destination == "198.18.7.8:80" })
         #expect(!Self.records(try String(contentsOfFile: rotated, encoding: .utf8)).contains { $0.destination == "198.18.7.8:80" })
