@@ -59,7 +59,7 @@ struct RateLimitEgressTests {
             process.arguments =
                 ["timeout", "30", "ip", "netns", "exec", c.ns, "iperf3", "-c", c.gateway, "-p", String(c.port), "-t", String(seconds), "-J"]
                 + (reverse ? ["-R"] : [])
-            FileManager.default.createFile(atPath: "\(dir)/\(i).json", contents: nil)
+            try #require(FileManager.default.createFile(atPath: "\(dir)/\(i).json", contents: nil))
             process.standardOutput = FileHandle(forWritingAtPath: "\(dir)/\(i).json")
             try process.run()
             return process
