@@ -152,4 +152,34 @@ struct FlowLogDaemonTests {
         try waitFor(seconds: 5) { h.log().contains("policies reloaded") }
         #expect(try fetch().contains("rc=0"))
     }
+
+    /// A follower that never reads: its lines are dropped and counted, traffic goes on, and the
+    /// flow log itself drops nothing.
+    @Test func aFollowerThatDoesNotReadSlowsNothing() throws {
+        let h = try DaemonHarness()
+        defer { h.tearDown() }
+        try h.start()
+        let processes = GatewayTestSupport.BackgroundProcesses()
+        defer { processes.killAll() }
+        let (ns, id, gateway, port) = try Self.sandboxAndServer(h, "stall", processes)
+        // Its output goes to a pipe nobody reads: once the pipe is full, the stream stalls.
+        let stalled = Process()
+        stalled.executableURL = URL(fileURLWithPath: BuiltProducts.gatewayctl)
+        stalled.arguments = ["flows", "--control", h.socketPath, "--follow", "--json"]
+        let pipe = Pipe()
+        stalled.standardOutput = pipe
+        try stalled.run()
+        defer { kill(stalled.processIdentifier, SIGKILL); stalled.waitUntilExit() }
+        // 600 connections: 1,200 events, far more than a pipe holds.
+        let start = Date()
+        let out = try TestHost.run(["ip", "netns", "exec", ns, "sh", "-c",
+            "ok=0; for i in $(seq 600); do curl -s -o /dev/null --max-time 5 http://\(gateway):\(port)/ && ok=$((ok+1)); done; echo $ok"])
+        #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == "600")
+        #expect(Date().timeIntervalSince(start) < 120)
+        let metrics = try TestHost.run(["curl", "-sS", "--unix-socket", h.socketPath, "http://gatewayd/metrics"])
+        #expect(metrics.contains("gatewayd_flow_log_events_total{state=\"dropped\"} 0"))
+        // The log has all of them even though the follower took none.
+        let recent = try JSONDecoder().decode([FlowRecord].self, from: Data(h.ctl("flows", id, "--json", "--limit", "2000").stdout.utf8))
+        #expect(recent.filter { $0.event == .flow && $0.verdict == .allowed }.count == 600)
+    }
 }

@@ -13,6 +13,7 @@ struct DomainRuleEgressTests {
         allow egress tcp domain:allowed.test ports 80,443
         allow egress tcp domain:*.wild.test ports 80,443
         allow egress udp domain:allowed.test ports 5353
+        allow egress icmp domain:a.wild.test
         """
 
     /// A gateway whose "domains" policy holds `rules`, its DNS upstream the internet's resolver.
@@ -206,6 +207,19 @@ struct DomainRuleEgressTests {
             let records = fx.gateway.flowLog.recent(sandbox: info.id).filter { $0.protocol == "udp" && $0.event == .flow }
             #expect(records.contains { $0.verdict == .allowed && $0.name == "allowed.test" })
             #expect(records.contains { $0.verdict == .denied && $0.reason == .noPin })
+        }
+    }
+
+    @Test func icmpFollowsThePinsToo() throws {
+        try Self.withGateway { inet, fx in
+            let (_, ns) = try Self.attach(fx)
+            let ping = "ping -c 1 -W 2"
+            #expect(try fx.run(in: ns, "\(ping) \(inet.wildcard) >/dev/null 2>&1; echo rc=$?").contains("rc=1"))
+            #expect(try fx.run(in: ns, "getent ahostsv4 a.wild.test | head -1").hasPrefix("\(inet.wildcard) "))
+            #expect(try fx.run(in: ns, "\(ping) \(inet.wildcard) >/dev/null 2>&1; echo rc=$?").contains("rc=0"))
+            // Pinned for a name the ICMP rule does not cover: still no echo.
+            #expect(try fx.run(in: ns, "getent ahostsv4 allowed.test >/dev/null; \(ping) \(inet.allowed) >/dev/null 2>&1; echo rc=$?")
+                .contains("rc=1"))
         }
     }
 
