@@ -423,6 +423,7 @@ public final class Gateway: Sendable {
             }
             let audit = FlowAudit(sandbox: spec.id, queue: flowQueue, pinning: pinning)
             sandbox.egress.audit = audit
+            sandbox.ingress.audit = audit
             pinning.audit = audit
             sandbox.egress.dns = { _, overTCP, query, reply in
                 // The denied names of the policy in force now (it may have been switched).

@@ -2,6 +2,7 @@
 // and state directory, namespaces the test creates as sandboxes, and what the user would see:
 // output, exit codes, devices appearing and going, state surviving a kill -9, a readable pcap.
 import Foundation
+import Gateway
 import GatewayControl
 import GatewayTestSupport
 import Testing
@@ -78,6 +79,16 @@ struct EndToEndTests {
         #expect(routes.count == 1 && route.sandbox == id && route.guestPort == guestPort && route.hostIP == "127.0.0.1")
         let got = try TestHost.run(["curl", "-sS", "--max-time", "5", "telnet://127.0.0.1:\(route.hostPort)"])
         #expect(got == "from the guest")
+        // The client is in the flow log: let in, then its connection's end with the bytes.
+        try waitFor(seconds: 5) {
+            let records = (try? JSONDecoder().decode([FlowRecord].self, from: Data(h.ctl("flows", id, "--json").stdout.utf8))) ?? []
+            return records.contains { $0.event == .end && $0.direction == "ingress" }
+        }
+        let records = try JSONDecoder().decode([FlowRecord].self, from: Data(h.ctl("flows", id, "--json").stdout.utf8))
+        let admitted = records.first { $0.event == .flow && $0.direction == "ingress" }
+        #expect(admitted?.verdict == .allowed && admitted?.destination?.hasPrefix("127.0.0.1:") == true, "\(records)")
+        let ended = records.first { $0.event == .end && $0.direction == "ingress" }
+        #expect(ended?.bytesOut == 14 && ended?.ending == .fin, "\(records)")
 
         let un = try h.ctl("unpublish", id, "\(route.hostPort):\(guestPort)")
         #expect(un.status == 0, "\(un.stderr)")

@@ -50,9 +50,10 @@ final class FlowAudit {
     /// A flow's end: bytes each way, its life, and how it ended.
     func ended(
         _ key: FlowKey, _ proto: PolicyProtocol, bytesOut: UInt64, bytesIn: UInt64, openedAt: UInt64, now: UInt64,
-        _ ending: FlowEvent.Ending
+        _ ending: FlowEvent.Ending, inbound: Bool = false
     ) {
         var e = FlowEvent(.end, sandbox: sandbox, proto: proto)
+        e.inbound = inbound
         e.guest = key.guestAddress
         e.guestPort = key.guestPort
         e.destination = key.remoteAddress
@@ -61,6 +62,23 @@ final class FlowAudit {
         e.bytesIn = bytesIn
         e.duration = now >= openedAt ? now - openedAt : 0
         e.ending = ending
+        queue.post(e)
+    }
+
+    /// A published port's client: let in to the guest's `guestPort`, or refused for `reason`.
+    func inbound(client: IPAddress, port clientPort: UInt16, guestPort: UInt16, refused reason: FlowEvent.Reason?) {
+        var e = FlowEvent(.flow, sandbox: sandbox, proto: .tcp)
+        e.inbound = true
+        e.destination = client
+        e.destinationPort = clientPort
+        e.guestPort = guestPort
+        e.verdict = reason == nil ? .allowed : .denied
+        e.reason = reason
+        if let reason {
+            counters.deniedFlows[reason.rawValue, default: 0] += 1
+        } else {
+            counters.allowedFlows += 1
+        }
         queue.post(e)
     }
 

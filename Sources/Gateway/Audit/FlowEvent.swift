@@ -41,6 +41,8 @@ public struct FlowEvent: Sendable {
         case nameNotAllowed = "name not allowed"
         /// The name is in the policy's or the gateway's denied names.
         case deniedName = "denied name"
+        /// A client of a published port that the sandbox's ingress rules refused.
+        case ingressRule = "ingress rule"
         /// The flow would reach a host port the gateway publishes (another sandbox's or this
         /// one's) and no `sandbox:` rule allows it.
         case publishedPort = "published port"
@@ -67,6 +69,8 @@ public struct FlowEvent: Sendable {
     }
 
     public var kind: Kind
+    /// A published port's client coming in (`destination` is then the client); nil: egress.
+    public var inbound = false
     /// Wall-clock time, nanoseconds since the Unix epoch.
     public var time: UInt64
     public var sandbox: String
@@ -109,7 +113,8 @@ public struct FlowEvent: Sendable {
     /// The JSON form.
     public var record: FlowRecord {
         FlowRecord(
-            time: FlowRecord.timestamp(time), event: kind, sandbox: sandbox, protocol: proto.rawValue,
+            time: FlowRecord.timestamp(time), event: kind, direction: inbound ? "ingress" : nil, sandbox: sandbox,
+            protocol: proto.rawValue,
             guest: guest.map { FlowRecord.endpoint($0, guestPort) },
             destination: destination.map { FlowRecord.endpoint($0, destinationPort) },
             name: name, verdict: verdict, rule: rule, reason: reason, bytesOut: bytesOut, bytesIn: bytesIn,
@@ -126,6 +131,8 @@ public struct FlowRecord: Sendable, Codable, Hashable {
     /// RFC 3339, UTC, milliseconds.
     public var time: String
     public var event: FlowEvent.Kind
+    /// "ingress" for a published port's client (its address is `destination`); absent: egress.
+    public var direction: String?
     public var sandbox: String
     public var `protocol`: String
     public var guest: String?
@@ -196,6 +203,7 @@ extension FlowRecord {
         number("bytesIn", bytesIn.map { String($0) })
         number("bytesOut", bytesOut.map { String($0) })
         field("destination", destination)
+        field("direction", direction)
         number("durationMs", durationMs.map { String($0) })
         field("ending", ending?.rawValue)
         field("event", event.rawValue)

@@ -73,6 +73,11 @@ final class InboundConnection {
     private var timer: EventLoop.TimerID?
     /// Held against the sandbox's descriptor budget until the socket closes.
     var descriptor: DescriptorSlot?
+    /// Bytes guest → client and back, and when the connection began, for the flow log.
+    private var bytesOut: UInt64 = 0
+    private var bytesIn: UInt64 = 0
+    private let openedAt = monotonicNanoseconds()
+    private var endLogged = false
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
@@ -152,6 +157,7 @@ final class InboundConnection {
             let outcome = StreamPump.pull(
                 from: socket!, into: stack, id, now: now, allowance: rates?.allowance(.fromHost, now: now) ?? .max
             ) { n in
+                bytesIn &+= UInt64(n)
                 relay.countToGuest(n)
                 rates?.spend(.fromHost, n, now: now)
             }
@@ -166,6 +172,7 @@ final class InboundConnection {
                 from: stack, id, to: socket!, now: now, complete: complete, guestFIN: machine.guestFIN,
                 allowance: rates?.allowance(.toHost, now: now) ?? .max
             ) { n in
+                bytesOut &+= UInt64(n)
                 relay.countFromGuest(n)
                 rates?.spend(.toHost, n, now: now)
             }
@@ -190,30 +197,44 @@ final class InboundConnection {
         case .closeClient(let shutWriteFirst):
             closeClient(shutWriteFirst: shutWriteFirst)
         case .resetClient:
+            logEnd(.guestReset)
             closeSocket(reset: true)
             relay.connectionFinished(id, wasEstablished: true)
         case .refuseClient(let reason, let abortGuest):
             // The guest could not be reached: the client sees RST at once (zero linger).
+            logEnd(.connectFailed)
             cancelTimer()
             if abortGuest { stack.tcpAbort(id) }
             closeSocket(reset: true)
             relay.connectionFailed(id, reason)
         case .resetBoth(let wasEstablished):
+            logEnd(.upstreamReset)
             cancelTimer()
             stack.tcpAbort(id)
             closeSocket(reset: true)
             relay.connectionFinished(id, wasEstablished: wasEstablished)
         case .abortBoth(let abortGuest):
+            logEnd(.closedByGateway)
             cancelTimer()
             if abortGuest { stack.tcpAbort(id) }
             closeSocket(reset: true)
         }
     }
 
+    /// The flow log's end event, once per connection ("upstream" is the client here).
+    private func logEnd(_ ending: FlowEvent.Ending) {
+        guard !endLogged else { return }
+        endLogged = true
+        relay.audit?.ended(
+            key, .tcp, bytesOut: bytesOut, bytesIn: bytesIn, openedAt: openedAt, now: monotonicNanoseconds(), ending,
+            inbound: true)
+    }
+
     /// FIN has gone each way: what is left (the guest acknowledging our FIN, TIME-WAIT) is the
     /// stack's, so the client's socket closes now and the connection stops counting against
     /// the sandbox's limit.
     private func closeClient(shutWriteFirst: Bool) {
+        logEnd(.fin)
         cancelTimer()
         if shutWriteFirst { shutClientWrite() }
         closeSocket(reset: false)

@@ -22,6 +22,8 @@ final class IngressRelay {
     var descriptors = DescriptorBudget.unlimited()
     /// The sandbox's rate limits, shared with its egress relay; nil: none.
     var rates: RateLimiter?
+    /// Where clients let in or refused, and their connections' ends, are logged; nil: nowhere.
+    var audit: FlowAudit?
 
     private var ports: [HostBinding: PublishedPort] = [:]
     private var connections: [TCPFlowID: InboundConnection] = [:]
@@ -173,7 +175,11 @@ final class IngressRelay {
     /// Policy, then the sandbox's limit, then a connection into the guest; a client refused at
     /// any step is reset (SO_LINGER 0) so it fails at once instead of hanging.
     private func admit(_ client: consuming OwnedDescriptor, peer: IPEndpoint, on port: PublishedPort) {
+        func refused(_ reason: FlowEvent.Reason) {
+            audit?.inbound(client: peer.address, port: peer.port, guestPort: port.guestPort, refused: reason)
+        }
         guard ingressAllowed(peer, port.guestPort, .tcp) else {
+            refused(.ingressRule)
             counters.tcpDenied += 1
             HostSocket.closeWithReset(client)
             return
@@ -185,19 +191,23 @@ final class IngressRelay {
         case .admitInPlaceOf(let heaviest):
             reclaimOne(of: heaviest)
         case .overShare:
+            refused(.budget)
             counters.tcpOverShare += 1
             HostSocket.closeWithReset(client)
             return
         case .overLimit:
+            refused(.budget)
             counters.tcpOverLimit += 1
             HostSocket.closeWithReset(client)
             return
         }
         // The client is reset like one over the connection limit (counted by the budget).
         guard let slot = descriptors.take() else {
+            refused(.budget)
             HostSocket.closeWithReset(client)
             return
         }
+        audit?.inbound(client: peer.address, port: peer.port, guestPort: port.guestPort, refused: nil)
         guard let (id, key) = connectIntoGuest(port, peer: peer) else {
             counters.tcpConnectFailed += 1
             HostSocket.closeWithReset(client)
