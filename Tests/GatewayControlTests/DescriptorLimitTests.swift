@@ -82,7 +82,9 @@ struct DescriptorLimitTests {
     @Test func greedySandboxLeavesNeighbourAndAPIWorking() throws {
         let h = try DaemonHarness()
         defer { h.tearDown() }
-        try h.addConfigTables("[descriptors]\nper-sandbox = 100")
+        // No connection rate: the greedy guest's 600 connects must meet the descriptor budget,
+        // not the default 200 new flows per second.
+        try h.addConfigTables("[descriptors]\nper-sandbox = 100\n[limits]\nconnection-rate = 0")
         h.launcher = ["prlimit", "--nofile=512:512"]
         try h.start()
         let processes = TestProcesses()
