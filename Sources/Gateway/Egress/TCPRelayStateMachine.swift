@@ -11,31 +11,13 @@ import NetStack
 struct TCPRelayStateMachine {
     /// What each direction has done while the flow carries bytes.
     struct Flow: Equatable {
-        /// The upstream sent EOF: FIN passed to the guest.
-        var upstreamEOF = false
-        /// The guest's FIN arrived, in order after all its bytes.
-        var guestFIN = false
-        /// The guest sent FIN and all its bytes went upstream: shutdown(SHUT_WR) done.
-        var upstreamWriteShut = false
-        /// The send ring took nothing (the guest's window, or the memory budget, is full):
-        /// reading waits for the stack's `.writable`.
-        var stackFull = false
-        /// The socket did not take everything (EAGAIN): writing waits for EPOLLOUT.
-        var socketFull = false
+        /// The two ends of the stream (`Relay/StreamSides.swift`).
+        var sides = StreamSides()
         /// The flow was allowed by a domain rule: the guest's first bytes stay in the stack until
         /// the name they ask for (TLS SNI, HTTP Host) is checked; nothing is pushed before.
         var holding = false
-        /// The sandbox's rate limit stopped reading from the socket: it waits for
-        /// `tokensBack(.fromHost)`, not for EPOLLIN.
-        var readLimited = false
-        /// The rate limit stopped writing to the socket: the guest's bytes wait in the ring for
-        /// `tokensBack(.toHost)`, and its window closes meanwhile.
-        var writeLimited = false
         /// The guest completed its handshake (the stack reported `.established`).
         var guestEstablished = false
-
-        /// FIN has gone both ways on the host socket: it is closed.
-        var socketOpen: Bool { !(upstreamEOF && upstreamWriteShut) }
     }
 
     enum State: Equatable {
@@ -150,16 +132,16 @@ struct TCPRelayStateMachine {
 
     mutating func socketReadable() -> Action {
         switch state {
-        case .relaying(let f): f.upstreamEOF || f.readLimited ? .none : .pull
-        case .draining(let f): f.writeLimited ? .none : .push
+        case .relaying(let f): f.sides.socketEOF || f.sides.readLimited ? .none : .pull
+        case .draining(let f): f.sides.writeLimited ? .none : .push
         case .connecting, .closing, .done: .none
         }
     }
 
     mutating func socketWritable() -> Action {
         switch state {
-        case .relaying(let f): f.socketOpen && !f.holding && !f.writeLimited ? .push : .none
-        case .draining(let f): f.writeLimited ? .none : .push
+        case .relaying(let f): f.sides.socketOpen && !f.holding && !f.sides.writeLimited ? .push : .none
+        case .draining(let f): f.sides.writeLimited ? .none : .push
         case .connecting, .closing, .done: .none
         }
     }
@@ -191,14 +173,14 @@ struct TCPRelayStateMachine {
                 return .none
             case .readable:
                 if f.holding { return .checkName }
-                return f.socketOpen && !f.writeLimited ? .push : .none
+                return f.sides.socketOpen && !f.sides.writeLimited ? .push : .none
             case .peerClosed:
-                f.guestFIN = true
+                f.sides.guestFIN = true
                 state = .relaying(f)
                 if f.holding { return .checkName }
-                return f.socketOpen && !f.writeLimited ? .push : .none
+                return f.sides.socketOpen && !f.sides.writeLimited ? .push : .none
             case .writable:
-                return f.stackFull && !f.upstreamEOF && !f.readLimited ? .pull : .none
+                return f.sides.stackFull && !f.sides.socketEOF && !f.sides.readLimited ? .pull : .none
             case .closed:
                 if f.holding {
                     // The guest's connection ended before its bytes named anything: none of them
@@ -206,7 +188,7 @@ struct TCPRelayStateMachine {
                     state = .done
                     return .finish(Ending(resetUpstream: true, wasConnected: true))
                 }
-                guard f.socketOpen else {
+                guard f.sides.socketOpen else {
                     state = .done
                     return .finish(Ending(resetUpstream: false, wasConnected: true))
                 }
@@ -230,8 +212,8 @@ struct TCPRelayStateMachine {
         case .allowed:
             f.holding = false
             state = .relaying(f)
-            return f.socketOpen ? .push : .none
-        case .needMore where !f.guestFIN:
+            return f.sides.socketOpen ? .push : .none
+        case .needMore where !f.sides.guestFIN:
             return .none
         case .needMore, .denied:
             state = .done
@@ -256,7 +238,7 @@ struct TCPRelayStateMachine {
 
     var guestFIN: Bool {
         switch state {
-        case .relaying(let f), .closing(let f, _), .draining(let f): f.guestFIN
+        case .relaying(let f), .closing(let f, _), .draining(let f): f.sides.guestFIN
         case .connecting, .done: false
         }
     }
@@ -265,20 +247,20 @@ struct TCPRelayStateMachine {
         guard case .relaying(var f) = state else { return .none }
         switch outcome {
         case .socketEmpty:
-            f.stackFull = false
+            f.sides.stackFull = false
         case .stackFull:
-            f.stackFull = true
+            f.sides.stackFull = true
         case .endOfStream:
-            f.upstreamEOF = true
+            f.sides.socketEOF = true
             state = .relaying(f)
-            return .passEOFToGuest(closeSocket: !f.socketOpen)
+            return .passEOFToGuest(closeSocket: !f.sides.socketOpen)
         case .failed:
             state = .done
             return .resetBoth
         case .rateLimited:
             // The ring had room: only the tokens ran out, so `.writable` will not come to resume.
-            f.stackFull = false
-            f.readLimited = true
+            f.sides.stackFull = false
+            f.sides.readLimited = true
             state = .relaying(f)
             return .waitForTokens(.fromHost, held: 0)
         }
@@ -291,22 +273,22 @@ struct TCPRelayStateMachine {
         case .relaying(var f):
             switch outcome {
             case .socketFull:
-                f.socketFull = true
+                f.sides.socketFull = true
                 state = .relaying(f)
                 return .none
             case .emptied(let complete):
-                f.socketFull = false
-                let shut = complete && !f.upstreamWriteShut
-                if shut { f.upstreamWriteShut = true }
+                f.sides.socketFull = false
+                let shut = complete && !f.sides.socketWriteShut
+                if shut { f.sides.socketWriteShut = true }
                 state = .relaying(f)
-                return shut ? .shutUpstreamWrite(closeSocket: !f.socketOpen) : .none
+                return shut ? .shutUpstreamWrite(closeSocket: !f.sides.socketOpen) : .none
             case .failed:
                 state = .done
                 return .resetBoth
             case .rateLimited(let held):
                 // The socket took all it was given.
-                f.socketFull = false
-                f.writeLimited = true
+                f.sides.socketFull = false
+                f.sides.writeLimited = true
                 state = .relaying(f)
                 return .waitForTokens(.toHost, held: held)
             }
@@ -315,12 +297,12 @@ struct TCPRelayStateMachine {
             case .socketFull where clean:
                 // A clean end with bytes the upstream cannot take yet: the stack keeps them (no
                 // reset can drop them now) until the upstream reads.
-                f.socketFull = true
+                f.sides.socketFull = true
                 state = .draining(f)
                 return .none
             case .rateLimited(let held) where clean:
                 // As for a full socket: the bytes wait in the stack, here for tokens.
-                f.writeLimited = true
+                f.sides.writeLimited = true
                 state = .draining(f)
                 return .waitForTokens(.toHost, held: held)
             case .socketFull, .rateLimited:
@@ -335,11 +317,11 @@ struct TCPRelayStateMachine {
         case .draining(var f):
             switch outcome {
             case .socketFull:
-                f.socketFull = true
+                f.sides.socketFull = true
                 state = .draining(f)
                 return .none
             case .rateLimited(let held):
-                f.writeLimited = true
+                f.sides.writeLimited = true
                 state = .draining(f)
                 return .waitForTokens(.toHost, held: held)
             case .emptied(let complete):
@@ -356,10 +338,10 @@ struct TCPRelayStateMachine {
 
     private mutating func finish(_ f: Flow, complete: Bool) -> Action {
         var f = f
-        let shut = complete && !f.upstreamWriteShut
-        if shut { f.upstreamWriteShut = true }
+        let shut = complete && !f.sides.socketWriteShut
+        if shut { f.sides.socketWriteShut = true }
         state = .done
-        return .finish(Ending(shutUpstreamWrite: shut, resetUpstream: f.socketOpen, wasConnected: true))
+        return .finish(Ending(shutUpstreamWrite: shut, resetUpstream: f.sides.socketOpen, wasConnected: true))
     }
 
     // MARK: - Rate limit and half-open timeout
@@ -368,16 +350,16 @@ struct TCPRelayStateMachine {
     /// stopped for them runs again.
     mutating func tokensBack(_ direction: RateLimiter.Direction) -> Action {
         switch (state, direction) {
-        case (.relaying(var f), .fromHost) where f.readLimited:
-            f.readLimited = false
+        case (.relaying(var f), .fromHost) where f.sides.readLimited:
+            f.sides.readLimited = false
             state = .relaying(f)
-            return f.upstreamEOF || f.stackFull ? .none : .pull
-        case (.relaying(var f), .toHost) where f.writeLimited:
-            f.writeLimited = false
+            return f.sides.socketEOF || f.sides.stackFull ? .none : .pull
+        case (.relaying(var f), .toHost) where f.sides.writeLimited:
+            f.sides.writeLimited = false
             state = .relaying(f)
-            return f.socketOpen && !f.holding && !f.socketFull ? .push : .none
-        case (.draining(var f), .toHost) where f.writeLimited:
-            f.writeLimited = false
+            return f.sides.socketOpen && !f.holding && !f.sides.socketFull ? .push : .none
+        case (.draining(var f), .toHost) where f.sides.writeLimited:
+            f.sides.writeLimited = false
             state = .draining(f)
             return .push
         default:
@@ -398,7 +380,7 @@ struct TCPRelayStateMachine {
     /// The idle timer fired; `quiet`: nothing moved for the whole timeout.
     mutating func idleTimerFired(quiet: Bool) -> Action {
         switch state {
-        case .relaying(let f) where f.socketOpen, .draining(let f) where f.socketOpen:
+        case .relaying(let f) where f.sides.socketOpen, .draining(let f) where f.sides.socketOpen:
             guard quiet else { return .rearmIdleTimer }
             state = .done
             return .resetIdle
@@ -422,12 +404,12 @@ struct TCPRelayStateMachine {
         case .connecting:
             return EPOLLOUT.rawValue
         case .relaying(let f), .closing(let f, _):
-            guard f.socketOpen else { return nil }
-            let read = f.upstreamEOF || f.stackFull || f.readLimited ? 0 : EPOLLIN.rawValue
-            return read | (f.socketFull && !f.writeLimited ? EPOLLOUT.rawValue : 0)
+            guard f.sides.socketOpen else { return nil }
+            let read = f.sides.socketEOF || f.sides.stackFull || f.sides.readLimited ? 0 : EPOLLIN.rawValue
+            return read | (f.sides.socketFull && !f.sides.writeLimited ? EPOLLOUT.rawValue : 0)
         case .draining(let f):
             // Only the upstream's reading matters now: what it sends has nowhere to go.
-            return f.writeLimited ? 0 : EPOLLOUT.rawValue
+            return f.sides.writeLimited ? 0 : EPOLLOUT.rawValue
         case .done:
             return nil
         }

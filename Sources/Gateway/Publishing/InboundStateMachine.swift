@@ -12,26 +12,11 @@ import NetStack
 struct InboundStateMachine {
     /// What each direction has done.
     struct Flow: Equatable {
-        /// The client sent FIN: passed on to the guest.
-        var clientEOF = false
-        /// The guest sent FIN.
-        var guestFIN = false
-        /// The guest's FIN and every byte before it reached the client: shutdown(SHUT_WR) done.
-        var clientWriteShut = false
-        /// The send ring took nothing (the guest's window, or the memory budget, is full):
-        /// reading waits for the stack's `.writable`.
-        var stackFull = false
-        /// The socket did not take everything (EAGAIN): writing waits for EPOLLOUT.
-        var socketFull = false
+        /// The two ends of the stream (`Relay/StreamSides.swift`).
+        var sides = StreamSides()
         /// The client has shut down both directions or gone: epoll reports EPOLLHUP whatever
         /// the mask, so with nothing to do the socket leaves the loop instead of waking it forever.
         var hungUp = false
-        /// The sandbox's rate limit stopped reading from the client: it waits for
-        /// `tokensBack(.fromHost)`, not for EPOLLIN.
-        var readLimited = false
-        /// The rate limit stopped writing to the client: the guest's bytes wait in the ring for
-        /// `tokensBack(.toHost)`.
-        var writeLimited = false
     }
 
     enum State: Equatable {
@@ -85,7 +70,7 @@ struct InboundStateMachine {
         }
     }
 
-    var guestFIN: Bool { flow?.guestFIN ?? false }
+    var guestFIN: Bool { flow?.sides.guestFIN ?? false }
 
     var isEstablished: Bool {
         switch state {
@@ -110,7 +95,7 @@ struct InboundStateMachine {
                 state = .done
                 return .refuseClient(.guestRefused, abortGuest: false)
             case .peerClosed:
-                f.guestFIN = true
+                f.sides.guestFIN = true
                 state = .connecting(f)
                 return .none
             case .readable, .writable:
@@ -121,13 +106,13 @@ struct InboundStateMachine {
             case .established:
                 return .none
             case .readable:
-                return f.writeLimited ? .none : .push
+                return f.sides.writeLimited ? .none : .push
             case .peerClosed:
-                f.guestFIN = true
+                f.sides.guestFIN = true
                 state = .relaying(f)
-                return f.writeLimited ? .none : .push
+                return f.sides.writeLimited ? .none : .push
             case .writable:
-                return !f.clientEOF && f.stackFull && !f.readLimited ? .pull : .none
+                return !f.sides.socketEOF && f.sides.stackFull && !f.sides.readLimited ? .pull : .none
             case .closed:
                 // After both FINs the client's socket closes normally once the guest's last
                 // bytes are out; after a guest RST or a timeout the client is reset.
@@ -136,14 +121,16 @@ struct InboundStateMachine {
                     return .drain
                 }
                 state = .done
-                return f.clientEOF && f.guestFIN && f.clientWriteShut ? .closeClient(shutWriteFirst: false) : .resetClient
+                // FIN went both ways on the client's socket and the guest's stream was whole.
+                let clean = !f.sides.socketOpen && f.sides.guestFIN
+                return clean ? .closeClient(shutWriteFirst: false) : .resetClient
             }
         case .draining(var f):
             if event == .peerClosed {
-                f.guestFIN = true
+                f.sides.guestFIN = true
                 state = .draining(f)
             }
-            return f.writeLimited ? .none : .push
+            return f.sides.writeLimited ? .none : .push
         case .done:
             return .none
         }
@@ -175,15 +162,15 @@ struct InboundStateMachine {
 
     mutating func socketReadable() -> Action {
         switch state {
-        case .relaying(let f): f.clientEOF || f.readLimited ? .none : .pull
-        case .draining(let f): f.writeLimited ? .none : .push
+        case .relaying(let f): f.sides.socketEOF || f.sides.readLimited ? .none : .pull
+        case .draining(let f): f.sides.writeLimited ? .none : .push
         case .connecting, .done: .none
         }
     }
 
     mutating func socketWritable() -> Action {
         switch state {
-        case .relaying(let f), .draining(let f): f.writeLimited ? .none : .push
+        case .relaying(let f), .draining(let f): f.sides.writeLimited ? .none : .push
         case .connecting, .done: .none
         }
     }
@@ -208,22 +195,22 @@ struct InboundStateMachine {
         guard case .relaying(var f) = state else { return .none }
         switch outcome {
         case .socketEmpty:
-            f.stackFull = false
+            f.sides.stackFull = false
         case .stackFull:
-            f.stackFull = true
+            f.sides.stackFull = true
         case .endOfStream:
-            f.clientEOF = true
+            f.sides.socketEOF = true
             // FIN has gone each way: what is left (the guest acknowledging our FIN, TIME-WAIT)
             // is the stack's, so the client's socket closes now.
-            state = f.clientWriteShut ? .done : .relaying(f)
-            return .passEOFToGuest(closeClient: f.clientWriteShut)
+            state = f.sides.socketWriteShut ? .done : .relaying(f)
+            return .passEOFToGuest(closeClient: f.sides.socketWriteShut)
         case .failed:
             state = .done
             return .resetBoth(wasEstablished: true)
         case .rateLimited:
             // The ring had room: only the tokens ran out, so `.writable` will not come to resume.
-            f.stackFull = false
-            f.readLimited = true
+            f.sides.stackFull = false
+            f.sides.readLimited = true
             state = .relaying(f)
             return .waitForTokens(.fromHost, held: 0)
         }
@@ -235,28 +222,28 @@ struct InboundStateMachine {
         guard var f = flow, isEstablished else { return .none }
         switch outcome {
         case .socketFull:
-            f.socketFull = true
+            f.sides.socketFull = true
             update(f)
             return .none
         case .failed:
             state = .done
             return .resetBoth(wasEstablished: true)
         case .rateLimited(let held):
-            f.socketFull = false
-            f.writeLimited = true
+            f.sides.socketFull = false
+            f.sides.writeLimited = true
             update(f)
             return .waitForTokens(.toHost, held: held)
         case .emptied(let complete):
-            f.socketFull = false
-            let shut = f.guestFIN && !f.clientWriteShut && complete
-            if shut { f.clientWriteShut = true }
+            f.sides.socketFull = false
+            let shut = f.sides.guestFIN && !f.sides.socketWriteShut && complete
+            if shut { f.sides.socketWriteShut = true }
             if case .draining = state {
                 // Every byte the guest sent is with the client: a whole stream ends with FIN,
                 // a cut-off one with RST.
                 state = .done
-                return f.clientWriteShut ? .closeClient(shutWriteFirst: shut) : .resetBoth(wasEstablished: true)
+                return f.sides.socketWriteShut ? .closeClient(shutWriteFirst: shut) : .resetBoth(wasEstablished: true)
             }
-            if f.clientEOF && f.clientWriteShut {
+            if f.sides.socketEOF && f.sides.socketWriteShut {
                 state = .done
                 return .closeClient(shutWriteFirst: shut)
             }
@@ -273,15 +260,15 @@ struct InboundStateMachine {
         guard var f = flow, isEstablished else { return .none }
         switch direction {
         case .fromHost:
-            guard f.readLimited, case .relaying = state else { return .none }
-            f.readLimited = false
+            guard f.sides.readLimited, case .relaying = state else { return .none }
+            f.sides.readLimited = false
             update(f)
-            return f.clientEOF || f.stackFull ? .none : .pull
+            return f.sides.socketEOF || f.sides.stackFull ? .none : .pull
         case .toHost:
-            guard f.writeLimited else { return .none }
-            f.writeLimited = false
+            guard f.sides.writeLimited else { return .none }
+            f.sides.writeLimited = false
             update(f)
-            return f.socketFull ? .none : .push
+            return f.sides.socketFull ? .none : .push
         }
     }
 
@@ -325,10 +312,10 @@ struct InboundStateMachine {
         case .connecting:
             return 0
         case .relaying(let f):
-            let read = f.clientEOF || f.stackFull || f.readLimited ? 0 : EPOLLIN.rawValue
-            return read | (f.socketFull && !f.writeLimited ? EPOLLOUT.rawValue : 0)
+            let read = f.sides.socketEOF || f.sides.stackFull || f.sides.readLimited ? 0 : EPOLLIN.rawValue
+            return read | (f.sides.socketFull && !f.sides.writeLimited ? EPOLLOUT.rawValue : 0)
         case .draining(let f):
-            return f.writeLimited ? 0 : EPOLLOUT.rawValue
+            return f.sides.writeLimited ? 0 : EPOLLOUT.rawValue
         case .done:
             return nil
         }
