@@ -199,13 +199,9 @@ final class TCPRelay {
         case .pull:
             let now = monotonicNanoseconds()
             guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
-            let rates = relay.rates.limitsBytes(.fromHost) ? relay.rates : nil
-            let outcome = StreamPump.pull(
-                from: socket!, into: stack, id, now: now, allowance: rates?.allowance(.fromHost, now: now) ?? .max
-            ) { n in
+            let outcome = StreamPump.pull(from: socket!, into: stack, id, now: now, rates: relay.rates) { n in
                 bytesIn &+= UInt64(n)
                 relay.countFromHost(n)
-                rates?.spend(.fromHost, n, now: now)
                 lastActivity = now
             }
             perform(machine.pulled(outcome))
@@ -214,14 +210,12 @@ final class TCPRelay {
             let complete = machine.pushStartsComplete(
                 readClosed: stack.tcpIsReadClosed(id), connectionLive: stack.tcpState(id) != nil)
             guard socket != nil else { return perform(machine.pushed(.failed(.badFileDescriptor))) }
-            let rates = relay.rates.limitsBytes(.toHost) ? relay.rates : nil
             let outcome = StreamPump.push(
                 from: stack, id, to: socket!, now: now, complete: complete, guestFIN: machine.guestFIN,
-                allowance: rates?.allowance(.toHost, now: now) ?? .max
+                rates: relay.rates
             ) { n in
                 bytesOut &+= UInt64(n)
                 relay.countToHost(n)
-                rates?.spend(.toHost, n, now: now)
                 lastActivity = now
             }
             perform(machine.pushed(outcome))

@@ -153,13 +153,9 @@ final class InboundConnection {
         case .pull:
             guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
             let now = monotonicNanoseconds()
-            let rates = relay.rates?.limitsBytes(.fromHost) == true ? relay.rates : nil
-            let outcome = StreamPump.pull(
-                from: socket!, into: stack, id, now: now, allowance: rates?.allowance(.fromHost, now: now) ?? .max
-            ) { n in
+            let outcome = StreamPump.pull(from: socket!, into: stack, id, now: now, rates: relay.rates) { n in
                 bytesIn &+= UInt64(n)
                 relay.countToGuest(n)
-                rates?.spend(.fromHost, n, now: now)
             }
             perform(machine.pulled(outcome))
         case .push:
@@ -167,14 +163,12 @@ final class InboundConnection {
                 readClosed: stack.tcpIsReadClosed(id), connectionLive: stack.tcpState(id) != nil)
             guard socket != nil else { return perform(machine.pushed(.failed(.badFileDescriptor))) }
             let now = monotonicNanoseconds()
-            let rates = relay.rates?.limitsBytes(.toHost) == true ? relay.rates : nil
             let outcome = StreamPump.push(
                 from: stack, id, to: socket!, now: now, complete: complete, guestFIN: machine.guestFIN,
-                allowance: rates?.allowance(.toHost, now: now) ?? .max
+                rates: relay.rates
             ) { n in
                 bytesOut &+= UInt64(n)
                 relay.countFromGuest(n)
-                rates?.spend(.toHost, n, now: now)
             }
             perform(machine.pushed(outcome))
         case .waitForTokens(let direction, let held):

@@ -41,12 +41,14 @@ enum StreamPump {
     }
 
     /// Reads from `socket` into the connection's send ring until one of the outcomes; `moved`
-    /// gets every byte taken. `allowance`: bytes the sandbox's rate limit lets through now.
+    /// gets every byte taken. `rates`: the sandbox's limiter, which grants and is charged the
+    /// bytes from the host (nil, or no byte limit that way: unlimited).
     static func pull(
         from socket: borrowing OwnedDescriptor, into stack: Stack, _ id: TCPFlowID, now: UInt64,
-        allowance: Int = .max, moved: (Int) -> Void
+        rates: RateLimiter? = nil, moved: (Int) -> Void
     ) -> PullOutcome {
-        var allowance = allowance
+        let limiter = rates?.limitsBytes(.fromHost) == true ? rates : nil
+        var allowance = limiter?.allowance(.fromHost, now: now) ?? .max
         while true {
             if allowance <= 0 { return .rateLimited }
             var result = 0
@@ -65,6 +67,7 @@ enum StreamPump {
             if taken == 0 && result == 0 && stack.tcpWritableBytes(id) == 0 { return .stackFull }
             if result > 0 {
                 moved(result)
+                limiter?.spend(.fromHost, result, now: now)
                 allowance -= result
                 // A short read emptied the socket: a read now would only return EAGAIN.
                 if result < asked { return .socketEmpty }
@@ -78,14 +81,14 @@ enum StreamPump {
     /// Writes the connection's receive ring to `fd` until it is empty or the socket is full;
     /// `moved` gets every byte written. `complete` says whether the stream is already whole
     /// when nothing is left to write; `guestFIN` that the guest's FIN has arrived, so that the
-    /// write taking the last bytes completes it. `allowance`: bytes the sandbox's rate limit
-    /// lets through now.
+    /// write taking the last bytes completes it. `rates`: as for `pull`, the bytes to the host.
     static func push(
         from stack: Stack, _ id: TCPFlowID, to socket: borrowing OwnedDescriptor, now: UInt64, complete: Bool,
-        guestFIN: Bool, allowance: Int = .max, moved: (Int) -> Void
+        guestFIN: Bool, rates: RateLimiter? = nil, moved: (Int) -> Void
     ) -> PushOutcome {
         var complete = complete
-        var allowance = allowance
+        let limiter = rates?.limitsBytes(.toHost) == true ? rates : nil
+        var allowance = limiter?.allowance(.toHost, now: now) ?? .max
         while let regions = stack.tcpReadableRegions(id), regions.byteCount > 0 {
             if allowance <= 0 { return .rateLimited(held: regions.byteCount) }
             let n: Int
@@ -97,6 +100,7 @@ enum StreamPump {
                 return .failed(error)
             }
             moved(n)
+            limiter?.spend(.toHost, n, now: now)
             allowance -= n
             // Taking the last bytes of a connection that has already ended retires it from the
             // stack, after which nothing says whether its stream was complete: settled before.
