@@ -1,10 +1,12 @@
 // Drives one sandbox's Stack from its device fd on a shard's event loop: reads frames in
-// batches, hands events to the layer above, writes the stack's frames back, keeps its timer.
+// batches, polices what is not flow traffic, hands events to the layer above, writes the stack's
+// frames back, keeps its timer.
 #if canImport(Glibc)
 import Glibc
 #endif
 import CGatewayShims
 import NetStack
+import Wire
 
 /// Confined to its loop's thread; the control plane reaches it through a `LoopBound` sandbox.
 public final class StackDriver {
@@ -28,6 +30,17 @@ public final class StackDriver {
     public var batchSize = 128
     public var batchBytes = 64 * 1024
 
+    /// Drops what is not flow traffic past the sandbox's rate, and leaves a flooding guest's
+    /// device unread for a while; nil: every frame goes to the stack.
+    var policer: FramePolicer?
+    /// Where the Ethernet header starts in a read, and the addresses the triage checks.
+    private let linkOffset: Int
+    private let gatewayMAC: MACAddress
+    private let guestMAC: MACAddress?
+    /// The device is left unread until this timer fires (a flooding guest).
+    private var resumeTimer: EventLoop.TimerID?
+    var policerCounters: FramePolicer.Counters { policer?.counters ?? .init() }
+
     public private(set) var readCalls = 0
     public private(set) var framesRead = 0
     public private(set) var writeFailures = 0
@@ -41,6 +54,9 @@ public final class StackDriver {
         self.fd = fd
         self.stack = stack
         readBuffer = loop.frameReadBuffer
+        linkOffset = stack.configuration.vnetHeaderSize
+        gatewayMAC = stack.configuration.gatewayMAC
+        guestMAC = stack.configuration.guestMAC
         // One ACK per read batch, sent after the layer above consumed (so it carries the
         // reopened window) instead of one per 64 KB frame.
         stack.deferTCPOutput = true
@@ -61,11 +77,15 @@ public final class StackDriver {
         loop.unregister(fd: fd)
         if let timer { loop.cancel(timer) }
         timer = nil
+        if let resumeTimer { loop.cancel(resumeTimer) }
+        resumeTimer = nil
     }
 
     private func readFrames() {
         var frames = 0
         var bytes = 0
+        var gone = false
+        let refusedBefore = stack.counters.refused
         while frames < batchSize && bytes < batchBytes {
             let n = read(fd, readBuffer.baseAddress, readBuffer.count)
             readCalls += 1
@@ -74,16 +94,51 @@ public final class StackDriver {
                 // EBADFD: the device was deleted under us (ip link del, another daemon's sweep, its
                 // namespace gone). Its fd then polls as an error for ever: stop watching it rather
                 // than spin the shard.
-                if n < 0 && e != EAGAIN && e != EWOULDBLOCK && e != EINTR { loop.unregister(fd: fd) }
+                if n < 0 && e != EAGAIN && e != EWOULDBLOCK && e != EINTR {
+                    loop.unregister(fd: fd)
+                    gone = true
+                }
                 break
             }
             frames += 1
             bytes += n
             if !captures.isEmpty { copyToCaptures(readBuffer.baseAddress, n, fromGuest: true) }
-            stack.receive(frame: UnsafeRawBufferPointer(rebasing: readBuffer[..<n]), now: monotonicNanoseconds())
+            let frame = UnsafeRawBufferPointer(rebasing: readBuffer[..<n])
+            let now = monotonicNanoseconds()
+            if policer != nil, !admit(frame, now: now) { continue }
+            stack.receive(frame: frame, now: now)
         }
         framesRead += frames
+        if policer != nil, !gone { police(frames: frames, refused: stack.counters.refused - refusedBefore) }
         afterWork()
+    }
+
+    /// The triage's first look, and the policer's say on anything that is not flow traffic.
+    private func admit(_ frame: UnsafeRawBufferPointer, now: UInt64) -> Bool {
+        let kind: FrameTriage.Kind
+        if frame.count < linkOffset {
+            kind = .runt
+        } else {
+            kind = FrameTriage.classify(
+                frame.slice(linkOffset, frame.count - linkOffset), gatewayMAC: gatewayMAC, guestMAC: guestMAC)
+        }
+        return policer!.admit(kind, now: now)
+    }
+
+    /// The end of a turn: charges what the stack refused, and leaves the device unread (its
+    /// watch asks for no events) while the guest floods. The watch is level-triggered, so
+    /// whatever waits in the device's queue when it is watched again is seen at the next pass.
+    private func police(frames: Int, refused: Int) {
+        let now = monotonicNanoseconds()
+        policer!.charge(refused: refused, now: now)
+        let full = frames >= batchSize
+        guard resumeTimer == nil, let until = policer!.endTurn(frames: frames, full: full, now: now) else { return }
+        loop.modify(fd: fd, events: 0)
+        resumeTimer = loop.schedule(at: until) { [unowned self] in
+            self.resumeTimer = nil
+            guard self.running else { return }
+            self.loop.modify(fd: self.fd, events: EPOLLIN.rawValue)
+        }
     }
 
     /// Delivers pending events, writes pending frames and re-arms the timer. The layer above

@@ -40,6 +40,10 @@ public struct StackCounters: Sendable {
     public var spoofed = 0
     public var arpReplies = 0
     public var echoReplies = 0
+
+    /// Frames the stack turned away (malformed, bad checksum, not for it, unsupported, spoofed)
+    /// and segments it could only answer with a reset: what a flood of junk shows up as.
+    public var refused: Int { malformed + badChecksum + notForUs + unsupported + spoofed + tcpResetsSent }
 }
 
 public final class Stack {

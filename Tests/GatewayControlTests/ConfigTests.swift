@@ -110,6 +110,19 @@ import Wire
         #expect(throws: ConfigError.self) { try bad.apply(toml: "[policies.x]\nmax-flows = 0\n", file: "gw.toml") }
     }
 
+    @Test func framePolicingLimitsAreReadAndBounded() throws {
+        #expect(DaemonConfiguration().gatewayConfiguration.limits.suspectFrameRate == 5000)
+        #expect(DaemonConfiguration().gatewayConfiguration.limits.framesPerTurn == 128)
+        var c = DaemonConfiguration()
+        try c.apply(toml: "[limits]\nsuspect-frame-rate = 0\nframes-per-turn = 16\n", file: "gw.toml")
+        #expect(c.gatewayConfiguration.limits.suspectFrameRate == 0)
+        #expect(c.gatewayConfiguration.limits.framesPerTurn == 16)
+        var bad = DaemonConfiguration()
+        #expect(throws: ConfigError.self) { try bad.apply(toml: "[limits]\nframes-per-turn = 0\n", file: "gw.toml") }
+        #expect(throws: ConfigError.self) { try bad.apply(toml: "[limits]\nframes-per-turn = 4096\n", file: "gw.toml") }
+        #expect(throws: ConfigError.self) { try bad.apply(toml: "[limits]\nsuspect-frame-rate = -1\n", file: "gw.toml") }
+    }
+
     @Test func anAttachSetsRateLimitsOverItsPolicys() throws {
         var request = AttachRequest(id: "a", netns: "n")
         request.rateLimit = "10mbit"

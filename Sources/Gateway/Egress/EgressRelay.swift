@@ -32,6 +32,14 @@ public struct EgressLimits: Sendable {
     /// A guest that got its SYN-ACK (its upstream connected) and has not completed the handshake
     /// after this long is reset, and so is the upstream.
     public var halfOpenTimeout: Duration = .milliseconds(3000)
+    /// Frames per second a guest may send that are not plain TCP/UDP flow traffic (ARP, NDP,
+    /// DHCP, DNS, ICMP, SYNs, fragments, and frames the stack refuses); past it they are dropped
+    /// unread and a guest that keeps on has its device left alone for a while (`FramePolicer`).
+    /// 0: no limit.
+    public var suspectFrameRate = 5000
+    /// Frames one sandbox's device is read for per pass of its shard's loop before the shard's
+    /// other sandboxes get their turn (`StackDriver.batchSize`).
+    public var framesPerTurn = 128
     public init() {}
 }
 

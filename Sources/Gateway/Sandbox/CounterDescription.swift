@@ -2,6 +2,7 @@
 // and help, and where its value comes from. `stats` (its `counters`) and /metrics are both
 // rendered from these lists, so a counter is described once and shown in both.
 import NetStack
+import Wire
 
 public struct CounterDescription<Source>: Sendable {
     public enum Kind: String, Sendable {
@@ -27,10 +28,12 @@ public struct CounterDescription<Source>: Sendable {
     }
 }
 
-/// What a sandbox's counters are read from: its stack's and its egress relay's.
+/// What a sandbox's counters are read from: its stack's, its egress relay's and its device
+/// reader's policing.
 public struct SandboxCounterSource: Sendable {
     public var stack: StackCounters
     public var egress: EgressCounters
+    var link = FramePolicer.Counters()
 }
 
 extension CounterDescription where Source == SandboxCounterSource {
@@ -64,6 +67,14 @@ extension CounterDescription where Source == SandboxCounterSource {
             .init("dns_tcp_sessions_total", "DNS-over-TCP connections the gateway answered.") { $0.egress.dnsTCPSessions },
             .init("dns_tcp_queries_total", "Queries read from DNS-over-TCP connections.") { $0.egress.dnsTCPQueries },
             .init("dns_tcp_idle_closes_total", "DNS-over-TCP connections closed idle.") { $0.egress.dnsTCPIdleCloses },
+            .init("frames_suspect_total", "Guest frames that were not plain flow traffic (ARP, NDP, DHCP, DNS, ICMP, SYNs, fragments, junk).") { $0.link.suspect },
+            .init("frames_policed_total", "Suspect guest frames dropped unparsed past the sandbox's suspect-frame-rate.") { $0.link.droppedTotal },
+            .init("frames_policed_spoofed_total", "Of those, frames whose source MAC was not the guest's.") { $0.link.dropped[FrameTriage.Kind.spoofedSource.rawValue] },
+            .init("frames_policed_not_for_us_total", "Of those, frames to neither the gateway's MAC nor a group address.") { $0.link.dropped[FrameTriage.Kind.notForUs.rawValue] },
+            .init("frames_policed_fragments_total", "Of those, IPv4 and IPv6 fragments.") { $0.link.dropped[FrameTriage.Kind.fragment.rawValue] },
+            .init("frames_policed_syn_total", "Of those, TCP SYNs.") { $0.link.dropped[FrameTriage.Kind.connectionRequest.rawValue] },
+            .init("device_pauses_total", "Times a flooding guest's device was left unread (the kernel drops at its queue meanwhile).") { $0.link.pauses },
+            .init("device_paused_ms_total", "Milliseconds a flooding guest's device was left unread.") { Int($0.link.pausedNanoseconds / 1_000_000) },
         ]
     }
 }

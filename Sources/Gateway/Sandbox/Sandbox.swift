@@ -21,6 +21,8 @@ final class Sandbox {
         self.id = id
         self.tap = tap
         driver = StackDriver(loop: loop, fd: tap.fileDescriptor, stack: stack)
+        driver.batchSize = limits.framesPerTurn
+        driver.policer = FramePolicer(ratePerSecond: limits.suspectFrameRate)
         egress = EgressRelay(driver: driver, limits: limits)
         ingress = IngressRelay(driver: driver)
         ingress.rates = egress.rates
@@ -63,6 +65,7 @@ final class Sandbox {
 
     func stats() -> SandboxStats {
         let c = driver.stack.counters
+        let link = driver.policerCounters
         let e = egress.counters
         return SandboxStats(
             id: id, framesIn: c.framesIn, framesOut: c.framesOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut,
@@ -75,7 +78,7 @@ final class Sandbox {
                 "udpSessionLimit": e.udpSessionLimitDrops, "deviceWriteFailed": driver.writeFailures,
                 "dnsTCPSessionLimit": e.dnsTCPRefused, "dnsTCPMalformed": e.dnsTCPProtocolErrors,
                 "dnsTCPUnread": e.dnsTCPUnreadResets, "descriptorBudget": egress.descriptors.refused,
-                "publishedPortDenied": e.publishedPortDenied,
+                "publishedPortDenied": e.publishedPortDenied, "overFrameRate": link.droppedTotal,
             ],
             memory: memory(), dns: dns(), flows: flows(), rateLimits: rateLimits(),
             counters: counters())
@@ -102,7 +105,7 @@ final class Sandbox {
 
 
     func counters() -> [String: Int] {
-        let source = SandboxCounterSource(stack: driver.stack.counters, egress: egress.counters)
+        let source = SandboxCounterSource(stack: driver.stack.counters, egress: egress.counters, link: driver.policerCounters)
         var out: [String: Int] = [:]
         for c in CounterDescription<SandboxCounterSource>.sandbox { out[c.name] = c.value(source) }
         return out

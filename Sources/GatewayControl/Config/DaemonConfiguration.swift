@@ -306,6 +306,8 @@ public struct DaemonConfiguration: Sendable {
         case udpIdleTimeoutS = "udp-idle-timeout-s"
         case halfOpenTimeoutMs = "half-open-timeout-ms"
         case connectionRate = "connection-rate"
+        case suspectFrameRate = "suspect-frame-rate"
+        case framesPerTurn = "frames-per-turn"
     }
 
     /// Keys of `[memory]`.
@@ -426,6 +428,8 @@ public struct DaemonConfiguration: Sendable {
             case .udpIdleTimeoutS: limits.udpIdleTimeout = .seconds(try r.int(e, key, in: 1...86_400))
             case .halfOpenTimeoutMs: limits.halfOpenTimeout = .milliseconds(try r.int(e, key, in: 100...600_000))
             case .connectionRate: limits.connectionRate = try r.int(e, key, in: 0...1_000_000)
+            case .suspectFrameRate: limits.suspectFrameRate = try r.int(e, key, in: 0...10_000_000)
+            case .framesPerTurn: limits.framesPerTurn = try r.int(e, key, in: 1...1024)
             }
         }
     }
