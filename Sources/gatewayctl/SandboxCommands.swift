@@ -217,6 +217,12 @@ struct Stats: ParsableCommand {
         t.add(
             "rate limits",
             "up \(rate(r.toHostBytesPerSecond)) (limited \(String(format: "%.1f", r.secondsLimitedToHost)) s), down \(rate(r.fromHostBytesPerSecond)) (limited \(String(format: "%.1f", r.secondsLimitedFromHost)) s); refused \(r.connectionsRefused) over the rate, \(r.flowsRefused) over max-flows; \(r.udpDropped) datagrams dropped; \(r.halfOpenResets) half-open resets")
+        let c = s.counters
+        if let suspect = c["frames_suspect_total"] {
+            t.add(
+                "suspect frames",
+                "\(suspect) (not flow traffic); \(c["frames_policed_total"] ?? 0) dropped over the rate; device left unread \(c["device_pauses_total"] ?? 0) times, \(c["device_paused_ms_total"] ?? 0) ms")
+        }
         let drops = s.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         t.add("drops", drops.isEmpty ? "none" : drops.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         print(t.rendered)

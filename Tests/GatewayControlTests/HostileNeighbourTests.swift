@@ -137,6 +137,8 @@ struct HostileNeighbourTests {
         for reason in ["malformed", "spoofed", "badChecksum", "notForUs"] {
             #expect((stats.drops[reason] ?? 0) > 0, "the stack counted \(reason): \(stats.drops)")
         }
+        let text = try h.ctl("stats", attacker.id).stdout
+        #expect(text.contains("dropped over the rate") && text.contains("overFrameRate"), "\(text)")
         let metrics = try TestHost.run(["curl", "-sS", "--unix-socket", h.socketPath, "http://gatewayd/metrics"])
         #expect(metrics.contains("gatewayd_sandbox_frames_policed_total{sandbox=\"\(attacker.id)\"}"))
 
