@@ -78,8 +78,16 @@ let package = Package(
             dependencies: ["GatewayControl", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
-        // libFuzzer entry over every Wire parser; Tools/fuzz-wire.sh builds and runs it.
-        .executableTarget(name: "WireFuzz", dependencies: ["Wire", "NetStack"], swiftSettings: strict),
+        // libFuzzer's driver and the replay of saved inputs, shared by the fuzz executables.
+        .target(name: "FuzzDriver", swiftSettings: strict),
+        // libFuzzer entries; Tools/fuzz.sh builds and runs each for its share of the budget.
+        // Every Wire parser, one frame at a time:
+        .executableTarget(name: "WireFuzz", dependencies: ["Wire", "NetStack", "FuzzDriver"], swiftSettings: strict),
+        // One Stack driven by a sequence of steps (a half-faithful TCP peer, fragments, ARP/NDP/DHCP/ICMP, time):
+        .executableTarget(name: "StackFuzz", dependencies: ["NetStack", "Wire", "FuzzDriver"], swiftSettings: strict),
+        // The relays' state machines (egress, published ports, DNS over TCP) driven by input sequences:
+        .executableTarget(
+            name: "RelayFuzz", dependencies: ["Gateway", "NetStack", "FuzzDriver", system], swiftSettings: strict),
         // Counts heap allocations for WireBench by defining malloc & co. in that executable.
         .target(name: "CMallocCounter"),
         // ns/frame and allocations per parse for the Wire formats; Tools/wire-bench.sh runs it.
