@@ -505,7 +505,12 @@ public final class Stack {
     private func openFlow(_ key: FlowKey, _ opening: Opening, now: UInt64) -> FlowEntry? {
         guard flows.count < configuration.maxTCPConnections, !flows.contains(key) else { return nil }
         var cfg = configuration.tcp
-        if key.guestAddress.isV6 { cfg.localMSS = configuration.mtu - IPv6Header.length - TCPHeader.minimumLength }
+        if key.guestAddress.isV6 {
+            cfg.localMSS = configuration.mtu - IPv6Header.length - TCPHeader.minimumLength
+            // Without offloads every segment leaves as it is, and the configured payload was
+            // sized for IPv4's header, 20 bytes shorter than IPv6's.
+            if !configuration.offloads { cfg.maxSegmentPayload = min(cfg.maxSegmentPayload, cfg.localMSS) }
+        }
         let iss = initialSequenceNumber(key, now: now)
         let conn: TCPConnection
         switch opening {
