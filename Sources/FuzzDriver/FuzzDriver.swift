@@ -47,6 +47,21 @@ public func replayFuzzInputs(
     return 0
 }
 
+/// Writes each seed to `directory/name` (the corpus a target keeps in the repository).
+public func writeSeeds(_ seeds: [(name: String, bytes: [UInt8])], to directory: String) -> Int32 {
+    for seed in seeds {
+        let path = directory + "/" + seed.name
+        guard let file = fopen(path, "wb") else {
+            print("cannot write \(path)")
+            return 1
+        }
+        _ = seed.bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+        fclose(file)
+        print("\(path): \(seed.bytes.count) bytes")
+    }
+    return 0
+}
+
 #if FUZZING
 /// libFuzzer's entry for programs that bring their own main (LLVM 11 and later).
 @_extern(c, "LLVMFuzzerRunDriver")

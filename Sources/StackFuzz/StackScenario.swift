@@ -1,5 +1,6 @@
 // One fuzz input run against a fresh Stack: the first bytes choose its configuration, the rest is a
 // sequence of steps; after each step the stack's events and frames are taken and its invariants checked.
+import FuzzDriver
 import NetStack
 import Wire
 

@@ -1,8 +1,6 @@
 // The seed corpus for StackFuzz (Tools/fuzz-corpus-stack), written from named steps so that the
 // seeds reach deep states: completed handshakes with data both ways, closes, timeouts, fragments.
-#if canImport(Glibc)
-import Glibc
-#endif
+import FuzzDriver
 
 /// A seed input built step by step in `StackScenario`'s encoding.
 struct StackSeed {
@@ -16,7 +14,7 @@ struct StackSeed {
 
     /// An egress SYN with MSS, window scale 7, SACK and timestamps.
     mutating func open(slot: Int, v6: Bool = false, remote: Int = 0, port: Int = 0, mode: AcceptMode = .now, isn: UInt32) {
-        script.step(.open)
+        script.byte(Step.open)
         script.byte(slot)
         script.byte((v6 ? 1 : 0) | remote << 1 | port << 4)
         script.byte(15 | Int(mode.rawValue) << 5)
@@ -26,7 +24,7 @@ struct StackSeed {
 
     /// A segment of `lengthCode` (see `payloadLength`), with mutation bits and their operands.
     mutating func segment(slot: Int, lengthCode: UInt8, mutations: UInt8 = 0, operands: [UInt8] = []) {
-        script.step(.segment)
+        script.byte(Step.segment)
         script.byte(slot)
         script.byte(lengthCode)
         script.byte(mutations)
@@ -41,7 +39,7 @@ struct StackSeed {
     }
 
     mutating func finish(slot: Int) {
-        script.step(.finish)
+        script.byte(Step.finish)
         script.byte(slot)
     }
 
@@ -50,7 +48,7 @@ struct StackSeed {
     }
 
     mutating func relay(slot: Int, _ action: RelayAction, lengthCode: UInt8 = 0) {
-        script.step(.relay)
+        script.byte(Step.relay)
         script.byte(slot)
         script.byte(action.rawValue)
         script.byte(lengthCode)
@@ -58,19 +56,19 @@ struct StackSeed {
 
     /// Below 64: to the next timer plus that many ms; else a step from `advanceTime`'s table.
     mutating func time(_ code: UInt8) {
-        script.step(.time)
+        script.byte(Step.time)
         script.byte(code)
     }
 
     mutating func publish(slot: Int, v6: Bool = false, isn: UInt32) {
-        script.step(.publish)
+        script.byte(Step.publish)
         script.byte(slot)
         script.byte(v6 ? 1 : 0)
         script.u32(isn)
     }
 
     mutating func raw(_ step: Step, _ bytes: [UInt8]) {
-        script.step(step)
+        script.byte(step)
         for b in bytes { script.byte(b) }
     }
 }
@@ -190,19 +188,5 @@ enum StackSeeds {
         s.raw(.icmp, [6, 0])
         out.append(("link-and-services", s.script.bytes))
         return out
-    }
-
-    static func write(to directory: String) -> Int32 {
-        for seed in all {
-            let path = directory + "/" + seed.name
-            guard let file = fopen(path, "wb") else {
-                print("cannot write \(path)")
-                return 1
-            }
-            _ = seed.bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
-            fclose(file)
-            print("\(path): \(seed.bytes.count) bytes")
-        }
-        return 0
     }
 }

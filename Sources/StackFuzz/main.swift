@@ -20,7 +20,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 #if !FUZZING
 func replayOrWriteSeeds(_ arguments: ArraySlice<String>) -> Int32 {
     if arguments.first == "--write-seeds", let directory = arguments.dropFirst().first {
-        return StackSeeds.write(to: directory)
+        return writeSeeds(StackSeeds.all, to: directory)
     }
     return replayFuzzInputs(arguments, program: "StackFuzz") { bytes in
         let s = runStackInput(bytes)
