@@ -29,6 +29,24 @@ private func sack(_ start: UInt32, _ end: UInt32) -> TCPOptions {
 @Suite struct TCPRecoveryTests {
     static let una = TCPHarness.ourISN + 1
 
+    /// A retransmission, like any segment, fits the MSS less the options it carries (RFC 6691):
+    /// without offloads nothing cuts it afterwards, and the link drops what exceeds its MTU.
+    @Test func retransmissionsLeaveRoomForTheTimestampOption() throws {
+        let h = harness(sack: true, timestamps: true)
+        h.write(bytes(10 * 988))
+        let flight = h.poll()
+        #expect(flight.count == 10 && flight.allSatisfy { $0.payload.count <= 988 })
+        // The first two segments are lost; the guest SACKs what follows, three times over.
+        var resent: [SentSegment] = []
+        for k in 1...3 {
+            resent += h.guest(ack: Self.una, options: sack(Self.una + 2 * 988, Self.una + UInt32(988 * (k + 2))))
+        }
+        #expect(resent.contains { !$0.payload.isEmpty }, "recovery resent the hole")
+        for s in resent {
+            #expect(s.payload.count <= 988, "\(s.payload.count) bytes and 12 of options on a 1000-byte MSS")
+        }
+    }
+
     /// RFC 8985 §7: with nothing acknowledged for two RTTs, the last segment is sent again
     /// before the RTO would fire, so a lost tail shows as a hole the next ACK reports.
     @Test func tailLossProbeResendsTheLastSegmentBeforeTheRTO() throws {

@@ -699,7 +699,7 @@ public final class TCPConnection {
             retransmitHeadNow = false
             let bufferEnd = sndUna + sendBuffer.count
             while let hole = recovery.nextHole(
-                sndUna: sndUna, bufferEnd: bufferEnd, maxLength: configuration.maxSegmentPayload, now: now)
+                sndUna: sndUna, bufferEnd: bufferEnd, maxLength: segmentLimit, now: now)
             {
                 emitSegment(seq: hole.start, flags: [.ack], payloadOffset: hole.start - sndUna, length: hole.length, now: now, emit: emit)
                 sentSomething = true
@@ -708,7 +708,7 @@ public final class TCPConnection {
         }
         if retransmitHeadNow {
             retransmitHeadNow = false
-            let length = min(sndNxt - sndUna, sendBuffer.count, peerMSS)
+            let length = min(sndNxt - sndUna, sendBuffer.count, peerMSS, segmentLimit)
             if length > 0 {
                 emitSegment(seq: sndUna, flags: [.ack], payloadOffset: 0, length: length, now: now, emit: emit)
                 sentSomething = true
