@@ -47,6 +47,23 @@ private func sack(_ start: UInt32, _ end: UInt32) -> TCPOptions {
         }
     }
 
+    /// While the guest's out-of-order bytes wait for a hole to fill, every segment to the guest
+    /// carries SACK blocks: its data shrinks to leave them room within the MSS.
+    @Test func dataLeavesRoomForTheSACKBlocksItCarries() throws {
+        let h = harness(sack: true, timestamps: true)
+        // The guest's first 100 bytes are lost; the 100 after them arrive.
+        var ts = TCPOptions()
+        ts.timestamp = TCPTimestamp(value: 2, echo: 0)
+        h.guest(seq: h.guestSeq &+ 100, options: ts, payload: bytes(100), advance: false)
+        h.write(bytes(5 * 988))
+        let flight = h.poll().filter { !$0.payload.isEmpty }
+        #expect(!flight.isEmpty)
+        for s in flight {
+            #expect(!s.options.sackBlocks.isEmpty, "the segment reports the out-of-order bytes")
+            #expect(s.payload.count + s.options.encodedLength <= 1000, "\(s.payload.count) bytes and \(s.options.encodedLength) of options on a 1000-byte MSS")
+        }
+    }
+
     /// RFC 8985 §7: with nothing acknowledged for two RTTs, the last segment is sent again
     /// before the RTO would fire, so a lost tail shows as a hole the next ACK reports.
     @Test func tailLossProbeResendsTheLastSegmentBeforeTheRTO() throws {

@@ -765,13 +765,15 @@ public final class TCPConnection {
     }
 
     /// Payload bytes per segment to the guest. Without GSO, a segment must fit the MSS less the
-    /// options every segment carries (RFC 6691); with GSO the device cuts larger ones.
+    /// options it carries (RFC 6691); with GSO the device cuts larger ones.
     private var segmentLimit: Int {
-        let perSegment = min(peerMSS, configuration.localMSS) - (timestampsOn ? 12 : 0)
+        let perSegment = min(peerMSS, configuration.localMSS) - segmentOptions(now: clock).encodedLength
         return configuration.maxSegmentPayload > configuration.localMSS ? configuration.maxSegmentPayload : min(configuration.maxSegmentPayload, perSegment)
     }
 
-    private func emitSegment(seq: SequenceNumber, flags: TCPFlags, payloadOffset: Int, length: Int, now: UInt64, emit: (TCPSegmentOut) -> Void) {
+    /// The options a segment sent now carries: the timestamp, and SACK blocks for the guest's
+    /// out-of-order bytes held.
+    private func segmentOptions(now: UInt64) -> TCPOptions {
         var options = TCPOptions()
         if timestampsOn {
             options.timestamp = TCPTimestamp(value: RTTEstimator.timestampClock(now), echo: tsRecent)
@@ -781,6 +783,11 @@ public final class TCPConnection {
                 _ = options.sackBlocks.append(SACKBlock(start: (rcvNxt + r.start).raw, end: (rcvNxt + r.end).raw))
             }
         }
+        return options
+    }
+
+    private func emitSegment(seq: SequenceNumber, flags: TCPFlags, payloadOffset: Int, length: Int, now: UInt64, emit: (TCPSegmentOut) -> Void) {
+        let options = segmentOptions(now: now)
         let window = advertiseWindow()
         emit(TCPSegmentOut(seq: seq.raw, ack: rcvNxt.raw, flags: flags, window: window, options: options, payloadOffset: payloadOffset, payloadLength: length))
         ackNow = false
