@@ -26,6 +26,15 @@ corpus_of() {
     esac
 }
 
+# Inputs up to these lengths: one frame; a few hundred steps; a few hundred machine inputs.
+max_len_of() {
+    case "$1" in
+        wire) echo 2048 ;;
+        stack) echo 4096 ;;
+        relay) echo 1024 ;;
+    esac
+}
+
 # -parse-as-library: main.swift must not define main (libFuzzer's driver does, via <Product>_main);
 # -DFUZZING selects that path; Extern allows declaring LLVMFuzzerRunDriver with C linkage.
 build() {
@@ -52,8 +61,9 @@ for ((i = 0; i < ${#args[@]}; i += 2)); do
     log=.build-fuzz/fuzz-$target.log
     mkdir -p "$corpus"
     set +e
-    ".build-fuzz/debug/$product" "$corpus" "$(corpus_of "$target")" \
-        -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+    # Swift's own crash backtracer is slow and trips AddressSanitizer: libFuzzer reports instead.
+    SWIFT_BACKTRACE=enable=no ".build-fuzz/debug/$product" "$corpus" "$(corpus_of "$target")" \
+        -max_total_time="$seconds" -max_len="$(max_len_of "$target")" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="fuzz-artifacts/$target-" >"$log" 2>&1
     code=$?
     set -e

@@ -6,6 +6,7 @@ import FuzzDriver
 
 struct DNSSessionMachineRun {
     var m: DNSTCPSessionStateMachine
+    var events = StackEvents()
     /// Queries the hook holds, as the owner counts them.
     var outstanding = 0
     var finSent = false
@@ -24,38 +25,78 @@ struct DNSSessionMachineRun {
         }
     }
 
+    /// Answers queued and not yet in the send buffer, as the owner would count them.
+    static func unsent(_ input: inout FuzzInput) -> Int {
+        [0, 1, 512, 2 + 65535, 70_000, DNSTCPSessionStateMachine.maxUnreadAnswerBytes + 1][input.below(6)]
+    }
+
+    /// One input the owner may get at any time: a stack event, an answer, the idle timer,
+    /// detach; or it looks at the machine.
     mutating func step(_ input: inout FuzzInput) {
         let before = m.state
-        var action = DNSTCPSessionStateMachine.Action.none
-        let unsent = [0, 1, 512, 2 + 65535, 70_000, DNSTCPSessionStateMachine.maxUnreadAnswerBytes + 1][input.below(6)]
-        switch input.below(10) {
-        case 0: action = m.stackEvent(input.tcpEvent())
+        let action: DNSTCPSessionStateMachine.Action
+        switch input.below(5) {
+        case 0:
+            guard let e = events.next(&input) else { return }
+            action = m.stackEvent(e)
         case 1:
-            if m.mayRead(unsentAnswerBytes: unsent) {
-                m.queryTaken()
-                outstanding += 1
-            }
-        case 2:
-            let taken = input.bool() && outstanding > 0
-            if taken { outstanding -= 1 }
-            action = m.malformedQuery(taken: taken)
-        case 3: action = m.readingPaused(readClosed: input.bool(), unsentAnswerBytes: unsent)
-        case 4: action = m.serviced(unsentAnswerBytes: unsent)
-        case 5:
-            guard outstanding > 0 else { break }
+            guard outstanding > 0 else { return }
             outstanding -= 1
-            if m.answerArrived() { action = m.answerQueued(unsentAnswerBytes: unsent) }
-        case 6:
+            guard m.answerArrived() else { return }
+            action = m.answerQueued(unsentAnswerBytes: Self.unsent(&input))
+        case 2:
             now += UInt64(input.byte()) * 1_000_000_000
             let idle: UInt64 = 10_000_000_000
             let lastActivity = now - min(now, UInt64(input.byte()) * 1_000_000_000)
             action = m.idleTimerFired(now: now, lastActivity: lastActivity, idle: idle)
             if case .rearmIdleTimer(let at) = action { precondition(at > now, "idle timer rearmed for the past") }
-        case 7: action = m.abort()
+        case 3: action = m.abort()
         default:
             _ = (m.isReading, m.peerFinished)
+            action = .none
         }
+        carryOut(action, before: before, &input)
+    }
+
+    /// Checks an action, then does what DNSTCPSession does with it at once: service reads the
+    /// queries the state allows (some malformed), then reports; an idle close reports too.
+    mutating func carryOut(_ action: DNSTCPSessionStateMachine.Action, before: DNSTCPSessionStateMachine.State, _ input: inout FuzzInput) {
         check(action, before: before)
+        switch action {
+        case .service:
+            if m.isReading { readQueries(&input) }
+            let state = m.state
+            carryOut(m.serviced(unsentAnswerBytes: Self.unsent(&input)), before: state, &input)
+        case .idleClose:
+            let state = m.state
+            carryOut(m.serviced(unsentAnswerBytes: Self.unsent(&input)), before: state, &input)
+        default:
+            break
+        }
+    }
+
+    mutating func readQueries(_ input: inout FuzzInput) {
+        while m.mayRead(unsentAnswerBytes: Self.unsent(&input)) {
+            let state = m.state
+            switch input.below(5) {
+            case 0:
+                // Not a whole message yet.
+                break
+            case 1:
+                return carryOut(m.malformedQuery(taken: false), before: state, &input)
+            case 2:
+                m.queryTaken()
+                return carryOut(m.malformedQuery(taken: true), before: state, &input)
+            default:
+                m.queryTaken()
+                outstanding += 1
+                check(.none, before: state)
+                continue
+            }
+            break
+        }
+        let state = m.state
+        carryOut(m.readingPaused(readClosed: input.bool(), unsentAnswerBytes: Self.unsent(&input)), before: state, &input)
     }
 
     mutating func check(_ action: DNSTCPSessionStateMachine.Action, before: DNSTCPSessionStateMachine.State) {

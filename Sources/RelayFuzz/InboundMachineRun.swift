@@ -7,28 +7,31 @@ import NetStack
 
 struct InboundMachineRun {
     var m = InboundStateMachine()
+    var events = StackEvents()
     var registration = Registration()
     var established = false
     var eofPassed = false
     var clientShut = false
 
+    /// One input the owner may get at any time: a stack event, socket readiness or an error,
+    /// tokens, the timer, unpublish; or it looks at the machine.
     mutating func step(_ input: inout FuzzInput) {
         let before = m.state
         let action: InboundStateMachine.Action
-        switch input.below(12) {
-        case 0: action = m.stackEvent(input.tcpEvent(), unreadBytes: input.bool() ? 0 : Int(input.byte()) + 1)
+        switch input.below(10) {
+        case 0:
+            guard let e = events.next(&input) else { return }
+            action = m.stackEvent(e, unreadBytes: input.bool() ? 0 : Int(input.byte()) + 1)
         case 1:
             let errors: [Int32?] = [nil, 0, 104, 32]
             action = m.socketEvent(hangUp: input.bool(), error: errors[input.below(errors.count)])
         case 2: action = m.socketReadable()
         case 3: action = m.socketWritable()
         case 4: action = m.watchFailed()
-        case 5: action = m.pulled(input.pullOutcome())
-        case 6: action = m.pushed(input.pushOutcome())
-        case 7: action = m.tokensBack(input.direction())
-        case 8: action = m.timerFired()
-        case 9: action = m.abort()
-        case 10:
+        case 5: action = m.tokensBack(input.direction())
+        case 6: action = m.timerFired()
+        case 7: action = m.abort()
+        case 8:
             _ = m.pushStartsComplete(readClosed: input.bool(), connectionLive: input.bool())
             _ = (m.guestFIN, m.isEstablished)
             action = .none
@@ -36,7 +39,21 @@ struct InboundMachineRun {
             registration.apply(m.interestChange())
             action = .none
         }
+        carryOut(action, before: before, &input)
+    }
+
+    /// Checks an action, then does what the owner does with it at once: run the pump and
+    /// report how that came out.
+    mutating func carryOut(_ action: InboundStateMachine.Action, before: InboundStateMachine.State, _ input: inout FuzzInput) {
         check(action, before: before)
+        let state = m.state
+        let next: InboundStateMachine.Action
+        switch action {
+        case .pull: next = m.pulled(input.pullOutcome())
+        case .push, .drain: next = m.pushed(input.pushOutcome())
+        default: return
+        }
+        carryOut(next, before: state, &input)
     }
 
     mutating func check(_ action: InboundStateMachine.Action, before: InboundStateMachine.State) {

@@ -8,10 +8,26 @@ import SystemPackage
 
 @testable import Gateway
 
+/// Events as a stack gives them: established, peer closed and closed at most once each, no
+/// readable after peer closed, and nothing after closed.
+struct StackEvents {
+    private var seen: Set<TCPEvent> = []
+
+    mutating func next(_ input: inout FuzzInput) -> TCPEvent? {
+        let e = TCPEvent(rawValue: 1 + input.byte() % 5)!
+        guard !seen.contains(.closed) else { return nil }
+        // After the guest's FIN no byte arrives.
+        if e == .readable && seen.contains(.peerClosed) { return nil }
+        if e == .established || e == .peerClosed || e == .closed {
+            guard !seen.contains(e) else { return nil }
+            seen.insert(e)
+        }
+        return e
+    }
+}
+
 /// Decoders shared by the three machines' runs.
 extension FuzzInput {
-    mutating func tcpEvent() -> TCPEvent { TCPEvent(rawValue: 1 + byte() % 5)! }
-
     mutating func direction() -> RateLimiter.Direction { bool() ? .toHost : .fromHost }
 
     mutating func pullOutcome() -> StreamPump.PullOutcome {
@@ -57,20 +73,23 @@ struct Registration {
 }
 
 struct TCPRelayMachineRun {
-    var m: TCPRelayStateMachine
+    typealias Machine = TCPRelayStateMachine
+    var m: Machine
+    var events = StackEvents()
     var registration = Registration()
     var eofPassed = false
     var upstreamShut = false
     var accepted = false
-    var ended = false
 
-    init(_ input: inout FuzzInput) { m = TCPRelayStateMachine(checksName: input.bool()) }
+    init(_ input: inout FuzzInput) { m = Machine(checksName: input.bool()) }
 
+    /// One input the owner may get at any time: a dial result, socket readiness, a stack
+    /// event, tokens, a timer, detach; or it looks at the machine.
     mutating func step(_ input: inout FuzzInput) {
         let before = m.state
         let holdingBefore = isHolding
-        let action: TCPRelayStateMachine.Action
-        switch input.below(16) {
+        let action: Machine.Action
+        switch input.below(13) {
         case 0:
             let errors: [Int32] = [0, ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH]
             action = m.connectFinished(error: errors[input.below(errors.count)], canFallBack: input.bool())
@@ -79,15 +98,14 @@ struct TCPRelayMachineRun {
         case 3: action = m.socketReadable()
         case 4: action = m.socketWritable()
         case 5: action = m.socketFailed()
-        case 6: action = m.stackEvent(input.tcpEvent(), closedCleanly: input.bool())
-        case 7: action = m.nameChecked([.allowed, .needMore, .denied][input.below(3)])
-        case 8: action = m.pulled(input.pullOutcome())
-        case 9: action = m.pushed(input.pushOutcome())
-        case 10: action = m.tokensBack(input.direction())
-        case 11: action = m.halfOpenTimedOut()
-        case 12: action = m.idleTimerFired(quiet: input.bool())
-        case 13: action = m.abort()
-        case 14:
+        case 6:
+            guard let e = events.next(&input) else { return }
+            action = m.stackEvent(e, closedCleanly: input.bool())
+        case 7: action = m.tokensBack(input.direction())
+        case 8: action = m.halfOpenTimedOut()
+        case 9: action = m.idleTimerFired(quiet: input.bool())
+        case 10: action = m.abort()
+        case 11:
             _ = m.pushStartsComplete(readClosed: input.bool(), connectionLive: input.bool())
             _ = m.guestFIN
             action = .none
@@ -96,7 +114,23 @@ struct TCPRelayMachineRun {
             if let wanted = m.wantedInterest { precondition(registration.mask == wanted, "registration is not the wanted mask") }
             action = .none
         }
+        carryOut(action, before: before, holdingBefore: holdingBefore, &input)
+    }
+
+    /// Checks an action, then does what the owner does with it at once: run the pump or the
+    /// name check, and report how that came out.
+    mutating func carryOut(_ action: Machine.Action, before: Machine.State, holdingBefore: Bool, _ input: inout FuzzInput) {
         check(action, before: before, holdingBefore: holdingBefore)
+        let state = m.state
+        let holding = isHolding
+        let next: Machine.Action
+        switch action {
+        case .pull: next = m.pulled(input.pullOutcome())
+        case .push: next = m.pushed(input.pushOutcome())
+        case .checkName: next = m.nameChecked([.allowed, .needMore, .denied][input.below(3)])
+        default: return
+        }
+        carryOut(next, before: state, holdingBefore: holding, &input)
     }
 
     var isHolding: Bool {
@@ -104,7 +138,7 @@ struct TCPRelayMachineRun {
         return false
     }
 
-    mutating func check(_ action: TCPRelayStateMachine.Action, before: TCPRelayStateMachine.State, holdingBefore: Bool) {
+    mutating func check(_ action: Machine.Action, before: Machine.State, holdingBefore: Bool) {
         if before == .done {
             // The end is final: nothing but detach's own answer, and that resets no guest.
             precondition(m.state == .done, "left the done state")

@@ -8,12 +8,16 @@
 // Fuzzing build: Tools/fuzz.sh (as WireFuzz: -sanitize=fuzzer,address -parse-as-library -DFUZZING).
 import FuzzDriver
 
+@testable import Gateway
+
 /// Which machine an input drives. Append only: seeds start with these numbers.
 enum RelayMachine: UInt8, CaseIterable {
     case egress, inbound, dnsSession
 }
 
-func runRelayInput(_ bytes: UnsafeRawBufferPointer) {
+/// Runs one input; returns where the machine ended, for the replay's summary of the seeds.
+@discardableResult
+func runRelayInput(_ bytes: UnsafeRawBufferPointer) -> String {
     var input = FuzzInput(bytes)
     let machine = RelayMachine(rawValue: input.byte() % UInt8(RelayMachine.allCases.count))!
     var steps = 0
@@ -24,18 +28,21 @@ func runRelayInput(_ bytes: UnsafeRawBufferPointer) {
             run.step(&input)
             steps += 1
         }
+        return "egress, \(steps) inputs, ends \(run.m.state)"
     case .inbound:
         var run = InboundMachineRun()
         while !input.isEmpty && steps < 1000 {
             run.step(&input)
             steps += 1
         }
+        return "published port, \(steps) inputs, ends \(run.m.state)"
     case .dnsSession:
         var run = DNSSessionMachineRun(&input)
         while !input.isEmpty && steps < 1000 {
             run.step(&input)
             steps += 1
         }
+        return "DNS session, \(steps) inputs, ends \(run.m.state), FIN sent: \(run.finSent)"
     }
 }
 
@@ -50,7 +57,7 @@ func replayOrWriteSeeds(_ arguments: ArraySlice<String>) -> Int32 {
     if arguments.first == "--write-seeds", let directory = arguments.dropFirst().first {
         return writeSeeds(RelaySeeds.all, to: directory)
     }
-    return replayFuzzInputs(arguments, program: "RelayFuzz", run: runRelayInput)
+    return replayFuzzInputs(arguments, program: "RelayFuzz") { print("  " + runRelayInput($0)) }
 }
 
 /// A declaration, not a statement, for the same reason as WireFuzz's (see there).

@@ -63,7 +63,7 @@ struct EmittedFrameCheck {
             }
         case EtherType.ipv6:
             guard let ip = try? IPv6Header.parse(l3) else { preconditionFailure("emitted IPv6 header does not parse") }
-            precondition(gso || IPv6Header.length + Int(ip.payloadLength) <= configuration.mtu, "IPv6 packet beyond the MTU without GSO")
+            precondition(gso || IPv6Header.length + Int(ip.payloadLength) <= configuration.mtu, "IPv6 packet of \(ip.payloadLength) (protocol \(ip.upperProtocol)) beyond the MTU without GSO")
             if ip.isFragment {
                 guard let whole = ipv6Fragments.add(header: ip, packet: l3, now: now) else { return }
                 whole.payload.withUnsafeBytes {

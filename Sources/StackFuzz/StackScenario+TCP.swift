@@ -106,7 +106,8 @@ extension StackScenario {
             length = max(0, min(length, fin - offset))
             if offset + length == fin && keepFIN && !flags.contains(.syn) { flags.insert(.fin) }
         }
-        let seq = offset < 0 ? c.guestISN : c.guestSeq(offset)
+        let seq = flags.contains(.syn) && offset < 0 ? c.guestISN : c.guestSeq(offset)
+        if Self.trace { print("  guest \(c.key.guestPort): offset \(offset) +\(length) \(flags) ack \(ack &- (c.stackISN ?? 0)) window \(window)") }
         c.sent.insert(offset..<offset + length)
         sendTCP(c, seq: seq, ack: ack, flags: flags, window: window, options: options, payloadOffset: offset,
                 payloadLength: length, ipMutation: ipMutation)

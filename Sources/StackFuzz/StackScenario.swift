@@ -1,5 +1,8 @@
 // One fuzz input run against a fresh Stack: the first bytes choose its configuration, the rest is a
 // sequence of steps; after each step the stack's events and frames are taken and its invariants checked.
+#if canImport(Glibc)
+import Glibc
+#endif
 import FuzzDriver
 import NetStack
 import Wire
@@ -93,6 +96,8 @@ final class StackScenario {
     nonisolated(unsafe) static let bufferPool = BufferPool(chunkSize: 4096, slabChunks: 16, keepWarm: 4)
     nonisolated(unsafe) static let framePool = FramePool(frameCapacity: FramePool.standardCapacity, keepWarm: 8)
     static let slotCount = 4
+    /// STACKFUZZ_TRACE=1 in a replay prints each step and the connections after it.
+    static let trace = getenv("STACKFUZZ_TRACE") != nil
     static let maxSteps = 400
 
     let options: ScenarioOptions
@@ -142,6 +147,7 @@ final class StackScenario {
             stats.steps += 1
             let step = Step(rawValue: input.byte() % UInt8(Step.allCases.count))!
             perform(step)
+            if Self.trace { print("step \(stats.steps): \(step); \(stack.tcpDebugDescriptions())") }
             settle()
             checkInvariants()
         }
@@ -281,7 +287,9 @@ final class StackScenario {
         if stack.tcpIsReadClosed(id) {
             precondition(c.finOffset == c.delivered, "end of stream where the guest sent no FIN")
         }
-        precondition(c.delivered + readable <= c.sent.contiguous, "more bytes readable than the guest sent in order")
+        precondition(
+            c.delivered + readable <= c.sent.contiguous,
+            "\(readable) bytes readable after \(c.delivered) delivered, the guest sent \(c.sent.ranges) (\(c.key))")
         if let fin = c.finOffset { precondition(c.delivered + readable <= fin, "bytes past the guest's FIN") }
         guard readable > 0 else { return }
         var buffer = [UInt8](repeating: 0, count: readable)
