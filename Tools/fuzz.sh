@@ -31,7 +31,7 @@ max_len_of() {
     case "$1" in
         wire) echo 2048 ;;
         stack) echo 4096 ;;
-        relay) echo 1024 ;;
+        relay) echo 256 ;;
     esac
 }
 

@@ -34,7 +34,10 @@ extension StackScenario {
         l4.withUnsafeMutableBytes { b in
             fillChecksum(protocolNumber, b, source, destination)
             // A bad checksum, which only a device vouching for it (DATA_VALID) gets past.
-            if m & 2 != 0 && b.count >= 8 { b[b.count > 20 ? 17 : 7] ^= 0x5A }
+            if m & 2 != 0 {
+                let at = protocolNumber == IPProtocol.tcp ? TCPHeader.checksumOffset : protocolNumber == IPProtocol.udp ? UDPHeader.checksumOffset : 2
+                if b.count > at + 1 { b[at + 1] ^= 0x5A }
+            }
         }
         var source = source
         if m & 8 != 0 {

@@ -69,7 +69,6 @@ extension StackScenario {
             c.guestAnswered = true
             c.guestOptions = synOptions(input.byte())
             flags = [.syn, .ack]
-            offset = -1
             length = 0
             options = c.guestOptions
         }
@@ -101,13 +100,18 @@ extension StackScenario {
         if mutations & 64 != 0 {
             options.timestamp = input.bool() ? nil : TCPTimestamp(value: input.u32(), echo: input.u32())
         }
+        // A SYN's sequence number is the ISN, whatever else changed: a different one would start
+        // a different stream. Data with it begins the stream.
+        if flags.contains(.syn) { offset = 0 }
         let ipMutation: UInt8? = mutations & 128 != 0 ? input.byte() : nil
         if let fin = c.finOffset {
             length = max(0, min(length, fin - offset))
             if offset + length == fin && keepFIN && !flags.contains(.syn) { flags.insert(.fin) }
         }
-        let seq = flags.contains(.syn) && offset < 0 ? c.guestISN : c.guestSeq(offset)
-        if Self.trace { print("  guest \(c.key.guestPort): offset \(offset) +\(length) \(flags) ack \(ack &- (c.stackISN ?? 0)) window \(window)") }
+        let seq = flags.contains(.syn) ? c.guestISN : c.guestSeq(offset)
+        if Self.trace {
+            print("  guest \(c.key.guestPort): offset \(offset) +\(length) \(flags) ack \(ack &- (c.stackISN ?? 0)) window \(window) ip \(ipMutation ?? 0)")
+        }
         c.sent.insert(offset..<offset + length)
         sendTCP(c, seq: seq, ack: ack, flags: flags, window: window, options: options, payloadOffset: offset,
                 payloadLength: length, ipMutation: ipMutation)
@@ -254,6 +258,9 @@ extension StackScenario {
     func observe(_ h: TCPHeader, payload: UnsafeRawBufferPointer, remote: IPAddress, guest: IPAddress) {
         let key = FlowKey(guestAddress: guest, guestPort: h.destinationPort, remoteAddress: remote, remotePort: h.sourcePort)
         guard let c = byKey[key] else { return }
+        if Self.trace {
+            print("  stack \(key.guestPort): seq \(h.sequenceNumber &- (c.stackISN ?? h.sequenceNumber)) +\(payload.count) \(h.flags) ack \(h.acknowledgmentNumber &- c.guestISN)")
+        }
         if h.flags.contains(.rst) { return }
         if h.flags.contains(.syn) {
             if let isn = c.stackISN, isn != h.sequenceNumber { c.outboundUnknown = true }
@@ -261,7 +268,7 @@ extension StackScenario {
             c.stackOptions = h.options
             if let ts = h.options.timestamp { c.stackTimestamp = ts.value }
             if h.flags.contains(.ack) && !c.inbound && !c.outboundUnknown {
-                precondition(h.acknowledgmentNumber == c.guestISN &+ 1, "SYN-ACK does not acknowledge the guest's SYN")
+                precondition(h.acknowledgmentNumber == c.guestISN &+ 1, "SYN-ACK acknowledges \(h.acknowledgmentNumber), the guest's SYN was \(c.guestISN)")
             }
             return
         }
