@@ -64,6 +64,21 @@ private func sack(_ start: UInt32, _ end: UInt32) -> TCPOptions {
         }
     }
 
+    /// The guest got our FIN, but its ACK came only after the retransmission timeout went back
+    /// to SND.UNA and resent the first segment alone: that ACK still acknowledges the FIN, and no
+    /// second FIN goes out past the first.
+    @Test func finAcknowledgedAfterTheTimeoutRewindCounts() throws {
+        let h = harness()
+        h.write(bytes(2000))
+        h.conn.shutdownWrite()
+        #expect(h.poll().last?.flags.contains(.fin) == true)
+        let resent = h.poll(after: .seconds(2))
+        #expect(resent.count == 1 && resent.first?.seq == Self.una && resent.first?.flags.contains(.fin) == false)
+        let answer = h.guest(ack: Self.una + 2001)
+        #expect(h.conn.state == .finWait2)
+        #expect(!answer.contains { $0.flags.contains(.fin) }, "a FIN after the one acknowledged")
+    }
+
     /// RFC 8985 §7: with nothing acknowledged for two RTTs, the last segment is sent again
     /// before the RTO would fire, so a lost tail shows as a hole the next ACK reports.
     @Test func tailLossProbeResendsTheLastSegmentBeforeTheRTO() throws {

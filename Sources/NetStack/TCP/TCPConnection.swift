@@ -509,7 +509,10 @@ public final class TCPConnection {
             let dataAcked = min(acked, sendBuffer.count)
             sendBuffer.consume(dataAcked)
             budget.release(dataAcked)
-            let finAcked = finSent && ack == sndMax && acked > dataAcked
+            // Past every buffered byte only the FIN is left. A timeout may have gone back to
+            // SND.UNA since it was sent (`finSent` false again): the guest got it all the same.
+            let finAcked = finQueued && ack == sndMax && acked > dataAcked
+            if finAcked { finSent = true }
             sndUna = ack
             if sndNxt < sndUna { sndNxt = sndUna }
             if dataAcked > 0 { events.record(.writable) }
