@@ -110,7 +110,7 @@ extension StackScenario {
         }
         let seq = flags.contains(.syn) ? c.guestISN : c.guestSeq(offset)
         if Self.trace {
-            print("  guest \(c.key.guestPort): offset \(offset) +\(length) \(flags) ack \(ack &- (c.stackISN ?? 0)) window \(window) ip \(ipMutation ?? 0)")
+            print("  guest \(c.key.guestPort): offset \(offset) +\(length) \(flags) ack \(ack &- (c.stackISN ?? 0)) window \(window) ip \(ipMutation ?? 0) sack \(options.sackBlocks.map { ($0.start &- (c.stackISN ?? 0), $0.end &- (c.stackISN ?? 0)) })")
         }
         c.sent.insert(offset..<offset + length)
         sendTCP(c, seq: seq, ack: ack, flags: flags, window: window, options: options, payloadOffset: offset,
