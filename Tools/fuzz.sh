@@ -3,13 +3,15 @@
 #   wire  - WireFuzz, every Wire parser one frame at a time      (seeds: Tools/fuzz-corpus)
 #   stack - StackFuzz, one Stack driven by sequences of steps     (seeds: Tools/fuzz-corpus-stack)
 #   relay - RelayFuzz, the relays' state machines                 (seeds: Tools/fuzz-corpus-relay)
-# Usage: Tools/fuzz.sh [TARGET SECONDS]...   (default: wire 25 stack 25 relay 10; see Tools/README-fuzz.md)
+# Usage: Tools/fuzz.sh [TARGET SECONDS]... [, TARGET SECONDS...]...
+#   Targets in one lane run one after the other; lanes (separated by ",") run side by side, one
+#   core each. Default: wire 35 relay 25 , stack 60 (a minute on two cores; Tools/README-fuzz.md).
 # Exit status non-zero when a target crashed; the crashing input is left in fuzz-artifacts/ and
 # replays with a plain build: swift build --product StackFuzz && .build/debug/StackFuzz fuzz-artifacts/crash-…
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ $# -eq 0 ]]; then set -- wire 25 stack 25 relay 10; fi
+if [[ $# -eq 0 ]]; then set -- wire 35 relay 25 , stack 60; fi
 
 product_of() {
     case "$1" in
@@ -45,16 +47,20 @@ build() {
     [[ -x ".build-fuzz/debug/$1" ]] || { echo "fuzz build of $1 failed" >&2; exit 1; }
 }
 
-args=("$@")
-for ((i = 0; i < ${#args[@]}; i += 2)); do build "$(product_of "${args[i]}")"; done
+# Every product first, one build at a time (they share the scratch directory).
+for arg in "$@"; do
+    case "$arg" in wire | stack | relay) build "$(product_of "$arg")" ;; esac
+done
 
 mkdir -p fuzz-artifacts
-total=0
-summary=()
-status=0
-for ((i = 0; i < ${#args[@]}; i += 2)); do
-    target=${args[i]}
-    seconds=${args[i + 1]:-10}
+results=.build-fuzz/results
+rm -rf "$results"
+mkdir -p "$results"
+
+# Runs one target; its input count (or "crash") goes to $results/TARGET.
+run_target() {
+    local target=$1 seconds=$2
+    local product corpus log code runs
     product=$(product_of "$target")
     # New inputs go to the first directory (kept out of git); the committed seeds are only read.
     corpus=.build-fuzz/corpus-$target
@@ -67,15 +73,42 @@ for ((i = 0; i < ${#args[@]}; i += 2)); do
         -print_final_stats=1 -artifact_prefix="fuzz-artifacts/$target-" >"$log" 2>&1
     code=$?
     set -e
-    grep -E "^(Done |==[0-9]+==ERROR|SUMMARY|Test unit written)" "$log" || true
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    echo "fuzz $target: ${runs:-unknown} inputs in ${seconds} s (log: $log)"
-    summary+=("$target ${runs:-0}")
-    total=$((total + ${runs:-0}))
+    echo "${runs:-0} $seconds $code" >"$results/$target"
+}
+
+# Runs a lane's targets in order.
+run_lane() {
+    while [[ $# -ge 2 ]]; do
+        run_target "$1" "$2"
+        shift 2
+    done
+}
+
+lane=()
+for arg in "$@" ,; do
+    if [[ "$arg" == "," ]]; then
+        [[ ${#lane[@]} -gt 0 ]] && run_lane "${lane[@]}" &
+        lane=()
+    else
+        lane+=("$arg")
+    fi
+done
+wait
+
+total=0
+status=0
+summary=()
+for file in "$results"/*; do
+    target=$(basename "$file")
+    read -r runs seconds code <"$file"
+    log=.build-fuzz/fuzz-$target.log
+    echo "fuzz $target: $runs inputs in $seconds s (log: $log)"
+    summary+=("$target $runs")
+    total=$((total + runs))
     if [[ $code -ne 0 ]]; then
         echo "fuzzing $target found a crash (exit $code): see fuzz-artifacts/ and $log" >&2
-        grep -E "Fatal error|precondition" "$log" | head -5 >&2 || true
-        tail -40 "$log" >&2
+        grep -aE "Precondition failed|Fatal error|==[0-9]+==ERROR|Test unit written" "$log" | head -5 >&2 || true
         status=$code
     fi
 done

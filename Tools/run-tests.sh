@@ -24,11 +24,11 @@ swift build --build-tests
 # Swift Testing runs tests in parallel; the integration tests use unique names so they may.
 swift test --skip-build
 
-# The fuzz targets share the fuzzing time: the parsers, one stack driven by step sequences, and
-# the relays' state machines (Tools/README-fuzz.md).
+# The fuzz targets share the fuzzing time on two cores: the parsers then the relays' state
+# machines on one, a stack driven by step sequences on the other (Tools/README-fuzz.md).
 if [[ -x Tools/fuzz.sh ]]; then
     fuzz_seconds=${FUZZ_SECONDS:-60}
-    Tools/fuzz.sh wire $((fuzz_seconds * 5 / 12)) stack $((fuzz_seconds * 5 / 12)) relay $((fuzz_seconds / 6))
+    Tools/fuzz.sh wire $((fuzz_seconds * 7 / 12)) relay $((fuzz_seconds * 5 / 12)) , stack "$fuzz_seconds"
 fi
 
 echo "test command wall time: $(( $(date +%s) - start )) s"
