@@ -1,7 +1,7 @@
 // The libFuzzer entry for every Wire parser: the first input byte picks a parser from the table
 // below, the rest of the input is fed to it. Built plainly, it replays files given as arguments.
 //
-// Fuzzing build (Tools/fuzz-wire.sh does this):
+// Fuzzing build (Tools/fuzz.sh does this):
 //   swift build -c debug --product WireFuzz --scratch-path .build-fuzz \
 //     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DFUZZING
 // FUZZING removes the replay `main` below so that libFuzzer's own `main` links.
