@@ -28,12 +28,20 @@ corpus_of() {
     esac
 }
 
-# Inputs up to these lengths: one frame; a few hundred steps; a few hundred machine inputs.
+# Inputs up to these lengths: one frame; a few hundred steps; a hundred or so machine inputs.
 max_len_of() {
     case "$1" in
         wire) echo 2048 ;;
-        stack) echo 4096 ;;
-        relay) echo 256 ;;
+        stack) echo 1024 ;;
+        relay) echo 128 ;;
+    esac
+}
+# How slowly libFuzzer lets inputs grow towards that (its default, 100, suits single frames):
+# sequences reach deep states only when long, so they may be long from the start.
+len_control_of() {
+    case "$1" in
+        wire) echo 100 ;;
+        *) echo 0 ;;
     esac
 }
 
@@ -49,7 +57,9 @@ build() {
 
 # Every product first, one build at a time (they share the scratch directory).
 for arg in "$@"; do
-    case "$arg" in wire | stack | relay) build "$(product_of "$arg")" ;; esac
+    [[ "$arg" == "," || "$arg" =~ ^[0-9]+$ ]] && continue
+    product=$(product_of "$arg")
+    build "$product"
 done
 
 mkdir -p fuzz-artifacts
@@ -69,7 +79,7 @@ run_target() {
     set +e
     # Swift's own crash backtracer is slow and trips AddressSanitizer: libFuzzer reports instead.
     SWIFT_BACKTRACE=enable=no ".build-fuzz/debug/$product" "$corpus" "$(corpus_of "$target")" \
-        -max_total_time="$seconds" -max_len="$(max_len_of "$target")" -timeout=10 -rss_limit_mb=2048 \
+        -max_total_time="$seconds" -max_len="$(max_len_of "$target")" -len_control="$(len_control_of "$target")" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="fuzz-artifacts/$target-" >"$log" 2>&1
     code=$?
     set -e
