@@ -28,7 +28,7 @@ swift test --skip-build
 # machines on one, a stack driven by step sequences on the other (Tools/README-fuzz.md).
 if [[ -x Tools/fuzz.sh ]]; then
     fuzz_seconds=${FUZZ_SECONDS:-60}
-    Tools/fuzz.sh wire $((fuzz_seconds * 7 / 12)) relay $((fuzz_seconds * 5 / 12)) , stack "$fuzz_seconds"
+    Tools/fuzz.sh wire $((fuzz_seconds * 3 / 4)) relay $((fuzz_seconds / 4)) , stack "$fuzz_seconds"
 fi
 
 echo "test command wall time: $(( $(date +%s) - start )) s"
