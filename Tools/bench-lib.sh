@@ -218,7 +218,7 @@ gatewayd_spawn() {
     spawn ${GWD_CPUS:+taskset -c "$GWD_CPUS"} "$bindir/gatewayd" --config "$WORK/$name.toml" --control "$GWD_SOCK" \
         --state-dir "$WORK/$name-state" "$@" >"$WORK/$name.log" 2>&1
     GWD_PID=$LAST_PID
-    for _ in $(seq 200); do "$bindir/gatewayctl" --control "$GWD_SOCK" list >/dev/null 2>&1 && return 0; sleep 0.05; done
+    gatewayd_wait "$bindir" "$GWD_SOCK" && return 0
     echo "gatewayd did not answer on $GWD_SOCK; its log:" >&2
     cat "$WORK/$name.log" >&2
     return 1
