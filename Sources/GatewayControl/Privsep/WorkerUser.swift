@@ -29,6 +29,12 @@ public enum WorkerUser {
         guard setgroups(1, &groups) == 0, setgid(gid) == 0, setuid(uid) == 0 else {
             throw ControlError(.system, "cannot become user '\(user)': \(String(cString: strerror(errno)))")
         }
+        guard access(stateDirectory, W_OK | X_OK) == 0 else {
+            throw ControlError(
+                .system,
+                "the worker user '\(user)' cannot write the state directory \(stateDirectory) "
+                    + "(\(String(cString: strerror(errno)))): a directory above it is closed to that user")
+        }
         try dieWithSupervisor(supervisor)
     }
 
