@@ -5,6 +5,7 @@
 #            [--guest-cpu N] [--round-trips N] [--connections N] [--no-iperf] [--busy-poll-us N] [--pace-ms N]
 #            [--json FILE] [--skip-build]
 # --no-iperf: latency and connection rate only. --busy-poll-us: gatewayd's setting (default 50; 0 off).
+# GWD_ARGS in the environment adds gatewayd flags (GWD_ARGS=--no-privsep: one process, no filter).
 # --pace-ms N: the ping-pong sleeps N ms between round trips (sparse traffic; see CPU µs/RT).
 # --repeat N runs every measurement N times and keeps the best (for a machine shared with other work).
 # --paths: comma-separated subset of gatewayd,pasta,slirp4netns,veth (default all). Every server

@@ -247,7 +247,9 @@ busy-poll-us = ${GWD_BUSY_POLL_US:-50}
 upstreams = ["127.0.0.1:9"]
 TOML
     gatewayd_unlimit_connections "$1"
-    GWD_CPUS=$LOOP_CPU gatewayd_spawn "$1" gatewayd --shards 1 --egress-policy host-only
+    # GWD_ARGS: more flags, e.g. --no-privsep to measure what privilege separation costs.
+    # shellcheck disable=SC2086
+    GWD_CPUS=$LOOP_CPU gatewayd_spawn "$1" gatewayd --shards 1 --egress-policy host-only ${GWD_ARGS:-}
 }
 
 # Attaches NS to the running gatewayd as sandbox ID at MTU; sets GWD_GATEWAY to its gateway IPv4.
