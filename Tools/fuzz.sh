@@ -5,13 +5,13 @@
 #   relay - RelayFuzz, the relays' state machines                 (seeds: Tools/fuzz-corpus-relay)
 # Usage: Tools/fuzz.sh [TARGET SECONDS]... [, TARGET SECONDS...]...
 #   Targets in one lane run one after the other; lanes (separated by ",") run side by side, one
-#   core each. Default: wire 45 relay 15 , stack 60 (a minute on two cores; Tools/README-fuzz.md).
+#   core each. Default: wire 60 , stack 45 relay 15 (a minute on two cores; Tools/README-fuzz.md).
 # Exit status non-zero when a target crashed; the crashing input is left in fuzz-artifacts/ and
 # replays with a plain build: swift build --product StackFuzz && .build/debug/StackFuzz fuzz-artifacts/crash-…
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ $# -eq 0 ]]; then set -- wire 45 relay 15 , stack 60; fi
+if [[ $# -eq 0 ]]; then set -- wire 60 , stack 45 relay 15; fi
 
 product_of() {
     case "$1" in

@@ -24,11 +24,11 @@ swift build --build-tests
 # Swift Testing runs tests in parallel; the integration tests use unique names so they may.
 swift test --skip-build
 
-# The fuzz targets share the fuzzing time on two cores: the parsers then the relays' state
-# machines on one, a stack driven by step sequences on the other (Tools/README-fuzz.md).
+# The fuzz targets share the fuzzing time on two cores: the parsers on one, a stack driven by
+# step sequences then the relays' state machines on the other (Tools/README-fuzz.md).
 if [[ -x Tools/fuzz.sh ]]; then
     fuzz_seconds=${FUZZ_SECONDS:-60}
-    Tools/fuzz.sh wire $((fuzz_seconds * 3 / 4)) relay $((fuzz_seconds / 4)) , stack "$fuzz_seconds"
+    Tools/fuzz.sh wire "$fuzz_seconds" , stack $((fuzz_seconds * 3 / 4)) relay $((fuzz_seconds / 4))
 fi
 
 echo "test command wall time: $(( $(date +%s) - start )) s"
