@@ -1,5 +1,7 @@
 // The DNS-over-TCP session's state machine under a sequence of inputs, driven as DNSTCPSession
 // drives it (queries only while it may read, answers only for queries taken), with its invariants.
+// Debug builds only: see main.swift.
+#if DEBUG
 import FuzzDriver
 
 @testable import Gateway
@@ -128,3 +130,4 @@ struct DNSSessionMachineRun {
         }
     }
 }
+#endif

@@ -1,5 +1,7 @@
 // A published port's client state machine under a sequence of inputs, with the invariants its owner
 // relies on: one end, one FIN each way, no action after the end, a registration that stays sound.
+// Debug builds only: see main.swift.
+#if DEBUG
 import FuzzDriver
 import NetStack
 
@@ -103,3 +105,4 @@ struct InboundMachineRun {
         if m.state == .done { precondition(m.wantedInterest == nil, "a finished flow still wants its socket watched") }
     }
 }
+#endif

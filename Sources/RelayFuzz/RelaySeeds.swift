@@ -1,6 +1,8 @@
 // The seed corpus for RelayFuzz (Tools/fuzz-corpus-relay): each machine through a whole life, from
 // dialling or connecting to a clean end with FIN both ways, so the fuzzer starts from deep states.
 // Each line is one input the owner gets, then the operands its follow-ups read (pump outcomes).
+// Debug builds only: see main.swift.
+#if DEBUG
 enum RelaySeeds {
     static var all: [(name: String, bytes: [UInt8])] {
         [
@@ -70,3 +72,4 @@ enum RelaySeeds {
         ]
     }
 }
+#endif

@@ -1,5 +1,7 @@
 // The egress relay's state machine under a sequence of inputs: every input its owner can give, in
 // any order, and after each the invariants the relay relies on.
+// Debug builds only: see main.swift.
+#if DEBUG
 import CGatewayShims
 import FuzzDriver
 import Glibc
@@ -188,3 +190,4 @@ struct TCPRelayMachineRun {
         if m.state == .done { precondition(m.wantedInterest == nil, "a finished flow still wants its socket watched") }
     }
 }
+#endif

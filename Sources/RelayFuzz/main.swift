@@ -3,11 +3,13 @@
 // Built plainly, it replays files given as arguments; `--write-seeds DIR` writes the seed corpus.
 //
 // The machines are internal to Gateway, so this target imports it @testable: a debug build (the
-// fuzzing build is one) compiles Gateway with testing enabled.
+// fuzzing build is one) compiles Gateway with testing enabled. A release build of the package
+// builds this target as a stub that says so.
 //
 // Fuzzing build: Tools/fuzz.sh (as WireFuzz: -sanitize=fuzzer,address -parse-as-library -DFUZZING).
 import FuzzDriver
 
+#if DEBUG
 @testable import Gateway
 
 /// Which machine an input drives. Append only: seeds start with these numbers.
@@ -70,4 +72,11 @@ func relayFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePoint
         return fuzz(data, size)
     }
 }
+#endif
+#else
+/// Without testing enabled the machines cannot be reached.
+let replayStatus: Int32 = {
+    print("RelayFuzz needs a debug build (it imports Gateway @testable): swift build --product RelayFuzz")
+    return 2
+}()
 #endif
