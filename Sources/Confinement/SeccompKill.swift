@@ -62,23 +62,26 @@ public struct SeccompKill: Sendable, Equatable, CustomStringConvertible {
         defer { close(fd) }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
-        // One record per read(2); the kernel caps a record at 8 KiB (CONSOLE_EXT_LOG_MAX).
+        // /dev/kmsg gives one record per read(2), at most 8 KiB (CONSOLE_EXT_LOG_MAX); a plain file
+        // (a saved log) gives many lines at once, so each read is split into lines.
         var buffer = [UInt8](repeating: 0, count: 8192)
         var found: SeccompKill? = nil
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
-                let record = String(decoding: buffer[..<n], as: UTF8.self)
-                // A pid reused since may have an older record: the newest one wins.
-                if let kill = SeccompKill(kernelLogRecord: Substring(record)), kill.pid == pid { found = kill }
+                for line in buffer[..<n].split(separator: UInt8(ascii: "\n")) {
+                    let record = String(decoding: line, as: UTF8.self)
+                    // A pid reused since may have an older record: the newest one wins.
+                    if let kill = SeccompKill(kernelLogRecord: Substring(record)), kill.pid == pid { found = kill }
+                }
                 continue
             }
             // EPIPE: records were overwritten under us; the next read goes on from the oldest left.
             if n < 0 && (errno == EPIPE || errno == EINTR) { continue }
-            guard n < 0 && errno == EAGAIN else {
-                throw ConfinementError(.readKernelLog, errno: n < 0 ? errno : 0, "read \(path)")
+            // EAGAIN from /dev/kmsg, 0 from a file: caught up with the log.
+            guard n == 0 || errno == EAGAIN else {
+                throw ConfinementError(.readKernelLog, errno: errno, "read \(path)")
             }
-            // Caught up with the log.
             if found != nil || clock.now >= deadline { return found }
             usleep(10_000)
         }

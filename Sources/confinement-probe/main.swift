@@ -1,6 +1,7 @@
 // Test-only: confines itself as the gatewayd worker will (dropPrivileges, then the worker's
 // system-call filter), then reports its status, runs an allowed workload, or breaks the rules.
-// Usage: confinement-probe USER status | workload DIR | forbidden CALL
+// Usage: confinement-probe USER status | workload DIR | forbidden CALL; confinement-probe list
+// prints the allow-list as a Markdown table (Tools/README-confinement.md) without confining.
 import CGatewayShims
 import CSeccomp
 import Confinement
@@ -20,7 +21,27 @@ func check(_ ok: Bool, _ what: String) {
     if !ok { fail("\(what): \(String(cString: strerror(errno)))") }
 }
 
+/// The allow-list, one Markdown row per rule, grouped as the table declares them.
+func printTable() {
+    let filter = SyscallFilter()
+    print("\(filter.count) system calls allowed.\n")
+    for group in SyscallFilter.Group.allCases {
+        let rules = filter.rules.filter { $0.group == group }
+        print("### \(group.rawValue) (\(rules.count))\n")
+        print("| system call | why | restriction |")
+        print("|---|---|---|")
+        for rule in rules {
+            print("| `\(rule.name)` | \(rule.reason) | \(rule.condition.why ?? "") |")
+        }
+        print("")
+    }
+}
+
 let arguments = CommandLine.arguments
+if arguments.count == 2 && arguments[1] == "list" {
+    printTable()
+    exit(0)
+}
 guard arguments.count >= 3 else { fail("usage: confinement-probe USER status | workload DIR | forbidden CALL") }
 do {
     try Confinement.dropPrivileges(to: arguments[1])
