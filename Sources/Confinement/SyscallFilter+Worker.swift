@@ -9,10 +9,11 @@ extension SyscallFilter {
     /// IPv6; ping sockets too) and the control API's Unix socket. Netlink and packet sockets are the
     /// supervisor's.
     static let socketFamilies: [UInt64] = [UInt64(AF_UNIX), UInt64(AF_INET), UInt64(AF_INET6)]
-    /// TCGETS: stdio's isatty on the log streams. FIONREAD: the bytes waiting on a descriptor.
+    /// TCGETS: stdio's isatty on the log streams, the only request the traces show the worker making.
     /// TUNSETIFF, TUNSETOFFLOAD and the rest are made by the supervisor before it passes a TAP over.
-    static let ioctlRequests: [UInt64] = [0x5401, 0x541B]
-    /// PR_SET_NAME and PR_GET_NAME: thread names (pthread_setname_np, swift-nio's loop names).
+    static let ioctlRequests: [UInt64] = [0x5401]
+    /// PR_SET_NAME: thread names (pthread_setname_np, swift-nio's loop names); PR_GET_NAME reads them
+    /// back (pthread_getname_np on the calling thread).
     static let prctlOptions: [UInt64] = [15, 16]
     /// CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET.
     static let namespaceFlags: UInt64 = 0x7E02_0000
@@ -23,7 +24,7 @@ extension SyscallFilter {
         Rule("brk", .memory, "malloc's main arena"),
         Rule("mmap", .memory, "malloc's large blocks and arenas, thread stacks, swift-nio buffers"),
         Rule("munmap", .memory, "freeing those"),
-        Rule("mremap", .memory, "realloc of a large (mmapped) block"),
+        Rule("mremap", .memory, "realloc of a large (mmapped) block: swift-nio grows ByteBuffers with realloc"),
         Rule("mprotect", .memory, "thread stack guard pages, malloc arenas growing"),
         Rule("madvise", .memory, "MADV_DONTNEED: free() and exiting threads giving pages back"),
 
@@ -43,7 +44,6 @@ extension SyscallFilter {
         Rule("sched_getaffinity", .threads, "swift-nio and Foundation counting usable CPUs"),
         Rule("sched_setaffinity", .threads, "pinning each shard thread to its CPU"),
         Rule("setpriority", .threads, "a shard thread's nice value (shard-nice)"),
-        Rule("getpriority", .threads, "reading it back"),
         Rule(
             "prctl", .threads, "naming threads",
             .argument(0, oneOf: prctlOptions, why: "only PR_SET_NAME and PR_GET_NAME: nothing that changes privileges")),
@@ -53,22 +53,15 @@ extension SyscallFilter {
         Rule("epoll_create1", .events, "an event loop's epoll set"),
         Rule("epoll_ctl", .events, "watching TAP, socket, eventfd and timerfd descriptors"),
         Rule("epoll_wait", .events, "the event loops waiting"),
-        Rule("epoll_pwait", .events, "the same with a signal mask (Dispatch)"),
         Rule("eventfd2", .events, "waking an event loop from another thread"),
         Rule("timerfd_create", .events, "an event loop's timer"),
         Rule("timerfd_settime", .events, "arming it for the next deadline"),
-        Rule("timerfd_gettime", .events, "reading it"),
         Rule("pipe2", .events, "wake-up pipes (Foundation, swift-nio's fallback)"),
-        Rule("poll", .events, "waiting on one descriptor (Foundation, the control client)"),
-        Rule("ppoll", .events, "the same with a signal mask"),
 
         // Sockets
         Rule(
             "socket", .sockets, "host sockets for guest flows, published ports, DNS upstreams, the control socket",
             .argument(0, oneOf: socketFamilies, why: "AF_INET, AF_INET6, AF_UNIX only: no netlink, packet or raw-link sockets")),
-        Rule(
-            "socketpair", .sockets, "connected pairs between threads",
-            .argument(0, oneOf: [UInt64(AF_UNIX)], why: "AF_UNIX only")),
         Rule("bind", .sockets, "published ports' listeners, DNS upstream sockets, the control socket"),
         Rule("listen", .sockets, "published TCP ports, the control socket, metrics"),
         Rule("accept", .sockets, "accepting (older entry point)"),
@@ -81,10 +74,8 @@ extension SyscallFilter {
         Rule("shutdown", .sockets, "half-closing a relayed stream (the guest's FIN)"),
         Rule("sendto", .sockets, "UDP datagrams to hosts, DNS queries"),
         Rule("recvfrom", .sockets, "their replies"),
-        Rule("sendmsg", .sockets, "datagrams with ancillary data, swift-nio's writes"),
-        Rule("recvmsg", .sockets, "datagrams with ancillary data, swift-nio's reads"),
-        Rule("sendmmsg", .sockets, "batched datagrams"),
-        Rule("recvmmsg", .sockets, "batched datagrams"),
+        Rule("sendmsg", .sockets, "UDP datagrams to hosts and guests' published-port peers, swift-nio's writes"),
+        Rule("recvmsg", .sockets, "datagrams, and the TAP descriptors the supervisor passes over (SCM_RIGHTS)"),
 
         // Files
         Rule("read", .files, "TAP frames in, sockets, config, /proc and /sys files"),
@@ -92,46 +83,26 @@ extension SyscallFilter {
         Rule("readv", .files, "TAP frames in with the virtio-net header apart"),
         Rule("writev", .files, "TAP frames out with the virtio-net header apart, logs"),
         Rule("pread64", .files, "reading at an offset (Foundation)"),
-        Rule("pwrite64", .files, "writing at an offset (Foundation)"),
         Rule("openat", .files, "state files, the flow log, config, /etc/resolv.conf, /proc and /sys files"),
         Rule("close", .files, "every descriptor's end"),
-        Rule("fstat", .files, "a descriptor's size and type"),
         Rule("newfstatat", .files, "stat and fstat (glibc's fstat is newfstatat with AT_EMPTY_PATH)"),
-        Rule("statx", .files, "stat (Foundation's FileManager)"),
-        Rule("fstatfs", .files, "Foundation checking a file's file system"),
         Rule("lseek", .files, "appending, rereading"),
         Rule("fsync", .files, "a state file reaching the disk before its rename"),
-        Rule("fdatasync", .files, "the same, data only"),
-        Rule("ftruncate", .files, "rewriting a file in place"),
         Rule("getdents64", .files, "listing the state directory, /proc/self/fd"),
         Rule("mkdir", .files, "the state directory"),
-        Rule("mkdirat", .files, "the state directory"),
         Rule("rename", .files, "a state file replacing the old one atomically"),
-        Rule("renameat", .files, "the same"),
-        Rule("renameat2", .files, "the same"),
         Rule("unlink", .files, "a detached sandbox's state file, a stale control socket"),
-        Rule("unlinkat", .files, "the same"),
         Rule("chmod", .files, "the control socket's and state directory's modes"),
-        Rule("fchmod", .files, "the same, by descriptor"),
-        Rule("fchmodat", .files, "the same"),
-        Rule("access", .files, "whether a file exists"),
-        Rule("faccessat", .files, "the same"),
-        Rule("faccessat2", .files, "the same"),
-        Rule("readlink", .files, "/proc/self/exe (Foundation's Bundle.main)"),
-        Rule("getcwd", .files, "resolving relative paths"),
+        Rule("readlink", .files, "/proc/self/exe (Foundation's Bundle.main, the Swift runtime)"),
         Rule("fcntl", .files, "close-on-exec, non-blocking, descriptor flags"),
-        Rule("dup", .files, "Foundation's FileHandle"),
-        Rule("dup3", .files, "the same"),
         Rule(
             "ioctl", .files, "isatty on the log streams",
-            .argument(1, oneOf: ioctlRequests, why: "TCGETS and FIONREAD only: the TUN ioctls are the supervisor's")),
+            .argument(1, oneOf: ioctlRequests, why: "TCGETS only: the TUN and interface ioctls are the supervisor's")),
 
         // Time
-        Rule("clock_gettime", .time, "the clocks, when the vDSO does not answer"),
-        Rule("clock_getres", .time, "a clock's resolution (Dispatch)"),
+        Rule("clock_gettime", .time, "the clocks, when the vDSO does not answer (a VM clock source without vDSO support)"),
         Rule("gettimeofday", .time, "wall time, when the vDSO does not answer"),
         Rule("clock_nanosleep", .time, "sleeping (usleep, Thread.sleep)"),
-        Rule("nanosleep", .time, "the same"),
 
         // Signals
         Rule("rt_sigaction", .signals, "SIGTERM, SIGINT, SIGHUP handlers; SIGPIPE ignored"),
@@ -146,15 +117,9 @@ extension SyscallFilter {
         // Process
         Rule("exit_group", .process, "the worker's exit"),
         Rule("getpid", .process, "logs, swift-nio"),
-        Rule("getppid", .process, "noticing the supervisor is gone"),
-        Rule("getuid", .process, "Foundation"),
-        Rule("geteuid", .process, "Foundation"),
-        Rule("getgid", .process, "Foundation"),
-        Rule("getegid", .process, "Foundation"),
+        Rule("getppid", .process, "noticing the supervisor is gone (not seen yet: for the split)"),
         Rule("getrandom", .process, "hash seeds, TCP initial sequence numbers, DNS ids, random MACs"),
         Rule("prlimit64", .process, "the open-files limit (read, raised to the hard limit)"),
-        Rule("getrlimit", .process, "the same, older entry point"),
         Rule("sysinfo", .process, "Foundation's physical memory"),
-        Rule("uname", .process, "Foundation's host information"),
     ]
 }
