@@ -108,7 +108,8 @@ let package = Package(
             dependencies: ["GatewayControl", "Gateway", "Link", "Wire", "GatewayTestSupport"],
             swiftSettings: strict
         ),
-        .testTarget(name: "ConfinementTests", dependencies: ["Confinement", "CSeccomp"], swiftSettings: strict),
+        .testTarget(
+            name: "ConfinementTests", dependencies: ["Confinement", "CSeccomp", "GatewayTestSupport"], swiftSettings: strict),
         .testTarget(name: "LinkTests", dependencies: ["Link", "Wire", "GatewayTestSupport", system], swiftSettings: strict),
     ]
 )

@@ -34,6 +34,17 @@ static inline int gw_set_no_new_privs(void) {
     return prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL) < 0 ? -errno : 0;
 }
 
+/* prctl(PR_SET_PDEATHSIG, signal); 0 or -errno. */
+static inline int gw_set_parent_death_signal_after_drop(int signal) {
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0UL, 0UL, 0UL) < 0 ? -errno : 0;
+}
+
+/* prctl(PR_GET_PDEATHSIG): the signal set, or -errno. */
+static inline int gw_parent_death_signal(void) {
+    int signal = 0;
+    return prctl(PR_GET_PDEATHSIG, (unsigned long)&signal, 0UL, 0UL, 0UL) < 0 ? -errno : signal;
+}
+
 /* syscall(number, a0, a1, a2, a3) with errno folded in: the result, or -errno. */
 static inline long gw_raw_syscall(long number, long a0, long a1, long a2, long a3) {
     long rc = syscall(number, a0, a1, a2, a3);

@@ -44,11 +44,19 @@ public enum Confinement {
     /// threads that already run would keep theirs. It refuses (step `threadsRunning`) when
     /// /proc/self/status counts more than one thread.
     ///
+    /// - Parameter parentDeathSignal: a signal to get when the parent (the supervisor) exits
+    ///   (PR_SET_PDEATHSIG). The kernel clears that setting when the uids change, so one set
+    ///   before this call is lost; this sets it after, then checks that the parent has not gone
+    ///   in between (the process would then belong to another parent and wait for nothing).
+    ///
     /// - Returns: The account it switched to.
     /// - Throws: ``ConfinementError`` naming the step that failed. A failure part-way leaves the
     ///   process part-way confined; the caller should exit.
     @discardableResult
-    public static func dropPrivileges(to user: String) throws(ConfinementError) -> Account {
+    public static func dropPrivileges(to user: String, parentDeathSignal: Int32? = nil) throws(ConfinementError)
+        -> Account
+    {
+        let parent = getppid()
         if let before = ProcessStatus.read(), before.threads != 1 {
             throw ConfinementError(.threadsRunning, "\(before.threads) threads already run; drop privileges before starting any")
         }
@@ -78,6 +86,15 @@ public enum Confinement {
         let uidSet = gw_setresuid(account.uid)
         guard uidSet == 0 else {
             throw ConfinementError(.setUID, errno: -uidSet, "setresuid(\(account.uid)) for \(account.name)")
+        }
+        if let signal = parentDeathSignal {
+            let set = gw_set_parent_death_signal_after_drop(signal)
+            guard set == 0 else {
+                throw ConfinementError(.parentDeathSignal, errno: -set, "PR_SET_PDEATHSIG \(signal)")
+            }
+            guard getppid() == parent else {
+                throw ConfinementError(.parentDeathSignal, "the parent (pid \(parent)) exited during the drop")
+            }
         }
         let noNewPrivs = gw_set_no_new_privs()
         guard noNewPrivs == 0 else {

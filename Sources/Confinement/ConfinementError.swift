@@ -39,6 +39,8 @@ public struct ConfinementError: Error, Hashable, Sendable, CustomStringConvertib
         public static let installFilter = Step(raw: 12, name: "install seccomp filter")
         /// Opening or reading the kernel log (/dev/kmsg).
         public static let readKernelLog = Step(raw: 13, name: "read kernel log")
+        /// prctl(PR_SET_PDEATHSIG) after the uid change, or the parent was already gone.
+        public static let parentDeathSignal = Step(raw: 14, name: "set parent death signal")
     }
 
     public let step: Step

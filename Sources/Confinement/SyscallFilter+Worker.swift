@@ -5,10 +5,15 @@
 #endif
 
 extension SyscallFilter {
-    /// Socket families the worker opens: host sockets for guest flows and published ports (IPv4,
-    /// IPv6; ping sockets too) and the control API's Unix socket. Netlink and packet sockets are the
-    /// supervisor's.
-    static let socketFamilies: [UInt64] = [UInt64(AF_UNIX), UInt64(AF_INET), UInt64(AF_INET6)]
+    /// Sockets the worker opens: host sockets for guest flows and published ports (IPv4, IPv6, ping
+    /// sockets too), the control API's Unix socket, and NETLINK_ROUTE, which glibc's getaddrinfo
+    /// opens to see which address families the host has (swift-nio resolves the metrics address
+    /// with it). Without CAP_NET_ADMIN a route-netlink socket can read addresses and links, not
+    /// change them. Other netlink families (generic, audit, uevents) and packet sockets are not.
+    static let socketKinds: [[ArgumentValue]] = [
+        [ArgumentValue(0, UInt64(AF_UNIX))], [ArgumentValue(0, UInt64(AF_INET))], [ArgumentValue(0, UInt64(AF_INET6))],
+        [ArgumentValue(0, UInt64(AF_NETLINK)), ArgumentValue(2, 0 /* NETLINK_ROUTE */)],
+    ]
     /// TCGETS: stdio's isatty on the log streams, the only request the traces show the worker making.
     /// TUNSETIFF, TUNSETOFFLOAD and the rest are made by the supervisor before it passes a TAP over.
     static let ioctlRequests: [UInt64] = [0x5401]
@@ -61,7 +66,9 @@ extension SyscallFilter {
         // Sockets
         Rule(
             "socket", .sockets, "host sockets for guest flows, published ports, DNS upstreams, the control socket",
-            .argument(0, oneOf: socketFamilies, why: "AF_INET, AF_INET6, AF_UNIX only: no netlink, packet or raw-link sockets")),
+            .anyOf(
+                socketKinds,
+                why: "AF_INET, AF_INET6, AF_UNIX, and AF_NETLINK for NETLINK_ROUTE only (getaddrinfo): no packet sockets, no other netlink")),
         Rule("bind", .sockets, "published ports' listeners, DNS upstream sockets, the control socket"),
         Rule("listen", .sockets, "published TCP ports, the control socket, metrics"),
         Rule("accept", .sockets, "accepting (older entry point)"),
@@ -121,5 +128,6 @@ extension SyscallFilter {
         Rule("getrandom", .process, "hash seeds, TCP initial sequence numbers, DNS ids, random MACs"),
         Rule("prlimit64", .process, "the open-files limit (read, raised to the hard limit)"),
         Rule("sysinfo", .process, "Foundation's physical memory"),
+        Rule("uname", .process, "gethostname in glibc's resolver start-up (getaddrinfo of a name, e.g. metrics on localhost)"),
     ]
 }

@@ -40,6 +40,8 @@ public struct SyscallFilter: Sendable {
         case always
         /// Allowed when argument `index` (from 0) equals one of `values`; killed otherwise.
         case argument(Int, oneOf: [UInt64], why: String)
+        /// Allowed when every argument of one of the `alternatives` equals its value.
+        case anyOf(_ alternatives: [[ArgumentValue]], why: String)
         /// Allowed when argument `index` has none of the bits in `mask` set.
         case argumentWithout(Int, mask: UInt64, why: String)
         /// Allowed when argument `index` is the process's own pid (taken when the filter is installed).
@@ -50,10 +52,21 @@ public struct SyscallFilter: Sendable {
         public var why: String? {
             switch self {
             case .always: nil
-            case .argument(_, _, let why), .argumentWithout(_, _, let why), .ownProcess(_, let why),
-                .fails(_, let why):
+            case .argument(_, _, let why), .anyOf(_, let why), .argumentWithout(_, _, let why),
+                .ownProcess(_, let why), .fails(_, let why):
                 why
             }
+        }
+    }
+
+    /// Argument `index` (from 0) of a system call, equal to `value`.
+    public struct ArgumentValue: Sendable, Equatable {
+        public var index: Int
+        public var value: UInt64
+
+        public init(_ index: Int, _ value: UInt64) {
+            self.index = index
+            self.value = value
         }
     }
 
@@ -143,6 +156,14 @@ private final class FilterContext {
                 for value in values where rc == 0 {
                     var compare = scmp_arg_cmp(arg: UInt32(index), op: SCMP_CMP_EQ, datum_a: value, datum_b: 0)
                     rc = seccomp_rule_add_array(raw, SCMP_ACT_ALLOW, nr, 1, &compare)
+                }
+            case .anyOf(let alternatives, _):
+                rc = 0
+                for alternative in alternatives where rc == 0 {
+                    var compares = alternative.map {
+                        scmp_arg_cmp(arg: UInt32($0.index), op: SCMP_CMP_EQ, datum_a: $0.value, datum_b: 0)
+                    }
+                    rc = seccomp_rule_add_array(raw, SCMP_ACT_ALLOW, nr, UInt32(compares.count), &compares)
                 }
             case .argumentWithout(let index, let mask, _):
                 var compare = scmp_arg_cmp(arg: UInt32(index), op: SCMP_CMP_MASKED_EQ, datum_a: mask, datum_b: 0)

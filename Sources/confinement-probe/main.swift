@@ -43,15 +43,18 @@ if arguments.count == 2 && arguments[1] == "list" {
     exit(0)
 }
 guard arguments.count >= 3 else { fail("usage: confinement-probe USER status | workload DIR | forbidden CALL") }
+// Read between the drop and the filter, which does not allow PR_GET_PDEATHSIG.
+let parentDeathSignal: Int32
 do {
-    try Confinement.dropPrivileges(to: arguments[1])
+    try Confinement.dropPrivileges(to: arguments[1], parentDeathSignal: SIGKILL)
+    parentDeathSignal = gw_parent_death_signal()
     try SyscallFilter().install()
 } catch {
     fail("\(error)")
 }
 
-/// The /proc/self/status lines the tests read, as they are.
-func printStatus() {
+/// The /proc/self/status lines the tests read, as they are, and the parent death signal.
+func printStatus(parentDeathSignal: Int32) {
     let fd = open("/proc/self/status", O_RDONLY)
     check(fd >= 0, "open /proc/self/status")
     var bytes = [UInt8](repeating: 0, count: 16384)
@@ -64,6 +67,7 @@ func printStatus() {
         }
     }
     print("Pid:\t\(getpid())")
+    print("ParentDeathSignal:\t\(parentDeathSignal)")
 }
 
 /// What the worker does all day, in miniature: threads, epoll with an eventfd and a timerfd,
@@ -155,6 +159,15 @@ func workload(directory: String) {
     check(rename(temporary, final) == 0, "rename")
     check(unlink(final) == 0, "unlink")
 
+    // getaddrinfo with AI_ADDRCONFIG, as swift-nio resolves an address: /etc/hosts, and a
+    // NETLINK_ROUTE socket to see which families the host has.
+    var hints = addrinfo()
+    hints.ai_flags = AI_ADDRCONFIG
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    var found: UnsafeMutablePointer<addrinfo>? = nil
+    check(getaddrinfo("localhost", "80", &hints, &found) == 0 && found != nil, "getaddrinfo")
+    freeaddrinfo(found)
+
     var random: UInt64 = 0
     let got = withUnsafeMutablePointer(to: &random) {
         gw_raw_syscall(Int(SyscallFilter.number(of: "getrandom")!), Int(bitPattern: $0), 8, 0, 0)
@@ -170,8 +183,12 @@ func forbidden(_ call: String) -> Never {
     fflush(nil)
     switch call {
     case "netlink":
-        // socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE): socket is allowed, this family is not.
-        _ = gw_raw_syscall(Int(SyscallFilter.number(of: "socket")!), Int(AF_NETLINK), Int(SOCK_RAW.rawValue), 0, 0)
+        // socket(AF_NETLINK, SOCK_RAW, NETLINK_GENERIC): socket is allowed, and netlink for
+        // NETLINK_ROUTE, but not this protocol.
+        _ = gw_raw_syscall(Int(SyscallFilter.number(of: "socket")!), Int(AF_NETLINK), Int(SOCK_RAW.rawValue), 16, 0)
+    case "packet":
+        // socket(AF_PACKET, SOCK_RAW, 0): a family the filter leaves out.
+        _ = gw_raw_syscall(Int(SyscallFilter.number(of: "socket")!), Int(AF_PACKET), Int(SOCK_RAW.rawValue), 0, 0)
     case "tunsetiff":
         // ioctl(0, TUNSETIFF, NULL): ioctl is allowed, this request is not.
         _ = gw_raw_syscall(Int(SyscallFilter.number(of: "ioctl")!), 0, 0x4004_54ca, 0, 0)
@@ -183,7 +200,7 @@ func forbidden(_ call: String) -> Never {
 }
 
 switch arguments[2] {
-case "status": printStatus()
+case "status": printStatus(parentDeathSignal: parentDeathSignal)
 case "workload" where arguments.count == 4: workload(directory: arguments[3])
 case "forbidden" where arguments.count == 4: forbidden(arguments[3])
 default: fail("unknown command \(arguments[2...])")

@@ -3,6 +3,7 @@
 // SIGSYS, the kernel log names it, and the worker's everyday calls pass.
 import Confinement
 import Foundation
+import GatewayTestSupport
 import Testing
 
 /// The package's build products (swift build puts them in .build/debug).
@@ -12,33 +13,8 @@ enum BuiltProbe {
         .deletingLastPathComponent().path + "/.build/debug/confinement-probe"
 }
 
-struct ProbeRun {
-    var pid: Int32
-    var reason: Process.TerminationReason
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
-func runProbe(_ arguments: [String]) throws -> ProbeRun {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: BuiltProbe.path)
-    p.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    let killer = DispatchWorkItem { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
-    DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: killer)
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    killer.cancel()
-    return ProbeRun(
-        pid: p.processIdentifier, reason: p.terminationReason, status: p.terminationStatus,
-        stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+func runProbe(_ arguments: [String]) throws -> CommandResult {
+    try runProgram(BuiltProbe.path, arguments, timeout: 30)
 }
 
 @Suite(.enabled(if: getuid() == 0, "needs root: the probe drops from root to nobody"))
@@ -57,11 +33,14 @@ struct ProbeTests {
         #expect(status.uids == [65534, 65534, 65534, 65534])
         #expect(status.gids == [65534, 65534, 65534, 65534])
         #expect(status.groups == [65534])
+        // Set after the uid change, which clears one set before.
+        #expect(run.stdout.contains("ParentDeathSignal:\t\(SIGKILL)"), "\(run.stdout)")
     }
 
     /// A call off the list, and calls on it with an argument the restriction leaves out.
     @Test(arguments: [
-        ("ptrace", "ptrace"), ("setns", "setns"), ("mount", "mount"), ("netlink", "socket"), ("tunsetiff", "ioctl"),
+        ("ptrace", "ptrace"), ("setns", "setns"), ("mount", "mount"), ("netlink", "socket"), ("packet", "socket"),
+        ("tunsetiff", "ioctl"),
     ])
     func aForbiddenCallKillsAndIsNamed(_ call: String, _ syscall: String) throws {
         // The kernel prints audit records under printk_ratelimit (10 per 5 s, shared with other

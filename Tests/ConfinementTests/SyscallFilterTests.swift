@@ -48,13 +48,21 @@ import Testing
         #expect(filter.count > 50)
     }
 
-    @Test func socketsAreInternetAndUnixOnly() throws {
+    @Test func socketsAreInternetUnixAndRouteNetlinkOnly() throws {
         let socket = try #require(SyscallFilter.workerRules.first { $0.name == "socket" })
-        guard case .argument(0, let families, _) = socket.condition else {
+        guard case .anyOf(let alternatives, _) = socket.condition else {
             Issue.record("socket is not restricted by family: \(socket.condition)")
             return
         }
-        #expect(Set(families) == [UInt64(AF_UNIX), UInt64(AF_INET), UInt64(AF_INET6)])
+        typealias Value = SyscallFilter.ArgumentValue
+        #expect(alternatives.count == 4)
+        for family in [AF_UNIX, AF_INET, AF_INET6] {
+            #expect(alternatives.contains([Value(0, UInt64(family))]), "family \(family)")
+        }
+        // Netlink only with protocol NETLINK_ROUTE (0), and no packet sockets at all.
+        #expect(alternatives.contains([Value(0, UInt64(AF_NETLINK)), Value(2, 0)]))
+        #expect(!alternatives.contains([Value(0, UInt64(AF_NETLINK))]))
+        #expect(!alternatives.contains { $0.contains(Value(0, UInt64(AF_PACKET))) })
     }
 
     @Test func ioctlLeavesOutTheTunRequests() throws {
