@@ -170,3 +170,12 @@ public struct CheckedReader {
         try skip(n)
     }
 }
+
+extension UnsafeRawBufferPointer {
+    /// `count` bytes from `offset`, or nil when they do not lie inside: for cutting received bytes
+    /// at lengths a parser returned, where the caller counts a nil as a dropped frame.
+    @inlinable @inline(__always)
+    public func checkedSlice(_ offset: Int, _ count: Int) -> UnsafeRawBufferPointer? {
+        try? CheckedReader(self, layer: "bytes").bytes(offset, count)
+    }
+}
