@@ -28,17 +28,23 @@ public struct CheckedReader {
     /// Bytes after the cursor.
     @inlinable public var remaining: Int { base.count &- position }
 
-    /// True when `count` bytes from `offset` lie inside the view. Written so that no sum can
-    /// overflow: both operands of the subtraction are within 0...base.count.
+    /// True when `count` bytes from `offset` lie inside the view. As unsigned numbers a negative
+    /// offset or count is larger than any buffer, so two comparisons cover every case, and no sum
+    /// can overflow: `base.count - count` is taken only once `count <= base.count`.
     @inlinable @inline(__always)
     public func contains(_ offset: Int, _ count: Int) -> Bool {
-        offset >= 0 && count >= 0 && offset <= base.count && base.count &- offset >= count
+        UInt(bitPattern: count) <= UInt(bitPattern: base.count)
+            && UInt(bitPattern: offset) <= UInt(bitPattern: base.count &- count)
     }
 
     @inlinable @inline(__always)
     func check(_ offset: Int, _ count: Int) throws(WireError) {
-        guard contains(offset, count) else { throw WireError(.truncated, layer) }
+        guard contains(offset, count) else { throw truncation() }
     }
+
+    /// The error a failed read throws, built out of line to keep the readers' fast path short.
+    @usableFromInline @inline(never)
+    func truncation() -> WireError { WireError(.truncated, layer) }
 
     // MARK: Reads at an offset
 
@@ -96,7 +102,8 @@ public struct CheckedReader {
     @inlinable @inline(__always)
     public func bytes(_ offset: Int, _ count: Int) throws(WireError) -> UnsafeRawBufferPointer {
         try check(offset, count)
-        return UnsafeRawBufferPointer(rebasing: base[offset..<(offset + count)])
+        // The check above is the bound; a nil base address means an empty view and a count of 0.
+        return UnsafeRawBufferPointer(start: base.baseAddress.map { $0 + offset }, count: count)
     }
 
     /// Everything from `offset` to the end as a raw buffer.

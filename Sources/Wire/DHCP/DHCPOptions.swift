@@ -118,7 +118,8 @@ public struct DHCPOptions: Sequence, Equatable {
             while areaIndex < 3 {
                 let area = CheckedReader(
                     areaIndex == 0 ? options.field : areaIndex == 1 ? options.fileArea : options.snameArea, layer: "dhcp")
-                while let code = try? area.u8(position) {
+                // The end of an area ends the loop, not a failed read: a throw costs more than the walk.
+                while position < area.count, let code = try? area.u8(position) {
                     if code == DHCPOptionCode.pad.rawValue {
                         position += 1
                         continue
