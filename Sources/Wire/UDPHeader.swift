@@ -58,10 +58,14 @@ public struct UDPHeader: Hashable, Sendable {
     // MARK: Checksums over a datagram in a buffer
 
     /// The `length`-field extent of a datagram, or nil when the field is impossible for the buffer.
-    private static func extent(_ datagram: UnsafeRawBufferPointer) -> CheckedReader? {
+    /// Also reads the checksum field, so that callers need not read the datagram again.
+    @inline(__always)
+    private static func extent(_ datagram: UnsafeRawBufferPointer) -> (bytes: UnsafeRawBufferPointer, checksum: UInt16)? {
         let r = CheckedReader(datagram, layer: "udp")
-        guard let length = try? Int(r.be16(4)), length >= UDPHeader.length else { return nil }
-        return try? r.reader(0, length)
+        guard let length = try? Int(r.be16(4)), length >= UDPHeader.length, let bytes = try? r.bytes(0, length),
+            let checksum = try? r.be16(checksumOffset)
+        else { return nil }
+        return (bytes, checksum)
     }
 
     /// True when the checksum verifies over the IPv4 pseudo-header and the `length` bytes of the
@@ -70,11 +74,11 @@ public struct UDPHeader: Hashable, Sendable {
     public static func verifyChecksum(
         _ datagram: UnsafeRawBufferPointer, source: IPv4Address, destination: IPv4Address
     ) -> Bool {
-        guard let udp = extent(datagram), let checksum = try? udp.be16(checksumOffset) else { return false }
-        if checksum == 0 { return true }
+        guard let udp = extent(datagram) else { return false }
+        if udp.checksum == 0 { return true }
         var sum = InternetChecksum.pseudoHeader(
-            source: source, destination: destination, protocol: IPProtocol.udp, length: udp.count)
-        sum.add(bytes: udp.buffer)
+            source: source, destination: destination, protocol: IPProtocol.udp, length: udp.bytes.count)
+        sum.add(bytes: udp.bytes)
         return sum.verifies
     }
 
@@ -82,12 +86,10 @@ public struct UDPHeader: Hashable, Sendable {
     public static func verifyChecksum(
         _ datagram: UnsafeRawBufferPointer, source: IPv6Address, destination: IPv6Address
     ) -> Bool {
-        guard let udp = extent(datagram), let checksum = try? udp.be16(checksumOffset), checksum != 0 else {
-            return false
-        }
+        guard let udp = extent(datagram), udp.checksum != 0 else { return false }
         var sum = InternetChecksum.pseudoHeader(
-            source: source, destination: destination, nextHeader: IPProtocol.udp, length: udp.count)
-        sum.add(bytes: udp.buffer)
+            source: source, destination: destination, nextHeader: IPProtocol.udp, length: udp.bytes.count)
+        sum.add(bytes: udp.bytes)
         return sum.verifies
     }
 
