@@ -50,13 +50,14 @@ let package = Package(
         .target(
             name: "GatewayControl",
             dependencies: [
-                "Gateway", "Link", "Wire",
+                "Gateway", "Link", "Wire", "CGatewayShims", system,
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict
+            // The control API's test hooks exist in debug builds only, never in a release build.
+            swiftSettings: strict + [.define("GATEWAYD_TEST_HOOKS", .when(configuration: .debug))]
         ),
         .executableTarget(
             name: "gatewayd",

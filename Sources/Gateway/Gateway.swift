@@ -122,9 +122,17 @@ public final class Gateway: Sendable {
     let reaper = DeviceReaper()
     /// The descriptors the sandboxes' devices and flows hold, within the open files limit.
     public let descriptorLedger: DescriptorLedger
+    /// Devices, namespaces, low ports, raw sockets and the flow log's file: done here, or asked of
+    /// the privileged supervisor when this process has none.
+    public let privileges: any HostPrivileges
 
-    public init(configuration: GatewayConfiguration = GatewayConfiguration()) throws(GatewayError) {
+    /// `privileges` default to doing those operations in this process.
+    public init(
+        configuration: GatewayConfiguration = GatewayConfiguration(), privileges: (any HostPrivileges)? = nil
+    ) throws(GatewayError) {
         self.configuration = configuration
+        let privileges = privileges ?? DirectPrivileges(hostDeviceTag: configuration.hostDeviceTag)
+        self.privileges = privileges
         descriptorLedger = DescriptorLedger(limits: configuration.descriptors)
         let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         var loops: [EventLoop] = []
@@ -170,7 +178,9 @@ public final class Gateway: Sendable {
         }
         pools = shardPools
         framePools = shardFramePools
-        flowLog = try FlowLog(configuration: configuration.flowLog, shards: configuration.shards)
+        flowLog = try FlowLog(configuration: configuration.flowLog, shards: configuration.shards) {
+            path throws(GatewayError) in try privileges.openFlowLog(path: path)
+        }
         policySet = Mutex(try PolicySet(policies: configuration.policies, deniedNames: configuration.deniedNames))
     }
 
@@ -297,17 +307,19 @@ public final class Gateway: Sendable {
             link = try openNamespaceLink(spec, namespace: nsName, index: index, assignment: a)
         case .vm(let owner, let group):
             let vm = VMLink(index: index, tag: configuration.hostDeviceTag)
-            let (tap, warning) = try vm.create(
-                sandbox: spec.id, mtu: spec.mtu, owner: owner, group: group, reuse: spec.reuseVMDevices)
+            let opened = try privileges.createVMLink(
+                VMLinkRequest(
+                    sandbox: spec.id, addressBlock: index, mtu: spec.mtu, owner: owner, group: group,
+                    reuse: spec.reuseVMDevices))
             link = OpenedLink(
-                tap: tap, tapName: vm.vmTAP, guestMAC: spec.guestMAC ?? a.guestMAC, namespace: nil, vmLink: vm,
-                warning: warning)
+                tap: opened.tap, tapName: vm.vmTAP, guestMAC: spec.guestMAC ?? a.guestMAC, namespace: nil, vmLink: vm,
+                warning: opened.warning)
         }
         do {
             return try startStack(
                 spec, link: link, index: index, shard: shard, policy: policy, dnsPolicy: dnsPolicy, assignment: a)
         } catch {
-            link.vmLink?.remove()
+            if link.vmLink != nil { privileges.removeVMLink(addressBlock: index) }
             throw error
         }
     }
@@ -315,45 +327,23 @@ public final class Gateway: Sendable {
     private func openNamespaceLink(
         _ spec: SandboxSpec, namespace nsName: String, index: Int, assignment a: AddressPlan.Assignment
     ) throws(GatewayError) -> OpenedLink {
-        let namespace: NetworkNamespace
-        do {
-            namespace = try NetworkNamespace(named: nsName)
-        } catch {
-            throw GatewayError(
-                .link, "namespace '\(nsName)' for sandbox '\(spec.id)' does not exist: create it first (ip netns add \(nsName))",
-                cause: .link(error))
-        }
         let tapName = InterfaceName.make(.gatewayTAP, id: String(index))
         // A sandbox detached from this namespace a moment ago may still have its device there
         // (the same name if it had this index, and a default route either way): its close is
         // under way on the reaper.
         reaper.waitUntilClosed(namespace: nsName)
-        var options = TAPDevice.Options()
-        options.namespace = namespace
-        do {
-            let tap = try TAPDevice(name: tapName, options: options)
-            let nl = try NetlinkSocket(in: namespace)
-            try nl.setMTU(of: tapName, to: spec.mtu)
-            if let mac = spec.guestMAC { try nl.setMACAddress(of: tapName, to: mac) }
-            try nl.setLink(named: "lo", up: true)
-            try nl.setLink(named: tapName, up: true)
-            if !spec.dhcp {
-                try nl.addAddress(.v4(a.guestIPv4), prefixLength: a.prefixLength, toLink: tapName)
-                try nl.addDefaultRoute(via: .v4(a.gatewayIPv4), device: tapName)
-            }
-            guard let mac = try nl.link(named: tapName).macAddress else {
-                throw LinkError(.system, operation: "read MAC", subject: tapName, reason: "device has no MAC address")
-            }
-            return OpenedLink(tap: tap, tapName: tapName, guestMAC: mac, namespace: nsName)
-        } catch {
-            if let e = error as? LinkError, e.code == .nameTaken, e.subject == tapName {
-                throw GatewayError(
-                    .deviceExists,
-                    "attach sandbox '\(spec.id)': namespace '\(nsName)' already has a device \(tapName) (another "
-                        + "gateway's, or left by a crashed run): remove it (ip -n \(nsName) link del \(tapName))")
-            }
-            throw GatewayError.link("attach sandbox '\(spec.id)'", error)
+        let opened = try privileges.openNamespaceLink(
+            NamespaceLinkRequest(
+                sandbox: spec.id, namespace: nsName, device: tapName, addressBlock: index, mtu: spec.mtu,
+                guestMAC: spec.guestMAC,
+                staticAddress: spec.dhcp
+                    ? nil
+                    : .init(guest: a.guestIPv4, prefixLength: a.prefixLength, gateway: a.gatewayIPv4)))
+        guard let mac = opened.guestMAC else {
+            opened.tap.close()
+            throw GatewayError(.link, "attach sandbox '\(spec.id)': device \(tapName) has no MAC address")
         }
+        return OpenedLink(tap: opened.tap, tapName: tapName, guestMAC: mac, namespace: nsName)
     }
 
     private func startStack(
@@ -390,6 +380,7 @@ public final class Gateway: Sendable {
         let rateOverride = spec.rateLimits
         let routes = publishing.routes
         let loopbackClients = publishing.loopbackClients
+        let privileges = privileges
         let sandboxBox = try loop.submitAndWaitTyped { () throws(GatewayError) -> LoopBound<Sandbox> in
             let stack = Stack(
                 configuration: stackConfiguration, bufferPool: pool.value,
@@ -415,6 +406,7 @@ public final class Gateway: Sendable {
                     port: key.remotePort, pins: pinning.pins, now: monotonicNanoseconds(), name: name)
             }
             sandbox.egress.unidentifiedTraffic = { pinning.policy.unidentifiedTraffic }
+            sandbox.egress.openRawEchoSocket = { family in try? privileges.openEchoSocket(family: family) }
             sandbox.egress.publishedPorts = PublishedPortsView(routes: routes)
             sandbox.egress.loopbackClients = (loopbackClients, spec.id)
             sandbox.ingress.loopbackClients = loopbackClients
@@ -509,7 +501,7 @@ public final class Gateway: Sendable {
             let ledger = descriptorLedger
             reaper.retire(tap, namespace: record.info.namespace) { ledger.give() }
         }
-        record.vmLink?.remove()
+        if record.vmLink != nil { privileges.removeVMLink(addressBlock: record.index) }
         releasePublishedPorts(of: id)
         state.withLock { s in
             s.usedIndexes.remove(record.index)

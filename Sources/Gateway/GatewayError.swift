@@ -16,6 +16,11 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
         public static let policyDenied = Code(raw: 8)
         /// A device the sandbox needs has a name that something else already uses.
         public static let deviceExists = Code(raw: 9)
+
+        /// The code as a number, to carry it between processes.
+        public var rawValue: UInt8 { raw }
+        public init(rawValue: UInt8) { raw = rawValue }
+        init(raw: UInt8) { self.raw = raw }
     }
 
     /// The error beneath this one, for callers that act on what exactly failed; the message

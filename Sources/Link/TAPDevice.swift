@@ -89,6 +89,12 @@ public final class TAPDevice: Sendable {
         self.init(OwnedDescriptor(adopting: fd), name: name, ifindex: index, options: options)
     }
 
+    /// Takes over an open queue of TAP `name` that another process opened and configured with
+    /// `options` (the privileged supervisor hands it over a Unix socket).
+    public convenience init(adopting fd: Int32, name: String, ifindex: Int32, options: Options) {
+        self.init(OwnedDescriptor(adopting: fd), name: name, ifindex: ifindex, options: options)
+    }
+
     private init(_ queue: consuming OwnedDescriptor, name: String, ifindex: Int32, options: Options) {
         self.fileDescriptor = queue.rawValue
         self.descriptor = Mutex(queue)
@@ -105,6 +111,12 @@ public final class TAPDevice: Sendable {
     /// once nothing reads or writes the fd any more; later calls do nothing.
     public func close() {
         descriptor.withLock { $0.take() }?.close()
+    }
+
+    /// Gives up the queue without closing it (it has been handed to another process, which now
+    /// holds the device); nil once closed.
+    public func relinquish() -> OwnedDescriptor? {
+        descriptor.withLock { $0.take() }
     }
 
     /// Opens one more queue of a multi-queue device: another fd whose frames the kernel spreads

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CGatewayShims
+import Gateway
 import GatewayControl
 import Logging
 
@@ -44,6 +46,16 @@ struct Gatewayd: ParsableCommand {
     @Option(help: "Also serve /metrics over TCP at HOST:PORT, e.g. 127.0.0.1:9464.")
     var metricsAddress: String?
 
+    @Option(help: "User the unprivileged worker runs as (default: gatewayd if that user exists, else nobody).")
+    var user: String?
+
+    @Flag(help: "Run everything in one privileged process, without the worker's confinement (debugging only).")
+    var noPrivsep = false
+
+    /// Set by the supervisor for the worker it spawns: the worker's end of its socket.
+    @Option(name: .customLong("privsep-worker-fd"), help: .hidden)
+    var privsepWorkerFD: Int32?
+
     mutating func run() throws {
         // From here on SIGTERM and SIGINT mean "detach everything, then exit".
         GatewayDaemon.installTerminationHandlers()
@@ -69,9 +81,34 @@ struct Gatewayd: ParsableCommand {
             logger.warning(
                 "could not raise the open files limit from \(limit.before) to \(limit.hard): \(String(cString: strerror(limit.error)))")
         }
+        if privsepWorkerFD == nil && settings.privilegeSeparation {
+            // The supervisor: what follows runs in the worker it spawns.
+            if ControlClient(socketPath: settings.controlPath).isReachable() {
+                logger.critical("cannot start: \(ControlError.daemonRunning(at: settings.controlPath).message)")
+                throw ExitCode.failure
+            }
+            let supervisor = Supervisor(
+                configuration: settings, configPath: config, arguments: CommandLine.arguments, logger: logger)
+            let status = supervisor.run()
+            // The worker cannot remove the socket file from a directory that is root's.
+            if status == 0 { unlink(settings.controlPath) }
+            throw ExitCode(status)
+        }
+        var privileges: PrivilegeClient?
+        if let fd = privsepWorkerFD {
+            // Nothing is left to serve once the supervisor has gone.
+            _ = gw_set_parent_death_signal(SIGKILL)
+            if getppid() == 1 { throw ExitCode.failure }
+            privileges = PrivilegeClient(descriptor: fd)
+        }
+        let workerUser = settings.workerUser ?? WorkerUser.defaultName
         let daemon: GatewayDaemon
         do {
-            daemon = try GatewayDaemon(configuration: settings, logger: logger)
+            daemon = try GatewayDaemon(
+                configuration: settings, logger: logger, privileges: privileges,
+                confine: privileges == nil ? nil : { directory throws(ControlError) in
+                    try WorkerUser.confine(user: workerUser, stateDirectory: directory)
+                })
         } catch {
             logger.critical("cannot start: \(error.message)")
             throw ExitCode.failure
@@ -86,10 +123,28 @@ struct Gatewayd: ParsableCommand {
                 "data-path": "\(ledger.capacity)", "per-sandbox": "\(ledger.perSandbox)",
                 "control-reserve": "\(ledger.controlReserve)",
             ])
+        if let privileges {
+            do {
+                try privileges.ready()
+            } catch {
+                logger.critical("cannot reach the supervisor: \(error.message)")
+                daemon.stop()
+                throw ExitCode.failure
+            }
+        }
         var signal = GatewayDaemon.waitForTerminationSignal()
         while signal == SIGHUP {
             do {
-                daemon.reload(try resolvedConfiguration())
+                // A worker may not read the file: the supervisor reads it again.
+                var text: String?
+                if let privileges {
+                    do throws(GatewayError) {
+                        text = try privileges.readConfig()
+                    } catch {
+                        throw ConfigError(file: config ?? "config", line: nil, key: nil, error.message)
+                    }
+                }
+                daemon.reload(try resolvedConfiguration(text: text))
             } catch {
                 // A bad file is refused with its line; the running configuration stays.
                 logger.error("SIGHUP: config not reloaded, the running one stays: \(error)")
@@ -101,10 +156,15 @@ struct Gatewayd: ParsableCommand {
         daemon.stop()
     }
 
-    /// The config file's values with the flags given on top.
-    func resolvedConfiguration() throws(ConfigError) -> DaemonConfiguration {
+    /// The config file's values (or those of `text`, the file as read for us) with the flags
+    /// given on top.
+    func resolvedConfiguration(text: String? = nil) throws(ConfigError) -> DaemonConfiguration {
         var c = DaemonConfiguration()
-        if let config { c = try DaemonConfiguration.load(path: config) }
+        if let text, let config {
+            try c.apply(toml: text, file: config)
+        } else if let config {
+            c = try DaemonConfiguration.load(path: config)
+        }
         func flagError(_ flag: String, _ reason: String) -> ConfigError {
             ConfigError(file: "command line", line: nil, key: flag, reason)
         }
@@ -143,6 +203,8 @@ struct Gatewayd: ParsableCommand {
             }
             c.metricsAddress = hp
         }
+        if let user { c.workerUser = user }
+        if noPrivsep { c.privilegeSeparation = false }
         return c
     }
 }

@@ -116,7 +116,15 @@ final class DaemonHarness: @unchecked Sendable {
         throw HarnessError("gatewayd did not open \(socketPath) within 20 s: \(log())")
     }
 
+    /// The process the test started: the privileged supervisor (signals go to it; it forwards them).
     var pid: Int32 { process?.processIdentifier ?? 0 }
+
+    /// The unprivileged worker, which holds the sandboxes, their memory and their descriptors
+    /// (the supervisor's only child); the supervisor itself when it runs without one (--no-privsep).
+    var workerPID: Int32 {
+        let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+        return children.split(separator: " ").compactMap { Int32($0) }.first ?? pid
+    }
 
     /// Sends `signal` and waits for the exit; returns the exit status.
     @discardableResult
@@ -165,13 +173,13 @@ final class DaemonHarness: @unchecked Sendable {
 
     /// The daemon's resident set (VmRSS) in kilobytes.
     func residentKilobytes() throws -> Int {
-        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let status = try String(contentsOfFile: "/proc/\(workerPID)/status", encoding: .utf8)
         let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
         return try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
     }
 
     func openFileCount() -> Int {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(workerPID)/fd")) ?? []).count
     }
 
     /// The descriptor count once it stops changing (or drops to `atMost`), within 5 s.

@@ -25,7 +25,7 @@ struct DescriptorLimitTests {
         h.launcher = ["prlimit", "--nofile=1024:\(hard)"]
         try h.start()
         #expect(h.log().contains("open files limit raised from 1024 to \(hard)"), "\(h.log())")
-        let limits = try String(contentsOfFile: "/proc/\(h.pid)/limits", encoding: .utf8)
+        let limits = try String(contentsOfFile: "/proc/\(h.workerPID)/limits", encoding: .utf8)
         let line = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") } ?? ""
         #expect(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).prefix(2) == ["\(hard)", "\(hard)"])
 

@@ -292,7 +292,7 @@ struct EndToEndTests {
         _ = try client.call("DELETE", "/v1/sandboxes/\(id)", as: [String: AnyCodable].self)
         // The daemon closes each control connection just after the client has read the answer.
         let fdsBefore = h.settledFileCount()
-        #expect(fdsBefore > 5, "no /proc/\(h.pid)/fd to count")
+        #expect(fdsBefore > 5, "no /proc/\(h.workerPID)/fd to count")
         let linksBefore = h.links(in: ns)
         for _ in 0..<100 {
             let view = try client.call(

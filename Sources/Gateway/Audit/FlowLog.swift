@@ -100,23 +100,25 @@ public final class FlowLog: Sendable {
     private let state: Mutex<WriterState>
     private let writerDone = Semaphore()
 
-    /// Opens the file (created with mode 0640 if missing, appended to) and starts the writer.
-    public init(configuration: Configuration, shards: Int) throws(GatewayError) {
+    /// Opens the file through `open` (which creates it with mode 0640 if missing, for appending;
+    /// `HostPrivileges.openFlowLog`) and starts the writer.
+    public init(
+        configuration: Configuration, shards: Int,
+        open: @escaping @Sendable (String) throws(GatewayError) -> OwnedDescriptor = { path throws(GatewayError) in
+            try DirectPrivileges().openFlowLog(path: path)
+        }
+    ) throws(GatewayError) {
         self.configuration = configuration
+        self.open = open
         queues = (0..<shards).map { _ in Queue(capacity: configuration.queueCapacity) }
         var initial = WriterState()
-        if let path = configuration.path { initial.file = try Self.open(path) }
+        if let path = configuration.path { initial.file = try open(path) }
         state = Mutex(consume initial)
         Thread { [self] in self.run() }.start()
     }
 
-    private static func open(_ path: String) throws(GatewayError) -> OwnedDescriptor {
-        do {
-            return try OwnedDescriptor.adopting(result: Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640))
-        } catch {
-            throw GatewayError(.invalidArgument, "flow log \(path): \(error)")
-        }
-    }
+    /// Opens the file again after a SIGHUP; the privileged supervisor's when this process has none.
+    private let open: @Sendable (String) throws(GatewayError) -> OwnedDescriptor
 
     /// Reopens the file at the next drain (after logrotate moved it away).
     public func reopen() { state.withLock { $0.reopen = true } }
@@ -210,7 +212,7 @@ public final class FlowLog: Sendable {
                 if s.reopen, let path = configuration.path {
                     s.reopen = false
                     // The old file closes as the new one takes its place; a failed open keeps it.
-                    do { s.file = try Self.open(path) } catch { s.counters.writeFailures += 1 }
+                    do { s.file = try open(path) } catch { s.counters.writeFailures += 1 }
                 }
                 if let fd = s.file?.rawValue, !lines.isEmpty, !Self.writeAll(fd, Array(lines.joined())) {
                     s.counters.writeFailures += 1

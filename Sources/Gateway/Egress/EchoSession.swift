@@ -38,7 +38,7 @@ final class EchoSession {
         if let ping = try? HostSocket.open(family: family, type: Int32(SOCK_DGRAM.rawValue), protocol: proto) {
             s = ping
             raw = false
-        } else if let rawSocket = try? HostSocket.open(family: family, type: Int32(SOCK_RAW.rawValue), protocol: proto) {
+        } else if let rawSocket = relay.openRawEchoSocket(family) {
             s = rawSocket
             raw = true
         } else {

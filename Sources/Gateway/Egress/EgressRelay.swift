@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import CGatewayShims
+import Link
 import NetStack
 import Wire
 
@@ -105,6 +106,9 @@ public final class EgressRelay {
         PolicyDecision(action: .deny, source: .defaultAction)
     }
 
+    /// A raw ICMP socket of the given family, for echo where ping sockets are not allowed to this
+    /// process's group (asked of the privileged supervisor when this process has no CAP_NET_RAW).
+    var openRawEchoSocket: (Int32) -> OwnedDescriptor? = { family in try? DirectPrivileges().openEchoSocket(family: family) }
     /// Where each host socket of the sandbox's flows is counted (set by the gateway).
     var descriptors = DescriptorBudget.unlimited()
     /// The sandbox's rate limits, shared with its published ports.

@@ -20,9 +20,14 @@ extension Gateway {
         }
         let address = spec.hostIP ?? configuration.publishing.defaultHostIP
         let proto = spec.protocol
+        let privileges = privileges
         let (port, socket) = try publishing.allocator.reserve(
             address: address, protocol: proto, port: spec.hostPort, owner: sandboxID
-        ) { p in PortBinder.bind(HostBinding(address: address, port: p, protocol: proto)) }
+        ) { p in
+            let binding = HostBinding(address: address, port: p, protocol: proto)
+            // Below 1024 binding takes CAP_NET_BIND_SERVICE, which only the supervisor may hold.
+            return p < 1024 ? privileges.bindPrivilegedPort(binding) : PortBinder.bind(binding)
+        }
         let binding = HostBinding(address: address, port: port, protocol: proto)
         publishing.routes.insert(
             binding,

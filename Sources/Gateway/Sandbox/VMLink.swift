@@ -181,13 +181,12 @@ extension Gateway {
     /// Whether a VM sandbox on `addressBlock` still has the devices `survivingVMDevices` names,
     /// so that a restore can give its VM its link back.
     public func vmLinkSurvives(addressBlock: Int) -> Bool {
-        guard let nl = try? NetlinkSocket() else { return false }
-        return VMLink(index: addressBlock, tag: configuration.hostDeviceTag).survives(nl)
+        privileges.vmLinkSurvives(addressBlock: addressBlock)
     }
 
     /// Deletes what is left of the devices of a VM sandbox on `addressBlock` that is not
     /// restored after all (the sweep left them for a restore that did not happen).
     public func discardVMDevices(addressBlock: Int) {
-        VMLink(index: addressBlock, tag: configuration.hostDeviceTag).remove()
+        privileges.removeVMLink(addressBlock: addressBlock)
     }
 }

@@ -107,6 +107,12 @@ public struct DaemonConfiguration: Sendable {
     public var memoryTrimIntervalMilliseconds = 1000
     /// The control plane's reserve of descriptors and each sandbox's budget (`[descriptors]`).
     public var descriptors = DescriptorLimits()
+    /// `privsep`: split into a privileged supervisor and an unprivileged, system-call-filtered
+    /// worker that does everything touching guest bytes or client requests. Off only for debugging.
+    public var privilegeSeparation = true
+    /// `user`: who the worker runs as (a name or a numeric UID); nil: `gatewayd` when that user
+    /// exists, else `nobody`.
+    public var workerUser: String?
     /// A control API connection with no request for this long is closed.
     public var controlIdleTimeout: Duration = .seconds(60)
     /// A control API request must be in (head and body) this long after its first byte.
@@ -213,6 +219,13 @@ public struct DaemonConfiguration: Sendable {
                     } ?? .info
             case .metricsAddress: metricsAddress = try r.hostPort(e, e.key)
             case .flowLog: flowLogPath = try r.string(e, e.key)
+            case .privsep: privilegeSeparation = try r.bool(e, e.key)
+            case .user:
+                let user = try r.string(e, e.key)
+                guard !user.isEmpty, user.utf8.count <= 32, !user.contains(":"), !user.contains("/") else {
+                    throw r.error(e, e.key, "'\(user)' is not a user name or UID")
+                }
+                workerUser = user
             case .controlIdleTimeoutMs:
                 controlIdleTimeout = .milliseconds(try r.int(e, e.key, in: 10...86_400_000))
             case .controlRequestTimeoutMs:
@@ -273,6 +286,8 @@ public struct DaemonConfiguration: Sendable {
         case logLevel = "log-level"
         case metricsAddress = "metrics-address"
         case flowLog = "flow-log"
+        case privsep
+        case user
         case sweepStaleDevices = "sweep-stale-devices"
         case sweepPrefixes = "sweep-prefixes"
         case hostDeviceTag = "host-device-tag"

@@ -1,4 +1,5 @@
 import Gateway
+import Wire
 import Link
 import Logging
 
@@ -17,8 +18,15 @@ public final class GatewayDaemon: Sendable {
     let server: ControlServer
 
     /// Builds everything and starts listening; nothing runs on failure.
+    /// - Parameters:
+    ///   - privileges: where devices, low ports and the flow log come from: nil, this process
+    ///     (which must be privileged); a `PrivilegeClient` in a privilege-separated worker.
+    ///   - confine: called once the control socket is bound and the state directory open, before
+    ///     any thread starts or anything from a sandbox or client is read: the worker gives up its
+    ///     privileges here (given the state directory, which it must keep writing).
     public init(
-        configuration: DaemonConfiguration, logger: Logger, publishing: (any PortPublishing)? = nil
+        configuration: DaemonConfiguration, logger: Logger, publishing: (any PortPublishing)? = nil,
+        privileges: (any HostPrivileges)? = nil, confine: ((_ stateDirectory: String) throws(ControlError) -> Void)? = nil
     )
         throws(ControlError)
     {
@@ -29,12 +37,26 @@ public final class GatewayDaemon: Sendable {
             throw ControlError.daemonRunning(at: configuration.controlPath)
         }
         let store = try StateStore(directory: configuration.stateDirectory)
+        // Bound now, served once the restore is done: clients that connect meanwhile wait.
+        let listener = try ControlServer.listen(unixSocket: configuration.controlPath, mode: configuration.controlMode)
+        do {
+            try confine?(configuration.stateDirectory)
+        } catch {
+            close(listener)
+            throw error
+        }
+        let privileges =
+            privileges
+            ?? DirectPrivileges(
+                hostDeviceTag: configuration.hostDeviceTag, sweepPrefixes: configuration.sweepPrefixes,
+                makesDevice: { configuration.makesDevice(named: $0) })
         if configuration.sweepStaleDevices {
-            Self.sweep(configuration, logger: logger, keeping: Self.restorableVMDevices(store, configuration))
+            Self.sweep(privileges, logger: logger, keeping: Self.restorableVMDevices(store, configuration))
         }
         do {
-            gateway = try Gateway(configuration: configuration.gatewayConfiguration)
+            gateway = try Gateway(configuration: configuration.gatewayConfiguration, privileges: privileges)
         } catch {
+            close(listener)
             throw ControlError(error)
         }
         service = ControlService(
@@ -47,9 +69,20 @@ public final class GatewayDaemon: Sendable {
             service: service, idleTimeout: configuration.controlIdleTimeout,
             requestTimeout: configuration.controlRequestTimeout,
             maxConnections: configuration.descriptors.controlReserve * 3 / 4)
-        do {
-            try server.bind(unixSocket: configuration.controlPath, mode: configuration.controlMode)
-            if let m = configuration.metricsAddress { try server.bind(metricsHost: m.host, port: m.port) }
+        do throws(ControlError) {
+            try server.serve(unixListener: listener, path: configuration.controlPath)
+            if let m = configuration.metricsAddress {
+                if m.port < 1024, let address = IPAddress(m.host) {
+                    // A low port takes a privilege this process may not have.
+                    switch privileges.bindPrivilegedPort(HostBinding(address: address, port: UInt16(m.port), protocol: .tcp)) {
+                    case .bound(let fd): try server.serve(metricsListener: fd)
+                    case .inUse: throw ControlError(.system, "cannot listen for metrics on \(m): the port is in use")
+                    case .notLocal(let why), .failed(let why): throw ControlError(.system, "cannot listen for metrics on \(m): \(why)")
+                    }
+                } else {
+                    try server.bind(metricsHost: m.host, port: m.port)
+                }
+            }
         } catch {
             server.close()
             gateway.shutdown()
@@ -61,22 +94,17 @@ public final class GatewayDaemon: Sendable {
                 "control": "\(configuration.controlPath)", "shards": "\(gateway.shardCount)",
                 "state": "\(configuration.stateDirectory)", "restored": "\(restored.count)",
                 "metrics": "\(configuration.metricsAddress.map { $0.description } ?? "control socket only")",
+                "privileges": "\(privileges is DirectPrivileges ? "this process" : "supervisor")",
             ])
     }
 
     /// Removes the devices a crashed run of this daemon left: names under a sweep prefix that this
     /// daemon's naming makes (see `DaemonConfiguration.makesDevice(named:)`), never another
     /// gateway's (its host-device tag differs) or anything else that merely starts alike.
-    static func sweep(_ configuration: DaemonConfiguration, logger: Logger, keeping kept: Set<String> = []) {
+    static func sweep(_ privileges: any HostPrivileges, logger: Logger, keeping kept: Set<String> = []) {
         do {
-            let host = try NetlinkSocket()
-            for prefix in configuration.sweepPrefixes {
-                let own = { (rest: Substring) in
-                    configuration.makesDevice(named: prefix + rest) && !kept.contains(prefix + rest)
-                }
-                for name in try host.sweepStaleDevices(prefix: prefix, where: own) {
-                    logger.notice("removed stale device \(name) left by an earlier run")
-                }
+            for name in try privileges.sweepStaleDevices(keeping: kept) {
+                logger.notice("removed stale device \(name) left by an earlier run")
             }
         } catch {
             logger.warning("could not sweep stale devices: \(error)")
@@ -150,6 +178,10 @@ public final class GatewayDaemon: Sendable {
             logger.error("SIGHUP: policies not reloaded, the running ones stay: \(error.message)")
         }
     }
+
+    /// The read end of the pipe the handlers write each signal's number to (after
+    /// `installTerminationHandlers`), for a loop that waits on more than signals; -1 if none.
+    public static var signalDescriptor: Int32 { signalPipe.read }
 
     /// Waits for SIGTERM, SIGINT or SIGHUP (after `installTerminationHandlers`); returns its number.
     public static func waitForTerminationSignal() -> Int32 {

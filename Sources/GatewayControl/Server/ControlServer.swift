@@ -1,3 +1,4 @@
+import CGatewayShims
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -41,6 +42,14 @@ public final class ControlServer: Sendable {
     /// Listens on the Unix socket at `path` with permission bits `mode`. A socket file left by a
     /// crashed run is replaced; one that a live gatewayd answers on is not.
     public func bind(unixSocket path: String, mode: UInt32 = 0o660) throws(ControlError) {
+        try serve(unixListener: Self.listen(unixSocket: path, mode: mode), path: path)
+    }
+
+    /// A listening Unix socket at `path` with permission bits `mode`, made before this process
+    /// gives up its privileges (the socket's directory is root's), served later by
+    /// `serve(unixListener:path:)`. A socket file left by a crashed run is replaced; one that a
+    /// live gatewayd answers on is not.
+    public static func listen(unixSocket path: String, mode: UInt32 = 0o660) throws(ControlError) -> Int32 {
         guard path.utf8.count < 108 else {
             throw ControlError(
                 .invalidArgument, "control socket path \(path) is longer than 107 bytes: pick a shorter one")
@@ -50,17 +59,55 @@ public final class ControlServer: Sendable {
         }
         let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         if !directory.isEmpty { mkdir(directory, 0o755) }
-        let channel: any Channel
-        do {
-            channel = try bootstrap(metricsOnly: false).bind(
-                unixDomainSocketPath: path, cleanupExistingSocketFile: true
-            ).wait()
-        } catch {
-            throw ControlError(.system, "cannot listen on control socket \(path): \(error)")
+        func failure(_ step: String) -> ControlError {
+            ControlError(.system, "cannot listen on control socket \(path): \(step): \(String(cString: strerror(errno)))")
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw failure("socket") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in path.utf8.enumerated() { raw[i] = byte }
+        }
+        unlink(path)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard bound == 0, Glibc.listen(fd, 64) == 0 else {
+            let error = failure(bound == 0 ? "listen" : "bind")
+            Glibc.close(fd)
+            throw error
         }
         chmod(path, mode_t(mode))
+        return fd
+    }
+
+    /// Serves the control API on a socket from `listen(unixSocket:mode:)`, which it takes over;
+    /// `path` is unlinked at close.
+    public func serve(unixListener fd: Int32, path: String) throws(ControlError) {
+        let channel: any Channel
+        do {
+            channel = try bootstrap(metricsOnly: false).withBoundSocket(fd).wait()
+        } catch {
+            Glibc.close(fd)
+            throw ControlError(.system, "cannot listen on control socket \(path): \(error)")
+        }
         channels.withLock { $0.append(channel) }
         socketPath.withLock { $0 = path }
+    }
+
+    /// Serves GET /metrics (only) on a listening TCP socket made elsewhere (a port below 1024,
+    /// bound by the privileged supervisor); takes it over.
+    public func serve(metricsListener fd: Int32) throws(ControlError) {
+        do {
+            let channel = try bootstrap(metricsOnly: true).withBoundSocket(fd).wait()
+            channels.withLock { $0.append(channel) }
+        } catch {
+            Glibc.close(fd)
+            throw ControlError(.system, "cannot serve metrics on descriptor \(fd): \(error)")
+        }
     }
 
     /// Serves GET /metrics (only) over TCP at host:port.
