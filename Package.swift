@@ -63,7 +63,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict
+            // The control API's test hooks exist in debug builds only, never in a release build.
+            swiftSettings: strict + [.define("GATEWAYD_TEST_HOOKS", .when(configuration: .debug))]
         ),
         .executableTarget(
             name: "gatewayd",

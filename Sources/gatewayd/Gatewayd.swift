@@ -82,7 +82,11 @@ struct Gatewayd: ParsableCommand {
                 "could not raise the open files limit from \(limit.before) to \(limit.hard): \(String(cString: strerror(limit.error)))")
         }
         if privsepWorkerFD == nil && settings.privilegeSeparation {
-            // The supervisor: what follows runs in the worker it spawns.
+            // The supervisor: what follows runs in the worker it spawns, which inherits the limit.
+            logger.notice(
+                limit.before == limit.after
+                    ? "open files limit \(limit.after) (hard limit \(limit.hard))"
+                    : "open files limit raised from \(limit.before) to \(limit.after) (hard limit \(limit.hard))")
             if ControlClient(socketPath: settings.controlPath).isReachable() {
                 logger.critical("cannot start: \(ControlError.daemonRunning(at: settings.controlPath).message)")
                 throw ExitCode.failure
@@ -95,10 +99,8 @@ struct Gatewayd: ParsableCommand {
             throw ExitCode(status)
         }
         var privileges: PrivilegeClient?
+        let supervisor = getppid()
         if let fd = privsepWorkerFD {
-            // Nothing is left to serve once the supervisor has gone.
-            _ = gw_set_parent_death_signal(SIGKILL)
-            if getppid() == 1 { throw ExitCode.failure }
             privileges = PrivilegeClient(descriptor: fd)
         }
         let workerUser = settings.workerUser ?? WorkerUser.defaultName
@@ -107,7 +109,7 @@ struct Gatewayd: ParsableCommand {
             daemon = try GatewayDaemon(
                 configuration: settings, logger: logger, privileges: privileges,
                 confine: privileges == nil ? nil : { directory throws(ControlError) in
-                    try WorkerUser.confine(user: workerUser, stateDirectory: directory)
+                    try WorkerUser.confine(user: workerUser, stateDirectory: directory, supervisor: supervisor)
                 })
         } catch {
             logger.critical("cannot start: \(error.message)")

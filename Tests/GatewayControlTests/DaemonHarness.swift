@@ -97,7 +97,13 @@ final class DaemonHarness: @unchecked Sendable {
     @discardableResult
     func stop(_ signal: Int32 = SIGTERM, timeout: Double = 20) -> Int32? {
         guard let p = process else { return nil }
-        defer { process = nil }
+        let worker = workerPID
+        defer {
+            process = nil
+            // A supervisor killed outright takes its worker with it (SIGKILL on the parent's
+            // death), a moment later: the next start must not find the old worker answering.
+            if worker != p.processIdentifier { _ = eventually(seconds: 10) { kill(worker, 0) != 0 } }
+        }
         if p.isRunning { kill(p.processIdentifier, signal) }
         _ = eventually(seconds: timeout) { !p.isRunning }
         if p.isRunning {

@@ -6,6 +6,7 @@
 #endif
 import Gateway
 import Link
+import Logging
 import SystemPackage
 import Wire
 
@@ -46,6 +47,41 @@ struct PrivilegeServer: Sendable {
         } catch {
             return Answer(reply: .failure(error))
         }
+    }
+
+    /// Reads one request from `channel`, answers it and closes what it handed over. Returns the
+    /// request (nil when it was malformed) and whether the worker's end is still open.
+    func serveOne(
+        _ channel: PrivilegeChannel, log: (Logger.Level, String, PrivilegeRequest?) -> Void
+    ) -> (open: Bool, request: PrivilegeRequest?) {
+        let request: PrivilegeRequest
+        do {
+            let (message, stray) = try channel.receive(PrivilegeRequest.self)
+            // A request carries no descriptor: one sent anyway is not kept.
+            if stray >= 0 { close(stray) }
+            request = message
+        } catch .closed {
+            return (false, nil)
+        } catch {
+            log(.warning, "refused a request from the worker: \(error)", nil)
+            let refusal = PrivilegeReply.failure(GatewayError(.invalidArgument, "privileged request refused: \(error)"))
+            return ((try? channel.send(refusal)) != nil, nil)
+        }
+        let answer = handle(request)
+        defer { if answer.descriptor >= 0 { close(answer.descriptor) } }
+        if let failure = answer.reply.error, failure.code == GatewayError.Code.invalidArgument.rawValue {
+            log(.warning, "refused: \(failure.message)", request)
+        } else {
+            log(.debug, "privileged request", request)
+        }
+        do {
+            try channel.send(answer.reply, descriptor: answer.descriptor)
+        } catch .closed {
+            return (false, request)
+        } catch {
+            log(.warning, "cannot answer the worker: \(error)", request)
+        }
+        return (true, request)
     }
 
     private func refuse(_ request: PrivilegeRequest, _ why: String) -> GatewayError {
@@ -144,12 +180,6 @@ struct PrivilegeServer: Sendable {
         guard !ns.isEmpty, ns != ".", ns != "..", !ns.contains("/"), !ns.utf8.contains(0), ns.utf8.count <= 255 else {
             throw refuse(request, "'\(ns)' is not a namespace name under \(rules.namespaceDirectory)")
         }
-        var status = stat()
-        guard stat(rules.namespaceDirectory + "/" + ns, &status) == 0 else {
-            throw GatewayError(
-                .link, "namespace '\(ns)' for sandbox '\(m.sandbox)' does not exist: create it first (ip netns add \(ns))",
-                cause: .system(Errno(rawValue: errno)))
-        }
         var mac: MACAddress?
         if let text = m.guestMAC {
             guard let parsed = MACAddress(text) else { throw refuse(request, "'\(text)' is not a MAC address") }
@@ -160,7 +190,7 @@ struct PrivilegeServer: Sendable {
             let plan = rules.addresses.assignment(index: m.addressBlock)
             guard let guest = m.guestIPv4.flatMap({ IPv4Address($0) }), let gateway = m.gatewayIPv4.flatMap({ IPv4Address($0) }),
                 let prefix = m.prefixLength
-            else { throw refuse(request, "incomplete address") }
+            else { throw refuse(request, "malformed or incomplete address") }
             guard guest == plan.guestIPv4, gateway == plan.gatewayIPv4, prefix == plan.prefixLength else {
                 throw refuse(
                     request,
@@ -168,6 +198,12 @@ struct PrivilegeServer: Sendable {
                         + "(\(plan.guestIPv4)/\(plan.prefixLength) via \(plan.gatewayIPv4))")
             }
             address = .init(guest: guest, prefixLength: prefix, gateway: gateway)
+        }
+        var status = stat()
+        guard stat(rules.namespaceDirectory + "/" + ns, &status) == 0 else {
+            throw GatewayError(
+                .link, "namespace '\(ns)' for sandbox '\(m.sandbox)' does not exist: create it first (ip netns add \(ns))",
+                cause: .system(Errno(rawValue: errno)))
         }
         return NamespaceLinkRequest(
             sandbox: m.sandbox, namespace: ns, device: m.device, addressBlock: m.addressBlock, mtu: m.mtu, guestMAC: mac,

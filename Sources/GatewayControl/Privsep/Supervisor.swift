@@ -166,33 +166,12 @@ public final class Supervisor {
 
     /// Answers one request; false when the worker's end has closed.
     private func serveOne(_ channel: PrivilegeChannel, pid: pid_t, ending: inout Ending) -> Bool {
-        let request: PrivilegeRequest
-        do {
-            let (message, stray) = try channel.receive(PrivilegeRequest.self)
-            if stray >= 0 { close(stray) }
-            request = message
-        } catch .closed {
-            return false
-        } catch {
-            logger.warning("refused a request from the worker: \(error)", metadata: ["pid": "\(pid)"])
-            let refusal = PrivilegeReply.failure(GatewayError(.invalidArgument, "privileged request refused: \(error)"))
-            return (try? channel.send(refusal)) != nil
+        let served = server.serveOne(channel) { level, message, request in
+            var metadata: Logger.Metadata = ["pid": "\(pid)"]
+            if let request { metadata["request"] = "\(request.name)" }
+            logger.log(level: level, "\(message)", metadata: metadata)
         }
-        if request == .ready { ending.wasReady = true }
-        let answer = server.handle(request)
-        defer { if answer.descriptor >= 0 { close(answer.descriptor) } }
-        if let failure = answer.reply.error, failure.code == GatewayError.Code.invalidArgument.rawValue {
-            logger.warning("refused: \(failure.message)", metadata: ["pid": "\(pid)", "request": "\(request.name)"])
-        } else {
-            logger.debug("privileged request", metadata: ["pid": "\(pid)", "request": "\(request.name)"])
-        }
-        do {
-            try channel.send(answer.reply, descriptor: answer.descriptor)
-        } catch .closed {
-            return false
-        } catch {
-            logger.warning("cannot answer the worker: \(error)", metadata: ["pid": "\(pid)"])
-        }
-        return true
+        if served.request == .ready { ending.wasReady = true }
+        return served.open
     }
 }

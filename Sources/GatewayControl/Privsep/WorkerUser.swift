@@ -3,6 +3,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import CGatewayShims
 import Foundation
 
 public enum WorkerUser {
@@ -21,13 +22,31 @@ public enum WorkerUser {
 
     /// Becomes the worker: the state directory goes to `user`, then this process gives up root.
     /// Before any thread starts (capabilities are per thread).
-    public static func confine(user: String, stateDirectory: String) throws(ControlError) {
+    public static func confine(user: String, stateDirectory: String, supervisor: pid_t) throws(ControlError) {
         let (uid, gid) = try resolve(user)
         try handOver(directory: stateDirectory, uid: uid, gid: gid)
         var groups = [gid]
         guard setgroups(1, &groups) == 0, setgid(gid) == 0, setuid(uid) == 0 else {
             throw ControlError(.system, "cannot become user '\(user)': \(String(cString: strerror(errno)))")
         }
+        guard access(stateDirectory, W_OK | X_OK) == 0 else {
+            throw ControlError(
+                .system,
+                "the worker user '\(user)' cannot write the state directory \(stateDirectory) "
+                    + "(\(String(cString: strerror(errno)))): a directory above it is closed to that user")
+        }
+        try dieWithSupervisor(supervisor)
+    }
+
+    /// Nothing is left to serve once the supervisor has gone: the worker gets SIGKILL then. Set
+    /// after the change of user, which clears it.
+    static func dieWithSupervisor(_ supervisor: pid_t) throws(ControlError) {
+        let rc = gw_set_parent_death_signal(SIGKILL)
+        guard rc == 0 else {
+            throw ControlError(.system, "cannot set the parent-death signal: \(String(cString: strerror(-rc)))")
+        }
+        // It may have gone before the signal was set.
+        guard getppid() == supervisor else { throw ControlError(.system, "the supervisor has gone") }
     }
 
     /// Gives the state directory (and what is in it) to `uid`/`gid`, so the worker keeps

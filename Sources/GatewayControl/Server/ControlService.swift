@@ -73,6 +73,14 @@ public final class ControlService: Sendable {
             try allow("GET", "POST")
             if m == "GET" { return .json(list()) }
             return .json(try attach(try decode(AttachRequest.self, r.body, what: "an attach request")), status: 201)
+        #if GATEWAYD_TEST_HOOKS
+            case 3 where s == ["v1", "test-hooks", "forbidden-syscall"]:
+                // Tests only (debug builds): shows that a system call outside the worker's filter
+                // kills the worker and that the supervisor restarts it with its sandboxes.
+                try allow("POST")
+                _ = acct(nil)
+                return .json(Health(status: "survived a forbidden system call", sandboxes: 0, shards: 0))
+        #endif
         case 2 where s == ["v1", "routes"]:
             try allow("GET")
             return .json(try routes())
