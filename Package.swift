@@ -36,6 +36,13 @@ let package = Package(
             pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
+        // libseccomp, found through pkg-config, and the variadic prctl/syscall calls Swift cannot make.
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        // What the unprivileged worker applies to itself (dropped privileges, a system-call allow-list),
+        // and the supervisor's reading of a seccomp kill from the kernel log.
+        .target(name: "Confinement", dependencies: ["CSeccomp"], swiftSettings: strict),
+        // Test-only: applies the confinement to itself and reports or breaks it (Tests/ConfinementTests).
+        .executableTarget(name: "confinement-probe", dependencies: ["Confinement", "CSeccomp", "CGatewayShims"], swiftSettings: strict),
         .target(name: "Wire", swiftSettings: strict),
         .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink", "Wire", system], swiftSettings: strict),
         // Deadlines on the UInt64 nanosecond clock, kept by both the stack and the shards' event loops; no I/O.
@@ -110,6 +117,8 @@ let package = Package(
             dependencies: ["GatewayControl", "Gateway", "Link", "Wire", "GatewayTestSupport"],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "ConfinementTests", dependencies: ["Confinement", "CSeccomp", "GatewayTestSupport"], swiftSettings: strict),
         .testTarget(name: "LinkTests", dependencies: ["Link", "Wire", "GatewayTestSupport", system], swiftSettings: strict),
     ]
 )

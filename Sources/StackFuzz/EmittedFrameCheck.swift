@@ -44,7 +44,7 @@ struct EmittedFrameCheck {
     private mutating func checkEthernet(_ l2: UnsafeRawBufferPointer, gso: Bool, now: UInt64, segment: SegmentObserver) {
         guard let eth = try? EthernetHeader.parse(l2) else { preconditionFailure("emitted Ethernet header does not parse") }
         precondition(eth.source == configuration.gatewayMAC, "frame not from the gateway's MAC")
-        let l3 = l2.slice(eth.headerLength, l2.count - eth.headerLength)
+        let l3 = part(l2, eth.headerLength, l2.count - eth.headerLength, "Ethernet payload")
         switch eth.etherType {
         case EtherType.arp:
             guard let arp = try? ARPPacket.parse(l3) else { preconditionFailure("emitted ARP does not parse") }
@@ -52,7 +52,7 @@ struct EmittedFrameCheck {
         case EtherType.ipv4:
             guard let ip = try? IPv4Header.parse(l3) else { preconditionFailure("emitted IPv4 header does not parse (or its checksum)") }
             precondition(gso || Int(ip.totalLength) <= configuration.mtu, "IPv4 packet beyond the MTU without GSO")
-            let payload = l3.slice(ip.headerLength, ip.payloadLength)
+            let payload = part(l3, ip.headerLength, ip.payloadLength, "IPv4 payload")
             if ip.isFragment {
                 guard let whole = ipv4Fragments.add(header: ip, fragment: payload, now: now) else { return }
                 whole.payload.withUnsafeBytes {
@@ -67,11 +67,11 @@ struct EmittedFrameCheck {
             if ip.isFragment {
                 guard let whole = ipv6Fragments.add(header: ip, packet: l3, now: now) else { return }
                 whole.payload.withUnsafeBytes {
-                    checkTransport(whole.header.upperProtocol, $0.slice(whole.upperOffset, whole.upperLength),
+                    checkTransport(whole.header.upperProtocol, part($0, whole.upperOffset, whole.upperLength, "reassembled IPv6 payload"),
                                    .v6(ip.source), .v6(ip.destination), segment: segment)
                 }
             } else {
-                checkTransport(ip.upperProtocol, l3.slice(ip.upperOffset, ip.upperLength), .v6(ip.source), .v6(ip.destination),
+                checkTransport(ip.upperProtocol, part(l3, ip.upperOffset, ip.upperLength, "IPv6 payload"), .v6(ip.source), .v6(ip.destination),
                                segment: segment)
             }
         default:
@@ -87,13 +87,13 @@ struct EmittedFrameCheck {
         case IPProtocol.tcp:
             precondition(transportChecksumVerifies(tcp: true, l4, source, destination), "emitted TCP checksum")
             guard let h = try? TCPHeader.parse(l4) else { preconditionFailure("emitted TCP header does not parse") }
-            segment(h, l4.slice(h.headerLength, l4.count - h.headerLength), source, destination)
+            segment(h, part(l4, h.headerLength, l4.count - h.headerLength, "TCP payload"), source, destination)
         case IPProtocol.udp:
             guard let h = try? UDPHeader.parse(l4) else { preconditionFailure("emitted UDP header does not parse") }
             precondition(Int(h.length) == l4.count, "UDP length disagrees with IP")
             precondition(transportChecksumVerifies(tcp: false, l4, source, destination), "emitted UDP checksum")
             if h.sourcePort == 67 {
-                precondition((try? DHCPMessage.parse(l4.slice(UDPHeader.length, h.payloadLength))) != nil, "emitted DHCP does not parse")
+                precondition((try? DHCPMessage.parse(part(l4, UDPHeader.length, h.payloadLength, "UDP payload"))) != nil, "emitted DHCP does not parse")
             }
         case IPProtocol.icmp:
             precondition((try? ICMPv4Message.parse(l4, verifyChecksum: true)) != nil, "emitted ICMP does not parse (or its checksum)")
@@ -112,6 +112,12 @@ struct EmittedFrameCheck {
         default:
             preconditionFailure("emitted IP protocol \(proto)")
         }
+    }
+
+    /// `count` bytes from `offset`: a frame shorter than its own headers say is a failure too.
+    private func part(_ b: UnsafeRawBufferPointer, _ offset: Int, _ count: Int, _ what: String) -> UnsafeRawBufferPointer {
+        guard let p = b.checkedSlice(offset, count) else { preconditionFailure("emitted \(what) shorter than its header says") }
+        return p
     }
 
     private func transportChecksumVerifies(tcp: Bool, _ l4: UnsafeRawBufferPointer, _ s: IPAddress, _ d: IPAddress) -> Bool {

@@ -203,7 +203,8 @@ extension StackScenario {
     func copyPiece(_ datagram: [UInt8], from offset: Int, into b: UnsafeMutableRawBufferPointer) {
         guard offset < datagram.count else { return }
         let n = min(b.count, datagram.count - offset)
-        datagram.withUnsafeBytes { b.slice(0, n).copyMemory(from: $0.slice(offset, n)) }
+        // bound: offset < datagram.count (checked above) and n ≤ datagram.count - offset.
+        datagram.withUnsafeBytes { b.slice(0, n).copyMemory(from: $0.uncheckedSlice(offset, n)) }
     }
 
     // MARK: - Link and local services

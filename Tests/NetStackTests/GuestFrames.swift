@@ -71,12 +71,12 @@ struct SentFrame {
     init(_ buffer: FrameBuffer, vnetSize: Int = 10) throws {
         bytes = Array(buffer.bytes)
         vnet = try bytes.withUnsafeBytes { try VirtioNetHeader.parse($0, size: vnetSize) }
-        eth = try bytes.withUnsafeBytes { try EthernetHeader.parse($0.slice(vnetSize, $0.count - vnetSize)) }
+        eth = try bytes.withUnsafeBytes { try EthernetHeader.parse($0.uncheckedSlice(vnetSize, $0.count - vnetSize)) }
         l3Offset = vnetSize + eth.headerLength
     }
 
     func withL3<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try bytes.withUnsafeBytes { try body($0.slice(l3Offset, $0.count - l3Offset)) }
+        try bytes.withUnsafeBytes { try body($0.uncheckedSlice(l3Offset, $0.count - l3Offset)) }
     }
 
     var ipv4: IPv4Header? { withL3 { try? IPv4Header.parse($0) } }
@@ -85,7 +85,7 @@ struct SentFrame {
     func tcp() throws -> (TCPHeader, [UInt8], checksumOK: Bool) {
         try withL3 { l3 in
             let ip = try IPv4Header.parse(l3)
-            let l4 = l3.slice(ip.headerLength, ip.payloadLength)
+            let l4 = l3.uncheckedSlice(ip.headerLength, ip.payloadLength)
             let h = try TCPHeader.parse(l4)
             var ok = TCPHeader.verifyChecksum(l4, source: ip.source, destination: ip.destination)
             if vnet.flags.contains(.needsChecksum) {

@@ -469,12 +469,14 @@ public final class TCPConnection {
                     if dup > payload.count { fin = false }  // the FIN too is old
                     payload = UnsafeRawBufferPointer(start: nil, count: 0)
                 } else {
+                    // bound: 0 < dup < payload.count, by the comparisons just above.
                     payload = UnsafeRawBufferPointer(rebasing: payload[dup...])
                 }
                 seq = rcvNxt
             }
             // Trim past the window; a FIN beyond it is dropped with the bytes.
             if payload.count > window - (seq - rcvNxt) {
+                // bound: the condition makes the cut shorter than the payload, max(0, …) keeps it >= 0.
                 payload = UnsafeRawBufferPointer(rebasing: payload[..<max(0, window - (seq - rcvNxt))])
                 fin = false
             }
