@@ -57,7 +57,7 @@ let package = Package(
         .target(
             name: "GatewayControl",
             dependencies: [
-                "Gateway", "Link", "Wire", "CGatewayShims", system,
+                "Gateway", "Link", "Wire", "CGatewayShims", "Confinement", system,
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -69,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "gatewayd",
             dependencies: [
-                "GatewayControl", "Gateway", "Link", "Wire",
+                "GatewayControl", "Gateway", "Link", "Wire", "Confinement",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

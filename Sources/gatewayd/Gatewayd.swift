@@ -1,5 +1,5 @@
 import ArgumentParser
-import CGatewayShims
+import Confinement
 import Gateway
 import GatewayControl
 import Logging
@@ -92,14 +92,20 @@ struct Gatewayd: ParsableCommand {
                 throw ExitCode.failure
             }
             let supervisor = Supervisor(
-                configuration: settings, configPath: config, arguments: CommandLine.arguments, logger: logger)
+                configuration: settings, configPath: config, arguments: CommandLine.arguments, logger: logger
+            ) { pid, signal in
+                // The kernel logs a seccomp kill with the system call that caused it.
+                guard signal == SIGSYS else { return nil }
+                return (try? SeccompKill.find(pid: pid, timeout: .seconds(1))).flatMap { $0 }.map {
+                    "system call \($0.syscall) (\($0.name ?? "unknown")) outside the worker's filter"
+                }
+            }
             let status = supervisor.run()
             // The worker cannot remove the socket file from a directory that is root's.
             if status == 0 { unlink(settings.controlPath) }
             throw ExitCode(status)
         }
         var privileges: PrivilegeClient?
-        let supervisor = getppid()
         if let fd = privsepWorkerFD {
             privileges = PrivilegeClient(descriptor: fd)
         }
@@ -109,7 +115,7 @@ struct Gatewayd: ParsableCommand {
             daemon = try GatewayDaemon(
                 configuration: settings, logger: logger, privileges: privileges,
                 confine: privileges == nil ? nil : { directory throws(ControlError) in
-                    try WorkerUser.confine(user: workerUser, stateDirectory: directory, supervisor: supervisor)
+                    try WorkerUser.confine(user: workerUser, stateDirectory: directory, shardNice: settings.shardNice)
                 })
         } catch {
             logger.critical("cannot start: \(error.message)")
