@@ -36,6 +36,13 @@ let package = Package(
             pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
+        // libseccomp, found through pkg-config, and the variadic prctl/syscall calls Swift cannot make.
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        // What the unprivileged worker applies to itself (dropped privileges, a system-call allow-list),
+        // and the supervisor's reading of a seccomp kill from the kernel log.
+        .target(name: "Confinement", dependencies: ["CSeccomp"], swiftSettings: strict),
+        // Test-only: applies the confinement to itself and reports or breaks it (Tests/ConfinementTests).
+        .executableTarget(name: "confinement-probe", dependencies: ["Confinement", "CSeccomp", "CGatewayShims"], swiftSettings: strict),
         .target(name: "Wire", swiftSettings: strict),
         .target(name: "Link", dependencies: ["CGatewayShims", "CNetlink", "Wire", system], swiftSettings: strict),
         // Deadlines on the UInt64 nanosecond clock, kept by both the stack and the shards' event loops; no I/O.
@@ -50,7 +57,7 @@ let package = Package(
         .target(
             name: "GatewayControl",
             dependencies: [
-                "Gateway", "Link", "Wire", "CGatewayShims", system,
+                "Gateway", "Link", "Wire", "CGatewayShims", "Confinement", system,
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -62,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "gatewayd",
             dependencies: [
-                "GatewayControl", "Gateway", "Link", "Wire",
+                "GatewayControl", "Gateway", "Link", "Wire", "Confinement",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -79,8 +86,16 @@ let package = Package(
             dependencies: ["GatewayControl", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
-        // libFuzzer entry over every Wire parser; Tools/fuzz-wire.sh builds and runs it.
-        .executableTarget(name: "WireFuzz", dependencies: ["Wire", "NetStack"], swiftSettings: strict),
+        // libFuzzer's driver and the replay of saved inputs, shared by the fuzz executables.
+        .target(name: "FuzzDriver", swiftSettings: strict),
+        // libFuzzer entries; Tools/fuzz.sh builds and runs each for its share of the budget.
+        // Every Wire parser, one frame at a time:
+        .executableTarget(name: "WireFuzz", dependencies: ["Wire", "NetStack", "FuzzDriver"], swiftSettings: strict),
+        // One Stack driven by a sequence of steps (a half-faithful TCP peer, fragments, ARP/NDP/DHCP/ICMP, time):
+        .executableTarget(name: "StackFuzz", dependencies: ["NetStack", "Wire", "FuzzDriver"], swiftSettings: strict),
+        // The relays' state machines (egress, published ports, DNS over TCP) driven by input sequences:
+        .executableTarget(
+            name: "RelayFuzz", dependencies: ["Gateway", "NetStack", "FuzzDriver", system], swiftSettings: strict),
         // Counts heap allocations for WireBench by defining malloc & co. in that executable.
         .target(name: "CMallocCounter"),
         // ns/frame and allocations per parse for the Wire formats; Tools/wire-bench.sh runs it.
@@ -102,6 +117,8 @@ let package = Package(
             dependencies: ["GatewayControl", "Gateway", "Link", "Wire", "GatewayTestSupport"],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "ConfinementTests", dependencies: ["Confinement", "CSeccomp", "GatewayTestSupport"], swiftSettings: strict),
         .testTarget(name: "LinkTests", dependencies: ["Link", "Wire", "GatewayTestSupport", system], swiftSettings: strict),
     ]
 )

@@ -138,8 +138,15 @@ PY
 }
 
 now_ns() { date +%s%N; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-fd_count() { ls "/proc/$1/fd" | wc -l; }
+# VmRSS of PID and its children (gatewayd's worker), KiB.
+rss_kib() {
+    local p
+    for p in $(with_children "$1"); do cat "/proc/$p/status"; done | awk '/^VmRSS/ {s += $2} END {print s + 0}'
+}
+fd_count() {
+    local p
+    for p in $(with_children "$1"); do ls "/proc/$p/fd"; done | wc -l
+}
 
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -5,6 +5,7 @@
 #            [--guest-cpu N] [--round-trips N] [--connections N] [--no-iperf] [--busy-poll-us N] [--pace-ms N]
 #            [--json FILE] [--skip-build]
 # --no-iperf: latency and connection rate only. --busy-poll-us: gatewayd's setting (default 50; 0 off).
+# GWD_ARGS in the environment adds gatewayd flags (GWD_ARGS=--no-privsep: one process, no filter).
 # --pace-ms N: the ping-pong sleeps N ms between round trips (sparse traffic; see CPU µs/RT).
 # --repeat N runs every measurement N times and keeps the best (for a machine shared with other work).
 # --paths: comma-separated subset of gatewayd,pasta,slirp4netns,veth (default all). Every server
@@ -295,6 +296,7 @@ print()
 print_table(table, blank_before=lambda i: i > 1 and rows[i - 1]["mtu"] != rows[i - 2]["mtu"])
 print()
 print("↑ guest→host, ↓ host→guest: iperf3's receiver figure. CPU: utime+stime of the whole network process")
+print("  (gatewayd: its supervisor and worker together)")
 print("  (/proc/PID/stat) per 10^9 payload bytes, per round trip, per connection; busy = CPU time ÷ wall time;")
 print("  wait = time its threads sat runnable without a CPU (schedstat) ÷ wall time, or per round trip: other load.")
 pace = float(os.environ.get("PACE_MS", "0"))

@@ -218,7 +218,7 @@ gatewayd_spawn() {
     spawn ${GWD_CPUS:+taskset -c "$GWD_CPUS"} "$bindir/gatewayd" --config "$WORK/$name.toml" --control "$GWD_SOCK" \
         --state-dir "$WORK/$name-state" "$@" >"$WORK/$name.log" 2>&1
     GWD_PID=$LAST_PID
-    for _ in $(seq 200); do "$bindir/gatewayctl" --control "$GWD_SOCK" list >/dev/null 2>&1 && return 0; sleep 0.05; done
+    gatewayd_wait "$bindir" "$GWD_SOCK" && return 0
     echo "gatewayd did not answer on $GWD_SOCK; its log:" >&2
     cat "$WORK/$name.log" >&2
     return 1
@@ -247,7 +247,9 @@ busy-poll-us = ${GWD_BUSY_POLL_US:-50}
 upstreams = ["127.0.0.1:9"]
 TOML
     gatewayd_unlimit_connections "$1"
-    GWD_CPUS=$LOOP_CPU gatewayd_spawn "$1" gatewayd --shards 1 --egress-policy host-only
+    # GWD_ARGS: more flags, e.g. --no-privsep to measure what privilege separation costs.
+    # shellcheck disable=SC2086
+    GWD_CPUS=$LOOP_CPU gatewayd_spawn "$1" gatewayd --shards 1 --egress-policy host-only ${GWD_ARGS:-}
 }
 
 # Attaches NS to the running gatewayd as sandbox ID at MTU; sets GWD_GATEWAY to its gateway IPv4.

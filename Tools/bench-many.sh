@@ -94,7 +94,7 @@ TOML
     spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd.toml" --control "$GWD_SOCK" \
         --state-dir "$WORK/gatewayd-state" --egress-policy host-only >"$WORK/gatewayd.log" 2>&1
     GWD_PID=$LAST_PID
-    for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && return 0; sleep 0.1; done
+    gatewayd_wait "$BINDIR" "$GWD_SOCK" && return 0
     echo "gatewayd did not open $GWD_SOCK; its log:" >&2
     cat "$WORK/gatewayd.log" >&2
     return 1
@@ -454,7 +454,7 @@ print_table(table, left=2)
 print()
 print("agg: sum of the N clients' iperf3 receiver figures; min / median / max: one sandbox's; Jain: fairness")
 print("  index (Σx)² / (N·Σx²), 1 = all equal, 1/N = one sandbox took everything.")
-print("net CPU: utime+stime (/proc/PID/stat) of gatewayd's one process, or of the N pasta processes summed,")
+print("net CPU: utime+stime (/proc/PID/stat) of gatewayd's supervisor and worker, or of the N pasta processes summed,")
 print("  over the phase, per 10^9 payload bytes; busy = that ÷ wall time (may pass 100 % with 2+ CPUs);")
 print("  wait = time their threads sat runnable without a CPU (schedstat) ÷ wall time.")
 print("all CPU: of everything the path's phase ran (clients, servers, network processes, the probe) per")

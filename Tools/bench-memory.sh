@@ -54,10 +54,10 @@ wait_listen 127.0.0.1 "$HTTP_PORT"
 
 rss_kb() { awk '/^VmRSS:/ {s += $2} END {print s + 0}' "$@" 2>/dev/null; }
 
-# Sum of VmRSS (kB) of the PIDs given.
+# Sum of VmRSS (kB) of the PIDs given and their children (gatewayd's worker).
 rss_of() {
-    local files=() p
-    for p in "$@"; do files+=("/proc/$p/status"); done
+    local files=() p q
+    for p in "$@"; do for q in $(with_children "$p"); do files+=("/proc/$q/status"); done; done
     rss_kb "${files[@]}"
 }
 
@@ -98,7 +98,7 @@ TOML
     spawn "$BINDIR/gatewayd" --config "$WORK/gatewayd-$label.toml" --control "$GWD_SOCK" \
         --state-dir "$WORK/state-$label" --egress-policy host-only >"$WORK/gatewayd-$label.log" 2>&1
     GWD_PID=$LAST_PID
-    for _ in $(seq 100); do [[ -S $GWD_SOCK ]] && break; sleep 0.1; done
+    gatewayd_wait "$BINDIR" "$GWD_SOCK" || true
 }
 
 # Fills GW (declared by the caller) with each attached sandbox's gateway IPv4, keyed by FIELD

@@ -15,6 +15,8 @@ bin="$(swift build --show-bin-path)"
 
 tag="$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
 work="$(mktemp -d /tmp/gwdemo-XXXXXX)"
+# gatewayd's unprivileged worker keeps its state under here.
+chmod 755 "$work"
 ns="gwdemo-$tag"
 sock="$work/control.sock"
 export GATEWAYD_CONTROL="$sock"
@@ -42,8 +44,8 @@ TOML
 "$bin/gatewayd" --config "$work/gatewayd.toml" --control "$sock" --state-dir "$work/state" \
     --egress-policy host-only >"$work/gatewayd.log" 2>&1 &
 gw_pid=$!
-for _ in $(seq 100); do [[ -S "$sock" ]] && break; sleep 0.1; done
-[[ -S "$sock" ]] || { echo "gatewayd did not start:"; cat "$work/gatewayd.log"; exit 1; }
+for _ in $(seq 100); do "$bin/gatewayctl" list >/dev/null 2>&1 && break; sleep 0.1; done
+"$bin/gatewayctl" list >/dev/null 2>&1 || { echo "gatewayd did not start:"; cat "$work/gatewayd.log"; exit 1; }
 
 echo "== a sandbox: network namespace $ns"
 ip netns add "$ns"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds, runs every unit and integration test (root
-# needed for the integration tests), then fuzzes the wire parsers for a fixed budget.
+# needed for the integration tests), then fuzzes the parsers, the stack and the relays for a fixed budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +24,11 @@ swift build --build-tests
 # Swift Testing runs tests in parallel; the integration tests use unique names so they may.
 swift test --skip-build
 
-if [[ -x Tools/fuzz-wire.sh ]]; then
-    Tools/fuzz-wire.sh "${FUZZ_SECONDS:-60}"
+# The fuzz targets share the fuzzing time on two cores: the parsers on one, a stack driven by
+# step sequences then the relays' state machines on the other (Tools/README-fuzz.md).
+if [[ -x Tools/fuzz.sh ]]; then
+    fuzz_seconds=${FUZZ_SECONDS:-60}
+    Tools/fuzz.sh wire "$fuzz_seconds" , stack $((fuzz_seconds * 3 / 4)) relay $((fuzz_seconds / 4))
 fi
 
 echo "test command wall time: $(( $(date +%s) - start )) s"

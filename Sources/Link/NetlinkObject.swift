@@ -71,8 +71,9 @@ struct NetlinkObject: ~Copyable {
         }
         let bytes = UnsafeRawBufferPointer(start: raw, count: length)
         switch (family, length) {
-        case (AF_INET, 4): return .v4(bytes.ipv4(0))
-        case (AF_INET6, 16): return .v6(bytes.ipv6(0))
+        // bound: the case patterns match the length the buffer was made with.
+        case (AF_INET, 4): return .v4(bytes.uncheckedIPv4(0))
+        case (AF_INET6, 16): return .v6(bytes.uncheckedIPv6(0))
         default: return nil
         }
     }
@@ -80,7 +81,8 @@ struct NetlinkObject: ~Copyable {
     /// The MAC address in an `nl_addr` (not owned), when it is six bytes long.
     static func macAddress(_ nl: OpaquePointer?) -> MACAddress? {
         guard let nl, nl_addr_get_len(nl) == 6, let raw = nl_addr_get_binary_addr(nl) else { return nil }
-        return UnsafeRawBufferPointer(start: raw, count: 6).mac(0)
+        // bound: the guard above checked the address is six bytes long.
+        return UnsafeRawBufferPointer(start: raw, count: 6).uncheckedMAC(0)
     }
 
     static func outOfMemory(_ operation: String, _ subject: String) -> LinkError {

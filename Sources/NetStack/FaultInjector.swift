@@ -270,17 +270,21 @@ public final class FaultInjector {
         let l3 = v + EthernetHeader.minimumLength
         guard frame.count > l3 else { return false }
         let bytes = UnsafeRawBufferPointer(frame)
+        let r = CheckedReader(bytes, layer: "ethernet")
         var low: Int
         var high: Int
-        switch bytes.be16(v + 12) {
+        guard let etherType = try? r.be16(v + 12) else { return false }
+        switch etherType {
         case EtherType.ipv4:
-            guard frame.count >= l3 + IPv4Header.minimumLength else { return false }
+            guard let totalLength = try? r.be16(l3 + 2), frame.count >= l3 + IPv4Header.minimumLength else {
+                return false
+            }
             low = l3
-            high = min(frame.count, l3 + Int(bytes.be16(l3 + 2)))
+            high = min(frame.count, l3 + Int(totalLength))
         case EtherType.ipv6:
-            guard frame.count >= l3 + IPv6Header.length else { return false }
+            guard let payloadLength = try? r.be16(l3 + 4), frame.count >= l3 + IPv6Header.length else { return false }
             low = l3 + 8
-            high = min(frame.count, l3 + IPv6Header.length + Int(bytes.be16(l3 + 4)))
+            high = min(frame.count, l3 + IPv6Header.length + Int(payloadLength))
         default:
             return false
         }
@@ -307,7 +311,8 @@ public final class FaultInjector {
         // Any nonzero XOR of one byte moves the one's-complement sum by less than 0xFFFF and
         // not by zero, so the checksum over it always notices (RFC 1071 §2).
         let mask = UInt8(1 + random.below(255))
-        frame.setU8(bytes.u8(at) ^ mask, at)
+        guard let old = try? r.u8(at) else { return false }
+        frame.setU8(old ^ mask, at)
         return true
     }
 }

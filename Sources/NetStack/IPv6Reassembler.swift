@@ -75,7 +75,10 @@ public struct IPv6Reassembler {
             first = First(header: header, upperOffset: chain)
             minimumFirst = chain + IPv4Reassembler.upperHeaderLength(header.upperProtocol)
         }
-        let data = packet.slice(fragmentEnd, packetEnd - fragmentEnd)
+        guard let data = packet.checkedSlice(fragmentEnd, packetEnd - fragmentEnd) else {
+            table.counters.malformed += 1
+            return nil
+        }
         let outcome = table.add(
             key: key, offset: info.offset, data: data, more: info.moreFragments, first: first,
             minimumFirstLength: minimumFirst, room: room, now: now)
@@ -98,11 +101,12 @@ public struct IPv6Reassembler {
 
     /// The offset just past the Fragment header. In a fragment other than the first the parser
     /// stopped right there; in the first it went on through the rest of the chain, so walk the
-    /// headers in front again (the parser has bounded and checked them).
+    /// headers in front again, every read checked.
     static func fragmentHeaderEnd(_ header: IPv6Header, _ packet: UnsafeRawBufferPointer) -> Int? {
         guard let info = header.fragment else { return nil }
         if info.offset != 0 { return header.upperOffset }
         let end = IPv6Header.length + Int(header.payloadLength)
+        let r = CheckedReader(packet, layer: "ipv6")
         guard end <= packet.count else { return nil }
         var next = header.nextHeader
         var offset = IPv6Header.length
@@ -112,13 +116,16 @@ public struct IPv6Reassembler {
             let length: Int
             switch next {
             case IPProtocol.hopByHop, IPProtocol.routing, IPProtocol.destinationOptions:
-                length = (Int(packet.u8(offset + 1)) + 1) * 8
+                guard let units = try? r.u8(offset + 1) else { return nil }
+                length = (Int(units) + 1) * 8
             case IPProtocol.ah:
-                length = (Int(packet.u8(offset + 1)) + 2) * 4
+                guard let units = try? r.u8(offset + 1) else { return nil }
+                length = (Int(units) + 2) * 4
             default:
                 return nil
             }
-            next = packet.u8(offset)
+            guard let following = try? r.u8(offset) else { return nil }
+            next = following
             offset += length
             walked += 1
         }

@@ -17,7 +17,11 @@ extension Stack {
             }
         }
         whole.payload.withUnsafeBytes { p in
-            deliverIPv6(whole.header, l4: p.slice(whole.upperOffset, whole.upperLength), checksumTrusted: false, mac: mac, now: now)
+            guard let l4 = p.checkedSlice(whole.upperOffset, whole.upperLength) else {
+                counters.malformed += 1
+                return
+            }
+            deliverIPv6(whole.header, l4: l4, checksumTrusted: false, mac: mac, now: now)
         }
     }
 
@@ -123,7 +127,8 @@ extension Stack {
                 output.recycle(f)
                 return
             }
-            b.slice(at, length).copyMemory(from: datagram.slice(offset, length))
+            // bound: the loop keeps offset + length <= datagram.count (length is cut to what is left).
+            b.slice(at, length).copyMemory(from: datagram.uncheckedSlice(offset, length))
             finish(f, length: at + length)
             offset += length
         } while offset < datagram.count

@@ -9,7 +9,10 @@ extension Stack {
             return
         }
         guard msg.type == ICMPv4Message.echoRequest, msg.code == 0 else { return }
-        let payload = l4.slice(ICMPv4Message.headerLength, l4.count - ICMPv4Message.headerLength)
+        guard let payload = l4.checkedSlice(ICMPv4Message.headerLength, l4.count - ICMPv4Message.headerLength) else {
+            counters.malformed += 1
+            return
+        }
         if ip.destination == configuration.gatewayIPv4 {
             sendEchoReplyV4(to: ip.source, from: ip.destination, restOfHeader: msg.restOfHeader, payload: payload)
         } else if !ip.destination.isBroadcast && !ip.destination.isMulticast && ip.destination != configuration.broadcastIPv4 {
@@ -48,7 +51,11 @@ extension Stack {
         }
         switch msg.type {
         case ICMPv6Message.echoRequest:
-            let payload = l4.slice(ICMPv6Message.headerLength, l4.count - ICMPv6Message.headerLength)
+            guard let payload = l4.checkedSlice(ICMPv6Message.headerLength, l4.count - ICMPv6Message.headerLength)
+            else {
+                counters.malformed += 1
+                return
+            }
             if isGatewayIPv6(ip.destination) {
                 sendICMPv6(to: ip.source, from: ip.destination, type: ICMPv6Message.echoReply, restOfHeader: msg.restOfHeader, payload: payload)
                 counters.echoReplies += 1

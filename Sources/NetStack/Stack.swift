@@ -163,7 +163,12 @@ public final class Stack {
             // NEEDS_CSUM: the guest's kernel left the checksum for "hardware", i.e. us; the bytes
             // came straight from it, so there is nothing to verify. DATA_VALID says the same.
             checksumTrusted = vnet.flags.contains(.needsChecksum) || vnet.flags.contains(.dataValid)
-            l2 = frame.slice(configuration.vnetHeaderSize, frame.count - configuration.vnetHeaderSize)
+            guard let rest = frame.checkedSlice(configuration.vnetHeaderSize, frame.count - configuration.vnetHeaderSize)
+            else {
+                counters.malformed += 1
+                return
+            }
+            l2 = rest
         }
         guard let eth = try? EthernetHeader.parse(l2) else {
             counters.malformed += 1
@@ -178,7 +183,10 @@ public final class Stack {
             counters.notForUs += 1
             return
         }
-        let payload = l2.slice(eth.headerLength, l2.count - eth.headerLength)
+        guard let payload = l2.checkedSlice(eth.headerLength, l2.count - eth.headerLength) else {
+            counters.malformed += 1
+            return
+        }
         switch eth.etherType {
         case EtherType.arp:
             receiveARP(payload, from: eth.source, now: now)
@@ -235,24 +243,29 @@ public final class Stack {
         if !ip.source.isUnspecified { neighbors.learn(.v4(ip.source), mac: mac, now: now) }
         // A router does not forward a packet whose TTL runs out here (RFC 1812 §5.3.1): it
         // answers "time exceeded", which is what traceroute shows as the first hop.
+        guard let datagram = bytes.checkedSlice(0, Int(ip.totalLength)),
+            let l4 = datagram.checkedSlice(ip.headerLength, ip.payloadLength)
+        else {
+            counters.malformed += 1
+            return
+        }
         if ip.ttl <= 1 && ip.destination != configuration.gatewayIPv4 && !ip.destination.isMulticast && !ip.destination.isBroadcast
             && ip.destination != configuration.broadcastIPv4 && !ip.source.isUnspecified
         {
             sendICMPv4Error(to: ip.source, from: configuration.gatewayIPv4, type: ICMPv4Message.timeExceeded, code: 0,
-                            quoting: bytes.slice(0, Int(ip.totalLength)))
+                            quoting: datagram)
             return
         }
         if ip.isFragment {
-            receiveIPv4Fragment(ip, bytes, now: now)
+            receiveIPv4Fragment(ip, fragment: l4, now: now)
             return
         }
-        let l4 = bytes.slice(ip.headerLength, ip.payloadLength)
         deliverIPv4(ip, l4: l4, checksumTrusted: checksumTrusted, now: now)
     }
 
     /// Fragments go to the reassembler; a whole datagram goes on as if it had come unfragmented.
-    func receiveIPv4Fragment(_ ip: IPv4Header, _ bytes: UnsafeRawBufferPointer, now: UInt64) {
-        guard let whole = ipv4Reassembler.add(header: ip, fragment: bytes.slice(ip.headerLength, ip.payloadLength), now: now) else { return }
+    func receiveIPv4Fragment(_ ip: IPv4Header, fragment: UnsafeRawBufferPointer, now: UInt64) {
+        guard let whole = ipv4Reassembler.add(header: ip, fragment: fragment, now: now) else { return }
         whole.payload.withUnsafeBytes { deliverIPv4(whole.header, l4: $0, checksumTrusted: false, now: now) }
     }
 
@@ -278,11 +291,17 @@ public final class Stack {
                 counters.malformed += 1
                 return
             }
-            guard checksumTrusted || Self.verify(tcp: false, l4.slice(0, Int(udp.length)), source, destination) else {
+            guard let datagram = l4.checkedSlice(0, Int(udp.length)),
+                let payload = datagram.checkedSlice(UDPHeader.length, udp.payloadLength)
+            else {
+                counters.malformed += 1
+                return
+            }
+            guard checksumTrusted || Self.verify(tcp: false, datagram, source, destination) else {
                 counters.badChecksum += 1
                 return
             }
-            receiveUDP(udp, payload: l4.slice(UDPHeader.length, udp.payloadLength), source: source, destination: destination, now: now)
+            receiveUDP(udp, payload: payload, source: source, destination: destination, now: now)
         default:
             counters.unsupported += 1
         }
@@ -312,9 +331,15 @@ public final class Stack {
             return
         }
         if !ip.source.isUnspecified && !ip.source.isMulticast { neighbors.learn(.v6(ip.source), mac: mac, now: now) }
+        guard let packet = bytes.checkedSlice(0, IPv6Header.length + Int(ip.payloadLength)),
+            let l4 = packet.checkedSlice(ip.upperOffset, ip.upperLength)
+        else {
+            counters.malformed += 1
+            return
+        }
         if ip.hopLimit <= 1 && !isGatewayIPv6(ip.destination) && !ip.destination.isMulticast && !ip.source.isUnspecified {
             sendICMPv6(to: ip.source, from: configuration.gatewayIPv6, type: ICMPv6Message.timeExceeded, restOfHeader: 0,
-                       payload: bytes.slice(0, IPv6Header.length + Int(ip.payloadLength)))
+                       payload: packet)
             counters.icmpErrorsSent += 1
             return
         }
@@ -322,7 +347,7 @@ public final class Stack {
             receiveIPv6Fragment(ip, bytes, mac: mac, now: now)
             return
         }
-        deliverIPv6(ip, l4: bytes.slice(ip.upperOffset, ip.upperLength), checksumTrusted: checksumTrusted, mac: mac, now: now)
+        deliverIPv6(ip, l4: l4, checksumTrusted: checksumTrusted, mac: mac, now: now)
     }
 
     /// The upper layer of an unfragmented or reassembled IPv6 packet.
@@ -454,7 +479,10 @@ public final class Stack {
             counters.malformed += 1
             return
         }
-        let payload = segment.slice(header.headerLength, segment.count - header.headerLength)
+        guard let payload = segment.checkedSlice(header.headerLength, segment.count - header.headerLength) else {
+            counters.malformed += 1
+            return
+        }
         let seg = TCPSegmentIn(header: header, payload: payload)
         let key = FlowKey(guestAddress: source, guestPort: header.sourcePort, remoteAddress: destination, remotePort: header.destinationPort)
         if let flow = flows[key] {
@@ -509,7 +537,12 @@ public final class Stack {
     private func openFlow(_ key: FlowKey, _ opening: Opening, now: UInt64) -> FlowEntry? {
         guard flows.count < configuration.maxTCPConnections, !flows.contains(key) else { return nil }
         var cfg = configuration.tcp
-        if key.guestAddress.isV6 { cfg.localMSS = configuration.mtu - IPv6Header.length - TCPHeader.minimumLength }
+        if key.guestAddress.isV6 {
+            cfg.localMSS = configuration.mtu - IPv6Header.length - TCPHeader.minimumLength
+            // Without offloads every segment leaves as it is, and the configured payload was
+            // sized for IPv4's header, 20 bytes shorter than IPv6's.
+            if !configuration.offloads { cfg.maxSegmentPayload = min(cfg.maxSegmentPayload, cfg.localMSS) }
+        }
         let iss = initialSequenceNumber(key, now: now)
         let conn: TCPConnection
         switch opening {

@@ -40,13 +40,14 @@ public struct ARPPacket: Hashable, Sendable {
 
     /// Reads an ARP packet from the start of an Ethernet payload.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> ARPPacket {
+        let r = CheckedReader(bytes, layer: "arp")
         guard bytes.count >= length else { throw WireError(.truncated, "arp") }
-        guard bytes.be16(0) == hardwareEthernet, bytes.be16(2) == EtherType.ipv4, bytes.u8(4) == 6, bytes.u8(5) == 4
+        guard try r.be16(0) == hardwareEthernet, try r.be16(2) == EtherType.ipv4, try r.u8(4) == 6, try r.u8(5) == 4
         else { throw WireError(.unsupported, "arp") }
-        guard let operation = Operation(rawValue: bytes.be16(6)) else { throw WireError(.unsupported, "arp") }
+        guard let operation = Operation(rawValue: try r.be16(6)) else { throw WireError(.unsupported, "arp") }
         return ARPPacket(
-            operation: operation, senderMAC: bytes.mac(8), senderIP: bytes.ipv4(14), targetMAC: bytes.mac(18),
-            targetIP: bytes.ipv4(24))
+            operation: operation, senderMAC: try r.mac(8), senderIP: try r.ipv4(14), targetMAC: try r.mac(18),
+            targetIP: try r.ipv4(24))
     }
 
     /// Writes the 28-byte packet (no Ethernet padding; the link adds it if it must).

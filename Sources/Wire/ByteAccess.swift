@@ -1,46 +1,49 @@
-// Big-endian loads and stores on raw buffers. Parsers validate lengths once up front (as
-// smoltcp's `new_checked` does) and then read with these; the fuzzer runs under ASan to
-// catch any read that escaped validation.
+// Big-endian stores into frames we build, and unchecked loads for bytes a nearby check bounds. Received
+// bytes are read through `CheckedReader`; the stores write into buffers we own and sized ourselves.
 
+/// Loads that check nothing in a release build. Each use must follow a check that proves its
+/// bound, named in a `// bound:` comment; anything read from a guest or client goes through
+/// `CheckedReader` instead.
 extension UnsafeRawBufferPointer {
     @inline(__always)
-    public func u8(_ offset: Int) -> UInt8 {
+    public func uncheckedU8(_ offset: Int) -> UInt8 {
         load(fromByteOffset: offset, as: UInt8.self)
     }
 
     @inline(__always)
-    public func be16(_ offset: Int) -> UInt16 {
+    public func uncheckedBE16(_ offset: Int) -> UInt16 {
         UInt16(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
 
     @inline(__always)
-    public func be32(_ offset: Int) -> UInt32 {
+    public func uncheckedBE32(_ offset: Int) -> UInt32 {
         UInt32(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 
     @inline(__always)
-    public func be64(_ offset: Int) -> UInt64 {
+    public func uncheckedBE64(_ offset: Int) -> UInt64 {
         UInt64(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
     @inline(__always)
-    public func mac(_ offset: Int) -> MACAddress {
-        MACAddress(raw: UInt64(be16(offset)) << 32 | UInt64(be32(offset + 2)))
+    public func uncheckedMAC(_ offset: Int) -> MACAddress {
+        MACAddress(raw: UInt64(uncheckedBE16(offset)) << 32 | UInt64(uncheckedBE32(offset + 2)))
     }
 
     @inline(__always)
-    public func ipv4(_ offset: Int) -> IPv4Address { IPv4Address(raw: be32(offset)) }
+    public func uncheckedIPv4(_ offset: Int) -> IPv4Address { IPv4Address(raw: uncheckedBE32(offset)) }
 
     @inline(__always)
-    public func ipv6(_ offset: Int) -> IPv6Address { IPv6Address(high: be64(offset), low: be64(offset + 8)) }
+    public func uncheckedIPv6(_ offset: Int) -> IPv6Address { IPv6Address(high: uncheckedBE64(offset), low: uncheckedBE64(offset + 8)) }
 
     /// A sub-range as its own buffer; the caller has checked the range.
     @inline(__always)
-    public func slice(_ offset: Int, _ count: Int) -> UnsafeRawBufferPointer {
+    public func uncheckedSlice(_ offset: Int, _ count: Int) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: self[offset..<(offset + count)])
     }
 }
 
+/// Stores into frames we build: the buffer is ours and the emitter checked its size first.
 extension UnsafeMutableRawBufferPointer {
     @inline(__always)
     public func setU8(_ v: UInt8, _ offset: Int) { storeBytes(of: v, toByteOffset: offset, as: UInt8.self) }

@@ -33,6 +33,8 @@ public struct InternetChecksum: Sendable {
         var acc: UInt64 = 0
         // Eight bytes at a time in native order; the one's-complement sum is byte-order
         // independent up to a final swap (RFC 1071 §2(B)).
+        // bound: each loop's condition keeps its loads inside the n bytes of `bytes`, the hot
+        // loop of every checksum, so it reads the raw pointer rather than a CheckedReader.
         while i + 8 <= n {
             let w = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
             let (s, o) = acc.addingReportingOverflow(w)

@@ -48,17 +48,18 @@ public struct EthernetHeader: Hashable, Sendable {
     /// 802.1Q tag inside another) throws `.unsupported`: no sandbox link carries stacked tags.
     /// The frame check sequence is never present on a TAP and is not looked for.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> EthernetHeader {
+        let r = CheckedReader(bytes, layer: "ethernet")
         guard bytes.count >= minimumLength else { throw WireError(.truncated, "ethernet") }
-        let destination = bytes.mac(0)
-        let source = bytes.mac(6)
-        let outerType = bytes.be16(12)
+        let destination = try r.mac(0)
+        let source = try r.mac(6)
+        let outerType = try r.be16(12)
         if outerType == EtherType.qinq { throw WireError(.unsupported, "ethernet") }
         guard outerType == EtherType.vlan else {
             return EthernetHeader(destination: destination, source: source, etherType: outerType)
         }
         guard bytes.count >= taggedLength else { throw WireError(.truncated, "ethernet") }
-        let tag = bytes.be16(14)
-        let innerType = bytes.be16(16)
+        let tag = try r.be16(14)
+        let innerType = try r.be16(16)
         if innerType == EtherType.vlan || innerType == EtherType.qinq { throw WireError(.unsupported, "ethernet") }
         return EthernetHeader(destination: destination, source: source, etherType: innerType, vlanTag: tag)
     }

@@ -76,7 +76,9 @@ public struct ICMPv4Message: Hashable, Sendable {
             c.add(bytes: bytes)
             guard c.verifies else { throw WireError(.badChecksum, "icmpv4") }
         }
-        return ICMPv4Message(type: bytes.u8(0), code: bytes.u8(1), checksum: bytes.be16(checksumOffset), restOfHeader: bytes.be32(4))
+        let r = CheckedReader(bytes, layer: "icmpv4")
+        return ICMPv4Message(
+            type: try r.u8(0), code: try r.u8(1), checksum: try r.be16(checksumOffset), restOfHeader: try r.be32(4))
     }
 
     /// Writes the 8-byte header with `checksum` as stored.

@@ -81,7 +81,9 @@ public struct ICMPv6Message: Hashable, Sendable {
                 throw WireError(.badChecksum, "icmpv6")
             }
         }
-        return ICMPv6Message(type: bytes.u8(0), code: bytes.u8(1), checksum: bytes.be16(checksumOffset), restOfHeader: bytes.be32(4))
+        let r = CheckedReader(bytes, layer: "icmpv6")
+        return ICMPv6Message(
+            type: try r.u8(0), code: try r.u8(1), checksum: try r.be16(checksumOffset), restOfHeader: try r.be32(4))
     }
 
     /// Writes the 8-byte header with `checksum` as stored.

@@ -67,32 +67,33 @@ public struct IPv4Header: Hashable, Sendable {
     public static func parse(_ bytes: UnsafeRawBufferPointer, verifyChecksum: Bool = true) throws(WireError)
         -> IPv4Header
     {
+        let r = CheckedReader(bytes, layer: "ipv4")
         guard bytes.count >= minimumLength else { throw WireError(.truncated, "ipv4") }
-        let versionIHL = bytes.u8(0)
+        let versionIHL = try r.u8(0)
         guard versionIHL >> 4 == 4 else { throw WireError(.unsupported, "ipv4") }
         let headerLength = Int(versionIHL & 0x0F) * 4
         guard headerLength >= minimumLength else { throw WireError(.badLength, "ipv4") }
-        let totalLength = bytes.be16(2)
+        let totalLength = try r.be16(2)
         guard Int(totalLength) >= headerLength else { throw WireError(.badLength, "ipv4") }
         guard Int(totalLength) <= bytes.count else { throw WireError(.truncated, "ipv4") }
-        let flagsOffset = bytes.be16(6)
+        let flagsOffset = try r.be16(6)
         let fragmentOffset = Int(flagsOffset & 0x1FFF) * 8
         guard fragmentOffset + Int(totalLength) - headerLength <= 65535 else { throw WireError(.badLength, "ipv4") }
         if verifyChecksum {
             var sum = InternetChecksum()
-            sum.add(bytes: bytes.slice(0, headerLength))
+            sum.add(bytes: try r.bytes(0, headerLength))
             guard sum.verifies else { throw WireError(.badChecksum, "ipv4") }
         }
         // The reserved flag bit (0x8000) must be sent as zero and is ignored on receipt, as hosts do.
         var header = IPv4Header(
-            source: bytes.ipv4(12), destination: bytes.ipv4(16), protocolNumber: bytes.u8(9), payloadLength: 0,
-            ttl: bytes.u8(8), identification: bytes.be16(4), dontFragment: flagsOffset & 0x4000 != 0,
-            tos: bytes.u8(1))
+            source: try r.ipv4(12), destination: try r.ipv4(16), protocolNumber: try r.u8(9), payloadLength: 0,
+            ttl: try r.u8(8), identification: try r.be16(4), dontFragment: flagsOffset & 0x4000 != 0,
+            tos: try r.u8(1))
         header.totalLength = totalLength
         header.headerLength = headerLength
         header.moreFragments = flagsOffset & 0x2000 != 0
         header.fragmentOffset = fragmentOffset
-        header.checksum = bytes.be16(10)
+        header.checksum = try r.be16(10)
         return header
     }
 
@@ -132,23 +133,24 @@ public struct IPv4Header: Hashable, Sendable {
     public static func forEachOption(
         _ header: UnsafeRawBufferPointer, _ body: (UInt8, UnsafeRawBufferPointer) -> Void
     ) throws(WireError) {
+        let r = CheckedReader(header, layer: "ipv4")
         guard header.count >= minimumLength else { throw WireError(.truncated, "ipv4") }
-        guard header.u8(0) >> 4 == 4 else { throw WireError(.unsupported, "ipv4") }
-        let end = Int(header.u8(0) & 0x0F) * 4
+        guard try r.u8(0) >> 4 == 4 else { throw WireError(.unsupported, "ipv4") }
+        let end = Int(try r.u8(0) & 0x0F) * 4
         guard end >= minimumLength else { throw WireError(.badLength, "ipv4") }
         guard end <= header.count else { throw WireError(.truncated, "ipv4") }
         var i = minimumLength
         while i < end {
-            let kind = header.u8(i)
+            let kind = try r.u8(i)
             if kind == Option.endOfList { return }
             if kind == Option.noOperation {
                 i += 1
                 continue
             }
             guard i + 2 <= end else { throw WireError(.badOption, "ipv4") }
-            let length = Int(header.u8(i + 1))
+            let length = Int(try r.u8(i + 1))
             guard length >= 2, i + length <= end else { throw WireError(.badOption, "ipv4") }
-            body(kind, header.slice(i + 2, length - 2))
+            body(kind, try r.bytes(i + 2, length - 2))
             i += length
         }
     }

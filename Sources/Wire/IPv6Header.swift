@@ -72,15 +72,16 @@ public struct IPv6Header: Hashable, Sendable {
     /// jumbogram, RFC 2675, with its zero payloadLength, is refused here); `.malformed` for a
     /// hop-by-hop header anywhere but first (RFC 8200 §4.1) or a second Fragment header.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> IPv6Header {
+        let r = CheckedReader(bytes, layer: "ipv6")
         guard bytes.count >= length else { throw WireError(.truncated, "ipv6") }
-        let word0 = bytes.be32(0)
+        let word0 = try r.be32(0)
         guard word0 >> 28 == 6 else { throw WireError(.unsupported, "ipv6") }
-        let payloadLength = bytes.be16(4)
+        let payloadLength = try r.be16(4)
         let end = length + Int(payloadLength)
         guard end <= bytes.count else { throw WireError(.truncated, "ipv6") }
         var header = IPv6Header(
-            source: bytes.ipv6(8), destination: bytes.ipv6(24), nextHeader: bytes.u8(6), payloadLength: payloadLength,
-            hopLimit: bytes.u8(7), trafficClass: UInt8(truncatingIfNeeded: word0 >> 20),
+            source: try r.ipv6(8), destination: try r.ipv6(24), nextHeader: try r.u8(6), payloadLength: payloadLength,
+            hopLimit: try r.u8(7), trafficClass: UInt8(truncatingIfNeeded: word0 >> 20),
             flowLabel: word0 & 0xF_FFFF)
 
         var next = header.nextHeader
@@ -93,11 +94,11 @@ public struct IPv6Header: Hashable, Sendable {
                 if next == IPProtocol.hopByHop && walked != 0 { throw WireError(.malformed, "ipv6") }
                 // Hdr Ext Len counts 8-octet units beyond the first (RFC 8200 §4.3).
                 guard offset + 2 <= end else { throw WireError(.badLength, "ipv6") }
-                extensionLength = (Int(bytes.u8(offset + 1)) + 1) * 8
+                extensionLength = (Int(try r.u8(offset + 1)) + 1) * 8
             case IPProtocol.ah:
                 // Payload Len counts 4-octet units minus 2 (RFC 4302 §2.2).
                 guard offset + 2 <= end else { throw WireError(.badLength, "ipv6") }
-                extensionLength = (Int(bytes.u8(offset + 1)) + 2) * 4
+                extensionLength = (Int(try r.u8(offset + 1)) + 2) * 4
             case IPProtocol.fragment:
                 guard header.fragment == nil else { throw WireError(.malformed, "ipv6") }
                 extensionLength = 8
@@ -107,11 +108,11 @@ public struct IPv6Header: Hashable, Sendable {
             walked += 1
             guard walked <= maximumExtensionHeaders else { throw WireError(.unsupported, "ipv6") }
             guard offset + extensionLength <= end else { throw WireError(.badLength, "ipv6") }
-            let following = bytes.u8(offset)
+            let following = try r.u8(offset)
             if next == IPProtocol.fragment {
-                let field = bytes.be16(offset + 2)
+                let field = try r.be16(offset + 2)
                 let info = IPv6FragmentInfo(
-                    offset: Int(field & 0xFFF8), moreFragments: field & 1 != 0, identification: bytes.be32(offset + 4))
+                    offset: Int(field & 0xFFF8), moreFragments: field & 1 != 0, identification: try r.be32(offset + 4))
                 header.fragment = info
                 offset += extensionLength
                 next = following

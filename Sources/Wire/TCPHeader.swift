@@ -51,17 +51,18 @@ public struct TCPHeader: Hashable, Sendable {
     /// within `bytes` (`.truncated`); options are parsed as `TCPOptions.parse` describes. The
     /// checksum is not checked here: see `verifyChecksum`.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> TCPHeader {
+        let r = CheckedReader(bytes, layer: "tcp")
         guard bytes.count >= minimumLength else { throw WireError(.truncated, "tcp") }
-        let headerLength = Int(bytes.u8(12) >> 4) * 4
+        let headerLength = Int(try r.u8(12) >> 4) * 4
         guard headerLength >= minimumLength else { throw WireError(.badLength, "tcp") }
         guard headerLength <= bytes.count else { throw WireError(.truncated, "tcp") }
-        let options = try TCPOptions.parse(bytes.slice(minimumLength, headerLength - minimumLength))
+        let options = try TCPOptions.parse(try r.bytes(minimumLength, headerLength - minimumLength))
         var h = TCPHeader(
-            sourcePort: bytes.be16(0), destinationPort: bytes.be16(2), sequenceNumber: bytes.be32(4),
-            acknowledgmentNumber: bytes.be32(8), flags: TCPFlags(rawValue: bytes.u8(13)),
-            window: bytes.be16(14), options: options)
-        h.checksum = bytes.be16(checksumOffset)
-        h.urgentPointer = bytes.be16(18)
+            sourcePort: try r.be16(0), destinationPort: try r.be16(2), sequenceNumber: try r.be32(4),
+            acknowledgmentNumber: try r.be32(8), flags: TCPFlags(rawValue: try r.u8(13)),
+            window: try r.be16(14), options: options)
+        h.checksum = try r.be16(checksumOffset)
+        h.urgentPointer = try r.be16(18)
         h.headerLength = headerLength
         return h
     }

@@ -71,12 +71,13 @@ public struct TCPOptions: Hashable, Sendable {
     /// their length; a length below 2, an option running past the area or a known kind with the
     /// wrong length throws `.badOption`. A repeated kind replaces the earlier one.
     public static func parse(_ area: UnsafeRawBufferPointer) throws(WireError) -> TCPOptions {
+        let r = CheckedReader(area, layer: "tcp")
         guard area.count <= maximumLength else { throw WireError(.badLength, "tcp") }
         var o = TCPOptions()
         let n = area.count
         var i = 0
         while i < n {
-            let kind = area.u8(i)
+            let kind = try r.u8(i)
             if kind == Kind.endOfList { break }
             if kind == Kind.noOperation {
                 i += 1
@@ -84,16 +85,16 @@ public struct TCPOptions: Hashable, Sendable {
             }
             // RFC 9293 §3.2: every other kind has a length octet that counts kind and length.
             guard i + 1 < n else { throw WireError(.badOption, "tcp") }
-            let length = Int(area.u8(i + 1))
+            let length = Int(try r.u8(i + 1))
             guard length >= 2, length <= n - i else { throw WireError(.badOption, "tcp") }
             let body = i + 2
             switch kind {
             case Kind.maximumSegmentSize:
                 guard length == 4 else { throw WireError(.badOption, "tcp") }
-                o.mss = area.be16(body)
+                o.mss = try r.be16(body)
             case Kind.windowScale:
                 guard length == 3 else { throw WireError(.badOption, "tcp") }
-                o.windowScale = area.u8(body)
+                o.windowScale = try r.u8(body)
             case Kind.sackPermitted:
                 guard length == 2 else { throw WireError(.badOption, "tcp") }
                 o.sackPermitted = true
@@ -103,12 +104,12 @@ public struct TCPOptions: Hashable, Sendable {
                 o.sackBlocks.removeAll()
                 var b = body
                 while b < i + length {
-                    o.sackBlocks.append(SACKBlock(start: area.be32(b), end: area.be32(b + 4)))
+                    o.sackBlocks.append(SACKBlock(start: try r.be32(b), end: try r.be32(b + 4)))
                     b += 8
                 }
             case Kind.timestamp:
                 guard length == 10 else { throw WireError(.badOption, "tcp") }
-                o.timestamp = TCPTimestamp(value: area.be32(body), echo: area.be32(body + 4))
+                o.timestamp = TCPTimestamp(value: try r.be32(body), echo: try r.be32(body + 4))
             default:
                 break
             }

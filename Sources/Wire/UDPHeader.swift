@@ -36,11 +36,12 @@ public struct UDPHeader: Hashable, Sendable {
     /// not a short read; fewer than 8 bytes is `.truncated`. A length field shorter than the IP
     /// payload is allowed (RFC 768 leaves the rest as padding).
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> UDPHeader {
+        let r = CheckedReader(bytes, layer: "udp")
         guard bytes.count >= UDPHeader.length else { throw WireError(.truncated, "udp") }
-        let length = bytes.be16(4)
+        let length = try r.be16(4)
         guard Int(length) >= UDPHeader.length, Int(length) <= bytes.count else { throw WireError(.badLength, "udp") }
         return UDPHeader(
-            sourcePort: bytes.be16(0), destinationPort: bytes.be16(2), length: length, checksum: bytes.be16(6))
+            sourcePort: try r.be16(0), destinationPort: try r.be16(2), length: length, checksum: try r.be16(6))
     }
 
     /// Writes the 8-byte header with `checksum` as it stands; `fillChecksum` computes it once the
@@ -57,10 +58,14 @@ public struct UDPHeader: Hashable, Sendable {
     // MARK: Checksums over a datagram in a buffer
 
     /// The `length`-field extent of a datagram, or nil when the field is impossible for the buffer.
-    private static func extent(_ datagram: UnsafeRawBufferPointer) -> Int? {
-        guard datagram.count >= UDPHeader.length else { return nil }
-        let length = Int(datagram.be16(4))
-        return length >= UDPHeader.length && length <= datagram.count ? length : nil
+    /// Also reads the checksum field, so that callers need not read the datagram again.
+    @inline(__always)
+    private static func extent(_ datagram: UnsafeRawBufferPointer) -> (bytes: UnsafeRawBufferPointer, checksum: UInt16)? {
+        let r = CheckedReader(datagram, layer: "udp")
+        guard let length = try? Int(r.be16(4)), length >= UDPHeader.length, let bytes = try? r.bytes(0, length),
+            let checksum = try? r.be16(checksumOffset)
+        else { return nil }
+        return (bytes, checksum)
     }
 
     /// True when the checksum verifies over the IPv4 pseudo-header and the `length` bytes of the
@@ -69,11 +74,11 @@ public struct UDPHeader: Hashable, Sendable {
     public static func verifyChecksum(
         _ datagram: UnsafeRawBufferPointer, source: IPv4Address, destination: IPv4Address
     ) -> Bool {
-        guard let length = extent(datagram) else { return false }
-        if datagram.be16(checksumOffset) == 0 { return true }
+        guard let udp = extent(datagram) else { return false }
+        if udp.checksum == 0 { return true }
         var sum = InternetChecksum.pseudoHeader(
-            source: source, destination: destination, protocol: IPProtocol.udp, length: length)
-        sum.add(bytes: datagram.slice(0, length))
+            source: source, destination: destination, protocol: IPProtocol.udp, length: udp.bytes.count)
+        sum.add(bytes: udp.bytes)
         return sum.verifies
     }
 
@@ -81,10 +86,10 @@ public struct UDPHeader: Hashable, Sendable {
     public static func verifyChecksum(
         _ datagram: UnsafeRawBufferPointer, source: IPv6Address, destination: IPv6Address
     ) -> Bool {
-        guard let length = extent(datagram), datagram.be16(checksumOffset) != 0 else { return false }
+        guard let udp = extent(datagram), udp.checksum != 0 else { return false }
         var sum = InternetChecksum.pseudoHeader(
-            source: source, destination: destination, nextHeader: IPProtocol.udp, length: length)
-        sum.add(bytes: datagram.slice(0, length))
+            source: source, destination: destination, nextHeader: IPProtocol.udp, length: udp.bytes.count)
+        sum.add(bytes: udp.bytes)
         return sum.verifies
     }
 
@@ -111,7 +116,7 @@ public struct UDPHeader: Hashable, Sendable {
     private static func store(_ pseudoHeader: InternetChecksum, _ datagram: UnsafeMutableRawBufferPointer) {
         precondition(datagram.count >= UDPHeader.length, "UDP datagram shorter than its header")
         assert(
-            Int(UnsafeRawBufferPointer(datagram).be16(4)) == datagram.count,
+            Int(UnsafeRawBufferPointer(datagram).uncheckedBE16(4)) == datagram.count,  // bound: precondition above
             "UDP length field disagrees with the buffer")
         var sum = pseudoHeader
         datagram.setBE16(0, checksumOffset)

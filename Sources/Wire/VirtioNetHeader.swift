@@ -67,19 +67,20 @@ public struct VirtioNetHeader: Hashable, Sendable {
     /// for another size or an unknown GSO type, `.truncated` when fewer than `size` bytes.
     /// Unknown flag bits are kept as they are.
     public static func parse(_ bytes: UnsafeRawBufferPointer, size: Int) throws(WireError) -> VirtioNetHeader {
+        let r = CheckedReader(bytes, layer: "virtio-net")
         guard size == legacySize || size == v1Size else { throw WireError(.unsupported, "virtio-net") }
         guard bytes.count >= size else { throw WireError(.truncated, "virtio-net") }
-        let rawGSO = bytes.u8(1)
+        let rawGSO = try r.u8(1)
         guard let gsoType = GSOType(rawValue: rawGSO & ~ecnBit) else { throw WireError(.unsupported, "virtio-net") }
         var header = VirtioNetHeader()
-        header.flags = Flags(rawValue: bytes.u8(0))
+        header.flags = Flags(rawValue: try r.u8(0))
         header.gsoType = gsoType
         header.gsoECN = rawGSO & ecnBit != 0
-        header.headerLength = bytes.le16(2)
-        header.gsoSize = bytes.le16(4)
-        header.checksumStart = bytes.le16(6)
-        header.checksumOffset = bytes.le16(8)
-        if size == v1Size { header.numBuffers = bytes.le16(10) }
+        header.headerLength = try r.le16(2)
+        header.gsoSize = try r.le16(4)
+        header.checksumStart = try r.le16(6)
+        header.checksumOffset = try r.le16(8)
+        if size == v1Size { header.numBuffers = try r.le16(10) }
         return header
     }
 
@@ -109,14 +110,6 @@ public struct VirtioNetHeader: Hashable, Sendable {
                 throw WireError(.badLength, "virtio-net")
             }
         }
-    }
-}
-
-extension UnsafeRawBufferPointer {
-    /// The virtio header is the one little-endian format on the wire path.
-    @inline(__always)
-    fileprivate func le16(_ offset: Int) -> UInt16 {
-        UInt16(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
 }
 

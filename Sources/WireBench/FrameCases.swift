@@ -33,16 +33,18 @@ enum FrameWork {
     }
 
     static func parseTCPFrame(_ b: UnsafeRawBufferPointer) -> Int {
-        guard let v = try? VirtioNetHeader.parse(b, size: 10),
-            let e = try? EthernetHeader.parse(b.slice(10, b.count - 10)),
-            let ip = try? IPv4Header.parse(b.slice(10 + e.headerLength, b.count - 10 - e.headerLength)),
-            let t = try? TCPHeader.parse(b.slice(10 + e.headerLength + ip.headerLength, ip.payloadLength))
+        guard let v = try? VirtioNetHeader.parse(b, size: 10), let l2 = b.checkedSlice(10, b.count - 10),
+            let e = try? EthernetHeader.parse(l2), let l3 = l2.checkedSlice(e.headerLength, l2.count - e.headerLength),
+            let ip = try? IPv4Header.parse(l3), let l4 = l3.checkedSlice(ip.headerLength, ip.payloadLength),
+            let t = try? TCPHeader.parse(l4)
         else { return -1 }
         return Int(v.gsoSize) &+ Int(t.sequenceNumber) &+ Int(t.options.timestamp?.value ?? 0) &+ ip.payloadLength
     }
 
     static func parseARP(_ b: UnsafeRawBufferPointer) -> Int {
-        guard let e = try? EthernetHeader.parse(b), let a = try? ARPPacket.parse(b.slice(14, b.count - 14)) else { return -1 }
+        guard let e = try? EthernetHeader.parse(b), let l3 = b.checkedSlice(14, b.count - 14),
+            let a = try? ARPPacket.parse(l3)
+        else { return -1 }
         return Int(a.targetIP.raw) &+ Int(e.etherType)
     }
 
@@ -50,8 +52,9 @@ enum FrameWork {
     static let v6Destination = IPv6Address("fd00:0:0:2::2")!
 
     static func parseUDP6(_ b: UnsafeRawBufferPointer) -> Int {
-        guard let e = try? EthernetHeader.parse(b), let ip = try? IPv6Header.parse(b.slice(14, b.count - 14)) else { return -1 }
-        let l4 = b.slice(14 + ip.upperOffset, ip.upperLength)
+        guard let e = try? EthernetHeader.parse(b), let l3 = b.checkedSlice(14, b.count - 14),
+            let ip = try? IPv6Header.parse(l3), let l4 = l3.checkedSlice(ip.upperOffset, ip.upperLength)
+        else { return -1 }
         guard let u = try? UDPHeader.parse(l4), UDPHeader.verifyChecksum(l4, source: ip.source, destination: ip.destination) else { return -1 }
         return Int(u.destinationPort) &+ Int(e.etherType)
     }

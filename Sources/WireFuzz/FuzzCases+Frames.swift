@@ -17,7 +17,8 @@ extension FuzzCases {
     @Sendable static func ipv4(_ b: UnsafeRawBufferPointer) {
         guard let h = try? IPv4Header.parse(b, verifyChecksum: false) else { return }
         var count = 0
-        try? IPv4Header.forEachOption(b.slice(0, h.headerLength)) { _, data in count &+= data.count }
+        guard let header = b.checkedSlice(0, h.headerLength) else { return }
+        try? IPv4Header.forEachOption(header) { _, data in count &+= data.count }
         withScratch { out in _ = try? h.emit(into: out) }
     }
 
@@ -29,7 +30,8 @@ extension FuzzCases {
 
     @Sendable static func udp(_ b: UnsafeRawBufferPointer) {
         guard let h = try? UDPHeader.parse(b) else { return }
-        _ = UDPHeader.verifyChecksum(b.slice(0, Int(h.length)), source: IPv4Address(10, 0, 0, 1), destination: IPv4Address(10, 0, 0, 2))
+        guard let datagram = b.checkedSlice(0, Int(h.length)) else { return }
+        _ = UDPHeader.verifyChecksum(datagram, source: IPv4Address(10, 0, 0, 1), destination: IPv4Address(10, 0, 0, 2))
     }
 
     @Sendable static func virtio(_ b: UnsafeRawBufferPointer) {

@@ -1,15 +1,11 @@
 // The libFuzzer entry for every Wire parser: the first input byte picks a parser from the table
 // below, the rest of the input is fed to it. Built plainly, it replays files given as arguments.
 //
-// Fuzzing build (Tools/fuzz-wire.sh does this):
+// Fuzzing build (Tools/fuzz.sh does this):
 //   swift build -c debug --product WireFuzz --scratch-path .build-fuzz \
 //     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DFUZZING
 // FUZZING removes the replay `main` below so that libFuzzer's own `main` links.
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import FuzzDriver
 
 /// One parser under fuzz: a name for logs and a function that must not crash on any input.
 struct FuzzTarget: Sendable {
@@ -56,57 +52,21 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 }
 
 #if !FUZZING
-/// Replays inputs (crash files, the corpus) through the same function the fuzzer calls. Exit
-/// status 0 when every input ran, 1 when a file could not be read, 2 without arguments; a
-/// failed check traps.
-func replay(_ paths: ArraySlice<String>) -> Int32 {
-    if paths.isEmpty {
-        print("usage: WireFuzz FILE...   (replays each file through the fuzz entry)")
-        exit(2)
-    }
-    var count = 0
-    for path in paths {
-        guard let file = fopen(path, "rb") else {
-            print("cannot open \(path)")
-            exit(1)
-        }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-        }
-        fclose(file)
+/// The program when built without the fuzzer: replays the files given as arguments. A
+/// declaration, not a statement: an inactive `#if` block must still parse under
+/// -parse-as-library, which rejects top-level statements, while in main.swift globals are
+/// initialised in order at start-up, so this line runs.
+let replayStatus: Int32 = replayFuzzInputs(
+    CommandLine.arguments.dropFirst(), program: "WireFuzz",
+    describe: { bytes in
         let selector = bytes.first.map { Int($0) % fuzzTargets.count }
-        print("\(path): \(bytes.count) bytes → \(selector.map { "\(fuzzTargets[$0].name)" } ?? "(empty)")")
-        bytes.withUnsafeBytes { runFuzzInput($0) }
-        count += 1
-    }
-    print("replayed \(count) inputs without a crash")
-    return 0
-}
-
-/// The program when built without the fuzzer. A declaration, not a statement: an inactive
-/// `#if` block must still parse under -parse-as-library, which rejects top-level statements,
-/// while in main.swift globals are initialised in order at start-up, so this line runs.
-let replayStatus: Int32 = replay(CommandLine.arguments.dropFirst())
+        return "\(bytes.count) bytes → \(selector.map { "\(fuzzTargets[$0].name)" } ?? "(empty)")"
+    },
+    run: runFuzzInput)
 #else
-/// libFuzzer's entry for programs that bring their own main (LLVM 11 and later).
-@_extern(c, "LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-) -> CInt
-
-/// SwiftPM links an executable's `main` to `<Module>_main` (so that tests can link it); under
-/// -parse-as-library nothing defines that, so it is defined here and hands over to libFuzzer.
 @_cdecl("WireFuzz_main")
 func wireFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var count = argc
-    var arguments = argv
-    return runFuzzerDriver(&count, &arguments) { data, size in
+    runLibFuzzer(argc: argc, argv: argv) { data, size in
         guard let data else { return 0 }
         return fuzz(data, size)
     }

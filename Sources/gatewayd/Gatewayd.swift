@@ -1,5 +1,5 @@
 import ArgumentParser
-import CGatewayShims
+import Confinement
 import Gateway
 import GatewayControl
 import Logging
@@ -82,13 +82,24 @@ struct Gatewayd: ParsableCommand {
                 "could not raise the open files limit from \(limit.before) to \(limit.hard): \(String(cString: strerror(limit.error)))")
         }
         if privsepWorkerFD == nil && settings.privilegeSeparation {
-            // The supervisor: what follows runs in the worker it spawns.
+            // The supervisor: what follows runs in the worker it spawns, which inherits the limit.
+            logger.notice(
+                limit.before == limit.after
+                    ? "open files limit \(limit.after) (hard limit \(limit.hard))"
+                    : "open files limit raised from \(limit.before) to \(limit.after) (hard limit \(limit.hard))")
             if ControlClient(socketPath: settings.controlPath).isReachable() {
                 logger.critical("cannot start: \(ControlError.daemonRunning(at: settings.controlPath).message)")
                 throw ExitCode.failure
             }
             let supervisor = Supervisor(
-                configuration: settings, configPath: config, arguments: CommandLine.arguments, logger: logger)
+                configuration: settings, configPath: config, arguments: CommandLine.arguments, logger: logger
+            ) { pid, signal in
+                // The kernel logs a seccomp kill with the system call that caused it.
+                guard signal == SIGSYS else { return nil }
+                return (try? SeccompKill.find(pid: pid, timeout: .seconds(1))).flatMap { $0 }.map {
+                    "system call \($0.syscall) (\($0.name ?? "unknown")) outside the worker's filter"
+                }
+            }
             let status = supervisor.run()
             // The worker cannot remove the socket file from a directory that is root's.
             if status == 0 { unlink(settings.controlPath) }
@@ -96,9 +107,6 @@ struct Gatewayd: ParsableCommand {
         }
         var privileges: PrivilegeClient?
         if let fd = privsepWorkerFD {
-            // Nothing is left to serve once the supervisor has gone.
-            _ = gw_set_parent_death_signal(SIGKILL)
-            if getppid() == 1 { throw ExitCode.failure }
             privileges = PrivilegeClient(descriptor: fd)
         }
         let workerUser = settings.workerUser ?? WorkerUser.defaultName
@@ -107,7 +115,7 @@ struct Gatewayd: ParsableCommand {
             daemon = try GatewayDaemon(
                 configuration: settings, logger: logger, privileges: privileges,
                 confine: privileges == nil ? nil : { directory throws(ControlError) in
-                    try WorkerUser.confine(user: workerUser, stateDirectory: directory)
+                    try WorkerUser.confine(user: workerUser, stateDirectory: directory, shardNice: settings.shardNice)
                 })
         } catch {
             logger.critical("cannot start: \(error.message)")

@@ -14,39 +14,6 @@ enum BuiltProducts {
     static let gatewayctl = root + "/.build/debug/gatewayctl"
 }
 
-struct CommandResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
-/// Runs a program to completion with a time limit; never throws for a non-zero exit.
-func runProgram(
-    _ path: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 60
-) throws
-    -> CommandResult
-{
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = arguments
-    if let environment { p.environment = environment }
-    let out = Pipe()
-    let err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    let killer = DispatchWorkItem { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
-    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    killer.cancel()
-    return CommandResult(
-        status: p.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-        stderr: String(decoding: stderr, as: UTF8.self))
-}
-
 final class DaemonHarness: @unchecked Sendable {
     let scratch: Scratch
     let directory: String
@@ -130,7 +97,13 @@ final class DaemonHarness: @unchecked Sendable {
     @discardableResult
     func stop(_ signal: Int32 = SIGTERM, timeout: Double = 20) -> Int32? {
         guard let p = process else { return nil }
-        defer { process = nil }
+        let worker = workerPID
+        defer {
+            process = nil
+            // A supervisor killed outright takes its worker with it (SIGKILL on the parent's
+            // death), a moment later: the next start must not find the old worker answering.
+            if worker != p.processIdentifier { _ = eventually(seconds: 10) { kill(worker, 0) != 0 } }
+        }
         if p.isRunning { kill(p.processIdentifier, signal) }
         _ = eventually(seconds: timeout) { !p.isRunning }
         if p.isRunning {

@@ -259,7 +259,7 @@ final class FakeResolver: @unchecked Sendable {
 
     /// A NOERROR response with `query`'s ID for a different name.
     static func respond(to query: [UInt8], renaming name: String, into out: inout [UInt8]) -> Int {
-        let id = query.withUnsafeBytes { $0.be16(0) }
+        let id = query.withUnsafeBytes { $0.uncheckedBE16(0) }
         var other = [UInt8](repeating: 0, count: 512)
         let n = other.withUnsafeMutableBytes { (try? DNSQueryBuilder.emit(id: id, name: name, type: .a, into: $0)) ?? 0 }
         return build(Array(other[..<n]), into: &out) { $0.appendA(IPv4Address(203, 0, 113, 99), ttl: 5) }

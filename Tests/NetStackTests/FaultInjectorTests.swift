@@ -100,22 +100,22 @@ enum NumberedFrames {
         return f
     }
 
-    static func number(_ f: UnsafeRawBufferPointer) -> UInt32 { f.be32(14 + 20 + 8) }
+    static func number(_ f: UnsafeRawBufferPointer) -> UInt32 { f.uncheckedBE32(14 + 20 + 8) }
 
     /// True when an IP or UDP checksum of the frame fails.
     static func isDamaged(_ f: UnsafeRawBufferPointer, vnet: Int = 0) -> Bool {
-        let l3 = f.slice(vnet + 14, f.count - vnet - 14)
-        switch f.be16(vnet + 12) {
+        let l3 = f.uncheckedSlice(vnet + 14, f.count - vnet - 14)
+        switch f.uncheckedBE16(vnet + 12) {
         case EtherType.ipv4:
             guard let ip = try? IPv4Header.parse(l3) else { return true }
-            let l4 = l3.slice(ip.headerLength, ip.payloadLength)
+            let l4 = l3.uncheckedSlice(ip.headerLength, ip.payloadLength)
             guard let udp = try? UDPHeader.parse(l4) else { return true }
-            return !UDPHeader.verifyChecksum(l4.slice(0, Int(udp.length)), source: ip.source, destination: ip.destination)
+            return !UDPHeader.verifyChecksum(l4.uncheckedSlice(0, Int(udp.length)), source: ip.source, destination: ip.destination)
         default:
             guard let ip = try? IPv6Header.parse(l3) else { return true }
-            let l4 = l3.slice(ip.upperOffset, ip.upperLength)
+            let l4 = l3.uncheckedSlice(ip.upperOffset, ip.upperLength)
             guard ip.upperProtocol == IPProtocol.udp, let udp = try? UDPHeader.parse(l4) else { return true }
-            return !UDPHeader.verifyChecksum(l4.slice(0, Int(udp.length)), source: ip.source, destination: ip.destination)
+            return !UDPHeader.verifyChecksum(l4.uncheckedSlice(0, Int(udp.length)), source: ip.source, destination: ip.destination)
         }
     }
 }
@@ -397,13 +397,13 @@ final class FaultyLink {
 
     /// Parses as a receiving stack would: any failed checksum drops the frame.
     func segment(_ f: UnsafeRawBufferPointer, _ body: (TCPSegmentIn) -> Void) {
-        guard let ip = try? IPv4Header.parse(f.slice(14, f.count - 14)) else { rejected += 1; return }
-        let l4 = f.slice(14 + ip.headerLength, ip.payloadLength)
+        guard let ip = try? IPv4Header.parse(f.uncheckedSlice(14, f.count - 14)) else { rejected += 1; return }
+        let l4 = f.uncheckedSlice(14 + ip.headerLength, ip.payloadLength)
         guard TCPHeader.verifyChecksum(l4, source: ip.source, destination: ip.destination), let h = try? TCPHeader.parse(l4) else {
             rejected += 1
             return
         }
-        body(TCPSegmentIn(header: h, payload: l4.slice(h.headerLength, l4.count - h.headerLength)))
+        body(TCPSegmentIn(header: h, payload: l4.uncheckedSlice(h.headerLength, l4.count - h.headerLength)))
     }
 
     func deliverToServer(_ f: UnsafeRawBufferPointer) {
@@ -453,7 +453,7 @@ final class FaultyLink {
         var shut = false
         for _ in 0..<600_000 {
             if written < data.count {
-                written += data.withUnsafeBytes { link.client.write($0.slice(written, data.count - written)) }
+                written += data.withUnsafeBytes { link.client.write($0.uncheckedSlice(written, data.count - written)) }
             } else if !shut {
                 link.client.shutdownWrite()
                 shut = true

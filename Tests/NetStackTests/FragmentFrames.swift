@@ -83,7 +83,7 @@ enum Datagram {
             var packet = [UInt8](repeating: 0, count: 20 + p.length)
             packet.withUnsafeMutableBytes { b in
                 _ = try! ip.emit(into: b)
-                datagram.withUnsafeBytes { b.slice(20, p.length).copyMemory(from: $0.slice(p.offset, p.length)) }
+                datagram.withUnsafeBytes { b.slice(20, p.length).copyMemory(from: $0.uncheckedSlice(p.offset, p.length)) }
             }
             return packet
         }
@@ -108,7 +108,7 @@ enum Datagram {
                 b.setU8(0, at + 1)
                 b.setBE16(UInt16(p.offset) | (p.more ? 1 : 0), at + 2)
                 b.setBE32(identification, at + 4)
-                fragmentable.withUnsafeBytes { b.slice(at + 8, p.length).copyMemory(from: $0.slice(p.offset, p.length)) }
+                fragmentable.withUnsafeBytes { b.slice(at + 8, p.length).copyMemory(from: $0.uncheckedSlice(p.offset, p.length)) }
             }
             return packet
         }
@@ -130,7 +130,7 @@ extension IPv4Reassembler {
     mutating func add(packet: [UInt8], now: UInt64) throws -> Reassembled? {
         try packet.withUnsafeBytes { b in
             let h = try IPv4Header.parse(b)
-            return add(header: h, fragment: b.slice(h.headerLength, h.payloadLength), now: now)
+            return add(header: h, fragment: b.uncheckedSlice(h.headerLength, h.payloadLength), now: now)
         }
     }
 }

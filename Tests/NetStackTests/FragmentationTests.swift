@@ -18,7 +18,7 @@ extension Stack {
         let v = configuration.vnetHeaderSize
         output.drain { f in
             let b = Array(f.bytes)
-            let eth = b.withUnsafeBytes { try! EthernetHeader.parse($0.slice(v, $0.count - v)) }
+            let eth = b.withUnsafeBytes { try! EthernetHeader.parse($0.uncheckedSlice(v, $0.count - v)) }
             out.append(SentPacket(vnet: Array(b[..<v]), eth: eth, frameLength: b.count, ip: Array(b[(v + 14)...])))
         }
         return out

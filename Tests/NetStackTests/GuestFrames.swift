@@ -35,6 +35,22 @@ enum Guest {
         return ipv4Frame(to: dst, protocolNumber: IPProtocol.tcp, l4: l4, checksumAt: 16)
     }
 
+    /// vnet header (zero) + Ethernet + IPv6 + a TCP segment with its checksum filled.
+    static func tcpV6(to dst: IPv6Address, srcPort: UInt16 = 40000, dstPort: UInt16, seq: UInt32, ack: UInt32 = 0, flags: TCPFlags, options: TCPOptions = TCPOptions(), payload: [UInt8] = []) -> [UInt8] {
+        let h = TCPHeader(sourcePort: srcPort, destinationPort: dstPort, sequenceNumber: seq, acknowledgmentNumber: ack, flags: flags, window: 65535, options: options)
+        let l4Length = h.emittedLength + payload.count
+        var f = [UInt8](repeating: 0, count: 10 + 14 + 40 + l4Length)
+        f.withUnsafeMutableBytes { b in
+            _ = try! EthernetHeader(destination: StackConfiguration().gatewayMAC, source: mac, etherType: EtherType.ipv6).emit(into: b.slice(10, 14))
+            _ = try! IPv6Header(source: ipv6, destination: dst, nextHeader: IPProtocol.tcp, payloadLength: UInt16(l4Length)).emit(into: b.slice(24, 40))
+            let l4 = b.slice(64, l4Length)
+            _ = try! h.emit(into: l4)
+            payload.withUnsafeBytes { if !payload.isEmpty { l4.slice(h.emittedLength, payload.count).copyMemory(from: $0) } }
+            TCPHeader.fillChecksum(l4, source: ipv6, destination: dst)
+        }
+        return f
+    }
+
     static func arpRequest(for target: IPv4Address) -> [UInt8] {
         var f = [UInt8](repeating: 0, count: 10 + 14 + 28)
         f.withUnsafeMutableBytes { b in
@@ -55,12 +71,12 @@ struct SentFrame {
     init(_ buffer: FrameBuffer, vnetSize: Int = 10) throws {
         bytes = Array(buffer.bytes)
         vnet = try bytes.withUnsafeBytes { try VirtioNetHeader.parse($0, size: vnetSize) }
-        eth = try bytes.withUnsafeBytes { try EthernetHeader.parse($0.slice(vnetSize, $0.count - vnetSize)) }
+        eth = try bytes.withUnsafeBytes { try EthernetHeader.parse($0.uncheckedSlice(vnetSize, $0.count - vnetSize)) }
         l3Offset = vnetSize + eth.headerLength
     }
 
     func withL3<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try bytes.withUnsafeBytes { try body($0.slice(l3Offset, $0.count - l3Offset)) }
+        try bytes.withUnsafeBytes { try body($0.uncheckedSlice(l3Offset, $0.count - l3Offset)) }
     }
 
     var ipv4: IPv4Header? { withL3 { try? IPv4Header.parse($0) } }
@@ -69,7 +85,7 @@ struct SentFrame {
     func tcp() throws -> (TCPHeader, [UInt8], checksumOK: Bool) {
         try withL3 { l3 in
             let ip = try IPv4Header.parse(l3)
-            let l4 = l3.slice(ip.headerLength, ip.payloadLength)
+            let l4 = l3.uncheckedSlice(ip.headerLength, ip.payloadLength)
             let h = try TCPHeader.parse(l4)
             var ok = TCPHeader.verifyChecksum(l4, source: ip.source, destination: ip.destination)
             if vnet.flags.contains(.needsChecksum) {

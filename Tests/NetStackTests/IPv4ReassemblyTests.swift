@@ -289,7 +289,7 @@ import Wire
             h.headerLength = 20 + 4 * g.below(11)
             let length = g.below(3) == 0 ? g.below(64) : g.below(4000)
             now += UInt64(g.below(10_000_000))
-            _ = data.withUnsafeBytes { r.add(header: h, fragment: $0.slice(0, length), now: now) }
+            _ = data.withUnsafeBytes { r.add(header: h, fragment: $0.uncheckedSlice(0, length), now: now) }
             #expect(r.datagramsInProgress <= 64)
             #expect(r.bufferedBytes <= 1 << 20)
             if g.below(100) == 0 { r.expire(now: now) }
@@ -303,13 +303,13 @@ import Wire
         // than a few are not copied into later fragments, so only the first carries them).
         var withOptions = [UInt8](repeating: 0, count: 24 + 1480)
         withOptions.withUnsafeMutableBytes { b in
-            p[0].withUnsafeBytes { b.slice(0, 20).copyMemory(from: $0.slice(0, 20)) }
+            p[0].withUnsafeBytes { b.slice(0, 20).copyMemory(from: $0.uncheckedSlice(0, 20)) }
             b.setU8(0x46, 0)
             b.setBE16(UInt16(24 + 1480), 2)
             for i in 20..<24 { b.setU8(IPv4Header.Option.noOperation, i) }
             b.setBE16(0, 10)
             b.setBE16(InternetChecksum.of(UnsafeRawBufferPointer(b.slice(0, 24))), 10)
-            d.withUnsafeBytes { b.slice(24, 1480).copyMemory(from: $0.slice(0, 1480)) }
+            d.withUnsafeBytes { b.slice(24, 1480).copyMemory(from: $0.uncheckedSlice(0, 1480)) }
         }
         var r = IPv4Reassembler()
         _ = try r.add(packet: p[2], now: Self.t0)

@@ -29,6 +29,56 @@ private func sack(_ start: UInt32, _ end: UInt32) -> TCPOptions {
 @Suite struct TCPRecoveryTests {
     static let una = TCPHarness.ourISN + 1
 
+    /// A retransmission, like any segment, fits the MSS less the options it carries (RFC 6691):
+    /// without offloads nothing cuts it afterwards, and the link drops what exceeds its MTU.
+    @Test func retransmissionsLeaveRoomForTheTimestampOption() throws {
+        let h = harness(sack: true, timestamps: true)
+        h.write(bytes(10 * 988))
+        let flight = h.poll()
+        #expect(flight.count == 10 && flight.allSatisfy { $0.payload.count <= 988 })
+        // The first two segments are lost; the guest SACKs what follows, three times over.
+        var resent: [SentSegment] = []
+        for k in 1...3 {
+            resent += h.guest(ack: Self.una, options: sack(Self.una + 2 * 988, Self.una + UInt32(988 * (k + 2))))
+        }
+        #expect(resent.contains { !$0.payload.isEmpty }, "recovery resent the hole")
+        for s in resent {
+            #expect(s.payload.count <= 988, "\(s.payload.count) bytes and 12 of options on a 1000-byte MSS")
+        }
+    }
+
+    /// While the guest's out-of-order bytes wait for a hole to fill, every segment to the guest
+    /// carries SACK blocks: its data shrinks to leave them room within the MSS.
+    @Test func dataLeavesRoomForTheSACKBlocksItCarries() throws {
+        let h = harness(sack: true, timestamps: true)
+        // The guest's first 100 bytes are lost; the 100 after them arrive.
+        var ts = TCPOptions()
+        ts.timestamp = TCPTimestamp(value: 2, echo: 0)
+        h.guest(seq: h.guestSeq &+ 100, options: ts, payload: bytes(100), advance: false)
+        h.write(bytes(5 * 988))
+        let flight = h.poll().filter { !$0.payload.isEmpty }
+        #expect(!flight.isEmpty)
+        for s in flight {
+            #expect(!s.options.sackBlocks.isEmpty, "the segment reports the out-of-order bytes")
+            #expect(s.payload.count + s.options.encodedLength <= 1000, "\(s.payload.count) bytes and \(s.options.encodedLength) of options on a 1000-byte MSS")
+        }
+    }
+
+    /// The guest got our FIN, but its ACK came only after the retransmission timeout went back
+    /// to SND.UNA and resent the first segment alone: that ACK still acknowledges the FIN, and no
+    /// second FIN goes out past the first.
+    @Test func finAcknowledgedAfterTheTimeoutRewindCounts() throws {
+        let h = harness()
+        h.write(bytes(2000))
+        h.conn.shutdownWrite()
+        #expect(h.poll().last?.flags.contains(.fin) == true)
+        let resent = h.poll(after: .seconds(2))
+        #expect(resent.count == 1 && resent.first?.seq == Self.una && resent.first?.flags.contains(.fin) == false)
+        let answer = h.guest(ack: Self.una + 2001)
+        #expect(h.conn.state == .finWait2)
+        #expect(!answer.contains { $0.flags.contains(.fin) }, "a FIN after the one acknowledged")
+    }
+
     /// RFC 8985 §7: with nothing acknowledged for two RTTs, the last segment is sent again
     /// before the RTO would fire, so a lost tail shows as a hole the next ACK reports.
     @Test func tailLossProbeResendsTheLastSegmentBeforeTheRTO() throws {

@@ -62,7 +62,7 @@ public struct DNSPolicy: Hashable, Sendable {
         var pos = 0
         while let label = iterator.next() {
             guard pos < wire.count, Int(wire[pos]) == label.count else { return false }
-            for i in 0..<label.count where lower(label[i]) != wire[pos + 1 + i] { return false }
+            for (i, b) in label.enumerated() where lower(b) != wire[pos + 1 + i] { return false }
             pos += 1 + label.count
         }
         return pos == wire.count

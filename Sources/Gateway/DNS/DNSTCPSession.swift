@@ -128,6 +128,7 @@ final class DNSTCPSession {
             let available = stack.tcpReadableBytes(id)
             guard available >= 2 else { break }
             // The message may span the receive buffer's chunks: gather it in one place.
+            // bound: datagramBuffer holds 65,536 + 2 bytes, room for the prefix and any 16-bit length.
             let out = relay.datagramBuffer
             _ = stack.tcpPeek(id, into: UnsafeMutableRawBufferPointer(rebasing: out[..<2]))
             let length = Int(out[0]) << 8 | Int(out[1])

@@ -81,20 +81,22 @@ final class EchoSession {
             guard let fd = socket?.rawValue else { break }
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n < 0 { break }
-            var b = UnsafeRawBufferPointer(rebasing: buffer[..<n])
+            var b = CheckedReader(UnsafeRawBufferPointer(rebasing: buffer[..<n]), layer: "icmp")
             if raw && !v6 {
                 // A raw IPv4 socket hands over the IP header too.
-                guard b.count >= 20 else { continue }
-                let ihl = Int(b.u8(0) & 0x0F) * 4
-                guard b.count >= ihl + 8 else { continue }
-                b = b.slice(ihl, b.count - ihl)
+                guard b.count >= 20, let versionIHL = try? b.u8(0) else { continue }
+                let ihl = Int(versionIHL & 0x0F) * 4
+                guard b.count >= ihl + 8, let message = try? b.reader(ihl, b.count - ihl) else { continue }
+                b = message
             }
-            guard b.count >= 8, b.u8(0) == (v6 ? 129 : 0) else { continue }
-            if raw && b.be16(4) != rawIdentifier { continue }
+            guard b.count >= 8, let type = try? b.u8(0), type == (v6 ? 129 : 0),
+                let identifier = try? b.be16(4), let sequence = try? b.be16(6), let payload = try? b.bytes(from: 8)
+            else { continue }
+            if raw && identifier != rawIdentifier { continue }
             idle?.lastActivity = now
             relay.echoReplied()
-            relay.stack.sendEchoReply(to: key.guest, from: key.destination, identifier: key.identifier, sequence: b.be16(6),
-                                      payload: b.slice(8, b.count - 8))
+            relay.stack.sendEchoReply(to: key.guest, from: key.destination, identifier: key.identifier, sequence: sequence,
+                                      payload: payload)
         }
         relay.driver.afterWork()
     }

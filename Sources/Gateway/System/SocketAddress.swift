@@ -45,7 +45,8 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         case AF_INET6:
             guard length >= MemoryLayout<sockaddr_in6>.size else { throw .truncated(family: family, length: length) }
             let sin6 = withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in6.self) }
-            let address = withUnsafeBytes(of: sin6.sin6_addr) { $0.ipv6(0) }
+            // bound: in6_addr is 16 bytes, the size of an IPv6 address.
+            let address = withUnsafeBytes(of: sin6.sin6_addr) { $0.uncheckedIPv6(0) }
             self.init(.v6(address), port: UInt16(bigEndian: sin6.sin6_port), scopeID: sin6.sin6_scope_id)
         default:
             throw .unsupportedFamily(family)

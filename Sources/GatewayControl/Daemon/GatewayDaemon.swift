@@ -37,8 +37,9 @@ public final class GatewayDaemon: Sendable {
             throw ControlError.daemonRunning(at: configuration.controlPath)
         }
         let store = try StateStore(directory: configuration.stateDirectory)
-        // Bound now, served once the restore is done: clients that connect meanwhile wait.
-        let listener = try ControlServer.listen(unixSocket: configuration.controlPath, mode: configuration.controlMode)
+        // Bound now, while the socket's directory may still be written; listened on once the
+        // restore is done.
+        let listener = try ControlServer.bindSocket(unixSocket: configuration.controlPath, mode: configuration.controlMode)
         do {
             try confine?(configuration.stateDirectory)
         } catch {

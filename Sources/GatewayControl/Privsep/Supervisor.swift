@@ -104,7 +104,19 @@ public final class Supervisor {
         var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for a in cArguments { free(a) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, "/proc/self/exe", &actions, nil, &cArguments, environ)
+        // The runtime's crash handler would exec its backtracer, which the worker's filter forbids:
+        // the kill would then name execve rather than the crash.
+        var environment: [String] = []
+        var index = 0
+        while let entry = environ[index] {
+            let text = String(cString: entry)
+            if !text.hasPrefix("SWIFT_BACKTRACE=") { environment.append(text) }
+            index += 1
+        }
+        environment.append("SWIFT_BACKTRACE=enable=no")
+        var cEnvironment: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer { for e in cEnvironment { free(e) } }
+        let rc = posix_spawn(&pid, "/proc/self/exe", &actions, nil, &cArguments, &cEnvironment)
         guard rc == 0 else { throw SpawnFailure(description: "posix_spawn: \(String(cString: strerror(rc)))") }
         return pid
     }

@@ -3,6 +3,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import Confinement
 import Foundation
 
 public enum WorkerUser {
@@ -19,14 +20,35 @@ public enum WorkerUser {
         throw ControlError(.invalidArgument, "worker user '\(user)' does not exist (set user = \"…\" in the config)")
     }
 
-    /// Becomes the worker: the state directory goes to `user`, then this process gives up root.
-    /// Before any thread starts (capabilities are per thread).
-    public static func confine(user: String, stateDirectory: String) throws(ControlError) {
+    /// Becomes the worker: the state directory goes to `user`, then this process gives up root
+    /// (no capabilities, not even in its bounding set, no_new_privs, SIGKILL when the supervisor
+    /// dies) and installs the system-call filter. Before any thread starts (capabilities are per
+    /// thread, and the drop refuses to run beside others).
+    /// - Parameter shardNice: the shards' nice value, which below 0 takes RLIMIT_NICE raised now.
+    public static func confine(user: String, stateDirectory: String, shardNice: Int) throws(ControlError) {
         let (uid, gid) = try resolve(user)
         try handOver(directory: stateDirectory, uid: uid, gid: gid)
-        var groups = [gid]
-        guard setgroups(1, &groups) == 0, setgid(gid) == 0, setuid(uid) == 0 else {
-            throw ControlError(.system, "cannot become user '\(user)': \(String(cString: strerror(errno)))")
+        if shardNice < 0 {
+            // Lets the shards lower their nice value to shardNice without CAP_SYS_NICE.
+            var limit = rlimit(rlim_cur: rlim_t(20 - shardNice), rlim_max: rlim_t(20 - shardNice))
+            setrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &limit)
+        }
+        do {
+            _ = try Confinement.dropPrivileges(to: user, parentDeathSignal: SIGKILL)
+        } catch {
+            throw ControlError(.system, "cannot become user '\(user)': \(error)")
+        }
+        // Not a call the filter allows: checked before it is in place.
+        guard access(stateDirectory, W_OK | X_OK) == 0 else {
+            throw ControlError(
+                .system,
+                "the worker user '\(user)' cannot write the state directory \(stateDirectory) "
+                    + "(\(String(cString: strerror(errno)))): a directory above it is closed to that user")
+        }
+        do {
+            try SyscallFilter().install()
+        } catch {
+            throw ControlError(.system, "cannot install the system-call filter: \(error)")
         }
     }
 

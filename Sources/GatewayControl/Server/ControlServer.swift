@@ -42,14 +42,15 @@ public final class ControlServer: Sendable {
     /// Listens on the Unix socket at `path` with permission bits `mode`. A socket file left by a
     /// crashed run is replaced; one that a live gatewayd answers on is not.
     public func bind(unixSocket path: String, mode: UInt32 = 0o660) throws(ControlError) {
-        try serve(unixListener: Self.listen(unixSocket: path, mode: mode), path: path)
+        try serve(unixListener: Self.bindSocket(unixSocket: path, mode: mode), path: path)
     }
 
-    /// A listening Unix socket at `path` with permission bits `mode`, made before this process
-    /// gives up its privileges (the socket's directory is root's), served later by
-    /// `serve(unixListener:path:)`. A socket file left by a crashed run is replaced; one that a
-    /// live gatewayd answers on is not.
-    public static func listen(unixSocket path: String, mode: UInt32 = 0o660) throws(ControlError) -> Int32 {
+    /// A Unix socket bound at `path` with permission bits `mode`, made before this process gives
+    /// up its privileges (the socket's directory is root's) and served later by
+    /// `serve(unixListener:path:)`, which listens: until then a client's connect is refused, as
+    /// no gatewayd answers yet. A socket file left by a crashed run is replaced; one that a live
+    /// gatewayd answers on is not.
+    public static func bindSocket(unixSocket path: String, mode: UInt32 = 0o660) throws(ControlError) -> Int32 {
         guard path.utf8.count < 108 else {
             throw ControlError(
                 .invalidArgument, "control socket path \(path) is longer than 107 bytes: pick a shorter one")
@@ -75,8 +76,8 @@ public final class ControlServer: Sendable {
                 Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
             }
         }
-        guard bound == 0, Glibc.listen(fd, 64) == 0 else {
-            let error = failure(bound == 0 ? "listen" : "bind")
+        guard bound == 0 else {
+            let error = failure("bind")
             Glibc.close(fd)
             throw error
         }
@@ -84,9 +85,15 @@ public final class ControlServer: Sendable {
         return fd
     }
 
-    /// Serves the control API on a socket from `listen(unixSocket:mode:)`, which it takes over;
-    /// `path` is unlinked at close.
+    /// Listens on, and serves the control API on, a socket from `bindSocket(unixSocket:mode:)`,
+    /// which it takes over; `path` is unlinked at close.
     public func serve(unixListener fd: Int32, path: String) throws(ControlError) {
+        guard Glibc.listen(fd, 64) == 0 else {
+            let error = ControlError(
+                .system, "cannot listen on control socket \(path): \(String(cString: strerror(errno)))")
+            Glibc.close(fd)
+            throw error
+        }
         let channel: any Channel
         do {
             channel = try bootstrap(metricsOnly: false).withBoundSocket(fd).wait()

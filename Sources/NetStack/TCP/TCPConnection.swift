@@ -469,12 +469,14 @@ public final class TCPConnection {
                     if dup > payload.count { fin = false }  // the FIN too is old
                     payload = UnsafeRawBufferPointer(start: nil, count: 0)
                 } else {
+                    // bound: 0 < dup < payload.count, by the comparisons just above.
                     payload = UnsafeRawBufferPointer(rebasing: payload[dup...])
                 }
                 seq = rcvNxt
             }
             // Trim past the window; a FIN beyond it is dropped with the bytes.
             if payload.count > window - (seq - rcvNxt) {
+                // bound: the condition makes the cut shorter than the payload, max(0, …) keeps it >= 0.
                 payload = UnsafeRawBufferPointer(rebasing: payload[..<max(0, window - (seq - rcvNxt))])
                 fin = false
             }
@@ -509,7 +511,10 @@ public final class TCPConnection {
             let dataAcked = min(acked, sendBuffer.count)
             sendBuffer.consume(dataAcked)
             budget.release(dataAcked)
-            let finAcked = finSent && ack == sndMax && acked > dataAcked
+            // Past every buffered byte only the FIN is left. A timeout may have gone back to
+            // SND.UNA since it was sent (`finSent` false again): the guest got it all the same.
+            let finAcked = finQueued && ack == sndMax && acked > dataAcked
+            if finAcked { finSent = true }
             sndUna = ack
             if sndNxt < sndUna { sndNxt = sndUna }
             if dataAcked > 0 { events.record(.writable) }
@@ -699,7 +704,7 @@ public final class TCPConnection {
             retransmitHeadNow = false
             let bufferEnd = sndUna + sendBuffer.count
             while let hole = recovery.nextHole(
-                sndUna: sndUna, bufferEnd: bufferEnd, maxLength: configuration.maxSegmentPayload, now: now)
+                sndUna: sndUna, bufferEnd: bufferEnd, maxLength: segmentLimit, now: now)
             {
                 emitSegment(seq: hole.start, flags: [.ack], payloadOffset: hole.start - sndUna, length: hole.length, now: now, emit: emit)
                 sentSomething = true
@@ -708,7 +713,7 @@ public final class TCPConnection {
         }
         if retransmitHeadNow {
             retransmitHeadNow = false
-            let length = min(sndNxt - sndUna, sendBuffer.count, peerMSS)
+            let length = min(sndNxt - sndUna, sendBuffer.count, peerMSS, segmentLimit)
             if length > 0 {
                 emitSegment(seq: sndUna, flags: [.ack], payloadOffset: 0, length: length, now: now, emit: emit)
                 sentSomething = true
@@ -765,13 +770,15 @@ public final class TCPConnection {
     }
 
     /// Payload bytes per segment to the guest. Without GSO, a segment must fit the MSS less the
-    /// options every segment carries (RFC 6691); with GSO the device cuts larger ones.
+    /// options it carries (RFC 6691); with GSO the device cuts larger ones.
     private var segmentLimit: Int {
-        let perSegment = min(peerMSS, configuration.localMSS) - (timestampsOn ? 12 : 0)
+        let perSegment = min(peerMSS, configuration.localMSS) - segmentOptions(now: clock).encodedLength
         return configuration.maxSegmentPayload > configuration.localMSS ? configuration.maxSegmentPayload : min(configuration.maxSegmentPayload, perSegment)
     }
 
-    private func emitSegment(seq: SequenceNumber, flags: TCPFlags, payloadOffset: Int, length: Int, now: UInt64, emit: (TCPSegmentOut) -> Void) {
+    /// The options a segment sent now carries: the timestamp, and SACK blocks for the guest's
+    /// out-of-order bytes held.
+    private func segmentOptions(now: UInt64) -> TCPOptions {
         var options = TCPOptions()
         if timestampsOn {
             options.timestamp = TCPTimestamp(value: RTTEstimator.timestampClock(now), echo: tsRecent)
@@ -781,6 +788,11 @@ public final class TCPConnection {
                 _ = options.sackBlocks.append(SACKBlock(start: (rcvNxt + r.start).raw, end: (rcvNxt + r.end).raw))
             }
         }
+        return options
+    }
+
+    private func emitSegment(seq: SequenceNumber, flags: TCPFlags, payloadOffset: Int, length: Int, now: UInt64, emit: (TCPSegmentOut) -> Void) {
+        let options = segmentOptions(now: now)
         let window = advertiseWindow()
         emit(TCPSegmentOut(seq: seq.raw, ack: rcvNxt.raw, flags: flags, window: window, options: options, payloadOffset: payloadOffset, payloadLength: length))
         ackNow = false

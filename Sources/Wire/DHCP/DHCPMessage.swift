@@ -99,25 +99,24 @@ public struct DHCPMessage: Equatable {
     public var bootFileName: UnsafeRawBufferPointer? { options.overload & 1 != 0 ? nil : DHCPMessage.untilNUL(file) }
 
     static func untilNUL(_ b: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
-        var n = 0
-        while n < b.count && b[n] != 0 { n += 1 }
-        return b.slice(0, n)
+        UnsafeRawBufferPointer(rebasing: b.prefix { $0 != 0 })
     }
 
     /// Parses a DHCP message (a UDP payload). Shorter than 240 bytes: `.truncated`; a wrong
     /// magic cookie or an hlen over 16: `.malformed`; an op other than 1 or 2: `.unsupported`;
     /// an option running past its area or a bad option 52: `.badOption`.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> DHCPMessage {
+        let r = CheckedReader(bytes, layer: "dhcp")
         guard bytes.count >= headerLength else { throw WireError(.truncated, "dhcp") }
-        guard let op = Operation(rawValue: bytes.u8(0)) else { throw WireError(.unsupported, "dhcp") }
-        guard bytes.u8(2) <= 16, bytes.be32(236) == magicCookie else { throw WireError(.malformed, "dhcp") }
-        let sname = bytes.slice(44, 64)
-        let file = bytes.slice(108, 128)
-        let options = try DHCPOptions(field: bytes.slice(headerLength, bytes.count - headerLength), file: file, sname: sname)
+        guard let op = Operation(rawValue: try r.u8(0)) else { throw WireError(.unsupported, "dhcp") }
+        guard try r.u8(2) <= 16, try r.be32(236) == magicCookie else { throw WireError(.malformed, "dhcp") }
+        let sname = try r.bytes(44, 64)
+        let file = try r.bytes(108, 128)
+        let options = try DHCPOptions(field: try r.bytes(headerLength, bytes.count - headerLength), file: file, sname: sname)
         return DHCPMessage(
-            op: op, htype: bytes.u8(1), hlen: bytes.u8(2), hops: bytes.u8(3), xid: bytes.be32(4), secs: bytes.be16(8),
-            flags: bytes.be16(10), ciaddr: bytes.ipv4(12), yiaddr: bytes.ipv4(16), siaddr: bytes.ipv4(20), giaddr: bytes.ipv4(24),
-            chaddrField: HardwareAddressField(high: bytes.be64(28), low: bytes.be64(36)), sname: sname, file: file, options: options
+            op: op, htype: try r.u8(1), hlen: try r.u8(2), hops: try r.u8(3), xid: try r.be32(4), secs: try r.be16(8),
+            flags: try r.be16(10), ciaddr: try r.ipv4(12), yiaddr: try r.ipv4(16), siaddr: try r.ipv4(20), giaddr: try r.ipv4(24),
+            chaddrField: HardwareAddressField(high: try r.be64(28), low: try r.be64(36)), sname: sname, file: file, options: options
         )
     }
 
@@ -161,14 +160,13 @@ public struct DHCPMessage: Equatable {
     }
 
     static func sameBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-        guard a.count == b.count else { return false }
-        for i in 0..<a.count where a[i] != b[i] { return false }
-        return true
+        a.elementsEqual(b)
     }
 
     /// As written: an empty field equals one of zeros.
     static func sameField(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
         let n = max(a.count, b.count)
+        // bound: each subscript is guarded by the comparison with that buffer's count beside it.
         for i in 0..<n where (i < a.count ? a[i] : 0) != (i < b.count ? b[i] : 0) { return false }
         return true
     }

@@ -53,22 +53,23 @@ public struct DHCPOptions: Sequence, Equatable {
 
     /// Checks one area; returns the overload value found in it (0 if none).
     private static func check(_ area: UnsafeRawBufferPointer, requireEnd: Bool) throws(WireError) -> UInt8 {
+        let r = CheckedReader(area, layer: "dhcp")
         var overload: UInt8 = 0
         var i = 0
         while i < area.count {
-            let code = area.u8(i)
+            let code = try r.u8(i)
             if code == DHCPOptionCode.pad.rawValue {
                 i += 1
                 continue
             }
             if code == DHCPOptionCode.end.rawValue { return overload }
             guard i + 2 <= area.count else { throw WireError(.badOption, "dhcp") }
-            let length = Int(area.u8(i + 1))
+            let length = Int(try r.u8(i + 1))
             guard i + 2 + length <= area.count, lengthIsValid(code: code, length: length) else {
                 throw WireError(.badOption, "dhcp")
             }
             if code == DHCPOptionCode.overload.rawValue && overload == 0 {
-                overload = area.u8(i + 2)
+                overload = try r.u8(i + 2)
                 guard overload >= 1 && overload <= 3 else { throw WireError(.badOption, "dhcp") }
             }
             i += 2 + length
@@ -105,7 +106,7 @@ public struct DHCPOptions: Sequence, Equatable {
 
     public func makeIterator() -> Iterator { Iterator(options: self) }
 
-    /// Walks the areas in order. Trusts the checks made when parsing; stays in bounds anyway.
+    /// Walks the areas in order. Every read is checked: an option running past its area ends that area.
     public struct Iterator: IteratorProtocol {
         let options: DHCPOptions
         var areaIndex = 0
@@ -115,19 +116,19 @@ public struct DHCPOptions: Sequence, Equatable {
 
         public mutating func next() -> Option? {
             while areaIndex < 3 {
-                let area = areaIndex == 0 ? options.field : areaIndex == 1 ? options.fileArea : options.snameArea
-                while position < area.count {
-                    let code = area.u8(position)
+                let area = CheckedReader(
+                    areaIndex == 0 ? options.field : areaIndex == 1 ? options.fileArea : options.snameArea, layer: "dhcp")
+                // The end of an area ends the loop, not a failed read: a throw costs more than the walk.
+                while position < area.count, let code = try? area.u8(position) {
                     if code == DHCPOptionCode.pad.rawValue {
                         position += 1
                         continue
                     }
-                    guard code != DHCPOptionCode.end.rawValue, position + 2 <= area.count else { break }
-                    let length = Int(area.u8(position + 1))
-                    guard position + 2 + length <= area.count else { break }
-                    let option = Option(code: DHCPOptionCode(rawValue: code), data: area.slice(position + 2, length))
+                    guard code != DHCPOptionCode.end.rawValue, let length = try? Int(area.u8(position + 1)),
+                        let data = try? area.bytes(position + 2, length)
+                    else { break }
                     position += 2 + length
-                    return option
+                    return Option(code: DHCPOptionCode(rawValue: code), data: data)
                 }
                 areaIndex += 1
                 position = 0
@@ -150,18 +151,22 @@ public struct DHCPOptions: Sequence, Equatable {
         for option in self where option.code == code {
             found = true
             guard n + option.data.count <= buffer.count else { throw WireError(.noSpace, "dhcp") }
-            for i in 0..<option.data.count { buffer.setU8(option.data[i], n + i) }
+            // bound: the guard above; option.data is read by iteration, which stays inside it.
+            for (i, byte) in option.data.enumerated() { buffer.setU8(byte, n + i) }
             n += option.data.count
         }
         return found ? UnsafeRawBufferPointer(rebasing: buffer[0..<n]) : nil
     }
 
-    private func address(_ code: DHCPOptionCode) -> IPv4Address? { first(code).map { $0.ipv4(0) } }
-    private func u32(_ code: DHCPOptionCode) -> UInt32? { first(code).map { $0.be32(0) } }
-    private func u16(_ code: DHCPOptionCode) -> UInt16? { first(code).map { $0.be16(0) } }
+    private func reader(_ code: DHCPOptionCode) -> CheckedReader? {
+        first(code).map { CheckedReader($0, layer: "dhcp") }
+    }
+    private func address(_ code: DHCPOptionCode) -> IPv4Address? { reader(code).flatMap { try? $0.ipv4(0) } }
+    private func u32(_ code: DHCPOptionCode) -> UInt32? { reader(code).flatMap { try? $0.be32(0) } }
+    private func u16(_ code: DHCPOptionCode) -> UInt16? { reader(code).flatMap { try? $0.be16(0) } }
 
     /// Option 53. Nil when absent or a type this enum does not know.
-    public var messageType: DHCPMessageType? { first(.messageType).flatMap { DHCPMessageType(rawValue: $0.u8(0)) } }
+    public var messageType: DHCPMessageType? { reader(.messageType).flatMap { try? DHCPMessageType(rawValue: $0.u8(0)) } }
     /// Option 50: the address a client asks for in DISCOVER and REQUEST.
     public var requestedIP: IPv4Address? { address(.requestedIPAddress) }
     /// Option 54: the server a client is answering (REQUEST in SELECTING state) or that replied.
@@ -224,6 +229,7 @@ public struct DHCPAddressList: RandomAccessCollection {
     public var endIndex: Int { bytes.count / 4 }
     public subscript(i: Int) -> IPv4Address {
         precondition(i >= 0 && i < endIndex, "address index out of range")
-        return bytes.ipv4(i * 4)
+        // bound: the precondition above; endIndex is bytes.count / 4.
+        return bytes.uncheckedIPv4(i * 4)
     }
 }

@@ -69,10 +69,11 @@ public struct DNSEDNS: Hashable {
         dnssecOK = record.ttl & 0x8000 != 0
         reservedFlags = UInt16(truncatingIfNeeded: record.ttl & 0x7FFF)
         options = record.rdata
+        let r = CheckedReader(options, layer: "dns")
         var i = 0
         while i < options.count {
             guard i + 4 <= options.count else { throw WireError(.badOption, "dns") }
-            let length = Int(options.be16(i + 2))
+            let length = Int(try r.be16(i + 2))
             guard i + 4 + length <= options.count else { throw WireError(.badOption, "dns") }
             i += 4 + length
         }
@@ -81,8 +82,7 @@ public struct DNSEDNS: Hashable {
     public static func == (a: DNSEDNS, b: DNSEDNS) -> Bool {
         guard a.udpPayloadSize == b.udpPayloadSize, a.extendedRcode == b.extendedRcode, a.version == b.version,
               a.dnssecOK == b.dnssecOK, a.reservedFlags == b.reservedFlags, a.options.count == b.options.count else { return false }
-        for i in 0..<a.options.count where a.options[i] != b.options[i] { return false }
-        return true
+        return a.options.elementsEqual(b.options)
     }
 
     public func hash(into hasher: inout Hasher) {

@@ -67,10 +67,11 @@ public struct DNSHeader: Hashable, Sendable {
     }
 
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> DNSHeader {
+        let r = CheckedReader(bytes, layer: "dns")
         guard bytes.count >= length else { throw WireError(.truncated, "dns") }
-        let f = bytes.be16(2)
+        let f = try r.be16(2)
         return DNSHeader(
-            id: bytes.be16(0),
+            id: try r.be16(0),
             isResponse: f & 0x8000 != 0,
             opcode: DNSOpcode(rawValue: UInt8(truncatingIfNeeded: f >> 11)),
             authoritative: f & 0x0400 != 0,
@@ -81,10 +82,10 @@ public struct DNSHeader: Hashable, Sendable {
             authenticData: f & 0x0020 != 0,
             checkingDisabled: f & 0x0010 != 0,
             rcode: UInt8(truncatingIfNeeded: f & 0x0F),
-            questionCount: bytes.be16(4),
-            answerCount: bytes.be16(6),
-            authorityCount: bytes.be16(8),
-            additionalCount: bytes.be16(10)
+            questionCount: try r.be16(4),
+            answerCount: try r.be16(6),
+            authorityCount: try r.be16(8),
+            additionalCount: try r.be16(10)
         )
     }
 

@@ -29,10 +29,11 @@ extension DNSMessage {
         let after = endOffset - old.upperBound
         let length = old.lowerBound + newLength + after
         guard buffer.count >= length else { throw WireError(.noSpace, "dns") }
-        buffer.slice(0, old.lowerBound).copyMemory(from: bytes.slice(0, old.lowerBound))
+        let r = CheckedReader(bytes, layer: "dns")
+        buffer.slice(0, old.lowerBound).copyMemory(from: try r.bytes(0, old.lowerBound))
         _ = try header.emit(into: buffer)
         if let edns { _ = try edns.emit(into: buffer.slice(old.lowerBound, newLength)) }
-        if after > 0 { buffer.slice(old.lowerBound + newLength, after).copyMemory(from: bytes.slice(old.upperBound, after)) }
+        if after > 0 { buffer.slice(old.lowerBound + newLength, after).copyMemory(from: try r.bytes(old.upperBound, after)) }
         return length
     }
 }

@@ -52,6 +52,7 @@ public struct DNSName: Hashable, CustomStringConvertible {
         _ message: UnsafeRawBufferPointer, at offset: Int, namesStart: Int = 0
     ) throws(WireError) -> (name: DNSName, end: Int) {
         guard offset >= 0 else { throw WireError(.badLength, "dns") }
+        let r = CheckedReader(message, layer: "dns")
         var pos = offset
         var lowest = offset
         // Where the current stretch must end: the name's own labels run on to the message's
@@ -64,7 +65,7 @@ public struct DNSName: Hashable, CustomStringConvertible {
         var end = -1
         while true {
             guard pos < limit else { throw overrun(pos + 1) }
-            let b = message.u8(pos)
+            let b = try r.u8(pos)
             switch b & 0xC0 {
             case 0x00:
                 if b == 0 {
@@ -82,7 +83,7 @@ public struct DNSName: Hashable, CustomStringConvertible {
             case 0xC0:
                 guard pos + 2 <= limit else { throw overrun(pos + 2) }
                 if end < 0 { end = pos + 2 }
-                let target = Int(message.be16(pos) & 0x3FFF)
+                let target = Int(try r.be16(pos) & 0x3FFF)
                 hops += 1
                 guard target < lowest, hops <= maxPointerHops else { throw WireError(.compressionLoop, "dns") }
                 guard target >= namesStart else { throw WireError(.malformed, "dns") }
@@ -107,18 +108,17 @@ public struct DNSName: Hashable, CustomStringConvertible {
         var remaining: Int
 
         public mutating func next() -> UnsafeRawBufferPointer? {
-            // `remaining` and the bounds checks keep this safe even on a name that was not
-            // produced by `parse`; on a validated one they never fire.
-            while remaining > 0, position >= 0, position < message.count {
-                let b = message.u8(position)
+            // `remaining` and the checked reads keep this safe even on a name that was not
+            // produced by `parse`; on a validated one they never fail.
+            let r = CheckedReader(message, layer: "dns")
+            while remaining > 0, let b = try? r.u8(position) {
                 if b & 0xC0 == 0xC0 {
-                    guard position + 2 <= message.count else { return nil }
-                    position = Int(message.be16(position) & 0x3FFF)
+                    guard let pointer = try? r.be16(position) else { return nil }
+                    position = Int(pointer & 0x3FFF)
                     continue
                 }
                 let n = Int(b & 0x3F)
-                guard n > 0, position + 1 + n <= message.count else { return nil }
-                let label = message.slice(position + 1, n)
+                guard n > 0, let label = try? r.bytes(position + 1, n) else { return nil }
                 position += 1 + n
                 remaining -= 1
                 return label
@@ -137,7 +137,7 @@ public struct DNSName: Hashable, CustomStringConvertible {
         var ib = b.labels
         while let la = ia.next() {
             guard let lb = ib.next(), la.count == lb.count else { return false }
-            for i in 0..<la.count where lower(la[i]) != lower(lb[i]) { return false }
+            for (x, y) in zip(la, lb) where lower(x) != lower(y) { return false }
         }
         return ib.next() == nil
     }
@@ -168,7 +168,7 @@ public struct DNSName: Hashable, CustomStringConvertible {
         var pos = 0
         for label in labels {
             buffer.setU8(UInt8(label.count), pos)
-            for i in 0..<label.count { buffer.setU8(label[i], pos + 1 + i) }
+            for (i, b) in label.enumerated() { buffer.setU8(b, pos + 1 + i) }
             pos += 1 + label.count
         }
         buffer.setU8(0, pos)

@@ -38,7 +38,7 @@ struct DNSNameCompressor {
     mutating func register(nameAt offset: Int, in buffer: UnsafeRawBufferPointer) {
         var pos = offset
         while pos < buffer.count {
-            let b = buffer.u8(pos)
+            let b = buffer.uncheckedU8(pos)  // bound: the loop condition
             guard b != 0, b & 0xC0 == 0 else { return }
             add(pos)
             pos += 1 + Int(b)
@@ -59,6 +59,7 @@ struct DNSNameCompressor {
             var keep = length
             var target: Int?
             var labelStart = 0
+            // bound: `wire` is the name encode just wrote, a chain of labels ending in a zero byte.
             while wire[labelStart] != 0 {
                 if let t = match(suffix: wire, at: labelStart, in: written) {
                     keep = labelStart

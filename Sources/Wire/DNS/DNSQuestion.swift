@@ -14,12 +14,13 @@ public struct DNSQuestion: Hashable, CustomStringConvertible {
 
     /// Parses the question at `offset` of a whole message; returns it and the offset after it.
     public static func parse(_ message: UnsafeRawBufferPointer, at offset: Int) throws(WireError) -> (question: DNSQuestion, end: Int) {
+        let r = CheckedReader(message, layer: "dns")
         let (name, nameEnd) = try DNSName.parse(message, at: offset, namesStart: DNSHeader.length)
         guard nameEnd + 4 <= message.count else { throw WireError(.truncated, "dns") }
         let q = DNSQuestion(
             name: name,
-            type: DNSRecordType(rawValue: message.be16(nameEnd)),
-            qclass: DNSClass(rawValue: message.be16(nameEnd + 2))
+            type: DNSRecordType(rawValue: try r.be16(nameEnd)),
+            qclass: DNSClass(rawValue: try r.be16(nameEnd + 2))
         )
         return (q, nameEnd + 4)
     }

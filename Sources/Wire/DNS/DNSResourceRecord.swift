@@ -30,23 +30,24 @@ public struct DNSResourceRecord: Hashable, CustomStringConvertible {
     /// A and AAAA data of the wrong length, or a CNAME/PTR name that does not end exactly at
     /// the end of RDATA, throw `.malformed`.
     public static func parse(_ message: UnsafeRawBufferPointer, at offset: Int) throws(WireError) -> (record: DNSResourceRecord, end: Int) {
+        let r = CheckedReader(message, layer: "dns")
         let (name, nameEnd) = try DNSName.parse(message, at: offset, namesStart: DNSHeader.length)
         guard nameEnd + 10 <= message.count else { throw WireError(.truncated, "dns") }
-        let type = DNSRecordType(rawValue: message.be16(nameEnd))
-        let rrclass = DNSClass(rawValue: message.be16(nameEnd + 2))
-        let ttl = message.be32(nameEnd + 4)
-        let rdlength = Int(message.be16(nameEnd + 8))
+        let type = DNSRecordType(rawValue: try r.be16(nameEnd))
+        let rrclass = DNSClass(rawValue: try r.be16(nameEnd + 2))
+        let ttl = try r.be32(nameEnd + 4)
+        let rdlength = Int(try r.be16(nameEnd + 8))
         let rdataOffset = nameEnd + 10
         guard rdataOffset + rdlength <= message.count else { throw WireError(.truncated, "dns") }
-        let rdata = message.slice(rdataOffset, rdlength)
+        let rdata = try r.bytes(rdataOffset, rdlength)
         let data: DNSRecordData
         switch type {
         case .a:
             guard rdlength == 4 else { throw WireError(.malformed, "dns") }
-            data = .a(message.ipv4(rdataOffset))
+            data = .a(try r.ipv4(rdataOffset))
         case .aaaa:
             guard rdlength == 16 else { throw WireError(.malformed, "dns") }
-            data = .aaaa(message.ipv6(rdataOffset))
+            data = .aaaa(try r.ipv6(rdataOffset))
         case .cname, .ptr:
             guard rdlength > 0 else { throw WireError(.malformed, "dns") }
             let (target, end) = try DNSName.parse(message, at: rdataOffset, namesStart: DNSHeader.length)
@@ -77,7 +78,7 @@ public struct DNSResourceRecord: Hashable, CustomStringConvertible {
             length = try target.copyWire(into: body)
         default:
             guard body.count >= rdata.count else { throw WireError(.noSpace, "dns") }
-            for i in 0..<rdata.count { body.setU8(rdata[i], i) }
+            for (i, b) in rdata.enumerated() { body.setU8(b, i) }
             length = rdata.count
         }
         buffer.setBE16(UInt16(length), n + 8)
@@ -93,9 +94,7 @@ public struct DNSResourceRecord: Hashable, CustomStringConvertible {
         case (.a(let x), .a(let y)): return x == y
         case (.aaaa(let x), .aaaa(let y)): return x == y
         case (.opt, .opt), (.other, .other):
-            guard a.rdata.count == b.rdata.count else { return false }
-            for i in 0..<a.rdata.count where a.rdata[i] != b.rdata[i] { return false }
-            return true
+            return a.rdata.elementsEqual(b.rdata)
         default: return false
         }
     }

@@ -139,7 +139,8 @@ public struct DNSResponseBuilder {
         header.answerCount += 1
         // A target written as nothing but a pointer: owners that follow point where it points.
         if end - start == 2 {
-            return DNSNameReference(offset: Int(UnsafeRawBufferPointer(buffer).be16(start) & 0x3FFF))
+            // bound: the compressor wrote these two bytes, inside `buffer`, just above.
+            return DNSNameReference(offset: Int(UnsafeRawBufferPointer(buffer).uncheckedBE16(start) & 0x3FFF))
         }
         return DNSNameReference(offset: start)
     }

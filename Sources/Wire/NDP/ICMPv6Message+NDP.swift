@@ -6,10 +6,11 @@ extension ICMPv6Message {
     static func ndpOptions(
         _ message: UnsafeRawBufferPointer, type: UInt8, minimumLength: Int
     ) throws(WireError) -> UnsafeRawBufferPointer {
+        let r = CheckedReader(message, layer: "ndp")
         guard message.count >= minimumLength else { throw WireError(.truncated, "ndp") }
-        guard message.u8(0) == type else { throw WireError(.unsupported, "ndp") }
-        guard message.u8(1) == 0 else { throw WireError(.malformed, "ndp") }
-        return message.slice(minimumLength, message.count - minimumLength)
+        guard try r.u8(0) == type else { throw WireError(.unsupported, "ndp") }
+        guard try r.u8(1) == 0 else { throw WireError(.malformed, "ndp") }
+        return try r.bytes(minimumLength, message.count - minimumLength)
     }
 
     /// Writes type, code 0 and a zero checksum, checking that `length` bytes fit.

@@ -30,7 +30,7 @@ public struct NDPOption {
     /// The Ethernet address of a link-layer address option; nil for any other size (a link
     /// type this gateway does not speak).
     public var linkLayerAddress: MACAddress? {
-        bytes.count == Self.linkLayerAddressLength ? bytes.mac(2) : nil
+        bytes.count == Self.linkLayerAddressLength ? try? CheckedReader(bytes, layer: "ndp").mac(2) : nil
     }
 
     /// Writes a source or target link-layer address option at `offset`; the caller has checked room.

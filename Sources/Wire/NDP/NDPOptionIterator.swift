@@ -17,14 +17,15 @@ public struct NDPOptionIterator {
 
     /// The next option, or nil at the end of the area.
     public mutating func next() throws(WireError) -> NDPOption? {
+        let r = CheckedReader(area, layer: "ndp")
         let remaining = area.count - offset
         guard remaining > 0 else { return nil }
         guard remaining >= 2 else { throw WireError(.badOption, "ndp") }
-        let units = Int(area.u8(offset + 1))
+        let units = Int(try r.u8(offset + 1))
         guard units > 0 else { throw WireError(.badOption, "ndp") }
         let length = units * NDPOption.unit
         guard length <= remaining else { throw WireError(.badOption, "ndp") }
-        let option = NDPOption(type: area.u8(offset), bytes: area.slice(offset, length))
+        let option = NDPOption(type: try r.u8(offset), bytes: try r.bytes(offset, length))
         offset += length
         return option
     }

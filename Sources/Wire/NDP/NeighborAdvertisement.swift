@@ -30,11 +30,12 @@ public struct NeighborAdvertisement: Hashable, Sendable {
     /// Parses a whole ICMPv6 message (checksum already verified by `ICMPv6Message.parse`).
     /// Enforces code 0, the minimum length, a unicast target and well-formed options.
     public static func parse(_ message: UnsafeRawBufferPointer) throws(WireError) -> NeighborAdvertisement {
+        let r = CheckedReader(message, layer: "ndp")
         let area = try ICMPv6Message.ndpOptions(
             message, type: ICMPv6Message.neighborAdvertisement, minimumLength: minimumLength)
-        let target = message.ipv6(8)
+        let target = try r.ipv6(8)
         guard !target.isMulticast else { throw WireError(.malformed, "ndp") }
-        let flags = message.u8(4)
+        let flags = try r.u8(4)
         var na = NeighborAdvertisement(
             router: flags & routerBit != 0, solicited: flags & solicitedBit != 0,
             override: flags & overrideBit != 0, target: target)

@@ -16,9 +16,10 @@ public struct NeighborSolicitation: Hashable, Sendable {
     /// Parses a whole ICMPv6 message (checksum already verified by `ICMPv6Message.parse`).
     /// Enforces code 0, the minimum length, a unicast target and well-formed options.
     public static func parse(_ message: UnsafeRawBufferPointer) throws(WireError) -> NeighborSolicitation {
+        let r = CheckedReader(message, layer: "ndp")
         let area = try ICMPv6Message.ndpOptions(
             message, type: ICMPv6Message.neighborSolicitation, minimumLength: minimumLength)
-        let target = message.ipv6(8)
+        let target = try r.ipv6(8)
         guard !target.isMulticast else { throw WireError(.malformed, "ndp") }
         var ns = NeighborSolicitation(target: target)
         var it = NDPOptionIterator(area)

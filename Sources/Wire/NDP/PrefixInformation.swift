@@ -33,13 +33,14 @@ public struct PrefixInformation: Hashable, Sendable {
     /// prefix length above 128 throws `.badOption`. A preferred lifetime above the valid one is
     /// kept as sent: RFC 4862 §5.5.3 (c) has the receiver ignore such a prefix.
     static func parse(option bytes: UnsafeRawBufferPointer) throws(WireError) -> PrefixInformation {
+        let r = CheckedReader(bytes, layer: "ndp")
         guard bytes.count == optionLength else { throw WireError(.badOption, "ndp") }
-        let prefixLength = bytes.u8(2)
+        let prefixLength = try r.u8(2)
         guard prefixLength <= 128 else { throw WireError(.badOption, "ndp") }
-        let flags = bytes.u8(3)
+        let flags = try r.u8(3)
         return PrefixInformation(
-            prefix: bytes.ipv6(16), prefixLength: prefixLength, onLink: flags & onLinkBit != 0,
-            autonomous: flags & autonomousBit != 0, validLifetime: bytes.be32(4), preferredLifetime: bytes.be32(8))
+            prefix: try r.ipv6(16), prefixLength: prefixLength, onLink: flags & onLinkBit != 0,
+            autonomous: flags & autonomousBit != 0, validLifetime: try r.be32(4), preferredLifetime: try r.be32(8))
     }
 
     /// Writes the 32-byte option at `offset`; the caller has checked room.

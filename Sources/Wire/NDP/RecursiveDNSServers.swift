@@ -42,11 +42,12 @@ public struct RecursiveDNSServers: RandomAccessCollection, Hashable, Sendable {
     /// Reads the option (type and length octets included). RFC 8106 §5.1: the length is odd and
     /// at least 3 units; anything else throws `.badOption`.
     static func parse(option bytes: UnsafeRawBufferPointer) throws(WireError) -> RecursiveDNSServers {
+        let r = CheckedReader(bytes, layer: "ndp")
         let units = bytes.count / NDPOption.unit
         guard units >= 3, units % 2 == 1 else { throw WireError(.badOption, "ndp") }
-        var servers = RecursiveDNSServers(lifetime: bytes.be32(4))
+        var servers = RecursiveDNSServers(lifetime: try r.be32(4))
         var offset = 8
-        while offset + 16 <= bytes.count, servers.append(bytes.ipv6(offset)) { offset += 16 }
+        while offset + 16 <= bytes.count, servers.append(try r.ipv6(offset)) { offset += 16 }
         return servers
     }
 

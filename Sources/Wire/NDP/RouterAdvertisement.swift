@@ -54,12 +54,13 @@ public struct RouterAdvertisement: Hashable, Sendable {
     /// Enforces code 0, the minimum length and well-formed options; unknown options (DNSSL,
     /// route information) are skipped.
     public static func parse(_ message: UnsafeRawBufferPointer) throws(WireError) -> RouterAdvertisement {
+        let r = CheckedReader(message, layer: "ndp")
         let area = try ICMPv6Message.ndpOptions(
             message, type: ICMPv6Message.routerAdvertisement, minimumLength: minimumLength)
-        let flags = message.u8(5)
+        let flags = try r.u8(5)
         var ra = RouterAdvertisement(
-            curHopLimit: message.u8(4), managed: flags & managedBit != 0, otherConfig: flags & otherConfigBit != 0,
-            routerLifetime: message.be16(6), reachableTime: message.be32(8), retransTimer: message.be32(12))
+            curHopLimit: try r.u8(4), managed: flags & managedBit != 0, otherConfig: flags & otherConfigBit != 0,
+            routerLifetime: try r.be16(6), reachableTime: try r.be32(8), retransTimer: try r.be32(12))
         var it = NDPOptionIterator(area)
         while let option = try it.next() {
             switch option.type {
@@ -67,7 +68,7 @@ public struct RouterAdvertisement: Hashable, Sendable {
                 if let mac = option.linkLayerAddress { ra.sourceLinkAddress = mac }
             case NDPOption.mtu:
                 guard option.bytes.count == mtuOptionLength else { throw WireError(.badOption, "ndp") }
-                ra.mtu = option.bytes.be32(4)
+                ra.mtu = try CheckedReader(option.bytes, layer: "ndp").be32(4)
             case NDPOption.prefixInformation:
                 let prefix = try PrefixInformation.parse(option: option.bytes)
                 if !ra.prefixes.append(prefix) { ra.droppedPrefixes += 1 }

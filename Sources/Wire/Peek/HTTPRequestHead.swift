@@ -19,43 +19,52 @@ public enum HTTPRequestHead {
     static let maxMethodLength = 16
 
     public static func peek(_ bytes: UnsafeRawBufferPointer) -> Peek {
+        do throws(WireError) {
+            return try head(CheckedReader(bytes, layer: "http"))
+        } catch {
+            return .notRequest
+        }
+    }
+
+    /// `peek` with every read checked: a read past the bytes throws, and means no request.
+    private static func head(_ r: CheckedReader) throws(WireError) -> Peek {
         // Method: upper-case letters then one space. Decided from the first bytes, so a binary
         // protocol is told apart at once instead of waiting for a head that never ends.
         var i = 0
-        while i < bytes.count, i <= maxMethodLength {
-            let b = bytes[i]
+        while i < r.count, i <= maxMethodLength {
+            let b = try r.u8(i)
             if b == UInt8(ascii: " ") { break }
             guard b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") else { return .notRequest }
             i += 1
         }
-        guard i < bytes.count else { return i > maxMethodLength ? .notRequest : .needMore }
-        guard i > 0, bytes[i] == UInt8(ascii: " ") else { return .notRequest }
+        guard i < r.count else { return i > maxMethodLength ? .notRequest : .needMore }
+        guard i > 0, try r.u8(i) == UInt8(ascii: " ") else { return .notRequest }
 
-        let limit = min(bytes.count, maxHeadLength)
-        guard let lineEnd = find(crlf, in: bytes, from: i, to: limit) else {
-            return bytes.count >= maxHeadLength ? .notRequest : .needMore
+        let limit = min(r.count, maxHeadLength)
+        guard let lineEnd = try find(crlf, in: r, from: i, to: limit) else {
+            return r.count >= maxHeadLength ? .notRequest : .needMore
         }
         // Request line: METHOD SP target SP HTTP/1.x
-        let line = UnsafeRawBufferPointer(rebasing: bytes[(i + 1)..<lineEnd])
-        guard let space = line.lastIndex(of: UInt8(ascii: " ")), space > 0,
+        let line = try r.reader(i + 1, lineEnd - i - 1)
+        guard let space = line.buffer.lastIndex(of: UInt8(ascii: " ")), space > 0,
               line.count - space - 1 == 8,
-              line[(space + 1)..<(space + 6)].elementsEqual("HTTP/".utf8)
+              try line.bytes(space + 1, 5).elementsEqual("HTTP/".utf8)
         else { return .notRequest }
-        let target = UnsafeRawBufferPointer(rebasing: line[0..<space])
+        let target = try line.bytes(0, space)
 
         // Header fields up to the empty line.
         var position = lineEnd + 2
         var host: [UInt8]?
         while true {
-            guard let end = find(crlf, in: bytes, from: position, to: limit) else {
-                return bytes.count >= maxHeadLength ? .notRequest : .needMore
+            guard let end = try find(crlf, in: r, from: position, to: limit) else {
+                return r.count >= maxHeadLength ? .notRequest : .needMore
             }
             if end == position { break }
-            let field = UnsafeRawBufferPointer(rebasing: bytes[position..<end])
-            if let colon = field.firstIndex(of: UInt8(ascii: ":")), isHost(field[0..<colon]) {
+            let field = try r.reader(position, end - position)
+            if let colon = field.buffer.firstIndex(of: UInt8(ascii: ":")), isHost(try field.bytes(0, colon)) {
                 // Two Host fields are a request smuggling shape (RFC 9112 §3.2 says reject).
                 guard host == nil else { return .notRequest }
-                host = Array(trimmed(field[(colon + 1)...]))
+                host = Array(trimmed(try field.bytes(from: colon + 1)[...]))
             }
             position = end + 2
         }
@@ -67,16 +76,19 @@ public enum HTTPRequestHead {
 
     private static let crlf: [UInt8] = [0x0D, 0x0A]
 
-    private static func find(_ needle: [UInt8], in bytes: UnsafeRawBufferPointer, from: Int, to limit: Int) -> Int? {
+    private static func find(
+        _ needle: [UInt8], in bytes: CheckedReader, from: Int, to limit: Int
+    ) throws(WireError) -> Int? {
         var i = from
         while i + 1 < limit {
-            if bytes[i] == needle[0] && bytes[i + 1] == needle[1] { return i }
+            let pair = (try bytes.u8(i), try bytes.u8(i + 1))
+            if pair.0 == needle[0] && pair.1 == needle[1] { return i }
             i += 1
         }
         return nil
     }
 
-    private static func isHost(_ name: Slice<UnsafeRawBufferPointer>) -> Bool {
+    private static func isHost(_ name: UnsafeRawBufferPointer) -> Bool {
         guard name.count == 4 else { return false }
         return name.map { $0 | 0x20 }.elementsEqual("host".utf8)
     }

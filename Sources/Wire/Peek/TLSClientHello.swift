@@ -26,6 +26,7 @@ public enum TLSClientHello {
     /// Reads the ClientHello from `bytes`, the start of a client's stream. The handshake may span
     /// several records; their payloads are joined (at most `maxHelloLength` bytes).
     public static func peek(_ bytes: UnsafeRawBufferPointer) -> Peek {
+        let record = CheckedReader(bytes, layer: "tls")
         var hello: [UInt8] = []
         var offset = 0
         var needed: Int?
@@ -33,14 +34,17 @@ public enum TLSClientHello {
             // Record header: type, legacy version (3.x), length (RFC 8446 §5.1).
             guard bytes.count - offset >= 5 else {
                 // One byte is enough to tell a stream that is not TLS at all.
-                let notTLS = offset < bytes.count && bytes[offset] != handshakeRecord
-                return notTLS ? .notClientHello : .needMore
+                guard let type = try? record.u8(offset) else { return .needMore }
+                return type != handshakeRecord ? .notClientHello : .needMore
             }
-            guard bytes[offset] == handshakeRecord, bytes[offset + 1] == 3 else { return .notClientHello }
-            let length = Int(bytes[offset + 3]) << 8 | Int(bytes[offset + 4])
+            guard let type = try? record.u8(offset), let major = try? record.u8(offset + 1),
+                let rawLength = try? record.be16(offset + 3), type == handshakeRecord, major == 3
+            else { return .notClientHello }
+            let length = Int(rawLength)
             guard length > 0, length <= 16384 + 2048 else { return .notClientHello }
             let available = min(length, bytes.count - offset - 5)
-            hello.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[(offset + 5)..<(offset + 5 + available)]))
+            guard let fragment = try? record.bytes(offset + 5, available) else { return .notClientHello }
+            hello.append(contentsOf: fragment)
             if needed == nil, hello.count >= 4 {
                 guard hello[0] == clientHello else { return .notClientHello }
                 let n = Int(hello[1]) << 16 | Int(hello[2]) << 8 | Int(hello[3])
@@ -48,7 +52,12 @@ public enum TLSClientHello {
                 needed = 4 + n
             }
             if let needed, hello.count >= needed {
-                return hello.withUnsafeBytes { parseHello(UnsafeRawBufferPointer(rebasing: $0[4..<needed])) }
+                return hello.withUnsafeBytes { all in
+                    guard let body = try? CheckedReader(all, layer: "tls").reader(4, needed - 4) else {
+                        return .notClientHello
+                    }
+                    return parseHello(body)
+                }
             }
             guard available == length else { return .needMore }
             offset += 5 + length
@@ -57,79 +66,40 @@ public enum TLSClientHello {
     }
 
     /// The ClientHello body (after the 4-byte handshake header).
-    static func parseHello(_ body: UnsafeRawBufferPointer) -> Peek {
-        var r = CheckedReader(body)
-        guard r.skip(2 + 32),  // legacy_version, random
-              r.skipVector(lengthBytes: 1),  // legacy_session_id
-              r.skipVector(lengthBytes: 2),  // cipher_suites
-              r.skipVector(lengthBytes: 1)  // legacy_compression_methods
-        else { return .notClientHello }
+    static func parseHello(_ body: CheckedReader) -> Peek {
+        do throws(WireError) {
+            return .serverName(try serverName(body))
+        } catch {
+            return .notClientHello
+        }
+    }
+
+    /// The host_name in a ClientHello body, nil when it names none; a vector that runs past its
+    /// container, or a name that is not a host name, throws.
+    static func serverName(_ body: CheckedReader) throws(WireError) -> String? {
+        var r = body
+        try r.skip(2 + 32)  // legacy_version, random
+        try r.skipVector(lengthBytes: 1)  // legacy_session_id
+        try r.skipVector(lengthBytes: 2)  // cipher_suites
+        try r.skipVector(lengthBytes: 1)  // legacy_compression_methods
         // A ClientHello without extensions (TLS 1.2 allowed it) names no server.
-        if r.remaining == 0 { return .serverName(nil) }
-        guard let extensionsLength = r.u16(), var extensions = r.sub(Int(extensionsLength)) else { return .notClientHello }
+        if r.remaining == 0 { return nil }
+        var extensions = try r.readReader(Int(try r.readBE16()))
         while extensions.remaining > 0 {
-            guard let type = extensions.u16(), let length = extensions.u16(), var data = extensions.sub(Int(length))
-            else { return .notClientHello }
+            let type = try extensions.readBE16()
+            var data = try extensions.readReader(Int(try extensions.readBE16()))
             guard type == serverNameExtension else { continue }
-            guard let listLength = data.u16(), var list = data.sub(Int(listLength)) else { return .notClientHello }
+            var list = try data.readReader(Int(try data.readBE16()))
             while list.remaining > 0 {
-                guard let nameType = list.u8(), let nameLength = list.u16(), let name = list.bytes(Int(nameLength))
-                else { return .notClientHello }
+                let nameType = try list.readU8()
+                let name = try list.readBytes(Int(try list.readBE16()))
                 guard nameType == hostNameType else { continue }
-                guard let host = HostName.normalized(name) else { return .notClientHello }
-                return .serverName(host)
+                guard let host = HostName.normalized(name) else { throw WireError(.malformed, "tls") }
+                return host
             }
-            return .serverName(nil)
+            return nil
         }
-        return .serverName(nil)
-    }
-}
-
-/// A cursor over bytes whose every read checks the bytes remaining and fails with nil.
-struct CheckedReader {
-    private let base: UnsafeRawBufferPointer
-    private var position = 0
-
-    init(_ base: UnsafeRawBufferPointer) { self.base = base }
-
-    var remaining: Int { base.count - position }
-
-    mutating func u8() -> UInt8? {
-        guard remaining >= 1 else { return nil }
-        defer { position += 1 }
-        return base[position]
-    }
-
-    mutating func u16() -> UInt16? {
-        guard remaining >= 2 else { return nil }
-        defer { position += 2 }
-        return UInt16(base[position]) << 8 | UInt16(base[position + 1])
-    }
-
-    mutating func skip(_ n: Int) -> Bool {
-        guard n >= 0, remaining >= n else { return false }
-        position += n
-        return true
-    }
-
-    mutating func bytes(_ n: Int) -> UnsafeRawBufferPointer? {
-        guard n >= 0, remaining >= n else { return nil }
-        defer { position += n }
-        return UnsafeRawBufferPointer(rebasing: base[position..<(position + n)])
-    }
-
-    mutating func sub(_ n: Int) -> CheckedReader? { bytes(n).map(CheckedReader.init) }
-
-    mutating func skipVector(lengthBytes: Int) -> Bool {
-        let n: Int
-        if lengthBytes == 1 {
-            guard let v = u8() else { return false }
-            n = Int(v)
-        } else {
-            guard let v = u16() else { return false }
-            n = Int(v)
-        }
-        return skip(n)
+        return nil
     }
 }
 
