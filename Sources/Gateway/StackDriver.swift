@@ -116,11 +116,10 @@ public final class StackDriver {
     /// The triage's first look, and the policer's say on anything that is not flow traffic.
     private func admit(_ frame: UnsafeRawBufferPointer, now: UInt64) -> Bool {
         let kind: FrameTriage.Kind
-        if frame.count < linkOffset {
-            kind = .runt
+        if let link = frame.checkedSlice(linkOffset, frame.count - linkOffset) {
+            kind = FrameTriage.classify(link, gatewayMAC: gatewayMAC, guestMAC: guestMAC)
         } else {
-            kind = FrameTriage.classify(
-                frame.slice(linkOffset, frame.count - linkOffset), gatewayMAC: gatewayMAC, guestMAC: guestMAC)
+            kind = .runt
         }
         return policer!.admit(kind, now: now)
     }

@@ -1,6 +1,6 @@
 // A first look at a guest's frame before any parsing: is it plain flow traffic (TCP or UDP of a
 // flow, from the guest, to the gateway), or something the gateway answers or refuses itself?
-// Reads a few fixed offsets, bounds-checked; it decides nothing the stack would decide otherwise.
+// Reads a few fixed offsets through `CheckedReader`; it decides nothing the stack would decide otherwise.
 
 public enum FrameTriage {
     /// Why a frame is not plain flow traffic. Each kind costs the gateway work of its own (a
@@ -32,48 +32,54 @@ public enum FrameTriage {
     /// The kind of the Ethernet frame `frame` (no virtio-net header in front). `guestMAC` nil: the
     /// guest's address is not known, so any source passes.
     public static func classify(_ frame: UnsafeRawBufferPointer, gatewayMAC: MACAddress, guestMAC: MACAddress?) -> Kind {
-        guard frame.count >= 14 else { return .runt }
-        let destination = frame.mac(0)
+        // Every read is checked: a frame too short for what a header claims is a runt.
+        (try? classify(CheckedReader(frame, layer: "ethernet"), gatewayMAC: gatewayMAC, guestMAC: guestMAC)) ?? .runt
+    }
+
+    private static func classify(_ frame: CheckedReader, gatewayMAC: MACAddress, guestMAC: MACAddress?) throws(WireError) -> Kind {
+        guard frame.contains(0, 14) else { return .runt }
+        let destination = try frame.mac(0)
         guard destination == gatewayMAC || destination.isMulticast else { return .notForUs }
-        if let guestMAC, frame.mac(6) != guestMAC { return .spoofedSource }
-        let ip = frame.slice(14, frame.count - 14)
-        switch frame.be16(12) {
-        case EtherType.ipv4: return ipv4(ip)
-        case EtherType.ipv6: return ipv6(ip)
+        if let guestMAC, try frame.mac(6) != guestMAC { return .spoofedSource }
+        let etherType = try frame.be16(12)
+        switch etherType {
+        case EtherType.ipv4: return try ipv4(frame.reader(14, frame.count - 14, layer: "ipv4"))
+        case EtherType.ipv6: return try ipv6(frame.reader(14, frame.count - 14, layer: "ipv6"))
         // ARP, tagged frames and the rest go to the stack's own handling.
         default: return .control
         }
     }
 
-    private static func ipv4(_ ip: UnsafeRawBufferPointer) -> Kind {
-        guard ip.count >= 20, ip.u8(0) >> 4 == 4 else { return .runt }
-        let headerLength = Int(ip.u8(0) & 0x0F) * 4
+    private static func ipv4(_ ip: CheckedReader) throws(WireError) -> Kind {
+        let first = try ip.u8(0)
+        guard first >> 4 == 4 else { return .runt }
+        let headerLength = Int(first & 0x0F) * 4
         // The datagram the header claims must be in the frame (padding may follow it).
-        let totalLength = Int(ip.be16(2))
-        guard headerLength >= 20, totalLength >= headerLength, ip.count >= totalLength else { return .runt }
+        let totalLength = Int(try ip.be16(2))
+        guard headerLength >= 20, totalLength >= headerLength, ip.contains(0, totalLength) else { return .runt }
         // More fragments, or an offset: part of a datagram.
-        if ip.be16(6) & 0x3FFF != 0 { return .fragment }
-        return transport(ip.u8(9), ip.slice(headerLength, totalLength - headerLength))
+        if try ip.be16(6) & 0x3FFF != 0 { return .fragment }
+        return try transport(ip.u8(9), ip.reader(headerLength, totalLength - headerLength))
     }
 
-    private static func ipv6(_ ip: UnsafeRawBufferPointer) -> Kind {
-        guard ip.count >= 40, ip.u8(0) >> 4 == 6 else { return .runt }
-        let payloadLength = Int(ip.be16(4))
-        guard ip.count >= 40 + payloadLength else { return .runt }
-        let next = ip.u8(6)
+    private static func ipv6(_ ip: CheckedReader) throws(WireError) -> Kind {
+        guard try ip.u8(0) >> 4 == 6 else { return .runt }
+        let payloadLength = Int(try ip.be16(4))
+        guard ip.contains(40, payloadLength) else { return .runt }
+        let next = try ip.u8(6)
         if next == ipv6FragmentHeader { return .fragment }
-        return transport(next, ip.slice(40, payloadLength))
+        return try transport(next, ip.reader(40, payloadLength))
     }
 
-    private static func transport(_ proto: UInt8, _ l4: UnsafeRawBufferPointer) -> Kind {
+    private static func transport(_ proto: UInt8, _ l4: CheckedReader) throws(WireError) -> Kind {
         switch proto {
         case IPProtocol.tcp:
-            guard l4.count >= 20 else { return .runt }
+            guard l4.contains(0, 20) else { return .runt }
             // SYN without ACK: the first segment of a new connection.
-            return l4.u8(13) & 0x12 == 0x02 ? .connectionRequest : .flow
+            return try l4.u8(13) & 0x12 == 0x02 ? .connectionRequest : .flow
         case IPProtocol.udp:
-            guard l4.count >= 8 else { return .runt }
-            let port = l4.be16(2)
+            guard l4.contains(0, 8) else { return .runt }
+            let port = try l4.be16(2)
             return port == 53 || port == 67 ? .service : .flow
         default:
             return .control
