@@ -281,7 +281,7 @@ public final class Stack {
     private func deliverTransport(_ proto: UInt8, l4: UnsafeRawBufferPointer, source: IPAddress, destination: IPAddress, checksumTrusted: Bool, now: UInt64) {
         switch proto {
         case IPProtocol.tcp:
-            guard checksumTrusted || Self.verify(tcp: true, l4, source, destination) else {
+            guard checksumTrusted || TransportChecksum.verifies(tcp: true, l4, source: source, destination: destination) else {
                 counters.badChecksum += 1
                 return
             }
@@ -297,24 +297,13 @@ public final class Stack {
                 counters.malformed += 1
                 return
             }
-            guard checksumTrusted || Self.verify(tcp: false, datagram, source, destination) else {
+            guard checksumTrusted || TransportChecksum.verifies(tcp: false, datagram, source: source, destination: destination) else {
                 counters.badChecksum += 1
                 return
             }
             receiveUDP(udp, payload: payload, source: source, destination: destination, now: now)
         default:
             counters.unsupported += 1
-        }
-    }
-
-    private static func verify(tcp: Bool, _ l4: UnsafeRawBufferPointer, _ source: IPAddress, _ destination: IPAddress) -> Bool {
-        switch (source, destination) {
-        case (.v4(let s), .v4(let d)):
-            tcp ? TCPHeader.verifyChecksum(l4, source: s, destination: d) : UDPHeader.verifyChecksum(l4, source: s, destination: d)
-        case (.v6(let s), .v6(let d)):
-            tcp ? TCPHeader.verifyChecksum(l4, source: s, destination: d) : UDPHeader.verifyChecksum(l4, source: s, destination: d)
-        default:
-            false
         }
     }
 

@@ -85,13 +85,13 @@ struct EmittedFrameCheck {
     ) {
         switch proto {
         case IPProtocol.tcp:
-            precondition(transportChecksumVerifies(tcp: true, l4, source, destination), "emitted TCP checksum")
+            precondition(TransportChecksum.verifies(tcp: true, l4, source: source, destination: destination), "emitted TCP checksum")
             guard let h = try? TCPHeader.parse(l4) else { preconditionFailure("emitted TCP header does not parse") }
             segment(h, part(l4, h.headerLength, l4.count - h.headerLength, "TCP payload"), source, destination)
         case IPProtocol.udp:
             guard let h = try? UDPHeader.parse(l4) else { preconditionFailure("emitted UDP header does not parse") }
             precondition(Int(h.length) == l4.count, "UDP length disagrees with IP")
-            precondition(transportChecksumVerifies(tcp: false, l4, source, destination), "emitted UDP checksum")
+            precondition(TransportChecksum.verifies(tcp: false, l4, source: source, destination: destination), "emitted UDP checksum")
             if h.sourcePort == 67 {
                 precondition((try? DHCPMessage.parse(part(l4, UDPHeader.length, h.payloadLength, "UDP payload"))) != nil, "emitted DHCP does not parse")
             }
@@ -118,16 +118,5 @@ struct EmittedFrameCheck {
     private func part(_ b: UnsafeRawBufferPointer, _ offset: Int, _ count: Int, _ what: String) -> UnsafeRawBufferPointer {
         guard let p = b.checkedSlice(offset, count) else { preconditionFailure("emitted \(what) shorter than its header says") }
         return p
-    }
-
-    private func transportChecksumVerifies(tcp: Bool, _ l4: UnsafeRawBufferPointer, _ s: IPAddress, _ d: IPAddress) -> Bool {
-        switch (s, d) {
-        case (.v4(let s), .v4(let d)):
-            tcp ? TCPHeader.verifyChecksum(l4, source: s, destination: d) : UDPHeader.verifyChecksum(l4, source: s, destination: d)
-        case (.v6(let s), .v6(let d)):
-            tcp ? TCPHeader.verifyChecksum(l4, source: s, destination: d) : UDPHeader.verifyChecksum(l4, source: s, destination: d)
-        default:
-            false
-        }
     }
 }

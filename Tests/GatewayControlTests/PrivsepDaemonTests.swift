@@ -53,16 +53,7 @@ struct PrivsepDaemonTests {
         try #require(attach.status == 0, "\(attach.stderr)")
         let view = try JSONDecoder().decode(SandboxView.self, from: Data(attach.stdout.utf8))
         let hostPort = try #require(view.ports.first?.hostPort)
-        _ = try background.start([
-            "ip", "netns", "exec", ns, "python3", "-c",
-            """
-            import socket
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(('0.0.0.0', \(guestPort))); s.listen()
-            while True:
-                c, _ = s.accept(); c.sendall(b'from the guest'); c.close()
-            """,
-        ])
+        _ = try background.start(["ip", "netns", "exec", ns, "python3", "-c", RestartTests.greeter(port: guestPort)])
         try TestHost.waitForListener(port: UInt16(guestPort), in: ns)
         let reach = { try TestHost.run(["curl", "-sS", "--max-time", "5", "telnet://127.0.0.1:\(hostPort)"]) }
         #expect(try reach() == "from the guest")
