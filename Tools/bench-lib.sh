@@ -139,13 +139,32 @@ free_port() {
     return 1
 }
 
-# utime+stime of PID in clock ticks, all its threads (/proc/PID/stat fields 14 and 15; the name
-# in field 2 has no spaces here).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# PID and its children: gatewayd is a privileged supervisor and the worker it spawned, which
+# carries the sandboxes; both count in its figures (pasta and slirp4netns have no children).
+with_children() { echo "$1" $(cat "/proc/$1/task/$1/children" 2>/dev/null); }
 
-# Nanoseconds PID's threads have spent runnable but waiting for a CPU (field 2 of each
-# /proc/PID/task/TID/schedstat): how much other load on the machine held the process back.
-run_wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}'; }
+# utime+stime of PID and its children in clock ticks, all their threads (/proc/PID/stat fields 14
+# and 15; the name in field 2 has no spaces here).
+cpu_ticks() {
+    local p t=0
+    for p in $(with_children "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+    echo "$t"
+}
+
+# Nanoseconds the threads of PID and its children have spent runnable but waiting for a CPU
+# (field 2 of each /proc/PID/task/TID/schedstat): how much other load on the machine held them back.
+run_wait_ns() {
+    local p
+    for p in $(with_children "$1"); do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
+        awk '{s += $2} END {printf "%.0f\n", s}'
+}
+
+# Waits until gatewayd answers on SOCK (its socket file exists before it listens); 0 when it does.
+gatewayd_wait() {
+    local bindir=$1 sock=$2
+    for _ in $(seq 200); do "$bindir/gatewayctl" --control "$sock" list >/dev/null 2>&1 && return 0; sleep 0.05; done
+    return 1
+}
 
 # --- namespaces and paths ---------------------------------------------------------------------
 
