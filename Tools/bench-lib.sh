@@ -41,6 +41,8 @@ bench_install_packages() {
 bench_init() {
     TAG=$(tr -dc 'a-z0-9' </dev/urandom | head -c 5 || true)
     WORK=$(mktemp -d "/tmp/$1-$TAG.XXXXXX")
+    # gatewayd's unprivileged worker keeps its state under here.
+    chmod 755 "$WORK"
     PIDS=()
     NAMESPACES=()
     LINKS=()

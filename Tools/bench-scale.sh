@@ -38,6 +38,7 @@ fi
 TAG=$(tr -dc 'a-z0-9' </dev/urandom | head -c 5 || true)
 [[ -n $TAG ]] || { echo "could not make a run tag" >&2; exit 1; }
 WORK=$(mktemp -d "/tmp/gw-scale-$TAG.XXXXXX")
+chmod 755 "$WORK"  # the unprivileged worker keeps its state under here
 GWD=""
 cleanup() {
     set +e
