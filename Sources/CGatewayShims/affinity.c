@@ -33,6 +33,8 @@ int gw_setns_net(int fd) { return setns(fd, CLONE_NEWNET) < 0 ? -errno : 0; }
 
 void gw_release_free_memory(void) { malloc_trim(0); }
 
+int gw_current_thread_id(void) { return (int)syscall(SYS_gettid); }
+
 int gw_set_thread_nice(int nice) {
     pid_t tid = (pid_t)syscall(SYS_gettid);
     return setpriority(PRIO_PROCESS, (id_t)tid, nice) == 0 ? 0 : -errno;

@@ -267,14 +267,16 @@ public final class EventLoop: @unchecked Sendable {
         return Int32(min((top.deadline - now + 999_999) / 1_000_000, 1000))
     }
 
-    /// Starts a thread (pinned when `cpu` is set) that runs the loop.
-    public func startThread() {
+    /// Starts a thread (pinned when `cpu` is set) that runs the loop. `raiseNice` is asked to set
+    /// the thread's nice value (its thread ID, the value) when this process may not lower it itself.
+    public func startThread(raiseNice: (@Sendable (Int32, Int32) -> Void)? = nil) {
         let loop = self
         let thread = Thread {
             loop.pinIfNeeded()
-            // Without CAP_SYS_NICE a negative value is refused; the loop then runs at the
-            // process's priority, which only costs latency under load.
-            if let nice = loop.nice { _ = gw_set_thread_nice(nice) }
+            // Without CAP_SYS_NICE (or RLIMIT_NICE) a negative value is refused; the supervisor
+            // then sets it, or the loop runs at the process's priority, which costs latency and
+            // throughput under load.
+            if let nice = loop.nice, gw_set_thread_nice(nice) != 0 { raiseNice?(gw_current_thread_id(), nice) }
             loop.run()
         }
         thread.start()

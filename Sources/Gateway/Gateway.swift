@@ -140,7 +140,7 @@ public final class Gateway: Sendable {
             let loop = try EventLoop(
                 name: "shard-\(i)", cpu: configuration.pinShards ? i % cpus : nil, busyPoll: configuration.busyPoll,
                 nice: configuration.shardNice)
-            loop.startThread()
+            loop.startThread { thread, nice in try? privileges.setThreadNice(thread: thread, nice: nice) }
             loops.append(loop)
         }
         shards = loops

@@ -97,6 +97,16 @@ import Wire
         #expect(Self.refusal(.openFlowLog(path: "/etc/shadow")).contains("not the configured flow log"))
     }
 
+    @Test func setsOnlyTheShardNiceOnlyForTheWorkersThreads() {
+        let server = Self.server()
+        let me = getpid()
+        // Not the configured value (-10), or a thread of another process than the asking worker.
+        #expect(Self.refusal(.setThreadNice(thread: me, nice: -20), server: server).contains("not the configured"))
+        let answer = server.handle(.setThreadNice(thread: 1, nice: -10), worker: me)
+        #expect(answer.reply.error?.message.contains("is not one of the worker's") == true)
+        #expect(server.handle(.setThreadNice(thread: me, nice: -10), worker: 0).reply.error != nil)
+    }
+
     @Test func opensTheBlocksOwnDeviceAndHandsItOver() throws {
         try #require(TestHost.canCreateDevices)
         let scratch = try Scratch()

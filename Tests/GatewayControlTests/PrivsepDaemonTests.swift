@@ -34,6 +34,15 @@ struct PrivsepDaemonTests {
         #expect(s["Seccomp"] == "2")
         let uids = (s["Uid"] ?? "0").split(whereSeparator: \.isWhitespace)
         #expect(uids.count == 4 && !uids.contains("0"), "worker UIDs: \(uids)")
+        // The shards still run at shard-nice (-10), which the supervisor set for them.
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(worker)/task")
+        let niceValues = tasks.compactMap { task in
+            (try? String(contentsOfFile: "/proc/\(worker)/task/\(task)/stat", encoding: .utf8)).flatMap { stat in
+                // Field 19, counted after the parenthesised name (which may hold spaces).
+                stat.split(separator: ")").last.map { $0.split(separator: " ")[16] }.flatMap { Int($0) }
+            }
+        }
+        #expect(niceValues.filter { $0 == -10 }.count == 2, "thread nice values: \(niceValues)")
         // The supervisor keeps what it needs to make devices.
         #expect(try Self.status(h.pid)["CapEff"] != "0000000000000000")
     }

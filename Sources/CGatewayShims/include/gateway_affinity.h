@@ -11,6 +11,8 @@ int gw_current_thread_single_cpu(void);
 int gw_setns_net(int fd);
 /* Sets the calling thread's nice value (Linux schedules threads apart); 0 or -errno. */
 int gw_set_thread_nice(int nice);
+/* The calling thread's ID (gettid), which another process may set the nice value of. */
+int gw_current_thread_id(void);
 /* The calling thread's nice value. */
 int gw_thread_nice(void);
 /* Returns memory freed in every malloc arena to the system (malloc_trim(0)). */

@@ -26,6 +26,8 @@ public protocol HostPrivileges: Sendable {
     func openEchoSocket(family: Int32) throws(GatewayError) -> OwnedDescriptor
     /// The flow log's file, opened for appending (created 0640 if missing).
     func openFlowLog(path: String) throws(GatewayError) -> OwnedDescriptor
+    /// Sets a shard thread's nice value below 0 (`shard-nice`), which takes CAP_SYS_NICE.
+    func setThreadNice(thread: Int32, nice: Int32) throws(GatewayError)
     /// Deletes devices a crashed run of this gatewayd left, but those in `kept` (a VM's, for the
     /// restore); returns the names removed.
     func sweepStaleDevices(keeping kept: Set<String>) throws(GatewayError) -> [String]
@@ -193,6 +195,12 @@ public struct DirectPrivileges: HostPrivileges {
             return try OwnedDescriptor.adopting(result: open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640))
         } catch {
             throw GatewayError(.invalidArgument, "flow log \(path): \(error)", cause: .system(error))
+        }
+    }
+
+    public func setThreadNice(thread: Int32, nice: Int32) throws(GatewayError) {
+        guard setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(thread), nice) == 0 else {
+            throw GatewayError(.system, "nice \(nice) for thread \(thread): \(String(cString: strerror(errno)))")
         }
     }
 

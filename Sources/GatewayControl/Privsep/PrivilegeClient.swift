@@ -124,6 +124,10 @@ public final class PrivilegeClient: HostPrivileges {
         try ask(.sweepStaleDevices(keeping: kept.sorted())).names ?? []
     }
 
+    public func setThreadNice(thread: Int32, nice: Int32) throws(GatewayError) {
+        _ = try ask(.setThreadNice(thread: thread, nice: nice))
+    }
+
     /// The config file's text, read again by the supervisor (nil: it runs without one).
     public func readConfig() throws(GatewayError) -> String? {
         try ask(.readConfig).text

@@ -16,6 +16,8 @@ enum PrivilegeRequest: Codable, Sendable, Equatable {
     case openEchoSocket(ipv6: Bool)
     case openFlowLog(path: String)
     case sweepStaleDevices(keeping: [String])
+    /// A shard thread of the worker's to take the configured `shard-nice`.
+    case setThreadNice(thread: Int32, nice: Int32)
     /// The config file's text again, for a SIGHUP reload (the worker may not read it).
     case readConfig
     /// The worker serves its control socket: from now on its death means a restart.
@@ -53,6 +55,7 @@ enum PrivilegeRequest: Codable, Sendable, Equatable {
         case .openEchoSocket: "open-echo-socket"
         case .openFlowLog: "open-flow-log"
         case .sweepStaleDevices: "sweep-stale-devices"
+        case .setThreadNice: "set-thread-nice"
         case .readConfig: "read-config"
         case .ready: "ready"
         }

@@ -20,6 +20,8 @@ struct PrivilegeServer: Sendable {
         var hostDeviceTag: String
         var flowLogPath: String?
         var configPath: String?
+        /// `shard-nice`: the one nice value a worker's thread may be given.
+        var shardNice: Int32
         /// Where named namespaces live (`ip netns`).
         var namespaceDirectory = NetworkNamespace.runDirectory
     }
@@ -27,7 +29,7 @@ struct PrivilegeServer: Sendable {
     init(configuration: DaemonConfiguration, configPath: String?) {
         rules = Rules(
             addresses: configuration.gatewayConfiguration.addresses, hostDeviceTag: configuration.hostDeviceTag,
-            flowLogPath: configuration.flowLogPath, configPath: configPath)
+            flowLogPath: configuration.flowLogPath, configPath: configPath, shardNice: Int32(configuration.shardNice))
         direct = DirectPrivileges(
             hostDeviceTag: configuration.hostDeviceTag, sweepPrefixes: configuration.sweepPrefixes,
             makesDevice: { configuration.makesDevice(named: $0) })
@@ -40,10 +42,10 @@ struct PrivilegeServer: Sendable {
         var descriptor: Int32 = -1
     }
 
-    /// Carries out one request, or refuses it with the reason.
-    func handle(_ request: PrivilegeRequest) -> Answer {
+    /// Carries out one request of worker `worker`, or refuses it with the reason.
+    func handle(_ request: PrivilegeRequest, worker: pid_t = 0) -> Answer {
         do throws(GatewayError) {
-            return try perform(request)
+            return try perform(request, worker: worker)
         } catch {
             return Answer(reply: .failure(error))
         }
@@ -52,7 +54,7 @@ struct PrivilegeServer: Sendable {
     /// Reads one request from `channel`, answers it and closes what it handed over. Returns the
     /// request (nil when it was malformed) and whether the worker's end is still open.
     func serveOne(
-        _ channel: PrivilegeChannel, log: (Logger.Level, String, PrivilegeRequest?) -> Void
+        _ channel: PrivilegeChannel, worker: pid_t = 0, log: (Logger.Level, String, PrivilegeRequest?) -> Void
     ) -> (open: Bool, request: PrivilegeRequest?) {
         let request: PrivilegeRequest
         do {
@@ -67,7 +69,7 @@ struct PrivilegeServer: Sendable {
             let refusal = PrivilegeReply.failure(GatewayError(.invalidArgument, "privileged request refused: \(error)"))
             return ((try? channel.send(refusal)) != nil, nil)
         }
-        let answer = handle(request)
+        let answer = handle(request, worker: worker)
         defer { if answer.descriptor >= 0 { close(answer.descriptor) } }
         if let failure = answer.reply.error, failure.code == GatewayError.Code.invalidArgument.rawValue {
             log(.warning, "refused: \(failure.message)", request)
@@ -88,8 +90,19 @@ struct PrivilegeServer: Sendable {
         GatewayError(.invalidArgument, "privileged request \(request.name) refused: \(why)")
     }
 
-    private func perform(_ request: PrivilegeRequest) throws(GatewayError) -> Answer {
+    private func perform(_ request: PrivilegeRequest, worker: pid_t) throws(GatewayError) -> Answer {
         switch request {
+        case .setThreadNice(let thread, let nice):
+            // Only the configured value, and only for a thread of the worker that asks.
+            guard nice == rules.shardNice, (-20...19).contains(nice) else {
+                throw refuse(request, "nice \(nice) is not the configured shard-nice (\(rules.shardNice))")
+            }
+            var status = stat()
+            guard worker > 0, thread > 0, stat("/proc/\(worker)/task/\(thread)", &status) == 0 else {
+                throw refuse(request, "thread \(thread) is not one of the worker's")
+            }
+            try direct.setThreadNice(thread: thread, nice: nice)
+            return Answer(reply: PrivilegeReply())
         case .openNamespaceLink(let m):
             let link = try direct.openNamespaceLink(try check(m, request))
             return answer(link)

@@ -178,7 +178,7 @@ public final class Supervisor {
 
     /// Answers one request; false when the worker's end has closed.
     private func serveOne(_ channel: PrivilegeChannel, pid: pid_t, ending: inout Ending) -> Bool {
-        let served = server.serveOne(channel) { level, message, request in
+        let served = server.serveOne(channel, worker: pid) { level, message, request in
             var metadata: Logger.Metadata = ["pid": "\(pid)"]
             if let request { metadata["request"] = "\(request.name)" }
             logger.log(level: level, "\(message)", metadata: metadata)
