@@ -139,7 +139,7 @@ import Wire
         served.start()
         let client = PrivilegeClient(descriptor: theirs)
         // A descriptor crosses: what the worker writes lands in the file root opened.
-        var log = try client.openFlowLog(path: path)
+        let log = try client.openFlowLog(path: path)
         let line = Array("{\"flow\":1}\n".utf8)
         #expect(write(log.rawValue, line, line.count) == line.count)
         log.close()

@@ -56,14 +56,19 @@ struct PrivilegeChannel: Sendable {
     /// The next message and the descriptor that came with it, -1 for none (the caller owns it
     /// and must adopt it at once).
     func receive<Message: Decodable>(_ type: Message.Type) throws(Failure) -> (Message, Int32) {
-        var buffer = [UInt8](repeating: 0, count: Self.maxMessage)
         var received: Int32 = -1
-        let n = buffer.withUnsafeMutableBytes { gw_receive_with_fd(fd, $0.baseAddress, $0.count, &received) }
+        var n = 0
+        // Room for the largest message, left unwritten: only the pages the message lands in are
+        // touched, so an ordinary reply does not clear a mebibyte first.
+        let buffer = [UInt8](unsafeUninitializedCapacity: Self.maxMessage) { storage, count in
+            n = gw_receive_with_fd(fd, storage.baseAddress, storage.count, &received)
+            count = max(n, 0)
+        }
         if n == 0 { throw .closed }
         if n == -Int(ECONNRESET) { throw .closed }
         guard n > 0 else { throw .system("receive: \(String(cString: strerror(Int32(-n))))") }
         do {
-            return (try JSONDecoder().decode(Message.self, from: Data(buffer[0..<n])), received)
+            return (try JSONDecoder().decode(Message.self, from: Data(buffer)), received)
         } catch {
             if received >= 0 { close(received) }
             throw .malformed("\(error)")

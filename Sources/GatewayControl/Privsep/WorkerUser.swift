@@ -10,24 +10,19 @@ public enum WorkerUser {
     /// `gatewayd` when the install made that system user, else `nobody`.
     public static var defaultName: String { getpwnam("gatewayd") != nil ? "gatewayd" : "nobody" }
 
-    /// The user's UID and primary GID, by name or number.
-    public static func resolve(_ user: String) throws(ControlError) -> (uid: uid_t, gid: gid_t) {
-        if let entry = getpwnam(user) { return (entry.pointee.pw_uid, entry.pointee.pw_gid) }
-        if let uid = UInt32(user) {
-            if let entry = getpwuid(uid) { return (uid, entry.pointee.pw_gid) }
-            return (uid, uid)
-        }
-        throw ControlError(.invalidArgument, "worker user '\(user)' does not exist (set user = \"…\" in the config)")
-    }
-
     /// Becomes the worker: the state directory goes to `user`, then this process gives up root
     /// (no capabilities, not even in its bounding set, no_new_privs, SIGKILL when the supervisor
     /// dies) and installs the system-call filter. Before any thread starts (capabilities are per
     /// thread, and the drop refuses to run beside others).
     /// - Parameter shardNice: the shards' nice value, which below 0 takes RLIMIT_NICE raised now.
     public static func confine(user: String, stateDirectory: String, shardNice: Int) throws(ControlError) {
-        let (uid, gid) = try resolve(user)
-        try handOver(directory: stateDirectory, uid: uid, gid: gid)
+        let account: Confinement.Account
+        do {
+            account = try Confinement.account(for: user)
+        } catch {
+            throw ControlError(.invalidArgument, "worker user '\(user)' does not exist (set user = \"…\" in the config)")
+        }
+        try handOver(directory: stateDirectory, uid: account.uid, gid: account.gid)
         if shardNice < 0 {
             // Lets the shards lower their nice value to shardNice without CAP_SYS_NICE.
             var limit = rlimit(rlim_cur: rlim_t(20 - shardNice), rlim_max: rlim_t(20 - shardNice))
