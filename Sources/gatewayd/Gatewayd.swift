@@ -16,9 +16,11 @@ struct Gatewayd: ParsableCommand {
         commandName: "gatewayd",
         abstract: "Network gateway for many sandboxes: one TAP and userspace TCP/IP stack per sandbox.",
         discussion: """
-            Runs in the foreground until SIGTERM or SIGINT, which detach every sandbox first. Flags \
-            override the config file. Exit status: 0 after a clean stop, 78 for a bad config, 1 when \
-            it cannot start.
+            Runs in the foreground until SIGTERM or SIGINT, which detach every sandbox first; SIGHUP \
+            re-reads the config file's policies and reopens the flow log. Flags override the config \
+            file (installed as /etc/gatewayd/gatewayd.toml). Started by systemd (Type=notify, \
+            $NOTIFY_SOCKET) it reports READY=1 once it serves, and STOPPING=1. Exit status: 0 after a \
+            clean stop, 78 for a bad config, 1 when it cannot start.
             """
     )
 
@@ -49,6 +51,9 @@ struct Gatewayd: ParsableCommand {
     @Option(help: "User the unprivileged worker runs as (default: gatewayd if that user exists, else nobody).")
     var user: String?
 
+    @Option(help: "Tag put into the names of the devices it makes in the host namespace, and the only ones it sweeps (0-6 of a-z, 0-9).")
+    var hostDeviceTag: String?
+
     @Flag(help: "Run everything in one privileged process, without the worker's confinement (debugging only).")
     var noPrivsep = false
 
@@ -75,6 +80,15 @@ struct Gatewayd: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "gatewayd")
+        // Only the process systemd started speaks to it; a worker is never given the socket.
+        let notifier = privsepWorkerFD == nil ? NotifySocket.fromEnvironment() : nil
+        func notify(_ send: (NotifySocket) -> Int32) {
+            guard let notifier else { return }
+            let error = send(notifier)
+            if error != 0 {
+                logger.warning("cannot notify the service manager at \(notifier.address): \(String(cString: strerror(error)))")
+            }
+        }
         // Before the gateway sizes its descriptor budgets from the limit.
         let limit = OpenFilesLimit.raiseToHard()
         if limit.error != 0 {
@@ -92,7 +106,8 @@ struct Gatewayd: ParsableCommand {
                 throw ExitCode.failure
             }
             let supervisor = Supervisor(
-                configuration: settings, configPath: config, arguments: CommandLine.arguments, logger: logger
+                configuration: settings, configPath: config, arguments: CommandLine.arguments, logger: logger,
+                notifier: notifier
             ) { pid, signal in
                 // The kernel logs a seccomp kill with the system call that caused it.
                 guard signal == SIGSYS else { return nil }
@@ -140,8 +155,10 @@ struct Gatewayd: ParsableCommand {
                 throw ExitCode.failure
             }
         }
+        notify { $0.ready(status: "serving") }
         var signal = GatewayDaemon.waitForTerminationSignal()
         while signal == SIGHUP {
+            notify { $0.reloading() }
             do {
                 // A worker may not read the file: the supervisor reads it again.
                 var text: String?
@@ -158,8 +175,12 @@ struct Gatewayd: ParsableCommand {
                 logger.error("SIGHUP: config not reloaded, the running one stays: \(error)")
                 daemon.reload(nil)
             }
+            // Serving again: the supervisor passes this on as READY=1 (or we do, alone).
+            try? privileges?.ready()
+            notify { $0.ready(status: "serving") }
             signal = GatewayDaemon.waitForTerminationSignal()
         }
+        notify { $0.stopping() }
         logger.notice("received \(signal == SIGINT ? "SIGINT" : "SIGTERM")")
         daemon.stop()
     }
@@ -212,6 +233,12 @@ struct Gatewayd: ParsableCommand {
             c.metricsAddress = hp
         }
         if let user { c.workerUser = user }
+        if let hostDeviceTag {
+            guard DaemonConfiguration.isHostDeviceTag(hostDeviceTag) else {
+                throw flagError("--host-device-tag", "'\(hostDeviceTag)' is not 0-6 lowercase letters and digits")
+            }
+            c.hostDeviceTag = hostDeviceTag
+        }
         if noPrivsep { c.privilegeSeparation = false }
         return c
     }

@@ -24,6 +24,8 @@ final class DaemonHarness: @unchecked Sendable {
     private(set) var process: Process?
     /// A command gatewayd runs under, e.g. ["prlimit", "--nofile=1024:4096", "--"]; empty: none.
     var launcher: [String] = []
+    /// Variables set for gatewayd on top of the test's own environment.
+    var environment: [String: String] = [:]
 
     init() throws {
         scratch = try Scratch()
@@ -70,6 +72,9 @@ final class DaemonHarness: @unchecked Sendable {
         p.standardError = logFile
         p.standardOutput = logFile
         p.standardInput = FileHandle.nullDevice
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, set in set }
+        }
         try p.run()
         process = p
         var exited = false

@@ -133,6 +133,12 @@ public struct DaemonConfiguration: Sendable {
         return !rest.isEmpty && rest.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
     }
 
+    /// Whether `tag` may be a `host-device-tag`: 0-6 of [a-z0-9], so that a role prefix, the tag,
+    /// a dash and a sandbox number fit in a device name.
+    public static func isHostDeviceTag(_ tag: String) -> Bool {
+        tag.count <= 6 && tag.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) }
+    }
+
     /// The settings the in-process Gateway takes.
     public var gatewayConfiguration: GatewayConfiguration {
         var c = GatewayConfiguration(shards: shards)
@@ -244,8 +250,7 @@ public struct DaemonConfiguration: Sendable {
                 sweepPrefixes = list
             case .hostDeviceTag:
                 let tag = try r.string(e, e.key)
-                guard tag.count <= 6, tag.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) })
-                else {
+                guard Self.isHostDeviceTag(tag) else {
                     throw r.error(e, e.key, "'\(tag)' is not 0-6 lowercase letters and digits")
                 }
                 hostDeviceTag = tag

@@ -1,6 +1,8 @@
 // gatewayd's privileged part: spawns the unprivileged worker (this executable again, with the
 // worker's end of a socket), answers its privileged requests, forwards SIGTERM, SIGINT and SIGHUP
 // to it, and restarts it when it dies (a restart restores every sandbox from the state directory).
+// It alone tells the service manager how things stand ($NOTIFY_SOCKET): it is the process systemd
+// watches, and the worker is not given the socket.
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -20,14 +22,20 @@ public final class Supervisor {
     let arguments: [String]
     /// How a worker that died is explained; nil when the cause is not known.
     let diagnose: (_ pid: pid_t, _ signal: Int32) -> String?
+    /// The service manager's socket; nil when not started by one.
+    let notifier: NotifySocket?
+    /// Workers started so far, for the status line.
+    private var workersStarted = 0
 
     public init(
         configuration: DaemonConfiguration, configPath: String?, arguments: [String], logger: Logger,
+        notifier: NotifySocket? = nil,
         diagnose: @escaping (_ pid: pid_t, _ signal: Int32) -> String? = { _, _ in nil }
     ) {
         server = PrivilegeServer(configuration: configuration, configPath: configPath)
         self.arguments = arguments
         self.logger = logger
+        self.notifier = notifier
         self.diagnose = diagnose
     }
 
@@ -64,15 +72,21 @@ public final class Supervisor {
                 return signal == 0 ? code : 1
             }
             var metadata: Logger.Metadata = ["status": "\(ending.status)"]
+            let death: String
             if signal != 0 {
                 metadata["signal"] = "\(signal)"
                 if let cause = diagnose(ending.pid, signal) { metadata["cause"] = "\(cause)" }
-                logger.error("the worker was killed by signal \(signal); restarting it", metadata: metadata)
+                death = "the worker was killed by signal \(signal)"
             } else {
-                logger.error("the worker exited with \(code); restarting it", metadata: metadata)
+                death = "the worker exited with \(code)"
             }
+            logger.error("\(death); restarting it", metadata: metadata)
             if ending.lived > .seconds(60) { delay = .milliseconds(200) }
-            if waitForStop(delay) { return 0 }
+            notify { $0.status("\(death); restarting it in \(delay.nanoseconds / 1_000_000) ms") }
+            if waitForStop(delay) {
+                notify { $0.stopping() }
+                return 0
+            }
             delay = min(delay * 2, .seconds(5))
         }
     }
@@ -110,7 +124,8 @@ public final class Supervisor {
         var index = 0
         while let entry = environ[index] {
             let text = String(cString: entry)
-            if !text.hasPrefix("SWIFT_BACKTRACE=") { environment.append(text) }
+            // The worker has no business with the service manager (and systemd would refuse it).
+            if !text.hasPrefix("SWIFT_BACKTRACE=") && !text.hasPrefix("NOTIFY_SOCKET=") { environment.append(text) }
             index += 1
         }
         environment.append("SWIFT_BACKTRACE=enable=no")
@@ -134,6 +149,7 @@ public final class Supervisor {
         close(theirs)
         defer { close(mine) }
         let started = ContinuousClock.now
+        workersStarted += 1
         logger.notice("worker started", metadata: ["pid": "\(pid)"])
         let pidfd = gw_pidfd_open(pid)
         defer { if pidfd >= 0 { close(pidfd) } }
@@ -158,7 +174,13 @@ public final class Supervisor {
                 var byte: UInt8 = 0
                 if read(signals, &byte, 1) == 1 {
                     let signal = Int32(byte)
-                    if signal != SIGHUP { ending.stopRequested = true }
+                    if signal != SIGHUP {
+                        ending.stopRequested = true
+                        notify { $0.stopping() }
+                    } else {
+                        // The worker reports ready again once it has reloaded.
+                        notify { $0.reloading() }
+                    }
                     // The worker detaches every sandbox (asking us to remove VM devices) and exits.
                     kill(pid, signal)
                 }
@@ -183,7 +205,22 @@ public final class Supervisor {
             if let request { metadata["request"] = "\(request.name)" }
             logger.log(level: level, "\(message)", metadata: metadata)
         }
-        if served.request == .ready { ending.wasReady = true }
+        if served.request == .ready {
+            ending.wasReady = true
+            let restarts = workersStarted - 1
+            notify {
+                $0.ready(status: "serving; worker \(pid)" + (restarts > 0 ? ", \(restarts) restart(s)" : ""))
+            }
+        }
         return served.open
+    }
+
+    /// Sends a notification if a service manager listens, and logs one it did not take.
+    private func notify(_ send: (NotifySocket) -> Int32) {
+        guard let notifier else { return }
+        let error = send(notifier)
+        if error != 0 {
+            logger.warning("cannot notify the service manager at \(notifier.address): \(String(cString: strerror(error)))")
+        }
     }
 }
