@@ -24,6 +24,11 @@ swift build --build-tests
 # Swift Testing runs tests in parallel; the integration tests use unique names so they may.
 swift test --skip-build
 
+# The .deb of this build installed, started as its systemd unit would start it, and purged.
+if [[ $(id -u) -eq 0 ]]; then
+    Tools/test-deb.sh
+fi
+
 # The fuzz targets share the fuzzing time on two cores: the parsers on one, a stack driven by
 # step sequences then the relays' state machines on the other (Tools/README-fuzz.md).
 if [[ -x Tools/fuzz.sh ]]; then
