@@ -97,7 +97,9 @@ for shell in bash zsh fish; do
     esac
     for command in gatewayctl gatewayd; do
         # shellcheck disable=SC2059
-        "$bin/$command" --generate-completion-script "$shell" > "$pkg/$dir/$(printf "$name" "$command")"
+        file=$pkg/$dir/$(printf "$name" "$command")
+        # bash-completion sources the file: a #! line would only mislead.
+        "$bin/$command" --generate-completion-script "$shell" | sed '1{/^#!/d}' > "$file"
     done
 done
 chmod 0644 "$pkg"/usr/share/*/*completion*/* "$pkg"/usr/share/zsh/vendor-completions/*
@@ -112,21 +114,25 @@ for page in "$pages"/8/*.8; do gzip -9n < "$page" > "$pkg/usr/share/man/man8/$(b
 
 gzip -9n < README.md > "$pkg/usr/share/doc/gatewayd/README.md.gz"
 gzip -9n < docs/control-api.md > "$pkg/usr/share/doc/gatewayd/control-api.md.gz"
+# Who built it, as Debian's tools take it: DEBFULLNAME and DEBEMAIL, else git's user.
+maintainer="${DEBFULLNAME:-$(git config user.name 2>/dev/null || echo gatewayd)} <${DEBEMAIL:-$(git config user.email 2>/dev/null || echo root@localhost)}>"
+when=$(git log -1 --format=%ct 2>/dev/null || date +%s)
 cat > "$pkg/usr/share/doc/gatewayd/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: gatewayd
 
 Files: *
-Copyright: the gatewayd authors
+Copyright: $(date -u -d "@$when" +%Y) the gatewayd authors
 License: other
  See the source repository this package was built from.
 EOF
-cat <<EOF | gzip -9n > "$pkg/usr/share/doc/gatewayd/changelog.Debian.gz"
+# A native package (no Debian revision): changelog.gz, not changelog.Debian.gz.
+cat <<EOF | gzip -9n > "$pkg/usr/share/doc/gatewayd/changelog.gz"
 gatewayd ($version) unstable; urgency=medium
 
   * Built by Tools/build-deb.sh from $(git rev-parse --short HEAD 2>/dev/null || echo "a source tree").
 
- -- gatewayd authors <gatewayd@localhost>  $(date -u -R -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")
+ -- $maintainer  $(date -u -R -d "@$when")
 EOF
 
 install -m 0755 Tools/packaging/debian/postinst Tools/packaging/debian/prerm Tools/packaging/debian/postrm "$pkg/DEBIAN/"
@@ -142,22 +148,24 @@ depends=$(cd "$stage" && dpkg-shlibdeps -O --ignore-missing-info --warnings=0 "$
 size=$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
 note=
 if [[ $configuration == debug ]]; then
-    note=$'\n .\n A debug build: it needs the Swift toolchain it was built with, where it was.'
+    note=$'\n .\n A debug build: it needs the Swift toolchain it was built with, where it\n was.'
 fi
 cat > "$pkg/DEBIAN/control" <<EOF
 Package: gatewayd
 Version: $version
 Architecture: $(dpkg --print-architecture)
-Maintainer: gatewayd authors <gatewayd@localhost>
+Maintainer: $maintainer
 Installed-Size: $size
 Depends: adduser, $depends
 Section: net
 Priority: optional
 Description: network gateway for many sandboxes, in one process
- gatewayd gives network namespaces and VMs an Ethernet link each (a TAP device) behind which a
- userspace TCP/IP stack carries their TCP and UDP over host sockets under an egress policy,
- answers DNS, DHCP and ping, and publishes host ports into them. gatewayctl drives it over a
- Unix socket. A privileged supervisor does only what needs root; a confined worker does the rest.$note
+ gatewayd gives network namespaces and VMs an Ethernet link each (a TAP
+ device) behind which a userspace TCP/IP stack carries their TCP and UDP
+ over host sockets under an egress policy, answers DNS, DHCP and ping, and
+ publishes host ports into them. gatewayctl drives it over a Unix socket.
+ A privileged supervisor does only what needs root; a confined worker does
+ the rest.$note
 EOF
 
 mkdir -p "$output"

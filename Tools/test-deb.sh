@@ -76,18 +76,19 @@ expected=(/usr/bin/gatewayd /usr/bin/gatewayctl "$unit" /etc/gatewayd/gatewayd.t
     /usr/share/bash-completion/completions/gatewayctl /usr/share/zsh/vendor-completions/_gatewayctl
     /usr/share/fish/vendor_completions.d/gatewayctl.fish /usr/share/doc/gatewayd/copyright)
 # gatewayd-cni goes in once the package builds it.
-if dpkg-deb -c "$deb" | grep -q '/usr/lib/cni/gatewayd-cni$' || [[ -x .build/debug/gatewayd-cni && $# -eq 0 ]]; then
+# (grep reads all its input in pipes here: with -q it may stop early, and pipefail count that.)
+if dpkg-deb -c "$deb" | grep '/usr/lib/cni/gatewayd-cni$' >/dev/null || [[ -x .build/debug/gatewayd-cni && $# -eq 0 ]]; then
     expected+=(/usr/lib/cni/gatewayd-cni)
 fi
 for f in "${expected[@]}"; do
     [[ -e $f ]] || fail "$f is not installed"
     grep -qx "$f" "$work/files" || fail "$f is not the package's (dpkg -L)"
 done
-dpkg-query -W -f='${Conffiles}\n' gatewayd | grep -q '^ /etc/gatewayd/gatewayd.toml ' \
+dpkg-query -W -f='${Conffiles}\n' gatewayd | grep '^ /etc/gatewayd/gatewayd.toml ' >/dev/null \
     || fail "/etc/gatewayd/gatewayd.toml is not a conffile"
-/usr/bin/gatewayctl --help | grep -q attach || fail "the installed gatewayctl does not run"
-man -P cat gatewayctl 2>/dev/null | grep -q attach || fail "man gatewayctl shows no attach"
-man -P cat 8 gatewayd 2>/dev/null | grep -q -- --config || fail "man 8 gatewayd shows no --config"
+/usr/bin/gatewayctl --help | grep attach >/dev/null || fail "the installed gatewayctl does not run"
+man -P cat gatewayctl 2>/dev/null | grep attach >/dev/null || fail "man gatewayctl shows no attach"
+man -P cat 8 gatewayd 2>/dev/null | grep -- --config >/dev/null || fail "man 8 gatewayd shows no --config"
 bash -c 'source /usr/share/bash-completion/completions/gatewayctl && complete -p gatewayctl' >/dev/null \
     || fail "the bash completion defines nothing for gatewayctl"
 if command -v systemd-analyze >/dev/null; then
@@ -145,7 +146,7 @@ grep -q "^MAINPID=$pid$" "$work/notify.log" || fail "READY=1 does not name the p
 ctl=(/usr/bin/gatewayctl --control "$work/control.sock")
 ip netns add "$ns"
 "${ctl[@]}" attach "deb-$tag" --netns "$ns" >"$work/attach.log" 2>&1 || { cat "$work/attach.log" >&2; fail "attach"; }
-"${ctl[@]}" list | grep -q "deb-$tag" || fail "the sandbox is not listed"
+"${ctl[@]}" list | grep "deb-$tag" >/dev/null || fail "the sandbox is not listed"
 gateway=$(ip -n "$ns" -4 route show default | awk '{print $3}')
 [[ -n $gateway ]] || fail "the sandbox has no default route"
 ip netns exec "$ns" ping -c 1 -W 5 "$gateway" >/dev/null || fail "the gateway $gateway does not answer a ping"

@@ -82,13 +82,7 @@ struct Gatewayd: ParsableCommand {
         let logger = Logger(label: "gatewayd")
         // Only the process systemd started speaks to it; a worker is never given the socket.
         let notifier = privsepWorkerFD == nil ? NotifySocket.fromEnvironment() : nil
-        func notify(_ send: (NotifySocket) -> Int32) {
-            guard let notifier else { return }
-            let error = send(notifier)
-            if error != 0 {
-                logger.warning("cannot notify the service manager at \(notifier.address): \(String(cString: strerror(error)))")
-            }
-        }
+        func notify(_ send: (NotifySocket) -> Int32) { NotifySocket.tell(notifier, logger: logger, send) }
         // Before the gateway sizes its descriptor budgets from the limit.
         let limit = OpenFilesLimit.raiseToHard()
         if limit.error != 0 {

@@ -1,6 +1,7 @@
 // gatewayd under a service manager: with $NOTIFY_SOCKET set it reports READY=1 once it serves,
-// RELOADING=1 then READY=1 around a SIGHUP, and STOPPING=1 on SIGTERM, from the process the
-// manager started (the worker is never given the socket).
+// RELOADING=1 then READY=1 around a SIGHUP, a status line and READY=1 again when a worker is
+// replaced, and STOPPING=1 on SIGTERM, from the process the manager started (the worker is never
+// given the socket).
 import Foundation
 import GatewayControl
 import GatewayTestSupport
@@ -35,6 +36,18 @@ struct ServiceNotificationTests {
         let reload = listener.receive(until: "READY=1")
         #expect(reload.first.map(notificationFields)?["RELOADING"] == "1", "around the reload: \(reload)")
         #expect(reload.last.map(notificationFields)?["READY"] == "1", "around the reload: \(reload)")
+
+        if privsep {
+            // A worker that dies is replaced: the status says so, and the new one reports ready.
+            let worker = h.workerPID
+            kill(worker, SIGKILL)
+            let restart = listener.receive(until: "READY=1")
+            let status = restart.first.map(notificationFields)?["STATUS"] ?? ""
+            #expect(status.hasPrefix("the worker was killed by signal 9; restarting it"), "after a kill: \(restart)")
+            let again = restart.last.map(notificationFields)
+            #expect(again?["READY"] == "1" && again?["STATUS"]?.hasSuffix("1 restart(s)") == true, "after a kill: \(restart)")
+            #expect(h.workerPID != worker)
+        }
 
         #expect(h.stop(SIGTERM) == 0, "\(h.log())")
         let stopping = listener.receive(until: "STOPPING=1", within: 1)

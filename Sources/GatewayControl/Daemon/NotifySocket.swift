@@ -3,6 +3,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import Logging
 
 /// Where to send service-state notifications: a Unix datagram socket given by path, or by
 /// `@name` in the abstract namespace. The protocol is one datagram of `KEY=VALUE` lines, so this
@@ -91,5 +92,14 @@ public struct NotifySocket: Sendable, Hashable {
     @discardableResult
     public func status(_ text: String) -> Int32 {
         send(["STATUS": text])
+    }
+
+    /// Sends with `send` when there is a socket, and logs a notification the manager did not take.
+    public static func tell(_ socket: NotifySocket?, logger: Logger, _ send: (NotifySocket) -> Int32) {
+        guard let socket else { return }
+        let error = send(socket)
+        if error != 0 {
+            logger.warning("cannot notify the service manager at \(socket.address): \(String(cString: strerror(error)))")
+        }
     }
 }

@@ -215,12 +215,7 @@ public final class Supervisor {
         return served.open
     }
 
-    /// Sends a notification if a service manager listens, and logs one it did not take.
     private func notify(_ send: (NotifySocket) -> Int32) {
-        guard let notifier else { return }
-        let error = send(notifier)
-        if error != 0 {
-            logger.warning("cannot notify the service manager at \(notifier.address): \(String(cString: strerror(error)))")
-        }
+        NotifySocket.tell(notifier, logger: logger, send)
     }
 }
