@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "test-deb.sh: needs root (dpkg, namespaces, devices)" >&2; exit 1; }
 start=$(date +%s)
 # One run at a time on a machine: the package and its user are the machine's.
+# (What it starts closes the lock: a gatewayd left by a killed run must not keep it.)
 exec 9>/run/lock/gatewayd-test-deb.lock
 flock 9
 
@@ -117,7 +118,7 @@ if [[ $hard != unlimited ]] && ((hard < nofile)); then
     echo "test-deb.sh: open files limit $hard here, not the unit's $nofile (no CAP_SYS_RESOURCE to raise it)" >&2
     nofile=$hard
 fi
-python3 - "$work/notify.sock" "$work/notify.log" >/dev/null 2>&1 <<'PY' &
+python3 - "$work/notify.sock" "$work/notify.log" >/dev/null 2>&1 9>&- <<'PY' &
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[1])
@@ -132,7 +133,7 @@ for _ in $(seq 50); do [[ -S $work/notify.sock ]] && break; sleep 0.1; done
 NOTIFY_SOCKET=$work/notify.sock prlimit --nofile="$nofile:$nofile" \
     setpriv --bounding-set="-all,$caps" --inh-caps=-all --no-new-privs \
     $exec_start --control "$work/control.sock" --state-dir "$work/state" --host-device-tag "$tag" \
-    >"$work/gatewayd.log" 2>&1 &
+    >"$work/gatewayd.log" 2>&1 9>&- &
 pid=$!
 for _ in $(seq 300); do
     grep -q '^READY=1$' "$work/notify.log" 2>/dev/null && break
