@@ -197,7 +197,6 @@ public final class EtcdClient: Sendable {
         }
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(max(deadline - NIODeadline.now(), .milliseconds(1)))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
