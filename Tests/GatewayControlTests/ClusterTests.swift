@@ -144,4 +144,35 @@ struct ClusterTests {
         }
         #expect(after["/gatewayd/sandboxes/before"] == before["/gatewayd/sandboxes/before"])
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func anIDBothNodesTookWhileEtcdWasDownStaysLocalAndCountsAConflict() throws {
+        let etcd = try EtcdHarness(members: 1)
+        defer { etcd.tearDown() }
+        try etcd.start()
+        let a = try Self.daemon(etcd, node: "a")
+        defer { a.tearDown() }
+        let b = try Self.daemon(etcd, node: "b")
+        defer { b.tearDown() }
+
+        etcd.stop()
+        try waitFor(seconds: 5) { Self.health(a)?.etcd == "unreachable" && Self.health(b)?.etcd == "unreachable" }
+        #expect(try a.ctl("attach", "twin", "--netns", a.scratch.namespace().name!).status == 0)
+        #expect(try b.ctl("attach", "twin", "--netns", b.scratch.namespace().name!).status == 0)
+
+        try etcd.start()
+        // One node's reconciliation claims the ID first; the other keeps its sandbox, leaves the
+        // key alone and counts the conflict.
+        try waitFor(seconds: 15, every: 0.1) {
+            (Self.health(a)?.heldElsewhere ?? []) + (Self.health(b)?.heldElsewhere ?? []) == ["twin"]
+        }
+        let (winner, loser) = Self.health(a)?.heldElsewhere == ["twin"] ? ("b", a) : ("a", b)
+        let record = try #require(try etcd.keys()["/gatewayd/sandboxes/twin"])
+        #expect(record.contains("\"node\":\"\(winner)\""), "\(record)")
+        #expect(Self.health(loser)?.conflicts == 1)
+        let (_, body) = try ControlClient(socketPath: loser.socketPath).send("GET", "/metrics")
+        #expect(String(decoding: body, as: UTF8.self).contains("gatewayd_cluster_conflicts_total 1"))
+        #expect(try loser.ctl("stats", "twin").status == 0)
+        #expect(loser.log().contains("held by node \(winner)"))
+    }
 }
