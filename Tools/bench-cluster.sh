@@ -47,9 +47,9 @@ etcd_kill() {
     forget "$ETCD_PID"
 }
 
-# Starts gatewayd NAME as cluster node NAME with lease TTL $2. Sets GWD, CTL.
-start_node() { # name ttl
-    local name=$1 ttl=$2
+# Starts gatewayd NAME as cluster node NAME with lease TTL $2 (none: no [cluster]). Sets GWD, CTL.
+start_node() { # name [ttl]
+    local name=$1 ttl=${2:-}
     cat >"$WORK/$name.toml" <<TOML
 shards = 1
 pin-shards = false
@@ -59,11 +59,8 @@ ipv4-pool = "10.78.0.0/16"
 ipv6-pool = "fd47:5778::/48"
 [dns]
 upstreams = ["127.0.0.1:9"]
-[cluster]
-etcd = ["$ETCD_URL"]
-node = "$name"
-lease-ttl = $ttl
 TOML
+    [[ -z $ttl ]] || printf '[cluster]\netcd = ["%s"]\nnode = "%s"\nlease-ttl = %s\n' "$ETCD_URL" "$name" "$ttl" >>"$WORK/$name.toml"
     gatewayd_spawn "$BINDIR" "$name"
     GWD=$GWD_PID
     CTL=("$BINDIR/gatewayctl" --control "$GWD_SOCK")
@@ -103,18 +100,23 @@ def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
-if mode == "register":
+if mode in ("register", "attach"):
+    # register: each attach, then its full record in etcd; attach: attaches alone (no [cluster]).
     ctl, n, ns_prefix = sys.argv[3].split(" "), int(sys.argv[4]), sys.argv[5]
     delays, attaches = [], []
     for i in range(n):
         t0 = time.monotonic()
         subprocess.run(ctl + ["attach", f"reg-{i}", "--netns", f"{ns_prefix}{i}"], check=True, stdout=subprocess.DEVNULL)
         t1 = time.monotonic()
-        while not full(f"/gatewayd/sandboxes/reg-{i}"):
+        while mode == "register" and not full(f"/gatewayd/sandboxes/reg-{i}"):
             time.sleep(0.0005)
         delays.append(time.monotonic() - t1)
         attaches.append(t1 - t0)
     ms = lambda x: f"{x * 1000:.1f}"
+    if mode == "attach":
+        print("attach_median_ms", ms(statistics.median(attaches)))
+        print("attach_p99_ms", ms(pct(attaches, 99)))
+        sys.exit(0)
     print("register_median_ms", ms(statistics.median(delays)))
     print("register_p99_ms", ms(pct(delays, 99)))
     print("register_max_ms", ms(max(delays)))
@@ -205,12 +207,18 @@ sleep 1
 KILLED=$(date +%s.%N)
 kill_node "$GWD"
 EXPIRE_SHORT=$(python3 "$WORK/measure.py" "$ETCD_URL" expire b "$KILLED")
+for i in $(seq 0 9); do ip netns del "gwbench-$TAG-$i" 2>/dev/null; netns_add "gwbench-$TAG-$i"; done
+
+echo "attach latency without [cluster]: $SANDBOXES attaches…" >&2
+start_node plain
+BASELINE=$(python3 "$WORK/measure.py" "$ETCD_URL" attach "${CTL[*]}" "$SANDBOXES" "gwbench-$TAG-")
 
 figure() { awk -v k="$2" '$1 == k {print $2}' <<<"$1"; }
 cat <<REPORT
 cluster view, etcd $(etcd --version | awk '/^etcd Version/ {print $3}') (one member, loopback), $(nproc) CPUs, $SANDBOXES sandboxes
 registration delay, attach returns → full record in etcd:  median $(figure "$REGISTER" register_median_ms) ms, p99 $(figure "$REGISTER" register_p99_ms) ms, max $(figure "$REGISTER" register_max_ms) ms
-attach latency with the ID claim:                           median $(figure "$REGISTER" attach_median_ms) ms, p99 $(figure "$REGISTER" attach_p99_ms) ms
+attach latency (gatewayctl) with the ID claim:              median $(figure "$REGISTER" attach_median_ms) ms, p99 $(figure "$REGISTER" attach_p99_ms) ms
+attach latency (gatewayctl) without [cluster]:              median $(figure "$BASELINE" attach_median_ms) ms, p99 $(figure "$BASELINE" attach_p99_ms) ms
 reconciliation, etcd answers → all $SANDBOXES sandboxes present and gatewayd reconciled:
   etcd restarted empty (every key written again):           $(figure "$RECONCILE_EMPTY" reconcile_s) s
   etcd restarted on its data (every key read, none written): $(figure "$RECONCILE_KEPT" reconcile_s) s
