@@ -241,10 +241,18 @@ public final class ClusterSync: Sendable {
                 } else if dirty {
                     try applyChanges(lease: lease)
                 }
+            } catch where error.isLeaseNotFound {
+                // etcd answers but has dropped the lease (it expired while a write was on its way):
+                // a new one, and everything written again under it.
+                logger.warning("cluster: etcd no longer has this node's lease; taking a new one")
+                state.withLock { s in
+                    s.lease = nil
+                    s.needsReconcile = true
+                }
+                continue
             } catch {
                 let wasReachable = state.withLock { s in
                     let was = s.reachable
-                    if error.isLeaseNotFound { s.lease = nil }
                     s.reachable = false
                     s.needsReconcile = true
                     return was
