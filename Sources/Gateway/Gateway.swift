@@ -534,7 +534,29 @@ public final class Gateway: Sendable {
         guard let record, let box = record.sandbox else {
             throw GatewayError.unknownSandbox(id)
         }
-        return try shards[record.shard].submitAndWaitTyped { () throws(GatewayError) -> SandboxStats in box.value.stats() }
+        var stats = try shards[record.shard].submitAndWaitTyped { () throws(GatewayError) -> SandboxStats in box.value.stats() }
+        stats.shard = record.shard
+        return stats
+    }
+
+    /// Every sandbox's counters, with its shard: one hop to each shard for all of its sandboxes,
+    /// not one per sandbox, so a refresh of a thousand costs the shards two wake-ups.
+    public func allStats() -> [SandboxStats] {
+        let placed = state.withLock { s in
+            s.records.values.compactMap { r in r.sandbox.map { (shard: r.shard, box: $0) } }
+        }
+        var all: [SandboxStats] = []
+        for (shard, members) in Dictionary(grouping: placed, by: \.shard) {
+            let boxes = members.map(\.box)
+            // A shard that stopped (shutdown under way) has nothing to report.
+            let counted = (try? shards[shard].submitAndWait { boxes.map { $0.value.stats() } }) ?? []
+            all += counted.map { s in
+                var s = s
+                s.shard = shard
+                return s
+            }
+        }
+        return all.sorted { $0.id < $1.id }
     }
 
     /// Per shard: passes of its loop that handled I/O; of those, the ones whose I/O arrived

@@ -101,6 +101,8 @@ public struct SandboxInfo: Sendable, Codable, Hashable {
 /// Per-sandbox counters for `stats`.
 public struct SandboxStats: Sendable, Codable, Hashable {
     public var id: String
+    /// The shard that serves it (optional only so that stats encoded without it still decode).
+    public var shard: Int? = nil
     public var framesIn: Int
     public var framesOut: Int
     public var bytesIn: Int

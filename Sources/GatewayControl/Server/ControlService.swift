@@ -82,6 +82,9 @@ public final class ControlService: Sendable {
                 _ = acct(nil)
                 return .json(Health(status: "survived a forbidden system call", sandboxes: 0, shards: 0))
         #endif
+        case 2 where s == ["v1", "stats"]:
+            try allow("GET")
+            return .json(gateway.allStats())
         case 2 where s == ["v1", "routes"]:
             try allow("GET")
             return .json(try routes())
