@@ -108,17 +108,20 @@ struct ClusterTests {
         #expect(try a.ctl("attach", "before", "--netns", a.scratch.namespace().name!).status == 0)
         try waitFor(seconds: 5) { try etcd.keys()["/gatewayd/sandboxes/before"]?.contains("guestIPv4") == true }
 
-        etcd.stop()
+        // Frozen, not gone: connections are accepted and never answered, so only deadlines tell.
+        etcd.freeze()
         try waitFor(seconds: 5) { Self.health(a)?.etcd == "unreachable" }
         #expect(try a.ctl("stats", "before").status == 0)
+        let nsDuring = try a.scratch.namespace().name!
         let started = Date()
-        let during = try a.ctl("attach", "during", "--netns", a.scratch.namespace().name!)
+        let during = try a.ctl("attach", "during", "--netns", nsDuring)
         #expect(during.status == 0, "\(during.stderr)")
-        // No claim is tried while etcd is believed down.
+        // No claim is tried while etcd is believed down: one would wait its whole timeout (2 s here).
         #expect(Date().timeIntervalSince(started) < 1)
         let (_, body) = try ControlClient(socketPath: a.socketPath).send("GET", "/metrics")
         #expect(String(decoding: body, as: UTF8.self).contains("gatewayd_cluster_etcd_up 0"))
 
+        etcd.stop()
         try etcd.start()
         try waitFor(seconds: 15, every: 0.1) {
             let keys = try etcd.keys()

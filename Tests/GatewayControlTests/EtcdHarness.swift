@@ -50,7 +50,6 @@ final class EtcdHarness: @unchecked Sendable {
                 "--listen-peer-urls", "http://127.0.0.1:\(m.peerPort)",
                 "--initial-advertise-peer-urls", "http://127.0.0.1:\(m.peerPort)",
                 "--initial-cluster", cluster, "--initial-cluster-token", "gw-\(members[0].clientPort)",
-                "--heartbeat-interval", "50", "--election-timeout", "500",
             ]
             let log = FileHandle(forWritingAtPath: "\(directory)/\(m.name).log") ?? {
                 FileManager.default.createFile(atPath: "\(directory)/\(m.name).log", contents: nil)
@@ -67,6 +66,12 @@ final class EtcdHarness: @unchecked Sendable {
         try waitFor(seconds: 30, every: 0.1) {
             (try? client.range(.init(key: "/probe"), timeout: .seconds(1))) != nil
         }
+    }
+
+    /// SIGSTOP to every member: etcd still accepts connections (the kernel does) but never
+    /// answers, the outage a client can only notice by its deadlines.
+    func freeze() {
+        for m in members { if let p = m.process, p.isRunning { kill(p.processIdentifier, SIGSTOP) } }
     }
 
     /// SIGKILL to every member: etcd down as a crash leaves it.
@@ -95,7 +100,9 @@ final class EtcdHarness: @unchecked Sendable {
         return out
     }
 
-    /// The `[cluster]` table a daemon uses to join.
+    /// The `[cluster]` table a daemon uses to join: a short TTL, so expiry fits in a test, and a
+    /// claim timeout long enough that a loaded CI machine does not turn a refused duplicate into
+    /// an attach that went on locally.
     func clusterTable(node: String, leaseTTL: Int = 3) -> String {
         """
 
@@ -103,6 +110,7 @@ final class EtcdHarness: @unchecked Sendable {
         etcd = [\(urls.map { "\"\($0)\"" }.joined(separator: ", "))]
         node = "\(node)"
         lease-ttl = \(leaseTTL)
+        claim-timeout-ms = 2000
 
         """
     }
