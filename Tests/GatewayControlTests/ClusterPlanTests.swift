@@ -131,9 +131,12 @@ struct ClusterPlanTests {
         #expect(
             plan.steps == [
                 .put(key: layout.sandbox("changed"), value: desired[layout.sandbox("changed")]!, createRevision: 6),
-                .put(key: layout.sandbox("new"), value: desired[layout.sandbox("new")]!, createRevision: 0),
                 .delete(key: layout.sandbox("gone"), createRevision: 7),
+                .put(key: layout.sandbox("new"), value: desired[layout.sandbox("new")]!, createRevision: 0),
             ])
+        // Only the keys that changed are looked at: the others are not even compared.
+        let some = ClusterPlan.changes(desired: desired, stored: stored, among: [layout.sandbox("gone"), layout.sandbox("kept")])
+        #expect(some.steps == [.delete(key: layout.sandbox("gone"), createRevision: 7)])
         // Nothing changed: nothing to write.
         #expect(ClusterPlan.changes(desired: [layout.sandbox("kept"): kept], stored: [layout.sandbox("kept"): stored[layout.sandbox("kept")]!]).steps.isEmpty)
     }

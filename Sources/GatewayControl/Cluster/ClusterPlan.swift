@@ -30,22 +30,25 @@ struct ClusterPlan: Hashable, Sendable {
     var conflicts: [String: String] = [:]
 
     /// Between full reconciliations: the writes that bring etcd from `stored` (what this node
-    /// last wrote) to `desired`. Keys known to be held elsewhere are skipped until the next full
-    /// reconciliation looks again.
+    /// last wrote) to `desired`, looking only at `keys` (those that changed; nil: all). Keys known
+    /// to be held elsewhere are skipped until the next full reconciliation looks again.
     static func changes(
-        desired: [String: [UInt8]], stored: [String: StoredKey], heldElsewhere: Set<String> = []
+        desired: [String: [UInt8]], stored: [String: StoredKey], heldElsewhere: Set<String> = [],
+        among keys: Set<String>? = nil
     ) -> ClusterPlan {
         var plan = ClusterPlan()
-        for key in desired.keys.sorted() where !heldElsewhere.contains(key) {
-            let value = desired[key]!
-            if let s = stored[key] {
-                if s.value != value { plan.steps.append(.put(key: key, value: value, createRevision: s.createRevision)) }
-            } else {
+        let looked = keys ?? Set(desired.keys).union(stored.keys)
+        for key in looked.sorted() where !heldElsewhere.contains(key) {
+            switch (desired[key], stored[key]) {
+            case (let value?, let s?) where s.value != value:
+                plan.steps.append(.put(key: key, value: value, createRevision: s.createRevision))
+            case (let value?, nil):
                 plan.steps.append(.put(key: key, value: value, createRevision: 0))
+            case (nil, let s?):
+                plan.steps.append(.delete(key: key, createRevision: s.createRevision))
+            default:
+                break
             }
-        }
-        for key in stored.keys.sorted() where desired[key] == nil {
-            plan.steps.append(.delete(key: key, createRevision: stored[key]!.createRevision))
         }
         return plan
     }

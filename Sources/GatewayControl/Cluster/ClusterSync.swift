@@ -1,5 +1,6 @@
 // Keeps this node's part of the cluster view in etcd, on a thread of its own: the desired state
-// (node record, sandboxes, routes; set by the control plane on every change, nothing else queued)
+// (node record, sandboxes, routes; set by the control plane per sandbox on every change, nothing
+// else queued but the names of the keys that changed)
 // is written under one lease renewed every third of its TTL, and reconciled in full against what
 // etcd holds on start, on etcd's return and on a lost lease. Nothing here is on the data path,
 // and an attach waits for etcd only for its ID claim, only while etcd is believed reachable.
@@ -54,17 +55,22 @@ public final class ClusterSync: Sendable {
 
     private struct State {
         var desired: [String: [UInt8]] = [:]
+        /// The desired keys of each sandbox (its record and its routes).
+        var keysBySandbox: [String: Set<String>] = [:]
         var stored: [String: StoredKey] = [:]
+        /// Keys whose desired value changed since the sync last wrote them.
+        var pending: Set<String> = []
         /// Desired keys another node holds, and that node.
         var heldElsewhere: [String: String] = [:]
         var lease: Int64?
         var reachable = false
         var needsReconcile = true
-        var dirty = false
         var lastSync: Date?
         var reconciles = 0
         var conflicts = 0
         var stopping = false
+
+        var dirty: Bool { !pending.isEmpty }
     }
 
     private let state = Mutex(State())
@@ -105,17 +111,28 @@ public final class ClusterSync: Sendable {
 
     // MARK: - From the control plane
 
-    /// The sandboxes and routes this node has now; the sync writes what changed.
-    public func setDesired(sandboxes: [ClusterSandboxRecord], routes: [ClusterRouteRecord]) {
-        var desired = [nodeKey: nodeValue]
-        for s in sandboxes { desired[layout.sandbox(s.id)] = ClusterJSON.encode(s) }
-        for r in routes { desired[layout.route(r, advertised: advertised)] = ClusterJSON.encode(r) }
+    /// Sandbox `id` as this node has it now (nil: not attached) and the routes that lead to it;
+    /// the sync writes what changed. Costs the sandbox's own records, never the whole node's.
+    public func setSandbox(_ id: String, _ record: ClusterSandboxRecord?, routes: [ClusterRouteRecord]) {
+        var entries: [String: [UInt8]] = [:]
+        if let record { entries[layout.sandbox(id)] = ClusterJSON.encode(record) }
+        for r in routes { entries[layout.route(r, advertised: advertised)] = ClusterJSON.encode(r) }
         let changed = state.withLock { s in
-            guard s.desired != desired else { return false }
-            s.desired = desired
-            s.heldElsewhere = s.heldElsewhere.filter { desired[$0.key] != nil }
-            s.dirty = true
-            return true
+            let before = s.pending.count
+            for key in s.keysBySandbox[id] ?? [] where entries[key] == nil {
+                s.desired[key] = nil
+                s.heldElsewhere[key] = nil
+                s.pending.insert(key)
+            }
+            for (key, value) in entries where s.desired[key] != value {
+                s.desired[key] = value
+                s.pending.insert(key)
+            }
+            s.keysBySandbox[id] = entries.isEmpty ? nil : Set(entries.keys)
+            // A claim this node wrote for an attach that then failed is let go.
+            let claim = layout.sandbox(id)
+            if entries[claim] == nil && s.stored[claim] != nil { s.pending.insert(claim) }
+            return s.pending.count != before
         }
         if changed { wake.signal() }
     }
@@ -279,7 +296,7 @@ public final class ClusterSync: Sendable {
         var observed: [String: Etcd.KeyValue] = [:]
         for kv in kvs where layout.isKept(kv.key.text) { observed[kv.key.text] = kv }
         let desired = state.withLock { s in
-            s.dirty = false
+            s.pending = []
             return s.desired
         }
         let plan = ClusterPlan.reconcile(desired: desired, observed: observed, node: node, lease: lease)
@@ -300,11 +317,11 @@ public final class ClusterSync: Sendable {
 
     /// Writes what changed since the last pass.
     private func applyChanges(lease: Int64) throws(EtcdError) {
-        let (desired, stored, held) = state.withLock { s in
-            s.dirty = false
-            return (s.desired, s.stored, Set(s.heldElsewhere.keys))
+        let (desired, stored, held, keys) = state.withLock { s in
+            defer { s.pending = [] }
+            return (s.desired, s.stored, Set(s.heldElsewhere.keys), s.pending)
         }
-        let plan = ClusterPlan.changes(desired: desired, stored: stored, heldElsewhere: held)
+        let plan = ClusterPlan.changes(desired: desired, stored: stored, heldElsewhere: held, among: keys)
         for step in plan.steps { try execute(step, lease: lease) }
         state.withLock { s in
             if !s.dirty { s.lastSync = Date() }
@@ -332,7 +349,7 @@ public final class ClusterSync: Sendable {
                     } else {
                         s.stored[key] = nil
                     }
-                    s.dirty = true
+                    s.pending.insert(key)
                 }
             }
         case .delete(let key, let createRevision):

@@ -251,7 +251,7 @@ public final class ControlService: Sendable {
             info = try gateway.attach(spec)
         } catch {
             // Lets go of the ID the claim took, unless a sandbox of that ID is attached here.
-            updateCluster()
+            updateCluster(request.id)
             throw ControlError(error)
         }
         var warnings: [String] = []
@@ -266,7 +266,7 @@ public final class ControlService: Sendable {
                     continue
                 }
                 undoAttach(request.id, published: published)
-                updateCluster()
+                updateCluster(request.id)
                 throw ControlError(
                     error.code, "sandbox '\(request.id)' was not attached: port \(port): \(error.message)")
             }
@@ -281,7 +281,7 @@ public final class ControlService: Sendable {
         requests.withLock { $0[request.id] = attached }
         if !warnings.isEmpty { restoreWarnings.withLock { $0[request.id] = warnings } }
         persist(request.id, unlessEqualTo: saved)
-        updateCluster()
+        updateCluster(request.id)
         logger.info(
             "attached sandbox \(request.id)",
             metadata: [
@@ -328,15 +328,18 @@ public final class ControlService: Sendable {
         }
     }
 
-    /// Hands the cluster sync what this node has now: every sandbox and published port. Never
-    /// waits for etcd.
-    private func updateCluster() {
+    /// Hands the cluster sync sandbox `id` as it is now (attached or not, and its routes). Never
+    /// waits for etcd. Held under a lock from reading to handing over, so the last state handed
+    /// over is never older than a change that finished before it.
+    private func updateCluster(_ id: String) {
         guard let cluster else { return }
         clusterLock.withLock { _ in
             let node = cluster.configuration.node
-            let routes = (try? routes()) ?? []
-            let sandboxes = gateway.list().map { ClusterSandboxRecord(SandboxView(info: $0, dhcp: false, ports: []), node: node) }
-            cluster.setDesired(sandboxes: sandboxes, routes: routes.map { ClusterRouteRecord($0, node: node) })
+            let record = gateway.list().first { $0.id == id }.map {
+                ClusterSandboxRecord(SandboxView(info: $0, dhcp: false, ports: []), node: node)
+            }
+            let routes = record == nil ? [] : ((try? routes()) ?? []).filter { $0.sandbox == id }
+            cluster.setSandbox(id, record, routes: routes.map { ClusterRouteRecord($0, node: node) })
         }
     }
 
@@ -350,7 +353,7 @@ public final class ControlService: Sendable {
         }
         requests.withLock { $0[id]?.request.policy = change.policy }
         persist(id)
-        updateCluster()
+        updateCluster(id)
         logger.info("sandbox \(id): policy \(change.policy)", metadata: ["flows-reset": "\(reset)"])
         return PolicyChanged(id: id, policy: change.policy, flowsReset: reset)
     }
@@ -366,7 +369,7 @@ public final class ControlService: Sendable {
             store?.remove(id: id)
         }
         restoreWarnings.withLock { _ = $0.removeValue(forKey: id) }
-        updateCluster()
+        updateCluster(id)
         logger.info("detached sandbox \(id)")
     }
 
@@ -429,7 +432,7 @@ public final class ControlService: Sendable {
         guard let publishing else { throw notWired("publishing a port") }
         let route = try publishing.publish(sandbox: id, spec: spec)
         persist(id)
-        updateCluster()
+        updateCluster(id)
         logger.info(
             "published \(route.hostIP):\(route.hostPort)/\(route.protocol) to sandbox \(id) port \(route.guestPort)")
         return route
@@ -441,7 +444,7 @@ public final class ControlService: Sendable {
         guard let publishing else { throw notWired("unpublishing a port") }
         try publishing.unpublish(sandbox: id, spec: spec)
         persist(id)
-        updateCluster()
+        updateCluster(id)
         logger.info("unpublished \(spec) from sandbox \(id)")
     }
 
