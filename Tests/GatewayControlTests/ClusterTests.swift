@@ -78,6 +78,12 @@ struct ClusterTests {
         #expect(routes.contains { $0.first == "a" && $0.contains("web-1") && $0.last == "8080" }, "\(routes)")
         let nodes = Self.rows(try Self.clusterCtl(["--cluster", url, "nodes"]).stdout)
         #expect(nodes.dropFirst().map { $0[0] } == ["a", "b"], "\(nodes)")
+        // etcd and the prefix from a daemon's config file.
+        let viaConfig = try Self.clusterCtl(["--config", b.configPath, "nodes", "--json"])
+        #expect(viaConfig.status == 0, "\(viaConfig.stderr)")
+        let nodeRecords = try JSONDecoder().decode([ClusterNodeRecord].self, from: Data(viaConfig.stdout.utf8))
+        #expect(nodeRecords.map(\.name) == ["a", "b"])
+        #expect(nodeRecords.allSatisfy { $0.shards == 2 && $0.capacity > 0 && $0.version == GatewayDaemon.version })
 
         // kill -9 of host a (its worker and its supervisor): its entries go within the TTL (3 s),
         // b's stay, and the ID is free for b.
