@@ -4,9 +4,10 @@ set -euo pipefail
 
 # qemu-system-x86 and linux-image-cloud-amd64: the VM guest kit (Sandboxes/vm) and its test.
 # libseccomp-dev: the worker's system-call filter (Sources/Confinement).
+# etcd-server and etcd-client (etcd 3.4): the cluster view's tests and benchmark (docs/cluster.md).
 # dpkg-dev, fakeroot, man-db: the .deb (Tools/build-deb.sh) and its test (Tools/test-deb.sh).
 packages=(libnl-3-dev libnl-route-3-dev iproute2 iperf3 busybox-static curl ethtool netcat-openbsd iputils-ping
-          tcpdump python3 pkg-config qemu-system-x86 linux-image-cloud-amd64 cpio libseccomp-dev
+          tcpdump python3 pkg-config qemu-system-x86 linux-image-cloud-amd64 cpio libseccomp-dev etcd-server etcd-client
           dpkg-dev fakeroot man-db)
 missing=()
 for p in "${packages[@]}"; do

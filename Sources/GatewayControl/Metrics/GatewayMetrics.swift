@@ -3,7 +3,7 @@
 import Gateway
 
 public enum GatewayMetrics {
-    public static func render(_ gateway: Gateway, routes: [RouteView] = []) -> String {
+    public static func render(_ gateway: Gateway, routes: [RouteView] = [], cluster: ClusterSync.Status? = nil) -> String {
         var p = PrometheusExposition()
         let sandboxes = gateway.list()
 
@@ -60,8 +60,7 @@ public enum GatewayMetrics {
         p.sample("gatewayd_descriptors", ["kind": "data_path_limit"], ledger.capacity)
         p.sample("gatewayd_descriptors", ["kind": "process_limit"], ledger.processLimit)
 
-        // A sandbox detached between list() and stats() is simply skipped.
-        let stats = sandboxes.compactMap { try? gateway.stats($0.id) }
+        let stats = gateway.allStats()
         p.family("gatewayd_sandbox_bytes_total", .counter, help: "Frame bytes on the sandbox link; in: from the guest.")
         for s in stats {
             p.sample("gatewayd_sandbox_bytes_total", ["sandbox": s.id, "direction": "in"], s.bytesIn)
@@ -148,6 +147,18 @@ public enum GatewayMetrics {
         p.sample("gatewayd_flow_log_events_total", ["state": "dropped"], log.dropped)
         p.family("gatewayd_flow_log_write_failures_total", .counter, help: "Writes to the flow log file that failed.")
         p.sample("gatewayd_flow_log_write_failures_total", log.writeFailures)
+        if let cluster {
+            p.family("gatewayd_cluster_etcd_up", .gauge, help: "Whether etcd answers the cluster sync (1) or not (0).")
+            p.sample("gatewayd_cluster_etcd_up", cluster.etcd == "connected" ? 1 : 0)
+            p.family(
+                "gatewayd_cluster_reconciles_total", .counter,
+                help: "Full reconciliations with etcd: on start, on etcd's return, on a new lease.")
+            p.sample("gatewayd_cluster_reconciles_total", cluster.reconciles ?? 0)
+            p.family(
+                "gatewayd_cluster_conflicts_total", .counter,
+                help: "Keys of this node's sandboxes or routes found held by another node in etcd.")
+            p.sample("gatewayd_cluster_conflicts_total", cluster.conflicts ?? 0)
+        }
         return p.text
     }
 }

@@ -3,6 +3,7 @@
 // pcap. Its calls block briefly on shard tasks, so the server runs them on a thread pool.
 import Foundation
 import Gateway
+import Link
 import Logging
 import Synchronization
 
@@ -14,6 +15,11 @@ public final class ControlService: Sendable {
     let defaultPolicy: String
     /// Where named namespaces live; tests point it elsewhere.
     let namespaceDirectory: String
+    /// The cluster view in etcd (`[cluster]`); nil when there is none.
+    public let cluster: ClusterSync?
+    /// Held while the cluster's desired state is taken and handed over, so that the last one
+    /// handed over is never older than a change that finished before it.
+    private let clusterLock = Mutex(())
     /// What each sandbox was attached with (the Gateway does not keep `dhcp` or the request).
     private let requests = Mutex<[String: Attached]>([:])
     /// Held while a state file is written or removed, so the file always ends as the latest
@@ -29,7 +35,8 @@ public final class ControlService: Sendable {
 
     public init(
         gateway: Gateway, store: StateStore?, publishing: (any PortPublishing)? = nil, logger: Logger,
-        defaultPolicy: String = "host-only", namespaceDirectory: String = AttachRequest.namespaceDirectory
+        defaultPolicy: String = "host-only", namespaceDirectory: String = AttachRequest.namespaceDirectory,
+        cluster: ClusterSync? = nil
     ) {
         self.gateway = gateway
         self.store = store
@@ -37,6 +44,7 @@ public final class ControlService: Sendable {
         self.logger = logger
         self.defaultPolicy = defaultPolicy
         self.namespaceDirectory = namespaceDirectory
+        self.cluster = cluster
     }
 
     // MARK: - Routing
@@ -68,7 +76,10 @@ public final class ControlService: Sendable {
                 status: 200, contentType: PrometheusExposition.contentType, body: .bytes(Array(metrics().utf8)))
         case 2 where s == ["v1", "health"]:
             try allow("GET")
-            return .json(Health(status: "ok", sandboxes: gateway.list().count, shards: gateway.shardCount))
+            return .json(
+                Health(
+                    status: "ok", sandboxes: gateway.list().count, shards: gateway.shardCount,
+                    cluster: cluster?.status ?? .disabled))
         case 2 where s == ["v1", "sandboxes"]:
             try allow("GET", "POST")
             if m == "GET" { return .json(list()) }
@@ -81,6 +92,9 @@ public final class ControlService: Sendable {
                 _ = acct(nil)
                 return .json(Health(status: "survived a forbidden system call", sandboxes: 0, shards: 0))
         #endif
+        case 2 where s == ["v1", "stats"]:
+            try allow("GET")
+            return .json(gateway.allStats())
         case 2 where s == ["v1", "routes"]:
             try allow("GET")
             return .json(try routes())
@@ -140,6 +154,7 @@ public final class ControlService: Sendable {
         var status: String
         var sandboxes: Int
         var shards: Int
+        var cluster: ClusterSync.Status?
     }
 
     struct Detached: Codable {
@@ -186,6 +201,7 @@ public final class ControlService: Sendable {
     private struct Attached {
         var request: AttachRequest
         var addressBlock: Int?
+        var namespaceIdentity: String?
     }
 
     /// Attaches a sandbox, publishes the ports it asks for, and records it in the state directory.
@@ -201,19 +217,41 @@ public final class ControlService: Sendable {
         var spec = try request.spec(defaultPolicy: defaultPolicy)
         spec.addressBlock = addressBlock
         spec.reuseVMDevices = saved != nil
+        // Only a path can come to name another namespace; a name is the operator's to reuse.
+        if request.namespaceIsPath, let text = saved?.namespaceIdentity {
+            spec.namespaceIdentity = NamespaceIdentity(text)
+        }
         let ports = request.ports ?? []
         for port in ports { try port.validate() }
         if !ports.isEmpty && publishing == nil { throw notWired("publishing a port") }
-        if let netns = request.netns, !FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns) {
+        // A path (often /proc/PID/ns/net, which this process may not be allowed to look at) is
+        // checked where it is opened.
+        if let netns = request.netns, !request.namespaceIsPath,
+            !FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns)
+        {
             throw ControlError(
                 .namespaceNotFound,
                 "network namespace '\(netns)' does not exist: create it first (ip netns add \(netns)) "
                     + "or pass the name 'ip netns list' shows")
         }
+        if saved == nil, let cluster {
+            // A restored sandbox was this node's already; one another node took meanwhile is
+            // kept here and counted as a conflict by the sync.
+            let claim = ClusterSandboxRecord(
+                id: request.id, node: cluster.configuration.node, mode: request.vm == nil ? "netns" : "vm",
+                addresses: nil, policy: spec.policy, mac: request.mac ?? "")
+            if case .heldBy(let node) = cluster.claim(claim) {
+                throw ControlError(
+                    .sandboxExists,
+                    "sandbox '\(request.id)' exists on node '\(node)': detach it there first or pick another ID")
+            }
+        }
         let info: SandboxInfo
         do {
             info = try gateway.attach(spec)
         } catch {
+            // Lets go of the ID the claim took, unless a sandbox of that ID is attached here.
+            updateCluster(request.id)
             throw ControlError(error)
         }
         var warnings: [String] = []
@@ -228,6 +266,7 @@ public final class ControlService: Sendable {
                     continue
                 }
                 undoAttach(request.id, published: published)
+                updateCluster(request.id)
                 throw ControlError(
                     error.code, "sandbox '\(request.id)' was not attached: port \(port): \(error.message)")
             }
@@ -238,9 +277,11 @@ public final class ControlService: Sendable {
         // The policy it runs, not the daemon's default of the day, which a restart may change.
         if kept.policy == nil { kept.policy = spec.policy }
         kept.ports = nil
-        requests.withLock { $0[request.id] = Attached(request: kept, addressBlock: info.addressBlock) }
+        let attached = Attached(request: kept, addressBlock: info.addressBlock, namespaceIdentity: info.namespaceIdentity)
+        requests.withLock { $0[request.id] = attached }
         if !warnings.isEmpty { restoreWarnings.withLock { $0[request.id] = warnings } }
         persist(request.id, unlessEqualTo: saved)
+        updateCluster(request.id)
         logger.info(
             "attached sandbox \(request.id)",
             metadata: [
@@ -275,7 +316,8 @@ public final class ControlService: Sendable {
                 PublishRequest(hostIP: $0.hostIP, hostPort: $0.hostPort, guestPort: $0.guestPort, protocol: $0.protocol)
             }
             request.ports = ports.isEmpty ? nil : ports
-            let state = SandboxState(addressBlock: attached.addressBlock, sandbox: request)
+            let state = SandboxState(
+                addressBlock: attached.addressBlock, sandbox: request, namespaceIdentity: attached.namespaceIdentity)
             guard state != unchanged else { return }
             do throws(ControlError) {
                 try store.save(state)
@@ -283,6 +325,21 @@ public final class ControlService: Sendable {
                 // The sandbox works; only a restart after a crash would not find it as it is.
                 logger.warning("sandbox \(id): \(error.message)")
             }
+        }
+    }
+
+    /// Hands the cluster sync sandbox `id` as it is now (attached or not, and its routes). Never
+    /// waits for etcd. Held under a lock from reading to handing over, so the last state handed
+    /// over is never older than a change that finished before it.
+    private func updateCluster(_ id: String) {
+        guard let cluster else { return }
+        clusterLock.withLock { _ in
+            let node = cluster.configuration.node
+            let record = gateway.list().first { $0.id == id }.map {
+                ClusterSandboxRecord(SandboxView(info: $0, dhcp: false, ports: []), node: node)
+            }
+            let routes = record == nil ? [] : ((try? routes()) ?? []).filter { $0.sandbox == id }
+            cluster.setSandbox(id, record, routes: routes.map { ClusterRouteRecord($0, node: node) })
         }
     }
 
@@ -296,6 +353,7 @@ public final class ControlService: Sendable {
         }
         requests.withLock { $0[id]?.request.policy = change.policy }
         persist(id)
+        updateCluster(id)
         logger.info("sandbox \(id): policy \(change.policy)", metadata: ["flows-reset": "\(reset)"])
         return PolicyChanged(id: id, policy: change.policy, flowsReset: reset)
     }
@@ -311,6 +369,7 @@ public final class ControlService: Sendable {
             store?.remove(id: id)
         }
         restoreWarnings.withLock { _ = $0.removeValue(forKey: id) }
+        updateCluster(id)
         logger.info("detached sandbox \(id)")
     }
 
@@ -373,6 +432,7 @@ public final class ControlService: Sendable {
         guard let publishing else { throw notWired("publishing a port") }
         let route = try publishing.publish(sandbox: id, spec: spec)
         persist(id)
+        updateCluster(id)
         logger.info(
             "published \(route.hostIP):\(route.hostPort)/\(route.protocol) to sandbox \(id) port \(route.guestPort)")
         return route
@@ -384,6 +444,7 @@ public final class ControlService: Sendable {
         guard let publishing else { throw notWired("unpublishing a port") }
         try publishing.unpublish(sandbox: id, spec: spec)
         persist(id)
+        updateCluster(id)
         logger.info("unpublished \(spec) from sandbox \(id)")
     }
 
@@ -429,7 +490,7 @@ public final class ControlService: Sendable {
     // MARK: - Metrics and capture
 
     public func metrics() -> String {
-        GatewayMetrics.render(gateway, routes: (try? routes()) ?? [])
+        GatewayMetrics.render(gateway, routes: (try? routes()) ?? [], cluster: cluster?.status)
     }
 
     /// Starts a capture on sandbox `id` and returns the body that streams it as pcap: until
@@ -533,7 +594,7 @@ public final class ControlService: Sendable {
                         "not restoring VM sandbox \(request.id): its TAP is gone; attach it again and restart the VM on the new TAP")
                     continue
                 }
-            } else if let netns = request.netns,
+            } else if let netns = request.netns, !request.namespaceIsPath,
                 !FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns)
             {
                 store.removeLeftover(leftover)
@@ -548,6 +609,10 @@ public final class ControlService: Sendable {
                     "restored sandbox \(request.id) \(place)",
                     metadata: ["ipv4": "\(view.guestIPv4)", "ports": "\(view.ports.count)"])
                 for warning in view.restoreWarnings ?? [] { logger.warning("sandbox \(request.id): \(warning)") }
+            } catch where error.code == .namespaceNotFound && request.namespaceIsPath {
+                // A container's namespace goes with the container: nothing is left to restore.
+                store.removeLeftover(leftover)
+                logger.notice("not restoring sandbox \(request.id): \(error.message)")
             } catch {
                 let kept = store.reject(leftover)
                 logger.error("could not restore sandbox \(request.id): \(error.message); its state file is kept as \(kept)")
