@@ -1,5 +1,6 @@
-// The config file the package installs (Tools/packaging/gatewayd.toml): gatewayd loads it, and
-// each setting it shows commented out is a real key at its real default.
+// The config file the package installs (Tools/packaging/gatewayd.toml): gatewayd loads it, each
+// setting it shows commented out is a real key at its real default, its examples load, and it
+// names every key the reference documents.
 import Foundation
 import GatewayControl
 import Testing
@@ -46,12 +47,51 @@ struct PackagedConfigTests {
         #expect(text.contains("[policies."))
     }
 
+    /// The `# ` lines from `first` to the next blank line, with that mark taken off.
+    static func example(_ text: String, from first: String) throws -> String {
+        let start = try #require(text.range(of: first)?.lowerBound)
+        return text[start...].split(separator: "\n", omittingEmptySubsequences: false)
+            .prefix { $0.hasPrefix("#") }
+            .map { $0.hasPrefix("# ") ? String($0.dropFirst(2)) : "" }
+            .joined(separator: "\n")
+    }
+
+    @Test func theClusterExampleLoads() throws {
+        let text = try Self.text()
+        var c = DaemonConfiguration()
+        try c.apply(toml: text + "\n" + Self.example(text, from: "# [cluster]"), file: Self.path)
+        #expect(c.cluster?.endpoints.count == 2)
+    }
+
+    /// Every key the reference's config file shows is in the installed file too, so a key added
+    /// to gatewayd and documented reaches the operator's file.
+    @Test func everyDocumentedKeyIsThere() throws {
+        let text = try Self.text()
+        let reference = try String(contentsOfFile: BuiltProducts.root + "/docs/control-api.md", encoding: .utf8)
+        let section = try #require(reference.components(separatedBy: "### Config file (TOML)").last)
+            .components(separatedBy: "\n### ").first ?? ""
+        var keys: Set<String> = []
+        for line in section.split(separator: "\n") {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if let equals = trimmed.firstIndex(of: "="), trimmed.first?.isLetter == true {
+                let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
+                if key.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) { keys.insert(key) }
+            }
+        }
+        #expect(keys.count > 50, "read \(keys.count) keys from docs/control-api.md")
+        let present = Set(
+            text.split(separator: "\n").compactMap { line -> String? in
+                let body = line.drop { $0 == "#" || $0 == " " }
+                guard let equals = body.firstIndex(of: "=") else { return nil }
+                return body[..<equals].trimmingCharacters(in: .whitespaces)
+            })
+        #expect(keys.subtracting(present).sorted() == [], "documented keys missing from the installed config")
+    }
+
     @Test func theExamplePoliciesLoad() throws {
         let text = try Self.text()
-        let start = try #require(text.range(of: "# [policies.ci]")?.lowerBound)
-        let examples = text[start...].split(separator: "\n").map { $0.hasPrefix("# ") ? $0.dropFirst(2) : "" }
         var c = DaemonConfiguration()
-        try c.apply(toml: text + "\n" + examples.joined(separator: "\n"), file: Self.path)
+        try c.apply(toml: text + "\n" + Self.example(text, from: "# [policies.ci]"), file: Self.path)
         #expect(c.policies.keys.sorted() == ["ci", "pip"])
     }
 }
