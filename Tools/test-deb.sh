@@ -21,6 +21,8 @@ work=$(mktemp -d /tmp/gw-deb-XXXXXX)
 # The worker runs as gatewayd and must reach its state directory inside.
 chmod 0755 "$work"
 ns=gwtest-deb-$tag
+ns2=gwtest-deb2-$tag
+holder=
 unit=/lib/systemd/system/gatewayd.service
 pid=
 listener=
@@ -41,7 +43,9 @@ cleanup() {
     # The worker dies with its supervisor (SIGKILL on the parent's death).
     [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null
     [[ -n $listener ]] && kill "$listener" 2>/dev/null
+    [[ -n $holder ]] && kill "$holder" 2>/dev/null
     ip netns delete "$ns" 2>/dev/null
+    ip netns delete "$ns2" 2>/dev/null
     if dpkg-query -W gatewayd >/dev/null 2>&1; then dpkg --purge gatewayd >/dev/null 2>&1; fi
     ip -o link show 2>/dev/null | awk -F': ' -v t="-$tag-" 'index($2, t) {split($2, n, "@"); print n[1]}' \
         | xargs -r -n1 ip link delete 2>/dev/null
@@ -152,6 +156,17 @@ gateway=$(ip -n "$ns" -4 route show default | awk '{print $3}')
 [[ -n $gateway ]] || fail "the sandbox has no default route"
 ip netns exec "$ns" ping -c 1 -W 5 "$gateway" >/dev/null || fail "the gateway $gateway does not answer a ping"
 
+# A namespace named by /proc/PID/ns/net of another user's process, as a rootless container's
+# is: the supervisor opens it, which takes CAP_SYS_PTRACE.
+ip netns add "$ns2"
+ip netns exec "$ns2" setpriv --reuid=65534 --regid=65534 --clear-groups sleep 300 >/dev/null 2>&1 9>&- &
+holder=$!
+for _ in $(seq 50); do [[ $(stat -c %u "/proc/$holder" 2>/dev/null) == 65534 ]] && break; sleep 0.1; done
+"${ctl[@]}" attach "deb2-$tag" --netns "/proc/$holder/ns/net" >"$work/attach.log" 2>&1 \
+    || { cat "$work/attach.log" >&2; fail "attach by /proc/$holder/ns/net"; }
+gateway=$(ip -n "$ns2" -4 route show default | awk '{print $3}')
+ip netns exec "$ns2" ping -c 1 -W 5 "$gateway" >/dev/null || fail "the second sandbox's gateway does not answer"
+
 kill -TERM "$pid"
 for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid" 2>/dev/null && fail "gatewayd still runs 30 s after SIGTERM (the unit's TimeoutStopSec)"
@@ -160,7 +175,9 @@ wait "$pid" || status=$?
 pid=
 ((status == 0)) || fail "gatewayd exited with $status after SIGTERM"
 grep -q '^STOPPING=1$' "$work/notify.log" || fail "no STOPPING=1 after SIGTERM"
-[[ -z $(ip -n "$ns" -o link show | grep -v ': lo:') ]] || fail "a device is left in the sandbox's namespace"
+for n in "$ns" "$ns2"; do
+    [[ -z $(ip -n "$n" -o link show | grep -v ': lo:') ]] || fail "a device is left in namespace $n"
+done
 
 dpkg --purge gatewayd >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg --purge"; }
 ! dpkg-query -W gatewayd >/dev/null 2>&1 || fail "dpkg still knows gatewayd after the purge"
