@@ -104,13 +104,13 @@ struct PodmanCNITests {
         let served = "\(podman.directory)/served"
         try FileManager.default.createDirectory(atPath: served, withIntermediateDirectories: true)
         try "from the host \(h.scratch.tag)\n".write(toFile: "\(served)/file", atomically: true, encoding: .utf8)
-        let servers = BackgroundProcesses()
+        let servers = GatewayTestSupport.BackgroundProcesses()
         defer { servers.killAll() }
         let hostServerPort = TestHost.freePort()
         _ = try servers.start(["python3", "-m", "http.server", String(hostServerPort), "--bind", "127.0.0.1", "--directory", served])
         try TestHost.waitForListener(port: hostServerPort)
 
-        let hostPort = TestHost.freePort()
+        let hostPort = Int(TestHost.freePort())
         let container = try podman.run([
             "-p", "\(hostPort):80", "--network", podman.network, podman.image, "httpd", "-f", "-p", "80", "-h", "/www",
         ])
