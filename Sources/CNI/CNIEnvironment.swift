@@ -71,15 +71,19 @@ public struct CNIEnvironment: Sendable, Hashable {
                 .invalidEnvironment,
                 "CNI_IFNAME '\(ifname)' is not a Linux interface name: 1-15 bytes, no '/', ':' or white space")
         }
-        if command != .del {
-            guard let netns else {
-                throw CNIError(.invalidEnvironment, "CNI_NETNS is not set: \(command.rawValue) needs the namespace's path")
-            }
-            guard netns.hasPrefix("/") else {
-                throw CNIError(.invalidEnvironment, "CNI_NETNS '\(netns)' is not an absolute path to a network namespace")
-            }
-        }
+        if command != .del { _ = try namespacePath() }
         return Attachment(containerID: containerID, ifname: ifname)
+    }
+
+    /// CNI_NETNS, which ADD and CHECK require.
+    public func namespacePath() throws(CNIError) -> String {
+        guard let netns else {
+            throw CNIError(.invalidEnvironment, "CNI_NETNS is not set: \(command.rawValue) needs the namespace's path")
+        }
+        guard netns.hasPrefix("/") else {
+            throw CNIError(.invalidEnvironment, "CNI_NETNS '\(netns)' is not an absolute path to a network namespace")
+        }
+        return netns
     }
 
     /// SPEC.md, Section 3 "Attachment Parameters".

@@ -80,7 +80,7 @@ public struct CNIPlugin {
                 "gatewayd-cni makes the container's interface itself: put it first in the network's plugin list")
         }
         let id = SandboxIdentity.sandboxID(network: config.name, attachment: attachment)
-        let netns = env.netns!
+        let netns = try env.namespacePath()
         let request = try config.attachRequest(id: id, netns: netns, ifname: attachment.ifname, cniArgs: env.args)
         let view: SandboxView
         do {
