@@ -293,6 +293,7 @@ public final class Gateway: Sendable {
         var tapName: String
         var guestMAC: MACAddress
         var namespace: String?
+        var namespaceIdentity: NamespaceIdentity?
         var vmLink: VMLink?
         var warning: String?
     }
@@ -327,7 +328,7 @@ public final class Gateway: Sendable {
     private func openNamespaceLink(
         _ spec: SandboxSpec, namespace nsName: String, index: Int, assignment a: AddressPlan.Assignment
     ) throws(GatewayError) -> OpenedLink {
-        let tapName = InterfaceName.make(.gatewayTAP, id: String(index))
+        let tapName = spec.interfaceName ?? InterfaceName.make(.gatewayTAP, id: String(index))
         // A sandbox detached from this namespace a moment ago may still have its device there
         // (the same name if it had this index, and a default route either way): its close is
         // under way on the reaper.
@@ -338,12 +339,14 @@ public final class Gateway: Sendable {
                 guestMAC: spec.guestMAC,
                 staticAddress: spec.dhcp
                     ? nil
-                    : .init(guest: a.guestIPv4, prefixLength: a.prefixLength, gateway: a.gatewayIPv4)))
+                    : .init(guest: a.guestIPv4, prefixLength: a.prefixLength, gateway: a.gatewayIPv4),
+                expectedIdentity: spec.namespaceIdentity))
         guard let mac = opened.guestMAC else {
             opened.tap.close()
             throw GatewayError(.link, "attach sandbox '\(spec.id)': device \(tapName) has no MAC address")
         }
-        return OpenedLink(tap: opened.tap, tapName: tapName, guestMAC: mac, namespace: nsName)
+        return OpenedLink(
+            tap: opened.tap, tapName: tapName, guestMAC: mac, namespace: nsName, namespaceIdentity: opened.namespaceIdentity)
     }
 
     private func startStack(
@@ -427,12 +430,13 @@ public final class Gateway: Sendable {
             try sandbox.start()
             return LoopBound(sandbox, loop: loop)
         }
-        let info = SandboxInfo(
+        var info = SandboxInfo(
             id: spec.id, mode: spec.mode.name, shard: shard, tap: link.tapName, namespace: link.namespace,
             bridge: link.vmLink?.bridge, mac: guestMAC.description,
             gatewayMAC: a.gatewayMAC.description, guestIPv4: a.guestIPv4.description, gatewayIPv4: a.gatewayIPv4.description,
             prefixLength: a.prefixLength, guestIPv6Prefix: "\(a.ipv6Prefix)/64", gatewayIPv6: a.gatewayIPv6.description,
             mtu: spec.mtu, policy: spec.policy, addressBlock: index, warning: link.warning)
+        info.namespaceIdentity = link.namespaceIdentity?.description
         state.withLock { s in
             s.records[spec.id]?.info = info
             s.records[spec.id]?.sandbox = sandboxBox
@@ -530,7 +534,29 @@ public final class Gateway: Sendable {
         guard let record, let box = record.sandbox else {
             throw GatewayError.unknownSandbox(id)
         }
-        return try shards[record.shard].submitAndWaitTyped { () throws(GatewayError) -> SandboxStats in box.value.stats() }
+        var stats = try shards[record.shard].submitAndWaitTyped { () throws(GatewayError) -> SandboxStats in box.value.stats() }
+        stats.shard = record.shard
+        return stats
+    }
+
+    /// Every sandbox's counters, with its shard: one hop to each shard for all of its sandboxes,
+    /// not one per sandbox, so a refresh of a thousand costs the shards two wake-ups.
+    public func allStats() -> [SandboxStats] {
+        let placed = state.withLock { s in
+            s.records.values.compactMap { r in r.sandbox.map { (shard: r.shard, box: $0) } }
+        }
+        var all: [SandboxStats] = []
+        for (shard, members) in Dictionary(grouping: placed, by: \.shard) {
+            let boxes = members.map(\.box)
+            // A shard that stopped (shutdown under way) has nothing to report.
+            let counted = (try? shards[shard].submitAndWait { boxes.map { $0.value.stats() } }) ?? []
+            all += counted.map { s in
+                var s = s
+                s.shard = shard
+                return s
+            }
+        }
+        return all.sorted { $0.id < $1.id }
     }
 
     /// Per shard: passes of its loop that handled I/O; of those, the ones whose I/O arrived

@@ -16,6 +16,9 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
         public static let policyDenied = Code(raw: 8)
         /// A device the sandbox needs has a name that something else already uses.
         public static let deviceExists = Code(raw: 9)
+        /// The network namespace a sandbox is to be attached to is not there (or, on a restart,
+        /// is no longer the one it was attached to).
+        public static let namespaceNotFound = Code(raw: 10)
 
         /// The code as a number, to carry it between processes.
         public var rawValue: UInt8 { raw }

@@ -36,10 +36,41 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
         self.init(owning: fd, name: name)
     }
 
-    /// Opens a namespace file such as /proc/PID/ns/net or a bind mount of one.
+    /// Opens a namespace file such as /proc/PID/ns/net or a bind mount of one. The path comes
+    /// from a client (a CNI runtime), so nothing but a regular file is opened: a FIFO would block
+    /// the open and a device file may act on it.
     public convenience init(path: String) throws(LinkError) {
-        let fd = try NetworkNamespace.openNamespaceFile(path, operation: "open namespace", subject: path)
+        let operation = "open namespace"
+        guard path.hasPrefix("/"), !path.utf8.contains(0), path.utf8.count <= Int(PATH_MAX) else {
+            throw LinkError(.invalidArgument, operation: operation, subject: path, reason: "not an absolute path")
+        }
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            let e = errno
+            if e == ENOENT || e == ENOTDIR {
+                throw LinkError(.noSuchNamespace, operation: operation, subject: path, reason: "no such namespace")
+            }
+            throw LinkError(errno: e, operation: operation, subject: path)
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw LinkError(.invalidArgument, operation: operation, subject: path, reason: "not a namespace file")
+        }
+        let fd: OwnedDescriptor
+        do {
+            fd = try NetworkNamespace.openNamespaceFile(path, operation: operation, subject: path)
+        } catch where error.code == .noSuchNamespace {
+            // It is there (stat found it) but is some other file: a mistake, not a namespace gone.
+            throw LinkError(.invalidArgument, operation: operation, subject: path, reason: "not a namespace file")
+        }
         self.init(owning: fd, name: nil)
+    }
+
+    /// Which namespace this is: two files name the same namespace exactly when these are equal.
+    public var identity: NamespaceIdentity {
+        var status = stat()
+        // fstat of an open nsfs descriptor cannot fail short of a bad descriptor, which ours is not.
+        _ = fstat(fileDescriptor, &status)
+        return NamespaceIdentity(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
     }
 
     /// Takes its own duplicate of a namespace fd the caller already holds (the caller keeps theirs).
@@ -161,7 +192,7 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
     {
         let file: OwnedDescriptor
         do {
-            file = try OwnedDescriptor.adopting(result: open(path, O_RDONLY | O_CLOEXEC))
+            file = try OwnedDescriptor.adopting(result: open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC))
         } catch .noSuchFileOrDirectory, .notDirectory {
             throw LinkError(.noSuchNamespace, operation: operation, subject: subject, reason: "no such namespace")
         } catch {
@@ -181,5 +212,27 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
             throw LinkError(.invalidArgument, operation: operation, subject: subject, reason: "not a network namespace")
         case let rc: throw LinkError(errno: -rc, operation: operation, subject: subject)
         }
+    }
+}
+
+/// A network namespace's nsfs device and inode: what `ip netns identify` compares, and what a
+/// restart checks so that a /proc/PID/ns/net path whose process is gone (and whose PID may name
+/// another process by now) is not taken for the namespace a sandbox was attached to.
+public struct NamespaceIdentity: Hashable, Sendable, CustomStringConvertible {
+    public var device: UInt64
+    public var inode: UInt64
+
+    public init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
+    }
+
+    /// "DEVICE:INODE" in decimal, as kept in a state file.
+    public var description: String { "\(device):\(inode)" }
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let d = UInt64(parts[0]), let i = UInt64(parts[1]) else { return nil }
+        self.init(device: d, inode: i)
     }
 }

@@ -74,7 +74,14 @@ public final class TAPDevice: Sendable {
     ///   `.permissionDenied` without CAP_NET_ADMIN; `.invalidArgument` for a bad header size.
     public convenience init(name: String, options: Options = Options()) throws(LinkError) {
         let operation = "create TAP"
-        try InterfaceName.validateOwned(name, operation: operation)
+        // A sweep finds our leftovers by name in the host namespace; a device that lives in another
+        // namespace and goes with its last descriptor leaves nothing to sweep, so its name may be
+        // the guest's (eth0, as container runtimes ask).
+        if options.namespace != nil && !options.persistent {
+            try InterfaceName.validate(name, operation: operation)
+        } else {
+            try InterfaceName.validateOwned(name, operation: operation)
+        }
         guard options.vnetHeaderSize == 10 || options.vnetHeaderSize == 12 else {
             throw LinkError(
                 .invalidArgument, operation: operation, subject: name,

@@ -14,7 +14,7 @@ struct Gatewayctl: ParsableCommand {
             """,
         subcommands: [
             Attach.self, Detach.self, List.self, Stats.self, Routes.self, Publish.self, Unpublish.self, Capture.self,
-            Flows.self, SetPolicy.self,
+            Flows.self, SetPolicy.self, Top.self,
         ]
     )
 

@@ -17,8 +17,12 @@ struct Attach: ParsableCommand {
     @Argument(help: "The sandbox ID: 1-64 letters, digits, '-', '_' or '.'.")
     var id: String
 
-    @Option(help: "The network namespace (as 'ip netns list' shows it) to give a link.")
+    @Option(
+        help: "The network namespace to give a link: its name as 'ip netns list' shows it, or the path of a namespace file (/proc/PID/ns/net).")
     var netns: String?
+
+    @Option(help: "With --netns: the interface's name inside the namespace (default gwt-N).")
+    var ifname: String?
 
     @Flag(help: "Attach a VM: make a TAP for its monitor to open (instead of --netns).")
     var vm = false
@@ -75,13 +79,14 @@ struct Attach: ParsableCommand {
     func validate() throws {
         if vm == (netns != nil) { throw ValidationError("give either --netns NAME or --vm") }
         if !vm && (owner != nil || group != nil) { throw ValidationError("--owner and --group go with --vm") }
+        if vm && ifname != nil { throw ValidationError("--ifname goes with --netns (a VM's TAP is gwv-N)") }
     }
 
     func run() throws {
         let ports = try publish.map { text in try perform { () throws(ControlError) in try PublishRequest(parsing: text) } }
         var request = AttachRequest(
             id: id, netns: netns, vm: vm ? AttachRequest.VM(owner: owner, group: group) : nil,
-            dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac, ports: ports.isEmpty ? nil : ports)
+            dhcp: dhcp ? true : nil, mtu: mtu, policy: policy, mac: mac, ports: ports.isEmpty ? nil : ports, ifname: ifname)
         request.memoryBudgetMiB = memoryBudgetMib
         request.rateLimit = rateLimit
         request.rateLimitUp = rateLimitUp

@@ -22,7 +22,8 @@ import Wire
 
     /// Block `block`'s own TAP, in `namespace`, with the block's addresses unless changed.
     static func link(
-        _ namespace: String, block: Int = 5, device: String? = nil, guest: String? = nil, gateway: String? = nil
+        _ namespace: String, block: Int = 5, device: String? = nil, guest: String? = nil, gateway: String? = nil,
+        expectedIdentity: String? = nil
     ) -> PrivilegeRequest {
         // Any block's addresses for one outside the pool (which has none).
         let a = plan.assignment(index: (0..<plan.capacity).contains(block) ? block : 5)
@@ -30,7 +31,8 @@ import Wire
             .init(
                 sandbox: "t", namespace: namespace, device: device ?? InterfaceName.make(.gatewayTAP, id: String(block)),
                 addressBlock: block, mtu: 1500, guestMAC: nil, guestIPv4: guest ?? a.guestIPv4.description,
-                prefixLength: a.prefixLength, gatewayIPv4: gateway ?? a.gatewayIPv4.description))
+                prefixLength: a.prefixLength, gatewayIPv4: gateway ?? a.gatewayIPv4.description,
+                expectedIdentity: expectedIdentity))
     }
 
     /// The refusal's message; fails the test when the request was carried out.
@@ -41,22 +43,26 @@ import Wire
         return answer.reply.error?.message ?? ""
     }
 
-    @Test func refusesDeviceNamesWithoutThePrefixOrOfAnotherBlock() throws {
+    @Test func refusesOurNamesOfAnotherBlockAndNamesTheKernelWouldNot() throws {
         try #require(TestHost.canCreateDevices)
         let scratch = try Scratch()
         defer { scratch.cleanUp() }
         let ns = try scratch.namespace()
         let name = try #require(ns.name)
-        for device in ["eth0", "veth-evil", "gwt-6", "gwb-5", "lo"] {
+        for device in ["gwt-6", "gwb-5", "gwv-5", "gwt-5x"] {
             let message = Self.refusal(Self.link(name, device: device))
             #expect(message.contains("is not block 5's"), "\(device): \(message)")
+        }
+        for device in ["eth0:1", "a b", "", "..", "x/y", String(repeating: "e", count: 16)] {
+            let message = Self.refusal(Self.link(name, device: device))
+            #expect(message.contains("not a valid interface name"), "\(device): \(message)")
         }
         let nl = try NetlinkSocket(in: ns)
         #expect(try nl.links().map(\.name) == ["lo"], "a refused request made a device")
     }
 
     @Test func refusesNamespacesOutsideRunNetns() {
-        for name in ["../../proc/1/ns/net", "/proc/1/ns/net", "a/b", "..", "", "."] {
+        for name in ["../../proc/1/ns/net", "a/b", "..", "", "."] {
             let message = Self.refusal(Self.link(name))
             #expect(message.contains("is not a namespace name"), "\(name): \(message)")
         }
@@ -64,6 +70,35 @@ import Wire
         let missing = Self.server().handle(Self.link("gwtest-none-\(UInt32.random(in: 0...UInt32.max))"))
         #expect(missing.reply.error?.message.contains("does not exist") == true)
         #expect(missing.descriptor < 0)
+    }
+
+    @Test func opensAPathOnlyForAGuestsNamespaceThatIsStillTheSame() throws {
+        try #require(TestHost.canCreateDevices)
+        let scratch = try Scratch()
+        defer { scratch.cleanUp() }
+        // The host's own namespace, by any path: never.
+        for path in ["/proc/\(getpid())/ns/net", "/proc/self/ns/net"] {
+            let message = Self.refusal(Self.link(path, device: "eth9"))
+            #expect(message.contains("host's own network namespace"), "\(path): \(message)")
+        }
+        #expect(!(try NetlinkSocket().links()).map(\.name).contains("eth9"))
+        let ns = try scratch.namespace()
+        let path = NetworkNamespace.runDirectory + "/" + (try #require(ns.name))
+        // Another namespace than the one the sandbox was attached to: not found, and nothing made.
+        let moved = Self.server().handle(Self.link(path, device: "eth0", expectedIdentity: "1:2"))
+        #expect(moved.descriptor < 0)
+        #expect(moved.reply.error?.code == GatewayError.Code.namespaceNotFound.rawValue)
+        #expect(moved.reply.error?.message.contains("not the one it was attached to") == true)
+        let nl = try NetlinkSocket(in: ns)
+        #expect(try nl.links().map(\.name) == ["lo"])
+        // The same namespace by path, with a guest's own name: made, addressed, handed over.
+        let answer = Self.server().handle(Self.link(path, device: "eth0", expectedIdentity: ns.identity.description))
+        #expect(answer.reply.error == nil, "\(answer.reply.error?.message ?? "")")
+        #expect(answer.reply.link?.device == "eth0")
+        #expect(answer.reply.link?.namespaceIdentity == ns.identity.description)
+        #expect(answer.descriptor >= 0)
+        #expect(try nl.links().map(\.name).contains("eth0"))
+        if answer.descriptor >= 0 { close(answer.descriptor) }
     }
 
     @Test func refusesAddressesOutsideThePool() {

@@ -83,14 +83,24 @@ import Wire
         #expect(spec.guestMAC == MACAddress(0x02, 0, 0, 0, 0, 1))
         let defaults = try AttachRequest(id: "a", netns: "n").spec(defaultPolicy: "public")
         #expect(!defaults.dhcp && defaults.mtu == 1500 && defaults.policy == "public" && defaults.guestMAC == nil)
+        #expect(defaults.interfaceName == nil)
+        // A container runtime's way: a namespace file's path and the interface name it wants.
+        let cni = try AttachRequest(id: "c", netns: "/proc/4242/ns/net", ifname: "eth0").spec()
+        #expect(cni.mode == .netns("/proc/4242/ns/net"))
+        #expect(cni.interfaceName == "eth0")
     }
 
     static let badAttach: [(AttachRequest, String)] = [
         (AttachRequest(id: "", netns: "n"), "sandbox ID '' is not valid"),
         (AttachRequest(id: "a/b", netns: "n"), "sandbox ID 'a/b' is not valid"),
         (AttachRequest(id: String(repeating: "x", count: 65), netns: "n"), "is not valid"),
-        (AttachRequest(id: "a", netns: "../etc"), "namespace name '../etc' is not valid"),
-        (AttachRequest(id: "a", netns: ""), "namespace name '' is not valid"),
+        (AttachRequest(id: "a", netns: "../etc"), "namespace '../etc' is not valid"),
+        (AttachRequest(id: "a", netns: ""), "namespace '' is not valid"),
+        (AttachRequest(id: "a", netns: "/run/netns/x\u{0}y"), "is not valid"),
+        (AttachRequest(id: "a", netns: "n", ifname: "eth0:1"), "interface name 'eth0:1' is not valid"),
+        (AttachRequest(id: "a", netns: "n", ifname: "a-name-too-long-for-linux"), "interface name"),
+        (AttachRequest(id: "a", netns: "n", ifname: ""), "interface name '' is not valid"),
+        (AttachRequest(id: "a", vm: .init(), ifname: "eth0"), "leave out ifname"),
         (AttachRequest(id: "a", netns: "n", mtu: 100), "MTU 100 is out of range"),
         (AttachRequest(id: "a", netns: "n", mtu: 70_000), "MTU 70000 is out of range"),
         (AttachRequest(id: "a", netns: "n", mac: "zz:00:00:00:00:01"), "MAC 'zz:00:00:00:00:01' is not a unicast MAC"),

@@ -1,9 +1,11 @@
 // What `attach` takes: the sandbox's ID, how it is attached, and its link and policy settings.
+import Link
 import Wire
 
 public struct SandboxSpec: Sendable {
     public enum Mode: Sendable, Equatable {
-        /// The TAP's netdev lives in the named network namespace (/run/netns/NAME).
+        /// The TAP's netdev lives in a network namespace: one `ip netns` named (/run/netns/NAME),
+        /// or the one at an absolute path (/proc/PID/ns/net, a bind mount), as CNI runtimes give it.
         case netns(String)
         /// A VM: gatewayd makes a persistent TAP (`gwv-N`) in the host namespace for the VM
         /// monitor to open by name, bridged to the stack's own TAP. `owner` and `group` may open
@@ -47,6 +49,10 @@ public struct SandboxSpec: Sendable {
     /// For a VM restored after a gatewayd crash: take over the VM TAP and bridge that outlived
     /// the process (its monitor may still hold the TAP) instead of refusing them as taken.
     public var reuseVMDevices = false
+    /// A namespace sandbox's device name inside the namespace (`eth0`, as CNI asks); nil: `gwt-N`.
+    public var interfaceName: String?
+    /// On a restart: the namespace the sandbox was attached to, which a path must still name.
+    public var namespaceIdentity: NamespaceIdentity?
 
     public init(id: String, mode: Mode) {
         self.id = id
@@ -71,6 +77,8 @@ public struct SandboxInfo: Sendable, Codable, Hashable {
     /// The sandbox's own interface: the TAP inside the namespace, or the TAP a VM monitor opens.
     public var tap: String
     public var namespace: String?
+    /// Which namespace that is (nsfs "DEVICE:INODE"), kept so a restart can tell it is the same.
+    public var namespaceIdentity: String? = nil
     /// For a VM, the bridge joining its TAP to the gateway's (`gwb-N`).
     public var bridge: String? = nil
     public var mac: String
@@ -93,6 +101,8 @@ public struct SandboxInfo: Sendable, Codable, Hashable {
 /// Per-sandbox counters for `stats`.
 public struct SandboxStats: Sendable, Codable, Hashable {
     public var id: String
+    /// The shard that serves it (optional only so that stats encoded without it still decode).
+    public var shard: Int? = nil
     public var framesIn: Int
     public var framesOut: Int
     public var bytesIn: Int

@@ -37,8 +37,9 @@ public protocol HostPrivileges: Sendable {
 public struct NamespaceLinkRequest: Sendable, Hashable {
     /// For messages only.
     public var sandbox: String
-    /// A name under /run/netns.
+    /// A name under /run/netns, or the absolute path of a namespace file (/proc/PID/ns/net).
     public var namespace: String
+    /// The device's name inside the namespace: the block's `gwt-N`, or one the attach chose (`eth0`).
     public var device: String
     public var addressBlock: Int
     public var mtu: Int
@@ -46,6 +47,9 @@ public struct NamespaceLinkRequest: Sendable, Hashable {
     public var guestMAC: MACAddress?
     /// The guest's address and default route, configured in the namespace; nil under DHCP.
     public var staticAddress: StaticAddress?
+    /// On a restart: the namespace the sandbox was attached to. A path that now names another
+    /// namespace (its process is gone) is refused as not found.
+    public var expectedIdentity: NamespaceIdentity?
 
     public struct StaticAddress: Sendable, Hashable {
         public var guest: IPv4Address
@@ -61,7 +65,7 @@ public struct NamespaceLinkRequest: Sendable, Hashable {
 
     public init(
         sandbox: String, namespace: String, device: String, addressBlock: Int, mtu: Int, guestMAC: MACAddress?,
-        staticAddress: StaticAddress?
+        staticAddress: StaticAddress?, expectedIdentity: NamespaceIdentity? = nil
     ) {
         self.sandbox = sandbox
         self.namespace = namespace
@@ -70,6 +74,15 @@ public struct NamespaceLinkRequest: Sendable, Hashable {
         self.mtu = mtu
         self.guestMAC = guestMAC
         self.staticAddress = staticAddress
+        self.expectedIdentity = expectedIdentity
+    }
+
+    /// Whether `namespace` is a path rather than a name under /run/netns.
+    public var namespaceIsPath: Bool { namespace.hasPrefix("/") }
+
+    /// How to reach the device by hand, for messages.
+    var linkCommand: String {
+        namespaceIsPath ? "nsenter --net=\(namespace) ip link" : "ip -n \(namespace) link"
     }
 }
 
@@ -100,11 +113,14 @@ public struct PrivilegedLink: Sendable {
     public var guestMAC: MACAddress?
     /// A host setting that may get in the way, for the operator.
     public var warning: String?
+    /// For a namespace link: which namespace the device went into.
+    public var namespaceIdentity: NamespaceIdentity?
 
-    public init(tap: TAPDevice, guestMAC: MACAddress?, warning: String?) {
+    public init(tap: TAPDevice, guestMAC: MACAddress?, warning: String?, namespaceIdentity: NamespaceIdentity? = nil) {
         self.tap = tap
         self.guestMAC = guestMAC
         self.warning = warning
+        self.namespaceIdentity = namespaceIdentity
     }
 }
 
@@ -127,12 +143,29 @@ public struct DirectPrivileges: HostPrivileges {
     public func openNamespaceLink(_ r: NamespaceLinkRequest) throws(GatewayError) -> PrivilegedLink {
         let namespace: NetworkNamespace
         do {
-            namespace = try NetworkNamespace(named: r.namespace)
+            namespace = r.namespaceIsPath ? try NetworkNamespace(path: r.namespace) : try NetworkNamespace(named: r.namespace)
         } catch {
+            guard error.code == .noSuchNamespace else {
+                throw GatewayError(
+                    .invalidArgument, "namespace '\(r.namespace)' for sandbox '\(r.sandbox)': \(error.reason)", cause: .link(error))
+            }
+            let hint = r.namespaceIsPath ? "is its process still running?" : "create it first (ip netns add \(r.namespace))"
             throw GatewayError(
-                .link,
-                "namespace '\(r.namespace)' for sandbox '\(r.sandbox)' does not exist: create it first (ip netns add \(r.namespace))",
+                .namespaceNotFound, "namespace '\(r.namespace)' for sandbox '\(r.sandbox)' does not exist: \(hint)",
                 cause: .link(error))
+        }
+        let identity = namespace.identity
+        // The sandbox's device, address and default route would land on the host itself.
+        if let host = try? NetworkNamespace.current(), host.identity == identity {
+            throw GatewayError(
+                .invalidArgument,
+                "namespace '\(r.namespace)' for sandbox '\(r.sandbox)' is the host's own network namespace: attach a sandbox's")
+        }
+        if let expected = r.expectedIdentity, expected != identity {
+            throw GatewayError(
+                .namespaceNotFound,
+                "namespace '\(r.namespace)' for sandbox '\(r.sandbox)' is not the one it was attached to (\(expected), "
+                    + "now \(identity)): the sandbox's process is gone")
         }
         var options = TAPDevice.Options()
         options.namespace = namespace
@@ -150,13 +183,13 @@ public struct DirectPrivileges: HostPrivileges {
             guard let mac = try nl.link(named: r.device).macAddress else {
                 throw LinkError(.system, operation: "read MAC", subject: r.device, reason: "device has no MAC address")
             }
-            return PrivilegedLink(tap: tap, guestMAC: mac, warning: nil)
+            return PrivilegedLink(tap: tap, guestMAC: mac, warning: nil, namespaceIdentity: identity)
         } catch {
             if let e = error as? LinkError, e.code == .nameTaken, e.subject == r.device {
                 throw GatewayError(
                     .deviceExists,
                     "attach sandbox '\(r.sandbox)': namespace '\(r.namespace)' already has a device \(r.device) (another "
-                        + "gateway's, or left by a crashed run): remove it (ip -n \(r.namespace) link del \(r.device))")
+                        + "gateway's, or left by a crashed run): remove it (\(r.linkCommand) del \(r.device))")
             }
             throw GatewayError.link("attach sandbox '\(r.sandbox)'", error)
         }

@@ -1,13 +1,17 @@
 // The body of `POST /v1/sandboxes` and the file kept per sandbox in the state directory: what
 // the sandbox was attached with, so a restarted gatewayd can attach it again.
 import Gateway
+import Link
 import Wire
 
 public struct AttachRequest: Codable, Sendable, Hashable {
     public var id: String
-    /// Name of the network namespace (/run/netns/NAME) the sandbox's interface goes into. Exactly
-    /// one of `netns` and `vm` is given.
+    /// The network namespace the sandbox's interface goes into: a name `ip netns` knows
+    /// (/run/netns/NAME), or the absolute path of a namespace file (/proc/PID/ns/net, a bind mount
+    /// of one), as container runtimes give it. Exactly one of `netns` and `vm` is given.
     public var netns: String?
+    /// The interface's name inside the namespace (`eth0`); nil: `gwt-N`.
+    public var ifname: String?
     /// Attach a VM: gatewayd makes the TAP its monitor opens by name.
     public var vm: VM?
     /// The interface's name inside the namespace (e.g. `eth0`); nil: `gwt-N`.
@@ -47,10 +51,11 @@ public struct AttachRequest: Codable, Sendable, Hashable {
 
     public init(
         id: String, netns: String? = nil, vm: VM? = nil, dhcp: Bool? = nil, mtu: Int? = nil, policy: String? = nil,
-        mac: String? = nil, ports: [PublishRequest]? = nil
+        mac: String? = nil, ports: [PublishRequest]? = nil, ifname: String? = nil
     ) {
         self.id = id
         self.netns = netns
+        self.ifname = ifname
         self.vm = vm
         self.dhcp = dhcp
         self.mtu = mtu
@@ -99,13 +104,28 @@ public struct AttachRequest: Codable, Sendable, Hashable {
         var spec: SandboxSpec
         switch (netns, vm) {
         case (let netns?, nil):
-            guard Self.isValidNamespaceName(netns) else {
+            guard Self.isValidNamespaceName(netns) || Self.isValidNamespacePath(netns) else {
                 throw ControlError(
-                    .invalidArgument, "namespace name '\(netns)' is not valid: use the name 'ip netns list' shows")
+                    .invalidArgument,
+                    "namespace '\(netns)' is not valid: use the name 'ip netns list' shows, or the absolute path of a "
+                        + "namespace file (/proc/PID/ns/net)")
             }
             spec = SandboxSpec(id: id, mode: .netns(netns))
             spec.dhcp = dhcp ?? false
+            if let ifname {
+                do {
+                    try InterfaceName.validate(ifname, operation: "attach")
+                } catch {
+                    throw ControlError(
+                        .invalidArgument, "interface name '\(ifname)' is not valid: use 1-15 bytes without '/', ':' or spaces")
+                }
+                spec.interfaceName = ifname
+            }
         case (nil, let vm?):
+            guard ifname == nil else {
+                throw ControlError(
+                    .invalidArgument, "a VM's TAP is named by gatewayd (gwv-N) for its monitor to open: leave out ifname")
+            }
             guard dhcp != false else {
                 throw ControlError(
                     .invalidArgument,
@@ -145,6 +165,15 @@ public struct AttachRequest: Codable, Sendable, Hashable {
         }
         return spec
     }
+
+    /// An absolute path, for the privileged side to open and check (a regular nsfs file of a
+    /// network namespace that is not the host's).
+    public static func isValidNamespacePath(_ path: String) -> Bool {
+        path.hasPrefix("/") && path.utf8.count <= 4096 && !path.utf8.contains(0)
+    }
+
+    /// Whether `netns` names a namespace by path rather than by `ip netns` name.
+    public var namespaceIsPath: Bool { netns?.hasPrefix("/") ?? false }
 
     /// A name that is a single path component under /run/netns.
     public static func isValidNamespaceName(_ name: String) -> Bool {

@@ -47,6 +47,7 @@ public struct ControlError: Error, Sendable, Hashable, Codable, CustomStringConv
             case .unknownSandbox: .unknownSandbox
             case .sandboxExists: .sandboxExists
             case .deviceExists: .deviceExists
+            case .namespaceNotFound: .namespaceNotFound
             case .invalidArgument: .invalidArgument
             case .portInUse: .portInUse
             case .exhausted: .exhausted

@@ -60,8 +60,7 @@ public enum GatewayMetrics {
         p.sample("gatewayd_descriptors", ["kind": "data_path_limit"], ledger.capacity)
         p.sample("gatewayd_descriptors", ["kind": "process_limit"], ledger.processLimit)
 
-        // A sandbox detached between list() and stats() is simply skipped.
-        let stats = sandboxes.compactMap { try? gateway.stats($0.id) }
+        let stats = gateway.allStats()
         p.family("gatewayd_sandbox_bytes_total", .counter, help: "Frame bytes on the sandbox link; in: from the guest.")
         for s in stats {
             p.sample("gatewayd_sandbox_bytes_total", ["sandbox": s.id, "direction": "in"], s.bytesIn)

@@ -69,7 +69,9 @@ public final class PrivilegeClient: HostPrivileges {
         options.vnetHeaderSize = l.vnetHeaderSize
         options.offloads = TAPDevice.Offloads(rawValue: l.offloads)
         let tap = TAPDevice(adopting: descriptor, name: l.device, ifindex: l.ifindex, options: options)
-        return PrivilegedLink(tap: tap, guestMAC: l.guestMAC.flatMap { MACAddress($0) }, warning: l.warning)
+        return PrivilegedLink(
+            tap: tap, guestMAC: l.guestMAC.flatMap { MACAddress($0) }, warning: l.warning,
+            namespaceIdentity: l.namespaceIdentity.flatMap { NamespaceIdentity($0) })
     }
 
     public func openNamespaceLink(_ request: NamespaceLinkRequest) throws(GatewayError) -> PrivilegedLink {

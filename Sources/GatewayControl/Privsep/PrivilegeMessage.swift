@@ -33,6 +33,8 @@ enum PrivilegeRequest: Codable, Sendable, Equatable {
         var guestIPv4: String?
         var prefixLength: Int?
         var gatewayIPv4: String?
+        /// `NamespaceIdentity` as text, on a restart.
+        var expectedIdentity: String?
     }
 
     struct VMLink: Codable, Sendable, Equatable {
@@ -67,7 +69,8 @@ extension PrivilegeRequest.NamespaceLink {
         self.init(
             sandbox: r.sandbox, namespace: r.namespace, device: r.device, addressBlock: r.addressBlock, mtu: r.mtu,
             guestMAC: r.guestMAC?.description, guestIPv4: r.staticAddress?.guest.description,
-            prefixLength: r.staticAddress?.prefixLength, gatewayIPv4: r.staticAddress?.gateway.description)
+            prefixLength: r.staticAddress?.prefixLength, gatewayIPv4: r.staticAddress?.gateway.description,
+            expectedIdentity: r.expectedIdentity?.description)
     }
 }
 
@@ -97,6 +100,8 @@ struct PrivilegeReply: Codable, Sendable, Equatable {
         var offloads: UInt32
         var guestMAC: String?
         var warning: String?
+        /// `NamespaceIdentity` as text, for a namespace link.
+        var namespaceIdentity: String?
     }
 
     /// `PortAllocator.BindOutcome` (the socket, when bound, comes beside the message).

@@ -160,7 +160,8 @@ struct PrivilegeServer: Sendable {
         let reply = PrivilegeReply(
             link: .init(
                 device: tap.name, ifindex: tap.ifindex, vnetHeaderSize: tap.vnetHeaderSize,
-                offloads: tap.options.offloads.rawValue, guestMAC: link.guestMAC?.description, warning: link.warning))
+                offloads: tap.options.offloads.rawValue, guestMAC: link.guestMAC?.description, warning: link.warning,
+                namespaceIdentity: link.namespaceIdentity?.description))
         // The queue leaves with the reply; the worker's copy keeps the device.
         guard let queue = tap.relinquish() else {
             return Answer(reply: .failure(GatewayError(.system, "device \(tap.name) closed before it was handed over")))
@@ -178,20 +179,38 @@ struct PrivilegeServer: Sendable {
         guard (576...65_520).contains(mtu) else { throw refuse(request, "MTU \(mtu) is out of range (576-65520)") }
     }
 
-    /// A namespace link may only be the block's own TAP, in a namespace `ip netns` made, with the
-    /// block's own addresses.
+    /// A namespace link may only be the block's own TAP (or a name the attach chose: it lives in
+    /// the guest's namespace, never the host's, which the open refuses), in a namespace `ip netns`
+    /// made or one a path names, with the block's own addresses.
     private func check(_ m: PrivilegeRequest.NamespaceLink, _ request: PrivilegeRequest) throws(GatewayError)
         -> NamespaceLinkRequest
     {
         try checkBlock(m.addressBlock, request)
         try checkMTU(m.mtu, request)
         let expected = InterfaceName.make(.gatewayTAP, id: String(m.addressBlock))
-        guard m.device == expected else {
-            throw refuse(request, "device '\(m.device)' is not block \(m.addressBlock)'s (\(expected))")
+        // Our own names belong to their blocks; any other is the guest's to choose.
+        if m.device.hasPrefix(InterfaceName.projectPrefix) {
+            guard m.device == expected else {
+                throw refuse(request, "device '\(m.device)' is not block \(m.addressBlock)'s (\(expected))")
+            }
+        } else {
+            guard (try? InterfaceName.validate(m.device, operation: "check")) != nil else {
+                throw refuse(request, "device '\(m.device)' is not a valid interface name")
+            }
         }
         let ns = m.namespace
-        guard !ns.isEmpty, ns != ".", ns != "..", !ns.contains("/"), !ns.utf8.contains(0), ns.utf8.count <= 255 else {
-            throw refuse(request, "'\(ns)' is not a namespace name under \(rules.namespaceDirectory)")
+        let isPath = ns.hasPrefix("/")
+        if isPath {
+            guard !ns.utf8.contains(0), ns.utf8.count <= 4096 else { throw refuse(request, "malformed namespace path") }
+        } else {
+            guard !ns.isEmpty, ns != ".", ns != "..", !ns.contains("/"), !ns.utf8.contains(0), ns.utf8.count <= 255 else {
+                throw refuse(request, "'\(ns)' is not a namespace name under \(rules.namespaceDirectory) nor a path")
+            }
+        }
+        var identity: NamespaceIdentity?
+        if let text = m.expectedIdentity {
+            guard let parsed = NamespaceIdentity(text) else { throw refuse(request, "'\(text)' is not a namespace identity") }
+            identity = parsed
         }
         var mac: MACAddress?
         if let text = m.guestMAC {
@@ -212,14 +231,17 @@ struct PrivilegeServer: Sendable {
             }
             address = .init(guest: guest, prefixLength: prefix, gateway: gateway)
         }
+        // A path is opened and checked (a regular nsfs file, a network namespace, not the host's)
+        // by the open itself.
         var status = stat()
-        guard stat(rules.namespaceDirectory + "/" + ns, &status) == 0 else {
+        guard isPath || stat(rules.namespaceDirectory + "/" + ns, &status) == 0 else {
             throw GatewayError(
-                .link, "namespace '\(ns)' for sandbox '\(m.sandbox)' does not exist: create it first (ip netns add \(ns))",
+                .namespaceNotFound,
+                "namespace '\(ns)' for sandbox '\(m.sandbox)' does not exist: create it first (ip netns add \(ns))",
                 cause: .system(Errno(rawValue: errno)))
         }
         return NamespaceLinkRequest(
             sandbox: m.sandbox, namespace: ns, device: m.device, addressBlock: m.addressBlock, mtu: m.mtu, guestMAC: mac,
-            staticAddress: address)
+            staticAddress: address, expectedIdentity: identity)
     }
 }

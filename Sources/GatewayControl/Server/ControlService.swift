@@ -3,6 +3,7 @@
 // pcap. Its calls block briefly on shard tasks, so the server runs them on a thread pool.
 import Foundation
 import Gateway
+import Link
 import Logging
 import Synchronization
 
@@ -81,6 +82,9 @@ public final class ControlService: Sendable {
                 _ = acct(nil)
                 return .json(Health(status: "survived a forbidden system call", sandboxes: 0, shards: 0))
         #endif
+        case 2 where s == ["v1", "stats"]:
+            try allow("GET")
+            return .json(gateway.allStats())
         case 2 where s == ["v1", "routes"]:
             try allow("GET")
             return .json(try routes())
@@ -187,6 +191,7 @@ public final class ControlService: Sendable {
     private struct Attached {
         var request: AttachRequest
         var addressBlock: Int?
+        var namespaceIdentity: String?
     }
 
     /// Attaches a sandbox, publishes the ports it asks for, and records it in the state directory.
@@ -202,10 +207,18 @@ public final class ControlService: Sendable {
         var spec = try request.spec(defaultPolicy: defaultPolicy)
         spec.addressBlock = addressBlock
         spec.reuseVMDevices = saved != nil
+        // Only a path can come to name another namespace; a name is the operator's to reuse.
+        if request.namespaceIsPath, let text = saved?.namespaceIdentity {
+            spec.namespaceIdentity = NamespaceIdentity(text)
+        }
         let ports = request.ports ?? []
         for port in ports { try port.validate() }
         if !ports.isEmpty && publishing == nil { throw notWired("publishing a port") }
-        if let netns = request.netns, !FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns) {
+        // A path (often /proc/PID/ns/net, which this process may not be allowed to look at) is
+        // checked where it is opened.
+        if let netns = request.netns, !request.namespaceIsPath,
+            !FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns)
+        {
             throw ControlError(
                 .namespaceNotFound,
                 "network namespace '\(netns)' does not exist: create it first (ip netns add \(netns)) "
@@ -239,7 +252,8 @@ public final class ControlService: Sendable {
         // The policy it runs, not the daemon's default of the day, which a restart may change.
         if kept.policy == nil { kept.policy = spec.policy }
         kept.ports = nil
-        requests.withLock { $0[request.id] = Attached(request: kept, addressBlock: info.addressBlock) }
+        let attached = Attached(request: kept, addressBlock: info.addressBlock, namespaceIdentity: info.namespaceIdentity)
+        requests.withLock { $0[request.id] = attached }
         if !warnings.isEmpty { restoreWarnings.withLock { $0[request.id] = warnings } }
         persist(request.id, unlessEqualTo: saved)
         logger.info(
@@ -276,7 +290,8 @@ public final class ControlService: Sendable {
                 PublishRequest(hostIP: $0.hostIP, hostPort: $0.hostPort, guestPort: $0.guestPort, protocol: $0.protocol)
             }
             request.ports = ports.isEmpty ? nil : ports
-            let state = SandboxState(addressBlock: attached.addressBlock, sandbox: request)
+            let state = SandboxState(
+                addressBlock: attached.addressBlock, sandbox: request, namespaceIdentity: attached.namespaceIdentity)
             guard state != unchanged else { return }
             do throws(ControlError) {
                 try store.save(state)
@@ -534,7 +549,7 @@ public final class ControlService: Sendable {
                         "not restoring VM sandbox \(request.id): its TAP is gone; attach it again and restart the VM on the new TAP")
                     continue
                 }
-            } else if let netns = request.netns,
+            } else if let netns = request.netns, !request.namespaceIsPath,
                 !FileManager.default.fileExists(atPath: namespaceDirectory + "/" + netns)
             {
                 store.removeLeftover(leftover)
@@ -549,6 +564,10 @@ public final class ControlService: Sendable {
                     "restored sandbox \(request.id) \(place)",
                     metadata: ["ipv4": "\(view.guestIPv4)", "ports": "\(view.ports.count)"])
                 for warning in view.restoreWarnings ?? [] { logger.warning("sandbox \(request.id): \(warning)") }
+            } catch where error.code == .namespaceNotFound && request.namespaceIsPath {
+                // A container's namespace goes with the container: nothing is left to restore.
+                store.removeLeftover(leftover)
+                logger.notice("not restoring sandbox \(request.id): \(error.message)")
             } catch {
                 let kept = store.reject(leftover)
                 logger.error("could not restore sandbox \(request.id): \(error.message); its state file is kept as \(kept)")

@@ -18,11 +18,18 @@ public struct SandboxState: Codable, Sendable, Hashable {
     /// An attach request that reproduces the sandbox: the MAC it got, and its published ports
     /// as bound (host address and port filled in even where the daemon chose them).
     public var sandbox: AttachRequest
+    /// The namespace the sandbox went into (`NamespaceIdentity`, "DEVICE:INODE"). A restore into
+    /// a namespace given by path checks it: the path's process may be gone and its PID reused.
+    public var namespaceIdentity: String?
 
-    public init(addressBlock: Int?, sandbox: AttachRequest, formatVersion: Int = Self.currentFormatVersion) {
+    public init(
+        addressBlock: Int?, sandbox: AttachRequest, namespaceIdentity: String? = nil,
+        formatVersion: Int = Self.currentFormatVersion
+    ) {
         self.formatVersion = formatVersion
         self.addressBlock = addressBlock
         self.sandbox = sandbox
+        self.namespaceIdentity = namespaceIdentity
     }
 }
 
