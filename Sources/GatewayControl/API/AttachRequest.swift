@@ -14,8 +14,6 @@ public struct AttachRequest: Codable, Sendable, Hashable {
     public var ifname: String?
     /// Attach a VM: gatewayd makes the TAP its monitor opens by name.
     public var vm: VM?
-    /// The interface's name inside the namespace (e.g. `eth0`); nil: `gwt-N`.
-    public var ifname: String?
     public var dhcp: Bool?
     public var mtu: Int?
     public var policy: String?
