@@ -37,6 +37,9 @@ final class PodmanRuntime: Sendable {
         runtime = "runc"
         cgroup_manager = "cgroupfs"
         events_logger = "file"
+        # Podman holds a published host port open itself (for portmap, whose DNAT leaves it
+        # unbound); gatewayd binds it for real, so Podman must not.
+        enable_port_reservation = false
         """.write(toFile: "\(directory)/containers.conf", atomically: true, encoding: .utf8)
         try """
         {"cniVersion": "1.0.0", "name": "\(network)",
@@ -44,19 +47,51 @@ final class PodmanRuntime: Sendable {
         """.write(toFile: "\(directory)/networks/\(network).conflist", atomically: true, encoding: .utf8)
     }
 
+    /// What a podman command printed and how it ended.
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
     /// podman with the test's own root, run root, tmpdir and configuration.
     @discardableResult
-    func podman(_ arguments: String...) throws -> CommandResult { try podman(arguments) }
+    func podman(_ arguments: String...) throws -> Output { try podman(arguments) }
 
-    func podman(_ arguments: [String]) throws -> CommandResult {
+    /// Spawned and waited for with posix_spawn and waitpid rather than Process: `podman run -d`
+    /// exits leaving conmon behind with whatever descriptors podman was given, and Process was
+    /// seen never to notice podman's exit then (left a zombie). Output goes to files, which no
+    /// reader waits on to close; `timeout` bounds a podman that hangs.
+    func podman(_ arguments: [String]) throws -> Output {
         let global = [
             "--root", "\(directory)/root", "--runroot", "\(directory)/runroot", "--tmpdir", "\(directory)/tmp",
             "--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
             "--network-config-dir", "\(directory)/networks",
         ]
+        let argv = ["/usr/bin/timeout", "120", "/usr/bin/podman"] + global + arguments
         var env = ProcessInfo.processInfo.environment
         env["CONTAINERS_CONF"] = "\(directory)/containers.conf"
-        return try runProgram("/usr/bin/podman", global + arguments, environment: env, timeout: 120)
+        let envp = env.map { "\($0.key)=\($0.value)" }
+        let files = ["\(directory)/podman.out", "\(directory)/podman.err"]
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, files[0], O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, files[1], O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let cArgv = argv.map { strdup($0) } + [nil]
+        let cEnvp = envp.map { strdup($0) } + [nil]
+        defer { (cArgv + cEnvp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, nil, cArgv, cEnvp)
+        guard rc == 0 else { throw HarnessError("posix_spawn podman: \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = files.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }
+        // WIFEXITED / WEXITSTATUS, which Swift does not import.
+        let exited = status & 0x7F == 0
+        return Output(status: exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), stdout: text[0], stderr: text[1])
     }
 
     /// An image of busybox-static alone, imported offline, serving `page` as /www/index.html.
@@ -134,8 +169,8 @@ struct PodmanCNITests {
         #expect(wget.status == 0 && wget.stdout == "from the host \(h.scratch.tag)\n", "\(wget.stderr)")
 
         // Podman's own view of the attachment is the plugin's result.
-        let inspect = try podman.podman("inspect", "--format", "{{.NetworkSettings.Networks}}", container)
-        #expect(inspect.stdout.contains(view.guestIPv4), "\(inspect.stdout)")
+        let inspect = try podman.podman("inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}/{{.IPPrefixLen}} {{.Gateway}}{{end}}", container)
+        #expect(inspect.stdout == "\(view.guestIPv4)/\(view.prefixLength) \(view.gatewayIPv4)\n", "\(inspect.stdout)")
 
         let namespace = try #require(view.namespace)
         let removed = try podman.podman("rm", "-f", "-t", "0", container)
