@@ -103,12 +103,14 @@ final class TCPRelay {
 
     func start() {
         let deadline = monotonicNanoseconds() + relay.limits.connectTimeout.nanoseconds
+        dial()
+        // A dial that settled inside connect(2) (a listener on this host) needs no timer.
+        guard machine.isConnecting else { return }
         connectTimer = loop.schedule(at: deadline) { [weak self] in
             guard let self else { return }
             self.connectTimer = nil
             self.run(self.machine.connectTimedOut())
         }
-        dial()
     }
 
     private func dial() {
@@ -121,10 +123,18 @@ final class TCPRelay {
         HostSocket.setAbortiveClose(s, true)
         recordEndpoint(of: s)
         var refused: Errno?
+        var connected = true
         do throws(Errno) {
             try HostSocket.connect(s, to: address)
         } catch .nowInProgress {
-            // The usual outcome: writable once connected, and SO_ERROR says how it went.
+            // The usual outcome: writable once connected, and SO_ERROR says how it went. With a
+            // listener on this host, though, the kernel has run the whole handshake (or the
+            // refusal) before connect(2) returns: asking again settles the flow in this pass,
+            // without an epoll round, a mask change and SO_ERROR.
+            connected = false
+            if destination.isLoopbackAddress {
+                do throws(Errno) { connected = try HostSocket.finishConnect(s, to: address) } catch { refused = error }
+            }
         } catch {
             refused = error
         }
@@ -133,6 +143,7 @@ final class TCPRelay {
             return perform(
                 machine.connectFinished(error: refused.rawValue, canFallBack: relay.loopbackFallback(destination) != nil))
         }
+        if connected { perform(machine.connectFinished(error: 0, canFallBack: false)) }
         updateInterest()
     }
 
