@@ -151,7 +151,10 @@ final class TCPRelay {
         // Handling may drop the relay's last reference (it leaves the relay's table).
         withExtendedLifetime(self) {
             if machine.isConnecting {
-                let error = socketError()
+                // A failed connect reports EPOLLERR and EPOLLHUP with its EPOLLOUT: writable
+                // alone means connected, and only a failure needs SO_ERROR for its reason.
+                let connected = events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) == EPOLLOUT.rawValue
+                let error = connected ? nil : socketError()
                 perform(
                     machine.connectFinished(
                         error: error?.rawValue ?? 0, canFallBack: relay.loopbackFallback(destination) != nil))
