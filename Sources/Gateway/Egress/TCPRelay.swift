@@ -15,7 +15,8 @@
 // the destination without blocking (the gateway's own address means the host's loopback; a
 // refusal there tries the other loopback family). Only when the upstream has accepted does the
 // guest get its SYN-ACK, so a guest never sees a handshake the upstream did not have; a refusal
-// or no answer within `connectTimeout` answers its SYN with RST.
+// or no answer within `connectTimeout` answers its SYN with RST. A dial to the host's loopback
+// has its answer by the time connect(2) returns, so it settles in the pass that read the SYN.
 //
 // Upstream → guest. EPOLLIN → readv into the send ring. When the guest's window and the ring
 // are full, or the sandbox's memory budget is spent, the ring takes nothing: EPOLLIN is dropped
@@ -153,7 +154,8 @@ final class TCPRelay {
             if machine.isConnecting {
                 // A failed connect reports EPOLLERR and EPOLLHUP with its EPOLLOUT: writable
                 // alone means connected, and only a failure needs SO_ERROR for its reason.
-                let connected = events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) == EPOLLOUT.rawValue
+                let outcome = EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue
+                let connected = events & outcome == EPOLLOUT.rawValue
                 let error = connected ? nil : socketError()
                 perform(
                     machine.connectFinished(
