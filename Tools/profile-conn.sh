@@ -83,10 +83,10 @@ fi
 
 if ((PERF)); then
     perf record -q -g -o "$WORK/perf.data" -p "$WORKER" -- sleep "$PERF_SECONDS" 2>/dev/null &
-    PPID_=$!
+    PERF_PID=$!
     sleep 0.5
     crr 1000000 "$((PERF_SECONDS - 1))" >/dev/null
-    wait "$PPID_" || true
+    wait "$PERF_PID" || true
     echo "perf report --no-children (worker, ${PERF_SECONDS} s):"
     perf report -i "$WORK/perf.data" --no-children --percent-limit 1 --stdio -g none 2>/dev/null |
         grep -v '^#' | grep -v '^$' | head -40
