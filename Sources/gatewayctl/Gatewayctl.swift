@@ -14,24 +14,27 @@ struct Gatewayctl: ParsableCommand {
             """,
         subcommands: [
             Attach.self, Detach.self, List.self, Stats.self, Routes.self, Publish.self, Unpublish.self, Capture.self,
-            Flows.self, SetPolicy.self, Top.self,
+            Flows.self, SetPolicy.self, Top.self, Nodes.self,
         ]
     )
 
-    /// `gatewayctl [--control PATH] COMMAND …`: the socket may be named before the command, as
-    /// documented; the option itself belongs to each subcommand, so it is moved behind the name.
+    /// `gatewayctl [--control PATH | --cluster URL | --config FILE] COMMAND …`: these may be named
+    /// before the command, as documented; the options themselves belong to the subcommands, so
+    /// they are moved behind the name.
     static func main() {
         Self.main(movingLeadingControl(Array(CommandLine.arguments.dropFirst())))
     }
+
+    static let leadingOptions = ["--control", "--cluster", "--config"]
 
     static func movingLeadingControl(_ args: [String]) -> [String] {
         var leading: [String] = []
         var rest = args[...]
         while let first = rest.first {
-            if first == "--control", rest.count >= 2 {
+            if leadingOptions.contains(first), rest.count >= 2 {
                 leading += rest.prefix(2)
                 rest = rest.dropFirst(2)
-            } else if first.hasPrefix("--control=") {
+            } else if leadingOptions.contains(where: { first.hasPrefix($0 + "=") }) {
                 leading.append(first)
                 rest = rest.dropFirst()
             } else {

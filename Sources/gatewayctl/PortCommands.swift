@@ -54,14 +54,20 @@ struct Unpublish: ParsableCommand {
 }
 
 struct Routes: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List every published port.")
+    static let configuration = CommandConfiguration(
+        abstract: "List every published port (with --cluster: every node's, from etcd).")
 
     @OptionGroup var options: ControlOptions
+
+    @OptionGroup var cluster: ClusterOptions
 
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
     func run() throws {
+        if let reader = try perform({ () throws(ControlError) in try cluster.reader() }) {
+            return try printClusterRoutes(reader, json: json)
+        }
         let routes = try perform { () throws(ControlError) in
             try options.client.call("GET", "/v1/routes", as: [RouteView].self)
         }

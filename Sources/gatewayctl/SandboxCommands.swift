@@ -163,14 +163,20 @@ func checkID(_ id: String) throws(ControlError) {
 }
 
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the attached sandboxes.")
+    static let configuration = CommandConfiguration(
+        abstract: "List the attached sandboxes (with --cluster: every node's, from etcd).")
 
     @OptionGroup var options: ControlOptions
+
+    @OptionGroup var cluster: ClusterOptions
 
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
     func run() throws {
+        if let reader = try perform({ () throws(ControlError) in try cluster.reader() }) {
+            return try printClusterSandboxes(reader, json: json)
+        }
         let list = try perform { () throws(ControlError) in
             try options.client.call("GET", "/v1/sandboxes", as: [SandboxView].self)
         }

@@ -117,6 +117,8 @@ public struct DaemonConfiguration: Sendable {
     public var controlIdleTimeout: Duration = .seconds(60)
     /// A control API request must be in (head and body) this long after its first byte.
     public var controlRequestTimeout: Duration = .seconds(10)
+    /// `[cluster]`: keep this node, its sandboxes and routes in etcd; nil: no cluster view.
+    public var cluster: ClusterConfiguration?
 
     public init() {}
 
@@ -255,6 +257,7 @@ public struct DaemonConfiguration: Sendable {
             case .dns: try applyDNS(r.table(e, e.key), r)
             case .policies: try applyPolicies(r.table(e, e.key), r)
             case .memory: try applyMemory(r.table(e, e.key), r)
+            case .cluster: try applyCluster(r.table(e, e.key), r)
             }
         }
         // Resolved as attach resolves a sandbox's policy (profiles in any case).
@@ -297,6 +300,17 @@ public struct DaemonConfiguration: Sendable {
         case dns
         case policies
         case memory
+        case cluster
+    }
+
+    /// Keys of `[cluster]`.
+    private enum ClusterKey: String, ConfigKeys {
+        case etcd
+        case node
+        case prefix
+        case leaseTTL = "lease-ttl"
+        case advertise
+        case claimTimeoutMs = "claim-timeout-ms"
     }
 
     /// Keys of `[addresses]`.
@@ -447,6 +461,54 @@ public struct DaemonConfiguration: Sendable {
             case .framesPerTurn: limits.framesPerTurn = try r.int(e, key, in: 1...1024)
             }
         }
+    }
+
+    private mutating func applyCluster(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {
+        var c = cluster ?? ClusterConfiguration(endpoints: [])
+        for e in t.entries {
+            let key = "cluster." + e.key
+            switch try r.key(e, key, ClusterKey.self) {
+            case .etcd:
+                var endpoints: [EtcdEndpoint] = []
+                for url in try r.strings(e, key) {
+                    guard let endpoint = EtcdEndpoint(url: url) else {
+                        throw r.error(
+                            e, key, "'\(url)' is not an etcd client URL: write http://HOST:PORT, e.g. http://127.0.0.1:2379")
+                    }
+                    endpoints.append(endpoint)
+                }
+                guard !endpoints.isEmpty else {
+                    throw r.error(e, key, "no endpoint: list at least one etcd client URL, e.g. [\"http://127.0.0.1:2379\"]")
+                }
+                c.endpoints = endpoints
+            case .node:
+                let name = try r.string(e, key)
+                guard ClusterConfiguration.isNodeName(name) else {
+                    throw r.error(e, key, "'\(name)' is not a node name: printable ASCII without spaces or '/'")
+                }
+                c.node = name
+            case .prefix:
+                let prefix = try r.string(e, key)
+                guard prefix.hasPrefix("/"), prefix.hasSuffix("/"), prefix.count >= 2 else {
+                    throw r.error(e, key, "'\(prefix)' is not a key prefix: start and end it with '/', e.g. \"/gatewayd/\"")
+                }
+                c.prefix = prefix
+            case .leaseTTL: c.leaseTTL = try r.int(e, key, in: 2...3600)
+            case .advertise:
+                let list = try r.strings(e, key)
+                if let bad = list.first(where: { IPAddress($0) == nil }) {
+                    throw r.error(e, key, "'\(bad)' is not an IP address: list the addresses other hosts reach this one at")
+                }
+                c.advertise = list
+            case .claimTimeoutMs: c.claimTimeout = .milliseconds(try r.int(e, key, in: 10...10_000))
+            }
+        }
+        guard !c.endpoints.isEmpty else {
+            throw ConfigError(
+                file: r.file, line: t.line, key: "cluster.etcd",
+                "[cluster] needs etcd = [\"http://HOST:PORT\", …]: the client URLs of the etcd members")
+        }
+        cluster = c
     }
 
     private mutating func applyMemory(_ t: TOMLDocument.Table, _ r: ConfigReader) throws(ConfigError) {

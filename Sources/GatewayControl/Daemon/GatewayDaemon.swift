@@ -1,3 +1,4 @@
+import Foundation
 import Gateway
 import Wire
 import Link
@@ -16,6 +17,10 @@ public final class GatewayDaemon: Sendable {
     public let gateway: Gateway
     public let service: ControlService
     let server: ControlServer
+    /// The cluster view in etcd, when `[cluster]` is configured.
+    public let cluster: ClusterSync?
+    /// Put into this node's record in the cluster view.
+    public static let version = "0.1.0"
 
     /// Builds everything and starts listening; nothing runs on failure.
     /// - Parameters:
@@ -60,9 +65,22 @@ public final class GatewayDaemon: Sendable {
             close(listener)
             throw ControlError(error)
         }
+        if let c = configuration.cluster {
+            let node = ClusterNodeRecord(
+                name: c.node, addresses: c.advertisedAddresses(publishBindAddress: configuration.publishBindAddress),
+                shards: gateway.shardCount, capacity: configuration.addresses.capacity, version: Self.version,
+                started: ClusterSync.timestamp(Date()))
+            let sync = ClusterSync(configuration: c, node: node, logger: logger)
+            // Up to a second for etcd to answer, so that the restore and the first attaches claim
+            // their IDs when it is up; a down etcd delays nothing further.
+            sync.start(waitingAtMost: .seconds(1))
+            cluster = sync
+        } else {
+            cluster = nil
+        }
         service = ControlService(
             gateway: gateway, store: store, publishing: publishing ?? GatewayPublishing(gateway: gateway), logger: logger,
-            defaultPolicy: configuration.egressPolicy)
+            defaultPolicy: configuration.egressPolicy, cluster: cluster)
         // Before the API answers, so that no attach or publish can take a block or a host port
         // that a restored sandbox held.
         let restored = service.restoreLeftovers()
@@ -86,6 +104,7 @@ public final class GatewayDaemon: Sendable {
             }
         } catch {
             server.close()
+            cluster?.stop()
             gateway.shutdown()
             throw error
         }
@@ -95,6 +114,7 @@ public final class GatewayDaemon: Sendable {
                 "control": "\(configuration.controlPath)", "shards": "\(gateway.shardCount)",
                 "state": "\(configuration.stateDirectory)", "restored": "\(restored.count)",
                 "metrics": "\(configuration.metricsAddress.map { $0.description } ?? "control socket only")",
+                "cluster": "\(configuration.cluster.map { "node \($0.node) in etcd \($0.endpoints.map(\.description).joined(separator: ","))" } ?? "none")",
                 "privileges": "\(privileges is DirectPrivileges ? "this process" : "supervisor")",
             ])
     }
@@ -128,6 +148,8 @@ public final class GatewayDaemon: Sendable {
         logger.notice("stopping: detaching \(gateway.list().count) sandbox(es)")
         server.close()
         service.detachAll()
+        // Revokes the lease: the node's keys go now, not a TTL later.
+        cluster?.stop()
         gateway.shutdown()
         logger.notice("stopped")
     }

@@ -3,7 +3,7 @@
 import Gateway
 
 public enum GatewayMetrics {
-    public static func render(_ gateway: Gateway, routes: [RouteView] = []) -> String {
+    public static func render(_ gateway: Gateway, routes: [RouteView] = [], cluster: ClusterSync.Status? = nil) -> String {
         var p = PrometheusExposition()
         let sandboxes = gateway.list()
 
@@ -147,6 +147,18 @@ public enum GatewayMetrics {
         p.sample("gatewayd_flow_log_events_total", ["state": "dropped"], log.dropped)
         p.family("gatewayd_flow_log_write_failures_total", .counter, help: "Writes to the flow log file that failed.")
         p.sample("gatewayd_flow_log_write_failures_total", log.writeFailures)
+        if let cluster {
+            p.family("gatewayd_cluster_etcd_up", .gauge, help: "Whether etcd answers the cluster sync (1) or not (0).")
+            p.sample("gatewayd_cluster_etcd_up", cluster.etcd == "connected" ? 1 : 0)
+            p.family(
+                "gatewayd_cluster_reconciles_total", .counter,
+                help: "Full reconciliations with etcd: on start, on etcd's return, on a new lease.")
+            p.sample("gatewayd_cluster_reconciles_total", cluster.reconciles ?? 0)
+            p.family(
+                "gatewayd_cluster_conflicts_total", .counter,
+                help: "Keys of this node's sandboxes or routes found held by another node in etcd.")
+            p.sample("gatewayd_cluster_conflicts_total", cluster.conflicts ?? 0)
+        }
         return p.text
     }
 }

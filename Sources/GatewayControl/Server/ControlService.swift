@@ -15,6 +15,11 @@ public final class ControlService: Sendable {
     let defaultPolicy: String
     /// Where named namespaces live; tests point it elsewhere.
     let namespaceDirectory: String
+    /// The cluster view in etcd (`[cluster]`); nil when there is none.
+    public let cluster: ClusterSync?
+    /// Held while the cluster's desired state is taken and handed over, so that the last one
+    /// handed over is never older than a change that finished before it.
+    private let clusterLock = Mutex(())
     /// What each sandbox was attached with (the Gateway does not keep `dhcp` or the request).
     private let requests = Mutex<[String: Attached]>([:])
     /// Held while a state file is written or removed, so the file always ends as the latest
@@ -30,7 +35,8 @@ public final class ControlService: Sendable {
 
     public init(
         gateway: Gateway, store: StateStore?, publishing: (any PortPublishing)? = nil, logger: Logger,
-        defaultPolicy: String = "host-only", namespaceDirectory: String = AttachRequest.namespaceDirectory
+        defaultPolicy: String = "host-only", namespaceDirectory: String = AttachRequest.namespaceDirectory,
+        cluster: ClusterSync? = nil
     ) {
         self.gateway = gateway
         self.store = store
@@ -38,6 +44,7 @@ public final class ControlService: Sendable {
         self.logger = logger
         self.defaultPolicy = defaultPolicy
         self.namespaceDirectory = namespaceDirectory
+        self.cluster = cluster
     }
 
     // MARK: - Routing
@@ -69,7 +76,10 @@ public final class ControlService: Sendable {
                 status: 200, contentType: PrometheusExposition.contentType, body: .bytes(Array(metrics().utf8)))
         case 2 where s == ["v1", "health"]:
             try allow("GET")
-            return .json(Health(status: "ok", sandboxes: gateway.list().count, shards: gateway.shardCount))
+            return .json(
+                Health(
+                    status: "ok", sandboxes: gateway.list().count, shards: gateway.shardCount,
+                    cluster: cluster?.status ?? .disabled))
         case 2 where s == ["v1", "sandboxes"]:
             try allow("GET", "POST")
             if m == "GET" { return .json(list()) }
@@ -144,6 +154,7 @@ public final class ControlService: Sendable {
         var status: String
         var sandboxes: Int
         var shards: Int
+        var cluster: ClusterSync.Status?
     }
 
     struct Detached: Codable {
@@ -224,10 +235,24 @@ public final class ControlService: Sendable {
                 "network namespace '\(netns)' does not exist: create it first (ip netns add \(netns)) "
                     + "or pass the name 'ip netns list' shows")
         }
+        if saved == nil, let cluster {
+            // A restored sandbox was this node's already; one another node took meanwhile is
+            // kept here and counted as a conflict by the sync.
+            let claim = ClusterSandboxRecord(
+                id: request.id, node: cluster.configuration.node, mode: request.vm == nil ? "netns" : "vm",
+                addresses: nil, policy: spec.policy, mac: request.mac ?? "")
+            if case .heldBy(let node) = cluster.claim(claim) {
+                throw ControlError(
+                    .sandboxExists,
+                    "sandbox '\(request.id)' exists on node '\(node)': detach it there first or pick another ID")
+            }
+        }
         let info: SandboxInfo
         do {
             info = try gateway.attach(spec)
         } catch {
+            // Lets go of the ID the claim took, unless a sandbox of that ID is attached here.
+            updateCluster(request.id)
             throw ControlError(error)
         }
         var warnings: [String] = []
@@ -242,6 +267,7 @@ public final class ControlService: Sendable {
                     continue
                 }
                 undoAttach(request.id, published: published)
+                updateCluster(request.id)
                 throw ControlError(
                     error.code, "sandbox '\(request.id)' was not attached: port \(port): \(error.message)")
             }
@@ -256,6 +282,7 @@ public final class ControlService: Sendable {
         requests.withLock { $0[request.id] = attached }
         if !warnings.isEmpty { restoreWarnings.withLock { $0[request.id] = warnings } }
         persist(request.id, unlessEqualTo: saved)
+        updateCluster(request.id)
         logger.info(
             "attached sandbox \(request.id)",
             metadata: [
@@ -302,6 +329,21 @@ public final class ControlService: Sendable {
         }
     }
 
+    /// Hands the cluster sync sandbox `id` as it is now (attached or not, and its routes). Never
+    /// waits for etcd. Held under a lock from reading to handing over, so the last state handed
+    /// over is never older than a change that finished before it.
+    private func updateCluster(_ id: String) {
+        guard let cluster else { return }
+        clusterLock.withLock { _ in
+            let node = cluster.configuration.node
+            let record = gateway.list().first { $0.id == id }.map {
+                ClusterSandboxRecord(SandboxView(info: $0, dhcp: false, ports: []), node: node)
+            }
+            let routes = record == nil ? [] : ((try? routes()) ?? []).filter { $0.sandbox == id }
+            cluster.setSandbox(id, record, routes: routes.map { ClusterRouteRecord($0, node: node) })
+        }
+    }
+
     /// Switches sandbox `id` to another policy now, and records it so a restart keeps it.
     public func setPolicy(_ id: String, _ change: PolicyChange) throws(ControlError) -> PolicyChanged {
         let reset: Int
@@ -312,6 +354,7 @@ public final class ControlService: Sendable {
         }
         requests.withLock { $0[id]?.request.policy = change.policy }
         persist(id)
+        updateCluster(id)
         logger.info("sandbox \(id): policy \(change.policy)", metadata: ["flows-reset": "\(reset)"])
         return PolicyChanged(id: id, policy: change.policy, flowsReset: reset)
     }
@@ -327,6 +370,7 @@ public final class ControlService: Sendable {
             store?.remove(id: id)
         }
         restoreWarnings.withLock { _ = $0.removeValue(forKey: id) }
+        updateCluster(id)
         logger.info("detached sandbox \(id)")
     }
 
@@ -389,6 +433,7 @@ public final class ControlService: Sendable {
         guard let publishing else { throw notWired("publishing a port") }
         let route = try publishing.publish(sandbox: id, spec: spec)
         persist(id)
+        updateCluster(id)
         logger.info(
             "published \(route.hostIP):\(route.hostPort)/\(route.protocol) to sandbox \(id) port \(route.guestPort)")
         return route
@@ -400,6 +445,7 @@ public final class ControlService: Sendable {
         guard let publishing else { throw notWired("unpublishing a port") }
         try publishing.unpublish(sandbox: id, spec: spec)
         persist(id)
+        updateCluster(id)
         logger.info("unpublished \(spec) from sandbox \(id)")
     }
 
@@ -445,7 +491,7 @@ public final class ControlService: Sendable {
     // MARK: - Metrics and capture
 
     public func metrics() -> String {
-        GatewayMetrics.render(gateway, routes: (try? routes()) ?? [])
+        GatewayMetrics.render(gateway, routes: (try? routes()) ?? [], cluster: cluster?.status)
     }
 
     /// Starts a capture on sandbox `id` and returns the body that streams it as pcap: until
