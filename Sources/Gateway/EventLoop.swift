@@ -287,7 +287,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 }
 
-/// A counting semaphore for the control plane's waits. The `sem_t` lives in storage of its own,
+/// A counting semaphore for the control plane's waits and the flow log's writer. The `sem_t` lives in storage of its own,
 /// so the address every sem_* call gets stays the same for the semaphore's life (a stored
 /// property's address, taken with `&`, is only good for the one call).
 final class Semaphore: @unchecked Sendable {
@@ -309,6 +309,22 @@ final class Semaphore: @unchecked Sendable {
 
     func signal() { sem_post(sem) }
     func wait() { while sem_wait(sem) != 0 && errno == EINTR {} }
+    /// Waits for a post for at most `nanoseconds`; false when the time ran out first.
+    func wait(nanoseconds: UInt64) -> Bool {
+        // sem_timedwait takes a CLOCK_REALTIME deadline.
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        let ns = UInt64(deadline.tv_nsec) + nanoseconds % 1_000_000_000
+        deadline.tv_sec += Int(nanoseconds / 1_000_000_000 + ns / 1_000_000_000)
+        deadline.tv_nsec = Int(ns % 1_000_000_000)
+        while sem_timedwait(sem, &deadline) != 0 {
+            if errno != EINTR { return false }
+        }
+        return true
+    }
+
+    /// Takes one post if there is one, without waiting.
+    func tryWait() -> Bool { sem_trywait(sem) == 0 }
 }
 
 /// A plain pthread running one closure.
