@@ -412,6 +412,9 @@ print("  utime+stime of supervisor and worker over the run per 10^9 payload byte
 if os.path.exists(os.path.join(work, "perf.txt")):
     print()
     print(f"4. perf record -g of the worker over the {n}-sandbox idle window (perf report --no-children -g none, by thread and symbol, ≥ 3 %):")
-    for l in read("perf.txt").splitlines():
+    lines = read("perf.txt").splitlines()
+    for l in lines:
         print("  " + l)
+    if not lines:
+        print("  no samples: the worker did not run long enough in the window to be sampled")
 EOF
