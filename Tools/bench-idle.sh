@@ -165,15 +165,18 @@ declare -A GW
 while read -r id addr; do GW[$id]=$addr; done < <(json_get "'\n'.join(f\"{s['id']} {s['gatewayIPv4']}\" for s in d)" <"$WORK/busy-list.json")
 
 # One busy run, all B clients at once: WORK/busy-LABEL-DIR-R-I.json per client and .meta (wall ns,
-# gatewayd ticks, failed clients). A run in which a client failed is run again, whole, once.
+# gatewayd ticks, failed clients, ns gatewayd's threads sat runnable without a CPU). A run in which
+# a client failed is run again, whole, once.
 busy_run() {
     local label=$1 dir=$2 r=$3 flag='' attempt i rc failed t0 t1 c0 c1 base="$WORK/busy-$1-$2-$3"
     local -a pids
+    local w0 w1
     [[ $dir == down ]] && flag=-R
     for attempt in 1 2; do
         pids=()
         failed=0
         c0=$(cpu_ticks "$GWD_PID")
+        w0=$(run_wait_ns "$GWD_PID")
         t0=$(date +%s%N)
         for i in $(seq 1 "$BUSY"); do
             spawn timeout -k 2 $((SECS + 15)) ip netns exec "$(ns_name "$i")" \
@@ -188,10 +191,11 @@ busy_run() {
         done
         t1=$(date +%s%N)
         c1=$(cpu_ticks "$GWD_PID")
+        w1=$(run_wait_ns "$GWD_PID")
         ((failed == 0)) && break
         sleep 2
     done
-    echo "$((t1 - t0)) $((c1 - c0)) $failed" >"$base.meta"
+    echo "$((t1 - t0)) $((c1 - c0)) $failed $((w1 - w0))" >"$base.meta"
     echo "busy run $label $dir #$r done" >&2
 }
 
@@ -374,7 +378,8 @@ shards = {}
 for sb in json.loads(read("busy-list.json")):
     shards[sb.get("shard")] = shards.get(sb.get("shard"), 0) + 1
 print("  the busy sandboxes by shard: " + ", ".join(f"shard {k}: {v}" for k, v in sorted(shards.items())))
-hdr = ["setting", "dir", "run", "agg Gbps", "min", "median", "max", "Jain", "gatewayd CPU s/GB", "CPU % of a core"]
+hdr = ["setting", "dir", "run", "agg Gbps", "min", "median", "max", "Jain", "gatewayd CPU s/GB", "CPU % of a core",
+       "wait %"]
 tab = [hdr]
 summary = {}
 for label in ("alone", "beside"):
@@ -390,7 +395,7 @@ for label in ("alone", "beside"):
                     nbytes += s["bytes"]
                 except (OSError, ValueError, KeyError):
                     pass
-            wall, ticks, failed = (int(x) for x in read(base + ".meta").split())
+            wall, ticks, failed, waited = (int(x) for x in read(base + ".meta").split())
             agg = sum(rates) if rates else None
             jain = sum(rates) ** 2 / (len(rates) * sum(x * x for x in rates)) if rates else None
             summary.setdefault((label, d), []).append((agg, jain, ticks / clk / (nbytes / 1e9) if nbytes else None))
@@ -398,7 +403,7 @@ for label in ("alone", "beside"):
                         str(r) + ("" if len(rates) == busy else f" ({len(rates)}/{busy})"),
                         f(agg), f(rates and min(rates)), f(rates and statistics.median(rates)), f(rates and max(rates)),
                         f(jain, "{:.3f}"), f(nbytes and ticks / clk / (nbytes / 1e9), "{:.3f}"),
-                        f(ticks / clk / (wall / 1e9) * 100, "{:.0f}")])
+                        f(ticks / clk / (wall / 1e9) * 100, "{:.0f}"), f(waited / wall * 100, "{:.0f}")])
 print_table(tab, left=2)
 for d in dirs:
     a = [x[0] for x in summary[("alone", d)] if x[0]]
@@ -408,7 +413,8 @@ for d in dirs:
               f"{min(b):.2f}–{max(b):.2f} Gbps; means {statistics.mean(a):.2f} → {statistics.mean(b):.2f} "
               f"({(statistics.mean(b) / statistics.mean(a) - 1) * 100:+.0f} %)")
 print("  agg: sum of the clients' iperf3 receiver figures; Jain: (Σx)² / (B·Σx²), 1 = all equal; gatewayd CPU:")
-print("  utime+stime of supervisor and worker over the run per 10^9 payload bytes, and ÷ wall time.")
+print("  utime+stime of supervisor and worker over the run per 10^9 payload bytes, and ÷ wall time; wait: time")
+print("  their threads sat runnable without a CPU (schedstat) ÷ wall time, how much other load held them back.")
 if os.path.exists(os.path.join(work, "perf.txt")):
     print()
     print(f"4. perf record -g of the worker over the {n}-sandbox idle window (perf report --no-children -g none, by thread and symbol, ≥ 3 %):")
