@@ -16,6 +16,7 @@ let package = Package(
     products: [
         .executable(name: "gatewayd", targets: ["gatewayd"]),
         .executable(name: "gatewayctl", targets: ["gatewayctl"]),
+        .executable(name: "gatewayd-cni", targets: ["gatewayd-cni"]),
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "Link", targets: ["Link"]),
         .library(name: "NetStack", targets: ["NetStack"]),
@@ -86,6 +87,15 @@ let package = Package(
             dependencies: ["GatewayControl", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        // The CNI plugin's logic: configuration, environment, results, errors, sandbox IDs; gatewayd
+        // is reached through a protocol, so the tests run it without root.
+        .target(
+            name: "CNI",
+            dependencies: ["GatewayControl", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        // The CNI plugin runtimes execute (docs/cni.md).
+        .executableTarget(name: "gatewayd-cni", dependencies: ["CNI", "GatewayControl"], swiftSettings: strict),
         // libFuzzer's driver and the replay of saved inputs, shared by the fuzz executables.
         .target(name: "FuzzDriver", swiftSettings: strict),
         // libFuzzer entries; Tools/fuzz.sh builds and runs each for its share of the budget.
@@ -114,7 +124,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayControlTests",
-            dependencies: ["GatewayControl", "Gateway", "Link", "Wire", "GatewayTestSupport"],
+            dependencies: ["GatewayControl", "CNI", "Gateway", "Link", "Wire", "GatewayTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -4,9 +4,12 @@ set -euo pipefail
 
 # qemu-system-x86 and linux-image-cloud-amd64: the VM guest kit (Sandboxes/vm) and its test.
 # libseccomp-dev: the worker's system-call filter (Sources/Confinement).
+# podman, runc, containernetworking-plugins: gatewayd-cni under a real runtime (PodmanCNITests) and
+# the standard plugins it is measured beside (Tools/bench-cni.sh).
 # etcd-server and etcd-client (etcd 3.4): the cluster view's tests and benchmark (docs/cluster.md).
 packages=(libnl-3-dev libnl-route-3-dev iproute2 iperf3 busybox-static curl ethtool netcat-openbsd iputils-ping
-          tcpdump python3 pkg-config qemu-system-x86 linux-image-cloud-amd64 cpio libseccomp-dev etcd-server etcd-client)
+          tcpdump python3 pkg-config qemu-system-x86 linux-image-cloud-amd64 cpio libseccomp-dev
+          podman runc containernetworking-plugins etcd-server etcd-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

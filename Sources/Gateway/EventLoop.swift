@@ -31,10 +31,17 @@ public final class EventLoop: @unchecked Sendable {
     private let wake: OwnedDescriptor
     private var epfd: Int32 { epoll.rawValue }
     private var wakeFD: Int32 { wake.rawValue }
-    /// Handlers by token (epoll data); slots are reused.
+    /// Handlers by slot; slots are reused.
     private var handlers: [Handler?] = []
+    /// Each slot's registration count. The epoll data carries it beside the slot, so an event
+    /// already fetched for a descriptor that a handler earlier in the same batch unregistered is
+    /// not delivered to the descriptor registered in its slot since.
+    private var generations: [UInt32] = []
     private var fdToken: [Int32: Int] = [:]
     private var freeTokens: [Int] = []
+
+    /// The epoll data of `slot`'s current registration.
+    private func epollData(_ slot: Int) -> UInt64 { UInt64(generations[slot]) << 32 | UInt64(slot) }
 
     private let pending = Mutex<[@Sendable () -> Void]>([])
     private let stopping = Atomic<Bool>(false)
@@ -123,11 +130,16 @@ public final class EventLoop: @unchecked Sendable {
 
     public func register(fd: Int32, events: UInt32, handler: @escaping Handler) throws(GatewayError) {
         assertInLoop()
-        let token = freeTokens.popLast() ?? { handlers.append(nil); return handlers.count - 1 }()
+        let token = freeTokens.popLast() ?? {
+            handlers.append(nil)
+            generations.append(0)
+            return handlers.count - 1
+        }()
         handlers[token] = handler
+        generations[token] &+= 1
         var ev = epoll_event()
         ev.events = events
-        ev.data.u64 = UInt64(token)
+        ev.data.u64 = epollData(token)
         guard epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 else {
             let e = Errno.last
             handlers[token] = nil
@@ -142,7 +154,7 @@ public final class EventLoop: @unchecked Sendable {
         guard let token = fdToken[fd] else { return }
         var ev = epoll_event()
         ev.events = events
-        ev.data.u64 = UInt64(token)
+        ev.data.u64 = epollData(token)
         if epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) != 0 { epollFailures += 1 }
     }
 
@@ -238,8 +250,8 @@ public final class EventLoop: @unchecked Sendable {
                         _ = read(wakeFD, &v, 8)
                         continue
                     }
-                    let t = Int(token)
-                    if t < handlers.count, let h = handlers[t] {
+                    let t = Int(token & 0xFFFF_FFFF)
+                    if t < handlers.count, generations[t] == UInt32(token >> 32), let h = handlers[t] {
                         h(events[i].events)
                         handled = true
                     }

@@ -12,6 +12,7 @@ enum BuiltProducts {
         .deletingLastPathComponent().path
     static let gatewayd = root + "/.build/debug/gatewayd"
     static let gatewayctl = root + "/.build/debug/gatewayctl"
+    static let gatewaydCNI = root + "/.build/debug/gatewayd-cni"
 }
 
 final class DaemonHarness: @unchecked Sendable {

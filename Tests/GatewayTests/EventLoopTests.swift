@@ -124,6 +124,39 @@ private final class Counter: Sendable {
         return [a, b, c, d]
     }
 
+    @Test func anEventFetchedForAnUnregisteredDescriptorIsNotDeliveredToItsSlotsNextOwner() async throws {
+        let loop = try EventLoop(name: "test-stale")
+        let (a, aPeer) = try socketPair()
+        let (b, bPeer) = try socketPair()
+        let (c, cPeer) = try socketPair()
+        defer { loop.stop(); for fd in [a, aPeer, b, bPeer, c, cPeer] { close(fd) } }
+        loop.startThread()
+        let handledB = Counter()
+        let wrongC = Counter()
+        try loop.submitAndWait {
+            try loop.register(fd: a, events: EPOLLIN.rawValue) { _ in }
+            // B's handler runs first in the batch: it lets go of A, and C takes A's slot.
+            try loop.register(fd: b, events: EPOLLIN.rawValue) { _ in
+                var byte: UInt8 = 0
+                while read(b, &byte, 1) == 1 {}
+                handledB.add()
+                loop.unregister(fd: a)
+                try? loop.register(fd: c, events: EPOLLIN.rawValue) { _ in
+                    var byte: UInt8 = 0
+                    // C is never written to: a call here is A's event delivered to the wrong owner.
+                    if read(c, &byte, 1) != 1 { wrongC.add() }
+                }
+            }
+            // Both ready before the loop waits again, B first: one batch, in that order.
+            var one: UInt8 = 1
+            #expect(write(bPeer, &one, 1) == 1)
+            #expect(write(aPeer, &one, 1) == 1)
+        }
+        try await waitFor { handledB.count == 1 }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(wrongC.count == 0)
+    }
+
     @Test func theLoopThreadTakesItsNiceValue() throws {
         let loop = try EventLoop(name: "test-nice", nice: -7)
         let plain = try EventLoop(name: "test-plain")

@@ -34,6 +34,33 @@ struct GatewayEgressTests {
         #expect(Date().timeIntervalSince(start) < 2)
     }
 
+    @Test func aServerOnlyOnIPv6LoopbackIsReachedThroughTheGatewayIPv4Address() throws {
+        let fx = try GatewayFixture()
+        defer { fx.tearDown() }
+        // 127.0.0.1 refuses inside the gateway's connect(2); the dial to ::1 then connects there too.
+        let port = FreePort.next()
+        _ = try fx.background(["python3", "-c", """
+            import socket
+            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind(("::1", \(port)))
+            s.listen(8)
+            while True:
+                c, _ = s.accept()
+                c.sendall(c.recv(100).upper())
+                c.close()
+            """])
+        try fx.waitForListener(port: port)
+        let (info, ns) = try fx.attach()
+        for _ in 0..<3 {
+            let out = try fx.run(in: ns, "printf 'over v6' | nc -w 3 \(info.gatewayIPv4) \(port)")
+            #expect(out == "OVER V6")
+        }
+        let counters = try fx.gateway.stats(info.id).counters
+        #expect(counters["egress_tcp_connected_total"] == 3)
+        #expect(counters["egress_tcp_connect_failed_total"] == 0)
+    }
+
     @Test func deniedDestinationIsRefusedAtOnce() throws {
         let fx = try GatewayFixture()
         defer { fx.tearDown() }

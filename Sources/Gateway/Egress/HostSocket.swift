@@ -40,6 +40,20 @@ enum HostSocket {
         if rc != 0 { throw Errno.last }
     }
 
+    /// connect(2) again on a socket whose connect is in progress: true once connected, false while
+    /// the handshake is still under way.
+    /// - Throws: how the connect failed (`.connectionRefused`, …).
+    static func finishConnect(_ socket: borrowing OwnedDescriptor, to address: SocketAddress) throws(Errno) -> Bool {
+        do throws(Errno) {
+            try connect(socket, to: address)
+        } catch .alreadyInProcess {
+            return false
+        } catch .socketIsConnected {
+            // Reported by kernels that took the first call's success as final already.
+        }
+        return true
+    }
+
     /// getsockopt(2) SO_ERROR: the outcome of a pending connect, nil once connected.
     static func pendingError(_ socket: borrowing OwnedDescriptor) -> Errno? {
         var err: Int32 = 0

@@ -15,7 +15,8 @@
 // the destination without blocking (the gateway's own address means the host's loopback; a
 // refusal there tries the other loopback family). Only when the upstream has accepted does the
 // guest get its SYN-ACK, so a guest never sees a handshake the upstream did not have; a refusal
-// or no answer within `connectTimeout` answers its SYN with RST.
+// or no answer within `connectTimeout` answers its SYN with RST. A dial to the host's loopback
+// has its answer by the time connect(2) returns, so it settles in the pass that read the SYN.
 //
 // Upstream → guest. EPOLLIN → readv into the send ring. When the guest's window and the ring
 // are full, or the sandbox's memory budget is spent, the ring takes nothing: EPOLLIN is dropped
@@ -103,12 +104,14 @@ final class TCPRelay {
 
     func start() {
         let deadline = monotonicNanoseconds() + relay.limits.connectTimeout.nanoseconds
+        dial()
+        // A dial that settled inside connect(2) (a listener on this host) needs no timer.
+        guard machine.isConnecting else { return }
         connectTimer = loop.schedule(at: deadline) { [weak self] in
             guard let self else { return }
             self.connectTimer = nil
             self.run(self.machine.connectTimedOut())
         }
-        dial()
     }
 
     private func dial() {
@@ -121,10 +124,18 @@ final class TCPRelay {
         HostSocket.setAbortiveClose(s, true)
         recordEndpoint(of: s)
         var refused: Errno?
+        var connected = true
         do throws(Errno) {
             try HostSocket.connect(s, to: address)
         } catch .nowInProgress {
-            // The usual outcome: writable once connected, and SO_ERROR says how it went.
+            // The usual outcome: writable once connected, and SO_ERROR says how it went. With a
+            // listener on this host, though, the kernel has run the whole handshake (or the
+            // refusal) before connect(2) returns: asking again settles the flow in this pass,
+            // without an epoll round, a mask change and SO_ERROR.
+            connected = false
+            if destination.isLoopbackAddress {
+                do throws(Errno) { connected = try HostSocket.finishConnect(s, to: address) } catch { refused = error }
+            }
         } catch {
             refused = error
         }
@@ -133,6 +144,7 @@ final class TCPRelay {
             return perform(
                 machine.connectFinished(error: refused.rawValue, canFallBack: relay.loopbackFallback(destination) != nil))
         }
+        if connected { perform(machine.connectFinished(error: 0, canFallBack: false)) }
         updateInterest()
     }
 
@@ -140,7 +152,11 @@ final class TCPRelay {
         // Handling may drop the relay's last reference (it leaves the relay's table).
         withExtendedLifetime(self) {
             if machine.isConnecting {
-                let error = socketError()
+                // A failed connect reports EPOLLERR and EPOLLHUP with its EPOLLOUT: writable
+                // alone means connected, and only a failure needs SO_ERROR for its reason.
+                let outcome = EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue
+                let connected = events & outcome == EPOLLOUT.rawValue
+                let error = connected ? nil : socketError()
                 perform(
                     machine.connectFinished(
                         error: error?.rawValue ?? 0, canFallBack: relay.loopbackFallback(destination) != nil))

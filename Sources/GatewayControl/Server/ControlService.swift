@@ -182,7 +182,8 @@ public final class ControlService: Sendable {
         }
     }
 
-    static func describe(_ error: DecodingError) -> String {
+    /// Which field of a JSON body was wrong, in words an operator can act on.
+    public static func describe(_ error: DecodingError) -> String {
         func path(_ keys: [any CodingKey]) -> String { keys.map(\.stringValue).joined(separator: ".") }
         switch error {
         case .keyNotFound(let key, let c): return "field '\(path(c.codingPath + [key]))' is missing"
