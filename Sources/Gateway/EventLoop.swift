@@ -63,6 +63,12 @@ public final class EventLoop: @unchecked Sendable {
     public private(set) var wakeups = 0
     public private(set) var polledWakeups = 0
     public private(set) var sleeps = 0
+    /// Passes of the loop, whatever ended its wait (I/O, a task, a timer, nothing): an idle shard
+    /// makes none.
+    public private(set) var passes = 0
+    /// Run once each, at the end of the next pass that handles I/O, runs a task or fires a timer
+    /// (`whenActive`).
+    private var onActivity: [() -> Void] = []
 
     /// The nice value the loop's thread takes when it starts (nil: the process's).
     public let nice: Int32?
@@ -178,6 +184,14 @@ public final class EventLoop: @unchecked Sendable {
         timerActions[id.raw] = nil
     }
 
+    /// Runs `action` once at the end of the next pass that does any work: periodic upkeep that
+    /// has nothing left to do stops its timer and waits here for the shard to be busy again,
+    /// so that an idle shard sleeps.
+    public func whenActive(_ action: @escaping () -> Void) {
+        assertInLoop()
+        onActivity.append(action)
+    }
+
     // MARK: - Cross-thread
 
     /// Runs `task` on the loop thread soon; safe from any thread.
@@ -224,6 +238,9 @@ public final class EventLoop: @unchecked Sendable {
             }
             let n = events.withUnsafeMutableBufferPointer { epoll_wait(epfd, $0.baseAddress, Int32($0.count), timeout) }
             if n < 0 && Errno.last != .interrupted { break }
+            passes += 1
+            // Those asked for before this pass: one asked for by its own work waits for the next.
+            let waiting = onActivity.count
             var handled = false
             if n > 0 {
                 for i in 0..<Int(n) {
@@ -249,7 +266,12 @@ public final class EventLoop: @unchecked Sendable {
                 sched_yield()
             }
             runTasks()
-            runTimers()
+            let fired = runTimers()
+            if waiting > 0 && (n > 0 || fired) {
+                let due = onActivity.prefix(waiting)
+                onActivity.removeFirst(waiting)
+                for action in due { action() }
+            }
         }
         runTasks()
     }
@@ -263,20 +285,27 @@ public final class EventLoop: @unchecked Sendable {
         for t in tasks { t() }
     }
 
-    private func runTimers() {
+    /// Runs the due timers; true when any was still wanted (not cancelled).
+    private func runTimers() -> Bool {
         let now = monotonicNanoseconds()
+        var fired = false
         while let top = timerHeap.first, top.deadline <= now {
             timerHeap.popMin()
-            if let action = timerActions.removeValue(forKey: top.id) { action() }
+            if let action = timerActions.removeValue(forKey: top.id) {
+                action()
+                fired = true
+            }
         }
+        return fired
     }
 
     private func millisecondsToNextTimer() -> Int32 {
         while let top = timerHeap.first, timerActions[top.id] == nil { timerHeap.popMin() }
-        guard let top = timerHeap.first else { return 1000 }
+        // No timer: sleep until I/O or a task (`stop` is one) wakes the loop.
+        guard let top = timerHeap.first else { return -1 }
         let now = monotonicNanoseconds()
         if top.deadline <= now { return 0 }
-        return Int32(min((top.deadline - now + 999_999) / 1_000_000, 1000))
+        return Int32(min((top.deadline - now + 999_999) / 1_000_000, UInt64(Int32.max)))
     }
 
     /// Starts a thread (pinned when `cpu` is set) that runs the loop. `raiseNice` is asked to set
@@ -299,7 +328,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 }
 
-/// A counting semaphore for the control plane's waits. The `sem_t` lives in storage of its own,
+/// A counting semaphore for the control plane's waits and the flow log's writer. The `sem_t` lives in storage of its own,
 /// so the address every sem_* call gets stays the same for the semaphore's life (a stored
 /// property's address, taken with `&`, is only good for the one call).
 final class Semaphore: @unchecked Sendable {
@@ -321,6 +350,22 @@ final class Semaphore: @unchecked Sendable {
 
     func signal() { sem_post(sem) }
     func wait() { while sem_wait(sem) != 0 && errno == EINTR {} }
+    /// Waits for a post for at most `nanoseconds`; false when the time ran out first.
+    func wait(nanoseconds: UInt64) -> Bool {
+        // sem_timedwait takes a CLOCK_REALTIME deadline.
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        let ns = UInt64(deadline.tv_nsec) + nanoseconds % 1_000_000_000
+        deadline.tv_sec += Int(nanoseconds / 1_000_000_000 + ns / 1_000_000_000)
+        deadline.tv_nsec = Int(ns % 1_000_000_000)
+        while sem_timedwait(sem, &deadline) != 0 {
+            if errno != EINTR { return false }
+        }
+        return true
+    }
+
+    /// Takes one post if there is one, without waiting.
+    func tryWait() -> Bool { sem_trywait(sem) == 0 }
 }
 
 /// A plain pthread running one closure.

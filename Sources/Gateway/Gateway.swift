@@ -573,10 +573,12 @@ public final class Gateway: Sendable {
     }
 
     /// Gives the pools' idle chunks and frames back to the system every `interval`
-    /// nanoseconds, for as long as the loop runs. When that released anything a burst of traffic
-    /// has ended, and what its connections and relays freed in malloc's arenas is given back too
-    /// (`released`: now, and once its connections' TIME-WAIT is over).
-    private static func trimPeriodically(
+    /// nanoseconds while they hold more than they keep warm. When that released anything a burst
+    /// of traffic has ended, and what its connections and relays freed in malloc's arenas is
+    /// given back too (`released`: now, and once its connections' TIME-WAIT is over). With
+    /// nothing above the warm floor the timer stops until the shard does work again: a timer
+    /// per shard every second was all an idle gateway's shards woke for (Tools/README-bench-idle.md).
+    static func trimPeriodically(
         _ pool: BufferPool, _ frames: FramePool, on loop: EventLoop, every interval: UInt64,
         then released: @escaping @Sendable () -> Void
     ) {
@@ -586,7 +588,14 @@ public final class Gateway: Sendable {
             let chunks = pool.trim()
             let idleFrames = frames.trim()
             if chunks > 0 || idleFrames > 0 { released() }
-            trimPeriodically(pool, frames, on: loop, every: interval, then: released)
+            if pool.warmChunks > pool.keepWarm || frames.freeFrames > frames.keepWarm {
+                trimPeriodically(pool, frames, on: loop, every: interval, then: released)
+            } else {
+                loop.whenActive { [weak pool, weak frames] in
+                    guard let pool, let frames else { return }
+                    trimPeriodically(pool, frames, on: loop, every: interval, then: released)
+                }
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 // The shard event loop on its own: fd handlers, timers, cross-thread tasks, busy polling (picks
 // up I/O that follows I/O without sleeping, and sleeps once the window has passed), and the
-// checks that trap when a shard's state is touched from another thread.
+// checks that trap when a shard's state is touched from another thread; an idle loop sleeps.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -63,6 +63,33 @@ private final class Counter: Sendable {
         try await waitFor { fired.count == 1 }
         try await Task.sleep(for: .milliseconds(30))
         #expect(cancelled.count == 0)
+    }
+
+    /// With no timer, no I/O and no task the loop does not wake at all (it used to once a second).
+    @Test func anIdleLoopSleeps() async throws {
+        let loop = try EventLoop(name: "test-idle")
+        defer { loop.stop() }
+        loop.startThread()
+        let before = try loop.submitAndWait { loop.passes }
+        try await Task.sleep(for: .milliseconds(1300))
+        // The one pass since is the task that reads the count.
+        #expect(try loop.submitAndWait { loop.passes } == before + 1)
+    }
+
+    /// An action left for the next work runs then, once, and not while the loop sleeps.
+    @Test func whenActiveWaitsForWork() async throws {
+        let loop = try EventLoop(name: "test-active")
+        defer { loop.stop() }
+        loop.startThread()
+        let ran = Counter()
+        try loop.submitAndWait { loop.whenActive { ran.add() } }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(ran.count == 0)
+        loop.submit {}
+        try await waitFor { ran.count == 1 }
+        try loop.submitAndWait { loop.schedule(at: monotonicNanoseconds() + 1_000_000) {} }
+        try await Task.sleep(for: .milliseconds(30))
+        #expect(ran.count == 1)
     }
 
     /// Registers `first` and `second`: a datagram on `first` makes the handler send one to

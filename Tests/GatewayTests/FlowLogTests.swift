@@ -1,7 +1,9 @@
 // The flow log without a daemon: JSON lines that decode back to the record, bounded shard queues
-// and followers that count what they drop, the recent ring, and reopening after a rotation.
+// and followers that count what they drop, the recent ring, reopening after a rotation, and a
+// writer that sleeps while nothing happens.
 import Foundation
 @testable import Gateway
+import GatewayTestSupport
 import Testing
 import Wire
 
@@ -77,5 +79,22 @@ struct FlowLogTests {
         log.queues[0].post(Self.event(11))
         log.flush()
         #expect(all.drain().isEmpty)
+    }
+
+    /// An idle gateway's flow log costs no wake-ups: the writer waits for an event rather than
+    /// draining empty queues on a timer, and one event makes one pass.
+    @Test func anIdleWriterSleepsUntilAnEventArrives() throws {
+        var cfg = FlowLog.Configuration()
+        cfg.interval = .milliseconds(5)
+        let log = try FlowLog(configuration: cfg, shards: 2)
+        defer { log.stop() }
+        usleep(200_000)
+        // Draining every 5 ms, it would have passed about 40 times by now.
+        #expect(log.writerPasses.load(ordering: .relaxed) == 0)
+        log.queues[1].post(Self.event(1))
+        #expect(eventually { log.counters.written == 1 })
+        usleep(100_000)
+        #expect(log.writerPasses.load(ordering: .relaxed) == 1)
+        #expect(log.recent().count == 1)
     }
 }

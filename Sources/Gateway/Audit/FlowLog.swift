@@ -19,7 +19,8 @@ public final class FlowLog: Sendable {
         public var recentCapacity = 4096
         /// Lines one follower may have waiting; a slow reader loses lines, counted, not traffic.
         public var followerCapacity = 8192
-        /// How often the writer drains the queues.
+        /// How long the writer waits after the first event of a batch before it drains the
+        /// queues; with no events it sleeps until one is posted.
         public var interval: Duration = .milliseconds(50)
 
         public init(path: String? = nil) { self.path = path }
@@ -30,21 +31,27 @@ public final class FlowLog: Sendable {
         fileprivate let events: Mutex<[FlowEvent]>
         fileprivate let capacity: Int
         fileprivate let dropped = Atomic<Int>(0)
+        /// The writer's: posted when this queue stops being empty.
+        fileprivate let wake: Semaphore
 
-        fileprivate init(capacity: Int) {
+        fileprivate init(capacity: Int, wake: Semaphore) {
             self.capacity = capacity
+            self.wake = wake
             events = Mutex([])
         }
 
         /// Hands the event to the writer, or drops and counts it when the queue is full. The lock
-        /// is held for an append, and the writer holds it only to swap the array out.
+        /// is held for an append, and the writer holds it only to swap the array out. Only the
+        /// first event after a drain wakes the writer, so a busy shard pays one semaphore post per
+        /// batch and an idle gateway's writer stays asleep.
         public func post(_ event: FlowEvent) {
-            let taken = events.withLock { queue in
-                guard queue.count < capacity else { return false }
+            let (taken, first) = events.withLock { queue in
+                guard queue.count < capacity else { return (false, false) }
                 queue.append(event)
-                return true
+                return (true, queue.count == 1)
             }
             if !taken { dropped.add(1, ordering: .relaxed) }
+            if first { wake.signal() }
         }
     }
 
@@ -99,6 +106,10 @@ public final class FlowLog: Sendable {
     }
     private let state: Mutex<WriterState>
     private let writerDone = Semaphore()
+    /// Posted by a queue that stops being empty, by `reopen` and by `stop`.
+    private let wake = Semaphore()
+    /// Times the writer thread drained the queues (not counting `flush`).
+    let writerPasses = Atomic<Int>(0)
 
     /// Opens the file through `open` (which creates it with mode 0640 if missing, for appending;
     /// `HostPrivileges.openFlowLog`) and starts the writer.
@@ -110,7 +121,8 @@ public final class FlowLog: Sendable {
     ) throws(GatewayError) {
         self.configuration = configuration
         self.open = open
-        queues = (0..<shards).map { _ in Queue(capacity: configuration.queueCapacity) }
+        let wake = wake
+        queues = (0..<shards).map { _ in Queue(capacity: configuration.queueCapacity, wake: wake) }
         var initial = WriterState()
         if let path = configuration.path { initial.file = try open(path) }
         state = Mutex(consume initial)
@@ -121,7 +133,10 @@ public final class FlowLog: Sendable {
     private let open: @Sendable (String) throws(GatewayError) -> OwnedDescriptor
 
     /// Reopens the file at the next drain (after logrotate moved it away).
-    public func reopen() { state.withLock { $0.reopen = true } }
+    public func reopen() {
+        state.withLock { $0.reopen = true }
+        wake.signal()
+    }
 
     /// Stops the writer after a last drain.
     public func stop() {
@@ -129,7 +144,9 @@ public final class FlowLog: Sendable {
             defer { s.stopped = true }
             return !s.stopped
         }
-        if wasRunning { writerDone.wait() }
+        guard wasRunning else { return }
+        wake.signal()
+        writerDone.wait()
     }
 
     public var counters: Counters {
@@ -157,16 +174,17 @@ public final class FlowLog: Sendable {
         state.withLock { s in s.followers.removeAll { $0 === follower } }
     }
 
-    /// Drains every queue now (the writer does this on its own every `interval`); for tests and
-    /// before reading `recent` right after traffic.
+    /// Drains every queue now (the writer does this on its own `interval` after an event); for
+    /// tests and before reading `recent` right after traffic.
     public func flush() { drain() }
 
+    /// Asleep until something is posted; then, `interval` later (so that a burst is written in
+    /// one go), drains everything. Waking on a timer instead kept an idle gateway's process
+    /// busy 20 times a second (Tools/README-bench-idle.md).
     private func run() {
         let interval = configuration.interval.nanoseconds
         while true {
-            let stopped = state.withLock { $0.stopped }
-            drain()
-            if stopped { break }
+            wake.wait()
             // In slices, so that `stop` is not kept waiting for a long interval.
             var slept: UInt64 = 0
             while slept < interval, !state.withLock({ $0.stopped }) {
@@ -174,6 +192,12 @@ public final class FlowLog: Sendable {
                 usleep(UInt32(slice / 1000))
                 slept += slice
             }
+            // Posts made before this drain are served by it.
+            while wake.tryWait() {}
+            let stopped = state.withLock { $0.stopped }
+            drain()
+            writerPasses.add(1, ordering: .relaxed)
+            if stopped { break }
         }
         writerDone.signal()
     }
