@@ -126,8 +126,14 @@ struct LinkErrorPathTests {
         #expect(e.code == .noSuchNamespace)
         e = try linkError { _ = try NetworkNamespace(named: "../etc") }
         #expect(e.code == .invalidArgument)
+        // A file that is there but no namespace is a mistake in the path, not a namespace gone.
         e = try linkError { _ = try NetworkNamespace(path: "/etc/hostname") }
+        #expect(e.code == .invalidArgument)
+        #expect(e.reason == "not a namespace file")
+        e = try linkError { _ = try NetworkNamespace(path: "/proc/999999999/ns/net") }
         #expect(e.code == .noSuchNamespace)
+        e = try linkError { _ = try NetworkNamespace(path: "relative/ns") }
+        #expect(e.code == .invalidArgument)
     }
 
     @Test func badArgumentsAreRefusedBeforeTheKernelSeesThem() throws {
