@@ -27,6 +27,13 @@ struct NamespacePathTests {
         try TestHost.run(["nsenter", "--net=\(path)"] + command)
     }
 
+    /// Attaches sandbox `id` into the namespace at `path` as eth0, as a container runtime would.
+    static func attachAsEth0(_ h: DaemonHarness, _ id: String, _ path: String) throws -> SandboxView {
+        let attached = try h.ctl("attach", id, "--netns", path, "--ifname", "eth0", "--json")
+        try #require(attached.status == 0, "\(attached.stderr)")
+        return try JSONDecoder().decode(SandboxView.self, from: Data(attached.stdout.utf8))
+    }
+
     func list(_ h: DaemonHarness) throws -> [SandboxView] {
         try JSONDecoder().decode([SandboxView].self, from: Data(try h.ctl("list", "--json").stdout.utf8))
     }
@@ -41,9 +48,7 @@ struct NamespacePathTests {
         try h.start()
         let (_, path) = try Self.container(background)
         let id = "np-\(h.scratch.tag)"
-        let attached = try h.ctl("attach", id, "--netns", path, "--ifname", "eth0", "--json")
-        try #require(attached.status == 0, "\(attached.stderr)")
-        let view = try JSONDecoder().decode(SandboxView.self, from: Data(attached.stdout.utf8))
+        let view = try Self.attachAsEth0(h, id, path)
         #expect(view.tap == "eth0")
         #expect(view.namespace == path)
 
@@ -132,9 +137,7 @@ struct NamespacePathTests {
         try h.start()
         let (holder, path) = try Self.container(background)
         let id = "nr-\(h.scratch.tag)"
-        let attached = try h.ctl("attach", id, "--netns", path, "--ifname", "eth0", "--json")
-        try #require(attached.status == 0, "\(attached.stderr)")
-        let view = try JSONDecoder().decode(SandboxView.self, from: Data(attached.stdout.utf8))
+        let view = try Self.attachAsEth0(h, id, path)
 
         // kill -9: the device goes with the worker; the restart makes eth0 again in that namespace.
         _ = h.stop(SIGKILL)
