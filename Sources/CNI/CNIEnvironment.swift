@@ -1,5 +1,6 @@
 // The CNI_* variables a runtime sets for each call (SPEC.md, Section 2 "Parameters"), read and
 // checked against what each command requires; an error names the variable.
+import Link
 
 public struct CNIEnvironment: Sendable, Hashable {
     public enum Command: String, Sendable, Hashable {
@@ -95,11 +96,9 @@ public struct CNIEnvironment: Sendable, Hashable {
         }
     }
 
-    /// What the kernel's dev_valid_name accepts (IFNAMSIZ less the terminating NUL).
+    /// What the kernel's dev_valid_name accepts, as gatewayd checks it.
     static func isValidInterfaceName(_ name: String) -> Bool {
-        let bytes = Array(name.utf8)
-        return !bytes.isEmpty && bytes.count <= 15 && name != "." && name != ".."
-            && !bytes.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7F }
+        (try? InterfaceName.validate(name, operation: "check")) != nil
     }
 }
 

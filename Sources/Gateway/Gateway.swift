@@ -529,6 +529,11 @@ public final class Gateway: Sendable {
         state.withLock { s in s.records.values.filter { $0.sandbox != nil }.map(\.info) }.sorted { $0.id < $1.id }
     }
 
+    /// Sandbox `id` as `list` shows it; nil when none is attached by that ID.
+    public func info(_ id: String) -> SandboxInfo? {
+        state.withLock { s in s.records[id].flatMap { $0.sandbox != nil ? $0.info : nil } }
+    }
+
     public func stats(_ id: String) throws(GatewayError) -> SandboxStats {
         let record = state.withLock { $0.records[id] }
         guard let record, let box = record.sandbox else {

@@ -68,8 +68,7 @@ func printClusterRoutes(_ reader: ClusterReader, json: Bool) throws {
 }
 
 func clusterPortText(_ r: ClusterRouteRecord) -> String {
-    let host = r.hostIP.contains(":") ? "[\(r.hostIP)]" : r.hostIP
-    return "\(host):\(r.hostPort)->\(r.guestPort)/\(r.protocol)"
+    portText(hostIP: r.hostIP, hostPort: r.hostPort, guestPort: r.guestPort, protocol: r.protocol)
 }
 
 struct Nodes: ParsableCommand {

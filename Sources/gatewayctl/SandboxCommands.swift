@@ -130,8 +130,13 @@ func describe(_ s: SandboxView) -> String {
 }
 
 func portText(_ r: RouteView) -> String {
-    let host = r.hostIP.contains(":") ? "[\(r.hostIP)]" : r.hostIP
-    return "\(host):\(r.hostPort)->\(r.guestPort)/\(r.protocol)"
+    portText(hostIP: r.hostIP, hostPort: r.hostPort, guestPort: r.guestPort, protocol: r.protocol)
+}
+
+/// `HOST:PORT->GUEST/PROTO`, an IPv6 host in brackets: a published port, local or from etcd.
+func portText(hostIP: String, hostPort: Int, guestPort: Int, protocol proto: String) -> String {
+    let host = hostIP.contains(":") ? "[\(hostIP)]" : hostIP
+    return "\(host):\(hostPort)->\(guestPort)/\(proto)"
 }
 
 struct Detach: ParsableCommand {

@@ -200,12 +200,8 @@ struct PrivilegeServer: Sendable {
         }
         let ns = m.namespace
         let isPath = ns.hasPrefix("/")
-        if isPath {
-            guard !ns.utf8.contains(0), ns.utf8.count <= 4096 else { throw refuse(request, "malformed namespace path") }
-        } else {
-            guard !ns.isEmpty, ns != ".", ns != "..", !ns.contains("/"), !ns.utf8.contains(0), ns.utf8.count <= 255 else {
-                throw refuse(request, "'\(ns)' is not a namespace name under \(rules.namespaceDirectory) nor a path")
-            }
+        guard isPath ? AttachRequest.isValidNamespacePath(ns) : AttachRequest.isValidNamespaceName(ns) else {
+            throw refuse(request, "'\(ns)' is not a namespace name under \(rules.namespaceDirectory) nor a path")
         }
         var identity: NamespaceIdentity?
         if let text = m.expectedIdentity {

@@ -336,7 +336,7 @@ public final class ControlService: Sendable {
         guard let cluster else { return }
         clusterLock.withLock { _ in
             let node = cluster.configuration.node
-            let record = gateway.list().first { $0.id == id }.map {
+            let record = gateway.info(id).map {
                 ClusterSandboxRecord(SandboxView(info: $0, dhcp: false, ports: []), node: node)
             }
             let routes = record == nil ? [] : ((try? routes()) ?? []).filter { $0.sandbox == id }
@@ -385,7 +385,7 @@ public final class ControlService: Sendable {
     }
 
     public func sandbox(_ id: String) throws(ControlError) -> SandboxView {
-        guard let info = gateway.list().first(where: { $0.id == id }) else { throw Self.unknown(id) }
+        guard let info = gateway.info(id) else { throw Self.unknown(id) }
         return view(info)
     }
 
