@@ -94,6 +94,8 @@ else:
     r = runs[best]
     print(f"{label} connections: {r['connections']} in {r['seconds']:.2f} s = {r['per_second']:.0f}/s, "
           f"{r['errors']} errors" + (f" ({r['first_error']})" if r['first_error'] else "")
+          + (f"; median connect {r['connect_us']:.0f} µs, byte's round trip {r['exchange_us']:.0f} µs, "
+             f"close {r['close_us']:.0f} µs" if r.get('connect_us') is not None else "")
           + (f" (runs: {', '.join(f'{x:.0f}' for x in figures)})" if repeat > 1 else ""))
 shutil.copy(f"{base}.run{best + 1}.json", f"{base}.json")
 for ext in ("ticks", "wait"):

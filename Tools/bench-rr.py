@@ -97,25 +97,36 @@ def crr(a):
     first_error = None
     t0 = time.perf_counter()
     deadline = t0 + a.max_seconds
+    clock = time.perf_counter_ns
+    # Where a connection's time goes: connect returning, the byte's round trip, close.
+    phases = ([], [], [])
     while done < a.connections and time.perf_counter() < deadline:
         try:
+            t0n = clock()
             s = socket.create_connection((a.host, a.port), timeout=5)
+            t1n = clock()
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.sendall(b"x")
             ok = s.recv(1) == b"x"
+            t2n = clock()
             s.close()
+            t3n = clock()
         except OSError as e:
             ok = False
             first_error = first_error or str(e)
         if ok:
             done += 1
+            for i, d in enumerate((t1n - t0n, t2n - t1n, t3n - t2n)):
+                phases[i].append(d)
         else:
             errors += 1
             if errors > 20:
                 break
     elapsed = time.perf_counter() - t0
+    medians = [percentile(sorted(p), 0.5) / 1e3 if p else None for p in phases]
     print(json.dumps(dict(connections=done, errors=errors, first_error=first_error, seconds=elapsed,
-                          per_second=done / elapsed)))
+                          per_second=done / elapsed, connect_us=medians[0], exchange_us=medians[1],
+                          close_us=medians[2])))
 
 
 def main():
