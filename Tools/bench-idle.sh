@@ -2,26 +2,37 @@
 # Idle sandboxes beside busy ones: what N attached, idle namespace sandboxes cost one gatewayd (CPU,
 # shard wake-ups, context switches, system calls; against the same gatewayd with none attached), what
 # their guests' kernels send by themselves, and whether B busy sandboxes get the same throughput with
-# the N-B others attached as alone.
+# the N-B others attached as alone. With --sparse-sandboxes, instead: N sandboxes that each make one
+# small exchange every P ms, and what that costs gatewayd at each busy-poll-us, beside a kernel veth.
 # Usage: sudo Tools/bench-idle.sh [--sandboxes N] [--busy B] [--seconds S] [--idle-seconds S]
 #            [--trace-seconds S] [--repeat R] [--no-reverse] [--perf] [--skip-build]
+#        sudo Tools/bench-idle.sh --sparse-sandboxes N [--pace-ms P] [--busy-poll-us LIST] [--seconds S]
+#            [--repeat R] [--skip-build]
 # --sandboxes: attached in all (default 1000). --busy: of those, how many run iperf3 (default 10).
 # --seconds: each iperf3 transfer (default 10). --idle-seconds: each idle window (default 20).
 # --trace-seconds: strace -f -c on the worker after each idle window (default 10, 0: none).
 # --repeat: busy runs per direction and setting, alone and beside the idle ones taking turns (default 2).
 # --no-reverse: guest→host only. --perf: perf record -g on the worker during the N-idle window, its
-# report in the output. Namespaces gwidle-TAG-*, the daemon's pool, socket and state are this run's
-# own and are removed at the end, on failure and on Ctrl-C.
+# report in the output.
+# --sparse-sandboxes N (default 0: the mode is off): N sandboxes, each with a client making one 1-byte
+# round trip every --pace-ms P (default 100), staggered, for --seconds S (default 30) measured; once
+# through a fresh gatewayd per --busy-poll-us value (comma-separated, default 50,0), then through a
+# kernel veth in each namespace; --repeat R (default 1) rounds of all of them taking turns.
+# Namespaces gwidle-TAG-*, veths gwk-TAG-*, the daemon's pool, socket and state are this run's own and
+# are removed at the end, on failure and on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Tools/bench-lib.sh
 
 N=1000
 BUSY=10
-SECS=10
+SECS=
 IDLE_SECS=20
 TRACE_SECS=10
-REPEAT=2
+REPEAT=
+SPARSE=0
+PACE_MS=100
+BUSY_POLL_LIST=50,0
 REVERSE=1
 PERF=0
 BUILD=1
@@ -35,17 +46,34 @@ while (($#)); do
         --repeat) REPEAT=$2; shift 2 ;;
         --no-reverse) REVERSE=0; shift ;;
         --perf) PERF=1; shift ;;
+        --sparse-sandboxes) SPARSE=$2; shift 2 ;;
+        --pace-ms) PACE_MS=$2; shift 2 ;;
+        --busy-poll-us) BUSY_POLL_LIST=$2; shift 2 ;;
         --skip-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
-for v in N BUSY SECS IDLE_SECS TRACE_SECS REPEAT; do
+if [[ $SPARSE != 0 ]]; then
+    SECS=${SECS:-30}
+    REPEAT=${REPEAT:-1}
+else
+    SECS=${SECS:-10}
+    REPEAT=${REPEAT:-2}
+fi
+for v in N BUSY SECS IDLE_SECS TRACE_SECS REPEAT SPARSE PACE_MS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "${v,,} takes a whole number" >&2; exit 2; }
 done
-((N >= 1 && N <= 4000)) || { echo "--sandboxes takes 1-4000" >&2; exit 2; }
-((BUSY >= 1 && BUSY <= N && BUSY <= 50)) || { echo "--busy takes 1-50, at most --sandboxes" >&2; exit 2; }
-((SECS >= 2 && IDLE_SECS >= 2 && REPEAT >= 1)) || { echo "--seconds and --idle-seconds take ≥ 2, --repeat ≥ 1" >&2; exit 2; }
+if ((SPARSE)); then
+    ((SPARSE <= 1000)) || { echo "--sparse-sandboxes takes 0-1000 (a python client each)" >&2; exit 2; }
+    ((PACE_MS >= 1 && SECS >= 2 && REPEAT >= 1)) || { echo "--pace-ms takes ≥ 1, --seconds ≥ 2, --repeat ≥ 1" >&2; exit 2; }
+    [[ $BUSY_POLL_LIST =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "--busy-poll-us takes comma-separated whole numbers of µs" >&2; exit 2; }
+    N=$SPARSE
+else
+    ((N >= 1 && N <= 4000)) || { echo "--sandboxes takes 1-4000" >&2; exit 2; }
+    ((BUSY >= 1 && BUSY <= N && BUSY <= 50)) || { echo "--busy takes 1-50, at most --sandboxes" >&2; exit 2; }
+    ((SECS >= 2 && IDLE_SECS >= 2 && REPEAT >= 1)) || { echo "--seconds and --idle-seconds take ≥ 2, --repeat ≥ 1" >&2; exit 2; }
+fi
 
 bench_require_root bench-idle.sh
 bench_install_packages iperf3 python3 iproute2 curl strace tcpdump libnl-3-dev libnl-route-3-dev pkg-config
@@ -68,22 +96,32 @@ for i in $(seq 1 "$N"); do echo "netns add $(ns_name "$i")"; done >"$WORK/add.ba
 echo "making $N namespaces…" >&2
 ip -batch "$WORK/add.batch"
 
-# A /16 of 100.64.0.0/10 no address or route on the host is in yet (4,096 /28 blocks).
-POOL=
-for k in $(shuf -i 64-127); do
-    ip -4 -o addr show to "100.$k.0.0/16" 2>/dev/null | grep -q . && continue
-    ip -4 route show to match "100.$k.0.1" 2>/dev/null | grep -q "^100\.$k\." && continue
-    POOL="100.$k.0.0/16"
-    break
-done
-[[ -n $POOL ]] || { echo "no free /16 in 100.64.0.0/10 for the sandboxes" >&2; exit 1; }
+# The first two octets of a /16 of 100.64.0.0/10 that no address or route on the host is in yet and
+# that is not EXCEPT ("100.K").
+free_slash16() {
+    local k
+    for k in $(shuf -i 64-127); do
+        [[ "100.$k" == "${1:-}" ]] && continue
+        ip -4 -o addr show to "100.$k.0.0/16" 2>/dev/null | grep -q . && continue
+        ip -4 route show to match "100.$k.0.1" 2>/dev/null | grep -q "^100\.$k\." && continue
+        echo "100.$k"
+        return 0
+    done
+    echo "no free /16 in 100.64.0.0/10" >&2
+    return 1
+}
+# The sandboxes' pool: 4,096 /28 blocks.
+POOL16=$(free_slash16)
+POOL="$POOL16.0.0/16"
 V6=$(printf 'fd%02x:%04x:%04x' $((RANDOM % 256)) $RANDOM $RANDOM)
 
 # The default shard count (one per CPU), unpinned (the machine is shared), and nothing swept (that
-# would take other runs' devices); a DNS upstream no resolver answers.
-cat >"$WORK/gatewayd.toml" <<TOML
+# would take other runs' devices); a DNS upstream no resolver answers; then the lines given.
+gatewayd_config() {
+    cat >"$WORK/gatewayd.toml" <<TOML
 pin-shards = false
 sweep-stale-devices = false
+$*
 [addresses]
 ipv4-pool = "$POOL"
 ipv4-sandbox-prefix = 28
@@ -91,10 +129,17 @@ ipv6-pool = "$V6::/48"
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML
-gatewayd_unlimit_connections "$BINDIR"
-gatewayd_spawn "$BINDIR" gatewayd --egress-policy host-only
-WORKER=$(cat "/proc/$GWD_PID/task/$GWD_PID/children" 2>/dev/null | awk '{print $1}')
-WORKER=${WORKER:-$GWD_PID}
+    gatewayd_unlimit_connections "$BINDIR"
+}
+
+# Starts gatewayd on WORK/gatewayd.toml; sets GWD_PID, GWD_SOCK and WORKER (its unprivileged worker,
+# which carries the sandboxes).
+gatewayd_up() {
+    rm -rf "$WORK/gatewayd-state"
+    gatewayd_spawn "$BINDIR" gatewayd --egress-policy host-only
+    WORKER=$(cat "/proc/$GWD_PID/task/$GWD_PID/children" 2>/dev/null | awk '{print $1}')
+    WORKER=${WORKER:-$GWD_PID}
+}
 
 api() { curl -sS --unix-socket "$GWD_SOCK" "$@"; }
 
@@ -118,6 +163,13 @@ ctxsw() {
         done
     done | awk '{v[$1]+=$2; n[$1]+=$3; V+=$2; N+=$3} END {print "all", V, N; for (k in v) print k, v[k], n[k]}'
 }
+
+if ((SPARSE)); then
+    source Tools/bench-idle-sparse.sh
+    exit 0
+fi
+gatewayd_config
+gatewayd_up
 
 # One idle window of IDLE_SECS named LABEL: CPU ticks, /metrics and /v1/stats before and after,
 # context switches; then (TRACE_SECS) the worker's system calls under strace; with PERF, a profile.
