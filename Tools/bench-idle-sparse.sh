@@ -31,20 +31,25 @@ done
 free_port GW_PORT
 free_port VETH_PORT
 spawn "$PYTHON" "$RR" rr-many --bind 127.0.0.1 --port "$GW_PORT"
+GW_SERVER=$LAST_PID
 VETH_BINDS=()
 for i in $(seq 1 "$N"); do VETH_BINDS+=(--bind "$(veth_addr "$i" 1)"); done
 spawn "$PYTHON" "$RR" rr-many "${VETH_BINDS[@]}" --port "$VETH_PORT"
+VETH_SERVER=$LAST_PID
 wait_listen 127.0.0.1 "$GW_PORT"
 wait_listen "$(veth_addr "$N" 1)" "$VETH_PORT"
 
 # Readings at one end of a measured window, as BASE.time (ns), .stat (/proc/stat's cpu line),
-# .load; with gatewayd running also .ticks (its CPU ticks, the worker's, its threads' run-queue wait
-# in ns), .ctx (context switches) and .metrics.
+# .load, .ours (CPU time of the run's clients in ns, then its server's in ticks: what of the machine's
+# busy time is the benchmark's own; a client's time is its schedstat's, as ticks it would be rounded
+# down in each of N processes); with gatewayd running also .ticks (its CPU ticks, the worker's, its
+# threads' run-queue wait in ns), .ctx (context switches) and .metrics.
 sample() {
-    local base=$1
+    local base=$1 server=$2
     date +%s%N >"$base.time"
     head -1 /proc/stat >"$base.stat"
     cut -d' ' -f1-3 /proc/loadavg >"$base.load"
+    echo "$( (cd /proc && awk '{s += $1} END {printf "%.0f\n", s}' "${CLIENT_STATS[@]}" 2>/dev/null) || echo 0) $(cpu_ticks "$server")" >"$base.ours"
     if [[ -n ${GWD_PID:-} ]]; then
         echo "$(cpu_ticks "$GWD_PID") $(awk '{print $14 + $15}' "/proc/$WORKER/stat") $(run_wait_ns "$GWD_PID")" >"$base.ticks"
         ctxsw >"$base.ctx"
@@ -61,7 +66,7 @@ sleep_until() {
 # over one period, all in one window of SECS; leaves WORK/sparse-LABEL-I.json (the client's
 # summary), .rtt (its round trips, ns) and WORK/sparse-LABEL.{0,1}.* (the readings) and .meta.
 sparse_run() {
-    local label=$1 port=$2 base="$WORK/sparse-$1" i pid rc failed=0 ready=0 start
+    local label=$1 port=$2 server=$3 base="$WORK/sparse-$1" i pid child rc failed=0 ready=0 start
     local -a pids=()
     rm -f "$base.start"
     for i in $(seq 1 "$N"); do
@@ -79,13 +84,19 @@ sparse_run() {
         sleep 0.1
     done
     ((ready >= N)) || echo "$label: only $ready of $N clients connected; measuring those" >&2
+    # The clients themselves: each `timeout`'s child (`ip netns exec` becomes the interpreter).
+    CLIENT_STATS=()
+    for pid in "${pids[@]}"; do
+        read -r child <"/proc/$pid/task/$pid/children" 2>/dev/null || child=
+        [[ -n $child ]] && CLIENT_STATS+=("$child/schedstat")
+    done
     start=$(awk -v now="$(date +%s.%N)" 'BEGIN { printf "%.6f", now + 2 }')
     echo "$start" >"$base.start.tmp"
     mv "$base.start.tmp" "$base.start"
     sleep_until "$start"
-    sample "$base.0"
+    sample "$base.0" "$server"
     sleep_until "$(awk -v s="$start" -v d="$SECS" 'BEGIN { printf "%.6f", s + d }')"
-    sample "$base.1"
+    sample "$base.1" "$server"
     for pid in "${pids[@]}"; do
         rc=0
         wait "$pid" || rc=$?
@@ -111,13 +122,13 @@ for r in $(seq 1 "$REPEAT"); do
         api http://gatewayd/v1/sandboxes >"$WORK/sparse-bp$bp-$r.sandboxes.json"
         while read -r i addr; do ADDR[$i]=$addr; done < <(json_get \
             "'\n'.join(f\"{s['id'].rsplit('-', 1)[1]} {s['gatewayIPv4']}\" for s in d)" <"$WORK/sparse-bp$bp-$r.sandboxes.json")
-        sparse_run "bp$bp-$r" "$GW_PORT"
+        sparse_run "bp$bp-$r" "$GW_PORT" "$GW_SERVER"
         RUNS+=("bp$bp-$r")
         stop "$GWD_PID"
         GWD_PID=
     done
     for i in $(seq 1 "$N"); do ADDR[$i]=$(veth_addr "$i" 1); done
-    sparse_run "veth-$r" "$VETH_PORT"
+    sparse_run "veth-$r" "$VETH_PORT" "$VETH_SERVER"
     RUNS+=("veth-$r")
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -178,11 +189,13 @@ for run in runs:
     t0, t1 = int(read(base + ".0.time")), int(read(base + ".1.time"))
     wall = (t1 - t0) / 1e9
     (b0, a0), (b1, a1) = busy_jiffies(read(base + ".0.stat")), busy_jiffies(read(base + ".1.stat"))
+    (k0, s0), (k1, s1) = ([int(x) for x in read(base + f".{k}.ours").split()] for k in (0, 1))
     row = dict(run=run, setting=run.rsplit("-", 1)[0], round=int(run.rsplit("-", 1)[1]), clients=clients,
                ready=ready, failed=failed, round_trips=len(rtts), missed=missed, rt_per_s=len(rtts) / secs,
                p50=pct(rtts, 0.5), p90=pct(rtts, 0.9), p99=pct(rtts, 0.99), p999=pct(rtts, 0.999),
                worst_client_p99=max(client_p99) if client_p99 else None,
                machine_busy_pct=(b1 - b0) / (a1 - a0) * 100 if a1 > a0 else None,
+               clients_pct=(k1 - k0) / 1e9 / wall * 100, server_pct=(s1 - s0) / clk / wall * 100,
                load0=read(base + ".0.load").strip(), load1=read(base + ".1.load").strip())
     if os.path.exists(os.path.join(work, base + ".0.ticks")):
         (c0, w0, q0), (c1, w1, q1) = ([int(x) for x in read(base + f".{k}.ticks").split()] for k in (0, 1))
@@ -211,16 +224,19 @@ def path(row):
 us = lambda v: f(v and v / 1e3, "{:.0f}")
 print("1. what the sandboxes get: round-trip time, µs")
 tab = [["path", "run", "clients", "RT/s", "missed", "p50", "p90", "p99", "p99.9", "worst client's p99",
-        "machine busy %", "load average at start → end"]]
+        "clients CPU %", "server %", "machine busy %", "load average at start → end"]]
 for row in rows:
     tab.append([path(row), str(row["round"]), f"{row['clients']}/{n}", f(row["rt_per_s"], "{:.0f}"), str(row["missed"]),
                 us(row["p50"]), us(row["p90"]), us(row["p99"]), us(row["p999"]), us(row["worst_client_p99"]),
+                f(row["clients_pct"], "{:.1f}"), f(row["server_pct"], "{:.1f}"),
                 f(row["machine_busy_pct"], "{:.1f}"), f"{row['load0']} → {row['load1']}"])
 print_table(tab, left=1)
 print("  RT/s: round trips in the window, all clients; missed: slots skipped because the round trip before was")
 print("  still out when they came; p50…p99.9: over all clients' round trips, each timed by its client (send to")
-print("  echo); worst client's p99: the highest of the clients' own. machine busy: all CPUs' non-idle time")
-print("  (/proc/stat) over the window: the clients, the servers and anything else on the machine included.")
+print("  echo); worst client's p99: the highest of the clients' own. clients, server: the CPU time of the N")
+print("  python clients and of the one server, % of one core; machine busy: all CPUs' non-idle time")
+print(f"  (/proc/stat) over the window, % of all {cpus}: the clients, the servers, gatewayd and anything else on")
+print("  the machine included.")
 print()
 print("2. what gatewayd spends on them")
 tab = [["path", "run", "CPU % of a core", "worker %", "CPU µs/RT", "wait %", "wake-ups/s", "per RT", "polled/s",
