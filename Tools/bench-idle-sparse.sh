@@ -87,7 +87,9 @@ sparse_run() {
     # The clients themselves: each `timeout`'s child (`ip netns exec` becomes the interpreter).
     CLIENT_STATS=()
     for pid in "${pids[@]}"; do
-        read -r child <"/proc/$pid/task/$pid/children" 2>/dev/null || child=
+        # The file has no newline: read assigns, then fails.
+        child=
+        read -r child <"/proc/$pid/task/$pid/children" 2>/dev/null || true
         [[ -n $child ]] && CLIENT_STATS+=("$child/schedstat")
     done
     start=$(awk -v now="$(date +%s.%N)" 'BEGIN { printf "%.6f", now + 2 }')
