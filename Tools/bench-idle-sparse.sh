@@ -45,11 +45,14 @@ wait_listen "$(veth_addr "$N" 1)" "$VETH_PORT"
 # down in each of N processes); with gatewayd running also .ticks (its CPU ticks, the worker's, its
 # threads' run-queue wait in ns), .ctx (context switches) and .metrics.
 sample() {
-    local base=$1 server=$2
+    local base=$1 server=$2 f ns clients=0
     date +%s%N >"$base.time"
     head -1 /proc/stat >"$base.stat"
     cut -d' ' -f1-3 /proc/loadavg >"$base.load"
-    echo "$( (cd /proc && awk '{s += $1} END {printf "%.0f\n", s}' "${CLIENT_STATS[@]}" 2>/dev/null) || echo 0) $(cpu_ticks "$server")" >"$base.ours"
+    for f in "${CLIENT_STATS[@]}"; do
+        read -r ns _ <"$f" 2>/dev/null && clients=$((clients + ns))
+    done
+    echo "$clients $(cpu_ticks "$server")" >"$base.ours"
     if [[ -n ${GWD_PID:-} ]]; then
         echo "$(cpu_ticks "$GWD_PID") $(awk '{print $14 + $15}' "/proc/$WORKER/stat") $(run_wait_ns "$GWD_PID")" >"$base.ticks"
         ctxsw >"$base.ctx"
@@ -90,14 +93,15 @@ sparse_run() {
         # The file has no newline: read assigns, then fails.
         child=
         read -r child <"/proc/$pid/task/$pid/children" 2>/dev/null || true
-        [[ -n $child ]] && CLIENT_STATS+=("$child/schedstat")
+        [[ -n $child ]] && CLIENT_STATS+=("/proc/$child/schedstat")
     done
     start=$(awk -v now="$(date +%s.%N)" 'BEGIN { printf "%.6f", now + 2 }')
     echo "$start" >"$base.start.tmp"
     mv "$base.start.tmp" "$base.start"
     sleep_until "$start"
     sample "$base.0" "$server"
-    sleep_until "$(awk -v s="$start" -v d="$SECS" 'BEGIN { printf "%.6f", s + d }')"
+    # The second reading a little before the end, while every client is still there to be read.
+    sleep_until "$(awk -v s="$start" -v d="$SECS" 'BEGIN { printf "%.6f", s + d - 0.25 }')"
     sample "$base.1" "$server"
     for pid in "${pids[@]}"; do
         rc=0
@@ -159,11 +163,12 @@ def shard_counters(text):
     return out
 
 
-def busy_jiffies(line):
-    """(busy, total) of /proc/stat's cpu line: all but idle and iowait are busy; guest time is
-    already in user."""
+def unbusy_jiffies(line):
+    """Idle, iowait and steal of /proc/stat's cpu line. The busy fields are sampled at the tick,
+    which misses much of work that runs in short bursts between idle periods; idle time is
+    measured, so busy time is what the window's CPUs did not spend idle."""
     v = [int(x) for x in line.split()[1:9]]
-    return sum(v) - v[3] - v[4], sum(v)
+    return v[3] + v[4] + v[7]
 
 
 def pct(sorted_values, q):
@@ -190,13 +195,13 @@ for run in runs:
     rtts.sort()
     t0, t1 = int(read(base + ".0.time")), int(read(base + ".1.time"))
     wall = (t1 - t0) / 1e9
-    (b0, a0), (b1, a1) = busy_jiffies(read(base + ".0.stat")), busy_jiffies(read(base + ".1.stat"))
+    idle = (unbusy_jiffies(read(base + ".1.stat")) - unbusy_jiffies(read(base + ".0.stat"))) / clk
     (k0, s0), (k1, s1) = ([int(x) for x in read(base + f".{k}.ours").split()] for k in (0, 1))
     row = dict(run=run, setting=run.rsplit("-", 1)[0], round=int(run.rsplit("-", 1)[1]), clients=clients,
                ready=ready, failed=failed, round_trips=len(rtts), missed=missed, rt_per_s=len(rtts) / secs,
                p50=pct(rtts, 0.5), p90=pct(rtts, 0.9), p99=pct(rtts, 0.99), p999=pct(rtts, 0.999),
                worst_client_p99=max(client_p99) if client_p99 else None,
-               machine_busy_pct=(b1 - b0) / (a1 - a0) * 100 if a1 > a0 else None,
+               machine_busy_pct=max(0.0, 100 - idle / (wall * cpus) * 100),
                clients_pct=(k1 - k0) / 1e9 / wall * 100, server_pct=(s1 - s0) / clk / wall * 100,
                load0=read(base + ".0.load").strip(), load1=read(base + ".1.load").strip())
     if os.path.exists(os.path.join(work, base + ".0.ticks")):
@@ -210,6 +215,7 @@ for run in runs:
                    wait_pct=(q1 - q0) / 1e9 / wall * 100, ctx_per_s=(ctx1 - ctx0) / wall,
                    **{k + "_per_s": (m1.get(k, 0) - m0.get(k, 0)) / wall for k in ("wakeups", "polled_wakeups", "sleeps")})
         row["busy_poll_us"] = int(row["setting"][2:])
+    row["rest_pct"] = row["machine_busy_pct"] * cpus - row["clients_pct"] - row["server_pct"] - row.get("cpu_pct", 0)
     rows.append(row)
 
 print(f"sparse benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} namespace sandboxes, each one 1-byte round "
@@ -226,19 +232,20 @@ def path(row):
 us = lambda v: f(v and v / 1e3, "{:.0f}")
 print("1. what the sandboxes get: round-trip time, µs")
 tab = [["path", "run", "clients", "RT/s", "missed", "p50", "p90", "p99", "p99.9", "worst client's p99",
-        "clients CPU %", "server %", "machine busy %", "load average at start → end"]]
+        "clients CPU %", "server %", "rest %", "machine busy %", "load average at start → end"]]
 for row in rows:
     tab.append([path(row), str(row["round"]), f"{row['clients']}/{n}", f(row["rt_per_s"], "{:.0f}"), str(row["missed"]),
                 us(row["p50"]), us(row["p90"]), us(row["p99"]), us(row["p999"]), us(row["worst_client_p99"]),
-                f(row["clients_pct"], "{:.1f}"), f(row["server_pct"], "{:.1f}"),
+                f(row["clients_pct"], "{:.1f}"), f(row["server_pct"], "{:.1f}"), f(row.get("rest_pct"), "{:.0f}"),
                 f(row["machine_busy_pct"], "{:.1f}"), f"{row['load0']} → {row['load1']}"])
 print_table(tab, left=1)
 print("  RT/s: round trips in the window, all clients; missed: slots skipped because the round trip before was")
 print("  still out when they came; p50…p99.9: over all clients' round trips, each timed by its client (send to")
 print("  echo); worst client's p99: the highest of the clients' own. clients, server: the CPU time of the N")
-print("  python clients and of the one server, % of one core; machine busy: all CPUs' non-idle time")
-print(f"  (/proc/stat) over the window, % of all {cpus}: the clients, the servers, gatewayd and anything else on")
-print("  the machine included.")
+print("  python clients and of the one server, % of one core; rest: the machine's busy time less theirs and")
+print("  gatewayd's, % of one core (other processes, kernel threads: what else the CPUs did meanwhile);")
+print(f"  machine busy: the time all CPUs were not idle (wall time less /proc/stat's idle, iowait and")
+print(f"  steal) over the window, % of all {cpus}.")
 print()
 print("2. what gatewayd spends on them")
 tab = [["path", "run", "CPU % of a core", "worker %", "CPU µs/RT", "wait %", "wake-ups/s", "per RT", "polled/s",
