@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+# The guest side of bench-many.sh's crr and fetch workloads: one process per sandbox that waits on
+# the script's barrier, then makes HTTP GETs over new connections, and prints one JSON line.
+#
+#   bench-many-guest.py --host ADDR --port P --path /x --connections K --rounds R --go FIFO --ready FIFO
+#
+# Each round: read one byte from the go FIFO (the script writes one per sandbox to start a round,
+# so all begin together and the interpreter's start is not timed), make K sequential connections
+# (connect, GET, read the whole answer, close: the client closes first, so TIME-WAIT stays in the
+# guest), then write one byte to the ready FIFO. One byte is written there once set up, too.
+import argparse
+import json
+import os
+import socket
+import time
+
+BUFFER = memoryview(bytearray(1 << 18))
+
+
+def get(host, port, request, timeout):
+    """One connection: the answer's body size in bytes."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect((host, port))
+        s.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"closed after {len(head)} bytes of the header")
+            head += chunk
+        head, _, body = head.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0]
+        if b" 200 " not in status:
+            raise ConnectionError(status.decode(errors="replace"))
+        length = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise ConnectionError("no Content-Length")
+        got = len(body)
+        while got < length:
+            n = s.recv_into(BUFFER, min(len(BUFFER), length - got))
+            if not n:
+                raise ConnectionError(f"closed after {got} of {length} bytes")
+            got += n
+        return got
+    finally:
+        s.close()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--path", required=True)
+    p.add_argument("--connections", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=30)
+    p.add_argument("--go", required=True)
+    p.add_argument("--ready", required=True)
+    a = p.parse_args()
+    request = f"GET {a.path} HTTP/1.1\r\nHost: {a.host}\r\n\r\n".encode()
+    go = os.open(a.go, os.O_RDONLY)
+    ready = os.open(a.ready, os.O_WRONLY)
+    os.write(ready, b"r")
+    rounds = []
+    for _ in range(a.rounds):
+        if os.read(go, 1) != b"g":
+            break
+        done = errors = nbytes = 0
+        first_error = None
+        start = time.time_ns()
+        try:
+            for _ in range(a.connections):
+                try:
+                    nbytes += get(a.host, a.port, request, a.timeout)
+                    done += 1
+                except (OSError, ValueError) as e:
+                    errors += 1
+                    first_error = first_error or f"{e.__class__.__name__}: {e}"
+            end = time.time_ns()
+            rounds.append(dict(start_ns=start, end_ns=end, done=done, errors=errors, bytes=nbytes,
+                               first_error=first_error))
+        finally:
+            os.write(ready, b"d")
+    print(json.dumps(dict(rounds=rounds)))
+
+
+if __name__ == "__main__":
+    main()
