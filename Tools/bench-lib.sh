@@ -186,7 +186,7 @@ netns_add() {
 # free_subnet's look-ups per candidate take seconds per veth once there are a hundred.
 free_subnets() {
     local count=$1 n used
-    used=" $({ ip -4 -o addr show; ip -4 route show; } 2>/dev/null | grep -oE '(^| )10\.0\.[0-9]+\.' |
+    used=" $({ ip -4 -o addr show; ip -4 route show; } 2>/dev/null | { grep -oE '(^| )10\.0\.[0-9]+\.' || true; } |
         cut -d. -f3 | sort -u | tr '\n' ' ') "
     for n in $(seq 4 250); do
         ((count > 0)) || return 0

@@ -184,15 +184,24 @@ fi
 if want gatewayd; then
     t0=$(now_us)
     gatewayd_start_sharded
+    # Attached without gatewayd_attach's list after each: one list at the end finds every gateway
+    # address (a list per attach made the setup of 200 grow with the square of N).
     for i in $(seq "$FIRST" "$N"); do
         ns=gwmany-$TAG-gwd-$i
         netns_add "$ns"
-        gatewayd_attach "$BINDIR" "many-$TAG-$i" "$ns" "$MTU"
-        SB_NS[gatewayd,$i]=$ns SB_ADDR[gatewayd,$i]=$GWD_GATEWAY
+        "$BINDIR/gatewayctl" --control "$GWD_SOCK" attach "many-$TAG-$i" --netns "$ns" --mtu "$MTU" >/dev/null
+        SB_NS[gatewayd,$i]=$ns
     done
     NETPIDS[gatewayd]=$GWD_PID
     OWNPIDS[gatewayd]="$GWD_PID$LO_SERVERS"
     "$BINDIR/gatewayctl" --control "$GWD_SOCK" list --json >"$WORK/gatewayd-list.json"
+    while read -r i gw; do SB_ADDR[gatewayd,$i]=$gw; done < <(python3 -c '
+import json, sys
+for s in json.load(open(sys.argv[1])):
+    print(s["id"].rsplit("-", 1)[1], s["gatewayIPv4"])' "$WORK/gatewayd-list.json")
+    for i in $(seq "$FIRST" "$N"); do
+        [[ -n ${SB_ADDR[gatewayd,$i]:-} ]] || { echo "gatewayd lists no gateway address for many-$TAG-$i" >&2; exit 1; }
+    done
     SETUP_S[gatewayd]=$(seconds_since "$t0")
 fi
 
@@ -444,30 +453,36 @@ collect_ready() {
 }
 
 # One crr or fetch workload of PATH: one bench-many-guest.py per sandbox, each making ROUNDS rounds
-# of CONNS connections to nginx for URL. A round begins when this shell writes one byte per client
-# to the go FIFO and ends when every client has written one back to the ready FIFO; the clients'
-# interpreters start before the first, untimed. Leaves WORK/PATH-KIND-I.json per sandbox and
+# of CONNS connections to nginx for URL. A round begins when this shell writes one byte to every
+# client's own go FIFO and ends when every client has written one back to the shared ready FIFO;
+# the clients' interpreters start before the first, untimed. (One go FIFO for all would wake its
+# readers one after another, each woken by the last, and let a quick client take a slow one's byte.) Leaves WORK/PATH-KIND-I.json per sandbox and
 # WORK/PATH-KIND.meta: the clients' start-up seconds, how many started, the network processes', the
 # machine's and nginx's CPU ticks and the network processes' run-queue wait (ns) over the rounds,
 # whether a round ran out of time; then each round's release and end (µs since the epoch).
 run_rounds() {
-    local path=$1 kind=$2 base="$WORK/$1-$2" rounds=1 conns=$REQUESTS url=/s round_limit i t0 late=0 GO_FD
-    local c0 c1 m0 m1 s0 s1 w0 w1 go_bytes started
-    local -a pids=() marks=()
+    local path=$1 kind=$2 base="$WORK/$1-$2" rounds=1 conns=$REQUESTS url=/s round_limit i t0 late=0 fd
+    local c0 c1 m0 m1 s0 s1 w0 w1 started
+    local -a pids=() marks=() go_fds=()
     # Each connection may take the client's 30 s timeout; a stalled path should not hold the run for long.
     round_limit=$((120 + REQUESTS * N / 50))
     [[ $kind == fetch ]] && rounds=$ROUNDS conns=1 url=/blob round_limit=120
-    rm -f "$WORK/go" "$WORK/ready"
-    mkfifo "$WORK/go" "$WORK/ready"
-    # Held open for reading and writing here, so that no open blocks and no byte is lost.
-    exec {GO_FD}<>"$WORK/go" {READY_FD}<>"$WORK/ready"
-    printf -v go_bytes 'g%.0s' $(seq "$N")
+    rm -f "$WORK"/go-* "$WORK/ready"
+    mkfifo "$WORK/ready"
+    for i in $(seq "$N"); do mkfifo "$WORK/go-$i"; done
+    # Held open for reading and writing here, so that no open blocks and no byte is lost; the go
+    # FIFOs only once the clients are spawned, which then do not inherit 200 of them.
+    exec {READY_FD}<>"$WORK/ready"
     t0=$(now_us)
     for i in $(seq "$N"); do
         spawn timeout -k 2 $((180 + rounds * round_limit)) ip netns exec "${SB_NS[$path,$i]}" python3 "$GUEST" \
             --host "${SB_ADDR[$path,$i]}" --port "$HTTP_PORT" --path "$url" --connections "$conns" \
-            --rounds "$rounds" --go "$WORK/go" --ready "$WORK/ready" >"$base-$i.json"
+            --rounds "$rounds" --go "$WORK/go-$i" --ready "$WORK/ready" >"$base-$i.json"
         pids+=("$LAST_PID")
+    done
+    for i in $(seq "$N"); do
+        exec {fd}<>"$WORK/go-$i"
+        go_fds+=("$fd")
     done
     collect_ready "$N" 180
     started=$GOT
@@ -478,7 +493,7 @@ run_rounds() {
     if ((started == N)); then
         for ((r = 1; r <= rounds; r++)); do
             marks+=("$(now_us)")
-            printf %s "$go_bytes" >&"$GO_FD"
+            for fd in "${go_fds[@]}"; do printf g >&"$fd"; done
             collect_ready "$N" "$round_limit"
             marks[-1]+=" $(now_us)"
             if ((GOT < N)); then
@@ -497,8 +512,9 @@ run_rounds() {
         wait "$i" 2>/dev/null || true
         forget "$i"
     done
-    exec {GO_FD}>&- {READY_FD}>&-
-    rm -f "$WORK/go" "$WORK/ready"
+    for fd in "${go_fds[@]}"; do exec {fd}>&-; done
+    exec {READY_FD}>&-
+    rm -f "$WORK"/go-* "$WORK/ready"
     {
         echo "$start_s $started $((c1 - c0)) $((m1 - m0)) $((s1 - s0)) $((w1 - w0)) $late"
         for i in "${marks[@]}"; do echo "$i"; done
@@ -722,12 +738,13 @@ fetch = [summarize(work, p, "fetch", n, clk, cpus) for p in order] if "fetch" in
 pct = lambda v: f(v is not None and v * 100 or None, "{:.0f}%")
 if crr:
     table = [["path", "conn/s", "min /s", "median /s", "max /s", "Jain", "errors", "net µs/conn", "nginx µs/conn",
-              "machine µs/conn", "net busy", "machine busy", "wall s", "start ms"]]
+              "clients µs/conn", "machine µs/conn", "net busy", "machine busy", "wall s", "start ms"]]
     for r in crr:
         table.append([labels[r["path"]], f(r.get("per_second"), "{:.0f}"), f(r.get("min_sandbox"), "{:.1f}"),
                       f(r.get("median_sandbox"), "{:.1f}"), f(r.get("max_sandbox"), "{:.1f}"),
                       f(r.get("jain"), "{:.3f}"), str(r["errors"]), f(r.get("net_us_per_conn"), "{:.0f}"),
-                      f(r.get("server_us_per_conn"), "{:.0f}"), f(r.get("machine_us_per_conn"), "{:.0f}"),
+                      f(r.get("server_us_per_conn"), "{:.0f}"), f(r.get("client_us_per_conn"), "{:.0f}"),
+                      f(r.get("machine_us_per_conn"), "{:.0f}"),
                       pct(r.get("net_busy")), pct(r.get("machine_busy")), f(r.get("wall_s")),
                       f(r.get("start_spread_ms"), "{:.0f}")])
     print()
@@ -738,9 +755,10 @@ if crr:
     print("conn/s: all completed ÷ the time from the release of the clients to the last one's end; min / median /")
     print("  max: one sandbox's own rate (its connections ÷ its own time); errors: failed connections and clients")
     print("  that did not report. CPU µs per completed connection over the round: net = gatewayd's processes or")
-    print("  the N pasta processes summed (utime+stime); nginx = the server's master and workers; machine = all")
-    print(f"  CPUs' non-idle time, whoever used it (other load too). busy: ÷ wall time (net) or ÷ {cpus} × wall time")
-    print("  (machine). start ms: how long after the release the last client began.")
+    print("  the N pasta processes summed (utime+stime); nginx = the server's master and workers; clients = the N")
+    print("  python clients' own CPU time over their connections; machine = all CPUs' non-idle time, whoever used")
+    print(f"  it (other load too). busy: ÷ wall time (net) or ÷ {cpus} × wall time (machine). start ms: how long")
+    print("  after the release the last client began.")
 if fetch:
     table = [["path", "round", "agg Gbps", "min", "median", "max", "Jain", "errors", "wall ms", "start ms"]]
     for r in fetch:
@@ -754,11 +772,12 @@ if fetch:
     print()
     print_table(table, left=1, blank_before=lambda i, t=table: i > 1 and t[i][0] != "")
     print()
-    table = [["path", "median agg Gbps", "lowest Jain", "errors", "net CPU s/GB", "nginx CPU s/GB", "machine CPU s/GB",
-              "net busy", "machine busy"]]
+    table = [["path", "median agg Gbps", "lowest Jain", "errors", "net CPU s/GB", "nginx CPU s/GB", "clients CPU s/GB",
+              "machine CPU s/GB", "net busy", "machine busy"]]
     for r in fetch:
         table.append([labels[r["path"]], f(r.get("median_aggregate_gbps")), f(r.get("lowest_jain"), "{:.3f}"),
                       str(r["errors"]), f(r.get("net_cpu_s_per_gb")), f(r.get("server_cpu_s_per_gb")),
+                      f(r.get("client_cpu_s_per_gb")),
                       f(r.get("machine_cpu_s_per_gb")), pct(r.get("net_busy")), pct(r.get("machine_busy"))])
     print_table(table, left=1)
     print()

@@ -42,6 +42,7 @@ def summarize(work, path, kind, n, clk, cpus=2):
         release_ns = release_us * 1000
         row = dict(round=r + 1, reported=len(per), errors=sum(x["errors"] for x in per) + n - len(per),
                    done=sum(x["done"] for x in per), bytes=sum(x["bytes"] for x in per),
+                   client_cpu_s=sum(x["cpu_ns"] for x in per) / 1e9,
                    script_wall_s=(collected_us - release_us) / 1e6)
         first_error = first_error or next((x["first_error"] for x in per if x["first_error"]), None)
         if per:
@@ -67,6 +68,8 @@ def summarize(work, path, kind, n, clk, cpus=2):
     wall = (marks[-1][1] - marks[0][0]) / 1e6
     done, nbytes = sum(r["done"] for r in rounds), sum(r["bytes"] for r in rounds)
     net_s, machine_s, server_s = (head[k] / clk for k in ("net_ticks", "machine_ticks", "server_ticks"))
+    # The clients' own CPU time over their rounds (each measured it): what the load generator costs.
+    client_s = sum(r["client_cpu_s"] for r in rounds)
     out.update(cpu_wall_s=wall, machine_busy=machine_s / wall / cpus, server_busy=server_s / wall)
     if path != "veth":
         out.update(net_busy=net_s / wall, net_wait=head["net_wait_ns"] / 1e9 / wall)
@@ -75,7 +78,8 @@ def summarize(work, path, kind, n, clk, cpus=2):
         out.update(connections=done, wall_s=r.get("wall_s"), per_second=r.get("per_second"),
                    min_sandbox=r.get("min_sandbox"), median_sandbox=r.get("median_sandbox"),
                    max_sandbox=r.get("max_sandbox"), jain=r.get("jain"), start_spread_ms=r.get("start_spread_ms"),
-                   server_us_per_conn=server_s * 1e6 / done, machine_us_per_conn=machine_s * 1e6 / done)
+                   server_us_per_conn=server_s * 1e6 / done, client_us_per_conn=client_s * 1e6 / done,
+                   machine_us_per_conn=machine_s * 1e6 / done)
         if path != "veth":
             out["net_us_per_conn"] = net_s * 1e6 / done
     elif kind == "fetch" and nbytes:
@@ -84,7 +88,8 @@ def summarize(work, path, kind, n, clk, cpus=2):
         gb = nbytes / 1e9
         out.update(bytes=nbytes, median_aggregate_gbps=statistics.median(aggs) if aggs else None,
                    lowest_jain=min(jains) if jains else None,
-                   server_cpu_s_per_gb=server_s / gb, machine_cpu_s_per_gb=machine_s / gb)
+                   server_cpu_s_per_gb=server_s / gb, client_cpu_s_per_gb=client_s / gb,
+                   machine_cpu_s_per_gb=machine_s / gb)
         if path != "veth":
             out["net_cpu_s_per_gb"] = net_s / gb
     return out
