@@ -2,13 +2,14 @@
 # The guest side of bench-many.sh's crr and fetch workloads: one process per sandbox that waits on
 # the script's barrier, then makes HTTP GETs over new connections, and prints one JSON line.
 #
-#   bench-many-guest.py --host ADDR --port P --path /x --connections K --rounds R --go FIFO --ready FIFO
+#   bench-many-guest.py --host ADDR --port P --path /x --connections K --go FIFO --ready FIFO
 #
-# Each round: read one byte from its own go FIFO (the script writes one to every client's to start
-# a round, so all begin together and the interpreter's start is not timed), make K sequential
+# Each round: read "g" from its own go FIFO (the script writes one to every client's to start a
+# round, so all begin together and the interpreter's start is not timed), make K sequential
 # connections (connect, GET, read the whole answer, close: the client closes first, so TIME-WAIT
 # stays in the guest), then write one byte to the shared ready FIFO. One byte is written there
-# once set up, too.
+# once set up, too. Any other byte ends the client: only then does it print and exit, so that
+# early finishers' exits do not take CPU from a round still running.
 import argparse
 import json
 import os
@@ -63,7 +64,6 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--path", required=True)
     p.add_argument("--connections", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--go", required=True)
     p.add_argument("--ready", required=True)
@@ -74,9 +74,7 @@ def main():
     ready = os.open(a.ready, os.O_WRONLY)
     os.write(ready, b"r")
     rounds = []
-    for _ in range(a.rounds):
-        if os.read(go, 1) != b"g":
-            break
+    while os.read(go, 1) == b"g":
         done = errors = nbytes = 0
         first_error = None
         start, cpu = time.time_ns(), time.process_time_ns()

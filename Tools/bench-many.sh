@@ -109,6 +109,7 @@ LOOP_CPU=0-$((CPUS - 1))
 # half-finished setup step made before it could be recorded.
 many_cleanup() {
     bench_cleanup
+    [[ -z ${INOTIFY_WAS:-} ]] || sysctl -qw fs.inotify.max_user_instances="$INOTIFY_WAS"
     local n l
     for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^gwmany-$TAG-"); do ip netns del "$n" 2>/dev/null; done
     for l in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gwm-$TAG-"); do
@@ -207,6 +208,10 @@ fi
 
 if want pasta; then
     t0=$(now_us)
+    # Each pasta takes an inotify instance (to quit once its namespace is gone); the default 128
+    # per user runs out before 200 sandboxes. Raised for the run, put back at the end.
+    INOTIFY_WAS=$(sysctl -n fs.inotify.max_user_instances)
+    if ((INOTIFY_WAS < 2 * N + 256)); then sysctl -qw fs.inotify.max_user_instances=$((2 * N + 256)); else INOTIFY_WAS=; fi
     NETPIDS[pasta]=
     OWNPIDS[pasta]=$LO_SERVERS
     for i in $(seq "$FIRST" "$N"); do
@@ -453,7 +458,7 @@ collect_ready() {
 }
 
 # One crr or fetch workload of PATH: one bench-many-guest.py per sandbox, each making ROUNDS rounds
-# of CONNS connections to nginx for URL. A round begins when this shell writes one byte to every
+# of CONNS connections to nginx for URL, then exiting when told (after the CPU readings). A round begins when this shell writes one byte to every
 # client's own go FIFO and ends when every client has written one back to the shared ready FIFO;
 # the clients' interpreters start before the first, untimed. (One go FIFO for all would wake its
 # readers one after another, each woken by the last, and let a quick client take a slow one's byte.) Leaves WORK/PATH-KIND-I.json per sandbox and
@@ -477,7 +482,7 @@ run_rounds() {
     for i in $(seq "$N"); do
         spawn timeout -k 2 $((180 + rounds * round_limit)) ip netns exec "${SB_NS[$path,$i]}" python3 "$GUEST" \
             --host "${SB_ADDR[$path,$i]}" --port "$HTTP_PORT" --path "$url" --connections "$conns" \
-            --rounds "$rounds" --go "$WORK/go-$i" --ready "$WORK/ready" >"$base-$i.json"
+            --go "$WORK/go-$i" --ready "$WORK/ready" >"$base-$i.json"
         pids+=("$LAST_PID")
     done
     for i in $(seq "$N"); do
@@ -507,6 +512,8 @@ run_rounds() {
     fi
     # shellcheck disable=SC2086
     c1=$(sum_ticks ${NETPIDS[$path]}) w1=$(sum_wait ${NETPIDS[$path]}) s1=$(sum_ticks "$NGINX_PID") m1=$(machine_ticks)
+    # Now the clients may print and exit.
+    for fd in "${go_fds[@]}"; do printf q >&"$fd"; done
     for i in "${pids[@]}"; do
         ((started == N && !late)) || kill "$i" 2>/dev/null || true
         wait "$i" 2>/dev/null || true
