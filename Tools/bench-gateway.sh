@@ -2,8 +2,9 @@
 # The gateway benchmark: gatewayd's egress (guest → gateway address → host 127.0.0.1) beside pasta,
 # slirp4netns and a kernel veth, in one run: iperf3 throughput, 1-byte ping-pong latency, connection rate.
 # Usage: sudo Tools/bench-gateway.sh [--seconds N] [--repeat N] [--mtu N]... [--paths LIST] [--cpu N]
-#            [--guest-cpu N] [--round-trips N] [--connections N] [--no-iperf] [--busy-poll-us N] [--pace-ms N]
+#            [--guest-cpu N] [--server-cpu N] [--round-trips N] [--connections N] [--no-iperf] [--busy-poll-us N] [--pace-ms N]
 #            [--json FILE] [--skip-build]
+# --server-cpu N pins the host-side servers to CPU N (default: unpinned, the scheduler's choice).
 # --no-iperf: latency and connection rate only. --busy-poll-us: gatewayd's setting (default 50; 0 off).
 # GWD_ARGS in the environment adds gatewayd flags (GWD_ARGS=--no-privsep: one process, no filter).
 # --pace-ms N: the ping-pong sleeps N ms between round trips (sparse traffic; see CPU µs/RT).
@@ -23,6 +24,7 @@ ROUND_TRIPS=10000
 CONNECTIONS=2000
 CRR_SECONDS=10
 IPERF=1
+SERVER_CPU=
 export PACE_MS=0
 
 while (($#)); do
@@ -33,6 +35,7 @@ while (($#)); do
         --paths) PATHS=$2; shift 2 ;;
         --cpu) LOOP_CPU=$2; shift 2 ;;
         --guest-cpu) GUEST_CPU=$2; shift 2 ;;
+        --server-cpu) SERVER_CPU=$2; shift 2 ;;
         --round-trips) ROUND_TRIPS=$2; shift 2 ;;
         --connections) CONNECTIONS=$2; shift 2 ;;
         --json) JSON_OUT=$(realpath -m "$2"); shift 2 ;;
@@ -159,16 +162,18 @@ for p in gatewayd pasta slirp4netns veth; do want "$p" && ORDER+=("$p"); done
 free_port IPERF_PORT
 free_port RR_PORT
 free_port CRR_PORT
-spawn iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" --logfile "$WORK/iperf3-server.log"
-spawn python3 "$RR" server --bind 127.0.0.1 --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+SERVER_PIN=()
+[[ -z $SERVER_CPU ]] || SERVER_PIN=(taskset -c "$SERVER_CPU")
+spawn "${SERVER_PIN[@]}" iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" --logfile "$WORK/iperf3-server.log"
+spawn "${SERVER_PIN[@]}" python3 "$RR" server --bind 127.0.0.1 --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
 for port in "$IPERF_PORT" "$RR_PORT" "$CRR_PORT"; do wait_listen 127.0.0.1 "$port"; done
 if want veth; then
     VETH_NS=gwbench-$TAG-veth
     netns_add "$VETH_NS"
     VETH_SUBNET=$(free_subnet)
     veth_add "$VETH_NS" "gwk-$TAG-h" "gwk-$TAG-g" "$VETH_SUBNET"
-    spawn iperf3 -s -B "$VETH_SUBNET.1" -p "$IPERF_PORT" --logfile "$WORK/iperf3-server-veth.log"
-    spawn python3 "$RR" server --bind "$VETH_SUBNET.1" --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
+    spawn "${SERVER_PIN[@]}" iperf3 -s -B "$VETH_SUBNET.1" -p "$IPERF_PORT" --logfile "$WORK/iperf3-server-veth.log"
+    spawn "${SERVER_PIN[@]}" python3 "$RR" server --bind "$VETH_SUBNET.1" --rr-port "$RR_PORT" --crr-port "$CRR_PORT"
     for port in "$IPERF_PORT" "$RR_PORT" "$CRR_PORT"; do wait_listen "$VETH_SUBNET.1" "$port"; done
 fi
 if want gatewayd; then gatewayd_start "$BINDIR"; fi
