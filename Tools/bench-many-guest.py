@@ -4,12 +4,13 @@
 #
 #   bench-many-guest.py --host ADDR --port P --path /x --connections K --go FIFO --ready FIFO
 #
-# Each round: read "g" from its own go FIFO (the script writes one to every client's to start a
-# round, so all begin together and the interpreter's start is not timed), make K sequential
-# connections (connect, GET, read the whole answer, close: the client closes first, so TIME-WAIT
-# stays in the guest), then write one byte to the shared ready FIFO. One byte is written there
-# once set up, too. Any other byte ends the client: only then does it print and exit, so that
-# early finishers' exits do not take CPU from a round still running.
+# Each round: read "gT" from its own go FIFO (the script writes one to every client's, T the round's
+# start in ns since the epoch, a little ahead), sleep until T, so that all begin together and the
+# interpreter's start is not timed, make K sequential connections (connect, GET, read the whole
+# answer, close: the client closes first, so TIME-WAIT stays in the guest), then write one byte to
+# the shared ready FIFO. One byte is written there once set up, too. Anything else ends the
+# client: only then does it print and exit, so that early finishers' exits do not take CPU from a
+# round still running.
 import argparse
 import json
 import os
@@ -74,7 +75,13 @@ def main():
     ready = os.open(a.ready, os.O_WRONLY)
     os.write(ready, b"r")
     rounds = []
-    while os.read(go, 1) == b"g":
+    while (message := os.read(go, 64)).startswith(b"g"):
+        # A start time rather than the byte itself: the script's writes to 200 FIFOs take tens of
+        # milliseconds, and the first client woken would run alone meanwhile. Timers that expire
+        # together wake every client at once.
+        delay = (int(message[1:]) - time.time_ns()) / 1e9
+        if delay > 0:
+            time.sleep(delay)
         done = errors = nbytes = 0
         first_error = None
         start, cpu = time.time_ns(), time.process_time_ns()

@@ -458,16 +458,18 @@ collect_ready() {
 }
 
 # One crr or fetch workload of PATH: one bench-many-guest.py per sandbox, each making ROUNDS rounds
-# of CONNS connections to nginx for URL, then exiting when told (after the CPU readings). A round begins when this shell writes one byte to every
-# client's own go FIFO and ends when every client has written one back to the shared ready FIFO;
-# the clients' interpreters start before the first, untimed. (One go FIFO for all would wake its
-# readers one after another, each woken by the last, and let a quick client take a slow one's byte.) Leaves WORK/PATH-KIND-I.json per sandbox and
-# WORK/PATH-KIND.meta: the clients' start-up seconds, how many started, the network processes', the
-# machine's and nginx's CPU ticks and the network processes' run-queue wait (ns) over the rounds,
-# whether a round ran out of time; then each round's release and end (µs since the epoch).
+# of CONNS connections to nginx for URL, then exiting when told (after the CPU readings). For each
+# round this shell writes a start time (100 ms + 1 ms per sandbox ahead) to every client's own go
+# FIFO; the round ends when every client has written one byte back to the shared ready FIFO. The
+# clients' interpreters start before the first round, untimed. (One go FIFO for all would wake its
+# readers one after another, each woken by the last, and let a quick client take a slow one's
+# turn.) Leaves WORK/PATH-KIND-I.json per sandbox and WORK/PATH-KIND.meta: the clients' start-up
+# seconds, how many started, the network processes', the machine's and nginx's CPU ticks and the
+# network processes' run-queue wait (ns) over the rounds, whether a round ran out of time; then
+# each round's start and end (µs since the epoch).
 run_rounds() {
     local path=$1 kind=$2 base="$WORK/$1-$2" rounds=1 conns=$REQUESTS url=/s round_limit i t0 late=0 fd
-    local c0 c1 m0 m1 s0 s1 w0 w1 started
+    local c0 c1 m0 m1 s0 s1 w0 w1 started at
     local -a pids=() marks=() go_fds=()
     # Each connection may take the client's 30 s timeout; a stalled path should not hold the run for long.
     round_limit=$((120 + REQUESTS * N / 50))
@@ -497,10 +499,10 @@ run_rounds() {
     c0=$(sum_ticks ${NETPIDS[$path]}) w0=$(sum_wait ${NETPIDS[$path]}) s0=$(sum_ticks "$NGINX_PID") m0=$(machine_ticks)
     if ((started == N)); then
         for ((r = 1; r <= rounds; r++)); do
-            marks+=("$(now_us)")
-            for fd in "${go_fds[@]}"; do printf g >&"$fd"; done
+            at=$(($(now_us) + 100000 + N * 1000))
+            for fd in "${go_fds[@]}"; do printf 'g%s000' "$at" >&"$fd"; done
             collect_ready "$N" "$round_limit"
-            marks[-1]+=" $(now_us)"
+            marks+=("$at $(now_us)")
             if ((GOT < N)); then
                 echo "$path $kind: round $r: only $GOT of $N clients ended within $round_limit s" >&2
                 late=1

@@ -19,7 +19,7 @@ def spread(xs):
 
 
 def load_meta(path):
-    """The script's .meta: a first line of totals, then each round's release and end (µs)."""
+    """The script's .meta: a first line of totals, then each round's start and end (µs)."""
     lines = [line.split() for line in open(path).read().splitlines() if line.strip()]
     keys = ("clients_start_s", "started", "net_ticks", "machine_ticks", "server_ticks", "net_wait_ns", "late")
     head = dict(zip(keys, (float(x) for x in lines[0])))
@@ -48,7 +48,7 @@ def summarize(work, path, kind, n, clk, cpus=2):
         if per:
             last = max(x["end_ns"] for x in per)
             row["wall_s"] = (last - release_ns) / 1e9
-            # How long the release took to reach every client (200 wake-ups on a few CPUs).
+            # How long after the start the last client began (200 wake-ups on a few CPUs).
             row["start_spread_ms"] = (max(x["start_ns"] for x in per) - release_ns) / 1e6
             own = [max(x["end_ns"] - x["start_ns"], 1) / 1e9 for x in per]
             if kind == "crr":
@@ -65,7 +65,8 @@ def summarize(work, path, kind, n, clk, cpus=2):
                errors=sum(r["errors"] for r in rounds) if rounds else n)
     if not marks:
         return out
-    wall = (marks[-1][1] - marks[0][0]) / 1e6
+    # The CPU readings span the waits before each round's start too, in which the paths idle.
+    wall = sum(b - a for a, b in marks) / 1e6
     done, nbytes = sum(r["done"] for r in rounds), sum(r["bytes"] for r in rounds)
     net_s, machine_s, server_s = (head[k] / clk for k in ("net_ticks", "machine_ticks", "server_ticks"))
     # The clients' own CPU time over their rounds (each measured it): what the load generator costs.
