@@ -20,7 +20,8 @@
 # Nothing else is pinned: not the clients, not the servers, not pasta; gatewayd pins its own
 # shards. Every server listens on 127.0.0.1 or on an address of a veth made here; everything made
 # here (processes, namespaces gwmany-TAG-*, devices gwm-TAG-*) is removed at the end, on failure
-# and on Ctrl-C.
+# and on Ctrl-C. The ARP table's gc thresholds and fs.inotify.max_user_instances are raised for
+# the run when too low for N, and put back at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Tools/bench-lib.sh
@@ -59,7 +60,7 @@ while (($#)); do
         --skip-build) BUILD=0; shift ;;
         --no-pin-shards) PIN_SHARDS=false; shift ;;
         --shard-nice) GWD_NICE=$2; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
