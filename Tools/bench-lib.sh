@@ -181,6 +181,22 @@ netns_add() {
     fi
 }
 
+# COUNT /24s in 10.0.4.0-10.0.250.0 that no address or route on this host names yet; prints the
+# first three octets of each, one a line. One look at the addresses and routes for all of them:
+# free_subnet's look-ups per candidate take seconds per veth once there are a hundred.
+free_subnets() {
+    local count=$1 n used
+    used=" $({ ip -4 -o addr show; ip -4 route show; } 2>/dev/null | { grep -oE '(^| )10\.0\.[0-9]+\.' || true; } |
+        cut -d. -f3 | sort -u | tr '\n' ' ') "
+    for n in $(seq 4 250); do
+        ((count > 0)) || return 0
+        [[ $used == *" $n "* ]] && continue
+        echo "10.0.$n"
+        count=$((count - 1))
+    done
+    ((count == 0)) || { echo "not enough free 10.0.N.0/24 subnets ($count short)" >&2; return 1; }
+}
+
 # A /24 in 10.0.4.0-10.0.250.0 that no address on this host is in yet; prints its first three octets.
 free_subnet() {
     local n
