@@ -7,6 +7,9 @@ RR="$(pwd)/Tools/bench-rr.py"
 PYTHON=$(python3 -c 'import sys; print(sys.executable)')
 IFS=, read -ra BUSY_POLLS <<<"$BUSY_POLL_LIST"
 
+# Three ARP entries per sandbox: its gateway's in the namespace, its veth's at each end.
+raise_neighbour_limits $((4 * N))
+
 # --- the veths: one per namespace, a /30 each in a second free /16 --------------------------------
 VETH16=$(free_slash16 "$POOL16")
 # The host's (.1) and the guest's (.2) address of namespace I's /30.

@@ -46,6 +46,7 @@ bench_init() {
     PIDS=()
     NAMESPACES=()
     LINKS=()
+    RAISED=()
     trap bench_cleanup EXIT
     trap 'echo "interrupted: cleaning up" >&2; exit 130' INT TERM HUP PIPE
 }
@@ -66,7 +67,31 @@ bench_cleanup() {
     for l in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gw[tek]-$TAG-"); do
         ip link del "$l" 2>/dev/null
     done
+    local r name was set
+    for r in "${RAISED[@]}"; do
+        read -r name was set <<<"$r"
+        [[ $(sysctl -n "$name") != "$set" ]] || sysctl -qw "$name=$was"
+    done
     rm -rf "$WORK"
+}
+
+# Raises the kernel limit NAME to at least WANT for the run. bench_cleanup puts it back, unless
+# something else (another run doing the same) changed it meanwhile.
+raise_sysctl() {
+    local name=$1 want=$2 now
+    now=$(sysctl -n "$name")
+    ((now >= want)) && return 0
+    sysctl -qw "$name=$want"
+    RAISED+=("$name $now $want")
+}
+
+# The kernel's ARP table is one for all namespaces: each sandbox holds an entry for its gateway
+# (gatewayd, pasta) or two (veth: one in the namespace, one on the host), and beyond gc_thresh3
+# (1,024 by default) new entries fail with "neighbor table overflow". Raised for ENTRIES more
+# than the defaults allow, so that another run on the machine does not push this one's out.
+raise_neighbour_limits() {
+    raise_sysctl net.ipv4.neigh.default.gc_thresh2 $((512 + $1))
+    raise_sysctl net.ipv4.neigh.default.gc_thresh3 $((1024 + $1))
 }
 
 # --- processes --------------------------------------------------------------------------------

@@ -110,11 +110,6 @@ LOOP_CPU=0-$((CPUS - 1))
 # half-finished setup step made before it could be recorded.
 many_cleanup() {
     bench_cleanup
-    local r name was set
-    for r in "${RAISED[@]}"; do
-        read -r name was set <<<"$r"
-        [[ $(sysctl -n "$name") != "$set" ]] || sysctl -qw "$name=$was"
-    done
     local n l
     for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^gwmany-$TAG-"); do ip netns del "$n" 2>/dev/null; done
     for l in $(ip -o link 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^gwm-$TAG-"); do
@@ -124,23 +119,9 @@ many_cleanup() {
 }
 trap many_cleanup EXIT
 
-# Kernel limits raised for the run, "NAME WAS SET" each, put back by many_cleanup unless something
-# else (another run doing the same) changed them meanwhile.
-RAISED=()
-raise_sysctl() {
-    local name=$1 want=$2 now
-    now=$(sysctl -n "$name")
-    ((now >= want)) && return 0
-    sysctl -qw "$name=$want"
-    RAISED+=("$name $now $want")
-}
-# The kernel's ARP table is one for all namespaces: each sandbox holds an entry for its gateway
-# (gatewayd, pasta) or two (veth: one in the namespace, one on the host), and beyond gc_thresh3
-# (1,024 by default) new entries fail with "neighbor table overflow". At N = 200 with another run
-# on the machine that stalled fetches for seconds (SYNs dropped until re-resolved) and failed veth
-# connections with "No route to host".
-raise_sysctl net.ipv4.neigh.default.gc_thresh2 $((512 + 4 * (N + 1)))
-raise_sysctl net.ipv4.neigh.default.gc_thresh3 $((1024 + 4 * (N + 1)))
+# Without it, at N = 200 with another run on the machine, fetches stalled for seconds (SYNs dropped
+# until re-resolved) and veth connections failed with "No route to host".
+raise_neighbour_limits $((4 * (N + 1)))
 
 # One gatewayd with the default shard count (one per CPU), each shard pinned to its CPU by
 # gatewayd itself (unless --no-pin-shards): the way it is meant to run with many sandboxes. No sweep of stale devices
