@@ -221,7 +221,7 @@ for run in runs:
     row["rest_pct"] = row["machine_busy_pct"] * cpus - row["clients_pct"] - row["server_pct"] - row.get("cpu_pct", 0)
     rows.append(row)
 
-print(f"sparse benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} namespace sandboxes, each one 1-byte round "
+print(f"sparse benchmark {date}, kernel {kernel}, {cpus} CPUs; {n} namespace sandbox{'es' if n != 1 else ''}, each one 1-byte round "
       f"trip every {pace} ms, staggered over the period; {secs} s measured per run, {repeat} round(s); "
       f"load average before {load0}, after {load1}")
 print(f"gatewayd: one process, {cpus} shards (its default), pin-shards = false, a fresh daemon per busy-poll-us; "
