@@ -8,6 +8,8 @@
 #          per connection;
 #   fetch  --rounds R (default 5) rounds, in each every sandbox fetches 1 MiB over a new
 #          connection, all at once: Gbps and fairness per round, CPU per GB.
+# GWD_PERF=PREFIX in the environment: perf record -g of gatewayd's worker during each crr/fetch
+# workload, kept as PREFIX-WORKLOAD.data.
 # Usage: sudo Tools/bench-many.sh [--sandboxes N] [--workload LIST] [--requests K] [--rounds R]
 #            [--seconds S] [--load-seconds S] [--mtu M] [--paths LIST] [--round-trips N]
 #            [--no-pin-shards] [--shard-nice N] [--json FILE] [--skip-build]
@@ -567,7 +569,18 @@ if wants_workload crr || wants_workload fetch; then
     for w in crr fetch; do
         wants_workload "$w" || continue
         echo "== workload $w: ${ORDER[*]} ==" >&2
-        for p in "${ORDER[@]}"; do run_rounds "$p" "$w"; done
+        for p in "${ORDER[@]}"; do
+            # GWD_PERF=PREFIX: perf record -g of gatewayd's worker during its run of each workload,
+            # kept as PREFIX-WORKLOAD.data (for perf report), to see where a path's time goes.
+            perf_pid=
+            if [[ $p == gatewayd && -n ${GWD_PERF:-} ]]; then
+                worker=$(pgrep -P "$GWD_PID" | head -1 || true)
+                perf record -q -g -o "$GWD_PERF-$w.data" -p "${worker:-$GWD_PID}" 2>/dev/null &
+                perf_pid=$!
+            fi
+            run_rounds "$p" "$w"
+            [[ -z $perf_pid ]] || { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
+        done
     done
     stop "$NGINX_PID"
 fi
