@@ -681,11 +681,16 @@ for path in order if "iperf" in workloads else []:
         rows.append(row)
 
 drops = {}
+# Frames on the sandboxes' links over the whole run, and their mean size: how well the shards
+# batch (a 64 KB GSO frame per write is cheap per byte, many small frames are not).
+link = dict(framesIn=0, framesOut=0, bytesIn=0, bytesOut=0)
 for i in range(first, n + 1):
     st = load(f"gatewayd-stats-{i}.json")
     for k, v in ((st or {}).get("drops") or {}).items():
         if v:
             drops.setdefault(k, {})[i] = v
+    for k in link:
+        link[k] += (st or {}).get(k) or 0
 
 shards, probe_shard = None, None
 lst = load("gatewayd-list.json")
@@ -752,6 +757,11 @@ if rows:
     print(f"RTT: one more sandbox on the same path, {round_trips} one-byte TCP round trips (bench-rr.py rr) started one")
     print("  second into a third ↑ phase, to a server on 127.0.0.1 (veth: its own host end); idle p50: the same")
     print("  probe before any load.")
+if link["framesOut"] or link["framesIn"]:
+    mean = lambda b, f: f"{b / f / 1024:.1f} KiB" if f else "-"
+    print(f"gatewayd links over the run: to the guests {link['framesOut']:,} frames, mean "
+          f"{mean(link['bytesOut'], link['framesOut'])}; from the guests {link['framesIn']:,} frames, mean "
+          f"{mean(link['bytesIn'], link['framesIn'])}")
 if drops:
     print("gatewayd drops over the run (sandbox: count; 0 is the probe): " + "; ".join(
         f"{k} " + ", ".join(f"{i}: {v}" for i, v in sorted(d.items())) for k, d in sorted(drops.items())))
