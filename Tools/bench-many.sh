@@ -8,6 +8,8 @@
 #          per connection;
 #   fetch  --rounds R (default 5) rounds, in each every sandbox fetches 1 MiB over a new
 #          connection, all at once: Gbps and fairness per round, CPU per GB.
+# GWD_PERF=PREFIX in the environment: perf record -g of gatewayd's worker during each crr/fetch
+# workload, kept as PREFIX-WORKLOAD.data.
 # Usage: sudo Tools/bench-many.sh [--sandboxes N] [--workload LIST] [--requests K] [--rounds R]
 #            [--seconds S] [--load-seconds S] [--mtu M] [--paths LIST] [--round-trips N]
 #            [--no-pin-shards] [--shard-nice N] [--json FILE] [--skip-build]
@@ -548,7 +550,18 @@ if wants_workload crr || wants_workload fetch; then
     for w in crr fetch; do
         wants_workload "$w" || continue
         echo "== workload $w: ${ORDER[*]} ==" >&2
-        for p in "${ORDER[@]}"; do run_rounds "$p" "$w"; done
+        for p in "${ORDER[@]}"; do
+            # GWD_PERF=PREFIX: perf record -g of gatewayd's worker during its run of each workload,
+            # kept as PREFIX-WORKLOAD.data (for perf report), to see where a path's time goes.
+            perf_pid=
+            if [[ $p == gatewayd && -n ${GWD_PERF:-} ]]; then
+                worker=$(pgrep -P "$GWD_PID" | head -1 || true)
+                perf record -q -g -o "$GWD_PERF-$w.data" -p "${worker:-$GWD_PID}" 2>/dev/null &
+                perf_pid=$!
+            fi
+            run_rounds "$p" "$w"
+            [[ -z $perf_pid ]] || { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
+        done
     done
     stop "$NGINX_PID"
 fi
@@ -649,11 +662,16 @@ for path in order if "iperf" in workloads else []:
         rows.append(row)
 
 drops = {}
+# Frames on the sandboxes' links over the whole run, and their mean size: how well the shards
+# batch (a 64 KB GSO frame per write is cheap per byte, many small frames are not).
+link = dict(framesIn=0, framesOut=0, bytesIn=0, bytesOut=0)
 for i in range(first, n + 1):
     st = load(f"gatewayd-stats-{i}.json")
     for k, v in ((st or {}).get("drops") or {}).items():
         if v:
             drops.setdefault(k, {})[i] = v
+    for k in link:
+        link[k] += (st or {}).get(k) or 0
 
 shards, probe_shard = None, None
 lst = load("gatewayd-list.json")
@@ -720,6 +738,11 @@ if rows:
     print(f"RTT: one more sandbox on the same path, {round_trips} one-byte TCP round trips (bench-rr.py rr) started one")
     print("  second into a third ↑ phase, to a server on 127.0.0.1 (veth: its own host end); idle p50: the same")
     print("  probe before any load.")
+if link["framesOut"] or link["framesIn"]:
+    mean = lambda b, f: f"{b / f / 1024:.1f} KiB" if f else "-"
+    print(f"gatewayd links over the run: to the guests {link['framesOut']:,} frames, mean "
+          f"{mean(link['bytesOut'], link['framesOut'])}; from the guests {link['framesIn']:,} frames, mean "
+          f"{mean(link['bytesIn'], link['framesIn'])}")
 if drops:
     print("gatewayd drops over the run (sandbox: count; 0 is the probe): " + "; ".join(
         f"{k} " + ", ".join(f"{i}: {v}" for i, v in sorted(d.items())) for k, d in sorted(drops.items())))

@@ -58,6 +58,13 @@ public final class EventLoop: @unchecked Sendable {
     /// blocks: an answer that comes back within it is picked up without a wake-up, which on a
     /// virtual CPU costs more than the work itself. 0 turns polling off.
     public let busyPollNanoseconds: UInt64
+    /// Decides, from how the loop's recent quiet spells ended, whether polling pays now.
+    private var governor: SpinGovernor
+    /// The percentage of recent quiet spells that ended within the polling window (see
+    /// `SpinGovernor`).
+    public var busyPollHitPercent: Int { governor.hitPercent }
+    /// Bursts of I/O after which the loop slept at once because polling had not been paying.
+    public private(set) var pollsSkipped = 0
     /// Passes that handled fd events; of those, the ones found while polling; and the times the
     /// loop went to sleep (the last two only with polling on).
     public private(set) var wakeups = 0
@@ -87,11 +94,16 @@ public final class EventLoop: @unchecked Sendable {
     public static let frameReadBufferSize = 12 + 65_550
     private var readBufferStorage: UnsafeMutableRawBufferPointer?
 
-    public init(name: String, cpu: Int? = nil, busyPoll: Duration = .zero, nice: Int32? = nil) throws(GatewayError) {
+    /// `busyPollHitPercent`: poll only while at least this share of recent quiet spells ended
+    /// within `busyPoll` (0: after every burst of I/O).
+    public init(
+        name: String, cpu: Int? = nil, busyPoll: Duration = .zero, busyPollHitPercent: Int = 0, nice: Int32? = nil
+    ) throws(GatewayError) {
         self.name = name
         self.cpu = cpu
         self.nice = nice
         busyPollNanoseconds = busyPoll.nanoseconds
+        governor = SpinGovernor(window: busyPoll.nanoseconds, minimumHitPercent: busyPollHitPercent)
         do {
             epoll = try OwnedDescriptor.adopting(result: epoll_create1(Int32(EPOLL_CLOEXEC)))
         } catch {
@@ -229,12 +241,18 @@ public final class EventLoop: @unchecked Sendable {
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         // When the last fd event was handled; polling goes on until busyPollNanoseconds after it.
         var lastIO: UInt64 = 0
+        // Whether the loop has found nothing (or waited) since lastIO: the next I/O ends a quiet
+        // spell, whose length tells the governor whether polling would have caught it.
+        var quiet = false
+        // Whether the governor allowed polling after the last burst of I/O.
+        var pollAfterIO = governor.polls
         while !stopping.load(ordering: .acquiring) {
             var timeout = millisecondsToNextTimer()
             var polling = false
             if busyPollNanoseconds > 0 && timeout != 0 {
-                polling = monotonicNanoseconds() &- lastIO < busyPollNanoseconds
+                polling = pollAfterIO && monotonicNanoseconds() &- lastIO < busyPollNanoseconds
                 if polling { timeout = 0 } else { sleeps += 1 }
+                quiet = quiet || !polling
             }
             let n = events.withUnsafeMutableBufferPointer { epoll_wait(epfd, $0.baseAddress, Int32($0.count), timeout) }
             if n < 0 && Errno.last != .interrupted { break }
@@ -260,9 +278,15 @@ public final class EventLoop: @unchecked Sendable {
             if handled { wakeups += 1 }
             if handled && busyPollNanoseconds > 0 {
                 if polling { polledWakeups += 1 }
-                lastIO = monotonicNanoseconds()
+                let now = monotonicNanoseconds()
+                if quiet { governor.spellEnded(after: now &- lastIO) }
+                quiet = false
+                lastIO = now
+                pollAfterIO = governor.polls
+                if !pollAfterIO { pollsSkipped += 1 }
             } else if polling && n == 0 {
                 // Nothing yet: let anything else runnable on this CPU go first.
+                quiet = true
                 sched_yield()
             }
             runTasks()

@@ -18,6 +18,9 @@ public struct GatewayConfiguration: Sendable {
     public var pinShards = true
     /// How long a shard keeps polling for more I/O before it sleeps (see `EventLoop`); zero: never.
     public var busyPoll: Duration = .microseconds(50)
+    /// Poll only while at least this percentage of a shard's recent quiet spells ended within
+    /// `busyPoll` (see `SpinGovernor`); 0: after every burst of I/O.
+    public var busyPollHitPercent = 0
     /// The shards' nice value. A frame waits for its shard to get a CPU, and the sandboxes'
     /// own work competes for the same CPUs: at the default, the data path comes first (as the
     /// kernel's own packet processing does), so one sandbox's load does not add a scheduler
@@ -78,6 +81,10 @@ public struct ShardActivity: Sendable, Hashable {
     public var wakeups = 0
     public var polledWakeups = 0
     public var sleeps = 0
+    /// Bursts of I/O after which the shard slept at once: polling had not been paying.
+    public var pollsSkipped = 0
+    /// The share of its recent quiet spells that ended within the polling window, in percent.
+    public var busyPollHitPercent = 0
     public var epollFailures = 0
 }
 
@@ -139,7 +146,7 @@ public final class Gateway: Sendable {
         for i in 0..<configuration.shards {
             let loop = try EventLoop(
                 name: "shard-\(i)", cpu: configuration.pinShards ? i % cpus : nil, busyPoll: configuration.busyPoll,
-                nice: configuration.shardNice)
+                busyPollHitPercent: configuration.busyPollHitPercent, nice: configuration.shardNice)
             loop.startThread { thread, nice in try? privileges.setThreadNice(thread: thread, nice: nice) }
             loops.append(loop)
         }
@@ -572,6 +579,7 @@ public final class Gateway: Sendable {
             (try? loop.submitAndWait {
                 ShardActivity(
                     wakeups: loop.wakeups, polledWakeups: loop.polledWakeups, sleeps: loop.sleeps,
+                    pollsSkipped: loop.pollsSkipped, busyPollHitPercent: loop.busyPollHitPercent,
                     epollFailures: loop.epollFailures)
             }) ?? ShardActivity()
         }

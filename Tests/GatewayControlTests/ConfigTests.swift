@@ -16,6 +16,7 @@ import Wire
         shards = 3
         pin-shards = false
         busy-poll-us = 20
+        busy-poll-hit-percent = 60
         shard-nice = -3
         egress-policy = "ci"
         log-format = "json"
@@ -170,7 +171,7 @@ import Wire
         #expect(ci.defaultAction == .deny)
         let g = c.gatewayConfiguration
         #expect(g.shards == 3 && g.pinShards == false && g.defaultPolicy == "ci")
-        #expect(g.busyPoll == .microseconds(20) && g.shardNice == -3)
+        #expect(g.busyPoll == .microseconds(20) && g.busyPollHitPercent == 60 && g.shardNice == -3)
         #expect(g.publishing.defaultHostIP == IPAddress("::1"))
         #expect(c.dnsConfiguration.upstreams.count == 3)
         // Denied names, global and the policy's, and both handed to the gateway.
@@ -187,6 +188,7 @@ import Wire
         #expect(c.controlMode == 0o660)
         #expect(c.egressPolicy == "host-only")
         #expect(c.gatewayConfiguration.busyPoll == .microseconds(50))
+        #expect(c.gatewayConfiguration.busyPollHitPercent == 75)
         #expect(c.gatewayConfiguration.shardNice == -10)
         #expect(c.sweepPrefixes == ["gwt-", "gwb-", "gwv-", "gwe-"])
     }
@@ -207,6 +209,9 @@ import Wire
         Mistake(text: "\n\nshards = \"two\"\n", line: 3, key: "shards", says: "expected an integer, found a string"),
         Mistake(text: "shards = 0\n", line: 1, key: "shards", says: "0 is out of range: use 1-1024"),
         Mistake(text: "busy-poll-us = -1\n", line: 1, key: "busy-poll-us", says: "-1 is out of range: use 0-10000"),
+        Mistake(
+            text: "busy-poll-hit-percent = 101\n", line: 1, key: "busy-poll-hit-percent",
+            says: "101 is out of range: use 0-100"),
         Mistake(text: "shard-nice = -21\n", line: 1, key: "shard-nice", says: "-21 is out of range: use -20-19"),
         Mistake(
             text: "[addresses]\nipv4-pool = \"10.88.1.0/16\"\n", line: 2, key: "addresses.ipv4-pool",

@@ -178,6 +178,9 @@ final class FakePublishing: PortPublishing, @unchecked Sendable {
         #expect(text.contains("gatewayd_shard_sandboxes{shard=\"1\"} 0\n"))
         #expect(text.contains("# TYPE gatewayd_shard_polled_wakeups_total counter\n"))
         #expect(text.contains("gatewayd_shard_sleeps_total{shard=\"1\"} "))
+        #expect(text.contains("gatewayd_shard_polls_skipped_total{shard=\"1\"} "))
+        // A new shard polls until its traffic says otherwise.
+        #expect(text.contains("gatewayd_shard_busy_poll_hit_percent{shard=\"0\"} 100\n"))
         #expect(text.contains("gatewayd_shard_buffer_bytes{shard=\"0\",state=\"in_use\"} 0\n"))
         #expect(text.contains("# TYPE gatewayd_shard_buffer_released_bytes_total counter\n"))
         #expect(text.contains("gatewayd_memory_budget_reserved_bytes 0\n"))

@@ -57,6 +57,9 @@ public struct DaemonConfiguration: Sendable {
     public var pinShards = true
     /// Microseconds a shard keeps polling for I/O before it sleeps; 0 turns polling off.
     public var busyPollMicroseconds = 50
+    /// Poll only while at least this percentage of a shard's recent quiet spells ended within the
+    /// window; 0: after every burst of I/O.
+    public var busyPollHitPercent = 75
     /// The shards' nice value (-20…19); 0 leaves them at the process's.
     public var shardNice = -10
     public var egressPolicy = "host-only"
@@ -146,6 +149,7 @@ public struct DaemonConfiguration: Sendable {
         var c = GatewayConfiguration(shards: shards)
         c.pinShards = pinShards
         c.busyPoll = .microseconds(busyPollMicroseconds)
+        c.busyPollHitPercent = busyPollHitPercent
         c.shardNice = shardNice == 0 ? nil : Int32(shardNice)
         c.addresses = addresses
         c.defaultPolicy = egressPolicy
@@ -213,6 +217,7 @@ public struct DaemonConfiguration: Sendable {
             case .shards: shards = try r.int(e, e.key, in: 1...1024)
             case .pinShards: pinShards = try r.bool(e, e.key)
             case .busyPollUs: busyPollMicroseconds = try r.int(e, e.key, in: 0...10_000)
+            case .busyPollHitPercent: busyPollHitPercent = try r.int(e, e.key, in: 0...100)
             case .shardNice: shardNice = try r.int(e, e.key, in: -20...19)
             case .egressPolicy: egressPolicy = try r.string(e, e.key)
             case .logFormat:
@@ -288,6 +293,7 @@ public struct DaemonConfiguration: Sendable {
         case shards
         case pinShards = "pin-shards"
         case busyPollUs = "busy-poll-us"
+        case busyPollHitPercent = "busy-poll-hit-percent"
         case shardNice = "shard-nice"
         case egressPolicy = "egress-policy"
         case logFormat = "log-format"

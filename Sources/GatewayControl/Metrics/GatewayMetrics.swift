@@ -26,6 +26,18 @@ public enum GatewayMetrics {
         }
         p.family("gatewayd_shard_sleeps_total", .counter, help: "Times a busy-polling shard went to sleep for I/O.")
         for (shard, s) in polling.enumerated() { p.sample("gatewayd_shard_sleeps_total", ["shard": String(shard)], s.sleeps) }
+        p.family(
+            "gatewayd_shard_polls_skipped_total", .counter,
+            help: "Bursts of I/O after which a shard slept at once: too few quiet spells ended within busy-poll-us.")
+        for (shard, s) in polling.enumerated() {
+            p.sample("gatewayd_shard_polls_skipped_total", ["shard": String(shard)], s.pollsSkipped)
+        }
+        p.family(
+            "gatewayd_shard_busy_poll_hit_percent", .gauge,
+            help: "Share of a shard's recent quiet spells that ended within busy-poll-us (it polls while >= busy-poll-hit-percent).")
+        for (shard, s) in polling.enumerated() {
+            p.sample("gatewayd_shard_busy_poll_hit_percent", ["shard": String(shard)], s.busyPollHitPercent)
+        }
         p.family("gatewayd_shard_epoll_failures_total", .counter, help: "epoll_ctl calls that failed on a watched fd (a bug).")
         for (shard, s) in polling.enumerated() {
             p.sample("gatewayd_shard_epoll_failures_total", ["shard": String(shard)], s.epollFailures)
