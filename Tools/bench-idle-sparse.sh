@@ -123,16 +123,23 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A ADDR
 RUNS=()
 for r in $(seq 1 "$REPEAT"); do
-    for bp in "${BUSY_POLLS[@]}"; do
-        gatewayd_config "busy-poll-us = $bp"
+    for setting in "${BUSY_POLLS[@]}"; do
+        us=${setting%%:*}
+        config="busy-poll-us = $us"
+        label="bp$us"
+        if [[ $setting == *:* ]]; then
+            config+=$'\n'"busy-poll-hit-percent = ${setting#*:}"
+            label+="h${setting#*:}"
+        fi
+        gatewayd_config "$config"
         gatewayd_up
-        echo "gatewayd busy-poll-us $bp: attaching $N sandboxes…" >&2
+        echo "gatewayd busy-poll-us $setting: attaching $N sandboxes…" >&2
         attach_range 1 "$N"
-        api http://gatewayd/v1/sandboxes >"$WORK/sparse-bp$bp-$r.sandboxes.json"
+        api http://gatewayd/v1/sandboxes >"$WORK/sparse-$label-$r.sandboxes.json"
         while read -r i addr; do ADDR[$i]=$addr; done < <(json_get \
-            "'\n'.join(f\"{s['id'].rsplit('-', 1)[1]} {s['gatewayIPv4']}\" for s in d)" <"$WORK/sparse-bp$bp-$r.sandboxes.json")
-        sparse_run "bp$bp-$r" "$GW_PORT" "$GW_SERVER"
-        RUNS+=("bp$bp-$r")
+            "'\n'.join(f\"{s['id'].rsplit('-', 1)[1]} {s['gatewayIPv4']}\" for s in d)" <"$WORK/sparse-$label-$r.sandboxes.json")
+        sparse_run "$label-$r" "$GW_PORT" "$GW_SERVER"
+        RUNS+=("$label-$r")
         stop "$GWD_PID"
         GWD_PID=
     done
@@ -158,12 +165,16 @@ def read(name):
 
 
 def shard_counters(text):
-    out = {}
+    """All shards' wake-up counters summed, and their busy-poll hit shares (builds with the governor)."""
+    out, hits = {}, []
     for line in text.splitlines():
-        m = re.match(r'^gatewayd_shard_(wakeups|polled_wakeups|sleeps)_total\{shard="\d+"\} (\S+)', line)
+        m = re.match(r'^gatewayd_shard_(wakeups|polled_wakeups|sleeps|polls_skipped)_total\{shard="\d+"\} (\S+)', line)
         if m:
             out[m[1]] = out.get(m[1], 0) + float(m[2])
-    return out
+        m = re.match(r'^gatewayd_shard_busy_poll_hit_percent\{shard="\d+"\} (\S+)', line)
+        if m:
+            hits.append(float(m[1]))
+    return out, hits
 
 
 def unbusy_jiffies(line):
@@ -209,15 +220,19 @@ for run in runs:
                load0=read(base + ".0.load").strip(), load1=read(base + ".1.load").strip())
     if os.path.exists(os.path.join(work, base + ".0.ticks")):
         (c0, w0, q0), (c1, w1, q1) = ([int(x) for x in read(base + f".{k}.ticks").split()] for k in (0, 1))
-        m0, m1 = shard_counters(read(base + ".0.metrics")), shard_counters(read(base + ".1.metrics"))
+        (m0, _), (m1, hits) = shard_counters(read(base + ".0.metrics")), shard_counters(read(base + ".1.metrics"))
         ctx0 = int(read(base + ".0.ctx").split("\n")[0].split()[1])
         ctx1 = int(read(base + ".1.ctx").split("\n")[0].split()[1])
         cpu_s = (c1 - c0) / clk
         row.update(cpu_pct=cpu_s / wall * 100, worker_pct=(w1 - w0) / clk / wall * 100,
                    cpu_us_per_rt=cpu_s / wall / row["rt_per_s"] * 1e6 if row["rt_per_s"] else None,
                    wait_pct=(q1 - q0) / 1e9 / wall * 100, ctx_per_s=(ctx1 - ctx0) / wall,
-                   **{k + "_per_s": (m1.get(k, 0) - m0.get(k, 0)) / wall for k in ("wakeups", "polled_wakeups", "sleeps")})
-        row["busy_poll_us"] = int(row["setting"][2:])
+                   hit_percent=hits or None,
+                   **{k + "_per_s": (m1.get(k, 0) - m0.get(k, 0)) / wall
+                      for k in ("wakeups", "polled_wakeups", "sleeps", "polls_skipped")})
+        m = re.fullmatch(r"bp(\d+)(?:h(\d+))?", row["setting"])
+        row["busy_poll_us"] = int(m[1])
+        row["busy_poll_hit_percent"] = int(m[2]) if m[2] else None
     row["rest_pct"] = row["machine_busy_pct"] * cpus - row["clients_pct"] - row["server_pct"] - row.get("cpu_pct", 0)
     rows.append(row)
 
@@ -228,8 +243,10 @@ print(f"gatewayd: one process, {cpus} shards (its default), pin-shards = false, 
       f"veth: a kernel veth per namespace, its server on the veth's host end")
 print()
 def path(row):
-    bp = row.get("busy_poll_us")
-    return f"gatewayd busy-poll-us {bp}" if bp is not None else "kernel veth"
+    bp, hit = row.get("busy_poll_us"), row.get("busy_poll_hit_percent")
+    if bp is None:
+        return "kernel veth"
+    return f"gatewayd busy-poll-us {bp}" + (f", hit-percent {hit}" if hit is not None else "")
 
 
 us = lambda v: f(v and v / 1e3, "{:.0f}")
@@ -252,7 +269,7 @@ print(f"  steal) over the window, % of all {cpus}.")
 print()
 print("2. what gatewayd spends on them")
 tab = [["path", "run", "CPU % of a core", "worker %", "CPU µs/RT", "wait %", "wake-ups/s", "per RT", "polled/s",
-        "sleeps/s", "ctx sw/s"]]
+        "sleeps/s", "skipped/s", "hit %", "ctx sw/s"]]
 for row in rows:
     bp = row.get("busy_poll_us")
     if bp is None:
@@ -261,13 +278,19 @@ for row in rows:
                 f(row["cpu_us_per_rt"], "{:.1f}"), f(row["wait_pct"], "{:.1f}"), f(row["wakeups_per_s"], "{:.0f}"),
                 f(row["rt_per_s"] and row["wakeups_per_s"] / row["rt_per_s"], "{:.2f}"),
                 f(row["polled_wakeups_per_s"] if bp else None, "{:.0f}"),
-                f(row["sleeps_per_s"] if bp else None, "{:.0f}"), f(row["ctx_per_s"], "{:.0f}")])
+                f(row["sleeps_per_s"] if bp else None, "{:.0f}"),
+                f(row["polls_skipped_per_s"] if bp and row["hit_percent"] else None, "{:.0f}"),
+                "/".join(f"{h:.0f}" for h in row["hit_percent"]) if bp and row["hit_percent"] else "-",
+                f(row["ctx_per_s"], "{:.0f}")])
 print_table(tab, left=1)
 print("  CPU: utime+stime of supervisor and worker (/proc/PID/stat) over the window, and ÷ round trips; wait:")
 print("  their threads' time runnable without a CPU (schedstat) ÷ wall time. wake-ups: shard passes that")
 print("  handled I/O; polled: of those, the ones whose I/O came while the shard spun; sleeps: a shard blocking")
-print("  in epoll_wait (the last two counted with busy polling on only); all shards, /metrics. ctx sw:")
-print("  voluntary and involuntary context switches of all of gatewayd's threads.")
+print("  in epoll_wait; skipped: bursts of I/O after which the shard's governor let it sleep at once, its")
+print("  recent quiet spells having ended within busy-poll-us too seldom; hit %: that share per shard at the")
+print("  window's end (polled, sleeps, skipped and hit counted with busy-poll-us > 0 only; all shards,")
+print("  /metrics). No hit-percent named: gatewayd's default busy-poll-hit-percent. ctx sw: voluntary and")
+print("  involuntary context switches of all of gatewayd's threads.")
 missed = sum(r["missed"] for r in rows)
 bad = [r for r in rows if r["clients"] < n or r["failed"]]
 if missed or bad:

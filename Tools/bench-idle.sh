@@ -16,8 +16,10 @@
 # report in the output.
 # --sparse-sandboxes N (default 0: the mode is off): N sandboxes, each with a client making one 1-byte
 # round trip every --pace-ms P (default 100), staggered, for --seconds S (default 30) measured; once
-# through a fresh gatewayd per --busy-poll-us value (comma-separated, default 50,0), then through a
-# kernel veth in each namespace; --repeat R (default 1) rounds of all of them taking turns.
+# through a fresh gatewayd per --busy-poll-us setting, then through a kernel veth in each namespace;
+# --repeat R (default 1) rounds of all of them taking turns. --busy-poll-us: comma-separated, each
+# US (busy-poll-us, gatewayd's own busy-poll-hit-percent) or US:HIT (and busy-poll-hit-percent HIT);
+# default 50,50:0,0 (the default; polling after every burst, as before the governor; off).
 # Namespaces gwidle-TAG-*, veths gwk-TAG-*, the daemon's pool, socket and state are this run's own and
 # are removed at the end, on failure and on Ctrl-C.
 set -euo pipefail
@@ -32,7 +34,7 @@ TRACE_SECS=10
 REPEAT=
 SPARSE=0
 PACE_MS=100
-BUSY_POLL_LIST=50,0
+BUSY_POLL_LIST=50,50:0,0
 REVERSE=1
 PERF=0
 BUILD=1
@@ -50,7 +52,7 @@ while (($#)); do
         --pace-ms) PACE_MS=$2; shift 2 ;;
         --busy-poll-us) BUSY_POLL_LIST=$2; shift 2 ;;
         --skip-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -67,7 +69,8 @@ done
 if ((SPARSE)); then
     ((SPARSE <= 1000)) || { echo "--sparse-sandboxes takes 0-1000 (a python client each)" >&2; exit 2; }
     ((PACE_MS >= 1 && SECS >= 2 && REPEAT >= 1)) || { echo "--pace-ms takes ≥ 1, --seconds ≥ 2, --repeat ≥ 1" >&2; exit 2; }
-    [[ $BUSY_POLL_LIST =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "--busy-poll-us takes comma-separated whole numbers of µs" >&2; exit 2; }
+    [[ $BUSY_POLL_LIST =~ ^[0-9]+(:[0-9]+)?(,[0-9]+(:[0-9]+)?)*$ ]] ||
+        { echo "--busy-poll-us takes comma-separated settings, each µs or µs:hit-percent" >&2; exit 2; }
     N=$SPARSE
 else
     ((N >= 1 && N <= 4000)) || { echo "--sandboxes takes 1-4000" >&2; exit 2; }
