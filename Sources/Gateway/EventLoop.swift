@@ -57,7 +57,7 @@ public final class EventLoop: @unchecked Sendable {
     /// After handling I/O the loop keeps polling (without sleeping) this long for more before it
     /// blocks: an answer that comes back within it is picked up without a wake-up, which on a
     /// virtual CPU costs more than the work itself. 0 turns polling off.
-    public let busyPollNanoseconds: UInt64
+    public var busyPollNanoseconds: UInt64 { governor.window }
     /// Decides, from how the loop's recent quiet spells ended, whether polling pays now.
     private var governor: SpinGovernor
     /// The percentage of recent quiet spells that ended within the polling window (see
@@ -102,7 +102,6 @@ public final class EventLoop: @unchecked Sendable {
         self.name = name
         self.cpu = cpu
         self.nice = nice
-        busyPollNanoseconds = busyPoll.nanoseconds
         governor = SpinGovernor(window: busyPoll.nanoseconds, minimumHitPercent: busyPollHitPercent)
         do {
             epoll = try OwnedDescriptor.adopting(result: epoll_create1(Int32(EPOLL_CLOEXEC)))
@@ -244,13 +243,11 @@ public final class EventLoop: @unchecked Sendable {
         // Whether the loop has found nothing (or waited) since lastIO: the next I/O ends a quiet
         // spell, whose length tells the governor whether polling would have caught it.
         var quiet = false
-        // Whether the governor allowed polling after the last burst of I/O.
-        var pollAfterIO = governor.polls
         while !stopping.load(ordering: .acquiring) {
             var timeout = millisecondsToNextTimer()
             var polling = false
             if busyPollNanoseconds > 0 && timeout != 0 {
-                polling = pollAfterIO && monotonicNanoseconds() &- lastIO < busyPollNanoseconds
+                polling = governor.polls && monotonicNanoseconds() &- lastIO < busyPollNanoseconds
                 if polling { timeout = 0 } else { sleeps += 1 }
                 quiet = quiet || !polling
             }
@@ -282,8 +279,7 @@ public final class EventLoop: @unchecked Sendable {
                 if quiet { governor.spellEnded(after: now &- lastIO) }
                 quiet = false
                 lastIO = now
-                pollAfterIO = governor.polls
-                if !pollAfterIO { pollsSkipped += 1 }
+                if !governor.polls { pollsSkipped += 1 }
             } else if polling && n == 0 {
                 // Nothing yet: let anything else runnable on this CPU go first.
                 quiet = true

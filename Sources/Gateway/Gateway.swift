@@ -20,7 +20,7 @@ public struct GatewayConfiguration: Sendable {
     public var busyPoll: Duration = .microseconds(50)
     /// Poll only while at least this percentage of a shard's recent quiet spells ended within
     /// `busyPoll` (see `SpinGovernor`); 0: after every burst of I/O.
-    public var busyPollHitPercent = 0
+    public var busyPollHitPercent = 75
     /// The shards' nice value. A frame waits for its shard to get a CPU, and the sandboxes'
     /// own work competes for the same CPUs: at the default, the data path comes first (as the
     /// kernel's own packet processing does), so one sandbox's load does not add a scheduler
