@@ -288,8 +288,8 @@ gatewayd_spawn() {
 
 # Starts the release gatewayd from BINDIR with its own control socket and state under WORK, one
 # shard on LOOP_CPU, host-only egress, and a DNS upstream (127.0.0.1:9, discard) that no real
-# resolver answers. GWD_BUSY_POLL_US sets its busy-poll-us (default 50, gatewayd's own default).
-# Sets GWD_PID and GWD_SOCK.
+# resolver answers. GWD_BUSY_POLL_US sets its busy-poll-us (default 50, gatewayd's own default),
+# GWD_SHARD_NICE its shard-nice (default: gatewayd's own). Sets GWD_PID and GWD_SOCK.
 # Builds that limit new flows per sandbox (200 a second by default) get no limit, so conn/s
 # measures the data path; older builds do not know the key (and have no limit).
 gatewayd_unlimit_connections() {
@@ -305,6 +305,7 @@ gatewayd_start() {
 pin-shards = false
 sweep-stale-devices = false
 busy-poll-us = ${GWD_BUSY_POLL_US:-50}
+${GWD_SHARD_NICE:+shard-nice = $GWD_SHARD_NICE}
 [dns]
 upstreams = ["127.0.0.1:9"]
 TOML

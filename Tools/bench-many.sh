@@ -18,7 +18,7 @@
 # probe runs (default --seconds + 10; the probe starts 1 s in and must end before them). --mtu: of
 # every path (default 1500). --paths: comma-separated subset of gatewayd,pasta,veth (default all).
 # --round-trips: of the latency probe (default 1000, after 100 unmeasured). --no-pin-shards:
-# gatewayd's pin-shards = false; --shard-nice N: gatewayd's shard-nice (default its own, -10).
+# gatewayd's pin-shards = false; --shard-nice N: gatewayd's shard-nice (default its own, 0).
 # Nothing else is pinned: not the clients, not the servers, not pasta; gatewayd pins its own
 # shards. Every server listens on 127.0.0.1 or on an address of a veth made here; everything made
 # here (processes, namespaces gwmany-TAG-*, devices gwm-TAG-*) is removed at the end, on failure
@@ -37,7 +37,7 @@ ROUND_TRIPS=1000
 JSON_OUT=
 BUILD=1
 PIN_SHARDS=true
-GWD_NICE=-10
+GWD_NICE=0
 WORKLOADS=iperf
 REQUESTS=50
 ROUNDS=5

@@ -40,6 +40,10 @@ int gw_set_thread_nice(int nice) {
     return setpriority(PRIO_PROCESS, (id_t)tid, nice) == 0 ? 0 : -errno;
 }
 
+int gw_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name) == 0 ? 0 : -errno;
+}
+
 int gw_thread_nice(void) {
     return getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
 }

@@ -333,6 +333,8 @@ public final class EventLoop: @unchecked Sendable {
     public func startThread(raiseNice: (@Sendable (Int32, Int32) -> Void)? = nil) {
         let loop = self
         let thread = Thread {
+            // Named so that top -H, perf and /proc/PID/task/*/comm tell the shards apart.
+            _ = gw_set_thread_name(String(decoding: loop.name.utf8.prefix(15), as: UTF8.self))
             loop.pinIfNeeded()
             // Without CAP_SYS_NICE (or RLIMIT_NICE) a negative value is refused; the supervisor
             // then sets it, or the loop runs at the process's priority, which costs latency and

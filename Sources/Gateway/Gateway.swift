@@ -21,11 +21,15 @@ public struct GatewayConfiguration: Sendable {
     /// Poll only while at least this percentage of a shard's recent quiet spells ended within
     /// `busyPoll` (see `SpinGovernor`); 0: after every burst of I/O.
     public var busyPollHitPercent = 75
-    /// The shards' nice value. A frame waits for its shard to get a CPU, and the sandboxes'
-    /// own work competes for the same CPUs: at the default, the data path comes first (as the
-    /// kernel's own packet processing does), so one sandbox's load does not add a scheduler
-    /// slice to every other sandbox's round trip. nil leaves the process's.
-    public var shardNice: Int32? = -10
+    /// The shards' nice value; nil leaves the process's. A frame waits for its shard to get a
+    /// CPU, and the sandboxes' own work competes for the same CPUs. Below 0 the data path comes
+    /// first: ~10 % more aggregate when the sandboxes saturate the CPUs, but a shard that takes
+    /// more than its share delays the sandboxes' own processes unevenly (200 sandboxes fetching
+    /// at once: Jain 0.27–0.72 per round at −10 against 0.83–0.96 at 0), and another sandbox's
+    /// round trip under load was no faster (p99 7–10 ms at −10, 2–4 ms at 0;
+    /// Tools/README-bench-many.md). Sandboxes taking turns on a shard (64 KB each) is what keeps
+    /// their latency apart, not the priority.
+    public var shardNice: Int32? = nil
     public var addresses = AddressPlan()
     public var defaultPolicy = "host-only"
     /// Policies by name beside the built-in profiles (`Policy.profileNames`); a name defined

@@ -34,6 +34,9 @@ public struct StackCounters: Sendable {
     public var tcpFastRecoveries = 0
     public var tcpTailProbes = 0
     public var tcpRetransmittedSegments = 0
+    /// Guest TCP bytes a direct receiver took as they arrived (the layer above wrote them to its
+    /// socket), never buffered.
+    public var tcpBytesTakenDirectly = 0
     /// ICMP errors sent to the guest (time exceeded, destination unreachable).
     public var icmpErrorsSent = 0
     /// Frames whose source MAC or IP is not the sandbox's (anti-spoofing).
@@ -762,6 +765,23 @@ public final class Stack {
         collect(flow)
         if !memoryWaiters.isEmpty { wakeMemoryWaiters(now: now) }
     }
+
+    /// Lets `take` have the guest's in-order bytes as they arrive whenever none wait in the
+    /// receive buffer (see `TCPConnection.directReceiver`); nil stops it.
+    public func tcpSetDirectReceiver(_ id: TCPFlowID, _ take: ((UnsafeRawBufferPointer) -> Int)?) {
+        guard let take else {
+            flows[id]?.connection.directReceiver = nil
+            return
+        }
+        flows[id]?.connection.directReceiver = { [unowned self] bytes in
+            let n = take(bytes)
+            self.counters.tcpBytesTakenDirectly += n
+            return n
+        }
+    }
+
+    /// In-order bytes of the connection that its direct receiver took, never buffered.
+    public func tcpBytesTakenDirectly(_ id: TCPFlowID) -> Int { flows[id]?.connection.bytesTakenDirectly ?? 0 }
 
     public func tcpReadableBytes(_ id: TCPFlowID) -> Int { flows[id]?.connection.receiveBuffer.count ?? 0 }
 

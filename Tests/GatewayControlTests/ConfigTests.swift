@@ -189,7 +189,7 @@ import Wire
         #expect(c.egressPolicy == "host-only")
         #expect(c.gatewayConfiguration.busyPoll == .microseconds(50))
         #expect(c.gatewayConfiguration.busyPollHitPercent == 75)
-        #expect(c.gatewayConfiguration.shardNice == -10)
+        #expect(c.gatewayConfiguration.shardNice == nil)
         #expect(c.sweepPrefixes == ["gwt-", "gwb-", "gwv-", "gwe-"])
     }
 

@@ -35,7 +35,7 @@ struct PackagedConfigTests {
         #expect(Self.settings(c) == Self.settings(DaemonConfiguration()))
         // A setting that is not its default shows in the comparison.
         var changed = DaemonConfiguration()
-        try changed.apply(toml: text.replacingOccurrences(of: "shard-nice = -10", with: "shard-nice = -5"), file: Self.path)
+        try changed.apply(toml: text.replacingOccurrences(of: "shard-nice = 0", with: "shard-nice = -5"), file: Self.path)
         #expect(Self.settings(changed) != Self.settings(DaemonConfiguration()))
     }
 

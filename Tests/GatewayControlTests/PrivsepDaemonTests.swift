@@ -22,6 +22,10 @@ struct PrivsepDaemonTests {
     @Test func theWorkerHasNoPrivilegeAndAFilter() throws {
         let h = try DaemonHarness()
         defer { h.tearDown() }
+        // A raised shard priority, which the confined worker cannot set itself.
+        let config = try String(contentsOfFile: h.configPath, encoding: .utf8)
+        try config.replacingOccurrences(of: "pin-shards = false\n", with: "pin-shards = false\nshard-nice = -10\n")
+            .write(toFile: h.configPath, atomically: true, encoding: .utf8)
         try h.start()
         let worker = h.workerPID
         #expect(worker != h.pid, "no worker process under the supervisor")
@@ -34,7 +38,7 @@ struct PrivsepDaemonTests {
         #expect(s["Seccomp"] == "2")
         let uids = (s["Uid"] ?? "0").split(whereSeparator: \.isWhitespace)
         #expect(uids.count == 4 && !uids.contains("0"), "worker UIDs: \(uids)")
-        // The shards still run at shard-nice (-10), which the supervisor set for them.
+        // The shards run at shard-nice (-10), which the supervisor set for them.
         let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(worker)/task")
         let niceValues = tasks.compactMap { task in
             (try? String(contentsOfFile: "/proc/\(worker)/task/\(task)/stat", encoding: .utf8)).flatMap { stat in

@@ -106,6 +106,49 @@ struct GatewayEgressTests {
         #expect(down.contains("\"sum_received\""))
     }
 
+    /// An upload goes to the host socket straight from the guest's frames while the socket keeps
+    /// up, through the receive ring while it does not (the server starts reading late), and back:
+    /// the host receives every byte, in order.
+    @Test func anUploadPassesTheRingWhileTheSocketKeepsUpAndKeepsItsOrderWhenItDoesNot() throws {
+        let fx = try GatewayFixture()
+        defer { fx.tearDown() }
+        let dir = try fx.temporaryDirectory("upload")
+        let port = GatewayFixture.freePort()
+        _ = try fx.background(["python3", "-c", """
+            import hashlib, socket, time
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", \(port)))
+            s.listen(1)
+            c, _ = s.accept()
+            time.sleep(1)  # the socket fills meanwhile: the guest's bytes wait in the ring
+            h, n = hashlib.sha256(), 0
+            while True:
+                b = c.recv(1 << 16)
+                if not b:
+                    break
+                h.update(b)
+                n += len(b)
+            open("\(dir)/got.tmp", "w").write(f"{n} {h.hexdigest()}")
+            __import__("os").rename("\(dir)/got.tmp", "\(dir)/got")
+            """])
+        try fx.waitForListener(port: port)
+        let (info, ns) = try fx.attach()
+        let size = 24 << 20
+        let sent = try fx.run(
+            in: ns,
+            "head -c \(size) /dev/urandom > \(dir)/up && sha256sum \(dir)/up | cut -d' ' -f1 && nc -N -w 30 \(info.gatewayIPv4) \(port) < \(dir)/up",
+            timeout: 90
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(eventually(seconds: 30, every: 0.1) { FileManager.default.fileExists(atPath: dir + "/got") })
+        let got = try String(contentsOfFile: dir + "/got", encoding: .utf8)
+        #expect(got == "\(size) \(sent)")
+        let counters = try fx.gateway.stats(info.id).counters
+        let direct = try #require(counters["tcp_bytes_direct_total"])
+        #expect(direct > size / 4, "\(direct) of \(size) bytes went straight to the socket")
+        #expect(direct < size, "the late reader left bytes in the ring: \(direct) of \(size) went straight")
+    }
+
     @Test func sandboxesAreIsolatedAndSpreadOverShards() throws {
         let fx = try GatewayFixture(shards: 2)
         defer { fx.tearDown() }

@@ -13,6 +13,8 @@ int gw_setns_net(int fd);
 int gw_set_thread_nice(int nice);
 /* The calling thread's ID (gettid), which another process may set the nice value of. */
 int gw_current_thread_id(void);
+/* Names the calling thread (at most 15 bytes are kept), for top -H, perf and /proc. 0 or -errno. */
+int gw_set_thread_name(const char *name);
 /* The calling thread's nice value. */
 int gw_thread_nice(void);
 /* Returns memory freed in every malloc arena to the system (malloc_trim(0)). */

@@ -212,6 +212,7 @@ final class TCPRelay {
             armIdleTimer()
             armHalfOpenTimer()
             stack.tcpAccept(id, now: monotonicNanoseconds())
+            stack.tcpSetDirectReceiver(id) { [weak self] bytes in self?.takeDirectly(bytes) ?? 0 }
         case .pull:
             let now = monotonicNanoseconds()
             guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
@@ -280,6 +281,18 @@ final class TCPRelay {
             cancelConnectTimer()
             if abortGuest { stack.tcpAbort(id) }
             closeSocket(reset: true)
+        }
+    }
+
+    /// The guest's bytes as they arrive, while the ring before them is empty: straight to the
+    /// socket, saving their copy through the ring (`StreamPump.pushDirectly`).
+    private func takeDirectly(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard machine.takesGuestBytesDirectly, socket != nil else { return 0 }
+        let now = monotonicNanoseconds()
+        return StreamPump.pushDirectly(bytes, to: socket!, now: now, rates: relay.rates) { n in
+            bytesOut &+= UInt64(n)
+            relay.countToHost(n)
+            lastActivity = now
         }
     }
 

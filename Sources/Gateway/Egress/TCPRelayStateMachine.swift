@@ -236,6 +236,14 @@ struct TCPRelayStateMachine {
         }
     }
 
+    /// Whether the guest's bytes may go to the socket as they arrive, past the receive ring:
+    /// relaying, nothing held for the name check, and the socket neither full, rate-limited
+    /// nor past the guest's FIN. (The stack offers them only while the ring is empty.)
+    var takesGuestBytesDirectly: Bool {
+        guard case .relaying(let f) = state else { return false }
+        return !f.holding && !f.sides.socketFull && !f.sides.writeLimited && !f.sides.guestFIN
+    }
+
     var guestFIN: Bool {
         switch state {
         case .relaying(let f), .closing(let f, _), .draining(let f): f.sides.guestFIN

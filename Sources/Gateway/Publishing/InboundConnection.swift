@@ -141,6 +141,16 @@ final class InboundConnection {
         perform(machine.abort())
     }
 
+    /// The guest's bytes as they arrive, while the ring before them is empty: straight to the
+    /// client's socket, saving their copy through the ring (`StreamPump.pushDirectly`).
+    private func takeDirectly(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard machine.takesGuestBytesDirectly, socket != nil else { return 0 }
+        return StreamPump.pushDirectly(bytes, to: socket!, now: monotonicNanoseconds(), rates: relay.rates) { n in
+            bytesOut &+= UInt64(n)
+            relay.countFromGuest(n)
+        }
+    }
+
     // MARK: - Carrying out actions
 
     private func perform(_ action: InboundStateMachine.Action) {
@@ -150,6 +160,7 @@ final class InboundConnection {
         case .established:
             cancelTimer()
             relay.connectionEstablished()
+            stack.tcpSetDirectReceiver(id) { [weak self] bytes in self?.takeDirectly(bytes) ?? 0 }
         case .pull:
             guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
             let now = monotonicNanoseconds()

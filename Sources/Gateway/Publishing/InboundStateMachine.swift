@@ -72,6 +72,14 @@ struct InboundStateMachine {
 
     var guestFIN: Bool { flow?.sides.guestFIN ?? false }
 
+    /// Whether the guest's bytes may go to the client's socket as they arrive, past the receive
+    /// ring: relaying, and the socket neither full, rate-limited nor past the guest's FIN. (The
+    /// stack offers them only while the ring is empty.)
+    var takesGuestBytesDirectly: Bool {
+        guard case .relaying(let f) = state else { return false }
+        return !f.sides.socketFull && !f.sides.writeLimited && !f.sides.guestFIN
+    }
+
     var isEstablished: Bool {
         switch state {
         case .relaying, .draining: true

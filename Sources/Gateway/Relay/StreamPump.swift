@@ -78,6 +78,25 @@ enum StreamPump {
         }
     }
 
+    /// Writes bytes the stack offers as they arrive (its direct receiver, while the receive ring
+    /// is empty) to `socket`; returns how many it took, 0 when the socket is full, failed or the
+    /// rate limit has nothing now. The stack buffers the rest, and the `push` that follows meets
+    /// the same condition and reports it. Runs inside the stack's receive: `moved` must not call
+    /// into the stack.
+    static func pushDirectly(
+        _ bytes: UnsafeRawBufferPointer, to socket: borrowing OwnedDescriptor, now: UInt64, rates: RateLimiter? = nil,
+        moved: (Int) -> Void
+    ) -> Int {
+        let limiter = rates?.limitsBytes(.toHost) == true ? rates : nil
+        let allowance = limiter?.allowance(.toHost, now: now) ?? .max
+        guard allowance > 0 else { return 0 }
+        let offered = UnsafeRawBufferPointer(rebasing: bytes[..<min(bytes.count, allowance)])
+        guard let n = try? HostSocket.write(socket, offered), n > 0 else { return 0 }
+        moved(n)
+        limiter?.spend(.toHost, n, now: now)
+        return n
+    }
+
     /// Writes the connection's receive ring to `fd` until it is empty or the socket is full;
     /// `moved` gets every byte written. `complete` says whether the stream is already whole
     /// when nothing is left to write; `guestFIN` that the guest's FIN has arrived, so that the

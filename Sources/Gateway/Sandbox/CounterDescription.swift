@@ -47,6 +47,7 @@ extension CounterDescription where Source == SandboxCounterSource {
             .init("tcp_fast_recoveries_total", "Fast recoveries toward the guest (closed connections).") { $0.stack.tcpFastRecoveries },
             .init("tcp_tail_loss_probes_total", "Tail loss probes toward the guest (closed connections).") { $0.stack.tcpTailProbes },
             .init("tcp_retransmitted_segments_total", "Segments resent to the guest (closed connections).") { $0.stack.tcpRetransmittedSegments },
+            .init("tcp_bytes_direct_total", "Guest TCP bytes written to their host socket as they arrived, never buffered.") { $0.stack.tcpBytesTakenDirectly },
             .init("icmp_errors_sent_total", "ICMP errors sent to the guest (time exceeded, unreachable).") { $0.stack.icmpErrorsSent },
             .init("arp_replies_total", "ARP replies to the guest.") { $0.stack.arpReplies },
             .init("echo_replies_local_total", "Echo replies the gateway itself gave.") { $0.stack.echoReplies },

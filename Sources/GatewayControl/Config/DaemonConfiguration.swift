@@ -61,7 +61,7 @@ public struct DaemonConfiguration: Sendable {
     /// window; 0: after every burst of I/O.
     public var busyPollHitPercent = 75
     /// The shards' nice value (-20…19); 0 leaves them at the process's.
-    public var shardNice = -10
+    public var shardNice = 0
     public var egressPolicy = "host-only"
     public var logFormat = LogFormat.human
     public var logLevel = Logger.Level.info

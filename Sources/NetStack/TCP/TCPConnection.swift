@@ -37,6 +37,13 @@ public final class TCPConnection {
     private var rcvAdvertisedEdge = SequenceNumber(0)
     public let receiveBuffer: ChunkedBuffer
     private var assembler: Assembler
+    /// Takes the guest's in-order bytes straight from their frame when nothing is buffered or
+    /// held out of order (the layer above writes them to its socket at once), and returns how
+    /// many it took; the rest is buffered as usual. It must not call back into the stack. Saves
+    /// the copy into the ring for a stream whose reader keeps up.
+    public var directReceiver: ((UnsafeRawBufferPointer) -> Int)?
+    /// In-order bytes `directReceiver` took, never buffered.
+    public private(set) var bytesTakenDirectly = 0
     /// Sequence number of a FIN that arrived ahead of missing data.
     private var pendingFin: SequenceNumber?
     private var peerFinReceived = false
@@ -258,6 +265,7 @@ public final class TCPConnection {
 
     /// Every buffer and reservation goes back: the connection is leaving the stack.
     func releaseMemory() {
+        directReceiver = nil
         discardSendBuffer()
         receiveBuffer.removeAll()
         budget.release(rcvReserved)
@@ -565,12 +573,20 @@ public final class TCPConnection {
         if fin { pendingFin = seq + payload.count }
         if offset == 0 {
             if payload.count > 0 {
-                let n = receiveBuffer.write(payload, at: receiveBuffer.count)
+                // Only with nothing before them in the ring may bytes pass it: order is kept.
+                var taken = 0
+                if let take = directReceiver, receiveBuffer.isEmpty, assembler.isEmpty {
+                    taken = min(max(take(payload), 0), payload.count)
+                    bytesTakenDirectly += taken
+                }
+                let buffered = taken == payload.count
+                    ? 0 : receiveBuffer.write(UnsafeRawBufferPointer(rebasing: payload[taken...]), at: receiveBuffer.count)
+                let n = taken + buffered
                 let extra = assembler.advance(by: n)
-                receiveBuffer.commit(n + extra)
+                receiveBuffer.commit(buffered + extra)
                 rcvNxt += n + extra
                 growReceiveWindow(by: n + extra)
-                events.record(.readable)
+                if buffered + extra > 0 { events.record(.readable) }
                 unackedSegments += max(1, n / max(1, configuration.localMSS))
                 // ACK at once when out-of-order data just got filled in, or two segments are
                 // waiting (RFC 5681 §4.2); else delay.
