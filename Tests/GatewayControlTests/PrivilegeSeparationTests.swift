@@ -12,9 +12,10 @@ import Wire
 @Suite struct PrivilegeServerTests {
     static let plan = AddressPlan()
 
-    static func server(flowLog: String? = nil) -> PrivilegeServer {
+    static func server(flowLog: String? = nil, shardNice: Int = 0) -> PrivilegeServer {
         var c = DaemonConfiguration()
         c.flowLogPath = flowLog
+        c.shardNice = shardNice
         // Never the host's devices: other tests' run beside these.
         c.sweepPrefixes = []
         return PrivilegeServer(configuration: c, configPath: nil)
@@ -133,7 +134,7 @@ import Wire
     }
 
     @Test func setsOnlyTheShardNiceOnlyForTheWorkersThreads() {
-        let server = Self.server()
+        let server = Self.server(shardNice: -10)
         let me = getpid()
         // Not the configured value (-10), or a thread of another process than the asking worker.
         #expect(Self.refusal(.setThreadNice(thread: me, nice: -20), server: server).contains("not the configured"))
