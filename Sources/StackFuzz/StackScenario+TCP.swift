@@ -199,6 +199,17 @@ extension StackScenario {
         case 8:
             stack.tcpAbort(id)
             c.over = true
+        case 9:
+            // The relay takes the guest's bytes as they arrive, up to `amount` of each segment
+            // (its socket's room), or stops taking them (0): either way the next bytes it gets,
+            // taken or read, must be the stream's next.
+            guard amount > 0 else { return stack.tcpSetDirectReceiver(id, nil) }
+            stack.tcpSetDirectReceiver(id) { [unowned self, unowned c] bytes in
+                let n = min(bytes.count, amount)
+                self.take(c, Array(bytes[..<n]))
+                self.stats.directBytes += n
+                return n
+            }
         default:
             break
         }

@@ -122,6 +122,8 @@ final class StackScenario {
         var steps = 0
         var established = 0
         var deliveredBytes = 0
+        /// Of those, the ones a direct receiver took as they arrived.
+        var directBytes = 0
         var guestReceivedBytes = 0
         var framesChecked = 0
     }

@@ -44,7 +44,7 @@ struct StackSeed {
     }
 
     enum RelayAction: UInt8 {
-        case accept = 0, refuse, read, readRegions, discard, write, writeInPlace, shutdown, abort
+        case accept = 0, refuse, read, readRegions, discard, write, writeInPlace, shutdown, abort, takeDirectly
     }
 
     mutating func relay(slot: Int, _ action: RelayAction, lengthCode: UInt8 = 0) {
@@ -110,6 +110,26 @@ enum StackSeeds {
         s.time(0)
         s.time(0)
         out.append(("v6-out-of-order-sack", s.script.bytes))
+
+        // The relay takes the guest's bytes as they arrive, part of each large segment: the rest
+        // waits in the ring, a later segment queues behind it, a read empties it, an
+        // out-of-order segment is held until filled; then the relay stops taking them.
+        s = StackSeed(options: usual)
+        s.open(slot: 3, isn: 4242)
+        s.segment(slot: 3, lengthCode: 0)
+        s.relay(slot: 3, .takeDirectly, lengthCode: 100)
+        s.segment(slot: 3, lengthCode: 150)
+        s.segment(slot: 3, lengthCode: 60)
+        s.relay(slot: 3, .read, lengthCode: 250)
+        s.segment(slot: 3, lengthCode: 60)
+        s.segment(slot: 3, lengthCode: 100, mutations: 1, operands: [0x03, 0xE8])
+        s.segment(slot: 3, lengthCode: 125)
+        s.relay(slot: 3, .readRegions, lengthCode: 250)
+        s.relay(slot: 3, .takeDirectly, lengthCode: 0)
+        s.segment(slot: 3, lengthCode: 80)
+        s.finish(slot: 3)
+        s.relay(slot: 3, .read, lengthCode: 250)
+        out.append(("direct-receive", s.script.bytes))
 
         // A published port: the stack's SYN, the guest's SYN-ACK, data both ways, the guest closes.
         s = StackSeed(options: usual)

@@ -24,7 +24,7 @@ func replayOrWriteSeeds(_ arguments: ArraySlice<String>) -> Int32 {
     }
     return replayFuzzInputs(arguments, program: "StackFuzz") { bytes in
         let s = runStackInput(bytes)
-        print("  \(s.steps) steps, \(s.established) established, \(s.deliveredBytes) bytes to the relay, "
+        print("  \(s.steps) steps, \(s.established) established, \(s.deliveredBytes) bytes to the relay (\(s.directBytes) taken directly), "
               + "\(s.guestReceivedBytes) bytes to the guest, \(s.framesChecked) frames checked")
     }
 }
