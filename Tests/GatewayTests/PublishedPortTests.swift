@@ -172,6 +172,9 @@ struct PublishedPortTests {
         #expect(fields.count >= 4 && fields[1] == "True", "guest → host: \(result)")
         let upSeconds = fields.count > 2 ? fields[2] : "?", downSeconds = fields.count > 3 ? fields[3] : "?"
         print("published port, \(mebibytes) MiB each way: host → guest \(upSeconds) s, guest → host \(downSeconds) s")
+        // The guest's stream went to the client's socket as it arrived while the client kept up.
+        let direct = try fx.gateway.stats(info.id).counters["tcp_bytes_direct_total"] ?? 0
+        #expect(direct > 0 && direct <= (mebibytes << 20) + 64, "\(direct) bytes straight to the client's socket")
     }
 
     static let bulkMebibytes = 1024
