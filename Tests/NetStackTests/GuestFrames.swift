@@ -61,6 +61,28 @@ enum Guest {
     }
 }
 
+extension Stack {
+    /// The guest opens a TCP connection to 127.0.0.1:`port` (MSS 1460, `options` besides), the
+    /// layer above accepts it, and the guest's ACK completes the handshake. Returns the flow and
+    /// the sequence number of the stack's first byte; the SYN-ACK has been taken off the output.
+    func establishedEgressFlow(port: UInt16 = 8080, guestISN: UInt32 = 100, options: TCPOptions = TCPOptions()) throws -> (TCPFlowID, UInt32) {
+        let dst = IPv4Address(127, 0, 0, 1)
+        var o = options
+        o.mss = 1460
+        receive(Guest.tcp(to: dst, dstPort: port, seq: guestISN, flags: [.syn], options: o))
+        guard case .tcpConnectionRequest(let id, _)? = events().first else { throw FrameError("no connection request") }
+        tcpAccept(id, now: 1)
+        guard let synAck = try sentFrames().first?.tcp().0 else { throw FrameError("no SYN-ACK") }
+        receive(Guest.tcp(to: dst, dstPort: port, seq: guestISN &+ 1, ack: synAck.sequenceNumber &+ 1, flags: [.ack]))
+        return (id, synAck.sequenceNumber &+ 1)
+    }
+}
+
+struct FrameError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// A frame the stack sent, split into its layers.
 struct SentFrame {
     var vnet: VirtioNetHeader

@@ -182,15 +182,9 @@ import Wire
 
     @Test func largeWritesGoOutAsGSOFramesWithPartialChecksums() throws {
         let s = Stack(configuration: config)  // offloads on
-        let dst = IPv4Address(127, 0, 0, 1)
         var o = TCPOptions()
-        o.mss = 1460
         o.windowScale = 7
-        s.receive(Guest.tcp(to: dst, dstPort: 5201, seq: 100, flags: [.syn], options: o))
-        guard case .tcpConnectionRequest(let id, _)? = s.events().first else { Issue.record("no request"); return }
-        s.tcpAccept(id, now: 1)
-        let synAck = try s.sentFrames()[0].tcp().0
-        s.receive(Guest.tcp(to: dst, dstPort: 5201, seq: 101, ack: synAck.sequenceNumber &+ 1, flags: [.ack]))
+        let (id, _) = try s.establishedEgressFlow(port: 5201, options: o)
         let big = (0..<60000).map { UInt8(truncatingIfNeeded: $0) }
         _ = big.withUnsafeBytes { s.tcpWrite(id, $0, now: 2) }
         let frames = try s.sentFrames()
