@@ -334,7 +334,7 @@ public final class EventLoop: @unchecked Sendable {
         let loop = self
         let thread = Thread {
             // Named so that top -H, perf and /proc/PID/task/*/comm tell the shards apart.
-            _ = gw_set_thread_name(String(decoding: loop.name.utf8.prefix(15), as: UTF8.self))
+            _ = gw_set_thread_name(Self.threadName(loop.name))
             loop.pinIfNeeded()
             // Without CAP_SYS_NICE (or RLIMIT_NICE) a negative value is refused; the supervisor
             // then sets it, or the loop runs at the process's priority, which costs latency and
@@ -343,6 +343,13 @@ public final class EventLoop: @unchecked Sendable {
             loop.run()
         }
         thread.start()
+    }
+
+    /// `name` cut to the 15 bytes a thread name holds, at a character boundary.
+    static func threadName(_ name: String) -> String {
+        var cut = Substring(name)
+        while cut.utf8.count > 15 { cut = cut.dropLast() }
+        return String(cut)
     }
 
     private func pinIfNeeded() {

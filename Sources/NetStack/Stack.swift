@@ -774,7 +774,7 @@ public final class Stack {
             return
         }
         flows[id]?.connection.directReceiver = { [unowned self] bytes in
-            let n = take(bytes)
+            let n = min(max(take(bytes), 0), bytes.count)
             self.counters.tcpBytesTakenDirectly += n
             return n
         }

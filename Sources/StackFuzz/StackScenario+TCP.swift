@@ -204,7 +204,12 @@ extension StackScenario {
             // (its socket's room), or stops taking them (0): either way the next bytes it gets,
             // taken or read, must be the stream's next.
             guard amount > 0 else { return stack.tcpSetDirectReceiver(id, nil) }
+            // Some receivers decline every few calls (a socket full now and then).
+            let declineEvery = Int(action / 10) % 4
+            var calls = 0
             stack.tcpSetDirectReceiver(id) { [unowned self, unowned c] bytes in
+                calls += 1
+                if declineEvery > 0 && calls % (declineEvery + 1) == 0 { return 0 }
                 let n = min(bytes.count, amount)
                 self.take(c, Array(bytes[..<n]))
                 self.stats.directBytes += n

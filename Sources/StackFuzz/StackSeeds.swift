@@ -125,6 +125,12 @@ enum StackSeeds {
         s.segment(slot: 3, lengthCode: 100, mutations: 1, operands: [0x03, 0xE8])
         s.segment(slot: 3, lengthCode: 125)
         s.relay(slot: 3, .readRegions, lengthCode: 250)
+        // Again, declining every second offer (step byte 19: take directly, decline every 2nd).
+        s.raw(.relay, [3, 19, 100])
+        s.segment(slot: 3, lengthCode: 40)
+        s.segment(slot: 3, lengthCode: 40)
+        s.segment(slot: 3, lengthCode: 40)
+        s.relay(slot: 3, .read, lengthCode: 250)
         s.relay(slot: 3, .takeDirectly, lengthCode: 0)
         s.segment(slot: 3, lengthCode: 80)
         s.finish(slot: 3)

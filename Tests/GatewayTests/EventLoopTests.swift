@@ -17,6 +17,14 @@ private final class Counter: Sendable {
 }
 
 @Suite struct EventLoopTests {
+    @Test func threadNamesFitTheKernelsFifteenBytesWholeCharactersOnly() {
+        #expect(EventLoop.threadName("shard-3") == "shard-3")
+        #expect(EventLoop.threadName("shard-1234567890123") == "shard-123456789")
+        // "é" is two bytes: cutting at 15 would split the last one.
+        let cut = EventLoop.threadName("shard-éééééééé")
+        #expect(cut == "shard-éééé" && cut.utf8.count == 14)
+    }
+
     /// A connected pair of non-blocking datagram sockets; [0] goes to the loop.
     private func socketPair() throws -> (Int32, Int32) {
         var fds: [Int32] = [0, 0]

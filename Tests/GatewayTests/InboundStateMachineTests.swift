@@ -32,6 +32,21 @@ private func relaying() -> Machine {
         #expect(m.timerFired() == .none, "the guest answered in time")
     }
 
+    @Test func guestBytesGoStraightToTheClientOnlyWhileNothingHoldsThem() {
+        var m = Machine()
+        #expect(!m.takesGuestBytesDirectly, "not before the guest answered")
+        m = relaying()
+        #expect(m.takesGuestBytesDirectly)
+        #expect(m.stackEvent(.readable, unreadBytes: 100) == .push)
+        #expect(m.pushed(.socketFull) == .none)
+        #expect(!m.takesGuestBytesDirectly, "a full socket: the bytes queue in the ring")
+        #expect(m.socketWritable() == .push)
+        #expect(m.pushed(.emptied(complete: false)) == .none)
+        #expect(m.takesGuestBytesDirectly)
+        #expect(m.stackEvent(.peerClosed, unreadBytes: 0) == .push)
+        #expect(!m.takesGuestBytesDirectly, "nothing comes after the guest's FIN")
+    }
+
     @Test func guestRefusalOrSilenceResetsTheClient() {
         var refused = Machine()
         #expect(refused.stackEvent(.closed, unreadBytes: 0) == .refuseClient(.guestRefused, abortGuest: false))

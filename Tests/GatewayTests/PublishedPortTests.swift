@@ -174,7 +174,8 @@ struct PublishedPortTests {
         print("published port, \(mebibytes) MiB each way: host → guest \(upSeconds) s, guest → host \(downSeconds) s")
         // The guest's stream went to the client's socket as it arrived while the client kept up.
         let direct = try fx.gateway.stats(info.id).counters["tcp_bytes_direct_total"] ?? 0
-        #expect(direct > 0 && direct <= (mebibytes << 20) + 64, "\(direct) bytes straight to the client's socket")
+        // (The guest's answer on the upload port, 75 bytes, goes the same way.)
+        #expect(direct > (mebibytes << 20) / 4 && direct <= (mebibytes << 20) + 128, "\(direct) bytes straight to the client's socket")
     }
 
     static let bulkMebibytes = 1024

@@ -121,6 +121,31 @@ private func relaying() -> Machine {
         #expect(m.interestChange() == .modify(readable))
     }
 
+    @Test func guestBytesGoStraightToTheSocketOnlyWhileNothingHoldsThem() {
+        var m = Machine()
+        #expect(!m.takesGuestBytesDirectly, "not before the upstream accepted")
+        m = relaying()
+        #expect(m.takesGuestBytesDirectly)
+        #expect(m.stackEvent(.readable, closedCleanly: false) == .push)
+        #expect(m.pushed(.socketFull) == .none)
+        #expect(!m.takesGuestBytesDirectly, "a full socket: the bytes queue in the ring")
+        #expect(m.socketWritable() == .push)
+        #expect(m.pushed(.emptied(complete: false)) == .none)
+        #expect(m.takesGuestBytesDirectly)
+        #expect(m.pushed(.rateLimited(held: 10)) == .waitForTokens(.toHost, held: 10))
+        #expect(!m.takesGuestBytesDirectly, "rate-limited: the bytes wait for tokens")
+        #expect(m.tokensBack(.toHost) == .push)
+        #expect(m.pushed(.emptied(complete: false)) == .none)
+        #expect(m.takesGuestBytesDirectly)
+        #expect(m.stackEvent(.peerClosed, closedCleanly: false) == .push)
+        #expect(!m.takesGuestBytesDirectly, "nothing comes after the guest's FIN")
+        var held = TCPRelayNameCheckTests.holding()
+        #expect(!held.takesGuestBytesDirectly, "bytes held for the name check")
+        #expect(held.stackEvent(.readable, closedCleanly: false) == .checkName)
+        #expect(held.nameChecked(.allowed) == .push)
+        #expect(held.takesGuestBytesDirectly)
+    }
+
     @Test func fullStackStopsReadingUntilWritable() {
         var m = relaying()
         #expect(m.stackEvent(.writable, closedCleanly: false) == .none, "reading was not held up")

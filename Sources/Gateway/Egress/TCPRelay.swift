@@ -85,6 +85,9 @@ final class TCPRelay {
     private let openedAt = monotonicNanoseconds()
     /// The end event went out (a flow ends once, whichever path ends it).
     private var endLogged = false
+    /// A write of the guest's bytes straight from their frame failed (not EAGAIN): the next push
+    /// reports it instead of writing.
+    private var directWriteFailure: Errno?
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
@@ -223,6 +226,7 @@ final class TCPRelay {
             }
             perform(machine.pulled(outcome))
         case .push:
+            if let failure = directWriteFailure { return perform(machine.pushed(.failed(failure))) }
             let now = monotonicNanoseconds()
             let complete = machine.pushStartsComplete(
                 readClosed: stack.tcpIsReadClosed(id), connectionLive: stack.tcpState(id) != nil)
@@ -285,14 +289,23 @@ final class TCPRelay {
     }
 
     /// The guest's bytes as they arrive, while the ring before them is empty: straight to the
-    /// socket, saving their copy through the ring (`StreamPump.pushDirectly`).
+    /// socket, saving their copy through the ring (`StreamPump.pushDirectly`). A failed write
+    /// is kept for the push that follows (the stack reports the bytes it could not pass on as
+    /// readable): the errno is the socket's, and reading it here cleared it.
     private func takeDirectly(_ bytes: UnsafeRawBufferPointer) -> Int {
-        guard machine.takesGuestBytesDirectly, socket != nil else { return 0 }
+        guard machine.takesGuestBytesDirectly, directWriteFailure == nil, socket != nil else { return 0 }
         let now = monotonicNanoseconds()
-        return StreamPump.pushDirectly(bytes, to: socket!, now: now, rates: relay.rates) { n in
-            bytesOut &+= UInt64(n)
-            relay.countToHost(n)
-            lastActivity = now
+        do throws(Errno) {
+            return try StreamPump.pushDirectly(bytes, to: socket!, now: now, rates: relay.rates) { n in
+                bytesOut &+= UInt64(n)
+                relay.countToHost(n)
+                lastActivity = now
+            }
+        } catch .resourceTemporarilyUnavailable {
+            return 0
+        } catch {
+            directWriteFailure = error
+            return 0
         }
     }
 
@@ -388,6 +401,7 @@ final class TCPRelay {
     }
 
     private func closeSocket(reset: Bool) {
+        stack.tcpSetDirectReceiver(id, nil)
         forgetEndpoint()
         if let t = idleTimer { loop.cancel(t) }
         idleTimer = nil

@@ -53,6 +53,7 @@ import Glibc
 #endif
 import CGatewayShims
 import Link
+import SystemPackage
 import NetStack
 import Wire
 
@@ -78,6 +79,9 @@ final class InboundConnection {
     private var bytesIn: UInt64 = 0
     private let openedAt = monotonicNanoseconds()
     private var endLogged = false
+    /// A write of the guest's bytes straight from their frame failed (not EAGAIN): the next push
+    /// reports it instead of writing.
+    private var directWriteFailure: Errno?
 
     private var stack: Stack { relay.stack }
     private var loop: EventLoop { relay.loop }
@@ -142,12 +146,20 @@ final class InboundConnection {
     }
 
     /// The guest's bytes as they arrive, while the ring before them is empty: straight to the
-    /// client's socket, saving their copy through the ring (`StreamPump.pushDirectly`).
+    /// client's socket, saving their copy through the ring (`StreamPump.pushDirectly`). A failed
+    /// write is kept for the push that follows, as for egress (`TCPRelay.takeDirectly`).
     private func takeDirectly(_ bytes: UnsafeRawBufferPointer) -> Int {
-        guard machine.takesGuestBytesDirectly, socket != nil else { return 0 }
-        return StreamPump.pushDirectly(bytes, to: socket!, now: monotonicNanoseconds(), rates: relay.rates) { n in
-            bytesOut &+= UInt64(n)
-            relay.countFromGuest(n)
+        guard machine.takesGuestBytesDirectly, directWriteFailure == nil, socket != nil else { return 0 }
+        do throws(Errno) {
+            return try StreamPump.pushDirectly(bytes, to: socket!, now: monotonicNanoseconds(), rates: relay.rates) { n in
+                bytesOut &+= UInt64(n)
+                relay.countFromGuest(n)
+            }
+        } catch .resourceTemporarilyUnavailable {
+            return 0
+        } catch {
+            directWriteFailure = error
+            return 0
         }
     }
 
@@ -170,6 +182,7 @@ final class InboundConnection {
             }
             perform(machine.pulled(outcome))
         case .push:
+            if let failure = directWriteFailure { return perform(machine.pushed(.failed(failure))) }
             let complete = machine.pushStartsComplete(
                 readClosed: stack.tcpIsReadClosed(id), connectionLive: stack.tcpState(id) != nil)
             guard socket != nil else { return perform(machine.pushed(.failed(.badFileDescriptor))) }
@@ -263,6 +276,7 @@ final class InboundConnection {
 
     private func closeSocket(reset: Bool) {
         guard socket != nil else { return }
+        stack.tcpSetDirectReceiver(id, nil)
         // A graceful end: the client gets every byte and a FIN, not the crash-time reset.
         if !reset { HostSocket.setAbortiveClose(socket!, false) }
         HostSocket.unwatchAndClose(&socket, on: loop, reset: reset)

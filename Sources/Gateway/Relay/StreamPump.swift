@@ -78,20 +78,27 @@ enum StreamPump {
         }
     }
 
+    /// The smallest segment worth a system call of its own. Smaller ones (a guest without TSO,
+    /// small writes) are better gathered in the ring and written in one call after the batch.
+    static let directMinimum = 8 * 1024
+
     /// Writes bytes the stack offers as they arrive (its direct receiver, while the receive ring
-    /// is empty) to `socket`; returns how many it took, 0 when the socket is full, failed or the
-    /// rate limit has nothing now. The stack buffers the rest, and the `push` that follows meets
-    /// the same condition and reports it. Runs inside the stack's receive: `moved` must not call
-    /// into the stack.
+    /// is empty) to `socket`; returns how many it took, 0 for fewer than `directMinimum` or when
+    /// the rate limit has nothing now. The stack buffers the rest, and the `push` that follows
+    /// meets the same condition. Runs inside the stack's receive: `moved` must not call into
+    /// the stack.
+    /// - Throws: the write's errno (`.resourceTemporarilyUnavailable` when the socket is full).
     static func pushDirectly(
         _ bytes: UnsafeRawBufferPointer, to socket: borrowing OwnedDescriptor, now: UInt64, rates: RateLimiter? = nil,
         moved: (Int) -> Void
-    ) -> Int {
+    ) throws(Errno) -> Int {
+        guard bytes.count >= directMinimum else { return 0 }
         let limiter = rates?.limitsBytes(.toHost) == true ? rates : nil
         let allowance = limiter?.allowance(.toHost, now: now) ?? .max
         guard allowance > 0 else { return 0 }
         let offered = UnsafeRawBufferPointer(rebasing: bytes[..<min(bytes.count, allowance)])
-        guard let n = try? HostSocket.write(socket, offered), n > 0 else { return 0 }
+        let n = try HostSocket.write(socket, offered)
+        guard n > 0 else { return 0 }
         moved(n)
         limiter?.spend(.toHost, n, now: now)
         return n

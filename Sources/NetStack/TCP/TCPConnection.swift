@@ -575,7 +575,9 @@ public final class TCPConnection {
             if payload.count > 0 {
                 // Only with nothing before them in the ring may bytes pass it: order is kept.
                 var taken = 0
+                var offered = false
                 if let take = directReceiver, receiveBuffer.isEmpty, assembler.isEmpty {
+                    offered = true
                     taken = min(max(take(payload), 0), payload.count)
                     bytesTakenDirectly += taken
                 }
@@ -586,7 +588,9 @@ public final class TCPConnection {
                 receiveBuffer.commit(buffered + extra)
                 rcvNxt += n + extra
                 growReceiveWindow(by: n + extra)
-                if buffered + extra > 0 { events.record(.readable) }
+                // Bytes a receiver left (its socket full or failing, even ones the ring could not
+                // take) bring the layer above to its ordinary push, which says what stopped them.
+                if buffered + extra > 0 || (offered && taken < payload.count) { events.record(.readable) }
                 unackedSegments += max(1, n / max(1, configuration.localMSS))
                 // ACK at once when out-of-order data just got filled in, or two segments are
                 // waiting (RFC 5681 §4.2); else delay.
