@@ -768,13 +768,13 @@ public final class Stack {
 
     /// Lets `take` have the guest's in-order bytes as they arrive whenever none wait in the
     /// receive buffer (see `TCPConnection.directReceiver`); nil stops it.
-    public func tcpSetDirectReceiver(_ id: TCPFlowID, _ take: ((UnsafeRawBufferPointer) -> Int)?) {
+    public func tcpSetDirectReceiver(_ id: TCPFlowID, _ take: ((UnsafeRawBufferPointer, Bool) -> Int)?) {
         guard let take else {
             flows[id]?.connection.directReceiver = nil
             return
         }
-        flows[id]?.connection.directReceiver = { [unowned self] bytes in
-            let n = min(max(take(bytes), 0), bytes.count)
+        flows[id]?.connection.directReceiver = { [unowned self] bytes, pushed in
+            let n = min(max(take(bytes, pushed), 0), bytes.count)
             self.counters.tcpBytesTakenDirectly += n
             return n
         }

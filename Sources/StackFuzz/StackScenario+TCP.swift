@@ -207,7 +207,7 @@ extension StackScenario {
             // Some receivers decline every few calls (a socket full now and then).
             let declineEvery = Int(action / 10) % 4
             var calls = 0
-            stack.tcpSetDirectReceiver(id) { [unowned self, unowned c] bytes in
+            stack.tcpSetDirectReceiver(id) { [unowned self, unowned c] bytes, _ in
                 calls += 1
                 if declineEvery > 0 && calls % (declineEvery + 1) == 0 { return 0 }
                 let n = min(bytes.count, amount)

@@ -57,4 +57,35 @@ import Glibc
         b.close()
         #expect(try HostSocket.read(a, BufferRegions(buffer)) == 0, "EOF once the peer closed")
     }
+
+    /// The bytes a direct write from the stack may take: a segment that ends one of the guest's
+    /// writes whatever its size, any other only from `StreamPump.directMinimum` on; a full socket
+    /// says EAGAIN, which leaves the bytes to the ring.
+    @Test func directWritesTakeLargeOrFinalSegmentsAndAFullSocketSaysSo() throws {
+        var pair: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
+        let a = OwnedDescriptor(adopting: pair[0])
+        let b = OwnedDescriptor(adopting: pair[1])
+        var moved = 0
+        let small = [UInt8](repeating: 7, count: 1448)
+        let large = [UInt8](repeating: 9, count: StreamPump.directMinimum)
+        func push(_ bytes: [UInt8], pushed: Bool) -> Result<Int, Errno> {
+            bytes.withUnsafeBytes { p in
+                Result { () throws(Errno) in try StreamPump.pushDirectly(p, pushed: pushed, to: a, now: 1) { moved += $0 } }
+            }
+        }
+        #expect(try push(small, pushed: false).get() == 0, "a piece of a larger write waits in the ring")
+        #expect(try push(small, pushed: true).get() == small.count)
+        #expect(try push(large, pushed: false).get() == large.count)
+        #expect(moved == small.count + large.count)
+        // Fill the socket: the kernel's EAGAIN reaches the caller.
+        let before = moved
+        var full: Errno?
+        while full == nil {
+            if case .failure(let error) = push(large, pushed: true) { full = error }
+        }
+        #expect(full == .resourceTemporarilyUnavailable)
+        #expect(moved > before)
+        _ = b
+    }
 }

@@ -10,8 +10,11 @@ import Wire
         var taken: [UInt8] = []
         var calls = 0
         var limit: Int?
-        func take(_ bytes: UnsafeRawBufferPointer) -> Int {
+        /// Whether each offer ended one of the guest's writes (PSH).
+        var pushed: [Bool] = []
+        func take(_ bytes: UnsafeRawBufferPointer, _ push: Bool) -> Int {
             calls += 1
+            pushed.append(push)
             let n = min(bytes.count, limit ?? bytes.count)
             taken += bytes[..<n]
             return n
@@ -21,7 +24,7 @@ import Wire
     private func harness(_ sink: Sink) -> TCPHarness {
         let h = TCPHarness()
         h.establish()
-        h.conn.directReceiver = { sink.take($0) }
+        h.conn.directReceiver = { sink.take($0, $1) }
         return h
     }
 
@@ -91,6 +94,14 @@ import Wire
         #expect(sink.taken == c)
     }
 
+    @Test func theReceiverLearnsWhichSegmentsEndAWrite() {
+        let sink = Sink()
+        let h = harness(sink)
+        h.guest(payload: bytes(1000))
+        h.guest(flags: [.ack, .psh], payload: bytes(200, seed: 1))
+        #expect(sink.pushed == [false, true])
+    }
+
     @Test func finAfterBytesTakenDirectlyEndsTheStreamWithNothingToRead() {
         let sink = Sink()
         let h = harness(sink)
@@ -108,7 +119,7 @@ import Wire
         let (id, ourSeq) = try s.establishedEgressFlow()
         let dst = IPv4Address(127, 0, 0, 1)
         let sink = Sink()
-        s.tcpSetDirectReceiver(id) { sink.take($0) }
+        s.tcpSetDirectReceiver(id) { sink.take($0, $1) }
         let hello = Array("hello".utf8)
         s.receive(Guest.tcp(to: dst, dstPort: 8080, seq: 101, ack: ourSeq, flags: [.ack], payload: hello))
         #expect(sink.taken == hello)

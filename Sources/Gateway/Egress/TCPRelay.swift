@@ -215,7 +215,7 @@ final class TCPRelay {
             armIdleTimer()
             armHalfOpenTimer()
             stack.tcpAccept(id, now: monotonicNanoseconds())
-            stack.tcpSetDirectReceiver(id) { [weak self] bytes in self?.takeDirectly(bytes) ?? 0 }
+            stack.tcpSetDirectReceiver(id) { [weak self] bytes, pushed in self?.takeDirectly(bytes, pushed: pushed) ?? 0 }
         case .pull:
             let now = monotonicNanoseconds()
             guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
@@ -292,11 +292,11 @@ final class TCPRelay {
     /// socket, saving their copy through the ring (`StreamPump.pushDirectly`). A failed write
     /// is kept for the push that follows (the stack reports the bytes it could not pass on as
     /// readable): the errno is the socket's, and reading it here cleared it.
-    private func takeDirectly(_ bytes: UnsafeRawBufferPointer) -> Int {
+    private func takeDirectly(_ bytes: UnsafeRawBufferPointer, pushed: Bool) -> Int {
         guard machine.takesGuestBytesDirectly, directWriteFailure == nil, socket != nil else { return 0 }
         let now = monotonicNanoseconds()
         do throws(Errno) {
-            return try StreamPump.pushDirectly(bytes, to: socket!, now: now, rates: relay.rates) { n in
+            return try StreamPump.pushDirectly(bytes, pushed: pushed, to: socket!, now: now, rates: relay.rates) { n in
                 bytesOut &+= UInt64(n)
                 relay.countToHost(n)
                 lastActivity = now

@@ -148,10 +148,10 @@ final class InboundConnection {
     /// The guest's bytes as they arrive, while the ring before them is empty: straight to the
     /// client's socket, saving their copy through the ring (`StreamPump.pushDirectly`). A failed
     /// write is kept for the push that follows, as for egress (`TCPRelay.takeDirectly`).
-    private func takeDirectly(_ bytes: UnsafeRawBufferPointer) -> Int {
+    private func takeDirectly(_ bytes: UnsafeRawBufferPointer, pushed: Bool) -> Int {
         guard machine.takesGuestBytesDirectly, directWriteFailure == nil, socket != nil else { return 0 }
         do throws(Errno) {
-            return try StreamPump.pushDirectly(bytes, to: socket!, now: monotonicNanoseconds(), rates: relay.rates) { n in
+            return try StreamPump.pushDirectly(bytes, pushed: pushed, to: socket!, now: monotonicNanoseconds(), rates: relay.rates) { n in
                 bytesOut &+= UInt64(n)
                 relay.countFromGuest(n)
             }
@@ -172,7 +172,7 @@ final class InboundConnection {
         case .established:
             cancelTimer()
             relay.connectionEstablished()
-            stack.tcpSetDirectReceiver(id) { [weak self] bytes in self?.takeDirectly(bytes) ?? 0 }
+            stack.tcpSetDirectReceiver(id) { [weak self] bytes, pushed in self?.takeDirectly(bytes, pushed: pushed) ?? 0 }
         case .pull:
             guard socket != nil else { return perform(machine.pulled(.failed(.badFileDescriptor))) }
             let now = monotonicNanoseconds()

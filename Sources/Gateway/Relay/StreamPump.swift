@@ -78,21 +78,22 @@ enum StreamPump {
         }
     }
 
-    /// The smallest segment worth a system call of its own. Smaller ones (a guest without TSO,
-    /// small writes) are better gathered in the ring and written in one call after the batch.
+    /// The smallest segment worth a system call of its own unless it ends one of the guest's
+    /// writes: MSS-sized pieces of a large write (a guest without TSO) are better gathered in
+    /// the ring and written in one call after the batch.
     static let directMinimum = 8 * 1024
 
     /// Writes bytes the stack offers as they arrive (its direct receiver, while the receive ring
-    /// is empty) to `socket`; returns how many it took, 0 for fewer than `directMinimum` or when
-    /// the rate limit has nothing now. The stack buffers the rest, and the `push` that follows
-    /// meets the same condition. Runs inside the stack's receive: `moved` must not call into
-    /// the stack.
+    /// is empty) to `socket`; returns how many it took: 0 for fewer than `directMinimum` that do
+    /// not end a write of the guest's (`pushed`: PSH), or when the rate limit has nothing now.
+    /// The stack buffers the rest, and the `push` that follows meets the same condition. Runs
+    /// inside the stack's receive: `moved` must not call into the stack.
     /// - Throws: the write's errno (`.resourceTemporarilyUnavailable` when the socket is full).
     static func pushDirectly(
-        _ bytes: UnsafeRawBufferPointer, to socket: borrowing OwnedDescriptor, now: UInt64, rates: RateLimiter? = nil,
-        moved: (Int) -> Void
+        _ bytes: UnsafeRawBufferPointer, pushed: Bool, to socket: borrowing OwnedDescriptor, now: UInt64,
+        rates: RateLimiter? = nil, moved: (Int) -> Void
     ) throws(Errno) -> Int {
-        guard bytes.count >= directMinimum else { return 0 }
+        guard bytes.count >= directMinimum || pushed else { return 0 }
         let limiter = rates?.limitsBytes(.toHost) == true ? rates : nil
         let allowance = limiter?.allowance(.toHost, now: now) ?? .max
         guard allowance > 0 else { return 0 }

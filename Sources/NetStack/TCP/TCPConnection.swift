@@ -40,8 +40,9 @@ public final class TCPConnection {
     /// Takes the guest's in-order bytes straight from their frame when nothing is buffered or
     /// held out of order (the layer above writes them to its socket at once), and returns how
     /// many it took; the rest is buffered as usual. It must not call back into the stack. Saves
-    /// the copy into the ring for a stream whose reader keeps up.
-    public var directReceiver: ((UnsafeRawBufferPointer) -> Int)?
+    /// the copy into the ring for a stream whose reader keeps up. `pushed`: the segment carries
+    /// PSH, the end of one of the guest's writes (nothing more of it is coming in this batch).
+    public var directReceiver: ((_ bytes: UnsafeRawBufferPointer, _ pushed: Bool) -> Int)?
     /// In-order bytes `directReceiver` took, never buffered.
     public private(set) var bytesTakenDirectly = 0
     /// Sequence number of a FIN that arrived ahead of missing data.
@@ -488,7 +489,7 @@ public final class TCPConnection {
                 payload = UnsafeRawBufferPointer(rebasing: payload[..<max(0, window - (seq - rcvNxt))])
                 fin = false
             }
-            receiveData(seq: seq, payload: payload, fin: fin, now: now)
+            receiveData(seq: seq, payload: payload, fin: fin, pushed: seg.flags.contains(.psh), now: now)
         }
     }
 
@@ -568,7 +569,7 @@ public final class TCPConnection {
         retransmittedSegments += 1
     }
 
-    private func receiveData(seq: SequenceNumber, payload: UnsafeRawBufferPointer, fin: Bool, now: UInt64) {
+    private func receiveData(seq: SequenceNumber, payload: UnsafeRawBufferPointer, fin: Bool, pushed: Bool, now: UInt64) {
         let offset = seq - rcvNxt
         if fin { pendingFin = seq + payload.count }
         if offset == 0 {
@@ -578,7 +579,7 @@ public final class TCPConnection {
                 var offered = false
                 if let take = directReceiver, receiveBuffer.isEmpty, assembler.isEmpty {
                     offered = true
-                    taken = min(max(take(payload), 0), payload.count)
+                    taken = min(max(take(payload, pushed), 0), payload.count)
                     bytesTakenDirectly += taken
                 }
                 let buffered = taken == payload.count
