@@ -780,9 +780,6 @@ public final class Stack {
         }
     }
 
-    /// In-order bytes of the connection that its direct receiver took, never buffered.
-    public func tcpBytesTakenDirectly(_ id: TCPFlowID) -> Int { flows[id]?.connection.bytesTakenDirectly ?? 0 }
-
     public func tcpReadableBytes(_ id: TCPFlowID) -> Int { flows[id]?.connection.receiveBuffer.count ?? 0 }
 
     /// Copies the guest's unread bytes from the start, without consuming them; returns how many.

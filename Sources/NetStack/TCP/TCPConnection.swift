@@ -43,8 +43,6 @@ public final class TCPConnection {
     /// the copy into the ring for a stream whose reader keeps up. `pushed`: the segment carries
     /// PSH, the end of one of the guest's writes (nothing more of it is coming in this batch).
     public var directReceiver: ((_ bytes: UnsafeRawBufferPointer, _ pushed: Bool) -> Int)?
-    /// In-order bytes `directReceiver` took, never buffered.
-    public private(set) var bytesTakenDirectly = 0
     /// Sequence number of a FIN that arrived ahead of missing data.
     private var pendingFin: SequenceNumber?
     private var peerFinReceived = false
@@ -580,7 +578,6 @@ public final class TCPConnection {
                 if let take = directReceiver, receiveBuffer.isEmpty, assembler.isEmpty {
                     offered = true
                     taken = min(max(take(payload, pushed), 0), payload.count)
-                    bytesTakenDirectly += taken
                 }
                 let buffered = taken == payload.count
                     ? 0 : receiveBuffer.write(UnsafeRawBufferPointer(rebasing: payload[taken...]), at: receiveBuffer.count)
